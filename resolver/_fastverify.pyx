@@ -1,0 +1,729 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled DNSSEC verification core.
+
+Wire-level building blocks that the pure-Python validator (``resolver.dnssec``) composes:
+
+* canonical names, RDATA and RRsets (RFC 4034 §6, amended by RFC 6840 §5.1);
+* the data an RRSIG signs, with wildcard owner reconstruction (RFC 4034 §3.1.8.1, RFC 4035 §5.3.2);
+* DNSKEY parsing into ready public-key objects, cached by the key's wire bytes, and the key tag
+  (RFC 4034 App. B);
+* RRSIG signature verification for algorithms 5, 7, 8, 10, 13, 14, 15, 16 (RFC 3110, RFC 5702,
+  RFC 6605, RFC 8080);
+* DS digests (RFC 4034 §5.1.4, RFC 4509, RFC 6605 §2), NSEC3 owner hashing (RFC 5155 §5);
+* signature validity windows in serial-number arithmetic (RFC 4034 §3.1.5, RFC 1982).
+
+Nothing here knows about zones, trust or policy: it answers "are these bytes signed by this key".
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int32_t, int64_t, uint32_t
+from libc.string cimport memcpy
+
+import hashlib
+import socket
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+# --- RR types whose embedded names are lowercased in canonical form ---------------------------
+# RFC 4034 §6.2 item 3, less NSEC (RFC 6840 §5.1); layouts from the defining RFCs.
+cdef enum:
+    T_A = 1
+    T_NS = 2
+    T_MD = 3
+    T_MF = 4
+    T_CNAME = 5
+    T_SOA = 6
+    T_MB = 7
+    T_MG = 8
+    T_MR = 9
+    T_PTR = 12
+    T_MINFO = 14
+    T_MX = 15
+    T_RP = 17
+    T_AFSDB = 18
+    T_RT = 21
+    T_SIG = 24
+    T_PX = 26
+    T_AAAA = 28
+    T_NXT = 30
+    T_SRV = 33
+    T_NAPTR = 35
+    T_KX = 36
+    T_A6 = 38
+    T_DNAME = 39
+    T_DS = 43
+    T_RRSIG = 46
+    T_DNSKEY = 48
+    T_CDS = 59
+    T_CDNSKEY = 60
+
+# Status codes of check_window().
+WINDOW_OK = 0
+WINDOW_EXPIRED = 1
+WINDOW_NOT_YET_VALID = 2
+WINDOW_INVERTED = 3
+
+# Algorithm numbers (IANA "DNS Security Algorithm Numbers").
+RSASHA1 = 5
+RSASHA1_NSEC3_SHA1 = 7
+RSASHA256 = 8
+RSASHA512 = 10
+ECDSAP256SHA256 = 13
+ECDSAP384SHA384 = 14
+ED25519 = 15
+ED448 = 16
+
+IMPLEMENTED_ALGORITHMS = frozenset((5, 7, 8, 10, 13, 14, 15, 16))
+SHA1_ALGORITHMS = frozenset((5, 7))
+
+cdef object _PKCS1 = padding.PKCS1v15()
+cdef object _SHA1 = hashes.SHA1()
+cdef object _SHA256 = hashes.SHA256()
+cdef object _SHA384 = hashes.SHA384()
+cdef object _SHA512 = hashes.SHA512()
+cdef object _ECDSA256 = ec.ECDSA(hashes.SHA256())
+cdef object _ECDSA384 = ec.ECDSA(hashes.SHA384())
+cdef object _P256 = ec.SECP256R1()
+cdef object _P384 = ec.SECP384R1()
+cdef object _inet_pton = socket.inet_pton
+cdef int _AF_INET6 = socket.AF_INET6
+
+
+class MalformedData(ValueError):
+    """Wire data that cannot be canonicalised or parsed."""
+
+
+# --- names --------------------------------------------------------------------------------------
+
+cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
+    if 65 <= c <= 90:
+        return c + 32
+    return c
+
+
+cpdef bytes name_wire(tuple labels, bint lowercase=True):
+    """Uncompressed wire form of a name given as ``dns.name.Name.labels`` (RFC 1035 §3.1),
+    lowercased for canonical form (RFC 4034 §6.2) unless ``lowercase`` is false."""
+    cdef Py_ssize_t total = 0, n, i, pos = 0
+    cdef bytes label, out
+    cdef unsigned char *dst
+    cdef const unsigned char *src
+    for label in labels:
+        n = PyBytes_GET_SIZE(label)
+        if n > 63:
+            raise MalformedData("label longer than 63 octets")
+        total += n + 1
+    if total == 0 or PyBytes_GET_SIZE(<bytes>labels[len(labels) - 1]) != 0:
+        raise MalformedData("name is not absolute")
+    if total > 255:
+        raise MalformedData("name longer than 255 octets")
+    out = PyBytes_FromStringAndSize(NULL, total)
+    dst = <unsigned char *>PyBytes_AS_STRING(out)
+    for label in labels:
+        n = PyBytes_GET_SIZE(label)
+        src = <const unsigned char *>PyBytes_AS_STRING(label)
+        dst[pos] = <unsigned char>n
+        pos += 1
+        if lowercase:
+            for i in range(n):
+                dst[pos + i] = _lower(src[i])
+        else:
+            memcpy(dst + pos, src, n)
+        pos += n
+    return out
+
+
+cdef Py_ssize_t _lower_name_at(unsigned char *buf, Py_ssize_t pos, Py_ssize_t end) except -2:
+    """Lowercase the uncompressed name at ``pos`` in place; return the offset just past it."""
+    cdef Py_ssize_t n, i
+    while True:
+        if pos >= end:
+            raise MalformedData("name runs past the end of RDATA")
+        n = buf[pos]
+        if n & 0xC0:
+            raise MalformedData("compressed or extended label in RDATA")
+        pos += 1
+        if n == 0:
+            return pos
+        if pos + n > end:
+            raise MalformedData("label runs past the end of RDATA")
+        for i in range(pos, pos + n):
+            buf[i] = _lower(buf[i])
+        pos += n
+
+
+cdef Py_ssize_t _skip_string(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end) except -2:
+    if pos >= end or pos + 1 + buf[pos] > end:
+        raise MalformedData("character-string runs past the end of RDATA")
+    return pos + 1 + buf[pos]
+
+
+cpdef bytes canonical_rdata(int rdtype, bytes wire):
+    """Canonical form of uncompressed RDATA: embedded names of the RFC 4034 §6.2 types lowercased,
+    except NSEC's next name (RFC 6840 §5.1). Other types are returned unchanged."""
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(wire), pos
+    cdef unsigned char *buf
+    cdef bytes out
+    cdef int prefix
+    if rdtype not in (T_NS, T_MD, T_MF, T_CNAME, T_SOA, T_MB, T_MG, T_MR, T_PTR, T_MINFO, T_MX,
+                      T_RP, T_AFSDB, T_RT, T_SIG, T_PX, T_NXT, T_SRV, T_NAPTR, T_KX, T_A6,
+                      T_DNAME, T_RRSIG):
+        return wire
+    out = PyBytes_FromStringAndSize(PyBytes_AS_STRING(wire), end)
+    buf = <unsigned char *>PyBytes_AS_STRING(out)
+    if rdtype in (T_NS, T_MD, T_MF, T_CNAME, T_MB, T_MG, T_MR, T_PTR, T_DNAME, T_NXT):
+        _lower_name_at(buf, 0, end)
+    elif rdtype in (T_SOA, T_MINFO, T_RP):
+        _lower_name_at(buf, _lower_name_at(buf, 0, end), end)
+    elif rdtype in (T_MX, T_AFSDB, T_RT, T_KX):
+        _lower_name_at(buf, 2, end)
+    elif rdtype == T_PX:
+        _lower_name_at(buf, _lower_name_at(buf, 2, end), end)
+    elif rdtype == T_SRV:
+        _lower_name_at(buf, 6, end)
+    elif rdtype in (T_SIG, T_RRSIG):
+        _lower_name_at(buf, 18, end)
+    elif rdtype == T_NAPTR:
+        pos = _skip_string(buf, 4, end)
+        pos = _skip_string(buf, pos, end)
+        pos = _skip_string(buf, pos, end)
+        _lower_name_at(buf, pos, end)
+    elif rdtype == T_A6:
+        if end < 1 or buf[0] > 128:
+            raise MalformedData("bad A6 prefix length")
+        prefix = buf[0]
+        pos = 1 + (128 - prefix + 7) // 8
+        if prefix:
+            _lower_name_at(buf, pos, end)
+    return out
+
+
+cdef bytes _ipv4_wire(str text):
+    cdef bytes ascii = text.encode("ascii")
+    cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(ascii)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(ascii), i
+    cdef unsigned char out[4]
+    cdef int part = 0, value = 0, digits = 0
+    for i in range(n + 1):
+        if i == n or s[i] == 46:  # '.'
+            if digits == 0 or part > 3:
+                raise MalformedData("bad IPv4 address")
+            out[part] = <unsigned char>value
+            part += 1
+            value = 0
+            digits = 0
+        elif 48 <= s[i] <= 57 and digits < 3:
+            value = value * 10 + (s[i] - 48)
+            digits += 1
+            if value > 255:
+                raise MalformedData("bad IPv4 address")
+        else:
+            raise MalformedData("bad IPv4 address")
+    if part != 4:
+        raise MalformedData("bad IPv4 address")
+    return PyBytes_FromStringAndSize(<char *>out, 4)
+
+
+cpdef bytes rdata_wire(object rdata):
+    """Canonical RDATA wire form of a dnspython ``Rdata`` (RFC 4034 §6.2).
+
+    The common signed types are serialised straight from their fields; the rest go through
+    dnspython's uncompressed ``to_wire`` and :func:`canonical_rdata`."""
+    cdef int rdtype = rdata.rdtype
+    cdef bytes key, out
+    cdef unsigned char *p
+    cdef int flags
+    if rdtype == T_A:
+        return _ipv4_wire(rdata.address)
+    if rdtype == T_AAAA:
+        return _inet_pton(_AF_INET6, rdata.address)
+    if rdtype == T_DNSKEY or rdtype == T_CDNSKEY:
+        key = rdata.key
+        out = PyBytes_FromStringAndSize(NULL, 4 + PyBytes_GET_SIZE(key))
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        flags = rdata.flags
+        p[0] = (flags >> 8) & 0xFF
+        p[1] = flags & 0xFF
+        p[2] = <unsigned char>(<int>rdata.protocol)
+        p[3] = <unsigned char>(<int>rdata.algorithm)
+        memcpy(p + 4, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        return out
+    return canonical_rdata(rdtype, rdata.to_wire())
+
+
+# --- the data an RRSIG covers -------------------------------------------------------------------
+
+cdef inline void _put32(unsigned char *p, uint32_t v) noexcept nogil:
+    p[0] = (v >> 24) & 0xFF
+    p[1] = (v >> 16) & 0xFF
+    p[2] = (v >> 8) & 0xFF
+    p[3] = v & 0xFF
+
+
+cpdef bytes rrsig_header(object rrsig):
+    """RRSIG RDATA up to and including the canonical signer name (RFC 4034 §3.1.8.1)."""
+    cdef bytes signer = name_wire(rrsig.signer.labels)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(signer)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 18 + n)
+    cdef unsigned char *p = <unsigned char *>PyBytes_AS_STRING(out)
+    cdef int covered = rrsig.type_covered, key_tag = rrsig.key_tag
+    cdef uint32_t ttl = rrsig.original_ttl, exp = rrsig.expiration, inc = rrsig.inception
+    p[0] = (covered >> 8) & 0xFF
+    p[1] = covered & 0xFF
+    p[2] = <unsigned char>(<int>rrsig.algorithm)
+    p[3] = <unsigned char>(<int>rrsig.labels)
+    _put32(p + 4, ttl)
+    _put32(p + 8, exp)
+    _put32(p + 12, inc)
+    p[16] = (key_tag >> 8) & 0xFF
+    p[17] = key_tag & 0xFF
+    memcpy(p + 18, PyBytes_AS_STRING(signer), n)
+    return out
+
+
+cpdef int label_count(tuple labels):
+    """The RRSIG "labels" value of an owner name: labels less the root and a leading ``*``
+    (RFC 4034 §3.1.3)."""
+    cdef int n = len(labels) - 1
+    if n > 0 and <bytes>labels[0] == b"*":
+        n -= 1
+    return n
+
+
+cpdef bytes signed_owner(tuple owner_labels, int rrsig_labels):
+    """Canonical owner name as signed: the owner itself, or the wildcard ``*.<rightmost labels>``
+    it was expanded from when the RRSIG labels field is smaller (RFC 4035 §5.3.2).
+    Raises MalformedData when the labels field exceeds the owner's label count."""
+    cdef int have = label_count(owner_labels)
+    if rrsig_labels > have:
+        raise MalformedData("RRSIG labels field exceeds the owner's label count")
+    if rrsig_labels == have:
+        return name_wire(owner_labels)
+    return b"\x01*" + name_wire(owner_labels[len(owner_labels) - 1 - rrsig_labels:])
+
+
+cpdef bytes signed_data(bytes header, bytes owner, int rdtype, int rdclass, uint32_t original_ttl,
+                        list rdatas):
+    """The octets an RRSIG covers: its header followed by the RRset in canonical form and order,
+    duplicates removed (RFC 4034 §3.1.8.1, §6.3). ``rdatas`` are canonical RDATA wire forms."""
+    cdef list ordered = sorted(set(rdatas)) if len(rdatas) > 1 else rdatas
+    cdef Py_ssize_t hn = PyBytes_GET_SIZE(header), on = PyBytes_GET_SIZE(owner)
+    cdef Py_ssize_t total = hn, pos, rn
+    cdef bytes rd, out
+    cdef unsigned char *p
+    for rd in ordered:
+        rn = PyBytes_GET_SIZE(rd)
+        if rn > 0xFFFF:
+            raise MalformedData("RDATA longer than 65535 octets")
+        total += on + 10 + rn
+    out = PyBytes_FromStringAndSize(NULL, total)
+    p = <unsigned char *>PyBytes_AS_STRING(out)
+    memcpy(p, PyBytes_AS_STRING(header), hn)
+    pos = hn
+    for rd in ordered:
+        rn = PyBytes_GET_SIZE(rd)
+        memcpy(p + pos, PyBytes_AS_STRING(owner), on)
+        pos += on
+        p[pos] = (rdtype >> 8) & 0xFF
+        p[pos + 1] = rdtype & 0xFF
+        p[pos + 2] = (rdclass >> 8) & 0xFF
+        p[pos + 3] = rdclass & 0xFF
+        _put32(p + pos + 4, original_ttl)
+        p[pos + 8] = (rn >> 8) & 0xFF
+        p[pos + 9] = rn & 0xFF
+        pos += 10
+        memcpy(p + pos, PyBytes_AS_STRING(rd), rn)
+        pos += rn
+    return out
+
+
+# --- time ---------------------------------------------------------------------------------------
+
+cpdef int check_window(uint32_t inception, uint32_t expiration, int64_t now):
+    """Where ``now`` (POSIX seconds) falls against an RRSIG validity window, comparing in 32-bit
+    serial-number arithmetic (RFC 4034 §3.1.5, RFC 1982 §3.2)."""
+    cdef uint32_t t = <uint32_t>(now & 0xFFFFFFFF)
+    if <int32_t>(expiration - inception) < 0:
+        return WINDOW_INVERTED
+    if <int32_t>(t - inception) < 0:
+        return WINDOW_NOT_YET_VALID
+    if <int32_t>(expiration - t) < 0:
+        return WINDOW_EXPIRED
+    return WINDOW_OK
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+cpdef int key_tag(bytes dnskey_wire):
+    """Key tag of a DNSKEY RDATA (RFC 4034 App. B; App. B.1 for algorithm 1)."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(dnskey_wire)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(dnskey_wire), i
+    cdef uint32_t ac = 0
+    if n < 4:
+        raise MalformedData("DNSKEY RDATA shorter than 4 octets")
+    if p[3] == 1:
+        if n < 7:
+            raise MalformedData("RSAMD5 key too short")
+        return (p[n - 3] << 8) | p[n - 2]
+    for i in range(n):
+        ac += p[i] if i & 1 else (<uint32_t>p[i]) << 8
+    ac += (ac >> 16) & 0xFFFF
+    return ac & 0xFFFF
+
+
+cdef class Key:
+    """A DNSKEY parsed once: flags, algorithm and key tag at once, the public-key object on first
+    use (so a flood of keys that no signature names costs no parsing).
+
+    ``public`` is None when the algorithm is not implemented or the key material is malformed;
+    ``error`` then says why."""
+    cdef readonly bytes wire
+    cdef readonly int flags, protocol, algorithm, tag
+    cdef object _public
+    cdef str _error
+    cdef bint _loaded
+
+    def __init__(self, bytes wire):
+        self.tag = key_tag(wire)
+        self.wire = wire
+        self.flags = (wire[0] << 8) | wire[1]
+        self.protocol = wire[2]
+        self.algorithm = wire[3]
+
+    cdef void _load(self):
+        self._loaded = True
+        try:
+            self._public = _load_public_key(self.algorithm, self.wire[4:])
+        except (ValueError, UnsupportedAlgorithm, MalformedData) as exc:
+            self._error = f"malformed algorithm {self.algorithm} key: {exc}"
+            return
+        if self._public is None:
+            self._error = f"algorithm {self.algorithm} is not implemented"
+
+    @property
+    def public(self):
+        if not self._loaded:
+            self._load()
+        return self._public
+
+    @property
+    def error(self):
+        if not self._loaded:
+            self._load()
+        return self._error
+
+    def __repr__(self):
+        return f"<Key tag={self.tag} alg={self.algorithm} flags={self.flags}>"
+
+
+cdef object _load_public_key(int algorithm, bytes material):
+    cdef Py_ssize_t elen, n = len(material)
+    if algorithm in (5, 7, 8, 10):  # RFC 3110 §2
+        if n < 3:
+            raise MalformedData("RSA key too short")
+        if material[0]:
+            elen, off = material[0], 1
+        else:
+            elen, off = (material[1] << 8) | material[2], 3
+        if elen == 0 or off + elen >= n:
+            raise MalformedData("RSA exponent length out of range")
+        exponent = int.from_bytes(material[off:off + elen], "big")
+        modulus = int.from_bytes(material[off + elen:], "big")
+        if modulus.bit_length() > 4096:
+            raise MalformedData("RSA modulus longer than 4096 bits")
+        return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    if algorithm == 13 or algorithm == 14:  # RFC 6605 §4
+        if n != (64 if algorithm == 13 else 96):
+            raise MalformedData("ECDSA key has the wrong length")
+        return ec.EllipticCurvePublicKey.from_encoded_point(
+            _P256 if algorithm == 13 else _P384, b"\x04" + material)
+    if algorithm == 15:  # RFC 8080 §3
+        return ed25519.Ed25519PublicKey.from_public_bytes(material)
+    if algorithm == 16:
+        return ed448.Ed448PublicKey.from_public_bytes(material)
+    return None
+
+
+cdef class KeyCache:
+    """Parsed keys by DNSKEY wire bytes, bounded; the oldest entry goes first when full."""
+    cdef dict _keys
+    cdef Py_ssize_t _capacity
+
+    def __init__(self, Py_ssize_t capacity=10000):
+        self._keys = {}
+        self._capacity = capacity
+
+    cpdef Key get(self, bytes wire):
+        cdef Key key = self._keys.get(wire)
+        if key is None:
+            key = Key(wire)
+            if len(self._keys) >= self._capacity:
+                del self._keys[next(iter(self._keys))]
+            self._keys[wire] = key
+        return key
+
+    def __len__(self):
+        return len(self._keys)
+
+    def clear(self):
+        self._keys.clear()
+
+
+# --- signatures ---------------------------------------------------------------------------------
+
+cpdef bint verify_signature(Key key, bytes signature, bytes data):
+    """Check ``signature`` over ``data`` with ``key``; False on any mismatch or malformed
+    signature (RFC 3110 §3, RFC 5702 §3, RFC 6605 §4, RFC 8080 §4)."""
+    cdef int alg = key.algorithm
+    cdef Py_ssize_t half
+    if not key._loaded:
+        key._load()
+    cdef object pub = key._public
+    if pub is None:
+        return False
+    try:
+        if alg == 8:
+            pub.verify(signature, data, _PKCS1, _SHA256)
+        elif alg == 13 or alg == 14:
+            half = 32 if alg == 13 else 48
+            if PyBytes_GET_SIZE(signature) != 2 * half:
+                return False
+            pub.verify(encode_dss_signature(int.from_bytes(signature[:half], "big"),
+                                            int.from_bytes(signature[half:], "big")),
+                       data, _ECDSA256 if alg == 13 else _ECDSA384)
+        elif alg == 15 or alg == 16:
+            pub.verify(signature, data)
+        elif alg == 10:
+            pub.verify(signature, data, _PKCS1, _SHA512)
+        elif alg == 5 or alg == 7:
+            pub.verify(signature, data, _PKCS1, _SHA1)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    except ValueError:
+        return False
+    return True
+
+
+# --- digests ------------------------------------------------------------------------------------
+
+DIGEST_SHA1 = 1
+DIGEST_SHA256 = 2
+DIGEST_SHA384 = 4
+IMPLEMENTED_DIGESTS = frozenset((1, 2, 4))
+_DIGEST_NAMES = {1: "sha1", 2: "sha256", 4: "sha384"}
+
+
+cpdef bytes ds_digest(int digest_type, bytes owner_wire, bytes dnskey_wire):
+    """DS digest of a DNSKEY: hash(owner | RDATA) (RFC 4034 §5.1.4, RFC 4509 §2.1, RFC 6605 §2);
+    None for an unimplemented digest type."""
+    name = _DIGEST_NAMES.get(digest_type)
+    if name is None:
+        return None
+    h = hashlib.new(name, owner_wire)
+    h.update(dnskey_wire)
+    return h.digest()
+
+
+cpdef bytes nsec3_hash(bytes name_wire, bytes salt, int iterations):
+    """NSEC3 owner hash with SHA-1, the only defined hash algorithm (RFC 5155 §5):
+    IH(0) = H(name | salt), IH(k) = H(IH(k-1) | salt)."""
+    cdef bytes digest = hashlib.sha1(name_wire + salt).digest()
+    cdef int i
+    for i in range(iterations):
+        digest = hashlib.sha1(digest + salt).digest()
+    return digest
+
+
+# --- the RRSIG loop (RFC 4035 §5.3) ----------------------------------------------------------------
+
+ZONE_FLAG = 0x0100  # RFC 4034 §2.1.1
+REVOKE_FLAG = 0x0080  # RFC 5011 §3
+
+# Outcomes of check_rrset().
+SECURE = 0
+BOGUS = 1
+NO_SUPPORTED_KEY = 2  # nothing to check with: RFC 4035 §5.2 makes the zone insecure
+RRSET_BUDGET = 3      # max_sig_checks_per_rrset reached
+
+
+cdef bint _labels_equal(tuple a, Py_ssize_t a_off, tuple b, Py_ssize_t b_off, Py_ssize_t n):
+    """Case-insensitive comparison of n labels of a from a_off and of b from b_off."""
+    cdef Py_ssize_t i, j, ln
+    cdef bytes la, lb
+    cdef const unsigned char *pa
+    cdef const unsigned char *pb
+    for i in range(n):
+        la = <bytes>a[a_off + i]
+        lb = <bytes>b[b_off + i]
+        if la is lb:
+            continue
+        ln = PyBytes_GET_SIZE(la)
+        if ln != PyBytes_GET_SIZE(lb):
+            return False
+        pa = <const unsigned char *>PyBytes_AS_STRING(la)
+        pb = <const unsigned char *>PyBytes_AS_STRING(lb)
+        for j in range(ln):
+            if _lower(pa[j]) != _lower(pb[j]):
+                return False
+    return True
+
+
+cpdef bint same_name(tuple a, tuple b):
+    """Whether two names (``Name.labels``) are equal, ignoring ASCII case (RFC 4343)."""
+    return a is b or (len(a) == len(b) and _labels_equal(a, 0, b, 0, len(a)))
+
+
+cpdef bint is_subdomain(tuple name, tuple ancestor):
+    """Whether ``name`` equals or lies below ``ancestor`` (both ``Name.labels``)."""
+    cdef Py_ssize_t n = len(name), m = len(ancestor)
+    return m <= n and _labels_equal(name, n - m, ancestor, 0, m)
+
+
+cdef class _Failure:
+    """The most telling reason seen so far for an RRset not (yet) proven."""
+    cdef public int ede
+    cdef public str reason
+    cdef public object rrsig
+    cdef public Key key
+
+    def __init__(self):
+        self.ede = 10
+        self.reason = "no RRSIG covers it"
+
+    cdef void note(self, int ede, str reason, object rrsig, Key key=None):
+        if _rank(ede) >= _rank(self.ede):
+            self.ede = ede
+            self.reason = reason
+            self.rrsig = rrsig
+            if key is not None:
+                self.key = key
+
+
+cdef inline int _rank(int ede) noexcept:
+    # When no signature proves an RRset, report the most telling failure: a signature that
+    # does not verify, then a validity window, a key that is not a zone key, a missing key.
+    if ede == 6:
+        return 6
+    if ede == 7 or ede == 8 or ede == 25:
+        return 5
+    if ede == 11:
+        return 4
+    if ede == 9:
+        return 3
+    if ede == 1:
+        return 1
+    return 0
+
+
+cdef inline bint _usable(int algorithm, bint allow_sha1) noexcept:
+    if algorithm == 5 or algorithm == 7:
+        return allow_sha1
+    return algorithm == 8 or algorithm == 10 or 13 <= algorithm <= 16
+
+
+cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list key_wires, KeyCache cache,
+                        int64_t now, object spend, int max_checks, int max_keys_per_tag,
+                        bint allow_sha1):
+    """Find one RRSIG over ``rrset`` that one of ``key_wires`` (DNSKEY RDATA owned by
+    ``key_owner``, given as labels) proves: RFC 4035 §5.3.1-§5.3.3; any single valid signature
+    suffices (RFC 6840 §5.11). ``spend()`` is called before each signature verification and may
+    raise to stop the work.
+
+    Returns ``(outcome, ede, reason, key, rrsig, ttl)``: outcome SECURE with the proving key and
+    RRSIG and the TTL the RRset may be cached for (RFC 4035 §5.3.3), else BOGUS with the most
+    telling failure, NO_SUPPORTED_KEY, or RRSET_BUDGET."""
+    cdef _Failure failure = _Failure()
+    cdef list keys = []
+    cdef bytes wire, owner, data
+    cdef list rdatas = None
+    cdef tuple owner_labels = rrset.name.labels, signer
+    cdef int rdtype = rrset.rdtype, alg, tag, window, checks = 0, tried, left
+    cdef bint usable_zone_key = False, saw_usable_sig = False
+    cdef Key key
+    for wire in key_wires:
+        if PyBytes_GET_SIZE(wire) < 4:
+            continue
+        key = cache.get(wire)
+        if key.flags & ZONE_FLAG and _usable(key.algorithm, allow_sha1):
+            usable_zone_key = True
+        keys.append(key)
+    if rrsigs is None or not same_name(rrsigs.name.labels, owner_labels) \
+            or rrsigs.rdclass != rrset.rdclass:
+        rrsigs = ()
+    for rrsig in rrsigs:
+        if rrsig.type_covered != rdtype:
+            continue
+        alg = rrsig.algorithm
+        if not _usable(alg, allow_sha1):
+            failure.note(1, f"RRSIG algorithm {alg} is not supported", rrsig)
+            continue
+        saw_usable_sig = True
+        signer = rrsig.signer.labels
+        if key_owner is None or not same_name(signer, key_owner):
+            failure.note(9, f"no DNSKEY set for signer {rrsig.signer}", rrsig)
+            continue
+        if not is_subdomain(owner_labels, signer):
+            failure.note(6, f"signer {rrsig.signer} is not an ancestor of the owner", rrsig)
+            continue
+        window = check_window(rrsig.inception, rrsig.expiration, now)
+        if window == WINDOW_EXPIRED:
+            failure.note(7, f"signature by key {rrsig.key_tag} expired", rrsig)
+            continue
+        if window == WINDOW_NOT_YET_VALID:
+            failure.note(8, f"signature by key {rrsig.key_tag} not yet valid", rrsig)
+            continue
+        if window == WINDOW_INVERTED:
+            failure.note(25, f"signature by key {rrsig.key_tag} expires before its inception",
+                         rrsig)
+            continue
+        tag = rrsig.key_tag
+        tried = 0
+        owner = None
+        for key in keys:
+            if key.tag != tag or key.algorithm != alg:
+                continue
+            if tried >= max_keys_per_tag:
+                break
+            tried += 1
+            if owner is None:
+                try:
+                    owner = signed_owner(owner_labels, rrsig.labels)
+                except MalformedData as exc:
+                    failure.note(6, str(exc), rrsig)
+                    break
+                if rdatas is None:
+                    rdatas = [rdata_wire(rd) for rd in rrset]
+                data = signed_data(rrsig_header(rrsig), owner, rdtype, rrset.rdclass,
+                                   rrsig.original_ttl, rdatas)
+            if not key.flags & ZONE_FLAG or key.flags & REVOKE_FLAG:
+                failure.note(11, f"DNSKEY {key.tag} is not a usable zone key "
+                                 "(zone bit clear or revoked)", rrsig, key)
+                continue
+            if key.protocol != 3 or key.public is None:
+                failure.note(6, f"DNSKEY {key.tag}: {key.error or 'protocol is not 3'}", rrsig,
+                             key)
+                continue
+            if checks >= max_checks:
+                return (RRSET_BUDGET, 6, f"validation budget exhausted: {max_checks} signature "
+                        "checks per RRset", failure.key, failure.rrsig, 0)
+            spend()
+            checks += 1
+            if verify_signature(key, rrsig.signature, data):
+                left = <int32_t>(<uint32_t>rrsig.expiration - <uint32_t>(now & 0xFFFFFFFF))
+                return (SECURE, 0, "", key, rrsig, min(rrset.ttl, rrsig.original_ttl, left))
+            failure.note(6, f"signature by key {key.tag} algorithm {alg} does not verify",
+                         rrsig, key)
+        if tried == 0:
+            failure.note(9, f"no DNSKEY with tag {tag} algorithm {alg} at {rrsig.signer}", rrsig)
+    if not saw_usable_sig and not usable_zone_key and key_wires and failure.ede in (1, 10):
+        return (NO_SUPPORTED_KEY, 1, "no supported algorithm among the zone's keys", None, None, 0)
+    if failure.ede == 1:
+        # The zone has keys we support, yet nothing is signed with them (RFC 4035 §2.2).
+        return (BOGUS, 10, "no RRSIG by a supported algorithm of the zone's keys", None,
+                failure.rrsig, 0)
+    return (BOGUS, failure.ede, failure.reason, failure.key, failure.rrsig, 0)

@@ -1,0 +1,72 @@
+"""Verdicts and the evidence behind them (RFC 4033 §5, RFC 4035 §4.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import dns.name
+import dns.rdata
+
+from resolver.ede import EDE
+
+
+class Verdict(str, Enum):
+    """The four security states of RFC 4035 §4.3."""
+
+    SECURE = "secure"
+    INSECURE = "insecure"
+    BOGUS = "bogus"
+    INDETERMINATE = "indeterminate"
+
+
+@dataclass(slots=True)
+class KeyInfo:
+    """The DNSKEY that proved (or was meant to prove) a signature."""
+
+    owner: dns.name.Name
+    tag: int
+    algorithm: int
+    flags: int
+
+
+@dataclass(slots=True)
+class ValidationResult:
+    """Outcome of checking an RRset against its RRSIGs and keys (treat as read-only; not frozen
+    only because frozen dataclasses cost a microsecond on the validation hot path).
+
+    ``key`` and ``rrsig`` name the key and signature that proved a Secure verdict, or the last
+    ones tried for a Bogus one. ``ttl`` is the longest TTL the RRset may be cached for: the
+    smallest of its original TTL and the time left until the signature expires (RFC 4035 §5.3.3).
+    For a DNSKEY set authenticated from a DS set, ``ds`` is the DS RDATA that matched."""
+
+    verdict: Verdict
+    ede: EDE | None = None
+    reason: str = ""
+    key: KeyInfo | None = None
+    rrsig: dns.rdata.Rdata | None = None
+    ttl: int | None = None
+    ds: dns.rdata.Rdata | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.verdict is Verdict.SECURE
+
+
+@dataclass(frozen=True, slots=True)
+class DenialResult:
+    """Outcome of an authenticated-denial proof (RFC 4035 §5.4, RFC 5155 §8).
+
+    SECURE: proven. INSECURE: the records prove only an opt-out span or use NSEC3 iterations
+    above the cap (RFC 9276 §3.2). BOGUS: not proven. ``kind`` is "nsec", "nsec3" or
+    "nsec3-optout"; ``closest_encloser`` is set where the proof establishes one."""
+
+    verdict: Verdict
+    kind: str
+    ede: EDE | None = None
+    reason: str = ""
+    closest_encloser: dns.name.Name | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.verdict is Verdict.SECURE

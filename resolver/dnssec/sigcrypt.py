@@ -1,0 +1,159 @@
+"""RRset signature checks (RFC 4035 §5.3) and DNSKEY set authentication (RFC 4035 §5.2).
+
+Like Unbound's ``val_sigcrypt``: given an RRset, its RRSIGs and candidate keys, find one
+signature that a usable key proves, spending no more work than the budget allows. The loop
+itself is compiled (``_fastverify.check_rrset``); this module frames its outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import dns.name
+import dns.rdatatype
+import dns.rrset
+
+from resolver import _fastverify as fv
+from resolver.dnssec.config import DEFAULT_CONFIG, Budget, BudgetExhausted, ValidatorConfig
+from resolver.dnssec.result import KeyInfo, ValidationResult, Verdict
+from resolver.ede import EDE
+
+#: Parsed DNSKEYs shared by every validation in the process, keyed by DNSKEY RDATA.
+KEY_CACHE = fv.KeyCache(10000)
+
+# RFC 4509 §3: ignore SHA-1 DS records when a stronger digest is present.
+_STRONGER_THAN_SHA1 = frozenset((fv.DIGEST_SHA256, fv.DIGEST_SHA384))
+
+
+def posix_time(now: float | int | datetime | None) -> int:
+    """The validation time in POSIX seconds: ``now`` when given (an injected clock), else the
+    system clock."""
+    if now is None:
+        return int(time.time())
+    if isinstance(now, datetime):
+        return int(now.timestamp())
+    return int(now)
+
+
+def algorithm_usable(algorithm: int, config: ValidatorConfig) -> bool:
+    """Whether signatures of this algorithm are validated (RFC 8624 §3.1, RFC 9905 §2)."""
+    if algorithm not in fv.IMPLEMENTED_ALGORITHMS:
+        return False
+    return config.allow_sha1 or algorithm not in fv.SHA1_ALGORITHMS
+
+
+def describe(name: dns.name.Name, rdtype: int) -> str:
+    """``owner/TYPE``, the way reasons name an RRset."""
+    return f"{name}/{dns.rdatatype.to_text(rdtype)}"
+
+
+def check_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
+                key_owner: dns.name.Name | None, key_wires: list[bytes], now: int,
+                budget: Budget, config: ValidatorConfig) -> tuple[ValidationResult, bytes | None]:
+    """:func:`validate_rrset` with the keys given as DNSKEY RDATA wire forms owned by
+    ``key_owner`` and the time already resolved; also returns the wire form of the key that
+    proved the RRset, if any."""
+    limits = config.limits
+    try:
+        outcome, ede, reason, key, rrsig, ttl = fv.check_rrset(
+            rrset, rrsigs, None if key_owner is None else key_owner.labels, key_wires, KEY_CACHE,
+            now, budget.spend_sig_check, limits.max_sig_checks_per_rrset,
+            limits.max_keys_per_tag, config.allow_sha1)
+    except BudgetExhausted as exc:
+        return ValidationResult(Verdict.BOGUS, EDE.DNSSEC_BOGUS,
+                                f"{describe(rrset.name, rrset.rdtype)}: {exc}"), None
+    except fv.MalformedData as exc:
+        return ValidationResult(Verdict.BOGUS, EDE.DNSSEC_BOGUS,
+                                f"{describe(rrset.name, rrset.rdtype)}: malformed data: "
+                                f"{exc}"), None
+    info = None if key is None else KeyInfo(key_owner, key.tag, key.algorithm, key.flags)
+    if outcome == fv.SECURE:
+        return ValidationResult(Verdict.SECURE, None, "", info, rrsig, ttl), key.wire
+    verdict = Verdict.INSECURE if outcome == fv.NO_SUPPORTED_KEY else Verdict.BOGUS
+    return ValidationResult(verdict, EDE(ede), f"{describe(rrset.name, rrset.rdtype)}: {reason}",
+                            info, rrsig), None
+
+
+def validate_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
+                   dnskeys: dns.rrset.RRset | None, *, now: float | datetime | None = None,
+                   budget: Budget | None = None,
+                   config: ValidatorConfig | None = None) -> ValidationResult:
+    """Check that ``rrset`` is signed by one of ``dnskeys`` through one of ``rrsigs``
+    (RFC 4035 §5.3).
+
+    ``dnskeys`` must already be authenticated (see :func:`authenticate_dnskeys`): this checks
+    signatures, not trust. The verdict is SECURE or BOGUS, or INSECURE when the keys hold no zone
+    key of a supported algorithm and nothing is signed with one (RFC 4035 §5.2). ``now`` injects
+    the validation time; ``budget`` carries the work spent on the current client query across
+    calls (a fresh one per call when omitted)."""
+    config = config or DEFAULT_CONFIG
+    if budget is None:
+        budget = Budget(config.limits)
+    if dnskeys is None:
+        key_owner, key_wires = None, []
+    else:
+        key_owner, key_wires = dnskeys.name, [fv.rdata_wire(rd) for rd in dnskeys]
+    return check_rrset(rrset, rrsigs, key_owner, key_wires, posix_time(now), budget, config)[0]
+
+
+def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
+                         trust: dns.rrset.RRset, *, now: float | datetime | None = None,
+                         budget: Budget | None = None,
+                         config: ValidatorConfig | None = None) -> ValidationResult:
+    """Authenticate a zone's DNSKEY RRset from its parent's DS RRset or from trust anchors
+    (RFC 4035 §5.2; RFC 4033 §3.1 for anchors).
+
+    ``trust`` is a DS RRset (from the parent, already validated, or a DS trust anchor) or a
+    DNSKEY RRset of trust-anchor keys. SECURE: a key that ``trust`` vouches for signs the DNSKEY
+    RRset, so the whole set may be used. INSECURE: no DS of a supported algorithm and digest
+    type, which makes the zone insecure (RFC 4035 §5.2, RFC 6840 §5.2, RFC 9905 §2). BOGUS:
+    otherwise."""
+    config = config or DEFAULT_CONFIG
+    if budget is None:
+        budget = Budget(config.limits)
+    what = describe(dnskeys.name, dns.rdatatype.DNSKEY)
+    owner_wire = fv.name_wire(dnskeys.name.labels)
+    wires = [fv.rdata_wire(rd) for rd in dnskeys]
+    if not fv.same_name(trust.name.labels, dnskeys.name.labels):
+        return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
+                                f"{what}: trust is for {trust.name}, not this zone")
+    matched: dict[bytes, object] = {}  # DNSKEY RDATA -> the DS or anchor that vouches for it
+    if trust.rdtype == dns.rdatatype.DNSKEY:
+        anchors = {fv.rdata_wire(rd): rd for rd in trust}
+        matched = {w: anchors[w] for w in wires if w in anchors}
+        if not matched:
+            return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
+                                    f"{what}: no DNSKEY matches a trust anchor")
+    else:
+        usable = [ds for ds in trust if algorithm_usable(ds.algorithm, config)
+                  and ds.digest_type in fv.IMPLEMENTED_DIGESTS]
+        if not usable:
+            unsupported_alg = all(not algorithm_usable(ds.algorithm, config) for ds in trust)
+            ede = (EDE.UNSUPPORTED_DNSKEY_ALGORITHM if unsupported_alg
+                   else EDE.UNSUPPORTED_DS_DIGEST_TYPE)
+            return ValidationResult(Verdict.INSECURE, ede, f"{what}: no DS of a supported "
+                                    "algorithm and digest type: the zone is insecure")
+        if any(ds.digest_type in _STRONGER_THAN_SHA1 for ds in usable):
+            usable = [ds for ds in usable if ds.digest_type != fv.DIGEST_SHA1]
+        by_tag: dict[tuple[int, int], list[bytes]] = {}
+        for wire in wires:
+            if len(wire) >= 4:
+                by_tag.setdefault((fv.key_tag(wire), wire[3]), []).append(wire)
+        for ds in usable[:config.limits.max_ds_per_zone]:
+            for wire in by_tag.get((ds.key_tag, ds.algorithm), [])[:config.limits.max_keys_per_tag]:
+                if fv.ds_digest(ds.digest_type, owner_wire, wire) == ds.digest:
+                    matched.setdefault(wire, ds)
+        if not matched:
+            return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
+                                    f"{what}: no DNSKEY matches the DS set")
+    result, proving_key = check_rrset(dnskeys, rrsigs, dnskeys.name, list(matched),
+                                      posix_time(now), budget, config)
+    if proving_key is not None:
+        result.ds = matched[proving_key]
+    elif result.verdict is Verdict.INSECURE:
+        # Every vouched-for key has a supported algorithm, so it can only be unusable as a zone
+        # key: the DS says the zone is signed, and nothing here can prove it.
+        result.verdict, result.ede = Verdict.BOGUS, EDE.NO_ZONE_KEY_BIT_SET
+        result.reason = f"{what}: no key vouched for by the DS set is a usable zone key"
+    return result

@@ -1,0 +1,10 @@
+"""Build the compiled modules; everything else is declared in pyproject.toml."""
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=cythonize(
+        [Extension("resolver._fastverify", ["resolver/_fastverify.pyx"])],
+        compiler_directives={"language_level": "3"},
+    ),
+)

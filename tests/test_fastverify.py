@@ -1,0 +1,228 @@
+"""The compiled core against dnspython's independent implementations and RFC definitions."""
+
+import dns.dnssec
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from resolver import _fastverify as fv
+
+NAMES = ["example.", "WWW.Example.COM.", ".", "a\\.b.EXAMPLE.", "\\000.x.", "*.Wild.Test."]
+
+
+@pytest.mark.parametrize("text", NAMES)
+def test_name_wire_is_canonical(text):
+    name = dns.name.from_text(text)
+    assert fv.name_wire(name.labels) == name.canonicalize().to_wire()
+    assert fv.name_wire(name.labels, False) == name.to_wire()
+
+
+def test_name_wire_rejects_relative_and_long_names():
+    with pytest.raises(fv.MalformedData):
+        fv.name_wire(dns.name.from_text("www", origin=None).labels)
+    with pytest.raises(fv.MalformedData):
+        fv.name_wire((b"a" * 64, b""))
+    with pytest.raises(fv.MalformedData):
+        fv.name_wire(tuple([b"a" * 63] * 4) + (b"",))
+
+
+# RFC 4034 §6.2 item 3 as amended by RFC 6840 §5.1: embedded names of these types lowercased.
+LOWERED = [
+    ("NS", "NS1.Example."), ("CNAME", "Target.Example."), ("PTR", "Host.Example."),
+    ("DNAME", "Other.Example."), ("MX", "10 MAIL.Example."), ("AFSDB", "1 Db.Example."),
+    ("RT", "5 Relay.Example."), ("KX", "5 Kx.Example."), ("SRV", "0 5 443 Svc.Example."),
+    ("SOA", "NS.Example. Host.Example. 1 2 3 4 5"),
+    ("RP", "Mbox.Example. Txt.Example."), ("PX", "10 Map822.Example. Mapx400.Example."),
+    ("NAPTR", '100 10 "S" "SIP+D2U" "" _Sip._Udp.Example.'),
+    ("RRSIG", "A 8 2 3600 20300101000000 20200101000000 12345 Signer.Example. AAAA"),
+]
+KEPT = [
+    ("NSEC", "Next.Example. A RRSIG NSEC"),  # RFC 6840 §5.1: NSEC next name keeps its case
+    ("TXT", '"Mixed Case"'),
+    ("HINFO", '"CPU" "OS"'),
+    ("SVCB", "1 Target.Example. alpn=h2"),
+]
+
+
+@pytest.mark.parametrize("rdtype,text", LOWERED)
+def test_canonical_rdata_lowers_embedded_names(rdtype, text):
+    rd = dns.rdata.from_text("IN", rdtype, text)
+    wire = rd.to_wire()
+    canon = fv.canonical_rdata(rd.rdtype, wire)
+    assert canon == wire.lower() or canon == _lower_names_only(rd)
+    assert canon != wire  # every sample carries an upper-case name
+    assert fv.rdata_wire(rd) == canon
+
+
+def _lower_names_only(rd):
+    # Types with non-name text (NAPTR's strings) keep it as is: compare with dnspython.
+    return rd.to_digestable()
+
+
+@pytest.mark.parametrize("rdtype,text", KEPT)
+def test_canonical_rdata_keeps_other_types(rdtype, text):
+    rd = dns.rdata.from_text("IN", rdtype, text)
+    assert fv.canonical_rdata(rd.rdtype, rd.to_wire()) == rd.to_wire()
+
+
+def test_minfo_both_names_lowered():
+    wire = b"\x01R\x07Example\x00\x01E\x07Example\x00"
+    assert fv.canonical_rdata(14, wire) == wire.lower()
+
+
+def test_naptr_strings_keep_case():
+    rd = dns.rdata.from_text("IN", "NAPTR", '100 10 "S" "SIP+D2U" "" _Sip._Udp.Example.')
+    canon = fv.canonical_rdata(rd.rdtype, rd.to_wire())
+    assert b"SIP+D2U" in canon and b"_sip" in canon
+
+
+def test_canonical_rdata_rejects_malformed_names():
+    with pytest.raises(fv.MalformedData):
+        fv.canonical_rdata(dns.rdatatype.NS, b"\x05ab")
+    with pytest.raises(fv.MalformedData):
+        fv.canonical_rdata(dns.rdatatype.CNAME, b"\xc0\x0c")  # compression pointer
+    with pytest.raises(fv.MalformedData):
+        fv.canonical_rdata(dns.rdatatype.MX, b"\x00\x0a")
+
+
+@pytest.mark.parametrize("text", ["192.0.2.1", "0.0.0.0", "255.255.255.255", "10.20.30.40"])
+def test_ipv4_fast_path(text):
+    rd = dns.rdata.from_text("IN", "A", text)
+    assert fv.rdata_wire(rd) == rd.to_wire()
+
+
+def test_aaaa_and_dnskey_fast_paths():
+    rd = dns.rdata.from_text("IN", "AAAA", "2001:db8::1")
+    assert fv.rdata_wire(rd) == rd.to_wire()
+    key = dns.rdata.from_text("IN", "DNSKEY", "257 3 15 l02Woi0iS8Aa25FQkUd9RMzZHJpBoRQwAQEX1SxZJA4=")
+    assert fv.rdata_wire(key) == key.to_wire()
+
+
+KEYS = [
+    "256 3 5 AQOeiiR0GOMYkDshWoSKz9XzfwJr1AYtsmx3TGkJaNXVbfi/2pHm822aJ5iI9BMzNXxeYCmZDRD99WYwYqUSdjMmmAphXdvxegXd/M5+X7OrzKBaMbCVdFLUUh6DhweJBjEVv5f2wwjM9XzcnOf+EPbtG9DMBmADjFDc2w/rljwvFw==",
+    "257 3 13 GojIhhXUN/u4v54ZQqGSnyhWJwaubCvTmeexv7bR6edbkrSqQpF64cYbcB7wNcP+e+MAnLr+Wi9xMWyQLc8NAA==",
+    "257 3 15 l02Woi0iS8Aa25FQkUd9RMzZHJpBoRQwAQEX1SxZJA4=",
+    "257 3 1 AQPSKmynfzW4kyBv015MUG2DeIQ3Cbl+BBZH4b/0PY1kxkmvHjcZc8nokfzj31GajIQKY+5CptLr3buXA10hWqTkF7H6RfoRqXQeogmMHfpftf6zMv1LyBUgia7za6ZEzOJBOztyvhjL742iU/TpPSEDhm2SNKLijfUppn1UaNvv4w==",
+]
+
+
+@pytest.mark.parametrize("text", KEYS)
+def test_key_tag_matches_rfc4034_appendix_b(text):
+    rd = dns.rdata.from_text("IN", "DNSKEY", text)
+    assert fv.key_tag(fv.rdata_wire(rd)) == dns.dnssec.key_id(rd)
+
+
+def test_key_tag_rejects_short_rdata():
+    with pytest.raises(fv.MalformedData):
+        fv.key_tag(b"\x01\x01")
+
+
+@pytest.mark.parametrize("digest_type", [1, 2, 4])
+def test_ds_digest(digest_type):
+    rd = dns.rdata.from_text("IN", "DNSKEY", KEYS[1])
+    owner = dns.name.from_text("Example.Test.")
+    expected = dns.dnssec.make_ds(owner, rd, digest_type, policy=dns.dnssec.allow_all_policy)
+    assert fv.ds_digest(digest_type, fv.name_wire(owner.labels), fv.rdata_wire(rd)) == \
+        expected.digest
+
+
+def test_ds_digest_unknown_type_is_none():
+    assert fv.ds_digest(3, b"\x00", b"\x01\x01\x03\x08") is None  # GOST: not implemented
+
+
+@pytest.mark.parametrize("name,salt,iterations", [
+    ("example.", "aabbccdd", 12), ("a.example.", "aabbccdd", 12), ("*.w.example.", "", 0),
+    ("EXAMPLE.", "ff", 1), (".", "", 5)])
+def test_nsec3_hash(name, salt, iterations):
+    owner = dns.name.from_text(name)
+    expected = dns.dnssec.nsec3_hash(owner, salt, iterations, 1)
+    digest = fv.nsec3_hash(fv.name_wire(owner.labels), bytes.fromhex(salt), iterations)
+    import base64
+    table = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHIJKLMNOPQRSTUV")
+    assert base64.b32encode(digest).translate(table).decode() == expected
+
+
+def test_rfc5155_appendix_a_hash():
+    # RFC 5155 App. A: H(example) = 0p9mhaveqvm6t7vbl5lop2u3t2rp3tom, salt aabbccdd, 12 iterations
+    digest = fv.nsec3_hash(fv.name_wire(dns.name.from_text("example.").labels),
+                           bytes.fromhex("aabbccdd"), 12)
+    import base64
+    table = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghijklmnopqrstuv")
+    assert base64.b32encode(digest).translate(table) == b"0p9mhaveqvm6t7vbl5lop2u3t2rp3tom"
+
+
+NOW = 1780272000
+
+
+@pytest.mark.parametrize("inception,expiration,now,status", [
+    (NOW - 10, NOW + 10, NOW, fv.WINDOW_OK),
+    (NOW - 10, NOW + 10, NOW + 10, fv.WINDOW_OK),  # the boundaries are inside the window
+    (NOW - 10, NOW + 10, NOW - 10, fv.WINDOW_OK),
+    (NOW - 10, NOW + 10, NOW + 11, fv.WINDOW_EXPIRED),
+    (NOW - 10, NOW + 10, NOW - 11, fv.WINDOW_NOT_YET_VALID),
+    (NOW + 10, NOW - 10, NOW, fv.WINDOW_INVERTED),
+    # RFC 1982 serial arithmetic: a window across the 2106 wrap of the 32-bit field.
+    (0xFFFFFF00, 0x00000100, 0x1_00000000 + 0x10, fv.WINDOW_OK),
+    (0xFFFFFF00, 0x00000100, 0xFFFFFFF0, fv.WINDOW_OK),
+    (0xFFFFFF00, 0x00000100, 0x1_00000000 + 0x200, fv.WINDOW_EXPIRED),
+])
+def test_signature_window_serial_arithmetic(inception, expiration, now, status):
+    assert fv.check_window(inception & 0xFFFFFFFF, expiration & 0xFFFFFFFF, now) == status
+
+
+def test_signed_owner_wildcard_reconstruction():
+    owner = dns.name.from_text("a.b.Example.")
+    assert fv.signed_owner(owner.labels, 3) == fv.name_wire(owner.labels)
+    assert fv.signed_owner(owner.labels, 2) == b"\x01*" + fv.name_wire(
+        dns.name.from_text("b.example.").labels)
+    assert fv.signed_owner(owner.labels, 1) == b"\x01*\x07example\x00"
+    with pytest.raises(fv.MalformedData):
+        fv.signed_owner(owner.labels, 4)
+    assert fv.label_count(dns.name.from_text("*.example.").labels) == 1
+    assert fv.label_count(dns.name.root.labels) == 0
+
+
+def test_rsa_key_with_long_exponent_form():
+    # RFC 3110 §2: a zero first octet introduces a two-octet exponent length.
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    priv = rsa.generate_private_key(65537, 1024)
+    numbers = priv.public_key().public_numbers()
+    exponent = numbers.e.to_bytes(3, "big")
+    material = b"\x00\x00\x03" + exponent + numbers.n.to_bytes(128, "big")
+    key = fv.Key(b"\x01\x01\x03\x08" + material)
+    assert key.public.public_numbers() == numbers and key.error is None
+
+
+@pytest.mark.parametrize("wire,why", [
+    (b"\x01\x01\x03\x0d" + b"\x01" * 63, "wrong length"),
+    (b"\x01\x01\x03\x08\x05\x01\x02\x03", "exponent length"),
+    (b"\x01\x01\x03\x0f" + b"\x00" * 31, ""),
+    (b"\x01\x01\x03\xfd" + b"\x00" * 40, "not implemented"),
+])
+def test_malformed_or_unknown_keys_have_no_public_key(wire, why):
+    key = fv.Key(wire)
+    assert key.public is None and why in key.error
+    assert not fv.verify_signature(key, b"sig", b"data")
+
+
+def test_key_cache_is_bounded_and_reuses_keys():
+    cache = fv.KeyCache(2)
+    wires = [b"\x01\x01\x03\x0f" + bytes([i]) * 32 for i in range(3)]
+    first = cache.get(wires[0])
+    assert cache.get(wires[0]) is first
+    cache.get(wires[1])
+    cache.get(wires[2])
+    assert len(cache) == 2 and cache.get(wires[0]) is not first
+
+
+def test_same_name_and_subdomain_ignore_case():
+    a = dns.name.from_text("WWW.Example.")
+    assert fv.same_name(a.labels, dns.name.from_text("www.example.").labels)
+    assert not fv.same_name(a.labels, dns.name.from_text("www.example.com.").labels)
+    assert fv.is_subdomain(a.labels, dns.name.from_text("EXAMPLE.").labels)
+    assert fv.is_subdomain(a.labels, dns.name.root.labels)
+    assert not fv.is_subdomain(a.labels, dns.name.from_text("ww.example.").labels)
+    assert not fv.is_subdomain(dns.name.from_text("example.").labels, a.labels)
