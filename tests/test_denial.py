@@ -104,6 +104,11 @@ class TestBothKinds:
         result = denial.prove_wildcard_answer(n("y.x.b.example."), n("*.example."), chain)
         assert result.verdict is Verdict.BOGUS
 
+    def test_wildcard_answer_needs_a_wildcard_name(self, chain):
+        for name in (dns.name.root, n("w.example.")):
+            result = denial.prove_wildcard_answer(n("q.w.example."), name, chain)
+            assert result.verdict is Verdict.BOGUS and "not a wildcard" in result.reason
+
     def test_wildcard_nodata(self, chain):
         result = denial.prove_wildcard_nodata(n("q.w.example."), dns.rdatatype.MX, chain)
         assert result.secure and result.closest_encloser == n("w.example.")
@@ -202,6 +207,18 @@ def test_nsec3_nxdomain_in_opt_out_span_is_insecure():
     chain = nsec3_chain(NAMES, optout=True)
     result = denial.prove_nxdomain(n("nope.example."), chain)
     assert result.verdict is Verdict.INSECURE and result.kind == "nsec3-optout"
+
+
+@pytest.mark.parametrize("prove", [
+    lambda chain: denial.prove_wildcard_answer(n("q.w.example."), n("*.w.example."), chain),
+    lambda chain: denial.prove_wildcard_nodata(n("q.w.example."), dns.rdatatype.MX, chain),
+    lambda chain: denial.prove_nodata(n("q.w.example."), dns.rdatatype.MX, chain),
+], ids=["wildcard-answer", "wildcard-nodata", "nodata"])
+def test_nsec3_proofs_resting_on_opt_out_are_never_secure(prove):
+    # RFC 5155 §9.2, and §8.6 for every type per Errata 3441.
+    result = prove(nsec3_chain(NAMES, optout=True))
+    assert result.verdict is Verdict.INSECURE and result.kind == "nsec3-optout"
+    assert prove(NSEC3).secure
 
 
 def _nsec3_owner(name: str) -> dns.name.Name:

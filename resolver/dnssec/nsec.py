@@ -12,7 +12,7 @@ import dns.rrset
 
 from resolver.dnssec.result import DenialResult, Verdict
 from resolver.dnssec.typemap import (DS, NS, SOA, blocks_below, has_type, nodata_problem,
-                                     wildcard_of)
+                                     wildcard_of, wildcard_parent)
 from resolver.ede import EDE
 
 KIND = "nsec"
@@ -134,7 +134,10 @@ def prove_wildcard_answer(qname: dns.name.Name, wildcard: dns.name.Name,
     """A positive answer synthesised from ``wildcard``: an NSEC proves that ``qname`` does not
     exist and that no name closer to it than the wildcard's parent does (RFC 4035 §5.3.4)."""
     recs = records(rrsets)
-    ce = wildcard.parent()
+    try:
+        ce = wildcard_parent(wildcard)
+    except ValueError as exc:
+        return _bogus(str(exc), EDE.DNSSEC_BOGUS)
     cover = _find_cover(qname, recs)
     if cover is None:
         return _bogus(f"no NSEC proves that {qname} does not exist")

@@ -15,7 +15,7 @@ from resolver import _fastverify as fv
 from resolver.dnssec.config import DEFAULT_CONFIG, Budget, BudgetExhausted, ValidatorConfig
 from resolver.dnssec.result import DenialResult, Verdict
 from resolver.dnssec.typemap import (DS, NS, SOA, blocks_below, closer_name, has_type,
-                                     nodata_problem, wildcard_of)
+                                     nodata_problem, wildcard_of, wildcard_parent)
 from resolver.ede import EDE
 
 KIND = "nsec3"
@@ -154,6 +154,13 @@ class _Proof:
         return name, cover
 
 
+def _opt_out(qname: dns.name.Name, ce: dns.name.Name) -> DenialResult:
+    """The proof rests on an opt-out span, where an unsigned delegation may hide: never Secure
+    (RFC 5155 §9.2; §8.6 extended beyond DS by Errata 3441)."""
+    return DenialResult(Verdict.INSECURE, KIND_OPTOUT, None,
+                        f"{qname} falls in an NSEC3 opt-out span", ce)
+
+
 def _run(prove, rrsets, config: ValidatorConfig | None, budget: Budget | None) -> DenialResult:
     config = config or DEFAULT_CONFIG
     try:
@@ -175,8 +182,7 @@ def prove_nxdomain(qname: dns.name.Name, rrsets: Iterable[dns.rrset.RRset], *,
         if proof.cover(wildcard_of(ce)) is None:
             raise _bogus(f"no NSEC3 proves that {wildcard_of(ce)} does not exist")
         if cover.opt_out:
-            return DenialResult(Verdict.INSECURE, KIND_OPTOUT, None,
-                                f"{qname} falls in an NSEC3 opt-out span", ce)
+            return _opt_out(qname, ce)
         return DenialResult(Verdict.SECURE, KIND, closest_encloser=ce)
     return _run(prove, rrsets, config, budget)
 
@@ -192,14 +198,17 @@ def _matching_nodata(proof: _Proof, qname: dns.name.Name, qtype: int) -> DenialR
 
 
 def _wildcard_nodata(proof: _Proof, qname: dns.name.Name, qtype: int) -> DenialResult:
-    ce, _ = proof.closest_encloser(qname)
+    ce, cover = proof.closest_encloser(qname)
     wildcard = wildcard_of(ce)
     rec = proof.match(wildcard)
+    if rec is not None:
+        problem = nodata_problem(rec.rdata, qtype)
+        if problem:
+            raise _bogus(f"NSEC3 matching {wildcard}: {problem}", EDE.DNSSEC_BOGUS)
+    if cover.opt_out:
+        return _opt_out(qname, ce)
     if rec is None:
         raise _bogus(f"no NSEC3 matches {qname} or the wildcard {wildcard}")
-    problem = nodata_problem(rec.rdata, qtype)
-    if problem:
-        raise _bogus(f"NSEC3 matching {wildcard}: {problem}", EDE.DNSSEC_BOGUS)
     return DenialResult(Verdict.SECURE, KIND, closest_encloser=ce)
 
 
@@ -207,19 +216,14 @@ def prove_nodata(qname: dns.name.Name, qtype: int, rrsets: Iterable[dns.rrset.RR
                  config: ValidatorConfig | None = None,
                  budget: Budget | None = None) -> DenialResult:
     """No data: the NSEC3 matching ``qname`` lists neither ``qtype`` nor CNAME (RFC 5155 §8.5;
-    an empty non-terminal has a matching NSEC3 with an empty bitmap). For DS with no matching
-    NSEC3, a closest encloser proof whose next closer name is in an opt-out span (RFC 5155
-    §8.6: INSECURE). Otherwise a wildcard no-data proof (RFC 5155 §8.7)."""
+    an empty non-terminal has a matching NSEC3 with an empty bitmap). With no matching NSEC3, a
+    closest encloser proof whose next closer name is in an opt-out span is INSECURE (RFC 5155
+    §8.6, for every type since Errata 3441); otherwise a wildcard no-data proof (§8.7)."""
     def prove(proof: _Proof) -> DenialResult:
         proof.in_zone(qname)
         found = _matching_nodata(proof, qname, qtype)
         if found is not None:
             return found
-        if qtype == DS:
-            ce, cover = proof.closest_encloser(qname)
-            if cover.opt_out:
-                return DenialResult(Verdict.INSECURE, KIND_OPTOUT, None,
-                                    f"{qname} falls in an NSEC3 opt-out span", ce)
         return _wildcard_nodata(proof, qname, qtype)
     return _run(prove, rrsets, config, budget)
 
@@ -237,15 +241,22 @@ def prove_wildcard_answer(qname: dns.name.Name, wildcard: dns.name.Name,
                           config: ValidatorConfig | None = None,
                           budget: Budget | None = None) -> DenialResult:
     """A positive answer synthesised from ``wildcard``: an NSEC3 covers the next closer name
-    of ``qname`` below the wildcard's parent, the closest encloser (RFC 5155 §8.8)."""
+    of ``qname`` below the wildcard's parent, the closest encloser (RFC 5155 §8.8); INSECURE
+    when that NSEC3 has opt-out (RFC 5155 §9.2)."""
     def prove(proof: _Proof) -> DenialResult:
-        ce = wildcard.parent()
+        try:
+            ce = wildcard_parent(wildcard)
+        except ValueError as exc:
+            raise _bogus(str(exc), EDE.DNSSEC_BOGUS) from None
         proof.in_zone(qname)
         if not qname.is_subdomain(ce) or qname == ce:
             raise _bogus(f"{qname} is not below the wildcard's parent {ce}", EDE.DNSSEC_BOGUS)
         next_closer = closer_name(qname, ce)
-        if proof.cover(next_closer) is None:
+        cover = proof.cover(next_closer)
+        if cover is None:
             raise _bogus(f"no NSEC3 covers the next closer name {next_closer}")
+        if cover.opt_out:
+            return _opt_out(qname, ce)
         return DenialResult(Verdict.SECURE, KIND, closest_encloser=ce)
     return _run(prove, rrsets, config, budget)
 
@@ -271,6 +282,5 @@ def prove_no_ds(name: dns.name.Name, rrsets: Iterable[dns.rrset.RRset], *,
         if not cover.opt_out:
             raise _bogus(f"{name} does not exist and is not in an opt-out span",
                          EDE.DNSSEC_BOGUS)
-        return DenialResult(Verdict.INSECURE, KIND_OPTOUT, None,
-                            f"{name} falls in an NSEC3 opt-out span", ce)
+        return _opt_out(name, ce)
     return _run(prove, rrsets, config, budget)

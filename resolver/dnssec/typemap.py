@@ -58,3 +58,11 @@ def closer_name(qname: dns.name.Name, ancestor: dns.name.Name) -> dns.name.Name:
 def wildcard_of(name: dns.name.Name) -> dns.name.Name:
     """The wildcard ``*.<name>`` (RFC 4592 §2.1.1)."""
     return dns.name.Name((b"*",) + name.labels)
+
+
+def wildcard_parent(wildcard: dns.name.Name) -> dns.name.Name:
+    """The closest encloser a wildcard answer claims: the parent of ``*.<name>``. Raises
+    ValueError for a name that is not a wildcard."""
+    if len(wildcard.labels) < 2 or wildcard.labels[0] != b"*":
+        raise ValueError(f"{wildcard} is not a wildcard name")
+    return wildcard.parent()

@@ -1,0 +1,119 @@
+"""Validations per second, per algorithm: resolver.dnssec.validate_rrset against dnspython's
+dns.dnssec.validate and against the bare cryptography verify call on the same signed bytes (the
+floor). Warm key caches; the three are measured in alternating rounds and the medians reported,
+so the ratios hold on a noisy machine.
+
+    python bench/verify.py [--seconds 0.3] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import dns.dnssec
+import dns.name
+import dns.rrset
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from dns.dnssectypes import Algorithm
+
+from resolver import _fastverify as fv
+from resolver.dnssec import validate_rrset
+from resolver.dnssec.sigcrypt import KEY_CACHE
+
+NOW = 1780272000
+ZONE = dns.name.from_text("bench.test.")
+ALGORITHMS = {
+    Algorithm.RSASHA256: lambda: rsa.generate_private_key(65537, 2048),
+    Algorithm.RSASHA512: lambda: rsa.generate_private_key(65537, 2048),
+    Algorithm.ECDSAP256SHA256: lambda: ec.generate_private_key(ec.SECP256R1()),
+    Algorithm.ECDSAP384SHA384: lambda: ec.generate_private_key(ec.SECP384R1()),
+    Algorithm.ED25519: ed25519.Ed25519PrivateKey.generate,
+    Algorithm.ED448: ed448.Ed448PrivateKey.generate,
+}
+
+
+def bare_verify(algorithm: Algorithm, public, signature: bytes, data: bytes):
+    """The cheapest correct call into cryptography for this signature: the floor."""
+    if algorithm in (Algorithm.RSASHA256, Algorithm.RSASHA512):
+        pad = padding.PKCS1v15()
+        digest = hashes.SHA256() if algorithm == Algorithm.RSASHA256 else hashes.SHA512()
+        return lambda: public.verify(signature, data, pad, digest)
+    if algorithm in (Algorithm.ECDSAP256SHA256, Algorithm.ECDSAP384SHA384):
+        half = len(signature) // 2
+        der = encode_dss_signature(int.from_bytes(signature[:half], "big"),
+                                   int.from_bytes(signature[half:], "big"))
+        scheme = ec.ECDSA(hashes.SHA256() if half == 32 else hashes.SHA384())
+        return lambda: public.verify(der, data, scheme)
+    return lambda: public.verify(signature, data)
+
+
+def cases(algorithm: Algorithm):
+    """An A RRset of two addresses signed by the ZSK, and a KSK+ZSK DNSKEY RRset signed by the
+    KSK: the two RRsets a resolver validates most."""
+    make = ALGORITHMS[algorithm]
+    ksk, zsk = make(), make()
+    ksk_key = dns.dnssec.make_dnskey(ksk.public_key(), algorithm, flags=257)
+    zsk_key = dns.dnssec.make_dnskey(zsk.public_key(), algorithm, flags=256)
+    keys = dns.rrset.from_rdata(ZONE, 3600, ksk_key, zsk_key)
+    a = dns.rrset.from_text("www.bench.test.", 300, "IN", "A", "192.0.2.1", "192.0.2.2")
+    for rrset, private, dnskey in ((a, zsk, zsk_key), (keys, ksk, ksk_key)):
+        rrsig = dns.dnssec.sign(rrset, private, ZONE, dnskey, inception=NOW - 3600,
+                                expiration=NOW + 86400)
+        sigs = dns.rrset.from_rdata(rrset.name, rrset.ttl, rrsig)
+        data = fv.signed_data(fv.rrsig_header(rrsig), fv.name_wire(rrset.name.labels),
+                              rrset.rdtype, rrset.rdclass, rrsig.original_ttl,
+                              [fv.rdata_wire(rd) for rd in rrset])
+        public = KEY_CACHE.get(fv.rdata_wire(dnskey)).public
+        assert validate_rrset(rrset, sigs, keys, now=NOW).secure
+        dns.dnssec.validate(rrset, sigs, {ZONE: keys}, now=NOW)
+        bare_verify(algorithm, public, rrsig.signature, data)()
+        yield ("A" if rrset is a else "DNSKEY"), {
+            "ours": lambda r=rrset, s=sigs: validate_rrset(r, s, keys, now=NOW),
+            "dnspython": lambda r=rrset, s=sigs: dns.dnssec.validate(r, s, {ZONE: keys},
+                                                                     now=NOW),
+            "floor": bare_verify(algorithm, public, rrsig.signature, data),
+        }
+
+
+def rate(func, seconds: float) -> float:
+    """Calls per second over about ``seconds`` (a bounded loop)."""
+    calls, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(50):
+            func()
+        calls += 50
+        now = time.perf_counter()
+        if now >= deadline:
+            return calls / (now - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=0.3, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (median)")
+    args = parser.parse_args()
+    print(f"# {platform.node()} {platform.machine()} Python {platform.python_version()}, "
+          f"dnspython {dns.version.version}, {args.rounds} rounds x {args.seconds}s, medians")
+    print(f"{'algorithm':18s} {'rrset':6s} {'ours/s':>9s} {'dnspython/s':>11s} {'floor/s':>9s}"
+          f" {'ours/floor':>10s} {'dnspy/floor':>11s}")
+    for algorithm in ALGORITHMS:
+        for rrset_kind, funcs in cases(algorithm):
+            samples: dict[str, list[float]] = {name: [] for name in funcs}
+            for _ in range(args.rounds):
+                for name, func in funcs.items():
+                    samples[name].append(rate(func, args.seconds))
+            med = {name: statistics.median(values) for name, values in samples.items()}
+            print(f"{algorithm.name:18s} {rrset_kind:6s} {med['ours']:9.0f} "
+                  f"{med['dnspython']:11.0f} {med['floor']:9.0f} "
+                  f"{med['ours'] / med['floor']:10.3f} {med['dnspython'] / med['floor']:11.3f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
