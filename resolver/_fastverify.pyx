@@ -448,21 +448,37 @@ cdef object _load_public_key(int algorithm, bytes material):
 
 
 cdef class KeyCache:
-    """Parsed keys by DNSKEY wire bytes, bounded; the oldest entry goes first when full."""
+    """Parsed keys by DNSKEY wire bytes, bounded; the oldest entry goes first when full.
+
+    dnspython DNSKEY rdatas are also looked up by (key material, flags, protocol, algorithm):
+    the same identity as the wire form, without rebuilding and rehashing the wire each time."""
     cdef dict _keys
+    cdef dict _by_fields
     cdef Py_ssize_t _capacity
 
     def __init__(self, Py_ssize_t capacity=10000):
         self._keys = {}
+        self._by_fields = {}
         self._capacity = capacity
 
     cpdef Key get(self, bytes wire):
         cdef Key key = self._keys.get(wire)
         if key is None:
-            key = Key(wire)
             if len(self._keys) >= self._capacity:
                 del self._keys[next(iter(self._keys))]
+            key = Key(wire)
             self._keys[wire] = key
+        return key
+
+    cpdef Key of_rdata(self, object rdata):
+        """The Key of a dnspython DNSKEY (or CDNSKEY) rdata."""
+        cdef tuple fields = (rdata.key, rdata.flags, rdata.protocol, rdata.algorithm)
+        cdef Key key = self._by_fields.get(fields)
+        if key is None:
+            if len(self._by_fields) >= self._capacity:
+                self._by_fields.clear()  # only an index over _keys: cheap to rebuild
+            key = self.get(rdata_wire(rdata))
+            self._by_fields[fields] = key
         return key
 
     def __len__(self):
@@ -470,6 +486,7 @@ cdef class KeyCache:
 
     def clear(self):
         self._keys.clear()
+        self._by_fields.clear()
 
 
 # --- signatures ---------------------------------------------------------------------------------
@@ -626,32 +643,28 @@ cdef inline bint _usable(int algorithm, bint allow_sha1) noexcept:
     return algorithm == 8 or algorithm == 10 or 13 <= algorithm <= 16
 
 
-cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list key_wires, KeyCache cache,
-                        int64_t now, object spend, int max_checks, int max_keys_per_tag,
-                        bint allow_sha1):
-    """Find one RRSIG over ``rrset`` that one of ``key_wires`` (DNSKEY RDATA owned by
+cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys, int64_t now,
+                        object spend, int max_checks, int max_keys_per_tag, bint allow_sha1):
+    """Find one RRSIG over ``rrset`` that one of ``keys`` (Keys of DNSKEYs owned by
     ``key_owner``, given as labels) proves: RFC 4035 §5.3.1-§5.3.3; any single valid signature
-    suffices (RFC 6840 §5.11). ``spend()`` is called before each signature verification and may
-    raise to stop the work.
+    suffices (RFC 6840 §5.11). ``spend()``, unless None, is called before each signature
+    verification and may raise to stop the work.
 
     Returns ``(outcome, ede, reason, key, rrsig, ttl)``: outcome SECURE with the proving key and
     RRSIG and the TTL the RRset may be cached for (RFC 4035 §5.3.3), else BOGUS with the most
     telling failure, NO_SUPPORTED_KEY, or RRSET_BUDGET."""
     cdef _Failure failure = _Failure()
-    cdef list keys = []
-    cdef bytes wire, owner, data
+    cdef bytes owner, data
     cdef list rdatas = None
     cdef tuple owner_labels = rrset.name.labels, signer
-    cdef int rdtype = rrset.rdtype, alg, tag, window, checks = 0, tried, left
+    cdef int rdtype = rrset.rdtype, alg, tag, window, checks = 0, tried
+    cdef int64_t ttl, left
     cdef bint usable_zone_key = False, saw_usable_sig = False
     cdef Key key
-    for wire in key_wires:
-        if PyBytes_GET_SIZE(wire) < 4:
-            continue
-        key = cache.get(wire)
+    for key in keys:
         if key.flags & ZONE_FLAG and _usable(key.algorithm, allow_sha1):
             usable_zone_key = True
-        keys.append(key)
+            break
     if rrsigs is None or not same_name(rrsigs.name.labels, owner_labels) \
             or rrsigs.rdclass != rrset.rdclass:
         rrsigs = ()
@@ -711,16 +724,23 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list key_w
             if checks >= max_checks:
                 return (RRSET_BUDGET, 6, f"validation budget exhausted: {max_checks} signature "
                         "checks per RRset", failure.key, failure.rrsig, 0)
-            spend()
+            if spend is not None:
+                spend()
             checks += 1
             if verify_signature(key, rrsig.signature, data):
+                ttl = rrset.ttl
+                left = rrsig.original_ttl
+                if left < ttl:
+                    ttl = left
                 left = <int32_t>(<uint32_t>rrsig.expiration - <uint32_t>(now & 0xFFFFFFFF))
-                return (SECURE, 0, "", key, rrsig, min(rrset.ttl, rrsig.original_ttl, left))
+                if left < ttl:
+                    ttl = left
+                return (SECURE, 0, "", key, rrsig, ttl)
             failure.note(6, f"signature by key {key.tag} algorithm {alg} does not verify",
                          rrsig, key)
         if tried == 0:
             failure.note(9, f"no DNSKEY with tag {tag} algorithm {alg} at {rrsig.signer}", rrsig)
-    if not saw_usable_sig and not usable_zone_key and key_wires and failure.ede in (1, 10):
+    if not saw_usable_sig and not usable_zone_key and keys and failure.ede in (1, 10):
         return (NO_SUPPORTED_KEY, 1, "no supported algorithm among the zone's keys", None, None, 0)
     if failure.ede == 1:
         # The zone has keys we support, yet nothing is signed with them (RFC 4035 §2.2).

@@ -216,6 +216,8 @@ def test_key_cache_is_bounded_and_reuses_keys():
     cache.get(wires[1])
     cache.get(wires[2])
     assert len(cache) == 2 and cache.get(wires[0]) is not first
+    rd = dns.rdata.from_wire("IN", "DNSKEY", wires[1], 0, len(wires[1]))
+    assert cache.of_rdata(rd).wire == wires[1]
 
 
 def test_same_name_and_subdomain_ignore_case():

@@ -49,27 +49,28 @@ def describe(name: dns.name.Name, rdtype: int) -> str:
 
 
 def check_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
-                key_owner: dns.name.Name | None, key_wires: list[bytes], now: int,
-                budget: Budget, config: ValidatorConfig) -> tuple[ValidationResult, bytes | None]:
-    """:func:`validate_rrset` with the keys given as DNSKEY RDATA wire forms owned by
-    ``key_owner`` and the time already resolved; also returns the wire form of the key that
-    proved the RRset, if any."""
+                key_owner: dns.name.Name | None, keys: list[fv.Key], now: int,
+                budget: Budget | None, config: ValidatorConfig) -> tuple[ValidationResult,
+                                                                        fv.Key | None]:
+    """:func:`validate_rrset` with the keys already parsed and the time resolved; also returns
+    the key that proved the RRset, if any. Without a budget the call is bounded by the smaller
+    of the per-RRset and per-query limits, which is what a fresh budget would allow."""
     limits = config.limits
+    if budget is None:
+        spend, max_checks = None, min(limits.max_sig_checks_per_rrset,
+                                      limits.max_sig_checks_per_query)
+    else:
+        spend, max_checks = budget.spend_sig_check, limits.max_sig_checks_per_rrset
     try:
         outcome, ede, reason, key, rrsig, ttl = fv.check_rrset(
-            rrset, rrsigs, None if key_owner is None else key_owner.labels, key_wires, KEY_CACHE,
-            now, budget.spend_sig_check, limits.max_sig_checks_per_rrset,
-            limits.max_keys_per_tag, config.allow_sha1)
-    except BudgetExhausted as exc:
+            rrset, rrsigs, None if key_owner is None else key_owner.labels, keys, now, spend,
+            max_checks, limits.max_keys_per_tag, config.allow_sha1)
+    except (BudgetExhausted, fv.MalformedData) as exc:
         return ValidationResult(Verdict.BOGUS, EDE.DNSSEC_BOGUS,
                                 f"{describe(rrset.name, rrset.rdtype)}: {exc}"), None
-    except fv.MalformedData as exc:
-        return ValidationResult(Verdict.BOGUS, EDE.DNSSEC_BOGUS,
-                                f"{describe(rrset.name, rrset.rdtype)}: malformed data: "
-                                f"{exc}"), None
     info = None if key is None else KeyInfo(key_owner, key.tag, key.algorithm, key.flags)
     if outcome == fv.SECURE:
-        return ValidationResult(Verdict.SECURE, None, "", info, rrsig, ttl), key.wire
+        return ValidationResult(Verdict.SECURE, None, "", info, rrsig, ttl), key
     verdict = Verdict.INSECURE if outcome == fv.NO_SUPPORTED_KEY else Verdict.BOGUS
     return ValidationResult(verdict, EDE(ede), f"{describe(rrset.name, rrset.rdtype)}: {reason}",
                             info, rrsig), None
@@ -86,15 +87,13 @@ def validate_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
     signatures, not trust. The verdict is SECURE or BOGUS, or INSECURE when the keys hold no zone
     key of a supported algorithm and nothing is signed with one (RFC 4035 §5.2). ``now`` injects
     the validation time; ``budget`` carries the work spent on the current client query across
-    calls (a fresh one per call when omitted)."""
-    config = config or DEFAULT_CONFIG
-    if budget is None:
-        budget = Budget(config.limits)
+    calls."""
     if dnskeys is None:
-        key_owner, key_wires = None, []
+        key_owner, keys = None, []
     else:
-        key_owner, key_wires = dnskeys.name, [fv.rdata_wire(rd) for rd in dnskeys]
-    return check_rrset(rrset, rrsigs, key_owner, key_wires, posix_time(now), budget, config)[0]
+        key_owner, keys = dnskeys.name, [KEY_CACHE.of_rdata(rd) for rd in dnskeys]
+    return check_rrset(rrset, rrsigs, key_owner, keys, posix_time(now), budget,
+                       config or DEFAULT_CONFIG)[0]
 
 
 def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
@@ -110,8 +109,6 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
     type, which makes the zone insecure (RFC 4035 §5.2, RFC 6840 §5.2, RFC 9905 §2). BOGUS:
     otherwise."""
     config = config or DEFAULT_CONFIG
-    if budget is None:
-        budget = Budget(config.limits)
     what = describe(dnskeys.name, dns.rdatatype.DNSKEY)
     owner_wire = fv.name_wire(dnskeys.name.labels)
     wires = [fv.rdata_wire(rd) for rd in dnskeys]
@@ -140,17 +137,20 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
         for wire in wires:
             if len(wire) >= 4:
                 by_tag.setdefault((fv.key_tag(wire), wire[3]), []).append(wire)
+        # Digests are cheap hashes, so every key sharing a DS's tag is compared: a zone may
+        # legitimately have colliding tags. The per-tag cap bounds signature checks instead.
         for ds in usable[:config.limits.max_ds_per_zone]:
-            for wire in by_tag.get((ds.key_tag, ds.algorithm), [])[:config.limits.max_keys_per_tag]:
+            for wire in by_tag.get((ds.key_tag, ds.algorithm), ()):
                 if fv.ds_digest(ds.digest_type, owner_wire, wire) == ds.digest:
                     matched.setdefault(wire, ds)
         if not matched:
             return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
                                     f"{what}: no DNSKEY matches the DS set")
-    result, proving_key = check_rrset(dnskeys, rrsigs, dnskeys.name, list(matched),
+    result, proving_key = check_rrset(dnskeys, rrsigs, dnskeys.name,
+                                      [KEY_CACHE.get(wire) for wire in matched],
                                       posix_time(now), budget, config)
     if proving_key is not None:
-        result.ds = matched[proving_key]
+        result.ds = matched[proving_key.wire]
     elif result.verdict is Verdict.INSECURE:
         # Every vouched-for key has a supported algorithm, so it can only be unusable as a zone
         # key: the DS says the zone is signed, and nothing here can prove it.

@@ -1,0 +1,1002 @@
+#!/usr/bin/env python3
+"""Build the DNSSEC test tree in tests/testtree/zones/ and tests/testtree/tree.json.
+
+The zones are signed by signers this project did not write: BIND's
+``dnssec-signzone`` (package bind9-utils) and ldns' ``ldns-signzone``
+(package ldnsutils).  This script only writes the unsigned zone files, asks
+the tools for keys, signatures and DS records, and then damages a few zones
+on purpose (documented per zone in README.md and tree.json).
+
+Usage::
+
+    python tests/testtree/generate.py             # rebuild, reusing the checked-in keys
+    python tests/testtree/generate.py --new-keys  # rebuild with fresh keys
+    python tests/testtree/generate.py --check     # only run the independent checks
+
+After building, the independent checks run (dnssec-verify, ldns-verify-zone at
+the fixed time, and dnspython's validator) and the build fails if any zone does
+not pass or fail exactly as intended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import dataclasses
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import dns.dnssec
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from testtree import (  # noqa: E402
+    EXPIRATION,
+    EXPIRED_EXPIRATION,
+    EXPIRED_INCEPTION,
+    INCEPTION,
+    NOTYET_EXPIRATION,
+    NOTYET_INCEPTION,
+    NOW,
+    NOW_TEXT,
+)
+
+ZONES = HERE / "zones"
+MANIFEST = HERE / "tree.json"
+
+TTL = 3600
+SERIAL = 2026010101
+ADDR_PREFIX = "127.0.0."
+
+ALG_NAMES = {
+    5: "RSASHA1",
+    7: "NSEC3RSASHA1",
+    8: "RSASHA256",
+    10: "RSASHA512",
+    13: "ECDSAP256SHA256",
+    14: "ECDSAP384SHA384",
+    15: "ED25519",
+    16: "ED448",
+    200: "UNASSIGNED-200",
+}
+# ldns-keygen spells algorithm 7 differently.
+LDNS_ALG_NAMES = {**ALG_NAMES, 7: "RSASHA1-NSEC3-SHA1"}
+RSA_ALGS = {5, 7, 8, 10}
+RSA_BITS = {"ksk": 2048, "zsk": 1024, "csk": 2048}
+
+# keytrap: trap.keytrap.example. A is signed with this address, then rewritten to the next,
+# so none of its RRSIGs verifies with any of the colliding keys.
+KEYTRAP_SIGNED_ADDR = "192.0.2.250"
+KEYTRAP_SERVED_ADDR = "192.0.2.251"
+
+# The algorithm number given to the "unknownalg" zone; no signer implements it.
+UNKNOWN_ALG = 200
+
+
+@dataclasses.dataclass
+class Spec:
+    name: str  # absolute, with trailing dot
+    parent: str | None
+    addr: int  # last octet of the 127.0.0.x server address
+    kind: str  # root | tld | child | insecure | broken
+    signer: str = "none"  # bind | ldns | none | ldns+fabricated
+    alg: int | None = None
+    keys: str = "split"  # split (KSK+ZSK) | csk
+    denial: str | None = None  # nsec | nsec3 | nsec3-optout
+    nsec3_iterations: int = 0
+    nsec3_salt: str = ""  # hex, "" = no salt
+    inception: str = INCEPTION
+    expiration: str = EXPIRATION
+    ds_digests: tuple = (2,)
+    breakage: str | None = None
+    dname_to: str | None = None
+    cname_out: str | None = None
+    notes: str = ""
+    extra_flags: list = dataclasses.field(default_factory=list)
+
+    @property
+    def dirname(self) -> str:
+        return "root" if self.name == "." else self.name.rstrip(".")
+
+    @property
+    def server(self) -> str:
+        return f"{ADDR_PREFIX}{self.addr}"
+
+    @property
+    def ns(self) -> str:
+        return "a.root-servers.test." if self.name == "." else f"ns.{self.name}"
+
+
+GOOD_CHILDREN = [
+    # name, parent, addr, alg, signer, denial, keys
+    ("rsasha256.example.", "example.", 20, 8, "bind", "nsec", "split"),
+    ("rsasha512.test.", "test.", 21, 10, "ldns", "nsec3", "csk"),
+    ("ecdsap256.example.", "example.", 22, 13, "ldns", "nsec", "split"),
+    ("ecdsap384.test.", "test.", 23, 14, "bind", "nsec3", "csk"),
+    ("ed25519.example.", "example.", 24, 15, "bind", "nsec3", "split"),
+    ("ed448.test.", "test.", 25, 16, "ldns", "nsec", "csk"),
+]
+
+
+def build_specs() -> list[Spec]:
+    specs = [
+        Spec(".", None, 10, "root", "bind", 8, "split", "nsec",
+             notes="Root zone. Its DS (zones/root/ds) is the trust anchor."),
+        Spec("test.", ".", 11, "tld", "bind", 13, "split", "nsec3-optout",
+             notes="NSEC3, 0 iterations, no salt, opt-out (dnssec-signzone -A): "
+                   "the unsigned delegation insecure.test. has no NSEC3 of its own."),
+        Spec("example.", ".", 12, "tld", "ldns", 8, "split", "nsec",
+             notes="NSEC TLD with signed, unsigned and broken delegations."),
+    ]
+    names = [c[0] for c in GOOD_CHILDREN]
+    for i, (name, parent, addr, alg, signer, denial, keys) in enumerate(GOOD_CHILDREN):
+        s = Spec(name, parent, addr, "child", signer, alg, keys, denial,
+                 cname_out=names[(i + 1) % len(names)])
+        if name == "ecdsap256.example.":
+            s.dname_to = "ed25519.example."
+        if name == "ecdsap384.test.":
+            s.ds_digests = (2, 4)
+        if name == "ed25519.example.":
+            s.extra_flags = ["-x"]  # DNSKEY RRset signed by the KSK only
+        s.notes = (f"{ALG_NAMES[alg]} ({'KSK+ZSK' if keys == 'split' else 'single CSK'}), "
+                   f"{denial.upper()}, signed by {'dnssec-signzone' if signer == 'bind' else 'ldns-signzone'}.")
+        if s.dname_to:
+            s.notes += f" Has dname.{name} DNAME {s.dname_to}"
+        if s.ds_digests != (2,):
+            s.notes += " DS in the parent with digest types 2 (SHA-256) and 4 (SHA-384)."
+        if s.extra_flags == ["-x"]:
+            s.notes += " DNSKEY RRset signed by the KSK only (dnssec-signzone -x)."
+        specs.append(s)
+    # Unsigned zones behind insecure delegations.
+    specs.append(Spec("insecure.example.", "example.", 30, "insecure",
+                      notes="Unsigned zone; delegation from an NSEC parent without DS."))
+    specs.append(Spec("insecure.test.", "test.", 31, "insecure",
+                      notes="Unsigned zone; delegation from an NSEC3 opt-out parent without DS "
+                            "(no NSEC3 record of its own in test.)."))
+    for i, (name, *_rest) in enumerate(GOOD_CHILDREN):
+        specs.append(Spec(f"insecure.{name}", name, 32 + i, "insecure",
+                          notes="Unsigned zone; delegation without DS from a signed child zone."))
+    # Broken zones.
+    specs += [
+        Spec("expired.example.", "example.", 40, "broken", "bind", 13, "split", "nsec",
+             inception=EXPIRED_INCEPTION, expiration=EXPIRED_EXPIRATION, breakage="expired",
+             extra_flags=["-P"],
+             notes="Every RRSIG valid only 2020-01-01..2021-01-01 (dnssec-signzone -P: "
+                   "its own post-sign check would reject the past window)."),
+        Spec("notyet.example.", "example.", 41, "broken", "ldns", 13, "split", "nsec",
+             inception=NOTYET_INCEPTION, expiration=NOTYET_EXPIRATION, breakage="notyet",
+             notes="Every RRSIG valid only 2035-01-01..2038-01-01, after NOW (the window ends before "
+                   "2038-01-19: ldns 1.8.3 misreads later RRSIG times)."),
+        Spec("wrongds.example.", "example.", 42, "broken", "bind", 13, "split", "nsec",
+             breakage="wrongds",
+             notes="Correctly signed zone, but the DS in example. is the DS of a third "
+                   "key (keys/...unpublished...) that is neither published nor used."),
+        Spec("nosig.test.", "test.", 43, "broken", "ldns", 13, "split", "nsec",
+             breakage="nosig",
+             notes="Signed by ldns-signzone; the RRSIGs of www A and www AAAA were then deleted."),
+        Spec("badsig.test.", "test.", 44, "broken", "ldns", 13, "split", "nsec3",
+             breakage="badsig",
+             notes="Signed by ldns-signzone; one byte of the www A RRSIG's signature was then inverted."),
+        Spec("unknownalg.example.", "example.", 45, "broken", "ldns+fabricated", UNKNOWN_ALG,
+             "csk", "nsec", breakage="unknownalg",
+             notes="Only key: a DNSKEY of algorithm 200 (unassigned) with placeholder key bytes; "
+                   "the DS in example. (made by ldns-key2ds) has algorithm 200 too. The NSEC chain "
+                   "was made by ldns-signzone with a throw-away ECDSA key whose RRSIGs were then "
+                   "rewritten to algorithm 200 with placeholder signature bytes: no software can "
+                   "sign or verify algorithm 200, the zone must be treated as insecure from the DS."),
+        Spec("nsec3iter.test.", "test.", 46, "broken", "ldns", 13, "split", "nsec3",
+             nsec3_iterations=100, nsec3_salt="cafe", breakage="nsec3iter",
+             notes="Correctly signed; NSEC3 with 100 extra iterations and salt CAFE "
+                   "(ldns-signzone -t 100 -s cafe)."),
+        Spec("keytrap.example.", "example.", 47, "broken", "ldns", 13, "split", "nsec",
+             breakage="keytrap", extra_flags=["-A"],  # every RRset signed by all 5 keys
+             notes="KeyTrap shape (CVE-2023-50387): 5 ECDSA P-256 keys (1 KSK, 4 ZSKs) sharing one "
+                   "key tag, every RRset carrying 5 RRSIGs with that tag (ldns-signzone -A). Keys "
+                   "found by a bounded, seeded search in generate.py (cryptography); signatures by "
+                   "ldns-signzone. Everything is valid except trap.keytrap.example. A: signed as "
+                   f"{KEYTRAP_SIGNED_ADDR}, then rewritten to {KEYTRAP_SERVED_ADDR}, so its 5 RRSIGs "
+                   "x 5 same-tag keys = 25 signature checks all fail; a validator must stop early "
+                   "(budget) instead."),
+        Spec("sha1.example.", "example.", 48, "broken", "bind", 5, "csk", "nsec",
+             breakage="sha1",
+             notes="Signed only with RSASHA1 (algorithm 5), one 2048-bit CSK. Cryptographically "
+                   "valid; validators that no longer accept SHA-1 treat it as unsupported (insecure)."),
+    ]
+    return specs
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def run(cmd, cwd=None, check=True):
+    p = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"command failed ({p.returncode}): {' '.join(map(str, cmd))}\n"
+                           f"{p.stdout}\n{p.stderr}")
+    return p
+
+
+def tool_versions() -> dict:
+    v = {}
+    try:
+        v["dnssec-signzone"] = run(["dnssec-signzone", "-V"]).stdout.strip() or \
+            run(["dnssec-signzone", "-V"]).stderr.strip()
+    except (OSError, RuntimeError):
+        v["dnssec-signzone"] = None
+    try:
+        v["ldns-signzone"] = run(["ldns-signzone", "-v"]).stdout.strip()
+    except (OSError, RuntimeError):
+        v["ldns-signzone"] = None
+    return v
+
+
+def parse_rrs(text: str, rdtype=None) -> list[tuple[dns.name.Name, int, dns.rdata.Rdata]]:
+    """Parse one-RR-per-line master-file text with absolute owner names."""
+    out = []
+    for line in text.splitlines():
+        line = line.split(";", 1)[0].strip()
+        if not line:
+            continue
+        toks = line.split()
+        owner = dns.name.from_text(toks[0])
+        i = 1
+        ttl = TTL
+        if toks[i].isdigit():
+            ttl = int(toks[i])
+            i += 1
+        if toks[i].upper() == "IN":
+            i += 1
+        rtype = dns.rdatatype.from_text(toks[i])
+        rd = dns.rdata.from_text(dns.rdataclass.IN, rtype, " ".join(toks[i + 1:]),
+                                 origin=dns.name.root, relativize=False)
+        if rdtype is None or rtype == rdtype:
+            out.append((owner, ttl, rd))
+    return out
+
+
+def rr_line(owner, ttl, rd) -> str:
+    return f"{owner}\t{ttl}\tIN\t{dns.rdatatype.to_text(rd.rdtype)}\t{rd.to_text()}"
+
+
+def zone_header(spec: Spec) -> list[str]:
+    z = spec.name
+    host = "hostmaster." + ("root-servers.test." if z == "." else z)
+    return [
+        f"; {z} -- dnssec-sidecar test tree, written by tests/testtree/generate.py",
+        f"$TTL {TTL}",
+        f"{z}\tIN\tSOA\t{spec.ns} {host} {SERIAL} 7200 3600 1209600 3600",
+        f"{z}\tIN\tNS\t{spec.ns}",
+    ]
+
+
+def delegation_lines(child: Spec, ds_text: str | None) -> list[str]:
+    lines = [f"{child.name}\tIN\tNS\t{child.ns}",
+             f"{child.ns}\tIN\tA\t{child.server}"]
+    if ds_text:
+        for owner, ttl, rd in parse_rrs(ds_text, dns.rdatatype.DS):
+            lines.append(rr_line(owner, TTL, rd))
+    return lines
+
+
+def child_content(spec: Spec, specs_by_name: dict) -> list[str]:
+    z = spec.name
+    n = spec.addr
+    lines = zone_header(spec)
+    if spec.kind == "child":
+        algtext = ALG_NAMES[spec.alg]
+        signer = "dnssec-signzone" if spec.signer == "bind" else "ldns-signzone"
+        lines += [
+            f"{z}\tIN\tMX\t10 mail.{z}",
+            f'{z}\tIN\tTXT\t"dnssec-sidecar test zone" "algorithm {spec.alg} {algtext}" "signer {signer}"',
+            f"{spec.ns}\tIN\tA\t{spec.server}",
+            f"www.{z}\tIN\tA\t192.0.2.{n}",
+            f"www.{z}\tIN\tAAAA\t2001:db8::{n}",
+            f"mail.{z}\tIN\tA\t192.0.2.{n}",
+            f"*.wild.{z}\tIN\tA\t192.0.2.{n}",
+            f'*.wild.{z}\tIN\tTXT\t"wildcard"',
+            f"a.b.c.{z}\tIN\tA\t192.0.2.{n}",
+            f"cname.{z}\tIN\tCNAME\twww.{z}",
+            f"cname-out.{z}\tIN\tCNAME\twww.{spec.cname_out}",
+        ]
+        if spec.dname_to:
+            lines.append(f"dname.{z}\tIN\tDNAME\t{spec.dname_to}")
+    elif spec.kind == "broken":
+        lines += [
+            f'{z}\tIN\tTXT\t"dnssec-sidecar broken test zone: {spec.breakage}"',
+            f"{spec.ns}\tIN\tA\t{spec.server}",
+            f"www.{z}\tIN\tA\t192.0.2.{n}",
+            f"www.{z}\tIN\tAAAA\t2001:db8::{n}",
+            f"*.wild.{z}\tIN\tA\t192.0.2.{n}",
+        ]
+        if spec.breakage == "keytrap":
+            lines.append(f"trap.{z}\tIN\tA\t{KEYTRAP_SIGNED_ADDR}")
+    elif spec.kind == "tld":
+        lines.append(f"{spec.ns}\tIN\tA\t{spec.server}")
+    elif spec.kind == "insecure":
+        lines += [
+            f'{z}\tIN\tTXT\t"dnssec-sidecar unsigned test zone"',
+            f"{spec.ns}\tIN\tA\t{spec.server}",
+            f"www.{z}\tIN\tA\t192.0.2.{n}",
+        ]
+    return lines
+
+
+# ---------------------------------------------------------------- keys
+
+
+@dataclasses.dataclass
+class Key:
+    base: str  # file base name, without .key/.private
+    role: str  # ksk | zsk | csk | unpublished-ksk
+    published: bool = True
+
+    def dnskey(self, keydir: Path):
+        text = (keydir / f"{self.base}.key").read_text()
+        rrs = parse_rrs(text, dns.rdatatype.DNSKEY)
+        assert len(rrs) == 1, self.base
+        return rrs[0][2]
+
+    def key_line(self, keydir: Path) -> str:
+        owner, _ttl, rd = parse_rrs((keydir / f"{self.base}.key").read_text(),
+                                    dns.rdatatype.DNSKEY)[0]
+        return rr_line(owner, TTL, rd)
+
+
+def keygen(spec: Spec, role: str, keydir: Path) -> Key:
+    ksk = role in ("ksk", "csk", "unpublished-ksk")
+    if spec.signer == "bind":
+        cmd = ["dnssec-keygen", "-q", "-C", "-K", keydir, "-a", ALG_NAMES[spec.alg], "-n", "ZONE"]
+        if spec.alg in RSA_ALGS:
+            cmd += ["-b", RSA_BITS["ksk" if ksk else "zsk"]]
+        if ksk:
+            cmd += ["-f", "KSK"]
+        base = run(cmd + [spec.name]).stdout.strip().splitlines()[-1]
+    else:
+        cmd = ["ldns-keygen", "-r", "/dev/urandom", "-a", LDNS_ALG_NAMES[spec.alg]]
+        if spec.alg in RSA_ALGS:
+            cmd += ["-b", RSA_BITS["ksk" if ksk else "zsk"]]
+        if ksk:
+            cmd += ["-k"]
+        base = run(cmd + [spec.name], cwd=keydir).stdout.strip().splitlines()[-1]
+        ds = keydir / f"{base}.ds"
+        if ds.exists():
+            ds.unlink()
+    return Key(base, role, published=(role != "unpublished-ksk"))
+
+
+def reuse_key(old_entry: dict | None, role: str, index: int, spec: Spec, keydir: Path) -> Key | None:
+    """Copy a key of the same role/algorithm from the previous tree, if there is one."""
+    if not old_entry:
+        return None
+    same = [k for k in old_entry.get("keys", []) if k["role"] == role and k["algorithm"] == spec.alg]
+    if index >= len(same):
+        return None
+    src = HERE / same[index]["file"]
+    base = Path(same[index]["file"]).name
+    if not (src.parent / f"{base}.key").exists() or not (src.parent / f"{base}.private").exists():
+        return None
+    for ext in (".key", ".private"):
+        shutil.copy2(src.parent / f"{base}{ext}", keydir / f"{base}{ext}")
+    return Key(base, role, published=(role != "unpublished-ksk"))
+
+
+def make_keys(spec: Spec, keydir: Path, old_entry: dict | None) -> list[Key]:
+    roles = ["csk"] if spec.keys == "csk" else ["ksk", "zsk"]
+    if spec.breakage == "wrongds":
+        roles.append("unpublished-ksk")
+    keys = []
+    count = collections.Counter()
+    for role in roles:
+        k = reuse_key(old_entry, role, count[role], spec, keydir) or keygen(spec, role, keydir)
+        count[role] += 1
+        keys.append(k)
+    return keys
+
+
+def keytrap_keys(spec: Spec, keydir: Path, ksks=1, zsks=4, limit=300_000) -> list[Key]:
+    """Find ECDSA P-256 keys sharing one key tag: 1 KSK (flags 257) + 4 ZSKs (256).
+
+    Private scalars are derived from a fixed seed and a counter, so the search
+    is reproducible (same keys every run) and bounded by `limit`.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    curve = ec.SECP256R1()
+    buckets: dict[int, list] = collections.defaultdict(list)
+    found = None
+    for i in range(1, limit):
+        scalar = int.from_bytes(hashlib.sha256(b"dnssec-sidecar keytrap %d" % i).digest(), "big")
+        scalar = scalar % (order - 1) + 1
+        priv = ec.derive_private_key(scalar, curve)
+        pub = priv.public_key().public_bytes(serialization.Encoding.X962,
+                                             serialization.PublicFormat.UncompressedPoint)[1:]
+        for flags in (256, 257):
+            rd = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY,
+                                     flags.to_bytes(2, "big") + bytes([3, 13]) + pub, 0, 4 + len(pub))
+            tag = dns.dnssec.key_id(rd)
+            buckets[tag].append((i, flags, scalar, rd))
+            b = buckets[tag]
+            if sum(1 for e in b if e[1] == 257) >= ksks and sum(1 for e in b if e[1] == 256) >= zsks:
+                # one key may sit in the bucket with both flag values; use distinct keys
+                chosen, used = [], set()
+                for want, n in ((257, ksks), (256, zsks)):
+                    for e in b:
+                        if e[1] == want and e[0] not in used and n > 0:
+                            chosen.append(e)
+                            used.add(e[0])
+                            n -= 1
+                if len(chosen) == ksks + zsks:
+                    found = (tag, chosen)
+                    break
+        if found:
+            break
+    if not found:
+        raise RuntimeError(f"no {ksks + zsks}-way key tag collision within {limit} keys")
+    tag, chosen = found
+    keys = []
+    for n, (i, flags, scalar, rd) in enumerate(chosen):
+        role = "ksk" if flags == 257 else "zsk"
+        base = f"K{spec.name}+013+{tag:05d}-{n + 1}"
+        (keydir / f"{base}.key").write_text(
+            f"; keytrap key #{n + 1} (search counter {i}), key tag {tag}, flags {flags}\n"
+            f"{spec.name} IN DNSKEY {rd.to_text()}\n")
+        (keydir / f"{base}.private").write_text(
+            "Private-key-format: v1.2\n"
+            "Algorithm: 13 (ECDSAP256SHA256)\n"
+            f"PrivateKey: {base64.b64encode(scalar.to_bytes(32, 'big')).decode()}\n")
+        keys.append(Key(base, role))
+    return keys
+
+
+def unknownalg_key(spec: Spec, keydir: Path) -> Key:
+    """A DNSKEY of an unassigned algorithm; the public key bytes are a placeholder."""
+    pub = hashlib.sha512(b"dnssec-sidecar placeholder public key for algorithm 200").digest()
+    base = f"K{spec.name}+{UNKNOWN_ALG:03d}+placeholder"
+    rd = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DNSKEY,
+                             f"257 3 {UNKNOWN_ALG} {base64.b64encode(pub).decode()}")
+    (keydir / f"{base}.key").write_text(
+        f"; placeholder key of unassigned algorithm {UNKNOWN_ALG}, key tag {dns.dnssec.key_id(rd)};"
+        " there is no private key\n"
+        f"{spec.name} IN DNSKEY {rd.to_text()}\n")
+    return Key(base, "csk")
+
+
+# ---------------------------------------------------------------- DS
+
+
+def make_ds_text(spec: Spec, keys: list[Key], keydir: Path) -> str:
+    """DS RRset for the parent, produced by the signer's own tool, checked with dnspython."""
+    lines = []
+    for k in keys:
+        if k.role == "zsk":
+            continue
+        if spec.breakage == "wrongds" and k.role != "unpublished-ksk":
+            continue
+        if spec.breakage != "wrongds" and k.role == "unpublished-ksk":
+            continue
+        for digest in spec.ds_digests:
+            if spec.signer == "bind":
+                dname = {1: "SHA-1", 2: "SHA-256", 4: "SHA-384"}[digest]
+                out = run(["dnssec-dsfromkey", "-a", dname, f"{k.base}.key"], cwd=keydir).stdout
+            else:
+                out = run(["ldns-key2ds", "-n", f"-{digest}",
+                           f"{k.base}.key"], cwd=keydir).stdout
+            rrs = parse_rrs(out, dns.rdatatype.DS)
+            assert len(rrs) == 1, out
+            owner, _ttl, ds = rrs[0]
+            expect = dns.dnssec.make_ds(spec.name, k.dnskey(keydir), digest,
+                                        policy=dns.dnssec.allow_all_policy)
+            if ds != expect:
+                raise RuntimeError(f"DS from the tool disagrees with dnspython for {k.base}: {ds} / {expect}")
+            lines.append(rr_line(owner, TTL, ds))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- signing
+
+
+def sign_bind(spec: Spec, unsigned: Path, keys: list[Key], keydir: Path, out: Path) -> str:
+    src = keydir.parent / "signer-input.zone"
+    pub = [k for k in keys if k.published]
+    src.write_text(unsigned.read_text() + "; DNSKEYs\n" +
+                   "".join(k.key_line(keydir) + "\n" for k in pub))
+    cmd = ["dnssec-signzone", "-o", spec.name, "-f", out, "-s", spec.inception,
+           "-e", spec.expiration, "-N", "keep", "-K", keydir]
+    if spec.denial and spec.denial.startswith("nsec3"):
+        cmd += ["-3", spec.nsec3_salt or "-", "-H", spec.nsec3_iterations]
+        if spec.denial == "nsec3-optout":
+            cmd += ["-A"]
+    if spec.keys == "csk":
+        cmd += ["-z"]
+    cmd += spec.extra_flags
+    for k in pub:
+        if k.role in ("ksk", "csk"):
+            cmd += ["-k", keydir / k.base]
+    cmd += [src] + [keydir / k.base for k in pub if k.role == "zsk"]
+    p = run(cmd, cwd=keydir)
+    src.unlink()
+    for f in keydir.glob("dsset-*"):  # the DS goes to ../ds instead
+        f.unlink()
+    return p.stdout + p.stderr
+
+
+def sign_ldns(spec: Spec, unsigned: Path, keys: list[Key], keydir: Path, out: Path,
+              extra_input: str = "") -> str:
+    src = unsigned
+    if extra_input:
+        src = keydir.parent / "signer-input.zone"
+        src.write_text(unsigned.read_text() + extra_input)
+    cmd = ["ldns-signzone", "-i", spec.inception, "-e", spec.expiration, "-o", spec.name, "-f", out]
+    if spec.denial and spec.denial.startswith("nsec3"):
+        cmd += ["-n", "-a", "1", "-t", spec.nsec3_iterations]
+        if spec.nsec3_salt:
+            cmd += ["-s", spec.nsec3_salt]
+        if spec.denial == "nsec3-optout":
+            cmd += ["-p"]
+    cmd += spec.extra_flags
+    cmd += [src] + [keydir / k.base for k in keys if k.published]
+    p = run(cmd, cwd=keydir)
+    if extra_input:
+        src.unlink()
+    return p.stdout + p.stderr
+
+
+def break_nosig(spec: Spec, signed: Path):
+    """Delete the RRSIGs covering www A and www AAAA (ldns writes one RR per line)."""
+    www = f"www.{spec.name}"
+    kept, dropped = [], 0
+    for line in signed.read_text().splitlines():
+        t = line.split()
+        if len(t) > 4 and t[0] == www and t[3] == "RRSIG" and t[4] in ("A", "AAAA"):
+            dropped += 1
+            continue
+        kept.append(line)
+    assert dropped == 2, dropped
+    signed.write_text("\n".join(kept) + "\n")
+
+
+def break_badsig(spec: Spec, signed: Path):
+    """Invert one byte in the middle of the www A RRSIG's signature."""
+    www = f"www.{spec.name}"
+    out, done = [], 0
+    for line in signed.read_text().splitlines():
+        t = line.split()
+        if len(t) > 4 and t[0] == www and t[3] == "RRSIG" and t[4] == "A":
+            owner, ttl, rd = parse_rrs(line)[0]
+            sig = bytearray(rd.signature)
+            sig[len(sig) // 2] ^= 0xFF
+            line = rr_line(owner, ttl, rd.replace(signature=bytes(sig)))
+            done += 1
+        out.append(line)
+    assert done == 1, done
+    signed.write_text("\n".join(out) + "\n")
+
+
+def break_keytrap(spec: Spec, signed: Path):
+    """Change the address of trap.<zone> A after signing: its RRSIGs (one per colliding key)
+    then verify with none of the keys that share their key tag."""
+    trap = f"trap.{spec.name}"
+    out, done = [], 0
+    for line in signed.read_text().splitlines():
+        t = line.split()
+        if len(t) > 4 and t[0] == trap and t[3] == "A" and t[4] == KEYTRAP_SIGNED_ADDR:
+            line = line.replace(KEYTRAP_SIGNED_ADDR, KEYTRAP_SERVED_ADDR)
+            done += 1
+        out.append(line)
+    assert done == 1, done
+    signed.write_text("\n".join(out) + "\n")
+
+
+def fabricate_unknownalg(spec: Spec, signed: Path, key: Key, keydir: Path):
+    """Rewrite the throw-away ECDSA RRSIGs into algorithm-200 RRSIGs with placeholder bytes."""
+    dnskey = key.dnskey(keydir)
+    tag = dns.dnssec.key_id(dnskey)
+    out = []
+    for line in signed.read_text().splitlines():
+        t = line.split()
+        if len(t) > 3 and t[3] == "RRSIG":
+            owner, ttl, rd = parse_rrs(line)[0]
+            filler = hashlib.sha512(b"placeholder signature, algorithm 200: " +
+                                    owner.to_wire() + rd.type_covered.to_bytes(2, "big")).digest()
+            rd = rd.replace(algorithm=UNKNOWN_ALG, key_tag=tag, signature=filler)
+            line = rr_line(owner, ttl, rd)
+        out.append(line)
+    signed.write_text("\n".join(out) + "\n")
+
+
+# ---------------------------------------------------------------- build
+
+
+def expectations(spec: Spec) -> dict:
+    z = spec.name
+    if spec.kind == "insecure":
+        return {"zone": "insecure", "ede": None,
+                "names": {f"www.{z} A": "INSECURE answer (unsigned zone below a DS-less delegation)",
+                          f"{z} DS": ("no DS in the parent: NSEC3 opt-out (INSECURE), "
+                                      "no NSEC3 at this name" if spec.parent == "test."
+                                      else "no DS in the parent, proven SECURE")}}
+    if spec.kind in ("root", "tld", "child"):
+        names = {f"{z} SOA": "SECURE", f"{z} DNSKEY": "SECURE (authenticated by the parent's DS)",
+                 f"nonexistent.{z} A".lstrip("."): "NXDOMAIN, proven SECURE",
+                 f"{z} A": "NODATA, proven SECURE"}
+        if spec.kind == "child":
+            names.update({
+                f"www.{z} A": "SECURE", f"www.{z} AAAA": "SECURE", f"{z} MX": "SECURE",
+                f"{z} TXT": "SECURE", f"www.{z} MX": "NODATA, proven SECURE",
+                f"b.c.{z} A": "NODATA at an empty non-terminal, proven SECURE",
+                f"a.b.c.{z} A": "SECURE",
+                f"foo.wild.{z} A": "SECURE wildcard answer (from *.wild), no closer match proven",
+                f"foo.wild.{z} MX": "wildcard NODATA, proven SECURE",
+                f"cname.{z} A": "SECURE CNAME to www (same zone)",
+                f"cname-out.{z} A": f"SECURE CNAME to www.{spec.cname_out}",
+                f"insecure.{z} DS": "no DS proven SECURE (insecure delegation)",
+                f"www.insecure.{z} A": "INSECURE",
+            })
+            if spec.dname_to:
+                names[f"www.dname.{z} A"] = f"SECURE DNAME to {spec.dname_to} (synthesized CNAME)"
+        if spec.name == "test.":
+            names["insecure.test. DS"] = "no DS: opt-out (INSECURE), no NSEC3 at insecure.test."
+        if spec.name == "example.":
+            names["insecure.example. DS"] = "no DS proven SECURE (NSEC with NS, no DS bit)"
+        return {"zone": "secure", "ede": None, "names": names}
+    b = spec.breakage
+    table = {
+        "expired": ("bogus", 7, "every RRSIG expired (2021-01-01)"),
+        "notyet": ("bogus", 8, "every RRSIG not yet valid (2035-01-01)"),
+        "wrongds": ("bogus", 9, "no DNSKEY matches the DS (EDE 9 DNSKEY Missing; EDE 6 acceptable)"),
+        "nosig": ("bogus", 10, "www A/AAAA have no RRSIG; everything else is SECURE"),
+        "badsig": ("bogus", 6, "www A RRSIG does not verify; everything else is SECURE"),
+        "unknownalg": ("insecure", 1, "only algorithm 200 in DS and DNSKEY"),
+        "nsec3iter": ("insecure", 27, "data SECURE; denial proofs INSECURE when the iteration cap is < 100"),
+        "keytrap": ("bogus", 6, "trap.keytrap.example. A: BOGUS (EDE 6), after at most the "
+                                "validator's signature-check budget; everything else valid "
+                                "when the limits allow 5 keys per tag"),
+        "sha1": ("secure", None, "valid RSASHA1 signatures; INSECURE (EDE 1) if SHA-1 is disabled"),
+    }
+    zone, ede, text = table[b]
+    names = {f"www.{z} A": text, f"{z} DNSKEY": text}
+    if b == "keytrap":
+        names = {f"trap.{z} A": "BOGUS, EDE 6 (budget exhausted under default limits)",
+                 f"www.{z} A": "SECURE (5 RRSIGs, one per colliding key)",
+                 f"{z} DNSKEY": "SECURE from the DS if max_keys_per_tag >= 5 (the KSK sorts last "
+                                "among the 5 same-tag keys)"}
+    return {"zone": zone, "ede": ede, "breakage": b, "names": names}
+
+
+def build(args) -> None:
+    old = json.loads(MANIFEST.read_text()) if MANIFEST.exists() and not args.new_keys else {"zones": {}}
+    specs = build_specs()
+    by_name = {s.name: s for s in specs}
+    tmp = Path(tempfile.mkdtemp(prefix="zones.", dir=HERE))
+    manifest_zones = {}
+    ds_text: dict[str, str] = {}
+    try:
+        # children before parents: depth first by label count, deepest first
+        order = sorted(specs, key=lambda s: -len(dns.name.from_text(s.name)))
+        for spec in order:
+            zdir = tmp / spec.dirname
+            keydir = zdir / "keys"
+            keydir.mkdir(parents=True)
+            lines = child_content(spec, by_name)
+            # delegations to this zone's children
+            for c in specs:
+                if c.parent == spec.name:
+                    lines += delegation_lines(c, ds_text.get(c.name))
+            if spec.name == ".":
+                lines.append(f"a.root-servers.test.\tIN\tA\t{spec.server}")
+            if spec.name == "test.":
+                lines.append(f"a.root-servers.test.\tIN\tA\t{by_name['.'].server}")
+            unsigned = zdir / "unsigned.zone"
+            unsigned.write_text("\n".join(lines) + "\n")
+            entry = {
+                "file": None, "unsigned": f"zones/{spec.dirname}/unsigned.zone",
+                "server": spec.server, "ns": spec.ns, "parent": spec.parent, "kind": spec.kind,
+                "signer": None, "algorithm": spec.alg,
+                "algorithm_name": ALG_NAMES.get(spec.alg) if spec.alg else None,
+                "keys_layout": None, "denial": spec.denial, "nsec3": None, "ds": None,
+                "ds_digest_types": list(spec.ds_digests) if spec.alg else [],
+                "inception": None, "expiration": None, "keys": [], "notes": spec.notes,
+            }
+            if spec.kind == "insecure":
+                keydir.rmdir()
+                entry["file"] = entry["unsigned"]
+                entry["signer"] = "unsigned"
+                entry["expect"] = expectations(spec)
+                manifest_zones[spec.name] = entry
+                continue
+            old_entry = old.get("zones", {}).get(spec.name)
+            if spec.breakage == "keytrap":
+                keys = keytrap_keys(spec, keydir)
+            elif spec.breakage == "unknownalg":
+                keys = [unknownalg_key(spec, keydir)]
+            else:
+                keys = make_keys(spec, keydir, old_entry)
+            signed = zdir / "signed.zone"
+            if spec.breakage == "unknownalg":
+                # throw-away key, only so that ldns-signzone writes the NSEC chain
+                with tempfile.TemporaryDirectory() as td:
+                    base = run(["ldns-keygen", "-r", "/dev/urandom", "-a", "ECDSAP256SHA256",
+                                spec.name], cwd=td).stdout.strip()
+                    cmd = ["ldns-signzone", "-d", "-i", spec.inception, "-e", spec.expiration,
+                           "-o", spec.name, "-f", signed]
+                    src = zdir / "signer-input.zone"
+                    src.write_text(unsigned.read_text() + keys[0].key_line(keydir) + "\n")
+                    run(cmd + [src, Path(td) / base])
+                    src.unlink()
+                fabricate_unknownalg(spec, signed, keys[0], keydir)
+                signer_name = "ldns-signzone (NSEC chain) + generate.py (algorithm-200 placeholders)"
+            elif spec.signer == "bind":
+                sign_bind(spec, unsigned, keys, keydir, signed)
+                signer_name = "dnssec-signzone"
+            else:
+                extra = ""
+                if spec.breakage == "keytrap":
+                    # ldns-signzone adds a key from its .key file only when no DNSKEY with the
+                    # same key tag is in the zone yet: with colliding tags it would publish just
+                    # one of them. So all of them go into its input.
+                    extra = "".join(k.key_line(keydir) + "\n" for k in keys)
+                sign_ldns(spec, unsigned, keys, keydir, signed, extra)
+                signer_name = "ldns-signzone"
+            if spec.breakage == "nosig":
+                break_nosig(spec, signed)
+            elif spec.breakage == "badsig":
+                break_badsig(spec, signed)
+            elif spec.breakage == "keytrap":
+                break_keytrap(spec, signed)
+            if spec.breakage == "unknownalg":
+                out = run(["ldns-key2ds", "-n", "-2", f"{keys[0].base}.key"], cwd=keydir).stdout
+                owner, _t, ds = parse_rrs(out, dns.rdatatype.DS)[0]
+                assert ds == dns.dnssec.make_ds(spec.name, keys[0].dnskey(keydir), 2,
+                                                policy=dns.dnssec.allow_all_policy)
+                text = rr_line(owner, TTL, ds) + "\n"
+            else:
+                text = make_ds_text(spec, keys, keydir)
+            ds_text[spec.name] = text
+            (zdir / "ds").write_text(text)
+            entry.update({
+                "file": f"zones/{spec.dirname}/signed.zone", "signer": signer_name,
+                "keys_layout": "KSK+ZSK" if spec.keys == "split" else "CSK",
+                "signer_flags": [f for f in spec.extra_flags],
+                "ds": f"zones/{spec.dirname}/ds",
+                "inception": spec.inception, "expiration": spec.expiration,
+                "nsec3": ({"iterations": spec.nsec3_iterations, "salt": spec.nsec3_salt,
+                           "optout": spec.denial == "nsec3-optout"}
+                          if spec.denial and spec.denial.startswith("nsec3") else None),
+                "keys": [{"file": f"zones/{spec.dirname}/keys/{k.base}", "role": k.role,
+                          "algorithm": k.dnskey(keydir).algorithm,
+                          "flags": k.dnskey(keydir).flags,
+                          "tag": dns.dnssec.key_id(k.dnskey(keydir)),
+                          "published": k.published} for k in keys],
+                "expect": expectations(spec),
+            })
+            if spec.breakage == "keytrap":
+                entry["keys_layout"] = "1 KSK + 4 ZSKs, one shared key tag"
+            manifest_zones[spec.name] = entry
+        manifest = {
+            "description": "dnssec-sidecar DNSSEC test tree; see README.md. Paths are relative to "
+                           "tests/testtree/.",
+            "inception": INCEPTION, "expiration": EXPIRATION, "now": NOW, "now_text": NOW_TEXT,
+            "trust_anchor": "zones/root/ds",
+            "root_hints": {"a.root-servers.test.": by_name["."].server},
+            "tools": tool_versions(),
+            "zones": {s.name: manifest_zones[s.name] for s in specs},
+        }
+        if ZONES.exists():
+            shutil.rmtree(ZONES)
+        tmp.rename(ZONES)
+        MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def load_zone(entry_or_path, origin: str) -> dns.zone.Zone:
+    path = HERE / entry_or_path
+    return dns.zone.from_file(str(path), origin=origin, relativize=False)
+
+
+def signed_rrsets(zone: dns.zone.Zone):
+    """(rrset, rrsig_rrset|None) for every RRset the zone must sign (no glue, no delegation NS)."""
+    apex = zone.origin
+    cuts = {n for n, node in zone.nodes.items()
+            if n != apex and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)}
+    for name, node in sorted(zone.nodes.items()):
+        below = any(name != c and name.is_subdomain(c) for c in cuts)
+        if below:
+            continue
+        for rds in node.rdatasets:
+            if rds.rdtype == dns.rdatatype.RRSIG:
+                continue
+            if name in cuts and rds.rdtype not in (dns.rdatatype.DS, dns.rdatatype.NSEC):
+                continue
+            rrset = dns.rrset.RRset(name, rds.rdclass, rds.rdtype)
+            rrset.update(rds)
+            covering = None
+            sigs = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rds.rdtype)
+            if sigs:
+                covering = dns.rrset.RRset(name, rds.rdclass, dns.rdatatype.RRSIG, rds.rdtype)
+                covering.update(sigs)
+            yield rrset, covering
+
+
+def dnspython_check(name: str, entry: dict) -> dict:
+    """Validate every RRset with dnspython at NOW, and the DNSKEY RRset against the DS."""
+    zone = load_zone(entry["file"], name)
+    origin = zone.origin
+    dnskeys = zone.get_rdataset(origin, dns.rdatatype.DNSKEY)
+    policy = dns.dnssec.allow_all_policy
+    failures = {}
+    total = sig_count = 0
+    for rrset, sigs in signed_rrsets(zone):
+        total += 1
+        what = f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}"
+        if sigs is None:
+            failures[what] = "no RRSIG"
+            continue
+        errors = []
+        for sig in sigs:  # every RRSIG must verify, one by one to keep each reason
+            try:
+                dns.dnssec.validate_rrsig(rrset, sig, {origin: dnskeys}, now=NOW, policy=policy)
+            except Exception as e:  # ValidationFailure, UnsupportedAlgorithm, ...
+                errors.append(f"{type(e).__name__}: {e}")
+        if errors:
+            failures[what] = "; ".join(sorted(set(errors)))
+        sig_count += len(sigs)
+    ds_ok, ds_notes = False, []
+    for _owner, _ttl, ds in parse_rrs((HERE / entry["ds"]).read_text(), dns.rdatatype.DS):
+        matching = [k for k in (dnskeys or [])
+                    if dns.dnssec.key_id(k) == ds.key_tag and k.algorithm == ds.algorithm
+                    and dns.dnssec.make_ds(origin, k, ds.digest_type, policy=policy) == ds]
+        if not matching:
+            ds_notes.append(f"DS {ds.key_tag}/{ds.algorithm}/{ds.digest_type}: no DNSKEY matches")
+        for key in matching:
+            sigs = zone.get_rdataset(origin, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
+            sig_rrset = dns.rrset.RRset(origin, dns.rdataclass.IN, dns.rdatatype.RRSIG,
+                                        dns.rdatatype.DNSKEY)
+            sig_rrset.update(sigs)
+            try:
+                dns.dnssec.validate((origin, dnskeys), sig_rrset,
+                                    {origin: dns.rdataset.from_rdata(dnskeys.ttl, key)},
+                                    now=NOW, policy=policy)
+                ds_ok = True
+            except Exception as e:
+                ds_notes.append(f"DS {ds.key_tag}: DNSKEY RRset not signed by it: {type(e).__name__}: {e}")
+    return {"total": total, "sigs": sig_count, "failures": failures, "ds_ok": ds_ok,
+            "ds_notes": ds_notes}
+
+
+def dnspython_verdict(name: str, brk: str | None, r: dict) -> bool:
+    """Does the dnspython result match the intended breakage exactly?"""
+    f = r["failures"]
+    errors = set(f.values())
+    if brk in (None, "nsec3iter", "sha1"):
+        return not f and r["ds_ok"]
+    if brk == "keytrap":
+        return list(f) == [f"trap.{name} A"] and r["ds_ok"] and "verify failure" in f[f"trap.{name} A"]
+    if brk == "expired":
+        return len(f) == r["total"] and all("expired" in e for e in errors) and not r["ds_ok"]
+    if brk == "notyet":
+        return len(f) == r["total"] and all("not yet valid" in e for e in errors) and not r["ds_ok"]
+    if brk == "wrongds":
+        return not f and not r["ds_ok"]
+    if brk == "nosig":
+        return set(f) == {n for n in f if n.startswith("www.") and n.split()[1] in ("A", "AAAA")} \
+            and len(f) == 2 and errors == {"no RRSIG"} and r["ds_ok"]
+    if brk == "badsig":
+        return list(f) == [next(iter(f))] and next(iter(f)).startswith("www.") and \
+            next(iter(f)).endswith(" A") and r["ds_ok"]
+    if brk == "unknownalg":
+        return len(f) == r["total"] and all("UnsupportedAlgorithm" in e or "unsupported" in e.lower()
+                                            or "unknown" in e.lower() for e in errors) \
+            and not r["ds_ok"]
+    return False
+
+
+# intended results of the external tools for each breakage: True = the tool accepts the zone
+TOOL_PASSES = {None: True, "expired": False, "notyet": False, "wrongds": True, "nosig": False,
+               "badsig": False, "unknownalg": False, "nsec3iter": True, "keytrap": False,
+               "sha1": True}
+
+
+def check(manifest: dict) -> bool:
+    """Run the independent checks; return True if every zone behaves as intended."""
+    ok_all = True
+    have_bind = shutil.which("dnssec-verify") is not None
+    have_ldns = shutil.which("ldns-verify-zone") is not None
+    if not (have_bind and have_ldns):
+        print("note: dnssec-verify / ldns-verify-zone missing, only the dnspython check runs")
+
+    def verdict(good):
+        return "as intended" if good else "UNEXPECTED"
+
+    for name, e in manifest["zones"].items():
+        if e["kind"] == "insecure":
+            continue
+        path = HERE / e["file"]
+        brk = e["expect"].get("breakage")
+        print(f"{name} [{e['kind']}{' ' + brk if brk else ''}] signer: {e['signer']}")
+        if have_bind:
+            # dnssec-verify has no time option: it checks at the machine's clock.
+            # -z: a CSK signs everything; -x: DNSKEY RRset signed by the KSK only
+            flags = ["-z"] if e["keys_layout"] == "CSK" else []
+            if "-x" in e.get("signer_flags", []):
+                flags.append("-x")
+            p = run(["dnssec-verify", *flags, "-o", name, path], check=False)
+            res = p.returncode == 0
+            msg = ((p.stdout + p.stderr).strip().splitlines() or ["?"])[-1]
+            good = res == TOOL_PASSES[brk]
+            print(f"  dnssec-verify (machine clock): {'pass' if res else 'FAIL'} [{verdict(good)}] {msg}")
+            ok_all &= good
+        if have_ldns:
+            p = run(["ldns-verify-zone", "-t", NOW_TEXT, path], check=False)
+            res = p.returncode == 0
+            out = (p.stdout + p.stderr).strip().splitlines() or ["?"]
+            errors = [ln for ln in out if ln.startswith("Error")]
+            msg = out[-1] + (f" ({len(errors)} errors, first: {errors[0]})" if errors else "")
+            good = res == TOOL_PASSES[brk]
+            print(f"  ldns-verify-zone -t {NOW_TEXT}: {'pass' if res else 'FAIL'} [{verdict(good)}] {msg}")
+            ok_all &= good
+            if brk in ("expired", "notyet"):
+                t = "20200601000000" if brk == "expired" else "20360601000000"
+                p = run(["ldns-verify-zone", "-t", t, path], check=False)
+                res = p.returncode == 0
+                msg = ((p.stdout + p.stderr).strip().splitlines() or ["?"])[-1]
+                print(f"  ldns-verify-zone -t {t} (inside its window): "
+                      f"{'pass' if res else 'FAIL'} [{verdict(res)}] {msg}")
+                ok_all &= res
+        r = dnspython_check(name, e)
+        good = dnspython_verdict(name, brk, r)
+        print(f"  dnspython at NOW: {r['total']} RRsets ({r['sigs']} RRSIGs), "
+              f"{r['total'] - len(r['failures'])} with every RRSIG valid, "
+              f"DNSKEY RRset authenticated by the parent's DS: {r['ds_ok']} [{verdict(good)}]")
+        for what, err in list(r["failures"].items())[:4]:
+            print(f"      {what}: {err}")
+        if len(r["failures"]) > 4:
+            print(f"      ... {len(r['failures']) - 4} more")
+        for n in r["ds_notes"]:
+            print(f"      {n}")
+        ok_all &= good
+    return ok_all
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--new-keys", action="store_true", help="generate fresh keys instead of reusing")
+    ap.add_argument("--check", action="store_true", help="only run the independent checks")
+    ap.add_argument("--no-check", action="store_true", help="skip the checks after building")
+    args = ap.parse_args()
+    if not args.check:
+        for tool in ("dnssec-signzone", "dnssec-keygen", "dnssec-dsfromkey", "ldns-signzone",
+                     "ldns-keygen", "ldns-key2ds"):
+            if shutil.which(tool) is None:
+                sys.exit(f"{tool} not found: apt-get install -y bind9-utils ldnsutils")
+        build(args)
+    if args.no_check:
+        return 0
+    manifest = json.loads(MANIFEST.read_text())
+    ok = check(manifest)
+    print("ALL CHECKS AS INTENDED" if ok else "SOME CHECKS UNEXPECTED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
