@@ -25,7 +25,6 @@ import socket
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 # --- RR types whose embedded names are lowercased in canonical form ---------------------------
 # RFC 4034 §6.2 item 3, less NSEC (RFC 6840 §5.1); layouts from the defining RFCs.
@@ -472,7 +471,11 @@ cdef class KeyCache:
 
     cpdef Key of_rdata(self, object rdata):
         """The Key of a dnspython DNSKEY (or CDNSKEY) rdata."""
-        cdef tuple fields = (rdata.key, rdata.flags, rdata.protocol, rdata.algorithm)
+        # One C-built int for the header fields: dnspython's Algorithm is an IntEnum, whose
+        # hash runs Python code.
+        cdef long header = ((<long>(<int>rdata.flags) << 16) | ((<int>rdata.protocol) << 8)
+                            | (<int>rdata.algorithm))
+        cdef tuple fields = (rdata.key, header)
         cdef Key key = self._by_fields.get(fields)
         if key is None:
             if len(self._by_fields) >= self._capacity:
@@ -491,6 +494,33 @@ cdef class KeyCache:
 
 # --- signatures ---------------------------------------------------------------------------------
 
+cpdef bytes ecdsa_der(bytes signature, Py_ssize_t half):
+    """DER ``SEQUENCE { INTEGER r, INTEGER s }`` from the r|s form of RFC 6605 §4 (X.690 §8.3;
+    every length is below 128, so short-form lengths suffice)."""
+    cdef const unsigned char *src = <const unsigned char *>PyBytes_AS_STRING(signature)
+    cdef unsigned char buf[2 + 2 * (2 + 1 + 48)]
+    cdef Py_ssize_t pos = 2, part, start, n
+    for part in range(2):
+        start = part * half
+        n = half
+        while n > 1 and src[start] == 0:  # minimal encoding: no leading zero octets
+            start += 1
+            n -= 1
+        buf[pos] = 0x02
+        if src[start] & 0x80:  # keep the integer positive
+            buf[pos + 1] = <unsigned char>(n + 1)
+            buf[pos + 2] = 0
+            pos += 3
+        else:
+            buf[pos + 1] = <unsigned char>n
+            pos += 2
+        memcpy(buf + pos, src + start, n)
+        pos += n
+    buf[0] = 0x30
+    buf[1] = <unsigned char>(pos - 2)
+    return PyBytes_FromStringAndSize(<char *>buf, pos)
+
+
 cpdef bint verify_signature(Key key, bytes signature, bytes data):
     """Check ``signature`` over ``data`` with ``key``; False on any mismatch or malformed
     signature (RFC 3110 §3, RFC 5702 §3, RFC 6605 §4, RFC 8080 §4)."""
@@ -508,9 +538,7 @@ cpdef bint verify_signature(Key key, bytes signature, bytes data):
             half = 32 if alg == 13 else 48
             if PyBytes_GET_SIZE(signature) != 2 * half:
                 return False
-            pub.verify(encode_dss_signature(int.from_bytes(signature[:half], "big"),
-                                            int.from_bytes(signature[half:], "big")),
-                       data, _ECDSA256 if alg == 13 else _ECDSA384)
+            pub.verify(ecdsa_der(signature, half), data, _ECDSA256 if alg == 13 else _ECDSA384)
         elif alg == 15 or alg == 16:
             pub.verify(signature, data)
         elif alg == 10:

@@ -228,3 +228,32 @@ def test_same_name_and_subdomain_ignore_case():
     assert fv.is_subdomain(a.labels, dns.name.root.labels)
     assert not fv.is_subdomain(a.labels, dns.name.from_text("ww.example.").labels)
     assert not fv.is_subdomain(dns.name.from_text("example.").labels, a.labels)
+
+
+@pytest.mark.parametrize("half", [32, 48])
+@pytest.mark.parametrize("r,s", [(1, 1), (0, 5), (0x80, 0x7F), (2**255, 2**254 + 3),
+                                 (2**200, 0x80 << 100), (12345, 2**255 - 1)])
+def test_ecdsa_der_matches_cryptography(half, r, s):
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    raw = r.to_bytes(half, "big") + s.to_bytes(half, "big")
+    assert fv.ecdsa_der(raw, half) == encode_dss_signature(r, s)
+
+
+@pytest.mark.parametrize("algorithm", [13, 14])
+def test_ecdsa_verify_through_raw_signatures(algorithm):
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    curve, digest, half = ((ec.SECP256R1(), hashes.SHA256(), 32) if algorithm == 13
+                           else (ec.SECP384R1(), hashes.SHA384(), 48))
+    priv = ec.generate_private_key(curve)
+    point = priv.public_key().public_bytes(serialization.Encoding.X962,
+                                           serialization.PublicFormat.UncompressedPoint)
+    key = fv.Key(b"\x01\x01\x03" + bytes([algorithm]) + point[1:])
+    for i in range(20):
+        data = b"message %d" % i
+        r, s = decode_dss_signature(priv.sign(data, ec.ECDSA(digest)))
+        raw = r.to_bytes(half, "big") + s.to_bytes(half, "big")
+        assert fv.verify_signature(key, raw, data)
+        assert not fv.verify_signature(key, raw, data + b"x")
+        assert not fv.verify_signature(key, raw[:-1], data)
