@@ -247,3 +247,19 @@ def test_nsec3_unknown_hash_algorithm_is_ignored():
 def test_nsec3_name_outside_zone():
     result = denial.prove_nxdomain(n("www.other."), NSEC3)
     assert result.verdict is Verdict.BOGUS and "not in the NSEC3 zone" in result.reason
+
+
+def test_nsec3_chain_gap_is_bogus():
+    # Drop the record covering the next closer name: the closest encloser proof breaks.
+    qname = n("nope.example.")
+    gap = [r for r in NSEC3 if not _proves_absent(r, qname, NSEC3)]
+    assert len(gap) == len(NSEC3) - 1
+    result = denial.prove_nxdomain(qname, gap)
+    assert result.verdict is Verdict.BOGUS and result.ede is EDE.NSEC_MISSING
+
+
+def test_nsec_chain_gap_is_bogus():
+    qname = n("nope.example.")
+    gap = [r for r in NSEC if not _proves_absent(r, qname, NSEC)]
+    result = denial.prove_nxdomain(qname, gap)
+    assert result.verdict is Verdict.BOGUS and result.ede is EDE.NSEC_MISSING
