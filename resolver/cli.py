@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import sys
-from datetime import datetime
-from pathlib import Path
 
 import dns.exception
 import dns.name
@@ -15,25 +15,17 @@ import dns.rrset
 import dns.zone
 
 from resolver import __version__
-from resolver.dnssec import Verdict, ValidatorConfig, authenticate_dnskeys, validate_rrset
+from resolver.config import ConfigError, default_config, load_config, parse_endpoint, parse_time
+from resolver.dnssec import ValidatorConfig, Verdict, authenticate_dnskeys, validate_rrset
 
 SEP_FLAG = 0x0001  # RFC 4034 §2.1.1
 
 
-def parse_time(text: str) -> int:
-    """POSIX seconds from an RFC 3339 timestamp or a number of seconds since the epoch."""
+def _time_arg(text: str) -> int:
     try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not an RFC 3339 time or epoch seconds: {text!r}") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"time needs a UTC offset or Z: {text!r}")
-    return int(moment.timestamp())
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _trust(zone: dns.zone.Zone, path: str | None) -> tuple[dns.rrset.RRset | None, str]:
@@ -101,10 +93,49 @@ def check_zone(args: argparse.Namespace) -> int:
     return 0 if counts[Verdict.BOGUS] == 0 and counts[Verdict.INDETERMINATE] == 0 else 1
 
 
+def serve(args: argparse.Namespace) -> int:
+    """Start the resolver: the config file, or the built-in defaults (127.0.0.1:53, the IANA
+    root hints and root trust anchors)."""
+    from resolver import service
+    try:
+        config = load_config(args.config) if args.config else default_config()
+        if args.listen:
+            config = dataclasses.replace(config, listen=tuple(
+                parse_endpoint(text) for text in args.listen))
+    except (ConfigError, ValueError) as exc:
+        print(f"dnssec-sidecar: {args.config or 'defaults'}: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        service.serve(config)
+    except OSError as exc:
+        print(f"dnssec-sidecar: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    from resolver import configcheck
+    return configcheck.run(args.file)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnssec-sidecar", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the validating resolver",
+                              description=serve.__doc__)
+    run.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in)")
+    run.add_argument("--listen", metavar="ADDR:PORT", action="append",
+                     help="listen here instead (repeatable; [v6]:port for IPv6)")
+    run.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    run.set_defaults(run=serve)
+    check_cfg = commands.add_parser("check-config", help="check a configuration file and exit",
+                                    description="Load FILE as serve would; print a summary or "
+                                                "the field at fault and why.")
+    check_cfg.add_argument("file")
+    check_cfg.set_defaults(run=check_config)
     check = commands.add_parser(
         "check-zone", help="validate every RRset of a signed zone file",
         description="Validate the DNSKEY set of a signed zone file from a DS or DNSKEY trust "
@@ -114,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="zone name, when the file has no $ORIGIN")
     check.add_argument("--trust", metavar="FILE",
                        help="zone-format file with the zone's DS (from the parent) or DNSKEY")
-    check.add_argument("--time", type=parse_time, default=None,
+    check.add_argument("--time", type=_time_arg, default=None,
                        help="validation time (RFC 3339 or epoch seconds); default: now")
     check.add_argument("--allow-sha1", action="store_true",
                        help="validate algorithms 5 and 7 (RSASHA1), off per RFC 9905")

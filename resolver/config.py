@@ -1,0 +1,611 @@
+"""The resolver's configuration: a YAML file read into frozen dataclasses.
+
+Every key is checked: unknown keys, wrong types (a boolean is not an integer), out-of-range numbers,
+bad names and addresses all raise :class:`ConfigError`, whose message is
+``"<field path>: <reason>"``, e.g. ``listen[1]: '127.0.0.1:99999': port out of range``. A key
+given as null (``cache:`` with every line under it commented out) takes its default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import dns.exception
+import dns.name
+import dns.rrset
+import yaml
+
+from resolver.anchors import (ROOT_HINTS, RootHint, TrustAnchorError, builtin_trust_anchors,
+                              load_trust_anchor_file, parse_trust_anchors)
+from resolver.dnssec.config import Limits, ValidatorConfig
+
+__all__ = [
+    "CacheConfig", "Config", "ConfigError", "Endpoint", "Forward", "ResolverLimits", "RootHint",
+    "Timeouts", "default_config", "load_config", "parse_config", "parse_endpoint", "parse_time",
+]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used: ``field`` is the path of the offending key (e.g.
+    ``forward[0].zone``; for file and YAML errors the line, or empty), ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An IP address and port; ``str()`` gives ``127.0.0.1:53`` or ``[::1]:53``."""
+
+    host: str
+    port: int
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Queries at or below ``zone`` go to ``servers`` (as recursive queries) instead of being
+    iterated; their answers are still validated."""
+
+    zone: dns.name.Name
+    servers: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverLimits:
+    """Work budgets of the resolver, per client query unless said otherwise."""
+
+    #: Queries sent upstream for one client query.
+    max_upstream_queries: int = 64
+    #: Referrals followed for one name.
+    max_referral_depth: int = 30
+    #: CNAMEs followed for one client query.
+    max_cname_chain: int = 12
+    #: Nameserver address lookups per delegation step.
+    max_ns_lookups: int = 8
+    #: Client queries being resolved at once.
+    max_concurrent_resolutions: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Time limits, in milliseconds."""
+
+    #: One try of one upstream server.
+    upstream_ms: int = 1200
+    #: The whole of one client query.
+    query_ms: int = 8000
+    #: An idle client TCP connection is closed after this (RFC 7766 §6.2.3).
+    tcp_idle_ms: int = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """Cache size and TTL clamps, in entries and seconds."""
+
+    max_entries: int = 100000
+    max_ttl: int = 86400
+    #: Cap on negative answers' TTL (RFC 2308 §5).
+    max_negative_ttl: int = 3600
+    min_ttl: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. ``source`` is the file it came from, or ``"<defaults>"``."""
+
+    listen: tuple[Endpoint, ...]
+    root_hints: tuple[RootHint, ...]
+    trust_anchors: tuple[dns.rrset.RRset, ...]
+    forward: tuple[Forward, ...]
+    validation_time: int | None
+    validator: ValidatorConfig
+    qname_minimisation: bool
+    negative_trust_anchors: tuple[dns.name.Name, ...]
+    outgoing_ipv4: bool
+    outgoing_ipv6: bool
+    limits: ResolverLimits
+    timeouts: Timeouts
+    cache: CacheConfig
+    source: str
+
+
+DEFAULT_LISTEN = (Endpoint("127.0.0.1", 53),)
+
+#: Inclusive bounds of every integer setting. Lower bounds of 1 where 0 would stop all work.
+_RESOLVER_LIMIT_BOUNDS = {
+    "max_upstream_queries": (1, 10_000),
+    "max_referral_depth": (1, 128),  # a name has at most 127 labels below the root
+    "max_cname_chain": (0, 64),
+    "max_ns_lookups": (0, 64),
+    "max_concurrent_resolutions": (1, 1_000_000),
+}
+_DNSSEC_LIMIT_BOUNDS = {
+    "max_sig_checks_per_rrset": (1, 1_000),
+    "max_keys_per_tag": (1, 100),
+    "max_ds_per_zone": (1, 100),
+    "max_nsec3_per_proof": (1, 100),
+    "max_sig_checks_per_query": (1, 100_000),
+    "max_nsec3_hashes_per_query": (1, 1_000_000),
+    "nsec3_max_iterations": (0, 2_500),  # RFC 5155 §10.3's ceiling for 4096-bit keys
+}
+_DEFAULT_BOUNDS = (0, 1_000_000)
+_TIMEOUT_BOUNDS = {
+    "upstream_ms": (10, 60_000),
+    "query_ms": (100, 600_000),
+    "tcp_idle_ms": (100, 3_600_000),
+}
+_CACHE_BOUNDS = {
+    "max_entries": (1, 100_000_000),
+    "max_ttl": (1, 604_800),          # a week
+    "max_negative_ttl": (0, 86_400),  # RFC 2308 §5: more than a day is problematic
+    "min_ttl": (0, 3_600),
+}
+_DNSSEC_LIMIT_FIELDS = tuple(f.name for f in fields(Limits))
+_RESOLVER_LIMIT_FIELDS = tuple(f.name for f in fields(ResolverLimits))
+
+_TOP_KEYS = ("listen", "root_hints", "trust_anchors", "trust_anchor_file", "forward",
+             "validation", "qname_minimisation", "negative_trust_anchors", "outgoing", "limits",
+             "timeouts", "cache")
+
+
+# --- time -----------------------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_NO_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
+_MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def parse_time(value: str | int | datetime) -> int:
+    """POSIX seconds from an RFC 3339 timestamp with a UTC offset or ``Z`` (RFC 3339 §5.6;
+    fractions dropped), from epoch seconds (an int or a string of digits), or from an aware
+    datetime. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a time: {value!r}")
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"time needs a UTC offset or Z: {value.isoformat()!r}")
+        seconds = int(value.timestamp())
+    elif isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[0-9]+", text):
+            seconds = int(text)
+        elif match := _RFC3339.fullmatch(text):
+            day, clock, offset = match.groups()
+            offset = "+00:00" if offset in ("Z", "z") else offset
+            try:
+                seconds = int(datetime.fromisoformat(f"{day}T{clock}{offset}").timestamp())
+            except ValueError as exc:
+                raise ValueError(f"not a valid time: {value!r} ({exc})") from None
+        elif _NO_OFFSET.fullmatch(text):
+            raise ValueError(f"time needs a UTC offset or Z: {value!r}")
+        else:
+            raise ValueError(f"not an RFC 3339 time or epoch seconds: {value!r}")
+    else:
+        raise ValueError(f"not a time: {value!r}")
+    if not 0 <= seconds <= _MAX_TIME:
+        raise ValueError(f"time out of range: {value!r}")
+    return seconds
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+def _address(text: str) -> str:
+    """The normalised form of an IPv4 or IPv6 address; ValueError otherwise."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"{text!r}: not an IP address") from None
+
+
+def parse_endpoint(text: str, default_port: int | None = None) -> Endpoint:
+    """``ADDR:PORT`` with an IPv4 address or a bracketed IPv6 one (``[::1]:53``). With a
+    ``default_port`` the port may be left out, and then an IPv6 address may go unbracketed.
+    Raises ValueError with a reason that quotes ``text``."""
+    def fail(reason: str) -> ValueError:
+        return ValueError(f"{text!r}: {reason}")
+
+    port_text: str | None
+    if text.startswith("["):
+        match = re.fullmatch(r"\[([^\[\]]*)\](?::(.*))?", text)
+        if not match:
+            raise fail("expected [IPv6]:PORT")
+        host, port_text = match.groups()
+        try:
+            parsed = ipaddress.ip_address(host)
+        except ValueError:
+            raise fail(f"{host!r} is not an IPv6 address") from None
+        if parsed.version != 6:
+            raise fail("brackets are for IPv6 addresses only")
+    elif text.count(":") > 1:
+        if default_port is None:
+            raise fail("an IPv6 address needs brackets and a port, as in [::1]:53")
+        host, port_text = text, None
+        try:
+            parsed = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise fail("not an IPv6 address") from None
+    else:
+        host, _, port_text = text.partition(":")
+        if ":" not in text:
+            port_text = None
+        try:
+            parsed = ipaddress.IPv4Address(host)
+        except ValueError:
+            raise fail(f"{host!r} is not an IPv4 address") from None
+    if port_text is None:
+        if default_port is None:
+            raise fail("missing port (ADDR:PORT)")
+        port = default_port
+    else:
+        if not re.fullmatch(r"[0-9]{1,6}", port_text):
+            raise fail(f"port {port_text!r} is not a number")
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise fail("port out of range")
+    return Endpoint(str(parsed), port)
+
+
+# --- typed readers, each naming the field path in its errors --------------------------------
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, datetime):
+        return "timestamp"
+    if isinstance(value, date):
+        return "date"
+    return {int: "integer", float: "number", str: "string", list: "list",
+            dict: "mapping"}.get(type(value), type(value).__name__)
+
+
+def _mapping(value: object, path: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(path or "config", f"expected a mapping, got {_kind(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(path or "config", f"key {key!r} is not a string")
+        if key not in keys:
+            raise ConfigError(f"{path}.{key}" if path else key,
+                              f"unknown key (expected one of: {', '.join(keys)})")
+    return value
+
+
+def _list(value: object, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected a list, got {_kind(value)}")
+    return value
+
+
+def _bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _int(value: object, path: str, bounds: tuple[int, int]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, f"expected an integer, got {_kind(value)}")
+    low, high = bounds
+    if not low <= value <= high:
+        raise ConfigError(path, f"{value} is out of range {low}..{high}")
+    return value
+
+
+def _str(value: object, path: str, what: str = "a string") -> str:
+    if not isinstance(value, str):
+        raise ConfigError(path, f"expected {what}, got {_kind(value)}")
+    return value
+
+
+def _name(value: object, path: str) -> dns.name.Name:
+    """A DNS name, made absolute (RFC 1035 §3.1 limits, checked by dnspython)."""
+    text = _str(value, path, "a DNS name")
+    if not text.strip():
+        raise ConfigError(path, "empty name")
+    try:
+        return dns.name.from_text(text.strip())
+    except dns.exception.DNSException as exc:
+        raise ConfigError(path, f"{text!r}: {exc}") from None
+
+
+def _endpoint(value: object, path: str, default_port: int | None) -> Endpoint:
+    what = "a string 'ADDR:PORT'" if default_port is None else "a string 'ADDR' or 'ADDR:PORT'"
+    if isinstance(value, list):
+        raise ConfigError(path, f"expected {what}, got list (quote IPv6 addresses in YAML)")
+    try:
+        return parse_endpoint(_str(value, path, what), default_port)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(path, str(exc)) from None
+
+
+def _unique(items: list[T], path: str, key: Callable[[T], object], show: Callable[[T], str],
+            ) -> None:
+    seen: set[object] = set()
+    for index, item in enumerate(items):
+        if key(item) in seen:
+            raise ConfigError(f"{path}[{index}]", f"{show(item)}: duplicate")
+        seen.add(key(item))
+
+
+def _nonempty(value: object, path: str) -> list[Any]:
+    items = _list(value, path)
+    if not items:
+        raise ConfigError(path, "must not be empty")
+    return items
+
+
+def _given(data: dict[str, Any], key: str) -> bool:
+    return data.get(key) is not None
+
+
+def _required(data: dict[str, Any], key: str, path: str) -> Any:
+    if data.get(key) is None:
+        raise ConfigError(f"{path}.{key}", "missing")
+    return data[key]
+
+
+# --- sections -------------------------------------------------------------------------------
+
+def _listen(value: object) -> tuple[Endpoint, ...]:
+    items = [_endpoint(item, f"listen[{i}]", None) for i, item in enumerate(
+        _nonempty(value, "listen"))]
+    _unique(items, "listen", lambda e: e, lambda e: repr(str(e)))
+    return tuple(items)
+
+
+def _root_hints(value: object) -> tuple[RootHint, ...]:
+    hints = []
+    for index, item in enumerate(_nonempty(value, "root_hints")):
+        path = f"root_hints[{index}]"
+        data = _mapping(item, path, ("name", "addresses"))
+        name = _name(_required(data, "name", path), f"{path}.name")
+        addresses = []
+        for i, address in enumerate(_nonempty(_required(data, "addresses", path),
+                                              f"{path}.addresses")):
+            where = f"{path}.addresses[{i}]"
+            try:
+                addresses.append(_address(_str(address, where, "an IP address")))
+            except ValueError as exc:
+                if isinstance(exc, ConfigError):
+                    raise
+                raise ConfigError(where, str(exc)) from None
+        _unique(addresses, f"{path}.addresses", lambda a: a, repr)
+        hints.append(RootHint(name, tuple(addresses)))
+    _unique(hints, "root_hints", lambda h: h.name, lambda h: f"name {h.name}")
+    return tuple(hints)
+
+
+def _trust_anchors(data: dict[str, Any], base_dir: str | None) -> tuple[dns.rrset.RRset, ...]:
+    if _given(data, "trust_anchors") and _given(data, "trust_anchor_file"):
+        raise ConfigError("trust_anchor_file", "conflicts with trust_anchors (give one of them)")
+    if _given(data, "trust_anchor_file"):
+        path = _str(data["trust_anchor_file"], "trust_anchor_file", "a file path")
+        if not path.strip():
+            raise ConfigError("trust_anchor_file", "empty path")
+        if base_dir is not None and not os.path.isabs(path):
+            path = os.path.join(base_dir, path)
+        try:
+            return tuple(load_trust_anchor_file(path))
+        except TrustAnchorError as exc:
+            raise ConfigError("trust_anchor_file", str(exc)) from None
+    if _given(data, "trust_anchors"):
+        lines = _nonempty(data["trust_anchors"], "trust_anchors")
+        try:
+            return tuple(parse_trust_anchors(lines))
+        except TrustAnchorError as exc:
+            raise ConfigError(f"trust_anchors[{exc.index}]", exc.reason) from None
+    return tuple(builtin_trust_anchors())
+
+
+def _forward(value: object) -> tuple[Forward, ...]:
+    forwards = []
+    for index, item in enumerate(_list(value, "forward")):
+        path = f"forward[{index}]"
+        data = _mapping(item, path, ("zone", "addresses"))
+        zone = _name(_required(data, "zone", path), f"{path}.zone")
+        servers = [_endpoint(address, f"{path}.addresses[{i}]", 53) for i, address in enumerate(
+            _nonempty(_required(data, "addresses", path), f"{path}.addresses"))]
+        _unique(servers, f"{path}.addresses", lambda e: e, lambda e: repr(str(e)))
+        forwards.append(Forward(zone, tuple(servers)))
+    for index, item in enumerate(forwards):
+        if any(item.zone == other.zone for other in forwards[:index]):
+            raise ConfigError(f"forward[{index}].zone", f"{item.zone}: duplicate zone")
+    return tuple(forwards)
+
+
+def _negative_trust_anchors(value: object) -> tuple[dns.name.Name, ...]:
+    names = []
+    for index, item in enumerate(_list(value, "negative_trust_anchors")):
+        name = _name(item, f"negative_trust_anchors[{index}]")
+        if name == dns.name.root:
+            raise ConfigError(f"negative_trust_anchors[{index}]",
+                              "the root cannot be a negative trust anchor: it would turn "
+                              "validation off (RFC 7646)")
+        names.append(name)
+    _unique(names, "negative_trust_anchors", lambda n: n, str)
+    return tuple(names)
+
+
+def _validation(value: object) -> tuple[int | None, bool]:
+    data = _mapping(value, "validation", ("time", "allow_sha1"))
+    when = None
+    if _given(data, "time"):
+        raw = data["time"]
+        if isinstance(raw, date) and not isinstance(raw, datetime):
+            raise ConfigError("validation.time", f"{raw.isoformat()}: a date needs a time and a "
+                                                 "UTC offset, as in 2026-06-01T00:00:00Z")
+        if not isinstance(raw, (str, int, datetime)) or isinstance(raw, bool):
+            raise ConfigError("validation.time", f"expected an RFC 3339 time or epoch seconds, "
+                                                 f"got {_kind(raw)}")
+        try:
+            when = parse_time(raw)
+        except ValueError as exc:
+            raise ConfigError("validation.time", str(exc)) from None
+    allow_sha1 = _bool(data["allow_sha1"], "validation.allow_sha1") if _given(
+        data, "allow_sha1") else False
+    return when, allow_sha1
+
+
+def _ints(data: dict[str, Any], path: str, names: tuple[str, ...],
+          bounds: dict[str, tuple[int, int]]) -> dict[str, int]:
+    return {name: _int(data[name], f"{path}.{name}", bounds.get(name, _DEFAULT_BOUNDS))
+            for name in names if _given(data, name)}
+
+
+def _limits(value: object) -> tuple[ResolverLimits, Limits]:
+    data = _mapping(value, "limits", _RESOLVER_LIMIT_FIELDS + _DNSSEC_LIMIT_FIELDS)
+    resolver = ResolverLimits(**_ints(data, "limits", _RESOLVER_LIMIT_FIELDS,
+                                      _RESOLVER_LIMIT_BOUNDS))
+    dnssec = Limits(**_ints(data, "limits", _DNSSEC_LIMIT_FIELDS, _DNSSEC_LIMIT_BOUNDS))
+    return resolver, dnssec
+
+
+def _timeouts(value: object) -> Timeouts:
+    names = tuple(_TIMEOUT_BOUNDS)
+    timeouts = Timeouts(**_ints(_mapping(value, "timeouts", names), "timeouts", names,
+                                _TIMEOUT_BOUNDS))
+    if timeouts.query_ms < timeouts.upstream_ms:
+        raise ConfigError("timeouts.query_ms", f"{timeouts.query_ms} is less than "
+                                               f"timeouts.upstream_ms ({timeouts.upstream_ms})")
+    return timeouts
+
+
+def _cache(value: object) -> CacheConfig:
+    names = tuple(_CACHE_BOUNDS)
+    cache = CacheConfig(**_ints(_mapping(value, "cache", names), "cache", names, _CACHE_BOUNDS))
+    if cache.min_ttl > cache.max_ttl:
+        raise ConfigError("cache.min_ttl", f"{cache.min_ttl} is more than cache.max_ttl "
+                                           f"({cache.max_ttl})")
+    return cache
+
+
+def _check_families(hints: tuple[RootHint, ...], forwards: tuple[Forward, ...], ipv4: bool,
+                    ipv6: bool, hints_given: bool) -> None:
+    """Every upstream must be reachable over an address family that ``outgoing`` allows."""
+    off = "outgoing.ipv4 is false" if not ipv4 else "outgoing.ipv6 is false"
+
+    def usable(host: str) -> bool:
+        return ipv6 if ":" in host else ipv4
+
+    if ipv4 and ipv6:
+        return
+    for index, forward in enumerate(forwards):
+        if not any(usable(server.host) for server in forward.servers):
+            raise ConfigError(f"forward[{index}].addresses", f"no address usable: {off}")
+    if any(forward.zone == dns.name.root for forward in forwards):
+        return  # everything is forwarded: the root hints are never used
+    if not any(usable(address) for hint in hints for address in hint.addresses):
+        raise ConfigError("root_hints" if hints_given else "outgoing",
+                          f"no root hint address usable: {off}")
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+def parse_config(data: object, source: str = "<string>", *, base_dir: str | None = None,
+                 ) -> Config:
+    """A :class:`Config` from parsed YAML (``None`` gives the defaults). A relative
+    ``trust_anchor_file`` is taken from ``base_dir`` if given, else the working directory."""
+    top = _mapping(data, "", _TOP_KEYS)
+    listen = _listen(top["listen"]) if _given(top, "listen") else DEFAULT_LISTEN
+    hints = _root_hints(top["root_hints"]) if _given(top, "root_hints") else ROOT_HINTS
+    anchors = _trust_anchors(top, base_dir)
+    forward = _forward(top["forward"]) if _given(top, "forward") else ()
+    when, allow_sha1 = _validation(top.get("validation"))
+    qmin = _bool(top["qname_minimisation"], "qname_minimisation") if _given(
+        top, "qname_minimisation") else True
+    ntas = _negative_trust_anchors(top["negative_trust_anchors"]) if _given(
+        top, "negative_trust_anchors") else ()
+    outgoing = _mapping(top.get("outgoing"), "outgoing", ("ipv4", "ipv6"))
+    ipv4 = _bool(outgoing["ipv4"], "outgoing.ipv4") if _given(outgoing, "ipv4") else True
+    ipv6 = _bool(outgoing["ipv6"], "outgoing.ipv6") if _given(outgoing, "ipv6") else True
+    if not ipv4 and not ipv6:
+        raise ConfigError("outgoing", "ipv4 and ipv6 cannot both be false")
+    _check_families(hints, forward, ipv4, ipv6, _given(top, "root_hints"))
+    resolver_limits, dnssec_limits = _limits(top.get("limits"))
+    return Config(
+        listen=listen, root_hints=hints, trust_anchors=anchors, forward=forward,
+        validation_time=when, validator=ValidatorConfig(allow_sha1=allow_sha1,
+                                                        limits=dnssec_limits),
+        qname_minimisation=qmin, negative_trust_anchors=ntas, outgoing_ipv4=ipv4,
+        outgoing_ipv6=ipv6, limits=resolver_limits, timeouts=_timeouts(top.get("timeouts")),
+        cache=_cache(top.get("cache")), source=source)
+
+
+def default_config() -> Config:
+    """The configuration with every setting at its default."""
+    return parse_config(None, "<defaults>")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, but a key given twice in one mapping is an error rather than
+    silently the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(exc: yaml.YAMLError) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark is not mark:
+        context = f"{context} at line {context_mark.line + 1}"
+    reason = f"{problem} ({context})" if context else problem
+    if mark is None:
+        return ConfigError("", f"YAML: {reason}")
+    return ConfigError(f"line {mark.line + 1}, column {mark.column + 1}", f"YAML: {reason}")
+
+
+def load_config(path: str) -> Config:
+    """Read and check a YAML configuration file; every failure is a :class:`ConfigError`."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc) from None
+    return parse_config(data, path, base_dir=os.path.dirname(os.path.abspath(path)))

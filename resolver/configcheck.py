@@ -1,0 +1,86 @@
+"""``dnssec-sidecar check-config FILE``: load a configuration and summarise it, or say what is
+wrong with it."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+
+import dns.dnssec
+import dns.rdatatype
+import dns.rrset
+
+from resolver.anchors import ROOT_HINTS, builtin_trust_anchors
+from resolver.config import Config, ConfigError, load_config
+
+
+def _anchor(rrset: dns.rrset.RRset) -> list[str]:
+    """One line per anchor: owner, type, key tag, algorithm (and digest type or flags)."""
+    lines = []
+    for rdata in rrset:
+        if rrset.rdtype == dns.rdatatype.DS:
+            lines.append(f"{rrset.name} DS {rdata.key_tag} algorithm {rdata.algorithm} "
+                         f"digest type {rdata.digest_type}")
+        else:
+            lines.append(f"{rrset.name} DNSKEY {dns.dnssec.key_id(rdata)} algorithm "
+                         f"{rdata.algorithm} flags {rdata.flags}")
+    return lines
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    return f"{number} {one if number == 1 else many or one + 's'}"
+
+
+def _time(seconds: int | None) -> str:
+    if seconds is None:
+        return "now (system clock)"
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return f"{moment.strftime('%Y-%m-%dT%H:%M:%SZ')} ({seconds})"
+
+
+def summary(config: Config) -> list[str]:
+    """The lines ``check-config`` prints for a valid configuration."""
+    builtin_hints = config.root_hints == ROOT_HINTS
+    builtin_anchors = list(config.trust_anchors) == builtin_trust_anchors()
+    addresses = sum(len(hint.addresses) for hint in config.root_hints)
+    families = [name for name, on in (("IPv4", config.outgoing_ipv4),
+                                      ("IPv6", config.outgoing_ipv6)) if on]
+    lines = [
+        f"{config.source}: OK",
+        "  listen (UDP and TCP): " + ", ".join(str(endpoint) for endpoint in config.listen),
+        f"  root hints: {_count(len(config.root_hints), 'server')}, "
+        f"{_count(addresses, 'address', 'addresses')}"
+        + (" (built-in IANA)" if builtin_hints else ""),
+        "  trust anchors" + (" (built-in IANA root)" if builtin_anchors else "") + ":",
+    ]
+    lines += [f"    {line}" for rrset in config.trust_anchors for line in _anchor(rrset)]
+    if config.forward:
+        lines.append("  forward:")
+        lines += [f"    {forward.zone} -> " + ", ".join(str(s) for s in forward.servers)
+                  for forward in config.forward]
+    else:
+        lines.append("  forward: none")
+    lines += [
+        "  negative trust anchors: " + (", ".join(str(name) for name in
+                                                 config.negative_trust_anchors) or "none"),
+        f"  validation time: {_time(config.validation_time)}",
+        f"  SHA-1 algorithms (5, 7): {'allowed' if config.validator.allow_sha1 else 'off'}",
+        f"  QNAME minimisation: {'on' if config.qname_minimisation else 'off'}",
+        f"  outgoing: {' and '.join(families)}",
+    ]
+    if not builtin_hints and builtin_anchors:
+        lines.append("  warning: custom root hints with the built-in root trust anchors: "
+                     "a private root will not validate")
+    return lines
+
+
+def run(path: str) -> int:
+    """Check ``path``: print a summary and return 0, or print the error to stderr and
+    return 1."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"check-config: {path}: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(summary(config)))
+    return 0
