@@ -423,6 +423,9 @@ class Iterator:
         for _ in range(self.s.max_cname_chain + 1):
             answer = await self.lookup(name, qtype, ctx)
             rrsets += answer.rrsets
+            if sum(r.rdtype == CNAME for r in rrsets) > self.s.max_cname_chain:
+                raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
+                                       f"{self.s.max_cname_chain}", proof)
             verdict = _weaker(verdict, answer.verdict)
             proof.signatures += answer.proof.signatures
             proof.notes += answer.proof.notes
@@ -559,14 +562,13 @@ class Iterator:
         current = name
         for _ in range(self.s.max_cname_chain + 1):
             rrset = _find(reply.answer, current, qtype)
-            if rrset is None and qtype != CNAME:
-                rrset = _find(reply.answer, current, CNAME)
             synthesized = None
-            if rrset is None:
-                rrset = next((r for r in _rrsets(reply.answer, DNAME)
-                              if current.is_subdomain(r.name) and current != r.name), None)
-                if rrset is None:
-                    break
+            dname = next((r for r in _rrsets(reply.answer, DNAME)
+                          if current.is_subdomain(r.name) and current != r.name), None)
+            if rrset is None and dname is not None:
+                # The CNAME a server synthesises from a DNAME is unsigned: validate the DNAME
+                # and synthesise the CNAME here (RFC 6672 §3.2, §5.3.1).
+                rrset = dname
                 try:
                     target = current.relativize(rrset.name).concatenate(rrset[0].target)
                 except dns.name.NameTooLong:
@@ -574,6 +576,10 @@ class Iterator:
                                            "too long", proof) from None
                 synthesized = dns.rrset.from_text(current, rrset.ttl, "IN", "CNAME",
                                                   target.to_text())
+            elif rrset is None and qtype != CNAME:
+                rrset = _find(reply.answer, current, CNAME)
+            if rrset is None:
+                break
             sigs = _sigs(reply.answer, rrset.name, rrset.rdtype)
             if secure:
                 result = validate_rrset(rrset, sigs, zone.keys, now=self.now(),

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Build the DNSSEC test tree in tests/testtree/zones/ and tests/testtree/tree.json.
+"""Build the DNSSEC test tree in tests/testtree/zones/ and tests/testtree/tree.json (and the
+sample resolver config tests/testtree/resolver.yaml).
 
 The zones are signed by signers this project did not write: BIND's
 ``dnssec-signzone`` (package bind9-utils) and ldns' ``ldns-signzone``
@@ -86,6 +87,18 @@ KEYTRAP_SERVED_ADDR = "192.0.2.251"
 # The algorithm number given to the "unknownalg" zone; no signer implements it.
 UNKNOWN_ALG = 200
 
+# Names for the resolver's failure and size tests inside good signed zones.
+BIG_TXT_ZONE = "rsasha256.example."  # big.<zone> TXT, ~3000 bytes: truncated over UDP
+CHAIN_ZONE = "ecdsap256.example."  # chain1..chain15 CNAME chain to www; loop-a <-> loop-b
+CHAIN_LINKS = 15
+
+# Addresses with a test server that serves no zone (REFUSED to everything), or with nothing
+# listening at all; and the recursive stub ("forwarder") serving the whole tree.
+LAME_ADDRS = (51, 52)
+UNREACHABLE_ADDRS = (54,)
+FORWARDER_ADDR = 60
+RESOLVER_LISTEN = "127.0.0.2:53"
+
 
 @dataclasses.dataclass
 class Spec:
@@ -107,6 +120,11 @@ class Spec:
     cname_out: str | None = None
     notes: str = ""
     extra_flags: list = dataclasses.field(default_factory=list)
+    # scenario zones (kind "scenario", listed under "scenario_zones" in tree.json)
+    scenario: str | None = None
+    nameservers: list | None = None  # [(NS name, last octet of its address)]; default ns.<zone>
+    glue: bool = True  # glue for in-bailiwick NS names in the parent's delegation
+    served: bool = True  # a test server serves the zone at its address
 
     @property
     def dirname(self) -> str:
@@ -118,7 +136,16 @@ class Spec:
 
     @property
     def ns(self) -> str:
-        return "a.root-servers.test." if self.name == "." else f"ns.{self.name}"
+        return self.ns_list[0][0]
+
+    @property
+    def ns_list(self) -> list[tuple[str, str]]:
+        """(NS name, address) of every name server of the zone."""
+        if self.name == ".":
+            return [("a.root-servers.test.", self.server)]
+        if self.nameservers:
+            return [(n, f"{ADDR_PREFIX}{a}") for n, a in self.nameservers]
+        return [(f"ns.{self.name}", self.server)]
 
 
 GOOD_CHILDREN = [
@@ -216,6 +243,40 @@ def build_specs() -> list[Spec]:
              notes="Signed only with RSASHA1 (algorithm 5), one 2048-bit CSK. Cryptographically "
                    "valid; validators that no longer accept SHA-1 treat it as unsupported (insecure)."),
     ]
+    # Scenario zones for the resolver's failure tests (tree.json "scenario_zones").
+    specs += [
+        Spec("lame.example.", "example.", 50, "scenario", scenario="lame",
+             nameservers=[("ns1.lame.example.", 51), ("ns2.lame.example.", 50)],
+             notes="Unsigned, no DS. Two NS: ns1 (127.0.0.51) is lame (a server that serves no "
+                   "zone and answers REFUSED), ns2 (127.0.0.50) serves the zone: resolution "
+                   "succeeds through ns2."),
+        Spec("alllame.example.", "example.", 52, "scenario", scenario="alllame",
+             nameservers=[("ns1.alllame.example.", 51), ("ns2.alllame.example.", 52)],
+             served=False,
+             notes="Unsigned, no DS. Both NS (127.0.0.51, 127.0.0.52) are lame: servers that serve "
+                   "no zone and answer REFUSED. The zone file is what it would hold; nobody serves "
+                   "it."),
+        Spec("unreachable.example.", "example.", 54, "scenario", scenario="unreachable",
+             served=False,
+             notes="Unsigned, no DS. Its only NS (127.0.0.54) has nothing listening (UDP: "
+                   "ICMP port unreachable, TCP: connection refused). Nobody serves the zone "
+                   "file."),
+        Spec("loop1.example.", "example.", 55, "scenario", scenario="loop",
+             nameservers=[("ns.loop2.example.", 55)], glue=False,
+             notes="Unsigned, no DS. NS ns.loop2.example., whose address is only in "
+                   "loop2.example., whose NS ns.loop1.example. has its address only in "
+                   "loop1.example.: a glueless "
+                   "delegation cycle. The server at 127.0.0.55 serves loop1, but no resolver can "
+                   "find that address."),
+        Spec("loop2.example.", "example.", 56, "scenario", scenario="loop",
+             nameservers=[("ns.loop1.example.", 56)], glue=False,
+             notes="The other half of the loop1.example. cycle (served at 127.0.0.56)."),
+        Spec("fwd.example.", "example.", 57, "scenario", "ldns", 13, "split", "nsec",
+             scenario="forward",
+             notes="Signed (ECDSAP256SHA256, KSK+ZSK, NSEC, ldns-signzone), DS in example.: the "
+                   "zone the sample resolver config forwards to the recursive stub at "
+                   f"127.0.0.{FORWARDER_ADDR}. Also resolvable by iteration (its own server)."),
+    ]
     return specs
 
 
@@ -279,13 +340,18 @@ def zone_header(spec: Spec) -> list[str]:
         f"; {z} -- dnssec-sidecar test tree, written by tests/testtree/generate.py",
         f"$TTL {TTL}",
         f"{z}\tIN\tSOA\t{spec.ns} {host} {SERIAL} 7200 3600 1209600 3600",
-        f"{z}\tIN\tNS\t{spec.ns}",
-    ]
+    ] + [f"{z}\tIN\tNS\t{ns}" for ns, _addr in spec.ns_list]
+
+
+def in_bailiwick(name: str, zone: str) -> bool:
+    return dns.name.from_text(name).is_subdomain(dns.name.from_text(zone))
 
 
 def delegation_lines(child: Spec, ds_text: str | None) -> list[str]:
-    lines = [f"{child.name}\tIN\tNS\t{child.ns}",
-             f"{child.ns}\tIN\tA\t{child.server}"]
+    lines = [f"{child.name}\tIN\tNS\t{ns}" for ns, _addr in child.ns_list]
+    if child.glue:  # glue only for NS names inside the child zone
+        lines += [f"{ns}\tIN\tA\t{addr}" for ns, addr in child.ns_list
+                  if in_bailiwick(ns, child.name)]
     if ds_text:
         for owner, ttl, rd in parse_rrs(ds_text, dns.rdatatype.DS):
             lines.append(rr_line(owner, TTL, rd))
@@ -311,9 +377,19 @@ def child_content(spec: Spec, specs_by_name: dict) -> list[str]:
             f"a.b.c.{z}\tIN\tA\t192.0.2.{n}",
             f"cname.{z}\tIN\tCNAME\twww.{z}",
             f"cname-out.{z}\tIN\tCNAME\twww.{spec.cname_out}",
+            f"cname-insecure.{z}\tIN\tCNAME\twww.insecure.{z}",
         ]
         if spec.dname_to:
             lines.append(f"dname.{z}\tIN\tDNAME\t{spec.dname_to}")
+        if z == BIG_TXT_ZONE:
+            lines.append(f"big.{z}\tIN\tTXT\t" + " ".join(f'"{t}"' for t in big_txt_strings()))
+        if z == CHAIN_ZONE:
+            # chain1 -> chain2 -> ... -> chain15 -> www: chainK is 16-K CNAME links from www
+            for k in range(1, CHAIN_LINKS):
+                lines.append(f"chain{k}.{z}\tIN\tCNAME\tchain{k + 1}.{z}")
+            lines.append(f"chain{CHAIN_LINKS}.{z}\tIN\tCNAME\twww.{z}")
+            lines.append(f"loop-a.{z}\tIN\tCNAME\tloop-b.{z}")
+            lines.append(f"loop-b.{z}\tIN\tCNAME\tloop-a.{z}")
     elif spec.kind == "broken":
         lines += [
             f'{z}\tIN\tTXT\t"dnssec-sidecar broken test zone: {spec.breakage}"',
@@ -332,7 +408,33 @@ def child_content(spec: Spec, specs_by_name: dict) -> list[str]:
             f"{spec.ns}\tIN\tA\t{spec.server}",
             f"www.{z}\tIN\tA\t192.0.2.{n}",
         ]
+    elif spec.kind == "scenario":
+        lines += [
+            f'{z}\tIN\tTXT\t"dnssec-sidecar scenario zone: {spec.scenario}"',
+            f"www.{z}\tIN\tA\t192.0.2.{n}",
+        ]
+        if spec.scenario == "forward":
+            lines += [f"www.{z}\tIN\tAAAA\t2001:db8::{n}",
+                      f"cname.{z}\tIN\tCNAME\twww.{z}"]
+        # addresses of every name server name inside this zone, whichever zone it serves
+        # (for loop1/loop2 these are the only records of the other zone's server)
+        seen = set()
+        for other in specs_by_name.values():
+            for ns, addr in other.ns_list:
+                if in_bailiwick(ns, z) and ns not in seen:
+                    seen.add(ns)
+                    lines.append(f"{ns}\tIN\tA\t{addr}")
     return lines
+
+
+def big_txt_strings() -> list[str]:
+    """12 character-strings of 250 bytes: a TXT RR of about 3000 bytes, which does not fit
+    into a 1232-byte UDP answer."""
+    out = []
+    for i in range(1, 13):
+        head = f"big TXT chunk {i:02d} of 12 "
+        out.append((head + "0123456789abcdefghijklmnopqrstuvwxyz" * 8)[:250])
+    return out
 
 
 # ---------------------------------------------------------------- keys
@@ -625,15 +727,36 @@ def fabricate_unknownalg(spec: Spec, signed: Path, key: Key, keydir: Path):
 
 def expectations(spec: Spec) -> dict:
     z = spec.name
+    if spec.kind == "scenario":
+        return {
+            "lame": {"zone": "insecure", "ede": None,
+                     "names": {f"www.{z} A": "INSECURE answer 192.0.2.50 from ns2 (ns1 is lame: "
+                                             "REFUSED)"}},
+            "alllame": {"zone": "servfail", "ede": 22,
+                        "names": {f"www.{z} A": "SERVFAIL, EDE 22 No Reachable Authority "
+                                                "(every NS answers REFUSED)"}},
+            "unreachable": {"zone": "servfail", "ede": 22,
+                            "names": {f"www.{z} A": "SERVFAIL, EDE 22 No Reachable Authority "
+                                                    "(nothing listens at the only NS)"}},
+            "loop": {"zone": "servfail", "ede": 22,
+                     "names": {f"www.{z} A": "SERVFAIL, EDE 22 No Reachable Authority "
+                                             "(glueless delegation cycle loop1 <-> loop2)"}},
+            "forward": {"zone": "secure", "ede": None,
+                        "names": {f"www.{z} A": "SECURE (through the forwarder, with the sample "
+                                                "config's forward: entry)",
+                                  f"cname.{z} A": "SECURE CNAME to www",
+                                  f"nonexistent.{z} A": "NXDOMAIN, proven SECURE"}},
+        }[spec.scenario]
     if spec.kind == "insecure":
         return {"zone": "insecure", "ede": None,
                 "names": {f"www.{z} A": "INSECURE answer (unsigned zone below a DS-less delegation)",
-                          f"{z} DS": ("no DS in the parent: NSEC3 opt-out (INSECURE), "
+                          f"{z} DS": ("NODATA, INSECURE: no DS in the parent, NSEC3 opt-out, "
                                       "no NSEC3 at this name" if spec.parent == "test."
-                                      else "no DS in the parent, proven SECURE")}}
+                                      else "NODATA, proven SECURE: no DS in the parent")}}
     if spec.kind in ("root", "tld", "child"):
         names = {f"{z} SOA": "SECURE", f"{z} DNSKEY": "SECURE (authenticated by the parent's DS)",
-                 f"nonexistent.{z} A".lstrip("."): "NXDOMAIN, proven SECURE",
+                 ("nonexistent. A" if z == "." else f"nonexistent.{z} A"):
+                     "NXDOMAIN, proven SECURE",
                  f"{z} A": "NODATA, proven SECURE"}
         if spec.kind == "child":
             names.update({
@@ -645,32 +768,61 @@ def expectations(spec: Spec) -> dict:
                 f"foo.wild.{z} MX": "wildcard NODATA, proven SECURE",
                 f"cname.{z} A": "SECURE CNAME to www (same zone)",
                 f"cname-out.{z} A": f"SECURE CNAME to www.{spec.cname_out}",
-                f"insecure.{z} DS": "no DS proven SECURE (insecure delegation)",
+                f"insecure.{z} DS": "NODATA, proven SECURE: no DS (insecure delegation)",
                 f"www.insecure.{z} A": "INSECURE",
+                f"cname-insecure.{z} A": f"SECURE CNAME into the unsigned zone insecure.{z}: "
+                                         "the answer is INSECURE",
             })
             if spec.dname_to:
                 names[f"www.dname.{z} A"] = f"SECURE DNAME to {spec.dname_to} (synthesized CNAME)"
+            if z == BIG_TXT_ZONE:
+                names[f"big.{z} TXT"] = ("SECURE, about 3000 bytes: truncated (TC) over UDP at "
+                                         "1232 bytes, complete over TCP")
+            if z == CHAIN_ZONE:
+                names[f"chain1.{z} A"] = (f"SERVFAIL, EDE 0: {CHAIN_LINKS} CNAMEs exceed the "
+                                          "default CNAME budget of 12 (chainK is "
+                                          f"{CHAIN_LINKS + 1}-K CNAMEs from www)")
+                names[f"chain4.{z} A"] = "SECURE after 12 CNAMEs, the default CNAME budget"
+                names[f"loop-a.{z} A"] = "SERVFAIL, EDE 0: CNAME loop loop-a <-> loop-b"
         if spec.name == "test.":
-            names["insecure.test. DS"] = "no DS: opt-out (INSECURE), no NSEC3 at insecure.test."
+            names["insecure.test. DS"] = ("NODATA, INSECURE: opt-out, no NSEC3 at "
+                                          "insecure.test.")
+            names["nonexistent.test. A"] = ("NXDOMAIN, INSECURE: the covering NSEC3 has the "
+                                            "opt-out flag (dnssec-signzone -A)")
         if spec.name == "example.":
-            names["insecure.example. DS"] = "no DS proven SECURE (NSEC with NS, no DS bit)"
+            names["insecure.example. DS"] = ("NODATA, proven SECURE (NSEC with NS, no DS bit)")
         return {"zone": "secure", "ede": None, "names": names}
     b = spec.breakage
+    # zone verdict, EDE, text for www A, text for the DNSKEY RRset
     table = {
-        "expired": ("bogus", 7, "every RRSIG expired (2021-01-01)"),
-        "notyet": ("bogus", 8, "every RRSIG not yet valid (2035-01-01)"),
-        "wrongds": ("bogus", 9, "no DNSKEY matches the DS (EDE 9 DNSKEY Missing; EDE 6 acceptable)"),
-        "nosig": ("bogus", 10, "www A/AAAA have no RRSIG; everything else is SECURE"),
-        "badsig": ("bogus", 6, "www A RRSIG does not verify; everything else is SECURE"),
-        "unknownalg": ("insecure", 1, "only algorithm 200 in DS and DNSKEY"),
-        "nsec3iter": ("insecure", 27, "data SECURE; denial proofs INSECURE when the iteration cap is < 100"),
-        "keytrap": ("bogus", 6, "trap.keytrap.example. A: BOGUS (EDE 6), after at most the "
-                                "validator's signature-check budget; everything else valid "
-                                "when the limits allow 5 keys per tag"),
-        "sha1": ("secure", None, "valid RSASHA1 signatures; INSECURE (EDE 1) if SHA-1 is disabled"),
+        "expired": ("bogus", 7, "BOGUS, EDE 7: every RRSIG expired (2021-01-01)", None),
+        "notyet": ("bogus", 8, "BOGUS, EDE 8: every RRSIG not yet valid (2035-01-01)", None),
+        "wrongds": ("bogus", 9, "BOGUS, EDE 9: no DNSKEY matches the DS (DNSKEY Missing; "
+                                "EDE 6 acceptable)", None),
+        "nosig": ("bogus", 10, "BOGUS, EDE 10: www A/AAAA have no RRSIG",
+                  "SECURE (only www A/AAAA lack RRSIGs)"),
+        "badsig": ("bogus", 6, "BOGUS, EDE 6: the www A RRSIG does not verify",
+                   "SECURE (only the www A RRSIG is damaged)"),
+        "unknownalg": ("insecure", 1, "INSECURE: only algorithm 200 in DS and DNSKEY (an "
+                                      "informational Unsupported DNSKEY Algorithm EDE may "
+                                      "accompany the answer)", None),
+        "nsec3iter": ("insecure", 27, "SECURE (the data; only denial proofs depend on the "
+                                      "100 NSEC3 iterations)", "SECURE"),
+        "keytrap": ("bogus", 6, None, None),
+        "sha1": ("secure", None, "INSECURE: RSASHA1 only, and SHA-1 is off by default "
+                                 "(RFC 9905; an informational Unsupported DNSKEY Algorithm EDE "
+                                 "may accompany the answer); SECURE with allow_sha1", None),
     }
-    zone, ede, text = table[b]
-    names = {f"www.{z} A": text, f"{z} DNSKEY": text}
+    zone, ede, text, dnskey_text = table[b]
+    names = {f"www.{z} A": text, f"{z} DNSKEY": dnskey_text or text}
+    if b == "nosig":
+        names[f"www.{z} AAAA"] = text
+        names[f"{z} TXT"] = "SECURE"
+    if b == "badsig":
+        names[f"www.{z} AAAA"] = "SECURE"
+    if b == "nsec3iter":
+        names[f"nonexistent.{z} A"] = ("NXDOMAIN, INSECURE, EDE 27: 100 NSEC3 iterations exceed "
+                                       "the default cap of 50 (RFC 9276)")
     if b == "keytrap":
         names = {f"trap.{z} A": "BOGUS, EDE 6 (budget exhausted under default limits)",
                  f"www.{z} A": "SECURE (5 RRSIGs, one per colliding key)",
@@ -679,8 +831,112 @@ def expectations(spec: Spec) -> dict:
     return {"zone": zone, "ede": ede, "breakage": b, "names": names}
 
 
+def scenario_queries() -> list[dict]:
+    """Queries a resolver test can run against the started tree, with what the resolver should
+    answer. outcome: secure (AD, NOERROR), nxdomain (AD, NXDOMAIN), insecure (no AD),
+    bogus (SERVFAIL: validation failed), servfail (SERVFAIL: resolution failed)."""
+    out = []
+
+    def q(name, qname, qtype, outcome, rcode, ede=None, note="", answer=None, config=None):
+        e = {"name": name, "qname": qname, "qtype": qtype, "outcome": outcome, "rcode": rcode,
+             "ad": outcome in ("secure", "nxdomain"), "ede": ede, "note": note}
+        if answer is not None:
+            e["answer"] = answer
+        if config:
+            e["config"] = config
+        out.append(e)
+
+    q("secure-answer", "www.rsasha256.example.", "A", "secure", "NOERROR", answer=["192.0.2.20"])
+    q("secure-nsec3-answer", "www.ecdsap384.test.", "A", "secure", "NOERROR",
+      answer=["192.0.2.23"])
+    q("secure-nxdomain-nsec", "nonexistent.rsasha256.example.", "A", "nxdomain", "NXDOMAIN")
+    q("secure-nxdomain-nsec3", "nonexistent.ed25519.example.", "A", "nxdomain", "NXDOMAIN")
+    q("secure-nodata", "www.ed448.test.", "MX", "secure", "NOERROR", answer=[],
+      note="NODATA, proven")
+    q("secure-nodata-ent", "b.c.rsasha512.test.", "A", "secure", "NOERROR", answer=[],
+      note="empty non-terminal")
+    q("wildcard", "foo.wild.ecdsap256.example.", "A", "secure", "NOERROR",
+      answer=["192.0.2.22"], note="synthesised from *.wild; RRSIG labels 3")
+    q("wildcard-nsec3", "foo.wild.ed25519.example.", "A", "secure", "NOERROR",
+      answer=["192.0.2.24"])
+    q("wildcard-nodata", "foo.wild.ecdsap256.example.", "MX", "secure", "NOERROR", answer=[])
+    q("dname", "www.dname.ecdsap256.example.", "A", "secure", "NOERROR", answer=["192.0.2.24"],
+      note="DNAME to ed25519.example. with a synthesised (unsigned) CNAME")
+    q("cname-in-zone", "cname.ed448.test.", "A", "secure", "NOERROR", answer=["192.0.2.25"])
+    q("cname-signed-to-signed", "cname-out.rsasha256.example.", "A", "secure", "NOERROR",
+      answer=["192.0.2.21"], note="CNAME to www.rsasha512.test.: two signed zones")
+    q("cname-into-insecure", "cname-insecure.rsasha256.example.", "A", "insecure", "NOERROR",
+      answer=["192.0.2.32"], note="signed CNAME to www.insecure.rsasha256.example. (unsigned)")
+    q("cname-chain-15", f"chain1.{CHAIN_ZONE}", "A", "servfail", "SERVFAIL", 0,
+      note=f"{CHAIN_LINKS} CNAMEs in one zone (chainK is {CHAIN_LINKS + 1}-K links from www), "
+           "over the resolver's default CNAME budget of 12; secure (192.0.2.22) with a budget "
+           "of 15 or more")
+    q("cname-chain-12", f"chain4.{CHAIN_ZONE}", "A", "secure", "NOERROR", answer=["192.0.2.22"],
+      note="12 CNAMEs: exactly the default CNAME budget")
+    q("cname-loop", f"loop-a.{CHAIN_ZONE}", "A", "servfail", "SERVFAIL", 0,
+      note="loop-a CNAME loop-b CNAME loop-a")
+    q("big-answer-tcp", f"big.{BIG_TXT_ZONE}", "TXT", "secure", "NOERROR",
+      note="about 3000 bytes: TC over UDP (1232), retried over TCP")
+    q("insecure-below-nsec", "www.insecure.example.", "A", "insecure", "NOERROR",
+      answer=["192.0.2.30"])
+    q("insecure-below-optout", "www.insecure.test.", "A", "insecure", "NOERROR",
+      answer=["192.0.2.31"])
+    q("insecure-below-nsec3", "www.insecure.ed25519.example.", "A", "insecure", "NOERROR",
+      answer=["192.0.2.36"])
+    q("lame-one-ns", "www.lame.example.", "A", "insecure", "NOERROR", answer=["192.0.2.50"],
+      note="ns1 (127.0.0.51) REFUSED, ns2 (127.0.0.50) answers")
+    q("lame-all-ns", "www.alllame.example.", "A", "servfail", "SERVFAIL", 22,
+      note="127.0.0.51 and 127.0.0.52 both REFUSED")
+    q("unreachable", "www.unreachable.example.", "A", "servfail", "SERVFAIL", 22,
+      note="nothing listens at 127.0.0.54")
+    q("referral-loop", "www.loop1.example.", "A", "servfail", "SERVFAIL", 22,
+      note="glueless delegation cycle loop1.example. <-> loop2.example.")
+    q("forward", "www.fwd.example.", "A", "secure", "NOERROR", answer=["192.0.2.57"],
+      config="forward", note=f"with forward: fwd.example. -> 127.0.0.{FORWARDER_ADDR}")
+    q("forward-nxdomain", "nonexistent.fwd.example.", "A", "nxdomain", "NXDOMAIN",
+      config="forward")
+    q("expired", "www.expired.example.", "A", "bogus", "SERVFAIL", 7)
+    q("notyet", "www.notyet.example.", "A", "bogus", "SERVFAIL", 8)
+    q("wrongds", "www.wrongds.example.", "A", "bogus", "SERVFAIL", 9, note="EDE 6 acceptable")
+    q("nosig", "www.nosig.test.", "A", "bogus", "SERVFAIL", 10)
+    q("nosig-other-data", "nosig.test.", "TXT", "secure", "NOERROR")
+    q("badsig", "www.badsig.test.", "A", "bogus", "SERVFAIL", 6)
+    q("keytrap", "trap.keytrap.example.", "A", "bogus", "SERVFAIL", 6,
+      note="budget reason under the default limits")
+    q("unknownalg", "www.unknownalg.example.", "A", "insecure", "NOERROR",
+      answer=["192.0.2.45"], note="EDE 1 (Unsupported DNSKEY Algorithm) may accompany it")
+    q("sha1", "www.sha1.example.", "A", "insecure", "NOERROR", answer=["192.0.2.48"],
+      note="SHA-1 disabled (default), EDE 1 may accompany it; SECURE with allow_sha1")
+    q("nsec3-iterations", "nonexistent.nsec3iter.test.", "A", "insecure", "NXDOMAIN", 27,
+      note="100 iterations > the default cap of 50")
+    return out
+
+
+def servers_table(specs: list[Spec]) -> dict:
+    """Every 127.0.0.N of the tree and what it does (tree.json "servers")."""
+    servers = {}
+    for spec in specs:
+        if spec.served:
+            servers[spec.server] = {"role": "authoritative", "zones": [spec.name]}
+    for a in LAME_ADDRS:
+        servers[f"{ADDR_PREFIX}{a}"] = {"role": "lame", "zones": [],
+                                         "note": "serves no zone: REFUSED to everything"}
+    for a in UNREACHABLE_ADDRS:
+        servers[f"{ADDR_PREFIX}{a}"] = {"role": "unreachable", "zones": [],
+                                         "note": "nothing listens"}
+    servers[f"{ADDR_PREFIX}{FORWARDER_ADDR}"] = {
+        "role": "forwarder", "zones": [],
+        "note": "recursive stub serving the whole tree (RA), started by "
+                "authority.start_forwarder() or start_tree(forwarder=True)"}
+    for spec in specs:
+        for ns, addr in spec.ns_list:
+            servers[addr].setdefault("ns", []).append(ns)
+    return dict(sorted(servers.items(), key=lambda kv: int(kv[0].rsplit(".", 1)[1])))
+
+
 def build(args) -> None:
     old = json.loads(MANIFEST.read_text()) if MANIFEST.exists() and not args.new_keys else {"zones": {}}
+    old["zones"] = {**old.get("zones", {}), **old.get("scenario_zones", {})}
     specs = build_specs()
     by_name = {s.name: s for s in specs}
     tmp = Path(tempfile.mkdtemp(prefix="zones.", dir=HERE))
@@ -713,7 +969,18 @@ def build(args) -> None:
                 "ds_digest_types": list(spec.ds_digests) if spec.alg else [],
                 "inception": None, "expiration": None, "keys": [], "notes": spec.notes,
             }
-            if spec.kind == "insecure":
+            if spec.kind == "scenario":
+                entry["scenario"] = spec.scenario
+                entry["served"] = spec.served
+                entry["nameservers"] = [
+                    {"name": ns, "address": addr,
+                     "glue": spec.glue and in_bailiwick(ns, spec.name),
+                     "role": ("authoritative" if spec.served and addr == spec.server else
+                              "lame" if int(addr.rsplit(".", 1)[1]) in LAME_ADDRS else
+                              "unreachable" if int(addr.rsplit(".", 1)[1]) in UNREACHABLE_ADDRS
+                              else "authoritative")}
+                    for ns, addr in spec.ns_list]
+            if spec.signer == "none":
                 keydir.rmdir()
                 entry["file"] = entry["unsigned"]
                 entry["signer"] = "unsigned"
@@ -795,12 +1062,21 @@ def build(args) -> None:
             "trust_anchor": "zones/root/ds",
             "root_hints": {"a.root-servers.test.": by_name["."].server},
             "tools": tool_versions(),
-            "zones": {s.name: manifest_zones[s.name] for s in specs},
+            "zones": {s.name: manifest_zones[s.name] for s in specs if s.kind != "scenario"},
+            "scenario_zones": {s.name: manifest_zones[s.name] for s in specs
+                               if s.kind == "scenario"},
+            "servers": servers_table(specs),
+            "forwarder": f"{ADDR_PREFIX}{FORWARDER_ADDR}",
+            "resolver_listen": RESOLVER_LISTEN,
+            "resolver_config": "resolver.yaml",
+            "scenarios": scenario_queries(),
         }
         if ZONES.exists():
             shutil.rmtree(ZONES)
         tmp.rename(ZONES)
         MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+        from testtree.authority import write_resolver_config
+        write_resolver_config(manifest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -928,8 +1204,8 @@ def check(manifest: dict) -> bool:
     def verdict(good):
         return "as intended" if good else "UNEXPECTED"
 
-    for name, e in manifest["zones"].items():
-        if e["kind"] == "insecure":
+    for name, e in {**manifest["zones"], **manifest.get("scenario_zones", {})}.items():
+        if e["signer"] == "unsigned":
             continue
         path = HERE / e["file"]
         brk = e["expect"].get("breakage")

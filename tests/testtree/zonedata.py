@@ -93,10 +93,26 @@ def trust_anchor() -> dns.rrset.RRset:
     return read_rrset_file(manifest()["trust_anchor"], DS)
 
 
+def scenario_zone_names(*scenarios: str) -> list[str]:
+    """Names of the scenario zones (tree.json "scenario_zones": lame, alllame, unreachable,
+    loop, forward), in manifest order; with arguments, only those scenarios."""
+    return [name for name, entry in manifest().get("scenario_zones", {}).items()
+            if not scenarios or entry["scenario"] in scenarios]
+
+
+def entry(name) -> dict:
+    """The tree.json entry of a zone, from "zones" or "scenario_zones"."""
+    name = _name(name).to_text()
+    m = manifest()
+    if name in m["zones"]:
+        return m["zones"][name]
+    return m.get("scenario_zones", {})[name]
+
+
 @functools.lru_cache(maxsize=None)
 def load(name: str) -> "TestZone":
     name = _name(name).to_text()
-    return TestZone(name, manifest()["zones"][name])
+    return TestZone(name, entry(name))
 
 
 class TestZone:
