@@ -41,6 +41,8 @@ A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
     dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
 ROOT = dns.name.root
 MAX_MINIMISE_LABELS = 10  # RFC 9156 §2.3: stop minimising deep names after this many steps
+INSECURE_REASONS = frozenset((EDE.UNSUPPORTED_DNSKEY_ALGORITHM, EDE.UNSUPPORTED_DS_DIGEST_TYPE,
+                              EDE.UNSUPPORTED_NSEC3_ITERATIONS))
 
 
 class ResolutionFailed(Exception):
@@ -549,8 +551,14 @@ class Iterator:
             raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason, proof)
         secure = zone.security is Verdict.SECURE
         if kind == "answer":
-            return self._positive(zone, name, qtype, reply, proof, secure, ctx)
-        return self._negative(zone, name, qtype, reply, kind, proof, secure, ctx)
+            answer = self._positive(zone, name, qtype, reply, proof, secure, ctx)
+        else:
+            answer = self._negative(zone, name, qtype, reply, kind, proof, secure, ctx)
+        if not secure and answer.ede is None and zone.ede in INSECURE_REASONS:
+            # Say why data is insecure where a DS named an algorithm or digest we cannot use
+            # (RFC 8914 §4.2, §4.3).
+            answer.ede, answer.reason = zone.ede, zone.reason
+        return answer
 
     def _positive(self, zone: Zone, name: dns.name.Name, qtype: int, reply: dns.message.Message,
                   proof: Proof, secure: bool, ctx: Context) -> Answer:

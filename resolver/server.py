@@ -204,7 +204,7 @@ class _UdpServer(asyncio.DatagramProtocol):
         except Exception:  # a worker never dies on one query
             log.exception("query from %s failed", addr)
             reply = formerr_for(data)
-        if reply is not None and self.transport is not None:
+        if reply is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
 

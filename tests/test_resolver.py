@@ -39,7 +39,7 @@ def tree():
         yield running
 
 
-def _config_text(address: str) -> str:
+def _config_text(address: str, extra: str = "") -> str:
     manifest = zonedata.manifest()
     (hint_name, hint_addr), = manifest["root_hints"].items()
     anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
@@ -48,12 +48,12 @@ def _config_text(address: str) -> str:
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
             f'forward: [{{zone: fwd.example., addresses: ["{manifest["forwarder"]}"]}}]\n'
-            "timeouts: {upstream_ms: 300, query_ms: 4000}\n")
+            "timeouts: {upstream_ms: 300, query_ms: 4000}\n" + extra)
 
 
-def _start(address: str, directory: Path):
+def _start(address: str, directory: Path, extra: str = ""):
     config = directory / "config.yaml"
-    config.write_text(_config_text(address))
+    config.write_text(_config_text(address, extra))
     process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
                                 str(config), "-v"], cwd=ROOT_DIR, stderr=subprocess.PIPE,
                                text=True)
@@ -239,3 +239,23 @@ def test_malformed_and_unsupported_queries(resolver):
     assert dns.query.udp(axfr, RESOLVER, port=PORT, timeout=3).rcode() == dns.rcode.NOTIMP
     # The server keeps serving after all that.
     assert ask("www.rsasha256.example.").rcode() == dns.rcode.NOERROR
+
+
+def test_insecure_answers_say_why(resolver):
+    response = ask("www.unknownalg.example.")
+    assert response.rcode() == dns.rcode.NOERROR and not response.flags & dns.flags.AD
+    assert [code for code, _ in ede_of(response)] == [1]  # Unsupported DNSKEY Algorithm
+    assert not ede_of(ask("www.insecure.example."))  # plainly unsigned: nothing to say
+
+
+def test_negative_trust_anchor(tree, tmp_path):
+    """An NTA (RFC 7646) turns a broken zone insecure, only below it; its use is logged."""
+    process = _start(FRESH, tmp_path, "negative_trust_anchors: [badsig.test.]\n")
+    try:
+        response = ask("www.badsig.test.", server=FRESH)
+        assert response.rcode() == dns.rcode.NOERROR and not response.flags & dns.flags.AD
+        assert ask("www.nosig.test.", server=FRESH).rcode() == dns.rcode.SERVFAIL
+        assert ask("www.ecdsap384.test.", server=FRESH).flags & dns.flags.AD
+    finally:
+        _stop(process)
+    assert "negative trust anchor badsig.test." in process.stderr.read()
