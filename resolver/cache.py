@@ -27,6 +27,7 @@ class Proof:
     """What a verdict rests on, for answers and for the forensic log."""
 
     zone: dns.name.Name | None = None
+    zones: list[str] = field(default_factory=list)  # the chain of zone cuts, root first
     signatures: list = field(default_factory=list)  # (owner, type, signer, key tag, alg, inc, exp)
     denial: str | None = None  # "nsec", "nsec3", "nsec3-optout"
     notes: list[str] = field(default_factory=list)

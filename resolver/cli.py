@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 
@@ -15,7 +14,8 @@ import dns.rrset
 import dns.zone
 
 from resolver import __version__
-from resolver.config import ConfigError, default_config, load_config, parse_endpoint, parse_time
+from resolver.config import (ConfigError, default_config, load_config, parse_endpoint,
+                             parse_time, replace_listen)
 from resolver.dnssec import ValidatorConfig, Verdict, authenticate_dnskeys, validate_rrset
 
 SEP_FLAG = 0x0001  # RFC 4034 §2.1.1
@@ -100,8 +100,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config) if args.config else default_config()
         if args.listen:
-            config = dataclasses.replace(config, listen=tuple(
-                parse_endpoint(text) for text in args.listen))
+            config = replace_listen(config, tuple(parse_endpoint(text) for text in args.listen))
     except (ConfigError, ValueError) as exc:
         print(f"dnssec-sidecar: {args.config or 'defaults'}: {exc}", file=sys.stderr)
         return 2
@@ -120,6 +119,11 @@ def check_config(args: argparse.Namespace) -> int:
     return configcheck.run(args.file)
 
 
+def verify_log(args: argparse.Namespace) -> int:
+    from resolver import verifylog
+    return verifylog.run(args.files, args.hmac_key_file)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnssec-sidecar", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -136,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "the field at fault and why.")
     check_cfg.add_argument("file")
     check_cfg.set_defaults(run=check_config)
+    verify = commands.add_parser(
+        "verify-log", help="check the hash chain of forensic log files",
+        description="Check forensic log files given oldest first (log.3 log.2 log.1 log): "
+                    "names the first record changed, removed or reordered.")
+    verify.add_argument("files", nargs="+")
+    verify.add_argument("--hmac-key-file", metavar="FILE",
+                        help="the key the log was written with, for HMAC chains")
+    verify.set_defaults(run=verify_log)
     check = commands.add_parser(
         "check-zone", help="validate every RRset of a signed zone file",
         description="Validate the DNSKEY set of a signed zone file from a DS or DNSKEY trust "

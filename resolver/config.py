@@ -4,10 +4,21 @@ Every key is checked: unknown keys, wrong types (a boolean is not an integer), o
 bad names and addresses all raise :class:`ConfigError`, whose message is
 ``"<field path>: <reason>"``, e.g. ``listen[1]: '127.0.0.1:99999': port out of range``. A key
 given as null (``cache:`` with every line under it commented out) takes its default.
+
+Services (``services``, ``default_service``): per-service allowlists of expected zones. A query is
+given to the first service, in file order, whose ``listeners`` contain the local endpoint it
+arrived on and/or whose ``clients`` contain its source address (both must match when both are
+given); a query matching no service gets ``default_service``. Compatibility rule: a file with
+neither a ``services`` nor a ``default_service`` key keeps the resolver open, its default service
+allowing every name (``allow: [{zone: ., require: insecure-ok}]``, no rebinding protection); as
+soon as either key is present (even null or empty, so that commenting every service out fails
+closed), ``default_service`` defaults to allowing nothing. The policy itself is applied by
+:mod:`resolver.policy`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -15,10 +26,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dns.exception
 import dns.name
+import dns.rdatatype
 import dns.rrset
 import yaml
 
@@ -26,9 +38,13 @@ from resolver.anchors import (ROOT_HINTS, RootHint, TrustAnchorError, builtin_tr
                               load_trust_anchor_file, parse_trust_anchors)
 from resolver.dnssec.config import Limits, ValidatorConfig
 
+if TYPE_CHECKING:
+    from resolver.forensic import LogConfig
+
 __all__ = [
-    "CacheConfig", "Config", "ConfigError", "Endpoint", "Forward", "ResolverLimits", "RootHint",
-    "Timeouts", "default_config", "load_config", "parse_config", "parse_endpoint", "parse_time",
+    "AllowRule", "Budgets", "CacheConfig", "Config", "ConfigError", "Endpoint", "Forward",
+    "ResolverLimits", "RootHint", "Service", "Timeouts", "default_config", "load_config",
+    "open_default_service", "parse_config", "parse_endpoint", "parse_time", "replace_listen",
 ]
 
 T = TypeVar("T")
@@ -107,9 +123,72 @@ class CacheConfig:
     min_ttl: int = 0
 
 
+#: ``AllowRule.require``: the answer must be Secure (RFC 4035 §4.3), or may also be Insecure.
+REQUIRE_SECURE = "secure"
+REQUIRE_INSECURE_OK = "insecure-ok"
+#: ``Service.refuse_with``: REFUSED (RFC 1035 §4.1.1) or NXDOMAIN; both carry EDE 18 (RFC 8914).
+REFUSE_REFUSED = "refused"
+REFUSE_NXDOMAIN = "nxdomain"
+#: The name of the service that clients matching no other service get.
+DEFAULT_SERVICE_NAME = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class AllowRule:
+    """Names at or below ``zone`` (whole labels, case-insensitive, RFC 4343) may be resolved.
+
+    ``require`` is ``"secure"`` (an Insecure answer is refused: how a removed DS is caught) or
+    ``"insecure-ok"`` (a zone proven unsigned may be answered); Bogus is never answered.
+    ``types`` limits the query types (None: all). ``allow_private`` lets answers carry private
+    addresses despite the service's rebinding protection."""
+
+    zone: dns.name.Name
+    require: str
+    types: frozenset[int] | None
+    allow_private: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    """Per-service budgets against DNS tunnelling; None turns one off."""
+
+    #: Queries per second over the whole service (token bucket, burst twice the rate).
+    query_rate: float | None = None
+    #: A qname with a longer label is refused (RFC 1035 §2.3.4 allows 63).
+    max_label_length: int | None = None
+    #: New distinct qnames per minute under each allowed zone.
+    distinct_names_per_minute: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A set of clients (by the listener their queries arrive on and/or their source prefix)
+    and the zones they may resolve."""
+
+    name: str
+    listeners: tuple[Endpoint, ...]
+    clients: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    allow: tuple[AllowRule, ...]
+    refuse_with: str
+    rebinding_protection: bool
+    #: This service's own ``forward`` entries; the merged table is ``Config.forward``.
+    forward: tuple[Forward, ...]
+    budgets: Budgets
+
+
+def open_default_service() -> Service:
+    """The default service of a file without ``services``: every name, Insecure allowed, no
+    rebinding protection (the resolver as it was before services existed)."""
+    return Service(DEFAULT_SERVICE_NAME, (), (),
+                   (AllowRule(dns.name.root, REQUIRE_INSECURE_OK, None, False),),
+                   REFUSE_REFUSED, False, (), Budgets())
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration. ``source`` is the file it came from, or ``"<defaults>"``."""
+    """The whole configuration. ``source`` is the file it came from, or ``"<defaults>"``.
+    ``forward`` is the one forward table of the resolver: the top-level ``forward`` followed by
+    every service's own entries not already in it."""
 
     listen: tuple[Endpoint, ...]
     root_hints: tuple[RootHint, ...]
@@ -125,6 +204,9 @@ class Config:
     timeouts: Timeouts
     cache: CacheConfig
     source: str
+    services: tuple[Service, ...] = ()
+    default_service: Service = dataclasses.field(default_factory=open_default_service)
+    log: LogConfig = dataclasses.field(default_factory=lambda: _log_config({}))
 
 
 DEFAULT_LISTEN = (Endpoint("127.0.0.1", 53),)
@@ -163,7 +245,28 @@ _RESOLVER_LIMIT_FIELDS = tuple(f.name for f in fields(ResolverLimits))
 
 _TOP_KEYS = ("listen", "root_hints", "trust_anchors", "trust_anchor_file", "forward",
              "validation", "qname_minimisation", "negative_trust_anchors", "outgoing", "limits",
-             "timeouts", "cache")
+             "timeouts", "cache", "services", "default_service", "log")
+_SERVICE_KEYS = ("name", "listeners", "clients", "allow", "refuse_with", "rebinding_protection",
+                 "forward", "budgets")
+_DEFAULT_SERVICE_KEYS = _SERVICE_KEYS[3:]
+_RULE_KEYS = ("zone", "require", "types", "allow_private")
+_SERVICE_NAME = re.compile(r"[a-z0-9_.-]{1,63}")
+_BUDGET_BOUNDS = {
+    "max_label_length": (1, 63),
+    "distinct_names_per_minute": (1, 1_000_000),
+}
+_MAX_QUERY_RATE = 1_000_000.0
+#: The forensic log's keys (resolver.forensic.LogConfig's fields) and their bounds.
+_LOG_KEYS = ("path", "fsync_interval_ms", "max_bytes", "max_age_s", "keep", "hmac_key_file",
+             "queue_size", "enabled")
+_LOG_BOUNDS = {
+    "fsync_interval_ms": (0, 3_600_000),  # 0: after every batch
+    "max_bytes": (0, 1 << 40),            # 0: never rotate by size
+    "max_age_s": (0, 366 * 86400),        # 0: never rotate by age
+    "keep": (0, 100_000),
+    "queue_size": (1, 10_000_000),
+}
+_LOG_MIN_BYTES = 4096
 
 
 # --- time -----------------------------------------------------------------------------------
@@ -424,10 +527,10 @@ def _trust_anchors(data: dict[str, Any], base_dir: str | None) -> tuple[dns.rrse
     return tuple(builtin_trust_anchors())
 
 
-def _forward(value: object) -> tuple[Forward, ...]:
+def _forward(value: object, where: str = "forward") -> tuple[Forward, ...]:
     forwards = []
-    for index, item in enumerate(_list(value, "forward")):
-        path = f"forward[{index}]"
+    for index, item in enumerate(_list(value, where)):
+        path = f"{where}[{index}]"
         data = _mapping(item, path, ("zone", "addresses"))
         zone = _name(_required(data, "zone", path), f"{path}.zone")
         servers = [_endpoint(address, f"{path}.addresses[{i}]", 53) for i, address in enumerate(
@@ -436,7 +539,7 @@ def _forward(value: object) -> tuple[Forward, ...]:
         forwards.append(Forward(zone, tuple(servers)))
     for index, item in enumerate(forwards):
         if any(item.zone == other.zone for other in forwards[:index]):
-            raise ConfigError(f"forward[{index}].zone", f"{item.zone}: duplicate zone")
+            raise ConfigError(f"{where}[{index}].zone", f"{item.zone}: duplicate zone")
     return tuple(forwards)
 
 
@@ -506,9 +609,10 @@ def _cache(value: object) -> CacheConfig:
     return cache
 
 
-def _check_families(hints: tuple[RootHint, ...], forwards: tuple[Forward, ...], ipv4: bool,
-                    ipv6: bool, hints_given: bool) -> None:
-    """Every upstream must be reachable over an address family that ``outgoing`` allows."""
+def _check_families(hints: tuple[RootHint, ...], forwards: list[tuple[str, Forward]],
+                    ipv4: bool, ipv6: bool, hints_given: bool) -> None:
+    """Every upstream must be reachable over an address family that ``outgoing`` allows.
+    ``forwards`` pairs each forward entry with its field path."""
     off = "outgoing.ipv4 is false" if not ipv4 else "outgoing.ipv6 is false"
 
     def usable(host: str) -> bool:
@@ -516,14 +620,198 @@ def _check_families(hints: tuple[RootHint, ...], forwards: tuple[Forward, ...], 
 
     if ipv4 and ipv6:
         return
-    for index, forward in enumerate(forwards):
+    for path, forward in forwards:
         if not any(usable(server.host) for server in forward.servers):
-            raise ConfigError(f"forward[{index}].addresses", f"no address usable: {off}")
-    if any(forward.zone == dns.name.root for forward in forwards):
+            raise ConfigError(f"{path}.addresses", f"no address usable: {off}")
+    if any(forward.zone == dns.name.root for _, forward in forwards):
         return  # everything is forwarded: the root hints are never used
     if not any(usable(address) for hint in hints for address in hint.addresses):
         raise ConfigError("root_hints" if hints_given else "outgoing",
                           f"no root hint address usable: {off}")
+
+
+# --- services and the forensic log ----------------------------------------------------------
+
+def _overlaps(a: dns.name.Name, b: dns.name.Name) -> bool:
+    return a.is_subdomain(b) or b.is_subdomain(a)
+
+
+def _choice(value: object, path: str, choices: tuple[str, str]) -> str:
+    if isinstance(value, str) and value in choices:
+        return value
+    got = "" if isinstance(value, str) else f", got {_kind(value)}"
+    raise ConfigError(path, f"must be {choices[0]} or {choices[1]}{got}")
+
+
+def _types(value: object, path: str) -> frozenset[int]:
+    codes: list[int] = []
+    for index, item in enumerate(_nonempty(value, path)):
+        where = f"{path}[{index}]"
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise ConfigError(where, f"expected a type name such as AAAA, got {_kind(item)}")
+        try:
+            code = (dns.rdatatype.RdataType.make(item) if isinstance(item, int)
+                    else dns.rdatatype.from_text(item.strip()))
+        except (ValueError, dns.exception.DNSException):
+            raise ConfigError(where, f"{item!r}: not a DNS type") from None
+        if code in (dns.rdatatype.NONE, dns.rdatatype.OPT):
+            raise ConfigError(where, f"{item!r}: not a query type")
+        codes.append(int(code))
+    _unique(codes, path, lambda c: c, lambda c: dns.rdatatype.to_text(c))
+    return frozenset(codes)
+
+
+def _allow(value: object, path: str) -> tuple[AllowRule, ...]:
+    rules = []
+    for index, item in enumerate(_list(value, path)):
+        where = f"{path}[{index}]"
+        data = _mapping(item, where, _RULE_KEYS)
+        zone = _name(_required(data, "zone", where), f"{where}.zone")
+        require = _choice(data["require"], f"{where}.require", (
+            REQUIRE_SECURE, REQUIRE_INSECURE_OK)) if _given(data, "require") else REQUIRE_SECURE
+        types = _types(data["types"], f"{where}.types") if _given(data, "types") else None
+        allow_private = _bool(data["allow_private"], f"{where}.allow_private") if _given(
+            data, "allow_private") else False
+        rules.append(AllowRule(zone, require, types, allow_private))
+    for index, rule in enumerate(rules):
+        if any(rule.zone == other.zone for other in rules[:index]):
+            raise ConfigError(f"{path}[{index}].zone", f"{rule.zone}: duplicate zone")
+    return tuple(rules)
+
+
+def _budgets(value: object, path: str) -> Budgets:
+    data = _mapping(value, path, tuple(f.name for f in fields(Budgets)))
+    rate: float | None = None
+    if _given(data, "query_rate"):
+        raw = data["query_rate"]
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise ConfigError(f"{path}.query_rate", f"expected a number, got {_kind(raw)}")
+        if not 0 < raw <= _MAX_QUERY_RATE:  # also false for NaN
+            raise ConfigError(f"{path}.query_rate",
+                              f"{raw} is out of range (0, {_MAX_QUERY_RATE:g}]")
+        rate = float(raw)
+    return Budgets(query_rate=rate, **_ints(data, path, tuple(_BUDGET_BOUNDS), _BUDGET_BOUNDS))
+
+
+def _clients(value: object, path: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                                 ...]:
+    prefixes = []
+    for index, item in enumerate(_nonempty(value, path)):
+        where = f"{path}[{index}]"
+        text = _str(item, where, "an address prefix such as '10.1.2.0/24'")
+        try:
+            prefixes.append(ipaddress.ip_network(text.strip()))
+        except ValueError as exc:
+            reason = "has host bits set" if "host bits" in str(exc) else "not an address prefix"
+            raise ConfigError(where, f"{text!r}: {reason}") from None
+    _unique(prefixes, path, lambda p: p, lambda p: repr(str(p)))
+    return tuple(prefixes)
+
+
+def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: bool) -> Service:
+    """One entry of ``services`` (``named``), or ``default_service``."""
+    data = _mapping(value, path, _SERVICE_KEYS if named else _DEFAULT_SERVICE_KEYS)
+    name, listeners, clients = DEFAULT_SERVICE_NAME, (), ()
+    if named:
+        name = _str(_required(data, "name", path), f"{path}.name")
+        if not _SERVICE_NAME.fullmatch(name):
+            raise ConfigError(f"{path}.name", f"{name!r}: must be 1 to 63 of a-z 0-9 - _ .")
+        if name == DEFAULT_SERVICE_NAME:
+            raise ConfigError(f"{path}.name", f"{name!r} is reserved for default_service")
+        if _given(data, "listeners"):
+            items = [_endpoint(item, f"{path}.listeners[{i}]", None) for i, item in enumerate(
+                _nonempty(data["listeners"], f"{path}.listeners"))]
+            _unique(items, f"{path}.listeners", lambda e: e, lambda e: repr(str(e)))
+            for index, endpoint in enumerate(items):
+                if endpoint not in listen:
+                    raise ConfigError(f"{path}.listeners[{index}]", f"'{endpoint}' is not one of "
+                                      "listen (" + ", ".join(map(str, listen)) + ")")
+            listeners = tuple(items)
+        if _given(data, "clients"):
+            clients = _clients(data["clients"], f"{path}.clients")
+        if not listeners and not clients:
+            raise ConfigError(path, "needs listeners or clients (or both) to say whose queries "
+                                    "it serves")
+    allow = _allow(data["allow"], f"{path}.allow") if _given(data, "allow") else ()
+    refuse_with = _choice(data["refuse_with"], f"{path}.refuse_with", (
+        REFUSE_REFUSED, REFUSE_NXDOMAIN)) if _given(data, "refuse_with") else REFUSE_REFUSED
+    rebinding = _bool(data["rebinding_protection"], f"{path}.rebinding_protection") if _given(
+        data, "rebinding_protection") else True
+    forward = _forward(data["forward"], f"{path}.forward") if _given(data, "forward") else ()
+    for index, item in enumerate(forward):
+        if not any(_overlaps(item.zone, rule.zone) for rule in allow):
+            raise ConfigError(f"{path}.forward[{index}].zone",
+                              f"{item.zone} is outside every zone of {path}.allow")
+    return Service(name, listeners, clients, allow, refuse_with, rebinding, forward,
+                   _budgets(data.get("budgets"), f"{path}.budgets"))
+
+
+def _services(top: dict[str, Any], listen: tuple[Endpoint, ...],
+              ) -> tuple[tuple[Service, ...], Service]:
+    """``services`` and ``default_service``, with the compatibility rule of the module
+    docstring: neither key present keeps the resolver open."""
+    if "services" not in top and "default_service" not in top:
+        return (), open_default_service()
+    services = []
+    if _given(top, "services"):
+        services = [_service(item, f"services[{index}]", listen, named=True)
+                    for index, item in enumerate(_list(top["services"], "services"))]
+        _unique(services, "services", lambda s: s.name, lambda s: f"name {s.name!r}")
+    default = _service(top.get("default_service"), "default_service", listen, named=False)
+    return tuple(services), default
+
+
+def _merge_forwards(top_level: tuple[Forward, ...], services: tuple[Service, ...],
+                    default: Service) -> tuple[tuple[Forward, ...], list[tuple[str, Forward]]]:
+    """The resolver's one forward table from the top-level ``forward`` and every service's own,
+    and every entry with its field path. A zone forwarded to two different sets of addresses is
+    an error naming both places."""
+    entries = [(f"forward[{i}]", fwd) for i, fwd in enumerate(top_level)]
+    for index, service in enumerate(services):
+        entries += [(f"services[{index}].forward[{i}]", fwd)
+                    for i, fwd in enumerate(service.forward)]
+    entries += [(f"default_service.forward[{i}]", fwd) for i, fwd in enumerate(default.forward)]
+    names = {f"services[{i}]": s.name for i, s in enumerate(services)}
+    merged: dict[dns.name.Name, tuple[str, Forward]] = {}
+    for path, forward in entries:
+        if forward.zone not in merged:
+            merged[forward.zone] = (path, forward)
+            continue
+        first_path, first = merged[forward.zone]
+        if set(first.servers) != set(forward.servers):
+            owner = first_path.split(".")[0]
+            by = f"{first_path} ({names[owner]})" if owner in names else first_path
+            raise ConfigError(
+                f"{path}.zone", f"{forward.zone} is forwarded to "
+                + ", ".join(map(str, forward.servers)) + " here but to "
+                + ", ".join(map(str, first.servers)) + f" by {by}: the resolver has one "
+                "forward table")
+    return tuple(forward for _, forward in merged.values()), entries
+
+
+def _log_config(data: dict[str, Any], base_dir: str | None = None) -> LogConfig:
+    """A ``resolver.forensic.LogConfig`` from the ``log`` mapping, imported late so that
+    reading a configuration does not load the log writer."""
+    from resolver.forensic import LogConfig
+    values: dict[str, Any] = _ints(data, "log", tuple(_LOG_BOUNDS), _LOG_BOUNDS)
+    if 0 < values.get("max_bytes", 0) < _LOG_MIN_BYTES:
+        raise ConfigError("log.max_bytes", f"{values['max_bytes']}: must be 0 (never rotate by "
+                                           f"size) or at least {_LOG_MIN_BYTES}")
+    if _given(data, "path"):
+        path = _str(data["path"], "log.path", 'a file path or "-"')
+        if not path.strip():
+            raise ConfigError("log.path", 'empty path (use "-" for standard output)')
+        values["path"] = path
+    if _given(data, "hmac_key_file"):
+        key_file = _str(data["hmac_key_file"], "log.hmac_key_file", "a file path")
+        if not key_file.strip():
+            raise ConfigError("log.hmac_key_file", "empty path")
+        if base_dir is not None and not os.path.isabs(key_file):
+            key_file = os.path.join(base_dir, key_file)
+        values["hmac_key_file"] = key_file
+    if _given(data, "enabled"):
+        values["enabled"] = _bool(data["enabled"], "log.enabled")
+    return LogConfig(**values)
 
 
 # --- entry points ---------------------------------------------------------------------------
@@ -547,7 +835,9 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
     ipv6 = _bool(outgoing["ipv6"], "outgoing.ipv6") if _given(outgoing, "ipv6") else True
     if not ipv4 and not ipv6:
         raise ConfigError("outgoing", "ipv4 and ipv6 cannot both be false")
-    _check_families(hints, forward, ipv4, ipv6, _given(top, "root_hints"))
+    services, default_service = _services(top, listen)
+    forward, forward_entries = _merge_forwards(forward, services, default_service)
+    _check_families(hints, forward_entries, ipv4, ipv6, _given(top, "root_hints"))
     resolver_limits, dnssec_limits = _limits(top.get("limits"))
     return Config(
         listen=listen, root_hints=hints, trust_anchors=anchors, forward=forward,
@@ -555,7 +845,21 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
                                                         limits=dnssec_limits),
         qname_minimisation=qmin, negative_trust_anchors=ntas, outgoing_ipv4=ipv4,
         outgoing_ipv6=ipv6, limits=resolver_limits, timeouts=_timeouts(top.get("timeouts")),
-        cache=_cache(top.get("cache")), source=source)
+        cache=_cache(top.get("cache")), source=source, services=services,
+        default_service=default_service,
+        log=_log_config(_mapping(top.get("log"), "log", _LOG_KEYS), base_dir))
+
+
+def replace_listen(config: Config, listen: tuple[Endpoint, ...]) -> Config:
+    """``config`` listening on ``listen`` instead (``serve --listen``); a ConfigError naming
+    ``services[i].listeners[j]`` if a service's listener is no longer among them."""
+    for index, service in enumerate(config.services):
+        for position, endpoint in enumerate(service.listeners):
+            if endpoint not in listen:
+                raise ConfigError(f"services[{index}].listeners[{position}]",
+                                  f"'{endpoint}' is not one of listen ("
+                                  + ", ".join(map(str, listen)) + ")")
+    return dataclasses.replace(config, listen=tuple(listen))
 
 
 def default_config() -> Config:

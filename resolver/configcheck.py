@@ -11,7 +11,7 @@ import dns.rdatatype
 import dns.rrset
 
 from resolver.anchors import ROOT_HINTS, builtin_trust_anchors
-from resolver.config import Config, ConfigError, load_config
+from resolver.config import Config, ConfigError, Service, load_config, open_default_service
 
 
 def _anchor(rrset: dns.rrset.RRset) -> list[str]:
@@ -36,6 +36,69 @@ def _time(seconds: int | None) -> str:
         return "now (system clock)"
     moment = datetime.fromtimestamp(seconds, timezone.utc)
     return f"{moment.strftime('%Y-%m-%dT%H:%M:%SZ')} ({seconds})"
+
+
+def _service(service: Service, indent: str) -> list[str]:
+    """A service's rules, refusal, protection, budgets and forwards, one line each."""
+    lines = []
+    for index, rule in enumerate(service.allow):
+        extra = ""
+        if rule.types is not None:
+            extra += " types " + ", ".join(sorted(dns.rdatatype.to_text(t) for t in rule.types))
+        if rule.allow_private:
+            extra += ", private addresses allowed" if extra else " private addresses allowed"
+        lines.append(f"{indent}allow[{index}] {rule.zone} {rule.require}{extra}")
+    if not service.allow:
+        lines.append(f"{indent}allows nothing")
+    lines.append(f"{indent}refused with {service.refuse_with.upper()}, rebinding protection "
+                 + ("on" if service.rebinding_protection else "off"))
+    budgets = service.budgets
+    parts = ([f"query_rate {budgets.query_rate:g}/s"] if budgets.query_rate is not None else [])
+    parts += [f"{name} {value}" for name, value in (
+        ("max_label_length", budgets.max_label_length),
+        ("distinct_names_per_minute", budgets.distinct_names_per_minute)) if value is not None]
+    if parts:
+        lines.append(f"{indent}budgets: " + ", ".join(parts))
+    lines += [f"{indent}forward {forward.zone} -> " + ", ".join(str(s) for s in forward.servers)
+              for forward in service.forward]
+    return lines
+
+
+def _log(config: Config) -> str:
+    log = config.log
+    if not log.enabled:
+        return "  log: off"
+    path = log.path
+    text = "  log: " + ("standard output" if path == "-" else path)
+    if path != "-":
+        text += (f", fsync every {log.fsync_interval_ms} ms" if log.fsync_interval_ms
+                 else ", fsync after every batch")
+    if path != "-":
+        rotation = [f"{log.max_bytes} bytes"] if log.max_bytes else []
+        rotation += [f"{log.max_age_s} s"] if log.max_age_s else []
+        text += (f", rotated at {' or '.join(rotation)}, {log.keep} kept" if rotation
+                 else ", never rotated")
+    return text + (f", HMAC key {log.hmac_key_file}" if log.hmac_key_file else ", no HMAC key")
+
+
+def _services(config: Config) -> list[str]:
+    lines = []
+    if config.services:
+        lines.append("  services (first match wins):")
+        for service in config.services:
+            match = []
+            if service.listeners:
+                match.append("listeners " + ", ".join(str(e) for e in service.listeners))
+            if service.clients:
+                match.append("clients " + ", ".join(str(p) for p in service.clients))
+            lines.append(f"    {service.name}: " + "; ".join(match))
+            lines += _service(service, "      ")
+    else:
+        lines.append("  services: none" + (" (an open resolver)" if config.default_service
+                                           == open_default_service() else ""))
+    lines.append("  default service (clients matching no service):")
+    lines += _service(config.default_service, "    ")
+    return lines
 
 
 def summary(config: Config) -> list[str]:
@@ -68,6 +131,8 @@ def summary(config: Config) -> list[str]:
         f"  QNAME minimisation: {'on' if config.qname_minimisation else 'off'}",
         f"  outgoing: {' and '.join(families)}",
     ]
+    lines += _services(config)
+    lines.append(_log(config))
     if not builtin_hints and builtin_anchors:
         lines.append("  warning: custom root hints with the built-in root trust anchors: "
                      "a private root will not validate")

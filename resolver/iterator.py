@@ -45,6 +45,15 @@ INSECURE_REASONS = frozenset((EDE.UNSUPPORTED_DNSKEY_ALGORITHM, EDE.UNSUPPORTED_
                               EDE.UNSUPPORTED_NSEC3_ITERATIONS))
 
 
+class Denied(Exception):
+    """A name in the resolution (a CNAME or DNAME target) is outside the client's policy: no
+    query is sent for it. Carries the policy's decision."""
+
+    def __init__(self, decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
 class ResolutionFailed(Exception):
     """The query cannot be answered: SERVFAIL with this EDE and reason."""
 
@@ -89,6 +98,15 @@ class Zone:
     recursive: bool = False
     expires: float = float("inf")
     proof: list[str] = field(default_factory=list)  # how its security was established
+    parent: "Zone | None" = None
+
+    def chain(self) -> list["Zone"]:
+        """This zone and its ancestors up to the root, root first: the chain of trust."""
+        zones, zone = [], self
+        while zone is not None and len(zones) < 128:
+            zones.append(zone)
+            zone = zone.parent
+        return zones[::-1]
 
 
 @dataclass(slots=True)
@@ -415,9 +433,12 @@ class Iterator:
 
     # --- resolution -----------------------------------------------------------------------
 
-    async def chase(self, qname: dns.name.Name, qtype: int, ctx: Context) -> Answer:
+    async def chase(self, qname: dns.name.Name, qtype: int, ctx: Context,
+                    permit=None) -> Answer:
         """Resolve ``qname``/``qtype`` following CNAME and DNAME chains (RFC 1034 §3.6.2,
-        RFC 6672 §3.2), each step validated in its own zone."""
+        RFC 6672 §3.2), each step validated in its own zone. ``permit(name)``, when given, is
+        asked before any CNAME or DNAME target is resolved; a refusal raises :class:`Denied`
+        before a query for the target leaves."""
         rrsets: list[dns.rrset.RRset] = []
         verdict = Verdict.SECURE
         proof = Proof()
@@ -432,6 +453,7 @@ class Iterator:
             proof.signatures += answer.proof.signatures
             proof.notes += answer.proof.notes
             proof.zone = answer.proof.zone
+            proof.zones += [z for z in answer.proof.zones if z not in proof.zones]
             proof.denial = answer.proof.denial or proof.denial
             target = _chain_end(name, qtype, answer.rrsets)
             if target is None or not answer.rrsets:
@@ -439,6 +461,10 @@ class Iterator:
                               answer.reason, proof, answer.ttl)
             if target in seen:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME loop at {target}", proof)
+            if permit is not None:
+                decision = permit(target)
+                if not decision.allowed:
+                    raise Denied(decision)
             seen.add(target)
             name = target
         raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {self.s.max_cname_chain}",
@@ -528,7 +554,7 @@ class Iterator:
         if known is not None and known.security is not Verdict.INDETERMINATE:
             return known
         child = Zone(ns.name, servers, ns_names,
-                     expires=time.monotonic() + max(1, min(ns.ttl, 86400)))
+                     expires=time.monotonic() + max(1, min(ns.ttl, 86400)), parent=zone)
         return self._remember(await self._establish(child, zone, reply, ctx))
 
     async def _descend_to(self, zone: Zone, signer: dns.name.Name, ctx: Context) -> Zone:
@@ -537,7 +563,8 @@ class Iterator:
         known = self._known_zone(signer)
         if known is not None and known.security is not Verdict.INDETERMINATE:
             return known
-        child = Zone(signer, list(zone.servers), list(zone.ns_names), expires=zone.expires)
+        child = Zone(signer, list(zone.servers), list(zone.ns_names), expires=zone.expires,
+                     parent=zone)
         return self._remember(await self._establish(child, zone, None, ctx))
 
     # --- validating replies ---------------------------------------------------------------
@@ -546,7 +573,9 @@ class Iterator:
                         reply: dns.message.Message, kind: str, ctx: Context) -> Answer:
         if zone.recursive:
             zone = await self._forwarded_zone_security(zone, name, reply, ctx)
-        proof = Proof(zone.name, notes=list(zone.proof))
+        chain = zone.chain()
+        proof = Proof(zone.name, notes=[note for z in chain for note in z.proof],
+                      zones=[str(z.name) for z in chain])
         if zone.security is Verdict.BOGUS:
             raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason, proof)
         secure = zone.security is Verdict.SECURE
@@ -717,7 +746,7 @@ class Iterator:
                 if cut.verdict is not Verdict.BOGUS or candidate == target:
                     break  # an insecure delegation, or the target is no zone cut of its own
                 candidate = dns.name.Name(target.labels[-(len(candidate.labels) + 1):])
-            child = Zone(candidate, list(forward.servers), recursive=True)
+            child = Zone(candidate, list(forward.servers), recursive=True, parent=current)
             if ds is not None and answer.verdict is Verdict.SECURE:
                 child = await self._load_keys(child, ds, ctx, f"DS from {current.name}")
             elif answer.verdict is Verdict.SECURE and ds is None and candidate == target \

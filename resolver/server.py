@@ -8,9 +8,11 @@ Error naming the zone and the reason. A client's CD bit does not bypass validati
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import struct
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import dns.edns
 import dns.exception
@@ -25,7 +27,7 @@ import dns.rdatatype
 from resolver.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
-from resolver.iterator import Iterator, ResolutionFailed, Settings
+from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,14 @@ META_TYPES = frozenset((dns.rdatatype.ANY, dns.rdatatype.AXFR, dns.rdatatype.IXF
 
 @dataclass(slots=True)
 class Outcome:
-    """What one client query came to: an answer or a failure."""
+    """What one client query came to: an answer, a failure, or a policy refusal met on the way
+    (a CNAME target outside the service's zones)."""
 
     answer: Answer | None
     failure: ResolutionFailed | None = None
     cache_hit: bool = False
+    upstream: list[str] = field(default_factory=list)
+    denied: object = None  # the policy Decision that stopped the resolution
 
 
 class Resolver:
@@ -56,30 +61,38 @@ class Resolver:
         self.settings = settings
         self._inflight: dict[tuple[dns.name.Name, int], asyncio.Future] = {}
 
-    async def resolve(self, qname: dns.name.Name, qtype: int) -> Outcome:
+    async def resolve(self, qname: dns.name.Name, qtype: int, *, permit=None,
+                      scope: str = "") -> Outcome:
+        """Resolve for a client. ``permit`` is the client's policy for names met on the way;
+        concurrent identical queries under the same ``scope`` (the service) share one
+        resolution."""
         cached = self.cache.get(qname, qtype)
         if cached is not None:
             return Outcome(cached, cache_hit=True)
-        key = (qname, qtype)
+        key = (qname, qtype, scope)
         shared = self._inflight.get(key)
         if shared is None:
-            shared = asyncio.ensure_future(self._resolve(qname, qtype))
+            shared = asyncio.ensure_future(self._resolve(qname, qtype, permit))
             self._inflight[key] = shared
             shared.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(shared)
 
-    async def _resolve(self, qname: dns.name.Name, qtype: int) -> Outcome:
+    async def _resolve(self, qname: dns.name.Name, qtype: int, permit) -> Outcome:
         ctx = self.iterator.new_context()
         try:
             async with asyncio.timeout(self.settings.query_timeout):
-                return Outcome(await self.iterator.chase(qname, qtype, ctx))
+                answer = await self.iterator.chase(qname, qtype, ctx, permit)
+                return Outcome(answer, upstream=ctx.servers_asked)
+        except Denied as denied:
+            return Outcome(None, upstream=ctx.servers_asked, denied=denied.decision)
         except ResolutionFailed as failure:
             log.info("SERVFAIL %s/%s: %s", qname, dns.rdatatype.to_text(qtype), failure.reason)
-            return Outcome(None, failure)
+            return Outcome(None, failure, upstream=ctx.servers_asked)
         except TimeoutError:
             return Outcome(None, ResolutionFailed(
                 EDE.NO_REACHABLE_AUTHORITY,
-                f"resolution of {qname} did not finish within {self.settings.query_timeout}s"))
+                f"resolution of {qname} did not finish within {self.settings.query_timeout}s"),
+                upstream=ctx.servers_asked)
 
 
 def formerr_for(wire: bytes) -> bytes | None:
@@ -144,30 +157,149 @@ def refuse(query: dns.message.Message, rcode: int, ede: EDE, text: str) -> dns.m
     return response
 
 
-async def answer_wire(resolver: Resolver, wire: bytes, max_size: int | None) -> bytes | None:
-    """Handle one query message; ``max_size`` None for TCP. Returns the response bytes or
-    None to drop (a response, or a packet too short to answer)."""
-    try:
-        query = dns.message.from_wire(wire)
-    except dns.exception.DNSException:
-        return formerr_for(wire)
-    if query.flags & dns.flags.QR:
-        return None
-    if query.opcode() != dns.opcode.QUERY:
-        response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED, "only QUERY is supported")
-    elif len(query.question) != 1:
-        response = refuse(query, dns.rcode.FORMERR, EDE.INVALID_DATA, "one question expected")
-    else:
-        question = query.question[0]
-        if question.rdclass != dns.rdataclass.IN:
+DNSSEC_EDE = frozenset(range(1, 13)) | {25, 27}
+
+
+class Frontend:
+    """Everything between a client's bytes and the reply: request checks, the client's service
+    and its policy, resolution, the answer, and one forensic record per query, written (or
+    queued, with back-pressure) before the reply leaves."""
+
+    def __init__(self, resolver: Resolver, policy=None, forensic=None) -> None:
+        self.resolver = resolver
+        self.policy = policy
+        self.forensic = forensic
+
+    async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
+                     client: tuple[str, int], max_size: int | None) -> bytes | None:
+        """Answer one query message; ``max_size`` None for TCP. None means drop (a response
+        message, or a packet too short to answer)."""
+        started = time.perf_counter()
+        record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                      timespec="microseconds").replace("+00:00", "Z"),
+                  "client": {"address": client[0], "port": client[1]},
+                  "transport": transport, "listener": _endpoint_text(listener)}
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException as exc:
+            reply = formerr_for(wire)
+            if reply is not None:
+                record.update(id=int.from_bytes(wire[:2], "big"), qname=None, qtype=None,
+                              policy={"decision": "malformed", "rule": None, "reason": str(exc)},
+                              rcode="FORMERR")
+                await self._log(record, started)
+            return reply
+        if query.flags & dns.flags.QR:
+            return None
+        service = self.policy.service_for(listener, client[0]) if self.policy else None
+        outcome, decision, response = None, None, None
+        question = query.question[0] if len(query.question) == 1 else None
+        if query.opcode() != dns.opcode.QUERY:
+            response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED, "only QUERY is supported")
+        elif question is None:
+            response = refuse(query, dns.rcode.FORMERR, EDE.INVALID_DATA, "one question expected")
+        elif question.rdclass != dns.rdataclass.IN:
             response = refuse(query, dns.rcode.REFUSED, EDE.NOT_SUPPORTED, "class IN only")
         elif question.rdtype in META_TYPES:
             response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED,
                               f"{dns.rdatatype.to_text(question.rdtype)} is not served")
+        elif self.forensic is not None and not self.forensic.healthy:
+            response = refuse(query, dns.rcode.SERVFAIL, EDE.OTHER,
+                              "forensic log unavailable: not answering unlogged")
         else:
-            response = build_answer(query, await resolver.resolve(question.name,
-                                                                  question.rdtype))
-    return _to_wire(query, response, max_size)
+            if service is not None:
+                decision = self.policy.check_question(service, question.name, question.rdtype)
+            if decision is None or decision.allowed:
+                permit = None if service is None else (
+                    lambda name, s=service: self.policy.check_name(s, name))
+                outcome = await self.resolver.resolve(question.name, question.rdtype,
+                                                      permit=permit,
+                                                      scope=service.name if service else "")
+                if outcome.denied is not None:
+                    decision = outcome.denied
+                elif outcome.answer is not None and service is not None:
+                    decision = self._check_answer(service, question.name, outcome.answer)
+            if decision is not None and not decision.allowed:
+                response = refuse(query, decision.rcode, EDE(decision.ede), decision.reason)
+                if decision.rcode == dns.rcode.NXDOMAIN:
+                    response.flags &= ~dns.flags.AD
+            else:
+                response = build_answer(query, outcome)
+        reply = _to_wire(query, response, max_size)
+        self._fill(record, query, service, decision, outcome, response)
+        await self._log(record, started)
+        return reply
+
+    def _check_answer(self, service, qname: dns.name.Name, answer: Answer):
+        """The whole answer, not only the question: every name in the chain (CNAME and DNAME
+        targets) must be allowed, and each rule's requirement met (security, rebinding)."""
+        data = [r for r in answer.rrsets if r.rdtype not in DNSSEC_TYPES]
+        # Owners and CNAME targets (those synthesised from a DNAME included): a DNAME's own
+        # target is only a suffix, so the synthesised CNAME stands for it.
+        names = [qname] + [r.name for r in data] + [
+            rd.target for r in data if r.rdtype == dns.rdatatype.CNAME for rd in r]
+        decision = None
+        for name in dict.fromkeys(names):
+            decision = self.policy.check_name(service, name)
+            if not decision.allowed:
+                return decision
+        for name in dict.fromkeys([qname] + [r.name for r in data]):
+            rule = self.policy.rule_for(service, name)
+            addresses = [rd.address for r in data if r.name == name
+                         and r.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rd in r]
+            decision = self.policy.check_answer(service, rule, answer.verdict.value, addresses)
+            if not decision.allowed:
+                return decision
+        return decision
+
+    def _fill(self, record: dict, query, service, decision, outcome, response) -> None:
+        question = query.question[0] if query.question else None
+        do = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
+        ede = next(((int(o.code), o.text) for o in response.options
+                    if o.otype == dns.edns.EDE), None)
+        answer = outcome.answer if outcome is not None else None
+        failure = outcome.failure if outcome is not None else None
+        refused = decision is not None and not decision.allowed
+        if refused or outcome is None:
+            verdict = None
+        elif answer is not None:
+            verdict = answer.verdict.value
+        else:
+            verdict = "bogus" if int(failure.ede) in DNSSEC_EDE else "indeterminate"
+        proof = answer.proof if answer is not None else (failure.proof if failure else None)
+        record.update(
+            service=service.name if service is not None else None,
+            id=query.id,
+            qname=question.name.to_text() if question is not None else None,
+            qtype=dns.rdatatype.to_text(question.rdtype) if question is not None else None,
+            flags={"rd": bool(query.flags & dns.flags.RD), "do": do,
+                   "cd": bool(query.flags & dns.flags.CD), "ad": bool(query.flags & dns.flags.AD)},
+            policy={"decision": "refuse" if refused else "allow",
+                    "rule": decision.rule if decision is not None else None,
+                    "reason": decision.reason if refused else None},
+            cache_hit=bool(outcome and outcome.cache_hit),
+            upstream=list(outcome.upstream) if outcome is not None else [],
+            rcode=dns.rcode.to_text(response.rcode()),
+            ede={"code": ede[0], "text": ede[1]} if ede else None,
+            answer=[{"name": r.name.to_text(), "type": dns.rdatatype.to_text(r.rdtype),
+                     "ttl": r.ttl, "rdata": [rd.to_text() for rd in r]} for r in response.answer],
+            verdict=verdict,
+            proof=None if proof is None else {
+                "zones": list(proof.zones), "keys": list(proof.notes),
+                "signatures": [{"owner": o, "type": t, "signer": s, "key_tag": k,
+                                "algorithm": a, "inception": i, "expiration": e}
+                               for o, t, s, k, a, i, e in proof.signatures],
+                "denial": proof.denial})
+
+    async def _log(self, record: dict, started: float) -> None:
+        record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        if self.forensic is not None and not self.forensic.append_nowait(record):
+            await self.forensic.append(record)  # back-pressure: wait rather than drop
+
+
+def _endpoint_text(endpoint: tuple[str, int]) -> str:
+    host, port = endpoint[0], endpoint[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _to_wire(query: dns.message.Message, response: dns.message.Message,
@@ -185,8 +317,9 @@ def _to_wire(query: dns.message.Message, response: dns.message.Message,
 
 
 class _UdpServer(asyncio.DatagramProtocol):
-    def __init__(self, resolver: Resolver) -> None:
-        self.resolver = resolver
+    def __init__(self, frontend: Frontend, listener: tuple[str, int]) -> None:
+        self.frontend = frontend
+        self.listener = listener
         self.transport = None
         self.tasks: set[asyncio.Task] = set()
 
@@ -200,7 +333,7 @@ class _UdpServer(asyncio.DatagramProtocol):
 
     async def _handle(self, data: bytes, addr) -> None:
         try:
-            reply = await answer_wire(self.resolver, data, 512)
+            reply = await self.frontend.handle(data, "udp", self.listener, addr[:2], 512)
         except Exception:  # a worker never dies on one query
             log.exception("query from %s failed", addr)
             reply = formerr_for(data)
@@ -211,9 +344,9 @@ class _UdpServer(asyncio.DatagramProtocol):
 class Server:
     """UDP and TCP listeners on every configured endpoint."""
 
-    def __init__(self, resolver: Resolver, endpoints: list[tuple[str, int]],
+    def __init__(self, frontend: Frontend, endpoints: list[tuple[str, int]],
                  tcp_idle: float = 10.0) -> None:
-        self.resolver = resolver
+        self.frontend = frontend
         self.endpoints = endpoints
         self.tcp_idle = tcp_idle
         self._udp: list = []
@@ -222,24 +355,26 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for host, port in self.endpoints:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpServer(self.resolver), local_addr=(host, port), reuse_port=False)
-            self._udp.append(transport)
-            self._tcp.append(await asyncio.start_server(self._tcp_client, host, port))
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda listener=(host, port): _UdpServer(self.frontend, listener),
+                local_addr=(host, port))
+            self._udp.append((transport, protocol))
+            self._tcp.append(await asyncio.start_server(
+                lambda r, w, listener=(host, port): self._tcp_client(r, w, listener), host, port))
         log.info("listening on %s (UDP and TCP)",
-                 ", ".join(f"{h}:{p}" if ":" not in h else f"[{h}]:{p}"
-                           for h, p in self.endpoints))
+                 ", ".join(_endpoint_text(endpoint) for endpoint in self.endpoints))
 
-    async def _tcp_client(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          listener: tuple[str, int]) -> None:
         lock = asyncio.Lock()
         pending: set[asyncio.Task] = set()
+        client = writer.get_extra_info("peername")[:2]
 
         async def handle(wire: bytes) -> None:
             try:
-                reply = await answer_wire(self.resolver, wire, None)
+                reply = await self.frontend.handle(wire, "tcp", listener, client, None)
             except Exception:
-                log.exception("TCP query failed")
+                log.exception("TCP query from %s failed", client)
                 reply = formerr_for(wire)
             if reply is not None:
                 async with lock:
@@ -261,9 +396,15 @@ class Server:
                 await asyncio.gather(*pending, return_exceptions=True)
             writer.close()
 
-    async def stop(self) -> None:
-        for transport in self._udp:
-            transport.close()
+    async def stop(self, deadline: float = 5.0) -> None:
+        """Stop accepting, then let queries in flight finish (within ``deadline`` seconds) so
+        each is answered and logged."""
         for server in self._tcp:
             server.close()
+        pending = [task for _, protocol in self._udp for task in protocol.tasks]
+        if pending:
+            await asyncio.wait(pending, timeout=deadline)
+        for transport, _ in self._udp:
+            transport.close()
+        for server in self._tcp:
             await server.wait_closed()

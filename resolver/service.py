@@ -8,8 +8,10 @@ import signal
 
 from resolver.cache import Cache
 from resolver.config import Config
+from resolver.forensic import ForensicLog
+from resolver.policy import Policy
 from resolver.iterator import Settings
-from resolver.server import Resolver, Server
+from resolver.server import Frontend, Resolver, Server
 
 log = logging.getLogger("dnssec-sidecar")
 
@@ -36,26 +38,36 @@ def settings_from(config: Config) -> Settings:
     )
 
 
-def build(config: Config, *, exchange=None) -> tuple[Resolver, Server]:
+def build(config: Config, *, exchange=None, policy=None, forensic=None) -> tuple[Resolver, Server]:
     cache = Cache(config.cache.max_entries, config.cache.max_ttl, config.cache.max_negative_ttl,
                   config.cache.min_ttl)
     resolver = Resolver(settings_from(config), cache, exchange=exchange)
-    server = Server(resolver, [(ep.host, ep.port) for ep in config.listen],
+    server = Server(Frontend(resolver, policy, forensic),
+                    [(ep.host, ep.port) for ep in config.listen],
                     tcp_idle=config.timeouts.tcp_idle_ms / 1000)
     return resolver, server
 
 
 async def run(config: Config) -> None:
-    """Serve until SIGINT or SIGTERM."""
-    _, server = build(config)
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("dnssec-sidecar serving (config %s)", config.source)
-    await stop.wait()
-    await server.stop()
+    """Serve until SIGINT or SIGTERM; on either, stop accepting, let queries in flight finish,
+    and flush the forensic log."""
+    policy = Policy(config)
+    forensic = ForensicLog(config.log) if config.log.enabled else None
+    if forensic is not None:
+        await forensic.start()
+    _, server = build(config, policy=policy, forensic=forensic)
+    try:
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("dnssec-sidecar serving (config %s)", config.source)
+        await stop.wait()
+        await server.stop()
+    finally:
+        if forensic is not None:
+            await forensic.close()
     log.info("stopped")
 
 

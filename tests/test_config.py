@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import socket
 import textwrap
 from datetime import date, datetime, timedelta, timezone
@@ -15,10 +16,12 @@ import yaml
 
 from resolver import configcheck
 from resolver.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, builtin_trust_anchors
-from resolver.config import (CacheConfig, Config, ConfigError, Endpoint, Forward, ResolverLimits,
-                             RootHint, Timeouts, default_config, load_config, parse_config,
-                             parse_endpoint, parse_time)
+from resolver.config import (AllowRule, Budgets, CacheConfig, Config, ConfigError, Endpoint,
+                             Forward, ResolverLimits, RootHint, Service, Timeouts, default_config,
+                             load_config, open_default_service, parse_config, parse_endpoint,
+                             parse_time, replace_listen)
 from resolver.dnssec import Limits, ValidatorConfig
+from resolver.forensic import LogConfig
 from tests.testtree import ZONES_DIR
 
 NOW = 1780272000  # 2026-06-01T00:00:00Z
@@ -53,6 +56,14 @@ def test_defaults():
     assert config.timeouts == Timeouts()
     assert config.cache == CacheConfig()
     assert config.source == "<defaults>"
+    assert config.services == ()
+    assert config.default_service == open_default_service() == Service(
+        "default", (), (), (AllowRule(dns.name.root, "insecure-ok", None, False),), "refused",
+        False, (), Budgets(None, None, None))
+    assert (config.log.path, config.log.fsync_interval_ms, config.log.max_bytes,
+            config.log.max_age_s, config.log.keep, config.log.hmac_key_file,
+            config.log.queue_size, config.log.enabled) == (
+        "-", 1000, 104857600, 86400, 10, None, 10000, True)
 
 
 def test_dataclass_defaults_are_the_documented_ones():
@@ -169,6 +180,158 @@ def test_forward_of_the_root_needs_no_usable_root_hint():
         forward: [{zone: ., addresses: ["fd00::53"]}]
     """)
     assert config.forward[0].zone == dns.name.root
+
+
+# --- services, default_service, log -----------------------------------------------------------
+
+SERVICES = """\
+listen: ["127.0.0.1:53", "[::1]:53"]
+forward: [{zone: corp., addresses: ["192.0.2.53"]}]
+services:
+  - name: payments
+    listeners: ["127.0.0.1:53"]
+    clients: ["10.1.2.0/24", "FD00::/64", "192.0.2.7"]
+    allow:
+      - {zone: example.com., require: secure}
+      - {zone: Cluster.Local, require: insecure-ok, types: [A, aaaa, SRV, 65280],
+         allow_private: true}
+    refuse_with: nxdomain
+    rebinding_protection: true
+    forward: [{zone: cluster.local., addresses: ["10.96.0.10"]}]
+    budgets: {query_rate: 50, max_label_length: 40, distinct_names_per_minute: 300}
+  - name: agent-1_x.y
+    clients: ["fd00:1::/64"]
+    allow: [{zone: .}]
+    rebinding_protection: false
+    forward:
+      - {zone: CLUSTER.local., addresses: ["10.96.0.10:53"]}
+      - {zone: corp., addresses: ["192.0.2.53"]}
+    budgets: {query_rate: 0.5}
+default_service:
+  allow: [{zone: ntp.org., require: insecure-ok}]
+log:
+  path: /var/log/dnssec-sidecar/lookups.jsonl
+  fsync_interval_ms: 0
+  max_bytes: 1048576
+  max_age_s: 3600
+  keep: 3
+  hmac_key_file: keys/log.key
+  queue_size: 500
+  enabled: true
+"""
+
+
+def test_services(tmp_path):
+    config = load_config(write(tmp_path, SERVICES))
+    payments, agent = config.services
+    cluster = Forward(N("cluster.local."), (Endpoint("10.96.0.10", 53),))
+    corp = Forward(N("corp."), (Endpoint("192.0.2.53", 53),))
+    assert payments == Service(
+        name="payments",
+        listeners=(Endpoint("127.0.0.1", 53),),
+        clients=(ipaddress.ip_network("10.1.2.0/24"), ipaddress.ip_network("fd00::/64"),
+                 ipaddress.ip_network("192.0.2.7/32")),
+        allow=(AllowRule(N("example.com."), "secure", None, False),
+               AllowRule(N("cluster.local."), "insecure-ok",
+                         frozenset({dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SRV,
+                                    65280}), True)),
+        refuse_with="nxdomain", rebinding_protection=True, forward=(cluster,),
+        budgets=Budgets(50.0, 40, 300))
+    assert agent == Service("agent-1_x.y", (), (ipaddress.ip_network("fd00:1::/64"),),
+                            (AllowRule(dns.name.root, "secure", None, False),), "refused", False,
+                            (cluster, corp), Budgets(0.5, None, None))
+    assert config.default_service == Service(
+        "default", (), (), (AllowRule(N("ntp.org."), "insecure-ok", None, False),), "refused",
+        True, (), Budgets())
+    # one forward table: the top level first, then each service's new zones
+    assert config.forward == (corp, cluster)
+    log = config.log
+    assert (log.path, log.fsync_interval_ms, log.max_bytes, log.max_age_s, log.keep,
+            log.hmac_key_file, log.queue_size, log.enabled) == (
+        "/var/log/dnssec-sidecar/lookups.jsonl", 0, 1048576, 3600, 3,
+        str(tmp_path / "keys" / "log.key"), 500, True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        payments.allow[0].require = "insecure-ok"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text, open_default", [
+    ("", True),
+    ("listen: ['127.0.0.1:53']\nforward: [{zone: corp., addresses: ['192.0.2.1']}]", True),
+    ("services: []", False),
+    ("services:", False),  # every service commented out: closed, not open
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: .}]}]", False),
+    ("default_service:", False),
+    ("default_service: {}", False),
+])
+def test_default_service_compatibility_rule(text, open_default):
+    config = parse(text)
+    if open_default:
+        assert config.default_service == open_default_service()
+        assert config.default_service.allow == (
+            AllowRule(dns.name.root, "insecure-ok", None, False),)
+        assert config.default_service.rebinding_protection is False
+    else:
+        assert config.default_service == Service("default", (), (), (), "refused", True, (),
+                                                 Budgets())
+
+
+def test_default_service_may_be_opened_explicitly_beside_services():
+    config = parse("""
+        services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: example.}]}]
+        default_service: {allow: [{zone: ., require: insecure-ok}], rebinding_protection: false}
+    """)
+    assert config.default_service == open_default_service()
+
+
+def test_service_forwards_merge_into_one_table():
+    config = parse("""
+        forward: [{zone: a., addresses: ['192.0.2.1', '192.0.2.2']}]
+        services:
+          - {name: s1, clients: ['10.0.0.0/8'], allow: [{zone: .}],
+             forward: [{zone: b., addresses: ['192.0.2.3']},
+                       {zone: A., addresses: ['192.0.2.2:53', '192.0.2.1']}]}
+          - {name: s2, clients: ['10.0.0.0/8'], allow: [{zone: x.c.}],
+             forward: [{zone: c., addresses: ['192.0.2.4']}]}
+        default_service:
+          allow: [{zone: b.}]
+          forward: [{zone: b., addresses: ['192.0.2.3']}]
+    """)
+    assert [(str(f.zone), [str(s) for s in f.servers]) for f in config.forward] == [
+        ("a.", ["192.0.2.1:53", "192.0.2.2:53"]), ("b.", ["192.0.2.3:53"]),
+        ("c.", ["192.0.2.4:53"])]
+    assert [str(f.zone) for f in config.services[0].forward] == ["b.", "A."]
+    assert [str(f.zone) for f in config.default_service.forward] == ["b."]
+
+
+def test_service_listeners_are_normalised():
+    config = parse("""
+        listen: ['[::1]:53']
+        services: [{name: a, listeners: ['[0:0::1]:53']}]
+    """)
+    assert config.services[0].listeners == (Endpoint("::1", 53),)
+
+
+def test_replace_listen():
+    config = parse("""
+        listen: ['127.0.0.1:53', '127.0.0.2:53']
+        services: [{name: a, listeners: ['127.0.0.2:53']}]
+    """)
+    moved = replace_listen(config, (Endpoint("127.0.0.2", 53), Endpoint("127.0.0.3", 53)))
+    assert moved.listen == (Endpoint("127.0.0.2", 53), Endpoint("127.0.0.3", 53))
+    with pytest.raises(ConfigError, match=r"^services\[0\]\.listeners\[0\]: '127\.0\.0\.2:53' "
+                                          r"is not one of listen \(127\.0\.0\.1:5353\)$"):
+        replace_listen(config, (Endpoint("127.0.0.1", 5353),))
+
+
+def test_log_path_and_absolute_key_file(tmp_path):
+    config = load_config(write(tmp_path, "log: {path: relative.jsonl, hmac_key_file: /k}\n"))
+    assert config.log.path == "relative.jsonl"  # an output: the working directory's
+    assert config.log.hmac_key_file == "/k"
+    assert parse("log: {enabled: false}").log.enabled is False
+    assert (parse("log: {max_bytes: 0, max_age_s: 0}").log.max_bytes, parse(
+        "log: {max_age_s: 0}").log.max_age_s) == (0, 0)
+    assert type(parse("").log) is LogConfig
+    assert parse("log:").log == default_config().log
 
 
 # --- every error names its field --------------------------------------------------------------
@@ -307,6 +470,161 @@ ERRORS = [
     ("cache: {min_ttl: 600, max_ttl: 300}", "cache.min_ttl",
      "600 is more than cache.max_ttl (300)"),
     ("cache: {size: 5}", "cache.size", "unknown key"),
+    # services
+    ("services: {name: a}", "services", "expected a list, got mapping"),
+    ("services: [a]", "services[0]", "expected a mapping, got string"),
+    ("services: [{listeners: ['127.0.0.1:53']}]", "services[0].name", "missing"),
+    ("services: [{name: Payments, listeners: ['127.0.0.1:53']}]", "services[0].name",
+     "'Payments': must be 1 to 63 of a-z 0-9 - _ ."),
+    ("services: [{name: '', listeners: ['127.0.0.1:53']}]", "services[0].name", "must be 1 to 63"),
+    ("services: [{name: '%s', listeners: ['127.0.0.1:53']}]" % ("a" * 64), "services[0].name",
+     "must be 1 to 63"),
+    ("services: [{name: 'a b', listeners: ['127.0.0.1:53']}]", "services[0].name",
+     "must be 1 to 63"),
+    ("services: [{name: 5, listeners: ['127.0.0.1:53']}]", "services[0].name",
+     "expected a string, got integer"),
+    ("services: [{name: default, listeners: ['127.0.0.1:53']}]", "services[0].name",
+     "'default' is reserved for default_service"),
+    ("services: [{name: a, clients: ['10.0.0.0/8']}, {name: a, clients: ['10.0.0.0/8']}]",
+     "services[1]", "name 'a': duplicate"),
+    ("services: [{name: a}]", "services[0]", "needs listeners or clients (or both)"),
+    ("services: [{name: a, listeners: [], clients: []}]", "services[0].listeners",
+     "must not be empty"),
+    ("services: [{name: a, listen: ['127.0.0.1:53']}]", "services[0].listen",
+     "unknown key (expected one of: name, listeners, clients, allow"),
+    ("services: [{name: a, listeners: ['127.0.0.2:53']}]", "services[0].listeners[0]",
+     "'127.0.0.2:53' is not one of listen (127.0.0.1:53)"),
+    ("listen: ['127.0.0.1:53', '[::1]:53']\nservices: [{name: a, listeners: ['[::1]:53', "
+     "'127.0.0.1:5353']}]", "services[0].listeners[1]",
+     "'127.0.0.1:5353' is not one of listen (127.0.0.1:53, [::1]:53)"),
+    ("services: [{name: a, listeners: ['127.0.0.1']}]", "services[0].listeners[0]",
+     "missing port"),
+    ("services: [{name: a, listeners: ['127.0.0.1:53', '127.0.0.1:53']}]",
+     "services[0].listeners[1]", "duplicate"),
+    ("services: [{name: a, clients: '10.0.0.0/8'}]", "services[0].clients",
+     "expected a list, got string"),
+    ("services: [{name: a, clients: ['10.1.2.3/24']}]", "services[0].clients[0]",
+     "'10.1.2.3/24': has host bits set"),
+    ("services: [{name: a, clients: ['10.1.2.0/33']}]", "services[0].clients[0]",
+     "not an address prefix"),
+    ("services: [{name: a, clients: ['fd00::/64', 'FD00:0::/64']}]", "services[0].clients[1]",
+     "duplicate"),
+    ("services: [{name: a, clients: [10]}]", "services[0].clients[0]",
+     "expected an address prefix"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: {zone: a.}}]", "services[0].allow",
+     "expected a list, got mapping"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [a.]}]", "services[0].allow[0]",
+     "expected a mapping, got string"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{require: secure}]}]",
+     "services[0].allow[0].zone", "missing"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: 'a..b'}]}]",
+     "services[0].allow[0].zone", "label is empty"),
+    ("services: [{name: a, clients: ['10.0.0.0/8']}, {name: b, clients: ['10.0.0.0/8'], "
+     "allow: [{zone: a., require: yes}]}]", "services[1].allow[0].require",
+     "must be secure or insecure-ok, got boolean"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., require: insecure}]}]",
+     "services[0].allow[0].require", "must be secure or insecure-ok"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., require: 1}]}]",
+     "services[0].allow[0].require", "must be secure or insecure-ok, got integer"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a.}, {zone: A}]}]",
+     "services[0].allow[1].zone", "A.: duplicate zone"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., types: []}]}]",
+     "services[0].allow[0].types", "must not be empty"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., types: A}]}]",
+     "services[0].allow[0].types", "expected a list, got string"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., types: [A, QUUX]}]}]",
+     "services[0].allow[0].types[1]", "'QUUX': not a DNS type"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., types: [A, a]}]}]",
+     "services[0].allow[0].types[1]", "A: duplicate"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., types: [OPT]}]}]",
+     "services[0].allow[0].types[0]", "not a query type"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., types: [70000]}]}]",
+     "services[0].allow[0].types[0]", "not a DNS type"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., types: [true]}]}]",
+     "services[0].allow[0].types[0]", "expected a type name such as AAAA, got boolean"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., allow_private: 1}]}]",
+     "services[0].allow[0].allow_private", "expected true or false, got integer"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., ttl: 5}]}]",
+     "services[0].allow[0].ttl", "unknown key (expected one of: zone, require, types, "
+     "allow_private)"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], refuse_with: servfail}]",
+     "services[0].refuse_with", "must be refused or nxdomain"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], refuse_with: REFUSED}]",
+     "services[0].refuse_with", "must be refused or nxdomain"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], rebinding_protection: 'on'}]",
+     "services[0].rebinding_protection", "expected true or false, got string"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: 5}]", "services[0].budgets",
+     "expected a mapping, got integer"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: {query_rate: 0}}]",
+     "services[0].budgets.query_rate", "0 is out of range (0, 1e+06]"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: {query_rate: -1.5}}]",
+     "services[0].budgets.query_rate", "out of range"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: {query_rate: .nan}}]",
+     "services[0].budgets.query_rate", "out of range"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: {query_rate: '50'}}]",
+     "services[0].budgets.query_rate", "expected a number, got string"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: {query_rate: true}}]",
+     "services[0].budgets.query_rate", "expected a number, got boolean"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: {max_label_length: 64}}]",
+     "services[0].budgets.max_label_length", "64 is out of range 1..63"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: {max_label_length: 0}}]",
+     "services[0].budgets.max_label_length", "out of range"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: "
+     "{distinct_names_per_minute: 1.5}}]", "services[0].budgets.distinct_names_per_minute",
+     "expected an integer, got number"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], budgets: {qps: 5}}]",
+     "services[0].budgets.qps", "unknown key"),
+    # per-service forward
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: corp.}], "
+     "forward: [{zone: corp.}]}]", "services[0].forward[0].addresses", "missing"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: corp.}], "
+     "forward: [{zone: corp., addresses: ['192.0.2.1']}, {zone: Corp, addresses: ['::1']}]}]",
+     "services[0].forward[1].zone", "Corp.: duplicate zone"),
+    ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: example.}], "
+     "forward: [{zone: corp., addresses: ['192.0.2.1']}]}]", "services[0].forward[0].zone",
+     "corp. is outside every zone of services[0].allow"),
+    ("services:\n- {name: pay, clients: ['10.0.0.0/8'], allow: [{zone: corp.}], "
+     "forward: [{zone: corp., addresses: ['192.0.2.1']}]}\n"
+     "- {name: web, clients: ['10.1.0.0/16'], allow: [{zone: corp.}], "
+     "forward: [{zone: corp., addresses: ['192.0.2.2']}]}", "services[1].forward[0].zone",
+     "corp. is forwarded to 192.0.2.2:53 here but to 192.0.2.1:53 by services[0].forward[0] "
+     "(pay): the resolver has one forward table"),
+    ("forward: [{zone: corp., addresses: ['192.0.2.1']}]\n"
+     "services: [{name: web, clients: ['10.1.0.0/16'], allow: [{zone: .}], "
+     "forward: [{zone: CORP., addresses: ['192.0.2.1', '192.0.2.2']}]}]",
+     "services[0].forward[0].zone", "CORP. is forwarded to 192.0.2.1:53, 192.0.2.2:53 here but "
+     "to 192.0.2.1:53 by forward[0]: the resolver"),
+    ("services: [{name: web, clients: ['10.1.0.0/16'], allow: [{zone: .}], "
+     "forward: [{zone: corp., addresses: ['192.0.2.1']}]}]\n"
+     "default_service: {allow: [{zone: corp.}], forward: [{zone: corp., addresses: ['::1']}]}",
+     "default_service.forward[0].zone", "by services[0].forward[0] (web)"),
+    ("outgoing: {ipv4: false}\nservices: [{name: a, clients: ['10.0.0.0/8'], "
+     "allow: [{zone: corp.}], forward: [{zone: corp., addresses: ['192.0.2.1']}]}]",
+     "services[0].forward[0].addresses", "no address usable: outgoing.ipv4 is false"),
+    # default_service
+    ("default_service: []", "default_service", "expected a mapping, got list"),
+    ("default_service: {name: x}", "default_service.name",
+     "unknown key (expected one of: allow, refuse_with, rebinding_protection, forward, budgets)"),
+    ("default_service: {clients: ['10.0.0.0/8']}", "default_service.clients", "unknown key"),
+    ("default_service: {allow: [{zone: a., require: maybe}]}",
+     "default_service.allow[0].require", "must be secure or insecure-ok"),
+    # log
+    ("log: stdout", "log", "expected a mapping, got string"),
+    ("log: {file: x}", "log.file", "unknown key (expected one of: path, fsync_interval_ms"),
+    ("log: {path: ''}", "log.path", 'empty path (use "-" for standard output)'),
+    ("log: {path: 5}", "log.path", 'expected a file path or "-", got integer'),
+    ("log: {fsync_interval_ms: -1}", "log.fsync_interval_ms", "out of range"),
+    ("log: {max_bytes: 10}", "log.max_bytes",
+     "10: must be 0 (never rotate by size) or at least 4096"),
+    ("log: {max_bytes: -1}", "log.max_bytes", "out of range"),
+    ("log: {max_age_s: -1}", "log.max_age_s", "out of range"),
+    ("log: {max_age_s: 31622401}", "log.max_age_s", "out of range 0..31622400"),
+    ("log: {keep: -1}", "log.keep", "out of range"),
+    ("log: {queue_size: 0}", "log.queue_size", "out of range"),
+    ("log: {queue_size: '10'}", "log.queue_size", "expected an integer, got string"),
+    ("log: {enabled: 'no'}", "log.enabled", "expected true or false, got string"),
+    ("log: {hmac_key_file: ''}", "log.hmac_key_file", "empty path"),
+    ("log: {hmac_key_file: [a]}", "log.hmac_key_file", "expected a file path, got list"),
 ]
 
 
@@ -486,6 +804,47 @@ def test_check_config_summary(tmp_path, capsys):
     assert "warning" not in out
 
 
+def test_check_config_summary_of_services(tmp_path, capsys):
+    path = write(tmp_path, SERVICES)
+    assert configcheck.run(path) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("  services (first match wins):")
+    assert lines[start:] == [
+        "  services (first match wins):",
+        "    payments: listeners 127.0.0.1:53; clients 10.1.2.0/24, fd00::/64, 192.0.2.7/32",
+        "      allow[0] example.com. secure",
+        "      allow[1] Cluster.Local. insecure-ok types A, AAAA, SRV, TYPE65280, private "
+        "addresses allowed",
+        "      refused with NXDOMAIN, rebinding protection on",
+        "      budgets: query_rate 50/s, max_label_length 40, distinct_names_per_minute 300",
+        "      forward cluster.local. -> 10.96.0.10:53",
+        "    agent-1_x.y: clients fd00:1::/64",
+        "      allow[0] . secure",
+        "      refused with REFUSED, rebinding protection off",
+        "      budgets: query_rate 0.5/s",
+        "      forward CLUSTER.local. -> 10.96.0.10:53",
+        "      forward corp. -> 192.0.2.53:53",
+        "  default service (clients matching no service):",
+        "    allow[0] ntp.org. insecure-ok",
+        "    refused with REFUSED, rebinding protection on",
+        f"  log: /var/log/dnssec-sidecar/lookups.jsonl, fsync after every batch, rotated at "
+        f"1048576 bytes or 3600 s, 3 kept, HMAC key {tmp_path / 'keys' / 'log.key'}",
+    ]
+
+
+@pytest.mark.parametrize("text, line", [
+    ("log: {path: /l, max_bytes: 0}",
+     "  log: /l, fsync every 1000 ms, rotated at 86400 s, 10 kept, no HMAC key"),
+    ("log: {path: /l, max_bytes: 0, max_age_s: 0}", "  log: /l, fsync every 1000 ms, never "
+                                                   "rotated, no HMAC key"),
+    ("log: {enabled: false}", "  log: off"),
+    ("services: []", "    allows nothing"),
+])
+def test_check_config_summary_lines(tmp_path, capsys, text, line):
+    assert configcheck.run(write(tmp_path, text)) == 0
+    assert line in capsys.readouterr().out.splitlines()
+
+
 def test_check_config_defaults(tmp_path, capsys):
     assert configcheck.run(write(tmp_path, "")) == 0
     out = capsys.readouterr().out
@@ -493,6 +852,13 @@ def test_check_config_defaults(tmp_path, capsys):
     assert "trust anchors (built-in IANA root):" in out
     assert ". DS 38696 algorithm 8 digest type 2" in out
     assert "validation time: now" in out
+    assert out.splitlines()[-5:] == [
+        "  services: none (an open resolver)",
+        "  default service (clients matching no service):",
+        "    allow[0] . insecure-ok",
+        "    refused with REFUSED, rebinding protection off",
+        "  log: standard output, no HMAC key",
+    ]
 
 
 def test_check_config_lists_dnskey_anchors_by_tag(tmp_path, capsys):

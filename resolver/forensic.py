@@ -1,0 +1,676 @@
+"""The forensic lookup log (issue #4): exactly one JSON Lines record per client query,
+hash-chained so that a changed, removed or reordered record is detected (``resolver.verifylog``),
+written off the event loop, never dropped.
+
+Record fields, as the server fills them (kept as given; the log only adds the chain fields):
+
+==============  =================================================================================
+``time``        RFC 3339 UTC with microseconds, e.g. ``2026-06-01T00:00:00.123456Z``
+``client``      ``{address, port}`` of the querying client
+``transport``   ``"udp"`` or ``"tcp"``
+``listener``    the address the query arrived on, e.g. ``"127.0.0.1:53"``
+``service``     the service the client was matched to (``null`` without policy)
+``id``          the DNS message id; ``qname``, ``qtype`` the question (``null`` if none)
+``flags``       ``{rd, do, cd, ad}`` of the query
+``policy``      ``{decision: "allow"/"refuse", rule, reason}``
+``cache_hit``   answered from the cache; ``upstream`` the servers asked
+``rcode``       the reply's RCODE; ``ede`` ``{code, text}`` (RFC 8914) or ``null``
+``answer``      the answer section: ``[{name, type, ttl, rdata: [...]}]``
+``verdict``     ``"secure"``/``"insecure"``/``"bogus"``/``"indeterminate"``; ``null`` if refused
+``proof``       ``{zones, keys, signatures: [{owner, type, signer, key_tag, algorithm, inception,
+                expiration}], denial}`` for validated data, else ``null``
+``duration_ms`` time from the query's arrival to the record
+==============  =================================================================================
+
+Chain fields, added by the writer thread:
+
+``seq``   0 for the first record of a fresh chain, +1 per record, continuing across restarts and
+          rotated files.
+``prev``  the ``hash`` of the record before, :data:`GENESIS` (64 zeros) for ``seq`` 0.
+``mac``   ``"sha256"``, or ``"hmac-sha256"`` when an HMAC key is configured (a verifier without
+          the key then knows it cannot check the chain).
+``hash``  hex SHA-256, or HMAC-SHA-256 under the key, of the record's canonical encoding without
+          ``hash`` (so it covers ``prev``, chaining the records).
+
+Canonical encoding: orjson with sorted keys, UTF-8, no whitespace. Each line is the canonical
+encoding of the whole record (``hash`` included) and ``"\\n"``, so re-encoding a parsed line gives
+the same bytes. A rotated file's first record has as ``prev`` the last hash of the file before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import hashlib
+import hmac
+import os
+import secrets
+import select
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+__all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
+           "canonical", "check_line", "hasher", "load_hmac_key", "record_hash", "seal"]
+
+GENESIS = "0" * 64
+MAC_SHA256 = "sha256"
+MAC_HMAC = "hmac-sha256"
+MIN_KEY_BYTES = 16
+_SORTED = orjson.OPT_SORT_KEYS
+_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+_PLACEHOLDER = secrets.token_hex(32)
+_PLACEHOLDER_PAIR = b'"hash":"' + _PLACEHOLDER.encode() + b'",'
+NEEDS_KEY = ("the log is HMAC-protected (mac hmac-sha256): its chain cannot be checked without "
+             "the key")
+
+
+class ForensicLogError(Exception):
+    """The log cannot start, or could not write everything it accepted."""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """The ``log`` configuration key (issue #4)."""
+
+    path: str = "-"                 # "-": standard output (Kubernetes log collection)
+    fsync_interval_ms: int = 1000   # files only; 0: fsync after every batch
+    max_bytes: int = 104857600      # rotate when the file would exceed this (0: never)
+    max_age_s: int = 86400          # rotate when the file is older than this (0: never)
+    keep: int = 10                  # rotated files kept: path.1 (newest) ... path.N
+    hmac_key_file: str | None = None
+    queue_size: int = 10000         # records accepted but not yet written before appends wait
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("fsync_interval_ms", "max_bytes", "max_age_s", "keep"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"log.{name}: must not be negative")
+        if self.queue_size < 1:
+            raise ValueError("log.queue_size: must be at least 1")
+        if not self.path:
+            raise ValueError('log.path: empty (use "-" for standard output)')
+
+
+# --- encoding and the chain ------------------------------------------------------------------
+
+def load_hmac_key(path: str) -> bytes:
+    """The HMAC key: the file's raw bytes less one trailing newline; at least 16 bytes."""
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+    except OSError as exc:
+        raise ForensicLogError(f"log.hmac_key_file: cannot read {path}: {exc.strerror}") from exc
+    if key.endswith(b"\r\n"):
+        key = key[:-2]
+    elif key.endswith(b"\n"):
+        key = key[:-1]
+    if len(key) < MIN_KEY_BYTES:
+        raise ForensicLogError(f"log.hmac_key_file: {path} holds {len(key)} bytes; an HMAC key "
+                               f"needs at least {MIN_KEY_BYTES} (e.g. head -c 32 /dev/urandom)")
+    return key
+
+
+def canonical(record: dict) -> bytes:
+    """The canonical encoding: orjson, keys sorted at every level, UTF-8."""
+    return orjson.dumps(record, option=_SORTED)
+
+
+def record_hash(body: bytes, key: bytes | None) -> str:
+    """Hex SHA-256 of ``body``, or HMAC-SHA-256 (RFC 2104) under ``key``."""
+    if key is None:
+        return hashlib.sha256(body).hexdigest()
+    return hmac.digest(key, body, "sha256").hex()
+
+
+def hasher(key: bytes | None) -> Callable[[bytes], str]:
+    """:func:`record_hash` with the key bound; for HMAC the padded-key states of RFC 2104 are
+    hashed once and copied per record (about twice as fast as ``hmac.digest``)."""
+    if key is None:
+        sha256 = hashlib.sha256
+        return lambda body: sha256(body).hexdigest()
+    block = hashlib.sha256(key).digest() if len(key) > 64 else key
+    block = block.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def mac(body: bytes) -> str:
+        i = inner.copy()
+        i.update(body)
+        o = outer.copy()
+        o.update(i.digest())
+        return o.hexdigest()
+    return mac
+
+
+def _sanitize(value: Any) -> Any:
+    """A JSON-safe copy of a value orjson refused: other keys and objects become strings."""
+    if isinstance(value, dict):
+        return {str(k): _sanitize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_sanitize(v) for v in value]
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if -(1 << 63) <= value < (1 << 64) else str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return str(value)
+
+
+def seal(record: dict, seq: int, prev: str, key: bytes | None,
+         digest_of: Callable[[bytes], str] | None = None) -> tuple[bytes, str]:
+    """The line to write for ``record`` at ``seq`` after ``prev``, and its hash (``digest_of``:
+    ``hasher(key)``, if the caller has it). The record is copied, not changed; values JSON
+    cannot carry are stringified (noted in ``encode_error``)."""
+    rec = dict(record)
+    rec["seq"], rec["prev"], rec["mac"] = seq, prev, MAC_HMAC if key is not None else MAC_SHA256
+    # One encoding instead of two: encode with a placeholder hash that is random per process,
+    # then cut the placeholder pair out for the hashed body (it is never the last key: mac,
+    # prev and seq sort after it) and put the digest in its place for the line. The bytes are
+    # those of encoding without, then with, the hash.
+    rec["hash"] = _PLACEHOLDER
+    try:
+        template = orjson.dumps(rec, option=_LINE)
+    except TypeError as exc:  # never drop a record for a value the server should not have sent
+        rec = _sanitize(rec)
+        rec["encode_error"] = str(exc)
+        template = orjson.dumps(rec, option=_LINE)
+    digest_of = digest_of or hasher(key)
+    at = template.find(_PLACEHOLDER_PAIR)
+    end = at + len(_PLACEHOLDER_PAIR)
+    digest = digest_of(template[:at] + template[end:-1])
+    return b"".join((template[:at], b'"hash":"', digest.encode(), b'",', template[end:])), digest
+
+
+def check_line(line: bytes, key: bytes | None, digest_of: Callable[[bytes], str] | None = None,
+               ) -> tuple[dict | None, str | None]:
+    """Parse one log line and check it on its own: ``(record, None)`` or ``(record or None,
+    what is wrong)``. Shared by the writer (continuing a file) and ``verify-log``."""
+    if not line.endswith(b"\n"):
+        return None, "truncated line (no newline): the record was cut off or changed"
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return None, f"line does not parse ({exc}): the record was truncated or changed"
+    if not isinstance(rec, dict):
+        return None, "line is not a JSON object: the record was changed"
+    seq, digest = rec.get("seq"), rec.get("hash")
+    if type(seq) is not int or seq < 0 or not isinstance(rec.get("prev"), str) \
+            or not isinstance(digest, str):
+        return rec, "chain fields (seq, prev, hash) missing or malformed: the record was changed"
+    mac = rec.get("mac")
+    if mac not in (MAC_SHA256, MAC_HMAC):
+        return rec, f"unknown mac {mac!r}: the record was changed"
+    if key is not None and mac != MAC_HMAC:
+        return rec, ("mac is sha256 but an HMAC key was given: the log was re-hashed without the "
+                     "key (forged), or it was not written with an HMAC key")
+    if key is None and mac == MAC_HMAC:
+        return rec, NEEDS_KEY
+    body = dict(rec)
+    del body["hash"]
+    if not hmac.compare_digest((digest_of or hasher(key))(canonical(body)), digest):
+        extra = " (or the HMAC key is not the one it was written with)" if key else ""
+        return rec, "hash mismatch: record changed" + extra
+    if orjson.dumps(rec, option=_LINE) != line:
+        return rec, ("line is not in canonical form (re-encoded, or duplicate keys): "
+                     "the record was changed")
+    return rec, None
+
+
+def _last_line(path: str) -> bytes | None:
+    """The file's last line (with its newline, if any), None if the file is empty."""
+    with open(path, "rb") as f:
+        pos = f.seek(0, os.SEEK_END)
+        buf = b""
+        while pos > 0:
+            step = min(65536, pos)
+            pos -= step
+            f.seek(pos)
+            buf = f.read(step) + buf
+            cut = buf.rfind(b"\n", 0, len(buf) - 1)
+            if cut >= 0:
+                return buf[cut + 1:]
+        return buf or None
+
+
+def _first_time(path: str) -> float | None:
+    """The ``time`` of a file's first record as a POSIX timestamp (the file's age), if any."""
+    try:
+        with open(path, "rb") as f:
+            rec = orjson.loads(f.readline(1 << 20))
+        return datetime.fromisoformat(rec["time"]).timestamp()
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+# --- the writer --------------------------------------------------------------------------------
+
+_write = os.write    # the writer's system calls, by name so that tests can make them fail
+_fsync = os.fsync
+
+
+class _Abort(Exception):
+    """close() gave up waiting for a failing write."""
+
+
+def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, exc: BaseException | None = None,
+          ) -> None:
+    def done() -> None:
+        if not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+    try:
+        loop.call_soon_threadsafe(done)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+class ForensicLog:
+    """The writer: records are queued by the event loop (bounded, with back-pressure), then
+    sealed (encoded, hashed, chained) and written by one thread, one ``os.write`` per batch,
+    fsynced on the interval, rotated by size and age. Write errors are retried with the records
+    kept; ``healthy`` is False until a write succeeds again."""
+
+    def __init__(self, config: LogConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self._clock = clock
+        self._file = config.path != "-"
+        self._cond = threading.Condition(threading.Lock())
+        self._q: collections.deque[dict] = collections.deque()
+        self._waiters: collections.deque[tuple] = collections.deque()  # (record, loop, future)
+        self._flushers: list[tuple] = []  # (records accepted at the call, loop, future)
+        self._outstanding = 0   # accepted, not yet written: bounded by queue_size
+        self._accepted = 0
+        self._written = 0
+        self._dirty = False     # written, not yet fsynced
+        self._idle = False      # the writer waits on the condition
+        self._stopping = False
+        self._abort = threading.Event()
+        self._started = self._closed = False
+        self._thread: threading.Thread | None = None
+        self._fd: int | None = None
+        self._healthy = True
+        self._dead: BaseException | None = None
+        self._last_error: str | None = None
+        self._stats = {"records": 0, "bytes": 0, "batches": 0, "rotations": 0,
+                       "write_errors": 0, "blocked_waits": 0, "fsyncs": 0}
+        self._key: bytes | None = None
+        self._digest_of = hasher(None)
+        self._seq, self._prev = 0, GENESIS
+        self._size = 0
+        self._opened_at = 0.0
+        self._last_sync = time.monotonic()
+        self._renames: list[tuple[str, str]] | None = None  # a rotation under way
+
+    # -- the event loop's side
+
+    async def start(self) -> None:
+        """Load the key, open or continue the file (its last record gives seq and prev; a
+        corrupt last record stops the start), start the writer thread."""
+        if self._started:
+            raise RuntimeError("ForensicLog already started")
+        self._started = True
+        if not self.config.enabled:
+            return
+        if self.config.hmac_key_file:
+            self._key = load_hmac_key(self.config.hmac_key_file)
+        self._digest_of = hasher(self._key)
+        if self._file:
+            await asyncio.get_running_loop().run_in_executor(None, self._open_existing)
+        else:
+            self._fd = 1
+        self._thread = threading.Thread(target=self._run, name="forensic-log", daemon=True)
+        self._thread.start()
+
+    def append_nowait(self, record: dict) -> bool:
+        """Queue a record without waiting: False when the queue is full (then await
+        :meth:`append`). The record belongs to the log from here on: do not change it."""
+        if not self.config.enabled:
+            return True
+        if not isinstance(record, dict):
+            raise TypeError("a forensic record is a dict")
+        self._check_open()
+        with self._cond:
+            if self._waiters or self._outstanding >= self.config.queue_size:
+                return False
+            self._q.append(record)
+            self._outstanding += 1
+            self._accepted += 1
+            if self._idle:
+                self._cond.notify()
+        return True
+
+    async def append(self, record: dict) -> None:
+        """Queue a record; when the queue is full, wait (in turn) until the writer has made
+        room. Never drops: a record whose caller is cancelled while waiting is still logged."""
+        if self.append_nowait(record):
+            return
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self._cond:
+            if not self._waiters and self._outstanding < self.config.queue_size:
+                self._q.append(record)
+                self._outstanding += 1
+                self._accepted += 1
+                if self._idle:
+                    self._cond.notify()
+                return
+            self._waiters.append((record, loop, fut))
+            self._stats["blocked_waits"] += 1
+        await fut
+
+    async def flush(self) -> None:
+        """Return when every record accepted so far is written, and fsynced for a file."""
+        if self._thread is None:
+            return
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self._cond:
+            if self._dead is not None:
+                raise ForensicLogError(f"forensic log writer failed: {self._last_error}")
+            if self._written >= self._accepted and not self._dirty:
+                return
+            self._flushers.append((self._accepted, loop, fut))
+            if self._idle:
+                self._cond.notify()
+        await fut
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Write and fsync everything accepted, stop the thread, close the file (on SIGTERM).
+        With ``timeout`` (seconds) and writes still failing then, give up and raise
+        :class:`ForensicLogError` with the number of records not written."""
+        if not self._started or self._closed:
+            self._closed = True
+            return
+        self._closed = True
+        if self._thread is None:
+            return
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        joined = asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        try:
+            await asyncio.wait_for(asyncio.shield(joined), timeout)
+        except TimeoutError:
+            self._abort.set()
+            await joined
+            raise ForensicLogError(
+                f"forensic log: {self._outstanding + len(self._waiters)} records not written at "
+                f"close: {self._last_error}") from None
+        if self._dead is not None:
+            raise ForensicLogError(f"forensic log writer failed: {self._last_error}")
+
+    @property
+    def healthy(self) -> bool:
+        """False while writes fail (e.g. disk full) or after the writer died: stop answering."""
+        return self._healthy and self._dead is None
+
+    @property
+    def stats(self) -> dict:
+        """Counters: records, bytes, batches, queue_depth (accepted, not written), waiting
+        (appends blocked), rotations, write_errors, blocked_waits, fsyncs, last_error, seq."""
+        with self._cond:
+            stats = dict(self._stats)
+            stats.update(queue_depth=self._outstanding, waiting=len(self._waiters),
+                         last_error=self._last_error, healthy=self.healthy, seq=self._seq)
+        return stats
+
+    def _check_open(self) -> None:
+        if not self._started:
+            raise RuntimeError("ForensicLog.start() has not been called")
+        if self._closed:
+            raise RuntimeError("ForensicLog is closed")
+        if self._dead is not None:
+            raise ForensicLogError(f"forensic log writer failed: {self._last_error}")
+
+    # -- opening and continuing
+
+    def _open_existing(self) -> None:
+        path = self.config.path
+        source = path if _size(path) > 0 else None
+        if source is None and self.config.keep > 0 and _size(path + ".1") > 0:
+            source = path + ".1"  # rotated, then stopped before the new file's first record
+        if source is not None:
+            self._continue_from(source)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise ForensicLogError(f"cannot open forensic log {path}: {exc.strerror}") from exc
+        self._size = os.fstat(self._fd).st_size
+        started = _first_time(path) if self._size else None
+        self._opened_at = started if started is not None else self._clock()
+
+    def _continue_from(self, path: str) -> None:
+        """seq and prev from the last record of ``path``, which must verify on its own."""
+        try:
+            line = _last_line(path)
+        except OSError as exc:
+            raise ForensicLogError(f"cannot read forensic log {path}: {exc.strerror}") from exc
+        rec, problem = check_line(line or b"", self._key)
+        if problem == NEEDS_KEY:
+            problem = ("it was written with an HMAC key (mac hmac-sha256) and no "
+                       "log.hmac_key_file is configured")
+        if problem is not None:
+            raise ForensicLogError(
+                f"forensic log {path}: its last record cannot be continued: {problem}. Refusing "
+                f"to fork the chain: check it with 'dnssec-sidecar verify-log', then move the "
+                f"log files aside to start a new chain")
+        self._seq, self._prev = rec["seq"] + 1, rec["hash"]
+
+    # -- the writer thread
+
+    def _run(self) -> None:
+        try:
+            self._serve()
+        except _Abort:
+            pass
+        except BaseException as exc:  # a bug: fail loudly rather than hang the server
+            self._dead = exc
+            self._last_error = f"writer thread: {exc!r}"
+        finally:
+            if self._file and self._fd is not None:
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
+                self._fd = None
+            with self._cond:
+                err = ForensicLogError(f"forensic log stopped: {self._last_error}")
+                for _, loop, fut in self._waiters:
+                    _wake(loop, fut, err)
+                for _, loop, fut in self._flushers:
+                    _wake(loop, fut, err)
+                self._waiters.clear()
+                self._flushers.clear()
+
+    def _serve(self) -> None:
+        interval = self.config.fsync_interval_ms / 1000
+        while True:
+            with self._cond:
+                while True:
+                    batch = None
+                    if self._q:
+                        batch, self._q = self._q, collections.deque()
+                        break
+                    if self._stopping or self._flushers:
+                        break
+                    timeout = None
+                    if self._dirty and interval > 0:
+                        timeout = self._last_sync + interval - time.monotonic()
+                        if timeout <= 0:
+                            break
+                    self._idle = True
+                    self._cond.wait(timeout)
+                    self._idle = False
+                stopping = self._stopping
+                flushing = bool(self._flushers)
+            if batch:
+                self._write_batch(batch)
+            if self._dirty and (interval == 0 or flushing or stopping
+                                or time.monotonic() - self._last_sync >= interval):
+                self._retry(self._fsync)
+            with self._cond:
+                if self._flushers and not self._dirty:
+                    keep = []
+                    for item in self._flushers:
+                        if item[0] <= self._written:
+                            _wake(item[1], item[2])
+                        else:
+                            keep.append(item)
+                    self._flushers = keep
+                if stopping and not self._q and not self._waiters:
+                    return
+
+    def _write_batch(self, batch: collections.deque) -> None:
+        key, digest_of = self._key, self._digest_of
+        seq, prev = self._seq, self._prev
+        lines = []
+        for record in batch:
+            line, prev = seal(record, seq, prev, key, digest_of)
+            lines.append(line)
+            seq += 1
+        self._seq, self._prev = seq, prev
+        self._stats["batches"] += 1
+        limit = self.config.max_bytes if self._file else 0
+        i = 0
+        while i < len(lines):
+            if self._file:
+                self._retry(lambda: self._maybe_rotate(len(lines[i])))
+            j, size = i + 1, len(lines[i])
+            if limit:
+                room = limit - self._size
+                while j < len(lines) and size + len(lines[j]) <= room:
+                    size += len(lines[j])
+                    j += 1
+            else:
+                j = len(lines)
+            chunk = lines[i] if j == i + 1 else b"".join(lines[i:j])
+            self._write_all(chunk)
+            self._size += len(chunk)
+            with self._cond:
+                n = j - i
+                self._outstanding -= n
+                self._written += n
+                self._stats["records"] += n
+                self._stats["bytes"] += len(chunk)
+                self._dirty = self._file
+                while self._waiters and self._outstanding < self.config.queue_size:
+                    record, loop, fut = self._waiters.popleft()
+                    self._q.append(record)
+                    self._outstanding += 1
+                    self._accepted += 1
+                    _wake(loop, fut)
+            i = j
+
+    def _write_all(self, chunk: bytes) -> None:
+        """Write all of ``chunk``, resuming after partial writes; on errors keep it and retry."""
+        view = memoryview(chunk)
+        done = 0
+        failures = 0
+        while done < len(view):
+            try:
+                done += _write(self._fd, view[done:])
+            except BlockingIOError:  # a non-blocking stdout: wait until it drains
+                select.select([], [self._fd], [], 1.0)
+                continue
+            except OSError as exc:
+                failures = self._failed(exc, failures)
+                continue
+            self._healthy = True
+
+    def _retry(self, step: Callable[[], None]) -> None:
+        failures = 0
+        while True:
+            try:
+                step()
+                self._healthy = True
+                return
+            except OSError as exc:
+                failures = self._failed(exc, failures)
+
+    def _failed(self, exc: OSError, failures: int) -> int:
+        """Count and report a failed write, fsync or rotation step, then back off."""
+        with self._cond:
+            self._stats["write_errors"] += 1
+            name = errno.errorcode.get(exc.errno or 0, "error")
+            self._last_error = f"{name}: {exc.strerror or exc}"
+            self._healthy = False
+        if self._abort.wait(min(0.01 * (2 ** failures), 1.0)):
+            raise _Abort
+        return failures + 1
+
+    def _fsync(self) -> None:
+        _fsync(self._fd)
+        with self._cond:
+            self._dirty = False
+            self._stats["fsyncs"] += 1
+        self._last_sync = time.monotonic()
+
+    def _maybe_rotate(self, next_line: int) -> None:
+        """Rotate before writing ``next_line`` bytes if the file would grow past max_bytes or is
+        older than max_age_s; resumable step by step after an error."""
+        cfg = self.config
+        if self._renames is None:
+            if self._size == 0 or not (
+                    (cfg.max_bytes and self._size + next_line > cfg.max_bytes)
+                    or (cfg.max_age_s and self._clock() - self._opened_at >= cfg.max_age_s)):
+                return
+            if self._dirty:
+                self._fsync()
+            path = cfg.path
+            plan = [(f"{path}.{n}", f"{path}.{n + 1}") for n in range(cfg.keep - 1, 0, -1)
+                    if os.path.exists(f"{path}.{n}")]
+            plan.append((path, f"{path}.1" if cfg.keep else ""))
+            n = cfg.keep + 1
+            while os.path.exists(f"{path}.{n}"):  # left over from a larger `keep`
+                plan.insert(0, (f"{path}.{n}", ""))
+                n += 1
+            self._renames = plan
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError:  # the descriptor is released all the same; the data was fsynced
+                pass
+        while self._renames:
+            src, dst = self._renames[0]
+            if dst:
+                os.rename(src, dst)
+            else:
+                os.unlink(src)
+            self._renames.pop(0)
+        if self._fd is None:
+            self._fd = os.open(cfg.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                               0o640)
+            self._size = 0
+            self._opened_at = self._clock()
+            self._stats["rotations"] += 1
+            self._sync_dir()
+        self._renames = None
+
+    def _sync_dir(self) -> None:
+        try:
+            fd = os.open(os.path.dirname(os.path.abspath(self.config.path)), os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

@@ -1,0 +1,206 @@
+"""``dnssec-sidecar verify-log FILE... [--hmac-key-file F]`` (issue #4): check the hash chain of
+forensic log files given oldest first (``log.3 log.2 log.1 log``) and name the first record that
+was changed, removed or reordered.
+
+Each line must be a record in canonical form whose ``hash`` recomputes (HMAC-SHA-256 under the
+key for ``mac: hmac-sha256``; such a log cannot be checked without the key), whose ``prev`` is
+the hash of the record before it and whose ``seq`` is one more, across files. A first record with
+``seq`` 0 must have the genesis ``prev``; a later first record's ``prev`` is taken as given (the
+files before it were not given or were rotated away). The record format is in
+``resolver.forensic``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import orjson
+
+from resolver.forensic import (GENESIS, NEEDS_KEY, ForensicLogError, check_line, hasher,
+                               load_hmac_key)
+
+__all__ = ["Problem", "Report", "main", "run", "verify"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Where the chain breaks first: file, 1-based line, the record's seq (None if unreadable)."""
+
+    file: str
+    line: int
+    seq: int | None
+    message: str
+
+    def __str__(self) -> str:
+        seq = f"seq {self.seq}" if self.seq is not None else "seq ?"
+        return f"{self.file}:{self.line} ({seq}): {self.message}"
+
+
+@dataclass
+class Report:
+    """The outcome of :func:`verify`: ``ok``, or the first ``problem``; ``needs_key`` when the
+    log is HMAC-protected and no key was given (nothing could be checked past that point)."""
+
+    files: list[str]
+    ok: bool = True
+    records: int = 0          # records that verified
+    first_seq: int | None = None
+    last_seq: int | None = None
+    last_hash: str | None = None
+    mac: str | None = None
+    problem: Problem | None = None
+    needs_key: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        if self.needs_key:
+            head = f"CANNOT CHECK: {self.problem}; give --hmac-key-file"
+        elif not self.ok:
+            head = (f"TAMPERED: {self.problem}\n"
+                    f"({self.records} records before it verify)")
+        elif self.records == 0:
+            head = "OK: no records"
+        else:
+            head = (f"OK: {self.records} records, seq {self.first_seq} to {self.last_seq}, "
+                    f"{len(self.files)} file(s), chain verified ({self.mac}); last hash "
+                    f"{self.last_hash}")
+        return "\n".join([head, *(f"note: {n}" for n in self.notes)])
+
+
+def _seqs(rest: Iterable[bytes], path: str, first_line: int, more: list[str],
+          ) -> Iterator[tuple[str, int, int]]:
+    """(file, line, seq) of the readable records after the failing one, for the diagnosis."""
+    for n, line in enumerate(rest, first_line):
+        seq = _seq_of(line)
+        if seq is not None:
+            yield path, n, seq
+    for other in more:
+        with open(other, "rb") as f:
+            for n, line in enumerate(f, 1):
+                seq = _seq_of(line)
+                if seq is not None:
+                    yield other, n, seq
+
+
+def _seq_of(line: bytes) -> int | None:
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    seq = rec.get("seq") if isinstance(rec, dict) else None
+    return seq if type(seq) is int else None
+
+
+def _seq_problem(expected: int, seq: int, at_file_start: bool, before: str,
+                 later: Iterator[tuple[str, int, int]]) -> str:
+    """What a wrong seq means: records removed (none of the missing ones come later), moved
+    (one does), or repeated."""
+    last = expected - 1
+    boundary = f" (a whole file missing before this one, after {before}?)" if at_file_start else ""
+    if seq > expected:
+        for file, line, other in later:
+            if other == expected:
+                return (f"seq jumps from {last} to {seq}: record {expected} comes later, at "
+                        f"{file}:{line}: records reordered")
+        gone = f"record {expected}" if seq == expected + 1 else f"records {expected} to {seq - 1}"
+        return f"seq jumps from {last} to {seq}: {gone} removed{boundary}"
+    hint = (" (files given out of order? give them oldest first, e.g. log.2 log.1 log)"
+            if at_file_start else "")
+    if seq == last:
+        return f"seq {seq} again: record repeated{hint}"
+    return f"seq goes back from {last} to {seq}: records reordered or repeated{hint}"
+
+
+def verify(paths: list[str], *, hmac_key: bytes | None = None) -> Report:
+    """Check the chain through ``paths`` (oldest first). Raises OSError for unreadable files."""
+    report = Report(files=list(paths))
+    digest_of = hasher(hmac_key)
+    expected: int | None = None
+    prev_hash = ""
+    prev_at = ""
+
+    def fail(path: str, lineno: int, seq: int | None, message: str) -> Report:
+        report.ok = False
+        report.problem = Problem(path, lineno, seq, message)
+        return report
+
+    for index, path in enumerate(paths):
+        f: BinaryIO
+        with open(path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                rec, problem = check_line(line, hmac_key, digest_of)
+                seq = rec.get("seq") if isinstance(rec, dict) else None
+                seq = seq if type(seq) is int else None
+                if problem == NEEDS_KEY:
+                    report.needs_key = True
+                    return fail(path, lineno, seq, problem)
+                if problem is not None:
+                    return fail(path, lineno, seq, problem)
+                assert rec is not None and seq is not None
+                if expected is None:
+                    if seq == 0 and rec["prev"] != GENESIS:
+                        return fail(path, lineno, seq, "seq 0 but prev is not the genesis value: "
+                                    "the start of the chain was forged")
+                    if seq > 0:
+                        report.notes.append(
+                            f"the chain starts at seq {seq} ({path}:{lineno}): the files before it "
+                            f"were not given or were rotated away; its prev is taken as given")
+                    report.first_seq = seq
+                    report.mac = rec["mac"]
+                else:
+                    if seq != expected:
+                        later = _seqs(f, path, lineno + 1, list(paths[index + 1:]))
+                        return fail(path, lineno, seq, _seq_problem(
+                            expected, seq, lineno == 1, paths[index - 1] if index else "", later))
+                    if rec["prev"] != prev_hash:
+                        return fail(path, lineno, seq, (
+                            f"prev does not match the hash of the record before it ({prev_at}): "
+                            f"a record before it was removed or reordered, or that record was "
+                            f"changed and re-hashed"))
+                expected, prev_hash = seq + 1, rec["hash"]
+                prev_at = f"{path}:{lineno}, seq {seq}"
+                report.records += 1
+                report.last_seq, report.last_hash = seq, prev_hash
+    return report
+
+
+def run(paths: list[str], hmac_key_file: str | None = None) -> int:
+    """Verify and print the result: 0 verified, 1 tampered, 2 usage (no files, an unreadable
+    file or key, an HMAC log without the key)."""
+    if not paths:
+        print("verify-log: give the log files, oldest first (e.g. log.2 log.1 log)",
+              file=sys.stderr)
+        return 2
+    key = None
+    if hmac_key_file is not None:
+        try:
+            key = load_hmac_key(hmac_key_file)
+        except ForensicLogError as exc:
+            print(f"verify-log: {exc}", file=sys.stderr)
+            return 2
+    try:
+        report = verify(paths, hmac_key=key)
+    except OSError as exc:
+        print(f"verify-log: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(report.text())
+    if report.needs_key:
+        return 2
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m resolver.verifylog FILE... [--hmac-key-file F]``."""
+    parser = argparse.ArgumentParser(prog="verify-log", description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", metavar="FILE", help="log files, oldest first")
+    parser.add_argument("--hmac-key-file", help="the log's HMAC key file")
+    args = parser.parse_args(argv)
+    return run(args.files, args.hmac_key_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

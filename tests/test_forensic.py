@@ -1,0 +1,655 @@
+"""The forensic lookup log (issue #4): the hash chain across records, rotation and restarts;
+verify-log naming the first changed, removed or reordered record; HMAC; back-pressure; write
+errors; standard output."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import errno
+import hashlib
+import hmac
+import os
+import threading
+import time
+
+import orjson
+import pytest
+
+from resolver import forensic, verifylog
+from resolver.forensic import (GENESIS, ForensicLog, ForensicLogError, LogConfig, canonical,
+                               check_line, hasher, load_hmac_key, record_hash, seal)
+from resolver.verifylog import run as verify_run
+from resolver.verifylog import verify
+
+
+def now_text() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="microseconds").replace("+00:00", "Z")
+
+
+def record(i: int) -> dict:
+    return {"time": now_text(),
+            "client": {"address": "127.0.0.1", "port": 40000 + i}, "transport": "udp",
+            "listener": "127.0.0.1:53", "service": "web", "id": i, "qname": f"n{i}.example.",
+            "qtype": "A", "flags": {"rd": True, "do": False, "cd": False, "ad": False},
+            "policy": {"decision": "allow", "rule": "example.", "reason": None},
+            "cache_hit": False, "upstream": ["127.0.0.10"], "rcode": "NOERROR", "ede": None,
+            "answer": [{"name": f"n{i}.example.", "type": "A", "ttl": 300,
+                        "rdata": ["192.0.2.1"]}],
+            "verdict": "secure", "proof": {"zones": [".", "example."], "keys": [],
+                                           "signatures": [], "denial": None},
+            "duration_ms": 1.5}
+
+
+def write_log(config: LogConfig, n: int, *, start: int = 0, clock=time.time) -> ForensicLog:
+    async def go() -> ForensicLog:
+        log = ForensicLog(config, clock=clock)
+        await log.start()
+        for i in range(start, start + n):
+            await log.append(record(i))
+        await log.close()
+        return log
+    return asyncio.run(go())
+
+
+def lines(path) -> list[bytes]:
+    with open(path, "rb") as f:
+        return f.readlines()
+
+
+def records(path) -> list[dict]:
+    return [orjson.loads(line) for line in lines(path)]
+
+
+def rewrite(path, new_lines: list[bytes]) -> None:
+    with open(path, "wb") as f:
+        f.write(b"".join(new_lines))
+
+
+def rehash(recs: list[dict], key: bytes | None, mac: str) -> list[bytes]:
+    """What an attacker without the writer's key can do: rebuild a consistent chain."""
+    out, prev = [], recs[0]["prev"]
+    for rec in recs:
+        rec = {k: v for k, v in rec.items() if k != "hash"}
+        rec["prev"], rec["mac"] = prev, mac
+        rec["hash"] = prev = record_hash(canonical(rec), key)
+        out.append(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
+    return out
+
+
+# --- encoding ------------------------------------------------------------------------------------
+
+def test_seal_is_the_canonical_encoding_and_hash() -> None:
+    key = b"0123456789abcdef"
+    for k in (None, key):
+        line, digest = seal(record(1), 7, "ab" * 32, k)
+        rec = orjson.loads(line)
+        body = {x: v for x, v in rec.items() if x != "hash"}
+        assert rec["seq"] == 7 and rec["prev"] == "ab" * 32
+        assert rec["mac"] == ("hmac-sha256" if k else "sha256")
+        expected = (hmac.new(k, canonical(body), hashlib.sha256).hexdigest() if k
+                    else hashlib.sha256(canonical(body)).hexdigest())
+        assert rec["hash"] == digest == expected
+        assert line == canonical(rec) + b"\n"
+        assert check_line(line, k) == (rec, None)
+
+
+@pytest.mark.parametrize("size", [16, 64, 65, 200])
+def test_hasher_is_rfc2104_hmac(size: int) -> None:
+    key = bytes(range(size % 256)) * (size // 256) + bytes(range(size % 256))
+    key = (key + b"k" * size)[:size]
+    body = b'{"a":1}' * 50
+    assert hasher(key)(body) == hmac.new(key, body, hashlib.sha256).hexdigest()
+    assert hasher(None)(body) == hashlib.sha256(body).hexdigest()
+
+
+def test_values_json_cannot_carry_are_kept_as_text(tmp_path) -> None:
+    path = tmp_path / "log"
+    odd = dict(record(0), extra={1: b"\x00", "s": {3}}, big=1 << 70)
+    async def go() -> None:
+        log = ForensicLog(LogConfig(path=str(path)))
+        await log.start()
+        await log.append(odd)
+        await log.append(record(1))
+        await log.close()
+    asyncio.run(go())
+    rec = records(path)[0]
+    assert rec["encode_error"] and rec["big"] == str(1 << 70) and rec["extra"]["1"] == "b'\\x00'"
+    assert verify([str(path)]).ok
+
+
+# --- the chain -------------------------------------------------------------------------------------
+
+def test_chain_over_many_records(tmp_path) -> None:
+    path = tmp_path / "log"
+    log = write_log(LogConfig(path=str(path), fsync_interval_ms=0), 3000)
+    recs = records(path)
+    assert [r["seq"] for r in recs] == list(range(3000))
+    assert recs[0]["prev"] == GENESIS
+    assert all(b["prev"] == a["hash"] for a, b in zip(recs, recs[1:]))
+    assert [r["qname"] for r in recs] == [f"n{i}.example." for i in range(3000)]
+    report = verify([str(path)])
+    assert report.ok and report.records == 3000 and report.last_seq == 2999, report.text()
+    stats = log.stats
+    assert stats["records"] == 3000 and stats["queue_depth"] == 0
+    assert stats["bytes"] == path.stat().st_size and stats["fsyncs"] >= 1
+
+
+def test_size_rotation_continues_the_chain(tmp_path) -> None:
+    path = tmp_path / "log"
+    max_bytes = 8000
+    log = write_log(LogConfig(path=str(path), max_bytes=max_bytes, keep=100), 400)
+    count = log.stats["rotations"]
+    assert count >= 10
+    files = [f"{path}.{n}" for n in range(count, 0, -1)] + [str(path)]
+    assert not os.path.exists(f"{path}.{count + 1}")
+    seqs, prev = [], GENESIS
+    for name in files:
+        assert 0 < os.path.getsize(name) <= max_bytes
+        for rec in records(name):
+            assert rec["prev"] == prev
+            prev = rec["hash"]
+            seqs.append(rec["seq"])
+    assert seqs == list(range(400))
+    report = verify(files)
+    assert report.ok and report.records == 400 and not report.notes, report.text()
+
+
+def test_rotation_keeps_only_keep_files(tmp_path) -> None:
+    path = tmp_path / "log"
+    write_log(LogConfig(path=str(path), max_bytes=5000, keep=2), 300)
+    assert sorted(os.listdir(tmp_path)) == ["log", "log.1", "log.2"]
+    report = verify([f"{path}.2", f"{path}.1", str(path)])
+    assert report.ok and report.first_seq > 0 and report.last_seq == 299
+    assert "rotated away" in report.notes[0]
+
+
+def test_time_rotation_with_injected_clock(tmp_path) -> None:
+    path = tmp_path / "log"
+    now = [1000.0]
+
+    async def go() -> ForensicLog:
+        log = ForensicLog(LogConfig(path=str(path), max_age_s=60), clock=lambda: now[0])
+        await log.start()
+        for i in range(5):
+            await log.append(record(i))
+        await log.flush()
+        now[0] += 59
+        await log.append(record(5))
+        await log.flush()
+        assert log.stats["rotations"] == 0
+        now[0] += 1
+        for i in range(6, 9):
+            await log.append(record(i))
+        await log.flush()
+        assert log.stats["rotations"] == 1
+        now[0] += 120
+        await log.append(record(9))
+        await log.close()
+        return log
+    log = asyncio.run(go())
+    assert log.stats["rotations"] == 2
+    assert [r["seq"] for r in records(f"{path}.2")] == list(range(6))
+    assert [r["seq"] for r in records(f"{path}.1")] == [6, 7, 8]
+    assert [r["seq"] for r in records(path)] == [9]
+    assert verify([f"{path}.2", f"{path}.1", str(path)]).ok
+
+
+def test_restart_continues_the_file(tmp_path) -> None:
+    path = tmp_path / "log"
+    write_log(LogConfig(path=str(path)), 10)
+    write_log(LogConfig(path=str(path)), 5, start=10)
+    recs = records(path)
+    assert [r["seq"] for r in recs] == list(range(15))
+    assert recs[10]["prev"] == recs[9]["hash"]
+    assert verify([str(path)]).ok
+
+
+def test_restart_counts_the_file_age_from_its_first_record(tmp_path) -> None:
+    path = tmp_path / "log"
+    old = dict(record(0), time="2020-01-01T00:00:00.000000Z")
+    asyncio.run(_append_all(LogConfig(path=str(path)), [old]))
+    write_log(LogConfig(path=str(path), max_age_s=86400), 2, start=1)
+    assert [r["seq"] for r in records(f"{path}.1")] == [0]
+    assert [r["seq"] for r in records(path)] == [1, 2]
+    assert verify([f"{path}.1", str(path)]).ok
+
+
+async def _append_all(config: LogConfig, recs: list[dict]) -> None:
+    log = ForensicLog(config)
+    await log.start()
+    for rec in recs:
+        await log.append(rec)
+    await log.close()
+
+
+def test_restart_after_rotation_before_the_first_write(tmp_path) -> None:
+    path = tmp_path / "log"
+    write_log(LogConfig(path=str(path)), 4)
+    os.rename(path, f"{path}.1")
+    path.write_bytes(b"")  # rotated, then stopped before the new file's first record
+    write_log(LogConfig(path=str(path)), 2, start=4)
+    assert [r["seq"] for r in records(path)] == [4, 5]
+    assert verify([f"{path}.1", str(path)]).ok
+
+
+def test_restart_refuses_a_corrupt_last_line(tmp_path) -> None:
+    path = tmp_path / "log"
+    write_log(LogConfig(path=str(path)), 3)
+    data = path.read_bytes()
+    path.write_bytes(data[:-20])
+
+    async def go() -> None:
+        await ForensicLog(LogConfig(path=str(path))).start()
+    with pytest.raises(ForensicLogError, match="last record cannot be continued.*truncated"):
+        asyncio.run(go())
+    path.write_bytes(data.replace(b'"n2.example."', b'"n9.example."'))
+    with pytest.raises(ForensicLogError, match="hash mismatch"):
+        asyncio.run(go())
+
+
+def test_restart_refuses_another_mac(tmp_path) -> None:
+    path, key = tmp_path / "log", tmp_path / "key"
+    key.write_bytes(b"k" * 32)
+    write_log(LogConfig(path=str(path), hmac_key_file=str(key)), 3)
+
+    async def go(key_file) -> None:
+        await ForensicLog(LogConfig(path=str(path), hmac_key_file=key_file)).start()
+    with pytest.raises(ForensicLogError, match="HMAC key.*no log.hmac_key_file"):
+        asyncio.run(go(None))
+    other = tmp_path / "other"
+    other.write_bytes(b"x" * 32)
+    with pytest.raises(ForensicLogError, match="not the one it was written with"):
+        asyncio.run(go(str(other)))
+
+
+# --- verify-log ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def chain(tmp_path):
+    path = tmp_path / "log"
+    write_log(LogConfig(path=str(path)), 20)
+    return path
+
+
+def first_problem(*paths, key=None):
+    report = verify([str(p) for p in paths], hmac_key=key)
+    assert not report.ok
+    return report.problem
+
+
+def test_verify_detects_a_changed_record(chain) -> None:
+    data = lines(chain)
+    data[7] = data[7].replace(b"n7.example.", b"evil.test.")
+    rewrite(chain, data)
+    problem = first_problem(chain)
+    assert (problem.line, problem.seq) == (8, 7)
+    assert "hash mismatch: record changed" in problem.message
+
+
+def test_verify_detects_a_changed_and_rehashed_record(chain) -> None:
+    recs = records(chain)
+    recs[7]["qname"] = "evil.test."
+    data = lines(chain)
+    data[7] = rehash([recs[7]], None, "sha256")[0]
+    rewrite(chain, data)
+    problem = first_problem(chain)
+    assert (problem.line, problem.seq) == (9, 8)
+    assert "prev does not match" in problem.message and "seq 7" in problem.message
+
+
+def test_verify_detects_a_removed_record(chain) -> None:
+    data = lines(chain)
+    del data[12]
+    rewrite(chain, data)
+    problem = first_problem(chain)
+    assert (problem.line, problem.seq) == (13, 13)
+    assert problem.message == "seq jumps from 11 to 13: record 12 removed"
+
+
+def test_verify_detects_a_removed_and_renumbered_record(chain) -> None:
+    recs = records(chain)
+    del recs[12]
+    for rec in recs[12:]:
+        rec["seq"] -= 1
+    data = lines(chain)[:12] + rehash(recs[12:], None, "sha256")
+    rewrite(chain, data)
+    problem = first_problem(chain)
+    assert (problem.line, problem.seq) == (13, 12)
+    assert "prev does not match: " not in problem.message  # names the record before it
+    assert "removed or reordered" in problem.message
+
+
+def test_verify_detects_a_reordered_pair(chain) -> None:
+    data = lines(chain)
+    data[5], data[6] = data[6], data[5]
+    rewrite(chain, data)
+    problem = first_problem(chain)
+    assert (problem.line, problem.seq) == (6, 6)
+    assert "record 5 comes later" in problem.message and "reordered" in problem.message
+
+
+def test_verify_detects_a_repeated_record(chain) -> None:
+    data = lines(chain)
+    data.insert(4, data[3])
+    rewrite(chain, data)
+    problem = first_problem(chain)
+    assert (problem.line, problem.message) == (5, "seq 3 again: record repeated")
+
+
+def test_verify_detects_a_truncated_last_line(chain) -> None:
+    data = chain.read_bytes()
+    for cut in (1, 30):
+        chain.write_bytes(data[:-cut])
+        problem = first_problem(chain)
+        assert problem.line == 20
+        assert "truncated" in problem.message
+
+
+def test_verify_detects_a_garbled_line(chain) -> None:
+    data = lines(chain)
+    data[3] = b"not json\n"
+    rewrite(chain, data)
+    problem = first_problem(chain)
+    assert (problem.line, problem.seq) == (4, None) and "does not parse" in problem.message
+
+
+def test_verify_detects_a_non_canonical_line(chain) -> None:
+    data = lines(chain)
+    data[2] = data[2].replace(b'"qname":', b'"qname": ', 1)
+    rewrite(chain, data)
+    assert "canonical form" in first_problem(chain).message
+
+
+def test_verify_detects_a_forged_start(chain) -> None:
+    recs = records(chain)
+    recs[0]["prev"] = "1" * 64
+    rewrite(chain, rehash(recs, None, "sha256"))
+    assert "genesis" in first_problem(chain).message
+
+
+def test_verify_detects_a_removed_middle_file(tmp_path) -> None:
+    path = tmp_path / "log"
+    log = write_log(LogConfig(path=str(path), max_bytes=6000, keep=100), 100)
+    count = log.stats["rotations"]
+    files = [f"{path}.{n}" for n in range(count, 0, -1)] + [str(path)]
+    assert verify(files).ok
+    gone = files.pop(2)
+    problem = first_problem(*files)
+    first_gone, last_gone = records(gone)[0]["seq"], records(gone)[-1]["seq"]
+    assert (problem.file, problem.line, problem.seq) == (files[2], 1, last_gone + 1)
+    assert f"records {first_gone} to {last_gone} removed" in problem.message
+    assert "whole file missing" in problem.message
+    problem = first_problem(*reversed(files))
+    assert "oldest first" in problem.message
+
+
+def test_verify_log_command_line(chain, capsys) -> None:
+    assert verifylog.main([str(chain)]) == 0
+    with pytest.raises(SystemExit):
+        verifylog.main([])
+    capsys.readouterr()
+
+
+def test_verify_run_exit_codes_and_output(chain, tmp_path, capsys) -> None:
+    assert verify_run([str(chain)]) == 0
+    assert "OK: 20 records, seq 0 to 19" in capsys.readouterr().out
+    assert verify_run([]) == 2
+    assert verify_run([str(tmp_path / "missing")]) == 2
+    short = tmp_path / "short"
+    short.write_bytes(b"short\n")
+    assert verify_run([str(chain)], str(short)) == 2
+    assert "at least 16" in capsys.readouterr().err
+    data = lines(chain)
+    del data[3]
+    rewrite(chain, data)
+    assert verify_run([str(chain)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"TAMPERED: {chain}:4 (seq 4): seq jumps from 2 to 4: record 3 removed")
+
+
+# --- HMAC ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def hmac_chain(tmp_path):
+    path, key_file = tmp_path / "log", tmp_path / "key"
+    key_file.write_bytes(b"s3cret-key-0123456789\n")
+    write_log(LogConfig(path=str(path), hmac_key_file=str(key_file)), 10)
+    return path, key_file, b"s3cret-key-0123456789"
+
+
+def test_hmac_key_file() -> None:
+    with pytest.raises(ForensicLogError, match="cannot read"):
+        load_hmac_key("/nonexistent/key")
+
+
+def test_hmac_key_too_short_refuses_to_start(tmp_path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"0123456789abcde\n")  # 15 bytes and a newline
+
+    async def go() -> None:
+        await ForensicLog(LogConfig(path=str(tmp_path / "log"), hmac_key_file=str(key_file))
+                          ).start()
+    with pytest.raises(ForensicLogError, match="15 bytes.*at least 16"):
+        asyncio.run(go())
+
+
+def test_hmac_chain_verifies_with_the_key(hmac_chain, capsys) -> None:
+    path, key_file, key = hmac_chain
+    assert load_hmac_key(str(key_file)) == key  # trailing newline stripped
+    recs = records(path)
+    assert all(r["mac"] == "hmac-sha256" for r in recs)
+    body = {k: v for k, v in recs[0].items() if k != "hash"}
+    assert recs[0]["hash"] == hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
+    report = verify([str(path)], hmac_key=key)
+    assert report.ok and report.mac == "hmac-sha256"
+    assert verify_run([str(path)], str(key_file)) == 0
+
+
+def test_hmac_chain_fails_with_a_wrong_key(hmac_chain) -> None:
+    path, _, _ = hmac_chain
+    problem = first_problem(path, key=b"another-key-0123456789")
+    assert problem.line == 1 and "hash mismatch" in problem.message
+
+
+def test_hmac_chain_cannot_be_checked_without_the_key(hmac_chain, capsys) -> None:
+    path, _, _ = hmac_chain
+    report = verify([str(path)])
+    assert report.needs_key and not report.ok
+    assert verify_run([str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "cannot be checked without the key" in out and "--hmac-key-file" in out
+
+
+def test_attacker_without_the_key_cannot_forge(hmac_chain) -> None:
+    path, _, key = hmac_chain
+    recs = records(path)
+    recs[4]["qname"] = "exfil.evil.test."
+    # Re-hashed with plain SHA-256, the mac left as it was: the key is needed, and it finds it.
+    rewrite(path, rehash(recs, None, "hmac-sha256"))
+    assert verify([str(path)]).needs_key
+    problem = first_problem(path, key=key)
+    assert problem.line == 1 and "hash mismatch" in problem.message
+    # Re-hashed and relabelled sha256: verifies without the key, but not with it.
+    rewrite(path, rehash(recs, None, "sha256"))
+    assert verify([str(path)]).ok
+    problem = first_problem(path, key=key)
+    assert problem.line == 1 and "mac is sha256 but an HMAC key was given" in problem.message
+
+
+# --- back-pressure, write errors, close ---------------------------------------------------------
+
+def test_back_pressure_waits_and_drops_nothing(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "log"
+    release = threading.Event()
+    real_write = forensic._write
+
+    def slow_write(fd, data):
+        release.wait(10)
+        return real_write(fd, data)
+    monkeypatch.setattr(forensic, "_write", slow_write)
+
+    async def go() -> ForensicLog:
+        log = ForensicLog(LogConfig(path=str(path), queue_size=10))
+        await log.start()
+
+        async def producer() -> None:
+            for i in range(60):
+                if not log.append_nowait(record(i)):
+                    await log.append(record(i))
+        task = asyncio.create_task(producer())
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if log.stats["waiting"]:
+                break
+        stats = log.stats
+        assert not task.done() and stats["waiting"] == 1 and stats["blocked_waits"] >= 1
+        assert stats["queue_depth"] == 10 and stats["records"] == 0
+        assert not log.append_nowait(record(999))  # full, and others are waiting first
+        release.set()
+        await asyncio.wait_for(task, 10)
+        await log.close()
+        return log
+    log = asyncio.run(go())
+    assert [r["id"] for r in records(path)] == list(range(60))
+    assert log.stats["records"] == 60 and log.stats["queue_depth"] == 0
+    assert verify([str(path)]).ok
+
+
+def test_concurrent_appends_all_logged(tmp_path) -> None:
+    path = tmp_path / "log"
+
+    async def go() -> None:
+        log = ForensicLog(LogConfig(path=str(path), queue_size=5))
+        await log.start()
+        await asyncio.gather(*(log.append(record(i)) for i in range(500)))
+        await log.close()
+    asyncio.run(go())
+    assert sorted(r["id"] for r in records(path)) == list(range(500))
+    assert verify([str(path)]).ok
+
+
+def test_disk_full_keeps_records_and_recovers(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "log"
+    real_write = forensic._write
+    allow = threading.Event()
+    calls = {"n": 0, "failed": 0}
+
+    def full_disk(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 1:  # a partial write first: the rest must follow, nothing twice
+            return real_write(fd, bytes(data[:100]))
+        if not allow.is_set() or calls["failed"] < 3:
+            calls["failed"] += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+    monkeypatch.setattr(forensic, "_write", full_disk)
+
+    async def go() -> ForensicLog:
+        log = ForensicLog(LogConfig(path=str(path), queue_size=50))
+        await log.start()
+        assert log.healthy
+        for i in range(20):
+            await log.append(record(i))
+        for _ in range(200):
+            if not log.healthy:
+                break
+            await asyncio.sleep(0.01)
+        assert not log.healthy
+        stats = log.stats
+        assert stats["write_errors"] >= 1 and "ENOSPC" in stats["last_error"]
+        assert stats["queue_depth"] == 20 - stats["records"] > 0
+        for i in range(20, 30):
+            await log.append(record(i))
+        allow.set()
+        await asyncio.wait_for(log.flush(), 20)
+        assert log.healthy
+        await log.close()
+        return log
+    log = asyncio.run(go())
+    assert log.stats["write_errors"] >= 3
+    assert [r["id"] for r in records(path)] == list(range(30))
+    assert verify([str(path)]).ok
+
+
+def test_fsync_errors_are_reported_and_retried(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "log"
+    real_fsync = forensic._fsync
+    failures = [2]
+
+    def bad_fsync(fd):
+        if failures[0]:
+            failures[0] -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+    monkeypatch.setattr(forensic, "_fsync", bad_fsync)
+    log = write_log(LogConfig(path=str(path), fsync_interval_ms=0), 5)
+    assert log.stats["write_errors"] == 2 and log.healthy and log.stats["fsyncs"] >= 1
+    assert "EIO" in log.stats["last_error"]
+    assert verify([str(path)]).ok
+
+
+def test_close_gives_up_loudly_when_writes_keep_failing(tmp_path, monkeypatch) -> None:
+    def no_space(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(forensic, "_write", no_space)
+
+    async def go() -> None:
+        log = ForensicLog(LogConfig(path=str(tmp_path / "log")))
+        await log.start()
+        await log.append(record(0))
+        await log.append(record(1))
+        await log.close(timeout=0.2)
+    with pytest.raises(ForensicLogError, match="2 records not written at close: ENOSPC"):
+        asyncio.run(go())
+
+
+def test_stdout_mode_writes_to_fd_1(capfd, tmp_path) -> None:
+    async def go() -> None:
+        log = ForensicLog(LogConfig(path="-"))
+        await log.start()
+        for i in range(3):
+            assert log.append_nowait(record(i))
+        await log.flush()
+        assert log.stats["fsyncs"] == 0
+        await log.close()
+    asyncio.run(go())
+    out = capfd.readouterr().out
+    copy = tmp_path / "stdout.log"
+    copy.write_text(out)
+    assert [r["id"] for r in records(copy)] == [0, 1, 2]
+    assert verify([str(copy)]).ok
+    assert not list(tmp_path.glob("-*"))
+
+
+def test_disabled_log_takes_records_and_writes_nothing(capfd) -> None:
+    async def go() -> None:
+        log = ForensicLog(LogConfig(enabled=False))
+        await log.start()
+        assert log.append_nowait(record(0))
+        await log.append(record(1))
+        await log.flush()
+        await log.close()
+        assert log.healthy and log.stats["records"] == 0
+    asyncio.run(go())
+    assert capfd.readouterr().out == ""
+
+
+def test_misuse_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError):
+        LogConfig(queue_size=0)
+
+    async def go() -> None:
+        log = ForensicLog(LogConfig(path=str(tmp_path / "log")))
+        with pytest.raises(RuntimeError, match="start"):
+            log.append_nowait(record(0))
+        await log.start()
+        with pytest.raises(TypeError):
+            log.append_nowait("not a record")  # type: ignore[arg-type]
+        await log.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await log.append(record(0))
+    asyncio.run(go())
+    with pytest.raises(ForensicLogError, match="cannot open"):
+        write_log(LogConfig(path=str(tmp_path / "no" / "such" / "log")), 1)
