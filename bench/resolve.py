@@ -48,7 +48,7 @@ def config_text() -> str:
 
 def start_resolver(config: Path) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
-                                str(config)], cwd=ROOT_DIR)
+                                str(config)], cwd=ROOT_DIR, stdout=subprocess.DEVNULL)
     for _ in range(200):
         try:
             with socket.create_connection((ADDRESS, PORT), timeout=0.2):

@@ -332,7 +332,11 @@ class ForensicLog:
             self._key = load_hmac_key(self.config.hmac_key_file)
         self._digest_of = hasher(self._key)
         if self._file:
-            await asyncio.get_running_loop().run_in_executor(None, self._open_existing)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._open_existing)
+            except OSError as exc:
+                raise ForensicLogError(
+                    f"cannot open forensic log {self.config.path}: {exc}") from exc
         else:
             self._fd = 1
         self._thread = threading.Thread(target=self._run, name="forensic-log", daemon=True)
