@@ -43,7 +43,8 @@ def config_text() -> str:
     return (f'listen: ["{ADDRESS}:{PORT}"]\n'
             f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
             f"trust_anchors: [{anchors}]\n"
-            f'validation: {{time: "{authority.validation_time()}"}}\n')
+            f'validation: {{time: "{authority.validation_time()}"}}\n'
+            "metrics: {enabled: false}\n")
 
 
 def start_resolver(config: Path) -> subprocess.Popen:

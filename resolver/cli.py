@@ -97,17 +97,20 @@ def serve(args: argparse.Namespace) -> int:
     """Start the resolver: the config file, or the built-in defaults (127.0.0.1:53, the IANA
     root hints and root trust anchors)."""
     from resolver import service
+    listen = None
     try:
         config = load_config(args.config) if args.config else default_config()
         if args.listen:
-            config = replace_listen(config, tuple(parse_endpoint(text) for text in args.listen))
+            listen = tuple(parse_endpoint(text) for text in args.listen)
+            config = replace_listen(config, listen)
     except (ConfigError, ValueError) as exc:
         print(f"dnssec-sidecar: {args.config or 'defaults'}: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     try:
-        service.serve(config)
+        service.serve(config, args.config, listen)
     except OSError as exc:
         print(f"dnssec-sidecar: cannot listen: {exc}", file=sys.stderr)
         return 1

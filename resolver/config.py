@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllowRule", "Budgets", "CacheConfig", "Config", "ConfigError", "Endpoint", "Forward",
+    "MetricsConfig",
     "ResolverLimits", "RootHint", "Service", "Timeouts", "default_config", "load_config",
     "open_default_service", "parse_config", "parse_endpoint", "parse_time", "replace_listen",
 ]
@@ -185,6 +186,14 @@ def open_default_service() -> Service:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The HTTP endpoint for Prometheus ``/metrics``, ``/healthz`` and ``/readyz``."""
+
+    listen: Endpoint = Endpoint("127.0.0.1", 9153)
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. ``source`` is the file it came from, or ``"<defaults>"``.
     ``forward`` is the one forward table of the resolver: the top-level ``forward`` followed by
@@ -207,6 +216,7 @@ class Config:
     services: tuple[Service, ...] = ()
     default_service: Service = dataclasses.field(default_factory=open_default_service)
     log: LogConfig = dataclasses.field(default_factory=lambda: _log_config({}))
+    metrics: "MetricsConfig" = dataclasses.field(default_factory=lambda: MetricsConfig())
 
 
 DEFAULT_LISTEN = (Endpoint("127.0.0.1", 53),)
@@ -245,7 +255,7 @@ _RESOLVER_LIMIT_FIELDS = tuple(f.name for f in fields(ResolverLimits))
 
 _TOP_KEYS = ("listen", "root_hints", "trust_anchors", "trust_anchor_file", "forward",
              "validation", "qname_minimisation", "negative_trust_anchors", "outgoing", "limits",
-             "timeouts", "cache", "services", "default_service", "log")
+             "timeouts", "cache", "services", "default_service", "log", "metrics")
 _SERVICE_KEYS = ("name", "listeners", "clients", "allow", "refuse_with", "rebinding_protection",
                  "forward", "budgets")
 _DEFAULT_SERVICE_KEYS = _SERVICE_KEYS[3:]
@@ -609,6 +619,18 @@ def _cache(value: object) -> CacheConfig:
     return cache
 
 
+def _metrics(value: object) -> MetricsConfig:
+    section = _mapping(value, "metrics", ("listen", "enabled"))
+    config = MetricsConfig()
+    if _given(section, "listen"):
+        config = dataclasses.replace(config, listen=_endpoint(section["listen"],
+                                                              "metrics.listen", None))
+    if _given(section, "enabled"):
+        config = dataclasses.replace(config, enabled=_bool(section["enabled"],
+                                                           "metrics.enabled"))
+    return config
+
+
 def _check_families(hints: tuple[RootHint, ...], forwards: list[tuple[str, Forward]],
                     ipv4: bool, ipv6: bool, hints_given: bool) -> None:
     """Every upstream must be reachable over an address family that ``outgoing`` allows.
@@ -847,7 +869,8 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
         outgoing_ipv6=ipv6, limits=resolver_limits, timeouts=_timeouts(top.get("timeouts")),
         cache=_cache(top.get("cache")), source=source, services=services,
         default_service=default_service,
-        log=_log_config(_mapping(top.get("log"), "log", _LOG_KEYS), base_dir))
+        log=_log_config(_mapping(top.get("log"), "log", _LOG_KEYS), base_dir),
+        metrics=_metrics(top.get("metrics")))
 
 
 def replace_listen(config: Config, listen: tuple[Endpoint, ...]) -> Config:

@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import dns.dnssec
 import dns.flags
 import dns.message
 import dns.name
@@ -175,6 +176,9 @@ class Iterator:
         # queries so a forwarded walk never redirects iterative resolution.
         self.secured: dict[dns.name.Name, Zone] = {}
         self.stats = {"upstream_queries": 0, "upstream_timeouts": 0, "nta_uses": 0}
+        self.on_rtt = None  # called with each upstream round trip in seconds
+        self.on_event = None  # called with DNSSEC health events: "key_rollover", "nta_used"
+        self._key_tags: dict[dns.name.Name, frozenset[int]] = {}
 
     # --- time, budgets, zones -------------------------------------------------------------
 
@@ -267,6 +271,8 @@ class Iterator:
                 last = f"{server[0]}: {exc}"
                 continue
             self.infra.success(server, reply.rtt)
+            if self.on_rtt is not None:
+                self.on_rtt(reply.rtt)
             kind = self._classify(zone, qname, qtype, reply.message)
             if kind == "lame":
                 last = (f"{server[0]} answered {dns.rcode.to_text(reply.message.rcode())} "
@@ -339,6 +345,7 @@ class Iterator:
         nta = self._under_nta(name)
         if nta is not None:
             self.stats["nta_uses"] += 1
+            self._event("nta_used")
             log.warning("negative trust anchor %s applied to %s", nta, name)
             child.security, child.reason = Verdict.INSECURE, f"negative trust anchor {nta}"
             child.proof.append(f"nta {nta}")
@@ -400,9 +407,19 @@ class Iterator:
         if not result.secure:
             return self._bogus(zone, result.ede, result.reason)
         zone.security, zone.keys = Verdict.SECURE, keys
+        tags = frozenset(dns.dnssec.key_id(rd) for rd in keys)
+        seen = self._key_tags.get(zone.name)
+        if seen is not None and seen != tags:
+            self._event("key_rollover")
+            log.info("DNSKEY set of %s changed: %s -> %s", zone.name, sorted(seen), sorted(tags))
+        self._key_tags[zone.name] = tags
         zone.proof.append(f"dnskey {zone.name} {result.key.tag}/{result.key.algorithm} ({how})")
         zone.expires = time.monotonic() + max(1, result.ttl or 0)
         return zone
+
+    def _event(self, event: str) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
 
     def _bogus(self, zone: Zone, ede: EDE | None, reason: str) -> Zone:
         zone.security, zone.ede, zone.reason = Verdict.BOGUS, ede or EDE.DNSSEC_BOGUS, reason

@@ -165,10 +165,11 @@ class Frontend:
     and its policy, resolution, the answer, and one forensic record per query, written (or
     queued, with back-pressure) before the reply leaves."""
 
-    def __init__(self, resolver: Resolver, policy=None, forensic=None) -> None:
+    def __init__(self, resolver: Resolver, policy=None, forensic=None, metrics=None) -> None:
         self.resolver = resolver
         self.policy = policy
         self.forensic = forensic
+        self.metrics = metrics
 
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
                      client: tuple[str, int], max_size: int | None) -> bytes | None:
@@ -227,8 +228,31 @@ class Frontend:
                 response = build_answer(query, outcome)
         reply = _to_wire(query, response, max_size)
         self._fill(record, query, service, decision, outcome, response)
+        if self.metrics is not None:
+            self._count(record, decision, outcome, transport, started)
         await self._log(record, started)
         return reply
+
+    def _count(self, record: dict, decision, outcome, transport: str, started: float) -> None:
+        m = self.metrics
+        m.queries.labels(record["service"] or "", record["qtype"] or "", record["rcode"]).inc()
+        m.duration.labels(transport).observe(time.perf_counter() - started)
+        ede = record["ede"]
+        if record["verdict"] is not None:
+            m.validation.labels(record["verdict"], str(ede["code"]) if ede else "").inc()
+        if decision is not None and not decision.allowed:
+            m.refusals.labels(record["service"] or "", decision.rule or decision.kind).inc()
+            if decision.kind == "insecure":
+                m.events.labels("downgrade").inc()  # a zone expected signed answered insecure
+        failure = outcome.failure if outcome is not None else None
+        if failure is not None and "budget exhausted" in failure.reason:
+            m.budgets.labels(_budget_name(failure.reason)).inc()
+        proof = record["proof"]
+        if proof and outcome is not None and not outcome.cache_hit:
+            now = self.resolver.iterator.now()
+            if any(0 <= (sig["expiration"] - now) % 2**32 < NEAR_EXPIRY
+                   for sig in proof["signatures"]):
+                m.events.labels("signature_near_expiry").inc()
 
     def _check_answer(self, service, qname: dns.name.Name, answer: Answer):
         """The whole answer, not only the question: every name in the chain (CNAME and DNAME
@@ -295,6 +319,20 @@ class Frontend:
         record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
         if self.forensic is not None and not self.forensic.append_nowait(record):
             await self.forensic.append(record)  # back-pressure: wait rather than drop
+
+
+NEAR_EXPIRY = 3 * 86400  # seconds: a signature this close to expiry is worth an alert
+
+
+def _budget_name(reason: str) -> str:
+    """The budget a failure names, as a metric label."""
+    for needle, name in (("upstream queries", "upstream_queries"),
+                         ("signature checks per RRset", "sig_checks_per_rrset"),
+                         ("signature checks per query", "sig_checks_per_query"),
+                         ("NSEC3 hashes", "nsec3_hashes"), ("NSEC3 records", "nsec3_records")):
+        if needle in reason:
+            return name
+    return "other"
 
 
 def _endpoint_text(endpoint: tuple[str, int]) -> str:

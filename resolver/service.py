@@ -1,19 +1,30 @@
-"""Assembling and running the resolver from a configuration: cache, iterator, listeners, signals."""
+"""The running service: cache, resolver, policy, forensic log and listeners assembled from a
+configuration; metrics and health; reload on SIGHUP or when the mounted file changes; graceful
+shutdown on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 import signal
 
+import dns.name
+import dns.rdatatype
+
 from resolver.cache import Cache
-from resolver.config import Config
+from resolver.config import Config, ConfigError, load_config, replace_listen
+from resolver.dnssec import Verdict
 from resolver.forensic import ForensicLog
+from resolver.iterator import Iterator, Settings
+from resolver.metrics import Health, HttpEndpoint, Metrics
 from resolver.policy import Policy
-from resolver.iterator import Settings
 from resolver.server import Frontend, Resolver, Server
 
 log = logging.getLogger("dnssec-sidecar")
+
+WATCH_INTERVAL = 2.0  # seconds between looks at the config file
 
 
 def settings_from(config: Config) -> Settings:
@@ -38,44 +49,160 @@ def settings_from(config: Config) -> Settings:
     )
 
 
-def build(config: Config, *, exchange=None, policy=None, forensic=None) -> tuple[Resolver, Server]:
+def _trust(settings: Settings) -> tuple:
+    """What validated data in the cache depends on: change it and the cache must go."""
+    return (settings.trust_anchors, settings.negative_trust_anchors, settings.validator,
+            settings.validation_time)
+
+
+def build(config: Config, *, exchange=None, policy=None, forensic=None,
+          metrics=None) -> tuple[Resolver, Server]:
     cache = Cache(config.cache.max_entries, config.cache.max_ttl, config.cache.max_negative_ttl,
                   config.cache.min_ttl)
     resolver = Resolver(settings_from(config), cache, exchange=exchange)
-    server = Server(Frontend(resolver, policy, forensic),
+    server = Server(Frontend(resolver, policy, forensic, metrics),
                     [(ep.host, ep.port) for ep in config.listen],
                     tcp_idle=config.timeouts.tcp_idle_ms / 1000)
     return resolver, server
 
 
-async def run(config: Config) -> None:
-    """Serve until SIGINT or SIGTERM; on either, stop accepting, let queries in flight finish,
-    and flush the forensic log."""
-    policy = Policy(config)
-    forensic = ForensicLog(config.log) if config.log.enabled else None
-    if forensic is not None:
-        await forensic.start()
-    _, server = build(config, policy=policy, forensic=forensic)
-    try:
-        await server.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        log.info("dnssec-sidecar serving (config %s)", config.source)
-        await stop.wait()
-        await server.stop()
-    finally:
-        if forensic is not None:
-            await forensic.close()
-    log.info("stopped")
+class Service:
+    """One running resolver and what keeps it healthy and current."""
+
+    def __init__(self, config: Config, path: str | None = None,
+                 listen_override: tuple | None = None) -> None:
+        self.config = config
+        self.path = path
+        self.listen_override = listen_override
+        self.metrics = Metrics()
+        self.health = Health()
+        self.forensic = ForensicLog(config.log) if config.log.enabled else None
+        self.resolver, self.server = build(config, policy=Policy(config), forensic=self.forensic,
+                                           metrics=self.metrics)
+        self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
+                                    iterator=lambda: self.resolver.iterator)
+        self._hook_iterator(self.resolver.iterator)
+        self._stat = self._file_state()
+
+    def _hook_iterator(self, iterator: Iterator) -> None:
+        iterator.on_rtt = self.metrics.upstream_rtt.observe
+        iterator.on_event = lambda event: self.metrics.events.labels(event).inc()
+
+    async def run(self) -> None:
+        """Serve until SIGINT or SIGTERM; then stop accepting, let queries in flight finish,
+        and flush the forensic log."""
+        if self.forensic is not None:
+            await self.forensic.start()
+        http = None
+        tasks = []
+        try:
+            await self.server.start()
+            if self.config.metrics.enabled:
+                endpoint = self.config.metrics.listen
+                http = HttpEndpoint(self.metrics, self.health, endpoint.host, endpoint.port)
+                await http.start()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(signal.SIGHUP,
+                                    lambda: asyncio.ensure_future(self.reload("SIGHUP")))
+            tasks = [asyncio.ensure_future(self.health.watch_loop()),
+                     asyncio.ensure_future(self._readiness())]
+            if self.path:
+                tasks.append(asyncio.ensure_future(self._watch_file()))
+            log.info("dnssec-sidecar serving (config %s)", self.config.source)
+            await stop.wait()
+            log.info("stopping: finishing queries in flight")
+            await self.server.stop()
+        finally:
+            for task in tasks:
+                task.cancel()
+            if http is not None:
+                await http.stop()
+            if self.forensic is not None:
+                await self.forensic.close()
+        log.info("stopped")
+
+    # --- readiness ------------------------------------------------------------------------
+
+    async def _readiness(self) -> None:
+        """Ready once the root DNSKEY set validates from the anchors (through the forwarders
+        when the root is forwarded), or, failing that, every forwarder answers."""
+        while True:
+            self.health.ready, self.health.ready_reason = await self._check_ready()
+            await asyncio.sleep(60 if self.health.ready else 2)
+
+    async def _check_ready(self) -> tuple[bool, str]:
+        outcome = await self.resolver.resolve(dns.name.root, dns.rdatatype.DNSKEY)
+        answer = outcome.answer
+        if answer is not None and (answer.verdict is Verdict.SECURE or
+                                   not self.config.trust_anchors):
+            return True, "root DNSKEY validated"
+        why = outcome.failure.reason if outcome.failure else "root DNSKEY not secure"
+        forwards = self.config.forward
+        if forwards:
+            for fwd in forwards:
+                probe = await self.resolver.resolve(fwd.zone, dns.rdatatype.SOA)
+                if probe.answer is None:
+                    return False, f"forwarders for {fwd.zone} unreachable; {why}"
+            return True, "forwarders reachable"
+        return False, why
+
+    # --- reload ---------------------------------------------------------------------------
+
+    def _file_state(self):
+        if not self.path:
+            return None
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return os.path.realpath(self.path), info.st_ino, info.st_mtime_ns, info.st_size
+
+    async def _watch_file(self) -> None:
+        """ConfigMap updates swap a symlink, so the resolved path, inode or mtime changes."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            state = self._file_state()
+            if state is not None and state != self._stat:
+                self._stat = state
+                await self.reload("config file changed")
+
+    async def reload(self, why: str) -> bool:
+        """Load the file again; apply it only if it is valid, else keep the running one. The
+        cache survives a policy change; a change of trust (anchors, NTAs, validation settings)
+        empties it."""
+        try:
+            new = load_config(self.path) if self.path else None
+            if new is None:
+                raise ConfigError("", "no configuration file to reload")
+            if self.listen_override:
+                new = replace_listen(new, self.listen_override)
+        except ConfigError as exc:
+            log.error("reload (%s) rejected, keeping the running configuration: %s", why, exc)
+            self.metrics.reloads.labels("rejected").inc()
+            return False
+        for field in ("listen", "log", "metrics"):
+            if getattr(new, field) != getattr(self.config, field):
+                log.warning("reload: %s changed; that takes a restart", field)
+                new = dataclasses.replace(new, **{field: getattr(self.config, field)})
+        frontend = self.server.frontend
+        frontend.policy = Policy(new)
+        settings = settings_from(new)
+        if settings != self.resolver.settings:
+            if _trust(settings) != _trust(self.resolver.settings):
+                self.resolver.cache.clear()
+            self.resolver.settings = settings
+            self.resolver.iterator = Iterator(settings, self.resolver.cache)
+            self._hook_iterator(self.resolver.iterator)
+        self.config = new
+        self.metrics.reloads.labels("applied").inc()
+        log.info("reload (%s) applied", why)
+        return True
 
 
-def serve(config: Config) -> None:
-    """Run on uvloop (the project's event loop) when it is installed."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        asyncio.run(run(config))
-        return
-    uvloop.run(run(config))
+def serve(config: Config, path: str | None = None, listen_override: tuple | None = None) -> None:
+    """Run on uvloop, the project's event loop."""
+    import uvloop
+    uvloop.run(Service(config, path, listen_override).run())

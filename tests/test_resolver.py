@@ -48,7 +48,8 @@ def _config_text(address: str, extra: str = "") -> str:
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
             f'forward: [{{zone: fwd.example., addresses: ["{manifest["forwarder"]}"]}}]\n'
-            "timeouts: {upstream_ms: 300, query_ms: 4000}\n" + extra)
+            "timeouts: {upstream_ms: 300, query_ms: 4000}\n"
+            f'metrics: {{listen: "{address}:9153"}}\n' + extra)
 
 
 def _start(address: str, directory: Path, extra: str = ""):

@@ -66,6 +66,7 @@ def sidecar(tree, tmp_path_factory):
         f"trust_anchors: [{anchors}]\n"
         f'validation: {{time: "{authority.validation_time()}"}}\n'
         f"log: {{path: {log_path}, hmac_key_file: {key}, fsync_interval_ms: 0}}\n"
+        f'metrics: {{listen: "{AGENT}:9153"}}\n'
         + SERVICES)
     process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
                                 str(config)], cwd=ROOT_DIR, stderr=subprocess.PIPE, text=True)

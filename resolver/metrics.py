@@ -1,0 +1,158 @@
+"""Operations: Prometheus metrics (``prometheus-client``), and an HTTP endpoint serving
+``/metrics``, ``/healthz`` (the process and its event loop respond) and ``/readyz`` (trust
+established: the root DNSKEY set validated from the anchors, or the forwarders answering).
+
+Counters are bumped where things happen; sizes and queue depths are read at scrape time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+log = logging.getLogger(__name__)
+
+PREFIX = "dnssec_sidecar_"
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                   2.5, 5, 10)
+
+
+class Metrics:
+    """The project's metrics in their own registry (names fixed: dashboards depend on them)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.queries = Counter(PREFIX + "queries", "Client queries", ["service", "qtype", "rcode"],
+                               registry=r)
+        self.validation = Counter(PREFIX + "validation", "Validation outcomes of answered "
+                                  "queries", ["verdict", "reason"], registry=r)
+        self.refusals = Counter(PREFIX + "policy_refusals", "Queries refused by policy",
+                                ["service", "rule"], registry=r)
+        self.duration = Histogram(PREFIX + "query_duration_seconds", "Time to answer a client",
+                                  ["transport"], buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream_rtt = Histogram(PREFIX + "upstream_rtt_seconds", "Upstream round trips",
+                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.budgets = Counter(PREFIX + "budget_exhausted", "Queries stopped by a work budget",
+                               ["budget"], registry=r)
+        self.events = Counter(PREFIX + "dnssec_events", "DNSSEC health events: downgrades, "
+                              "key rollovers seen, signatures near expiry, negative trust "
+                              "anchors used", ["event"], registry=r)
+        self.reloads = Counter(PREFIX + "config_reloads", "Configuration reloads", ["result"],
+                               registry=r)
+        self.sources: dict = {}
+        r.register(_Snapshot(self.sources))
+
+
+class _Snapshot:
+    """Sizes and totals kept by the cache, the iterator and the forensic log, read at scrape."""
+
+    def __init__(self, sources: dict) -> None:
+        self.sources = sources
+
+    def collect(self):
+        cache = self.sources.get("cache")
+        if cache is not None:
+            yield _counter("cache_hits", "Cache hits", cache.hits)
+            yield _counter("cache_misses", "Cache misses", cache.misses)
+            yield _counter("cache_evictions", "Entries evicted for space", cache.evictions)
+            yield _gauge("cache_entries", "Entries in the cache", len(cache))
+        iterator = self.sources.get("iterator")
+        if iterator is not None:
+            stats = iterator().stats
+            yield _counter("upstream_queries", "Queries sent upstream", stats["upstream_queries"])
+            yield _counter("upstream_timeouts", "Upstream queries that timed out",
+                           stats["upstream_timeouts"])
+        forensic = self.sources.get("forensic")
+        if forensic is not None:
+            stats = forensic.stats
+            yield _gauge("log_queue_depth", "Forensic records waiting to be written",
+                         stats.get("queue_depth", 0))
+            yield _counter("log_records", "Forensic records written", stats.get("records", 0))
+            yield _counter("log_bytes", "Forensic log bytes written", stats.get("bytes", 0))
+            yield _counter("log_write_errors", "Forensic log write errors",
+                           stats.get("write_errors", 0))
+
+
+def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(PREFIX + name, text, value=value)
+
+
+def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, text, value=value)
+
+
+class Health:
+    """Liveness from event-loop lag; readiness from a check the service supplies."""
+
+    def __init__(self, max_lag: float = 5.0) -> None:
+        self.max_lag = max_lag
+        self.lag = 0.0
+        self.ready = False
+        self.ready_reason = "trust not established yet"
+        self._beat = time.monotonic()
+
+    async def watch_loop(self, interval: float = 0.5) -> None:
+        """Measure how late the loop wakes us: a blocked loop cannot answer queries."""
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(interval)
+            self._beat = time.monotonic()
+            self.lag = max(0.0, self._beat - start - interval)
+
+    @property
+    def alive(self) -> bool:
+        return self.lag < self.max_lag and time.monotonic() - self._beat < self.max_lag + 1
+
+
+class HttpEndpoint:
+    """A minimal HTTP/1.1 server for the three paths (GET only, one request per connection)."""
+
+    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
+        self.metrics, self.health = metrics, health
+        self.host, self.port = host, port
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, self.host, self.port)
+        log.info("metrics and health on http://%s:%d/", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(5):
+                request = await reader.readuntil(b"\r\n\r\n")
+            method, path = request.split(b" ", 2)[:2]
+            status, ctype, body = self._route(method, path.split(b"?")[0])
+            writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n" % (status, ctype, len(body)) + body)
+            await writer.drain()
+        except (TimeoutError, ValueError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _route(self, method: bytes, path: bytes) -> tuple[bytes, bytes, bytes]:
+        text = b"text/plain; charset=utf-8"
+        if method != b"GET":
+            return b"405 Method Not Allowed", text, b"GET only\n"
+        if path == b"/metrics":
+            return b"200 OK", b"text/plain; version=0.0.4", generate_latest(self.metrics.registry)
+        if path == b"/healthz":
+            if self.health.alive:
+                return b"200 OK", text, b"ok\n"
+            return b"503 Service Unavailable", text, b"event loop lagging %.1fs\n" % \
+                self.health.lag
+        if path == b"/readyz":
+            if self.health.ready:
+                return b"200 OK", text, b"ready\n"
+            return b"503 Service Unavailable", text, self.health.ready_reason.encode() + b"\n"
+        return b"404 Not Found", text, b"/metrics /healthz /readyz\n"
