@@ -495,8 +495,8 @@ class Iterator:
         if cached is not None:
             return cached
         zone = self._closest_zone(name.parent() if qtype == DS and name != ROOT else name)
-        if zone.name == ROOT and zone.security is Verdict.INDETERMINATE:
-            zone = await self._prime_root(zone, ctx)
+        if zone.name == ROOT and not zone.recursive and zone.security is Verdict.INDETERMINATE:
+            zone = await self._prime_root(zone, ctx)  # forwarded answers are judged one by one
         minimise = self.s.qname_minimisation and not zone.recursive
         labels = len(zone.name.labels) + 1
         while True:
@@ -724,6 +724,13 @@ class Iterator:
         """The security of the zone a forwarder's answer came from: the deepest zone that
         signed data for ``name``, or, for unsigned data, the closest enclosing zone cut found by
         walking DS records down from the closest known ancestor (RFC 4035 §5.2)."""
+        nta = self._under_nta(name)
+        if nta is not None:  # RFC 7646: no validation below a negative trust anchor
+            self.stats["nta_uses"] += 1
+            self._event("nta_used")
+            log.warning("negative trust anchor %s applied to %s", nta, name)
+            return Zone(nta, list(forward.servers), security=Verdict.INSECURE, recursive=True,
+                        proof=[f"nta {nta}"], reason=f"negative trust anchor {nta}")
         signers = [s for s in _signers(reply) if name.is_subdomain(s)]
         target = max(signers, key=lambda s: len(s.labels)) if signers else name
         return await self._zone_on_path(target, forward, ctx)

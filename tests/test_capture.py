@@ -476,3 +476,65 @@ def test_node_link_local_script_adds_the_address_and_conntrack_exemptions(tmp_pa
     finally:
         ns.close()
 
+
+
+# --- the real resolver behind the capture -------------------------------------------------------
+
+REAL_CONFIG = """\
+listen: ["127.0.0.1:53"]
+forward: [{{zone: ., addresses: ["{upstream}"]}}]
+trust_anchors: [". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D"]
+negative_trust_anchors: [allowed.test.]
+services:
+  - name: workload
+    listeners: ["127.0.0.1:53"]
+    allow: [{{zone: allowed.test., require: insecure-ok}}]
+log: {{path: {log}, fsync_interval_ms: 0}}
+metrics: {{enabled: false}}
+timeouts: {{upstream_ms: 500, query_ms: 2000}}
+"""
+
+
+def test_captured_query_is_answered_by_the_real_resolver_and_logged(tmp_path):
+    """The whole chain of issue #6: a workload query sent straight to another server's port 53
+    is redirected to dnssec-sidecar, which answers it under the service's policy and writes its
+    forensic record. The resolver runs as root here (the interpreter lives where UID 10053 cannot
+    read), so the capture exempts UID 0 instead of 10053; the upstream is an unsigned responder in
+    the namespace, its zone under a negative trust anchor."""
+    os.chmod(tmp_path, 0o755)
+    ns = Netns()
+    processes = []
+    try:
+        make_pod_network(ns)
+        assert capture(ns, RESOLVER_UID="0").returncode == 0
+        upstream = start_responder(ns, [UPSTREAM], UPSTREAM_ANSWER,
+                                   tmp_path / "upstream.jsonl", 0)
+        processes.append(upstream)
+        log_path = tmp_path / "lookups.jsonl"
+        config = tmp_path / "config.yaml"
+        config.write_text(REAL_CONFIG.format(upstream=UPSTREAM, log=log_path))
+        resolver = subprocess.Popen(ns.argv(sys.executable, "-m", "resolver.cli", "serve",
+                                            "--config", str(config)),
+                                    cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while ns.run("sh", "-c", "ss -ltn | grep -q '127.0.0.1:53 '", check=False).returncode:
+            assert resolver.poll() is None, resolver.stderr.read()
+            assert time.monotonic() < deadline, "the resolver did not start"
+            time.sleep(0.1)
+        allowed, got = query(ns, WORKLOAD_UID, "198.51.100.1", "udp", "www.allowed.test.")
+        assert got.get("rcode") == 0 and got.get("answers") == [UPSTREAM_ANSWER], got
+        denied, refused = query(ns, WORKLOAD_UID, "198.51.100.1", "tcp", "exfil.denied.test.")
+        assert refused.get("rcode") == 5, refused  # REFUSED
+        assert not [name for name in upstream.names() if "denied" in name]
+        resolver.terminate()
+        resolver.wait(timeout=15)
+        records = {r["qname"]: r for r in map(json.loads, log_path.read_text().splitlines())}
+        assert records[allowed]["policy"]["decision"] == "allow"
+        assert records[allowed]["service"] == "workload"
+        assert records[denied]["policy"]["decision"] == "refuse"
+        assert records[denied]["transport"] == "tcp" and records[denied]["upstream"] == []
+    finally:
+        for process in processes:
+            process.stop()
+        ns.close()
