@@ -4,7 +4,10 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("resolver._fastverify", ["resolver/_fastverify.pyx"])],
+        [
+            Extension("resolver._fastverify", ["resolver/_fastverify.pyx"]),
+            Extension("resolver._fastcache", ["resolver/_fastcache.pyx"]),
+        ],
         compiler_directives={"language_level": "3"},
     ),
 )

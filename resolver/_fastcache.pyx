@@ -1,0 +1,447 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled cache hit path: answer repeated questions from stored response bytes.
+
+A client query is read straight from its wire form (RFC 1035 §4.1, the OPT pseudo-RR of RFC 6891
+§6.1) into a cache key; a hit copies the stored response and patches, in C, the ID, the RD and CD
+bits, the question name's case (so a client's 0x20 randomisation comes back intact) and every RR
+TTL, decremented by the whole seconds the entry has been held (RFC 1035 §4.1.3, RFC 2181 §8).
+No dnspython object is built on this path; anything it cannot answer exactly is a miss, and the
+full resolver answers it.
+
+Nothing here knows about validation or policy: the caller decides what may be stored and for how
+long, and scopes entries (per service) so that different policies never share an answer.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItemWithError
+from cpython.ref cimport PyObject
+from libc.math cimport isfinite
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
+
+from collections import OrderedDict
+
+# --- wire constants ------------------------------------------------------------------------------
+
+cdef enum:
+    HEADER = 12          # RFC 1035 §4.1.1
+    MAX_NAME = 255       # RFC 1035 §2.3.4, octets of a name in wire form
+    MAX_MESSAGE = 65535  # TTL offsets are kept in 16 bits
+    CLASS_IN = 1
+    T_OPT = 41           # RFC 6891 §6.1.1
+    T_TKEY = 249         # the QTYPE-only and transaction types: 249 TKEY, 250 TSIG,
+    T_AXFR = 252         # 251 IXFR, 252 AXFR; never answered from a cache
+    # header flags, second 16-bit word (RFC 1035 §4.1.1, RFC 4035 §3.2)
+    F_QR = 0x8000
+    F_OPCODE = 0x7800
+    F_TC = 0x0200
+    F_RD = 0x0100
+    F_AD = 0x0020
+    F_CD = 0x0010
+    EDNS_DO = 0x8000     # RFC 3225 §3, in the OPT TTL's flags half
+    MIN_UDP = 512        # RFC 1035 §4.2.1; smaller EDNS payloads count as 512 (RFC 6891 §6.2.5)
+    MAX_UDP = 1232       # what we send over UDP at most, as the slow path does (DNS Flag Day 2020)
+
+# Bits of the key's last octet.
+cdef enum:
+    K_DO = 0x01
+    K_CD = 0x02
+    K_AD_OR_DO = 0x04  # the response carries AD only when the client set DO or AD (RFC 6840 §5.8)
+    K_EDNS = 0x08
+
+KEY_DO = K_DO
+KEY_CD = K_CD
+KEY_AD_OR_DO = K_AD_OR_DO
+KEY_EDNS = K_EDNS
+
+
+cdef struct QInfo:
+    int id
+    int flags
+    int qtype
+    int payload              # the OPT CLASS field, 0 without EDNS
+    Py_ssize_t qname_len     # octets of the question name, root label included
+    bint do, edns
+    Py_ssize_t key_len
+    unsigned char key[MAX_NAME + 3]
+
+
+cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
+    if 65 <= c <= 90:
+        return c + 32
+    return c
+
+
+cdef inline unsigned int _get16(const unsigned char *p) noexcept nogil:
+    return (p[0] << 8) | p[1]
+
+
+cdef bint _parse_query(const unsigned char *p, Py_ssize_t n, QInfo *q) noexcept nogil:
+    """Fill ``q`` from a plain query we may answer from cache; false for anything else: a
+    response, an opcode other than QUERY, TC, not exactly one question, answer or authority
+    records, more than one additional record or one that is not OPT, an OPT of a version other
+    than 0 or with malformed options, a compressed or extended label in the question, a class
+    other than IN, a meta-type question, or octets missing or left over."""
+    cdef Py_ssize_t pos = HEADER, end, l, i
+    cdef unsigned int arcount, qclass, rdlen
+    cdef int flags
+    if n < HEADER + 5:
+        return False
+    flags = _get16(p + 2)
+    if flags & (F_QR | F_OPCODE | F_TC):
+        return False
+    if _get16(p + 4) != 1 or _get16(p + 6) != 0 or _get16(p + 8) != 0:
+        return False
+    arcount = _get16(p + 10)
+    if arcount > 1:
+        return False
+    # The question name, uncompressed: a query has nothing before it to point at.
+    while True:
+        if pos >= n:
+            return False
+        l = p[pos]
+        if l & 0xC0:
+            return False
+        if l == 0:
+            pos += 1
+            break
+        if pos + 1 + l > n or pos - HEADER + 1 + l >= MAX_NAME:
+            return False
+        q.key[pos - HEADER] = <unsigned char>l
+        for i in range(pos + 1, pos + 1 + l):
+            q.key[i - HEADER] = _lower(p[i])
+        pos += 1 + l
+    q.qname_len = pos - HEADER
+    q.key[q.qname_len - 1] = 0
+    if pos + 4 > n:
+        return False
+    q.qtype = _get16(p + pos)
+    qclass = _get16(p + pos + 2)
+    if qclass != CLASS_IN or q.qtype == T_OPT or T_TKEY <= q.qtype <= T_AXFR:
+        return False
+    pos += 4
+    q.edns = False
+    q.do = False
+    q.payload = 0
+    if arcount:
+        # RFC 6891 §6.1.2: root owner, TYPE 41, CLASS = payload, TTL = ext-rcode, version, flags.
+        if pos + 11 > n or p[pos] != 0 or _get16(p + pos + 1) != T_OPT:
+            return False
+        if p[pos + 6] != 0:  # version: anything else gets BADVERS from the slow path (§6.1.3)
+            return False
+        q.payload = _get16(p + pos + 3)
+        q.do = (_get16(p + pos + 7) & EDNS_DO) != 0
+        rdlen = _get16(p + pos + 9)
+        pos += 11
+        end = pos + rdlen
+        if end != n:
+            return False
+        while pos < end:  # options: code, length, data (§6.1.2)
+            if pos + 4 > end:
+                return False
+            pos += 4 + _get16(p + pos + 2)
+        if pos != end:
+            return False
+        q.edns = True
+    elif pos != n:
+        return False
+    q.id = _get16(p)
+    q.flags = flags
+    l = q.qname_len
+    q.key[l] = (q.qtype >> 8) & 0xFF
+    q.key[l + 1] = q.qtype & 0xFF
+    q.key[l + 2] = ((K_DO if q.do else 0) | (K_CD if flags & F_CD else 0)
+                    | (K_AD_OR_DO if q.do or flags & F_AD else 0) | (K_EDNS if q.edns else 0))
+    q.key_len = l + 3
+    return True
+
+
+@cython.final
+cdef class Query:
+    """What the cache path reads from a client query (RFC 1035 §4.1, RFC 6891 §6.1).
+
+    ``key`` is the lowercased question name in wire form, the QTYPE (2 octets) and one octet of
+    DO, CD, AD-or-DO and EDNS-present bits; ``qname_end`` the offset just past the question name;
+    ``payload`` the EDNS UDP payload size as sent (0 without EDNS). Unpacks as the tuple
+    ``(id, flags, key, qname_end, do, cd, ad, rd, edns, payload, qtype)``."""
+    cdef readonly int id, flags, qtype, payload
+    cdef readonly bytes key
+    cdef readonly Py_ssize_t qname_end
+    cdef readonly bint do, cd, ad, rd, edns
+
+    def __iter__(self):
+        return iter((self.id, self.flags, self.key, self.qname_end, self.do, self.cd, self.ad,
+                     self.rd, self.edns, self.payload, self.qtype))
+
+    def __repr__(self):
+        return (f"Query(id={self.id}, flags={self.flags:#06x}, key={self.key!r}, "
+                f"qname_end={self.qname_end}, do={self.do}, cd={self.cd}, ad={self.ad}, "
+                f"rd={self.rd}, edns={self.edns}, payload={self.payload}, qtype={self.qtype})")
+
+
+cdef inline const unsigned char *_wire(bytes data, Py_ssize_t *n) except NULL:
+    if data is None:
+        raise TypeError("expected bytes, got None")
+    n[0] = PyBytes_GET_SIZE(data)
+    return <const unsigned char *>PyBytes_AS_STRING(data)
+
+
+cpdef object parse_query(bytes wire):
+    """A :class:`Query` for a plain query the cache may answer (RFC 1035 §4.1, RFC 6891 §6.1),
+    else None: QR or TC set, an opcode other than QUERY, QDCOUNT other than 1, any answer or
+    authority record, more than one additional record or one that is not an OPT of version 0 with
+    well-formed options, a compressed question name, a class other than IN, an AXFR, IXFR, TSIG,
+    TKEY or OPT question, octets missing or left over. TypeError for anything but bytes."""
+    cdef QInfo q
+    cdef Py_ssize_t n = 0
+    cdef const unsigned char *p = _wire(wire, &n)
+    cdef Query out
+    if not _parse_query(p, n, &q):
+        return None
+    out = Query.__new__(Query)
+    out.id = q.id
+    out.flags = q.flags
+    out.key = PyBytes_FromStringAndSize(<char *>q.key, q.key_len)
+    out.qname_end = HEADER + q.qname_len
+    out.do = q.do
+    out.cd = (q.flags & F_CD) != 0
+    out.ad = (q.flags & F_AD) != 0
+    out.rd = (q.flags & F_RD) != 0
+    out.edns = q.edns
+    out.payload = q.payload
+    out.qtype = q.qtype
+    return out
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+cdef Py_ssize_t _skip_name(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos) noexcept nogil:
+    """Offset just past the name at ``pos``, or -1 when it is malformed. Compression pointers
+    (RFC 1035 §4.1.4) are followed to check the whole name: each must point strictly backwards
+    and past the header, which also rules out loops; the expanded name stays within 255 octets."""
+    cdef Py_ssize_t after = -1, total = 0, target
+    cdef unsigned int l
+    while True:
+        if pos >= n:
+            return -1
+        l = p[pos]
+        if (l & 0xC0) == 0xC0:
+            if pos + 1 >= n:
+                return -1
+            target = ((l & 0x3F) << 8) | p[pos + 1]
+            if target >= pos or target < HEADER:
+                return -1
+            if after < 0:
+                after = pos + 2
+            pos = target
+        elif l & 0xC0:  # 0x40 and 0x80: extended label types (RFC 6891 §5)
+            return -1
+        elif l == 0:
+            if total + 1 > MAX_NAME:
+                return -1
+            return after if after >= 0 else pos + 1
+        else:
+            total += 1 + l
+            if total + 1 > MAX_NAME:
+                return -1
+            pos += 1 + l
+
+
+@cython.final
+@cython.no_gc
+cdef class _Entry:
+    """One stored response: its wire form followed by the offsets of its RR TTLs (2 octets each,
+    big-endian), and when it was stored and expires."""
+    cdef bytes data
+    cdef Py_ssize_t size, n_ttl
+    cdef double stored_at, expires
+
+
+cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned char *query,
+                        QInfo *q):
+    """Check a response to the query described by ``q``, and find its TTLs; None when it is
+    malformed, truncated (TC), not a response to a standard query, for another question, or
+    carries an OPT the query did not invite (RFC 6891 §7)."""
+    cdef Py_ssize_t pos, rr, i, count, ancount_nscount
+    cdef unsigned int flags, rdlen, rtype
+    cdef bint seen_opt = False
+    cdef _Entry entry
+    cdef unsigned char *off
+    if n < HEADER + q.qname_len + 4 or n > MAX_MESSAGE:
+        return None
+    flags = _get16(p + 2)
+    if not flags & F_QR or flags & (F_OPCODE | F_TC) or _get16(p + 4) != 1:
+        return None
+    # The question: the query's name octets but for case (equal octets parse alike), its type
+    # and class exactly.
+    pos = HEADER + q.qname_len
+    for i in range(HEADER, pos):
+        if _lower(p[i]) != _lower(query[i]):
+            return None
+    if p[pos] != query[pos] or p[pos + 1] != query[pos + 1] or p[pos + 2] != query[pos + 2] \
+            or p[pos + 3] != query[pos + 3]:
+        return None
+    ancount_nscount = _get16(p + 6) + _get16(p + 8)
+    count = ancount_nscount + _get16(p + 10)
+    if count * 11 > n:  # every RR takes at least 11 octets
+        return None
+    entry = _Entry.__new__(_Entry)
+    entry.data = PyBytes_FromStringAndSize(NULL, n + 2 * count)
+    off = <unsigned char *>PyBytes_AS_STRING(entry.data)
+    memcpy(off, p, n)
+    off += n
+    entry.size = n
+    entry.n_ttl = 0
+    pos = HEADER + q.qname_len + 4
+    for rr in range(count):
+        i = pos
+        pos = _skip_name(p, n, pos)
+        if pos < 0 or pos + 10 > n:
+            return None
+        rtype = _get16(p + pos)
+        rdlen = _get16(p + pos + 8)
+        if pos + 10 + rdlen > n:
+            return None
+        if rtype == T_OPT:
+            # Its TTL field is the extended RCODE and flags (RFC 6891 §6.1.3): never decremented.
+            if rr < ancount_nscount or seen_opt or p[i] != 0 or not q.edns:
+                return None
+            seen_opt = True
+        else:
+            off[2 * entry.n_ttl] = ((pos + 4) >> 8) & 0xFF
+            off[2 * entry.n_ttl + 1] = (pos + 4) & 0xFF
+            entry.n_ttl += 1
+        pos += 10 + rdlen
+    if pos != n:
+        return None
+    return entry
+
+
+# --- the cache -----------------------------------------------------------------------------------
+
+@cython.final
+cdef class WireCache:
+    """Stored responses by (scope, query key), bounded: when full, the oldest inserted entry goes.
+
+    ``answer`` serves a hit in well under a microsecond; ``store`` parses a response once.
+    Counters: ``hits``; ``misses`` (every ``answer`` that returned None: a query the cache does
+    not answer, no entry, expired, too large), of which ``expired`` found their entry expired and
+    removed it and ``oversize`` found it larger than the client may receive; ``evictions``.
+    Arguments that are not bytes, and unhashable scopes, raise TypeError; wire contents never
+    raise."""
+    cdef object _entries  # OrderedDict: popitem(last=False) is O(1); a dict's is not
+    cdef readonly Py_ssize_t max_entries
+    cdef readonly unsigned long long hits, misses, expired, oversize, evictions
+
+    def __init__(self, Py_ssize_t max_entries=100000):
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._entries = OrderedDict()
+
+    cpdef bytes answer(self, bytes query, object scope, double now, Py_ssize_t max_size=0):
+        """The stored response for ``query`` in ``scope`` at time ``now``, patched: the query's ID,
+        RD and CD bits, and question name octets; every RR TTL (not the OPT's, RFC 6891 §6.1.3)
+        less the whole seconds since it was stored, floored at 0.
+
+        None on a miss, on expiry (the entry is removed), and when the response is larger than the
+        client may receive: ``max_size`` when positive (65535 over TCP), else 512 without EDNS and
+        the EDNS payload size, at least 512 (RFC 6891 §6.2.5) and at most 1232, with it. The slow
+        path then answers, truncating as it must (RFC 2181 §9)."""
+        cdef QInfo q
+        cdef Py_ssize_t n = 0, limit, i, k
+        cdef const unsigned char *p = _wire(query, &n)
+        cdef const unsigned char *s
+        cdef const unsigned char *offsets
+        cdef unsigned char *o
+        cdef PyObject *found
+        cdef _Entry entry
+        cdef bytes out
+        cdef tuple lookup
+        cdef double elapsed
+        cdef uint32_t dec, ttl
+        if not _parse_query(p, n, &q):
+            self.misses += 1
+            return None
+        lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
+        found = PyDict_GetItemWithError(self._entries, lookup)
+        if found == NULL:
+            self.misses += 1
+            return None
+        entry = <_Entry>found
+        if not now < entry.expires:
+            del self._entries[lookup]
+            self.expired += 1
+            self.misses += 1
+            return None
+        if max_size > 0:
+            limit = max_size
+        elif q.edns:
+            limit = MIN_UDP if q.payload < MIN_UDP else (MAX_UDP if q.payload > MAX_UDP
+                                                         else q.payload)
+        else:
+            limit = MIN_UDP
+        if entry.size > limit:
+            self.oversize += 1
+            self.misses += 1
+            return None
+        s = <const unsigned char *>PyBytes_AS_STRING(entry.data)
+        out = PyBytes_FromStringAndSize(<const char *>s, entry.size)
+        o = <unsigned char *>PyBytes_AS_STRING(out)
+        o[0] = p[0]
+        o[1] = p[1]
+        o[2] = (s[2] & ~(F_RD >> 8)) | (p[2] & (F_RD >> 8))
+        o[3] = (s[3] & ~F_CD) | (p[3] & F_CD)
+        memcpy(o + HEADER, p + HEADER, q.qname_len)
+        elapsed = now - entry.stored_at
+        if elapsed >= 1.0:  # false for NaN too
+            dec = 0xFFFFFFFF if elapsed >= 4294967295.0 else <uint32_t>elapsed
+            offsets = s + entry.size
+            for i in range(entry.n_ttl):
+                k = (offsets[2 * i] << 8) | offsets[2 * i + 1]
+                ttl = ((<uint32_t>s[k] << 24) | (<uint32_t>s[k + 1] << 16)
+                       | (<uint32_t>s[k + 2] << 8) | s[k + 3])
+                ttl = ttl - dec if ttl > dec else 0
+                o[k] = (ttl >> 24) & 0xFF
+                o[k + 1] = (ttl >> 16) & 0xFF
+                o[k + 2] = (ttl >> 8) & 0xFF
+                o[k + 3] = ttl & 0xFF
+        self.hits += 1
+        return out
+
+    cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl):
+        """Remember ``response``, the full wire sent for ``query``, in ``scope`` for ``ttl``
+        seconds from ``now``, replacing any entry for the same key. Returns whether it was stored:
+        not when ``ttl`` <= 0 or ``now`` is not finite, nor when the query is one ``answer`` never
+        serves, nor when the response is malformed (names, compression pointers, RDATA lengths,
+        octets left over: RFC 1035 §4.1), TC, not for this question, or carries an OPT outside the
+        additional section, more than one, or one the query did not have (RFC 6891 §6.1.1, §7)."""
+        cdef QInfo q
+        cdef Py_ssize_t n = 0, rn = 0
+        cdef const unsigned char *p = _wire(query, &n)
+        cdef const unsigned char *r = _wire(response, &rn)
+        cdef _Entry entry
+        cdef tuple lookup
+        if ttl <= 0 or not isfinite(now) or not _parse_query(p, n, &q):
+            return False
+        entry = _make_entry(r, rn, p, &q)
+        if entry is None:
+            return False
+        entry.stored_at = now
+        entry.expires = now + ttl
+        lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
+        if PyDict_GetItemWithError(self._entries, lookup) != NULL:
+            del self._entries[lookup]  # re-inserted below as the newest
+        elif len(self._entries) >= self.max_entries:
+            self._entries.popitem(last=False)
+            self.evictions += 1
+        self._entries[lookup] = entry
+        return True
+
+    def clear(self):
+        """Drop every entry; the counters keep counting."""
+        self._entries.clear()
+
+    def __len__(self):
+        return len(self._entries)
