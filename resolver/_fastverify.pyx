@@ -21,6 +21,7 @@ from libc.string cimport memcpy
 
 import hashlib
 import socket
+from collections import OrderedDict
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -451,12 +452,12 @@ cdef class KeyCache:
 
     dnspython DNSKEY rdatas are also looked up by (key material, flags, protocol, algorithm):
     the same identity as the wire form, without rebuilding and rehashing the wire each time."""
-    cdef dict _keys
-    cdef dict _by_fields
+    cdef object _keys  # OrderedDict: popitem(last=False) evicts in O(1); a plain dict's
+    cdef dict _by_fields  # next(iter(d)) walks the deleted slots left at its front
     cdef Py_ssize_t _capacity
 
     def __init__(self, Py_ssize_t capacity=10000):
-        self._keys = {}
+        self._keys = OrderedDict()
         self._by_fields = {}
         self._capacity = capacity
 
@@ -464,7 +465,7 @@ cdef class KeyCache:
         cdef Key key = self._keys.get(wire)
         if key is None:
             if len(self._keys) >= self._capacity:
-                del self._keys[next(iter(self._keys))]
+                self._keys.popitem(last=False)
             key = Key(wire)
             self._keys[wire] = key
         return key
