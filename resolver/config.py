@@ -34,6 +34,7 @@ import dns.rdatatype
 import dns.rrset
 import yaml
 
+from resolver import __version__
 from resolver.anchors import (ROOT_HINTS, RootHint, TrustAnchorError, builtin_trust_anchors,
                               load_trust_anchor_file, parse_trust_anchors)
 from resolver.dnssec.config import Limits, ValidatorConfig
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
     from resolver.forensic import LogConfig
 
 __all__ = [
-    "AllowRule", "Budgets", "CacheConfig", "Config", "ConfigError", "Endpoint", "Forward",
-    "MetricsConfig",
+    "AllowRule", "Budgets", "CacheConfig", "Config", "ConfigError", "DnstapConfig", "Endpoint",
+    "Forward", "MetricsConfig",
     "ResolverLimits", "RootHint", "Service", "Timeouts", "default_config", "load_config",
     "open_default_service", "parse_config", "parse_endpoint", "parse_time", "replace_listen",
 ]
@@ -193,6 +194,31 @@ class MetricsConfig:
     enabled: bool = True
 
 
+#: ``DnstapConfig.mode``: a Frame Streams unix socket (bidirectional, to a collector) or a file.
+DNSTAP_UNIX = "unix"
+DNSTAP_FILE = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class DnstapConfig:
+    """The ``dnstap`` key: copies of the DNS messages, in the dnstap format, for existing DNS
+    analysis tools (``resolver.dnstap``). ``path`` is given as ``/run/dnstap.sock`` or
+    ``unix:/run/dnstap.sock`` (a collector's socket) or ``file:/var/log/dns.tap``; stored here
+    without the prefix, which goes to ``mode``."""
+
+    path: str
+    mode: str = DNSTAP_UNIX
+    #: Dnstap.identity and Dnstap.version of every message; empty leaves the field out.
+    identity: str = "dnssec-sidecar"
+    version: str = __version__
+    #: CLIENT_QUERY/CLIENT_RESPONSE: the clients' queries and our replies.
+    client: bool = True
+    #: RESOLVER_QUERY/RESOLVER_RESPONSE (FORWARDER_* for forwarded zones): the upstream ones.
+    resolver: bool = True
+    #: Messages waiting for the writer; more are dropped (and counted), never waited for.
+    queue_size: int = 10000
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. ``source`` is the file it came from, or ``"<defaults>"``.
@@ -217,6 +243,8 @@ class Config:
     default_service: Service = dataclasses.field(default_factory=open_default_service)
     log: LogConfig = dataclasses.field(default_factory=lambda: _log_config({}))
     metrics: "MetricsConfig" = dataclasses.field(default_factory=lambda: MetricsConfig())
+    #: None: no dnstap output.
+    dnstap: DnstapConfig | None = None
 
 
 DEFAULT_LISTEN = (Endpoint("127.0.0.1", 53),)
@@ -255,7 +283,8 @@ _RESOLVER_LIMIT_FIELDS = tuple(f.name for f in fields(ResolverLimits))
 
 _TOP_KEYS = ("listen", "root_hints", "trust_anchors", "trust_anchor_file", "forward",
              "validation", "qname_minimisation", "negative_trust_anchors", "outgoing", "limits",
-             "timeouts", "cache", "services", "default_service", "log", "metrics")
+             "timeouts", "cache", "services", "default_service", "log", "metrics",
+             "dnstap")
 _SERVICE_KEYS = ("name", "listeners", "clients", "allow", "refuse_with", "rebinding_protection",
                  "forward", "budgets")
 _DEFAULT_SERVICE_KEYS = _SERVICE_KEYS[3:]
@@ -277,6 +306,11 @@ _LOG_BOUNDS = {
     "queue_size": (1, 10_000_000),
 }
 _LOG_MIN_BYTES = 4096
+_DNSTAP_KEYS = ("path", "identity", "version", "client", "resolver", "queue_size")
+_DNSTAP_QUEUE_BOUNDS = (1, 10_000_000)
+_DNSTAP_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.S)
+_DNSTAP_TEXT_MAX = 255   # bytes of identity or version, as for an NSID (RFC 5001) or TXT string
+_SUN_PATH_MAX = 107      # sockaddr_un.sun_path holds 108 bytes with the final NUL (unix(7))
 
 
 # --- time -----------------------------------------------------------------------------------
@@ -836,6 +870,48 @@ def _log_config(data: dict[str, Any], base_dir: str | None = None) -> LogConfig:
     return LogConfig(**values)
 
 
+def _dnstap(value: object) -> DnstapConfig | None:
+    """The ``dnstap`` mapping; absent or null: off."""
+    if value is None:
+        return None
+    data = _mapping(value, "dnstap", _DNSTAP_KEYS)
+    text = _str(_required(data, "path", "dnstap"), "dnstap.path",
+                'a path: "/run/dnstap.sock", "unix:/run/dnstap.sock" or "file:/var/log/dns.tap"')
+    mode, path = DNSTAP_UNIX, text
+    if (scheme := _DNSTAP_SCHEME.fullmatch(text)) and not text.startswith(("/", ".")):
+        mode, path = scheme.group(1).lower(), scheme.group(2)
+        if mode not in (DNSTAP_UNIX, DNSTAP_FILE):
+            raise ConfigError("dnstap.path", f"{text!r}: unsupported output {mode!r} (unix: "
+                                             "for a collector's socket, file: for a file)")
+        if path.startswith("//"):
+            raise ConfigError("dnstap.path", f"{text!r}: not a URL: write {mode}:/PATH")
+    if not path.strip():
+        raise ConfigError("dnstap.path", f"{text!r}: empty path")
+    if "\0" in path:
+        raise ConfigError("dnstap.path", f"{text!r}: NUL in the path")
+    if mode == DNSTAP_UNIX and len(os.fsencode(path)) > _SUN_PATH_MAX:
+        raise ConfigError("dnstap.path", f"{text!r}: a unix socket path is at most "
+                                         f"{_SUN_PATH_MAX} bytes")
+    values: dict[str, Any] = {"path": path, "mode": mode}
+    for key in ("identity", "version"):
+        if _given(data, key):
+            item = _str(data[key], f"dnstap.{key}")
+            if len(item.encode("utf-8", "surrogatepass")) > _DNSTAP_TEXT_MAX:
+                raise ConfigError(f"dnstap.{key}", f"longer than {_DNSTAP_TEXT_MAX} bytes")
+            values[key] = item
+    for key in ("client", "resolver"):
+        if _given(data, key):
+            values[key] = _bool(data[key], f"dnstap.{key}")
+    if _given(data, "queue_size"):
+        values["queue_size"] = _int(data["queue_size"], "dnstap.queue_size",
+                                    _DNSTAP_QUEUE_BOUNDS)
+    config = DnstapConfig(**values)
+    if not config.client and not config.resolver:
+        raise ConfigError("dnstap", "client and resolver are both false: nothing to send "
+                                    "(leave dnstap out to turn it off)")
+    return config
+
+
 # --- entry points ---------------------------------------------------------------------------
 
 def parse_config(data: object, source: str = "<string>", *, base_dir: str | None = None,
@@ -870,7 +946,7 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
         cache=_cache(top.get("cache")), source=source, services=services,
         default_service=default_service,
         log=_log_config(_mapping(top.get("log"), "log", _LOG_KEYS), base_dir),
-        metrics=_metrics(top.get("metrics")))
+        metrics=_metrics(top.get("metrics")), dnstap=_dnstap(top.get("dnstap")))
 
 
 def replace_listen(config: Config, listen: tuple[Endpoint, ...]) -> Config:

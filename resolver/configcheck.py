@@ -81,6 +81,17 @@ def _log(config: Config) -> str:
     return text + (f", HMAC key {log.hmac_key_file}" if log.hmac_key_file else ", no HMAC key")
 
 
+def _dnstap(config: Config) -> str:
+    tap = config.dnstap
+    if tap is None:
+        return "  dnstap: off"
+    where = f"file {tap.path}" if tap.mode == "file" else f"unix socket {tap.path}"
+    kinds = " and ".join(kind for kind, on in (("client", tap.client),
+                                               ("resolver", tap.resolver)) if on)
+    return (f"  dnstap: {where}, {kinds} messages, identity {tap.identity!r}, version "
+            f"{tap.version!r}, queue {tap.queue_size}")
+
+
 def _services(config: Config) -> list[str]:
     lines = []
     if config.services:
@@ -130,6 +141,7 @@ def summary(config: Config) -> list[str]:
         f"  SHA-1 algorithms (5, 7): {'allowed' if config.validator.allow_sha1 else 'off'}",
         f"  QNAME minimisation: {'on' if config.qname_minimisation else 'off'}",
         f"  outgoing: {' and '.join(families)}",
+        _dnstap(config),
     ]
     lines += _services(config)
     lines.append(_log(config))

@@ -178,6 +178,7 @@ class Iterator:
         self.stats = {"upstream_queries": 0, "upstream_timeouts": 0, "nta_uses": 0}
         self.on_rtt = None  # called with each upstream round trip in seconds
         self.on_event = None  # called with DNSSEC health events: "key_rollover", "nta_used"
+        self.tap = None  # resolver.dnstap.Dnstap: told of each upstream query and reply
         self._key_tags: dict[dns.name.Name, frozenset[int]] = {}
 
     # --- time, budgets, zones -------------------------------------------------------------
@@ -261,6 +262,10 @@ class Iterator:
             self._spend_query(ctx)
             query = transport.make_query(qname, qtype, recursion=zone.recursive)
             ctx.servers_asked.append(f"{server[0]}:{server[1]}")
+            tap = self.tap
+            if tap is not None:
+                query_wire, sent = query.to_wire(), time.time_ns()
+                tap.resolver_query(query_wire, server, zone.name, sent, forwarder=zone.recursive)
             try:
                 reply = await self.exchange(query, server[0], server[1],
                                             timeout=self.s.upstream_timeout)
@@ -271,6 +276,10 @@ class Iterator:
                 last = f"{server[0]}: {exc}"
                 continue
             self.infra.success(server, reply.rtt)
+            if tap is not None:
+                tap.resolver_response(query_wire, reply.wire or reply.message.to_wire(), server,
+                                      zone.name, reply.tcp, sent, time.time_ns(),
+                                      forwarder=zone.recursive)
             if self.on_rtt is not None:
                 self.on_rtt(reply.rtt)
             kind = self._classify(zone, qname, qtype, reply.message)

@@ -163,19 +163,26 @@ DNSSEC_EDE = frozenset(range(1, 13)) | {25, 27}
 class Frontend:
     """Everything between a client's bytes and the reply: request checks, the client's service
     and its policy, resolution, the answer, and one forensic record per query, written (or
-    queued, with back-pressure) before the reply leaves."""
+    queued, with back-pressure) before the reply leaves. A ``tap`` (resolver.dnstap.Dnstap)
+    is given each query as received and each reply as it leaves."""
 
-    def __init__(self, resolver: Resolver, policy=None, forensic=None, metrics=None) -> None:
+    def __init__(self, resolver: Resolver, policy=None, forensic=None, metrics=None,
+                 tap=None) -> None:
         self.resolver = resolver
         self.policy = policy
         self.forensic = forensic
         self.metrics = metrics
+        self.tap = tap
 
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
                      client: tuple[str, int], max_size: int | None) -> bytes | None:
         """Answer one query message; ``max_size`` None for TCP. None means drop (a response
         message, or a packet too short to answer)."""
         started = time.perf_counter()
+        tap = self.tap
+        if tap is not None:
+            received = time.time_ns()
+            tap.client_query(wire, client, listener, transport, received)
         record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(
                       timespec="microseconds").replace("+00:00", "Z"),
                   "client": {"address": client[0], "port": client[1]},
@@ -189,6 +196,9 @@ class Frontend:
                               policy={"decision": "malformed", "rule": None, "reason": str(exc)},
                               rcode="FORMERR")
                 await self._log(record, started)
+                if tap is not None:
+                    tap.client_response(wire, reply, client, listener, transport, received,
+                                        time.time_ns())
             return reply
         if query.flags & dns.flags.QR:
             return None
@@ -231,6 +241,9 @@ class Frontend:
         if self.metrics is not None:
             self._count(record, decision, outcome, transport, started)
         await self._log(record, started)
+        if tap is not None:
+            tap.client_response(wire, reply, client, listener, transport, received,
+                                time.time_ns())
         return reply
 
     def _count(self, record: dict, decision, outcome, transport: str, started: float) -> None:

@@ -16,6 +16,7 @@ import dns.rdatatype
 from resolver.cache import Cache
 from resolver.config import Config, ConfigError, load_config, replace_listen
 from resolver.dnssec import Verdict
+from resolver.dnstap import Dnstap, DnstapCollector
 from resolver.forensic import ForensicLog
 from resolver.iterator import Iterator, Settings
 from resolver.metrics import Health, HttpEndpoint, Metrics
@@ -55,15 +56,24 @@ def _trust(settings: Settings) -> tuple:
             settings.validation_time)
 
 
-def build(config: Config, *, exchange=None, policy=None, forensic=None,
-          metrics=None) -> tuple[Resolver, Server]:
+def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=None,
+          tap=None) -> tuple[Resolver, Server]:
+    """The resolver and its listeners. A ``tap`` is wired to what ``config.dnstap`` asks for:
+    client messages at the frontend, resolver messages at the iterator."""
     cache = Cache(config.cache.max_entries, config.cache.max_ttl, config.cache.max_negative_ttl,
                   config.cache.min_ttl)
     resolver = Resolver(settings_from(config), cache, exchange=exchange)
-    server = Server(Frontend(resolver, policy, forensic, metrics),
+    resolver.iterator.tap = _tap_for(config, tap, "resolver")
+    server = Server(Frontend(resolver, policy, forensic, metrics, _tap_for(config, tap, "client")),
                     [(ep.host, ep.port) for ep in config.listen],
                     tcp_idle=config.timeouts.tcp_idle_ms / 1000)
     return resolver, server
+
+
+def _tap_for(config: Config, tap, kind: str):
+    """``tap`` if ``config.dnstap`` asks for ``kind`` ("client" or "resolver") messages."""
+    wanted = tap is not None and config.dnstap is not None and getattr(config.dnstap, kind)
+    return tap if wanted else None
 
 
 class Service:
@@ -77,22 +87,28 @@ class Service:
         self.metrics = Metrics()
         self.health = Health()
         self.forensic = ForensicLog(config.log) if config.log.enabled else None
+        self.tap = Dnstap(config.dnstap) if config.dnstap is not None else None
         self.resolver, self.server = build(config, policy=Policy(config), forensic=self.forensic,
-                                           metrics=self.metrics)
+                                           metrics=self.metrics, tap=self.tap)
         self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
                                     iterator=lambda: self.resolver.iterator)
+        if self.tap is not None:
+            self.metrics.registry.register(DnstapCollector(self.tap))
         self._hook_iterator(self.resolver.iterator)
         self._stat = self._file_state()
 
     def _hook_iterator(self, iterator: Iterator) -> None:
         iterator.on_rtt = self.metrics.upstream_rtt.observe
         iterator.on_event = lambda event: self.metrics.events.labels(event).inc()
+        iterator.tap = _tap_for(self.config, self.tap, "resolver")
 
     async def run(self) -> None:
         """Serve until SIGINT or SIGTERM; then stop accepting, let queries in flight finish,
-        and flush the forensic log."""
+        and flush the forensic log; dnstap sends its STOP."""
         if self.forensic is not None:
             await self.forensic.start()
+        if self.tap is not None:
+            self.tap.start()
         http = None
         tasks = []
         try:
@@ -120,8 +136,12 @@ class Service:
                 task.cancel()
             if http is not None:
                 await http.stop()
-            if self.forensic is not None:
-                await self.forensic.close()
+            try:
+                if self.forensic is not None:
+                    await self.forensic.close()
+            finally:
+                if self.tap is not None:
+                    await self.tap.close()
         log.info("stopped")
 
     # --- readiness ------------------------------------------------------------------------
@@ -183,7 +203,7 @@ class Service:
             log.error("reload (%s) rejected, keeping the running configuration: %s", why, exc)
             self.metrics.reloads.labels("rejected").inc()
             return False
-        for field in ("listen", "log", "metrics"):
+        for field in ("listen", "log", "metrics", "dnstap"):
             if getattr(new, field) != getattr(self.config, field):
                 log.warning("reload: %s changed; that takes a restart", field)
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})

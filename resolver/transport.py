@@ -36,6 +36,7 @@ class Reply:
     tcp: bool
     rtt: float  # seconds
     size: int
+    wire: bytes | None = None  # the reply as received (for dnstap)
 
 
 def make_query(qname: dns.name.Name, qtype: int, *, recursion: bool = False) -> dns.message.Message:
@@ -78,7 +79,7 @@ class _UdpExchange(asyncio.DatagramProtocol):
             self.done.set_exception(exc)
             return
         if reply is not None:
-            self.done.set_result((reply, len(data)))
+            self.done.set_result((reply, data))
 
     def error_received(self, exc: Exception) -> None:
         if not self.done.done():
@@ -86,7 +87,7 @@ class _UdpExchange(asyncio.DatagramProtocol):
 
 
 async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
-               timeout: float) -> tuple[dns.message.Message, int]:
+               timeout: float) -> tuple[dns.message.Message, bytes]:
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
@@ -104,7 +105,7 @@ async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
 
 
 async def _tcp(query: dns.message.Message, wire: bytes, host: str, port: int,
-               timeout: float) -> tuple[dns.message.Message, int]:
+               timeout: float) -> tuple[dns.message.Message, bytes]:
     writer = None
     try:
         async with asyncio.timeout(timeout):
@@ -116,7 +117,7 @@ async def _tcp(query: dns.message.Message, wire: bytes, host: str, port: int,
                 data = await reader.readexactly(length)
                 reply = _matches(query, data)
                 if reply is not None:
-                    return reply, length
+                    return reply, data
     except TimeoutError:
         raise UpstreamError("timeout", f"no answer from {host} over TCP") from None
     except (OSError, asyncio.IncompleteReadError) as exc:
@@ -133,8 +134,8 @@ async def exchange(query: dns.message.Message, host: str, port: int = 53, *,
     wire = query.to_wire()
     start = time.monotonic()
     if not tcp:
-        reply, size = await _udp(query, wire, host, port, timeout)
+        reply, data = await _udp(query, wire, host, port, timeout)
         if not reply.flags & dns.flags.TC:
-            return Reply(reply, False, time.monotonic() - start, size)
-    reply, size = await _tcp(query, wire, host, port, timeout)
-    return Reply(reply, True, time.monotonic() - start, size)
+            return Reply(reply, False, time.monotonic() - start, len(data), data)
+    reply, data = await _tcp(query, wire, host, port, timeout)
+    return Reply(reply, True, time.monotonic() - start, len(data), data)
