@@ -256,6 +256,7 @@ cdef class _Entry:
     cdef bytes data
     cdef Py_ssize_t size, n_ttl
     cdef double stored_at, expires
+    cdef object extra
 
 
 cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned char *query,
@@ -333,6 +334,7 @@ cdef class WireCache:
     cdef object _entries  # OrderedDict: popitem(last=False) is O(1); a dict's is not
     cdef readonly Py_ssize_t max_entries
     cdef readonly unsigned long long hits, misses, expired, oversize, evictions
+    cdef readonly object last_extra  # the ``extra`` stored with the entry the last hit came from
 
     def __init__(self, Py_ssize_t max_entries=100000):
         if max_entries < 1:
@@ -408,15 +410,18 @@ cdef class WireCache:
                 o[k + 2] = (ttl >> 8) & 0xFF
                 o[k + 3] = ttl & 0xFF
         self.hits += 1
+        self.last_extra = entry.extra
         return out
 
-    cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl):
+    cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl,
+                     object extra=None):
         """Remember ``response``, the full wire sent for ``query``, in ``scope`` for ``ttl``
         seconds from ``now``, replacing any entry for the same key. Returns whether it was stored:
         not when ``ttl`` <= 0 or ``now`` is not finite, nor when the query is one ``answer`` never
         serves, nor when the response is malformed (names, compression pointers, RDATA lengths,
         octets left over: RFC 1035 §4.1), TC, not for this question, or carries an OPT outside the
-        additional section, more than one, or one the query did not have (RFC 6891 §6.1.1, §7)."""
+        additional section, more than one, or one the query did not have (RFC 6891 §6.1.1, §7).
+        ``extra`` is kept with the entry and handed back as ``last_extra`` on a hit."""
         cdef QInfo q
         cdef Py_ssize_t n = 0, rn = 0
         cdef const unsigned char *p = _wire(query, &n)
@@ -430,6 +435,7 @@ cdef class WireCache:
             return False
         entry.stored_at = now
         entry.expires = now + ttl
+        entry.extra = extra
         lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
         if PyDict_GetItemWithError(self._entries, lookup) != NULL:
             del self._entries[lookup]  # re-inserted below as the newest

@@ -55,8 +55,11 @@ class _Snapshot:
 
     def collect(self):
         cache = self.sources.get("cache")
+        wire = self.sources.get("wirecache")
         if cache is not None:
-            yield _counter("cache_hits", "Cache hits", cache.hits)
+            hits = cache.hits + (wire.hits if wire is not None else 0)
+            yield _counter("cache_hits", "Cache hits (both the answer cache and the hit path)",
+                           hits)
             yield _counter("cache_misses", "Cache misses", cache.misses)
             yield _counter("cache_evictions", "Entries evicted for space", cache.evictions)
             yield _gauge("cache_entries", "Entries in the cache", len(cache))

@@ -24,6 +24,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
+from resolver._fastcache import WireCache
 from resolver.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
@@ -167,12 +168,68 @@ class Frontend:
     is given each query as received and each reply as it leaves."""
 
     def __init__(self, resolver: Resolver, policy=None, forensic=None, metrics=None,
-                 tap=None) -> None:
+                 tap=None, wire_entries: int = 100_000) -> None:
         self.resolver = resolver
         self.policy = policy
         self.forensic = forensic
         self.metrics = metrics
         self.tap = tap
+        # Responses sent, by service and question, answered again from their bytes (issue #5).
+        self.wirecache = WireCache(max(1, wire_entries))
+
+    def fast(self, wire: bytes, transport: str, listener: tuple[str, int],
+             client: tuple[str, int]) -> bytes | None:
+        """The hit path: a repeated question of a service answered from the bytes sent before
+        (``_fastcache``), its forensic record made from the one stored with them. None sends
+        the query down the full path: a miss, a service with budgets to count, a log that is
+        unhealthy or full (the full path then waits for it)."""
+        service = self.policy.service_for(listener, client[0]) if self.policy else None
+        if service is not None and _has_budgets(service):
+            return None
+        forensic = self.forensic
+        if forensic is not None and not forensic.healthy:
+            return None
+        now = time.time()
+        reply = self.wirecache.answer(wire, service.name if service else "", now,
+                                      0 if transport == "udp" else 65535)
+        if reply is None:
+            return None
+        record = dict(self.wirecache.last_extra)
+        flags = wire[2]
+        record.update(time=_rfc3339(now), client={"address": client[0], "port": client[1]},
+                      transport=transport, listener=_endpoint_text(listener),
+                      id=(wire[0] << 8) | wire[1], cache_hit=True, upstream=[],
+                      duration_ms=round((time.time() - now) * 1000, 3))
+        record["flags"] = dict(record["flags"], rd=bool(flags & 0x01))
+        if forensic is not None and not forensic.append_nowait(record):
+            return None
+        if self.metrics is not None:
+            metrics = self.metrics
+            metrics.queries.labels(record["service"] or "", record["qtype"],
+                                   record["rcode"]).inc()
+            ede = record["ede"]
+            metrics.validation.labels(record["verdict"], str(ede["code"]) if ede else "").inc()
+            metrics.duration.labels(transport).observe(time.time() - now)
+        if self.tap is not None:
+            sent = time.time_ns()
+            self.tap.client_query(wire, client, listener, transport, sent)
+            self.tap.client_response(wire, reply, client, listener, transport, sent, sent)
+        return reply
+
+    def _remember(self, wire: bytes, reply: bytes, service, decision, outcome,
+                  record: dict) -> None:
+        """Keep an allowed, validated answer's bytes and record for the hit path, for as long
+        as the answer may be cached."""
+        if outcome is None or outcome.answer is None or outcome.denied is not None:
+            return
+        if decision is not None and not decision.allowed:
+            return
+        if service is not None and _has_budgets(service):
+            return
+        template = {k: v for k, v in record.items()
+                    if k not in ("time", "client", "transport", "listener", "id", "duration_ms")}
+        self.wirecache.store(wire, service.name if service else "", reply, time.time(),
+                             outcome.answer.ttl, template)
 
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
                      client: tuple[str, int], max_size: int | None) -> bytes | None:
@@ -183,8 +240,7 @@ class Frontend:
         if tap is not None:
             received = time.time_ns()
             tap.client_query(wire, client, listener, transport, received)
-        record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                      timespec="microseconds").replace("+00:00", "Z"),
+        record = {"time": _rfc3339(time.time()),
                   "client": {"address": client[0], "port": client[1]},
                   "transport": transport, "listener": _endpoint_text(listener)}
         try:
@@ -241,6 +297,7 @@ class Frontend:
         if self.metrics is not None:
             self._count(record, decision, outcome, transport, started)
         await self._log(record, started)
+        self._remember(wire, reply, service, decision, outcome, record)
         if tap is not None:
             tap.client_response(wire, reply, client, listener, transport, received,
                                 time.time_ns())
@@ -337,6 +394,17 @@ class Frontend:
 NEAR_EXPIRY = 3 * 86400  # seconds: a signature this close to expiry is worth an alert
 
 
+def _has_budgets(service) -> bool:
+    budgets = service.budgets
+    return (budgets.query_rate is not None or budgets.max_label_length is not None
+            or budgets.distinct_names_per_minute is not None)
+
+
+def _rfc3339(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(
+        timespec="microseconds").replace("+00:00", "Z")
+
+
 def _budget_name(reason: str) -> str:
     """The budget a failure names, as a metric label."""
     for needle, name in (("upstream queries", "upstream_queries"),
@@ -378,6 +446,14 @@ class _UdpServer(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
+        try:
+            reply = self.frontend.fast(data, "udp", self.listener, addr[:2])
+        except Exception:  # the full path answers, and logs, whatever the hit path cannot
+            log.exception("hit path failed for a query from %s", addr)
+            reply = None
+        if reply is not None:
+            self.transport.sendto(reply, addr)
+            return
         task = asyncio.ensure_future(self._handle(data, addr))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -423,7 +499,9 @@ class Server:
 
         async def handle(wire: bytes) -> None:
             try:
-                reply = await self.frontend.handle(wire, "tcp", listener, client, None)
+                reply = self.frontend.fast(wire, "tcp", listener, client)
+                if reply is None:
+                    reply = await self.frontend.handle(wire, "tcp", listener, client, None)
             except Exception:
                 log.exception("TCP query from %s failed", client)
                 reply = formerr_for(wire)

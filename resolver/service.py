@@ -64,7 +64,8 @@ def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=
                   config.cache.min_ttl)
     resolver = Resolver(settings_from(config), cache, exchange=exchange)
     resolver.iterator.tap = _tap_for(config, tap, "resolver")
-    server = Server(Frontend(resolver, policy, forensic, metrics, _tap_for(config, tap, "client")),
+    server = Server(Frontend(resolver, policy, forensic, metrics, _tap_for(config, tap, "client"),
+                             wire_entries=config.cache.max_entries),
                     [(ep.host, ep.port) for ep in config.listen],
                     tcp_idle=config.timeouts.tcp_idle_ms / 1000)
     return resolver, server
@@ -91,6 +92,7 @@ class Service:
         self.resolver, self.server = build(config, policy=Policy(config), forensic=self.forensic,
                                            metrics=self.metrics, tap=self.tap)
         self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
+                                    wirecache=self.server.frontend.wirecache,
                                     iterator=lambda: self.resolver.iterator)
         if self.tap is not None:
             self.metrics.registry.register(DnstapCollector(self.tap))
@@ -209,6 +211,7 @@ class Service:
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
         frontend = self.server.frontend
         frontend.policy = Policy(new)
+        frontend.wirecache.clear()  # stored answers carry the old policy's decisions
         settings = settings_from(new)
         if settings != self.resolver.settings:
             if _trust(settings) != _trust(self.resolver.settings):
