@@ -8,7 +8,7 @@ Error naming the zone and the reason. A client's CD bit does not bypass validati
 from __future__ import annotations
 
 import asyncio
-import datetime
+import functools
 import logging
 import struct
 import time
@@ -205,11 +205,12 @@ class Frontend:
             return None
         if self.metrics is not None:
             metrics = self.metrics
-            metrics.queries.labels(record["service"] or "", record["qtype"],
-                                   record["rcode"]).inc()
+            metrics.child(metrics.queries, record["service"] or "", record["qtype"],
+                          record["rcode"]).inc()
             ede = record["ede"]
-            metrics.validation.labels(record["verdict"], str(ede["code"]) if ede else "").inc()
-            metrics.duration.labels(transport).observe(time.time() - now)
+            metrics.child(metrics.validation, record["verdict"],
+                          str(ede["code"]) if ede else "").inc()
+            metrics.child(metrics.duration, transport).observe(time.time() - now)
         if self.tap is not None:
             sent = time.time_ns()
             self.tap.client_query(wire, client, listener, transport, sent)
@@ -400,9 +401,22 @@ def _has_budgets(service) -> bool:
             or budgets.distinct_names_per_minute is not None)
 
 
+_second = [-1, ""]  # the last whole second formatted, and its text
+
+
 def _rfc3339(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(
-        timespec="microseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC time with microseconds; the date and time of day are formatted once a
+    second (this runs for every query)."""
+    whole = int(seconds)
+    if whole != _second[0]:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return "%s.%06dZ" % (_second[1], int((seconds - whole) * 1e6))
+
+
+@functools.lru_cache(maxsize=1024)
+def _endpoint_text(endpoint: tuple[str, int]) -> str:
+    host, port = endpoint[0], endpoint[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _budget_name(reason: str) -> str:
@@ -416,9 +430,6 @@ def _budget_name(reason: str) -> str:
     return "other"
 
 
-def _endpoint_text(endpoint: tuple[str, int]) -> str:
-    host, port = endpoint[0], endpoint[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _to_wire(query: dns.message.Message, response: dns.message.Message,
