@@ -306,24 +306,24 @@ class Frontend:
 
     def _count(self, record: dict, decision, outcome, transport: str, started: float) -> None:
         m = self.metrics
-        m.queries.labels(record["service"] or "", record["qtype"] or "", record["rcode"]).inc()
-        m.duration.labels(transport).observe(time.perf_counter() - started)
+        m.child(m.queries, record["service"] or "", record["qtype"] or "", record["rcode"]).inc()
+        m.child(m.duration, transport).observe(time.perf_counter() - started)
         ede = record["ede"]
         if record["verdict"] is not None:
-            m.validation.labels(record["verdict"], str(ede["code"]) if ede else "").inc()
+            m.child(m.validation, record["verdict"], str(ede["code"]) if ede else "").inc()
         if decision is not None and not decision.allowed:
-            m.refusals.labels(record["service"] or "", decision.rule or decision.kind).inc()
+            m.child(m.refusals, record["service"] or "", decision.rule or decision.kind).inc()
             if decision.kind == "insecure":
-                m.events.labels("downgrade").inc()  # a zone expected signed answered insecure
+                m.child(m.events, "downgrade").inc()  # a zone expected signed answered insecure
         failure = outcome.failure if outcome is not None else None
         if failure is not None and "budget exhausted" in failure.reason:
-            m.budgets.labels(_budget_name(failure.reason)).inc()
+            m.child(m.budgets, _budget_name(failure.reason)).inc()
         proof = record["proof"]
         if proof and outcome is not None and not outcome.cache_hit:
             now = self.resolver.iterator.now()
             if any(0 <= (sig["expiration"] - now) % 2**32 < NEAR_EXPIRY
                    for sig in proof["signatures"]):
-                m.events.labels("signature_near_expiry").inc()
+                m.child(m.events, "signature_near_expiry").inc()
 
     def _check_answer(self, service, qname: dns.name.Name, answer: Answer):
         """The whole answer, not only the question: every name in the chain (CNAME and DNAME
