@@ -1,0 +1,95 @@
+"""Resident memory of dnssec-sidecar with 100k cached names (issue #5 target: <= 250 MB).
+
+Fills the cache of the real server with distinct validated names over the test tree (wildcard
+expansions: each one a signed answer with its RRSIG and NSEC/NSEC3 proof, the heaviest common
+entry) using dnsperf, then reads VmRSS from /proc.
+
+    sudo python bench/memory.py [--names 100000]     # needs: apt-get install dnsperf
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT_DIR))
+
+from tests.testtree import authority, zonedata  # noqa: E402
+
+ADDRESS = "127.0.0.73"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def metric(name: str) -> float:
+    text = urllib.request.urlopen(f"http://{ADDRESS}:9153/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--names", type=int, default=100_000)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root: the tree listens on port 53")
+    manifest = zonedata.manifest()
+    children = [z for z, e in manifest["zones"].items() if e["kind"] == "child"]
+    (hint_name, hint_addr), = manifest["root_hints"].items()
+    anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
+    with tempfile.TemporaryDirectory() as tmp, authority.start_tree():
+        queries = Path(tmp) / "queries.txt"
+        queries.write_text("".join(f"m{i}.wild.{children[i % len(children)]} A\n"
+                                   for i in range(args.names)))
+        config = Path(tmp) / "config.yaml"
+        config.write_text(f'listen: ["{ADDRESS}:53"]\n'
+                          f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
+                          f"trust_anchors: [{anchors}]\n"
+                          f'validation: {{time: "{authority.validation_time()}"}}\n'
+                          f'metrics: {{listen: "{ADDRESS}:9153"}}\n'
+                          f"log: {{path: {tmp}/log.jsonl}}\n"
+                          f"cache: {{max_entries: {args.names * 2}}}\n")
+        server = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
+                                   str(config)], cwd=ROOT_DIR)
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection((ADDRESS, 53), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            idle = rss_mib(server.pid)
+            start = time.monotonic()
+            subprocess.run(["dnsperf", "-s", ADDRESS, "-d", str(queries), "-n", "1", "-q", "64",
+                            "-t", "10"], check=True, stdout=subprocess.DEVNULL)
+            filled = time.monotonic() - start
+            entries = metric("dnssec_sidecar_cache_entries")
+            full = rss_mib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"# {platform.node()} {platform.machine()} Python {platform.python_version()}")
+    print(f"RSS idle (trust primed lazily):     {idle:8.1f} MiB")
+    print(f"RSS with {entries:,.0f} cache entries: {full:8.1f} MiB "
+          f"({(full - idle) * 1024 / max(entries, 1):.2f} KiB per entry)")
+    print(f"filled in {filled:.1f} s ({args.names / filled:,.0f} uncached validated queries/s)")
+
+
+if __name__ == "__main__":
+    main()
