@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+WORKERS=${WORKERS:-1}  # dnssec-sidecar processes (config `workers`); Unbound keeps one thread
 OURS_ON=127.0.0.70 OURS_OFF=127.0.0.71 UNBOUND=127.0.0.72
 for tool in dnsperf unbound python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install dnsperf unbound)"; exit 2; }
@@ -25,10 +26,10 @@ python3 -m tests.testtree --no-forwarder >"$tmp/tree.log" 2>&1 & pids+=($!)
 
 # 1,000 names over the tree: wildcard expansions (secure, with their NSEC/NSEC3 proofs), plain
 # secure names, names in insecure zones and proven non-existent names.
-python3 - "$tmp" <<'EOF'
+python3 - "$tmp" "$WORKERS" <<'EOF'
 import json, sys
 from tests.testtree import authority, zonedata
-tmp = sys.argv[1]
+tmp, workers = sys.argv[1], int(sys.argv[2])
 m = zonedata.manifest()
 children = [z for z, e in m["zones"].items() if e["kind"] == "child"]
 insecure = [z for z, e in m["zones"].items() if e["kind"] == "insecure"]
@@ -50,7 +51,8 @@ anchors = authority.trust_anchor_lines(m)
 common = (f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
           "trust_anchors: [" + ", ".join(f'"{a}"' for a in anchors) + "]\n"
           f'validation: {{time: "{authority.validation_time()}"}}\n'
-          "metrics: {enabled: false}\n")
+          "metrics: {enabled: false}\n"
+          f"workers: {workers}\n")
 open(f"{tmp}/on.yaml", "w").write(f'listen: ["127.0.0.70:53"]\nlog: {{path: {tmp}/log.jsonl}}\n' + common)
 open(f"{tmp}/off.yaml", "w").write('listen: ["127.0.0.71:53"]\nlog: {enabled: false}\n' + common)
 ds = " ".join(anchors[0].split()[3:])
@@ -100,7 +102,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 echo "# $(uname -n) $(uname -m), $(nproc) CPUs, $(python3 --version), $(unbound -V | head -1), dnsperf $(dnsperf 2>&1 | awk '/Version/ {print $2}')"
-echo "# $ROUNDS alternating rounds x ${SECONDS_PER_RUN}s, 1,000 names, 64 queries in flight, caches warm; medians"
+echo "# $ROUNDS alternating rounds x ${SECONDS_PER_RUN}s, 1,000 names, 64 queries in flight, caches warm; medians; dnssec-sidecar workers: $WORKERS"
 python3 - "${results[$OURS_ON]}" "${results[$OURS_OFF]}" "${results[$UNBOUND]}" <<'EOF'
 import statistics, sys
 names = ["dnssec-sidecar, log on", "dnssec-sidecar, log off", "unbound 1 thread"]

@@ -245,6 +245,8 @@ class Config:
     metrics: "MetricsConfig" = dataclasses.field(default_factory=lambda: MetricsConfig())
     #: None: no dnstap output.
     dnstap: DnstapConfig | None = None
+    #: Serving processes on SO_REUSEPORT sockets, each with its own cache and log chain.
+    workers: int = 1
 
 
 DEFAULT_LISTEN = (Endpoint("127.0.0.1", 53),)
@@ -284,7 +286,7 @@ _RESOLVER_LIMIT_FIELDS = tuple(f.name for f in fields(ResolverLimits))
 _TOP_KEYS = ("listen", "root_hints", "trust_anchors", "trust_anchor_file", "forward",
              "validation", "qname_minimisation", "negative_trust_anchors", "outgoing", "limits",
              "timeouts", "cache", "services", "default_service", "log", "metrics",
-             "dnstap")
+             "dnstap", "workers")
 _SERVICE_KEYS = ("name", "listeners", "clients", "allow", "refuse_with", "rebinding_protection",
                  "forward", "budgets")
 _DEFAULT_SERVICE_KEYS = _SERVICE_KEYS[3:]
@@ -946,7 +948,25 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
         cache=_cache(top.get("cache")), source=source, services=services,
         default_service=default_service,
         log=_log_config(_mapping(top.get("log"), "log", _LOG_KEYS), base_dir),
-        metrics=_metrics(top.get("metrics")), dnstap=_dnstap(top.get("dnstap")))
+        metrics=_metrics(top.get("metrics")), dnstap=_dnstap(top.get("dnstap")),
+        workers=_workers(top))
+
+
+MAX_WORKERS = 64
+
+
+def _workers(top: dict) -> int:
+    """``workers``: 1 to 64. More than one needs the log in a file: each worker keeps its own
+    chain in ``<path>.w<N>``, which standard output could only interleave."""
+    if not _given(top, "workers"):
+        return 1
+    workers = _int(top["workers"], "workers", (1, MAX_WORKERS))
+    log = top.get("log") or {}
+    if workers > 1 and (not isinstance(log, dict) or log.get("path", "-") == "-") and \
+            (not isinstance(log, dict) or log.get("enabled", True) is not False):
+        raise ConfigError("workers", "more than one worker needs log.path to be a file "
+                                     "(each worker writes its own chain)")
+    return workers
 
 
 def replace_listen(config: Config, listen: tuple[Endpoint, ...]) -> Config:

@@ -168,8 +168,9 @@ class Frontend:
     is given each query as received and each reply as it leaves."""
 
     def __init__(self, resolver: Resolver, policy=None, forensic=None, metrics=None,
-                 tap=None, wire_entries: int = 100_000) -> None:
+                 tap=None, wire_entries: int = 100_000, worker: int | None = None) -> None:
         self.resolver = resolver
+        self.worker = worker  # in every record when several processes serve (config workers)
         self.policy = policy
         self.forensic = forensic
         self.metrics = metrics
@@ -241,7 +242,7 @@ class Frontend:
         if tap is not None:
             received = time.time_ns()
             tap.client_query(wire, client, listener, transport, received)
-        record = {"time": _rfc3339(time.time()),
+        record = {"time": _rfc3339(time.time()), "worker": self.worker,
                   "client": {"address": client[0], "port": client[1]},
                   "transport": transport, "listener": _endpoint_text(listener)}
         try:
@@ -483,10 +484,11 @@ class Server:
     """UDP and TCP listeners on every configured endpoint."""
 
     def __init__(self, frontend: Frontend, endpoints: list[tuple[str, int]],
-                 tcp_idle: float = 10.0) -> None:
+                 tcp_idle: float = 10.0, reuse_port: bool = False) -> None:
         self.frontend = frontend
         self.endpoints = endpoints
         self.tcp_idle = tcp_idle
+        self.reuse_port = reuse_port  # several worker processes share the listeners
         self._udp: list = []
         self._tcp: list[asyncio.base_events.Server] = []
 
@@ -495,10 +497,11 @@ class Server:
         for host, port in self.endpoints:
             transport, protocol = await loop.create_datagram_endpoint(
                 lambda listener=(host, port): _UdpServer(self.frontend, listener),
-                local_addr=(host, port))
+                local_addr=(host, port), reuse_port=self.reuse_port or None)
             self._udp.append((transport, protocol))
             self._tcp.append(await asyncio.start_server(
-                lambda r, w, listener=(host, port): self._tcp_client(r, w, listener), host, port))
+                lambda r, w, listener=(host, port): self._tcp_client(r, w, listener), host, port,
+                reuse_port=self.reuse_port or None))
         log.info("listening on %s (UDP and TCP)",
                  ", ".join(_endpoint_text(endpoint) for endpoint in self.endpoints))
 

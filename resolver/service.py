@@ -57,7 +57,7 @@ def _trust(settings: Settings) -> tuple:
 
 
 def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=None,
-          tap=None) -> tuple[Resolver, Server]:
+          tap=None, worker: int | None = None) -> tuple[Resolver, Server]:
     """The resolver and its listeners. A ``tap`` is wired to what ``config.dnstap`` asks for:
     client messages at the frontend, resolver messages at the iterator."""
     cache = Cache(config.cache.max_entries, config.cache.max_ttl, config.cache.max_negative_ttl,
@@ -65,9 +65,10 @@ def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=
     resolver = Resolver(settings_from(config), cache, exchange=exchange)
     resolver.iterator.tap = _tap_for(config, tap, "resolver")
     server = Server(Frontend(resolver, policy, forensic, metrics, _tap_for(config, tap, "client"),
-                             wire_entries=config.cache.max_entries),
+                             wire_entries=config.cache.max_entries, worker=worker),
                     [(ep.host, ep.port) for ep in config.listen],
-                    tcp_idle=config.timeouts.tcp_idle_ms / 1000)
+                    tcp_idle=config.timeouts.tcp_idle_ms / 1000,
+                    reuse_port=config.workers > 1)
     return resolver, server
 
 
@@ -81,7 +82,9 @@ class Service:
     """One running resolver and what keeps it healthy and current."""
 
     def __init__(self, config: Config, path: str | None = None,
-                 listen_override: tuple | None = None) -> None:
+                 listen_override: tuple | None = None, worker: int | None = None) -> None:
+        self.worker = worker
+        config = for_worker(config, worker or 0)
         self.config = config
         self.path = path
         self.listen_override = listen_override
@@ -90,7 +93,8 @@ class Service:
         self.forensic = ForensicLog(config.log) if config.log.enabled else None
         self.tap = Dnstap(config.dnstap) if config.dnstap is not None else None
         self.resolver, self.server = build(config, policy=Policy(config), forensic=self.forensic,
-                                           metrics=self.metrics, tap=self.tap)
+                                           metrics=self.metrics, tap=self.tap,
+                                           worker=worker if config.workers > 1 else None)
         self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
                                     wirecache=self.server.frontend.wirecache,
                                     iterator=lambda: self.resolver.iterator)
@@ -201,6 +205,7 @@ class Service:
                 raise ConfigError("", "no configuration file to reload")
             if self.listen_override:
                 new = replace_listen(new, self.listen_override)
+            new = for_worker(new, self.worker or 0)
         except ConfigError as exc:
             log.error("reload (%s) rejected, keeping the running configuration: %s", why, exc)
             self.metrics.reloads.labels("rejected").inc()
@@ -225,7 +230,92 @@ class Service:
         return True
 
 
+def for_worker(config: Config, index: int) -> Config:
+    """Worker ``index``'s view of a multi-worker configuration: its own log chain
+    (``<path>.w<index>``), metrics port (``port + index``) and dnstap file."""
+    if config.workers <= 1:
+        return config
+    changes = {}
+    if config.log.enabled and config.log.path != "-":
+        changes["log"] = dataclasses.replace(config.log, path=f"{config.log.path}.w{index}")
+    if index and config.metrics.enabled:
+        listen = config.metrics.listen
+        changes["metrics"] = dataclasses.replace(
+            config.metrics, listen=dataclasses.replace(listen, port=listen.port + index))
+    if config.dnstap is not None and config.dnstap.path.startswith("file:"):
+        # A file holds one stream; a collector's socket takes a connection from each worker.
+        changes["dnstap"] = dataclasses.replace(config.dnstap,
+                                                path=f"{config.dnstap.path}.w{index}")
+    return dataclasses.replace(config, **changes)
+
+
 def serve(config: Config, path: str | None = None, listen_override: tuple | None = None) -> None:
-    """Run on uvloop, the project's event loop."""
+    """Run on uvloop, the project's event loop: one process, or ``workers`` processes on
+    SO_REUSEPORT sockets under a supervisor."""
     import uvloop
-    uvloop.run(Service(config, path, listen_override).run())
+    if config.workers <= 1:
+        uvloop.run(Service(config, path, listen_override).run())
+        return
+    supervise(config, path, listen_override)
+
+
+MAX_RESTARTS = 10  # per worker, then the supervisor gives up and exits non-zero
+
+
+def supervise(config: Config, path: str | None, listen_override: tuple | None) -> None:
+    """Fork the workers, pass SIGTERM, SIGINT and SIGHUP on to them, restart one that dies
+    unexpectedly (a bounded number of times), and exit when all have stopped."""
+    import uvloop
+
+    def start(index: int) -> int:
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 0
+            try:
+                uvloop.run(Service(config, path, listen_override, worker=index).run())
+            except BaseException:  # a worker reports its own failure, then exits
+                log.exception("worker %d failed", index)
+                code = 1
+            os._exit(code)
+        return pid
+
+    workers = {start(index): index for index in range(config.workers)}
+    restarts = dict.fromkeys(range(config.workers), 0)
+    stopping = False
+
+    def forward(sig, _frame) -> None:
+        nonlocal stopping
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in workers:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    log.info("supervising %d workers", config.workers)
+    failed = False
+    while workers:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = workers.pop(pid, None)
+        if index is None:
+            continue
+        if not stopping and restarts[index] < MAX_RESTARTS:
+            restarts[index] += 1
+            log.error("worker %d exited (status %d); restarting it", index, status)
+            workers[start(index)] = index
+        elif not stopping:
+            log.error("worker %d keeps failing; stopping", index)
+            failed = True
+            forward(signal.SIGTERM, None)
+    if failed:
+        raise SystemExit(1)
