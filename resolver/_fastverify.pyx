@@ -76,8 +76,6 @@ ECDSAP384SHA384 = 14
 ED25519 = 15
 ED448 = 16
 
-IMPLEMENTED_ALGORITHMS = frozenset((5, 7, 8, 10, 13, 14, 15, 16))
-SHA1_ALGORITHMS = frozenset((5, 7))
 
 cdef object _PKCS1 = padding.PKCS1v15()
 cdef object _SHA1 = hashes.SHA1()
@@ -666,7 +664,9 @@ cdef inline int _rank(int ede) noexcept:
     return 0
 
 
-cdef inline bint _usable(int algorithm, bint allow_sha1) noexcept:
+cpdef bint algorithm_usable(int algorithm, bint allow_sha1) noexcept:
+    """Whether signatures of this algorithm are validated: the implemented ones, RSASHA1 (5, 7)
+    only when allowed (RFC 8624 §3.1, RFC 9905 §2)."""
     if algorithm == 5 or algorithm == 7:
         return allow_sha1
     return algorithm == 8 or algorithm == 10 or 13 <= algorithm <= 16
@@ -691,7 +691,7 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
     cdef bint usable_zone_key = False, saw_usable_sig = False
     cdef Key key
     for key in keys:
-        if key.flags & ZONE_FLAG and _usable(key.algorithm, allow_sha1):
+        if key.flags & ZONE_FLAG and algorithm_usable(key.algorithm, allow_sha1):
             usable_zone_key = True
             break
     if rrsigs is None or not same_name(rrsigs.name.labels, owner_labels) \
@@ -701,7 +701,7 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
         if rrsig.type_covered != rdtype:
             continue
         alg = rrsig.algorithm
-        if not _usable(alg, allow_sha1):
+        if not algorithm_usable(alg, allow_sha1):
             failure.note(1, f"RRSIG algorithm {alg} is not supported", rrsig)
             continue
         saw_usable_sig = True

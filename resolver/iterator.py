@@ -198,9 +198,14 @@ class Iterator:
         ctx.queries += 1
         self.stats["upstream_queries"] += 1
 
-    def _under_nta(self, name: dns.name.Name) -> dns.name.Name | None:
+    def _nta_for(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The negative trust anchor ``name`` is at or below, its use counted and logged
+        (RFC 7646: no validation below it); None outside every NTA."""
         for nta in self.s.negative_trust_anchors:
             if name.is_subdomain(nta):
+                self.stats["nta_uses"] += 1
+                self._event("nta_used")
+                log.warning("negative trust anchor %s applied to %s", nta, name)
                 return nta
         return None
 
@@ -351,11 +356,8 @@ class Iterator:
         """Decide the child zone's security from its parent (RFC 4035 §5.2): a validated DS
         leads to its DNSKEY set; a proven absence of DS makes it insecure."""
         name = child.name
-        nta = self._under_nta(name)
+        nta = self._nta_for(name)
         if nta is not None:
-            self.stats["nta_uses"] += 1
-            self._event("nta_used")
-            log.warning("negative trust anchor %s applied to %s", nta, name)
             child.security, child.reason = Verdict.INSECURE, f"negative trust anchor {nta}"
             child.proof.append(f"nta {nta}")
             return child
@@ -733,11 +735,8 @@ class Iterator:
         """The security of the zone a forwarder's answer came from: the deepest zone that
         signed data for ``name``, or, for unsigned data, the closest enclosing zone cut found by
         walking DS records down from the closest known ancestor (RFC 4035 §5.2)."""
-        nta = self._under_nta(name)
-        if nta is not None:  # RFC 7646: no validation below a negative trust anchor
-            self.stats["nta_uses"] += 1
-            self._event("nta_used")
-            log.warning("negative trust anchor %s applied to %s", nta, name)
+        nta = self._nta_for(name)
+        if nta is not None:
             return Zone(nta, list(forward.servers), security=Verdict.INSECURE, recursive=True,
                         proof=[f"nta {nta}"], reason=f"negative trust anchor {nta}")
         signers = [s for s in _signers(reply) if name.is_subdomain(s)]

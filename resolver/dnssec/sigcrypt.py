@@ -36,13 +36,6 @@ def posix_time(now: float | int | datetime | None) -> int:
     return int(now)
 
 
-def algorithm_usable(algorithm: int, config: ValidatorConfig) -> bool:
-    """Whether signatures of this algorithm are validated (RFC 8624 §3.1, RFC 9905 §2)."""
-    if algorithm not in fv.IMPLEMENTED_ALGORITHMS:
-        return False
-    return config.allow_sha1 or algorithm not in fv.SHA1_ALGORITHMS
-
-
 def describe(name: dns.name.Name, rdtype: int) -> str:
     """``owner/TYPE``, the way reasons name an RRset."""
     return f"{name}/{dns.rdatatype.to_text(rdtype)}"
@@ -123,10 +116,10 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
             return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
                                     f"{what}: no DNSKEY matches a trust anchor")
     else:
-        usable = [ds for ds in trust if algorithm_usable(ds.algorithm, config)
+        usable = [ds for ds in trust if fv.algorithm_usable(ds.algorithm, config.allow_sha1)
                   and ds.digest_type in fv.IMPLEMENTED_DIGESTS]
         if not usable:
-            unsupported_alg = all(not algorithm_usable(ds.algorithm, config) for ds in trust)
+            unsupported_alg = all(not fv.algorithm_usable(ds.algorithm, config.allow_sha1) for ds in trust)
             ede = (EDE.UNSUPPORTED_DNSKEY_ALGORITHM if unsupported_alg
                    else EDE.UNSUPPORTED_DS_DIGEST_TYPE)
             return ValidationResult(Verdict.INSECURE, ede, f"{what}: no DS of a supported "
