@@ -280,7 +280,6 @@ class Iterator:
                     self.stats["upstream_timeouts"] += 1
                 last = f"{server[0]}: {exc}"
                 continue
-            self.infra.success(server, reply.rtt)
             if tap is not None:
                 tap.resolver_response(query_wire, reply.wire or reply.message.to_wire(), server,
                                       zone.name, reply.tcp, sent, time.time_ns(),
@@ -289,9 +288,11 @@ class Iterator:
                 self.on_rtt(reply.rtt)
             kind = self._classify(zone, qname, qtype, reply.message)
             if kind == "lame":
+                self.infra.failure(server, self.s.upstream_timeout)  # ask the others first
                 last = (f"{server[0]} answered {dns.rcode.to_text(reply.message.rcode())} "
                         f"for {qname} in {zone.name}")
                 continue
+            self.infra.success(server, reply.rtt)
             return reply.message, kind
         raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY,
                                f"no server of {zone.name} answered for {qname}: {last}")
@@ -334,7 +335,8 @@ class Iterator:
         for rrset in reply.answer:
             if rrset.name == qname and rrset.rdtype in (qtype, CNAME):
                 return "answer"
-            if rrset.rdtype == DNAME and qname.is_subdomain(rrset.name) and qname != rrset.name:
+            if rrset.rdtype == DNAME and qname.is_subdomain(rrset.name) and qname != rrset.name \
+                    and rrset.name.is_subdomain(zone.name):  # in bailiwick only (RFC 2181 §5.4.1)
                 return "answer"
         if not zone.recursive and not reply.flags & dns.flags.AA:
             for rrset in _rrsets(reply.authority, NS):
@@ -629,7 +631,8 @@ class Iterator:
             rrset = _find(reply.answer, current, qtype)
             synthesized = None
             dname = next((r for r in _rrsets(reply.answer, DNAME)
-                          if current.is_subdomain(r.name) and current != r.name), None)
+                          if current.is_subdomain(r.name) and current != r.name
+                          and r.name.is_subdomain(zone.name)), None)
             if rrset is None and dname is not None:
                 # The CNAME a server synthesises from a DNAME is unsigned: validate the DNAME
                 # and synthesise the CNAME here (RFC 6672 §3.2, §5.3.1).

@@ -13,6 +13,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from resolver import transport
+
 log = logging.getLogger(__name__)
 
 PREFIX = "dnssec_sidecar_"
@@ -79,6 +81,12 @@ class _Snapshot:
             yield _counter("upstream_queries", "Queries sent upstream", stats["upstream_queries"])
             yield _counter("upstream_timeouts", "Upstream queries that timed out",
                            stats["upstream_timeouts"])
+            ignored = CounterMetricFamily(PREFIX + "upstream_ignored", "Upstream packets "
+                                          "ignored while waiting for an answer (RFC 5452 §9.1)",
+                                          labels=["reason"])
+            for reason, count in sorted(transport.IGNORED.items()):
+                ignored.add_metric([reason], count)
+            yield ignored
         forensic = self.sources.get("forensic")
         if forensic is not None:
             stats = forensic.stats

@@ -2,8 +2,12 @@
 
 Every query gets a fresh random ID (dnspython's secure entropy) and a fresh socket, so a fresh
 ephemeral source port (RFC 5452 §9.2). UDP sockets are connected, so the kernel drops datagrams
-from any other address or port; an answer is taken only if its ID and question match the query
-(RFC 5452 §9.1). Anything else is ignored while waiting, so a forged packet cannot end the wait.
+from any other address or port; an answer is taken only if it is a parseable response to a query
+(QR, opcode QUERY) with the query's ID and exactly its question (RFC 5452 §9.1). Anything else
+that arrives over UDP is ignored and counted in :data:`IGNORED` while waiting, so a forged packet
+cannot end the wait. Over TCP the peer is the server itself (no off-path forger completes a TCP
+handshake): replies with another ID are skipped (RFC 7766 §7), but a reply with our ID that does
+not parse or asks another question ends the exchange at once as a broken server.
 """
 
 from __future__ import annotations
@@ -12,18 +16,25 @@ import asyncio
 import socket
 import struct
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 
 EDNS_PAYLOAD = 1232  # DNS Flag Day 2020: no IP fragmentation
 
+# Upstream packets that did not answer the query they arrived for, by reason: "id", "not_reply"
+# (no QR, or another opcode), "unparseable", "question"; read by the metrics endpoint.
+IGNORED: Counter[str] = Counter()
+
 
 class UpstreamError(Exception):
-    """A query that got no usable answer: ``kind`` is timeout, network or formerr."""
+    """A query that got no usable answer: ``kind`` is timeout, network, formerr (a TCP reply
+    that does not parse) or mismatch (a TCP reply to another question)."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")
@@ -49,20 +60,23 @@ def make_query(qname: dns.name.Name, qtype: int, *, recursion: bool = False) -> 
     return query
 
 
-def _matches(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
-    """The parsed reply if it answers ``query`` (RFC 5452 §9.1), else None."""
+def _check(query: dns.message.Message, wire: bytes) -> tuple[dns.message.Message | None, str]:
+    """``(reply, "")`` if ``wire`` answers ``query`` (RFC 5452 §9.1), else ``(None, reason)``
+    with one of the reasons of :data:`IGNORED`."""
     if len(wire) < 12 or struct.unpack_from("!H", wire)[0] != query.id:
-        return None
+        return None, "id"
+    if not wire[2] & 0x80 or (wire[2] >> 3) & 0x0F != dns.opcode.QUERY:
+        return None, "not_reply"
     try:
-        reply = dns.message.from_wire(wire, question_only=False)
-    except dns.exception.DNSException:
-        raise UpstreamError("formerr", "unparseable reply") from None
-    if not reply.flags & dns.flags.QR or len(reply.question) != 1:
-        return None
+        reply = dns.message.from_wire(wire)
+    except Exception:  # noqa: BLE001 - hostile bytes may trip any parser error
+        return None, "unparseable"
+    if len(reply.question) != 1:
+        return None, "question"
     asked, got = query.question[0], reply.question[0]
     if got.name != asked.name or got.rdtype != asked.rdtype or got.rdclass != asked.rdclass:
-        return None
-    return reply
+        return None, "question"
+    return reply, ""
 
 
 class _UdpExchange(asyncio.DatagramProtocol):
@@ -73,12 +87,10 @@ class _UdpExchange(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr) -> None:
         if self.done.done():
             return
-        try:
-            reply = _matches(self.query, data)
-        except UpstreamError as exc:
-            self.done.set_exception(exc)
-            return
-        if reply is not None:
+        reply, reason = _check(self.query, data)
+        if reply is None:
+            IGNORED[reason] += 1
+        else:
             self.done.set_result((reply, data))
 
     def error_received(self, exc: Exception) -> None:
@@ -115,9 +127,14 @@ async def _tcp(query: dns.message.Message, wire: bytes, host: str, port: int,
             while True:  # RFC 7766 §7: skip replies to other queries on the connection
                 length = struct.unpack("!H", await reader.readexactly(2))[0]
                 data = await reader.readexactly(length)
-                reply = _matches(query, data)
+                reply, reason = _check(query, data)
                 if reply is not None:
                     return reply, data
+                IGNORED[reason] += 1
+                if reason == "unparseable":
+                    raise UpstreamError("formerr", f"unparseable reply from {host} over TCP")
+                if reason == "question":
+                    raise UpstreamError("mismatch", f"{host} answered another question over TCP")
     except TimeoutError:
         raise UpstreamError("timeout", f"no answer from {host} over TCP") from None
     except (OSError, asyncio.IncompleteReadError) as exc:

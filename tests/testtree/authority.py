@@ -23,7 +23,8 @@ Fault knobs (keywords of ``Server``, values of ``faults`` in ``start_tree``; als
 while running with ``tree.set_faults``): ``drop`` (never answers), ``refuse`` (REFUSED to
 everything), ``servfail``, ``truncate_udp`` (every UDP answer TC with no records),
 ``delay_ms``, ``tcp=False`` (no TCP listener; only at start), ``no_dnssec`` (ignores DO: never
-any RRSIG/NSEC/NSEC3/DS beyond what the qtype asks for).
+any RRSIG/NSEC/NSEC3/DS beyond what the qtype asks for), ``formerr``, ``tcp_hang``,
+``tcp_reset``, ``tcp_wrong_question`` and ``forge`` (a test's forger; see the README).
 
 Only addresses in 127.0.0.0/8 are ever bound.
 """
@@ -34,6 +35,8 @@ import asyncio
 import dataclasses
 import ipaddress
 import datetime
+import socket
+import struct
 import threading
 import traceback
 from collections.abc import Callable, Iterable
@@ -63,7 +66,8 @@ TCP_IDLE = 10.0  # seconds before an idle TCP connection is closed
 MAX_MESSAGE = 65535
 
 FORWARDER = zonedata.manifest().get("forwarder", "127.0.0.60")
-KNOBS = ("drop", "refuse", "servfail", "truncate_udp", "delay_ms", "tcp", "no_dnssec")
+KNOBS = ("drop", "refuse", "servfail", "truncate_udp", "delay_ms", "tcp", "no_dnssec",
+         "formerr", "tcp_hang", "tcp_reset", "tcp_wrong_question", "forge")
 
 
 def _name(n) -> dns.name.Name:
@@ -399,7 +403,9 @@ class Server:
                  truncate_udp: bool = False, delay_ms: float = 0, tcp: bool = True,
                  no_dnssec: bool = False, max_udp: int = EDNS_PAYLOAD,
                  queries: list | None = None, errors: list | None = None,
-                 on_query: Callable[[Query], None] | None = None) -> None:
+                 on_query: Callable[[Query], None] | None = None, formerr: bool = False,
+                 tcp_hang: bool = False, tcp_reset: bool = False,
+                 tcp_wrong_question: bool = False, forge: Callable | None = None) -> None:
         self.address = check_address(address)
         self.port = port
         self.zones = [z if isinstance(z, zonedata.TestZone) else zonedata.load(z) for z in zones]
@@ -409,6 +415,8 @@ class Server:
         self.drop, self.refuse, self.servfail = drop, refuse, servfail
         self.truncate_udp, self.delay_ms, self.tcp = truncate_udp, delay_ms, tcp
         self.no_dnssec, self.max_udp = no_dnssec, max_udp
+        self.formerr, self.tcp_hang, self.tcp_reset = formerr, tcp_hang, tcp_reset
+        self.tcp_wrong_question, self.forge = tcp_wrong_question, forge
         self.queries = queries if queries is not None else []
         self.on_query = on_query
         self._udp = None
@@ -477,7 +485,12 @@ class Server:
         if self.drop:
             return None
         try:
-            if self.refuse or self.servfail:
+            if self.formerr and query.edns >= 0:  # a server that knows no EDNS (RFC 6891 §7)
+                response = dns.message.make_response(query)
+                response.use_edns(False)
+                response.set_rcode(dns.rcode.FORMERR)
+                referral = False
+            elif self.refuse or self.servfail:
                 response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
                 response.set_rcode(dns.rcode.REFUSED if self.refuse else dns.rcode.SERVFAIL)
                 referral = False
@@ -510,6 +523,8 @@ class Server:
 
     def _udp_received(self, transport, data: bytes, addr) -> None:
         reply = self.handle(data, "udp")
+        if self.forge is not None:  # a test's forger: may send datagrams before the reply
+            self.forge(transport, data, reply, addr)
         if reply is None:
             return
         if self.delay_ms:
@@ -534,11 +549,21 @@ class Server:
                 except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                     break
                 reply = self.handle(data, "tcp")
-                if reply is None:
+                if reply is None or self.tcp_hang:
                     continue  # drop: read on, never answer
+                if self.tcp_wrong_question:
+                    reply = _other_question(reply)
                 if self.delay_ms:
                     await asyncio.sleep(self.delay_ms / 1000)
-                writer.write(len(reply).to_bytes(2, "big") + reply)
+                framed = len(reply).to_bytes(2, "big") + reply
+                if self.tcp_reset:  # half the answer, then a reset (SO_LINGER 0)
+                    writer.write(framed[:len(framed) // 2])
+                    await writer.drain()
+                    writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    break
+                writer.write(framed)
                 await writer.drain()
         except asyncio.CancelledError:
             pass
@@ -555,6 +580,15 @@ def _truncated(response: dns.message.Message) -> bytes:
     """The response with TC set and no records (header, question and OPT only)."""
     response.answer, response.authority, response.additional = [], [], []
     response.flags |= dns.flags.TC
+    return response.to_wire(max_size=MAX_MESSAGE)
+
+
+def _other_question(wire: bytes) -> bytes:
+    """The reply with another question: ``mismatch.`` prefixed to the name asked."""
+    response = dns.message.from_wire(wire)
+    q = response.question[0]
+    response.question = [dns.rrset.RRset(dns.name.Name((b"mismatch",) + q.name.labels),
+                                         q.rdclass, q.rdtype)]
     return response.to_wire(max_size=MAX_MESSAGE)
 
 
