@@ -45,6 +45,10 @@ class Metrics:
                               "anchors used", ["event"], registry=r)
         self.reloads = Counter(PREFIX + "config_reloads", "Configuration reloads", ["result"],
                                registry=r)
+        self.malformed = Counter(PREFIX + "malformed_queries", "Client packets that are not a "
+                                 "well-formed query (RFC 1035 §4.1): answered FORMERR, or dropped "
+                                 "when no header can be read or they are responses",
+                                 ["transport", "action"], registry=r)
         self.sources: dict = {}
         r.register(_Snapshot(self.sources))
         self._children: dict = {}

@@ -249,6 +249,7 @@ class Frontend:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException as exc:
             reply = formerr_for(wire)
+            self._malformed(transport, reply)
             if reply is not None:
                 record.update(id=int.from_bytes(wire[:2], "big"), qname=None, qtype=None,
                               policy={"decision": "malformed", "rule": None, "reason": str(exc)},
@@ -259,6 +260,7 @@ class Frontend:
                                         time.time_ns())
             return reply
         if query.flags & dns.flags.QR:
+            self._malformed(transport, None)
             return None
         service = self.policy.service_for(listener, client[0]) if self.policy else None
         outcome, decision, response = None, None, None
@@ -267,6 +269,7 @@ class Frontend:
             response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED, "only QUERY is supported")
         elif question is None:
             response = refuse(query, dns.rcode.FORMERR, EDE.INVALID_DATA, "one question expected")
+            self._malformed(transport, response)
         elif question.rdclass != dns.rdataclass.IN:
             response = refuse(query, dns.rcode.REFUSED, EDE.NOT_SUPPORTED, "class IN only")
         elif question.rdtype in META_TYPES:
@@ -304,6 +307,13 @@ class Frontend:
             tap.client_response(wire, reply, client, listener, transport, received,
                                 time.time_ns())
         return reply
+
+    def _malformed(self, transport: str, reply) -> None:
+        """Count a client packet that is no well-formed query: answered FORMERR, or dropped
+        (``reply`` None)."""
+        if self.metrics is not None:
+            action = "dropped" if reply is None else "formerr"
+            self.metrics.child(self.metrics.malformed, transport, action).inc()
 
     def _count(self, record: dict, decision, outcome, transport: str, started: float) -> None:
         m = self.metrics
