@@ -96,6 +96,14 @@ class MalformedData(ValueError):
 
 # --- names --------------------------------------------------------------------------------------
 
+cdef inline object _given(object value):
+    """``value``, or TypeError for None: typed arguments of cpdef functions accept None, which
+    the C code below must never read as bytes."""
+    if value is None:
+        raise TypeError("None where bytes, a tuple, a list or a Key is required")
+    return value
+
+
 cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
     if 65 <= c <= 90:
         return c + 32
@@ -109,7 +117,9 @@ cpdef bytes name_wire(tuple labels, bint lowercase=True):
     cdef bytes label, out
     cdef unsigned char *dst
     cdef const unsigned char *src
+    _given(labels)
     for label in labels:
+        _given(label)
         n = PyBytes_GET_SIZE(label)
         if n > 63:
             raise MalformedData("label longer than 63 octets")
@@ -166,6 +176,7 @@ cpdef bytes canonical_rdata(int rdtype, bytes wire):
     cdef unsigned char *buf
     cdef bytes out
     cdef int prefix
+    _given(wire)
     if rdtype not in (T_NS, T_MD, T_MF, T_CNAME, T_SOA, T_MB, T_MG, T_MR, T_PTR, T_MINFO, T_MX,
                       T_RP, T_AFSDB, T_RT, T_SIG, T_PX, T_NXT, T_SRV, T_NAPTR, T_KX, T_A6,
                       T_DNAME, T_RRSIG):
@@ -307,12 +318,15 @@ cpdef bytes signed_data(bytes header, bytes owner, int rdtype, int rdclass, uint
                         list rdatas):
     """The octets an RRSIG covers: its header followed by the RRset in canonical form and order,
     duplicates removed (RFC 4034 §3.1.8.1, §6.3). ``rdatas`` are canonical RDATA wire forms."""
-    cdef list ordered = sorted(set(rdatas)) if len(rdatas) > 1 else rdatas
+    cdef list ordered = sorted(set(rdatas)) if len(_given(rdatas)) > 1 else rdatas
     cdef Py_ssize_t hn = PyBytes_GET_SIZE(header), on = PyBytes_GET_SIZE(owner)
     cdef Py_ssize_t total = hn, pos, rn
     cdef bytes rd, out
     cdef unsigned char *p
+    _given(header)
+    _given(owner)
     for rd in ordered:
+        _given(rd)
         rn = PyBytes_GET_SIZE(rd)
         if rn > 0xFFFF:
             raise MalformedData("RDATA longer than 65535 octets")
@@ -360,6 +374,7 @@ cpdef int key_tag(bytes dnskey_wire):
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(dnskey_wire)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(dnskey_wire), i
     cdef uint32_t ac = 0
+    _given(dnskey_wire)
     if n < 4:
         raise MalformedData("DNSKEY RDATA shorter than 4 octets")
     if p[3] == 1:
@@ -384,7 +399,7 @@ cdef class Key:
     cdef str _error
     cdef bint _loaded
 
-    def __init__(self, bytes wire):
+    def __init__(self, bytes wire not None):
         self.tag = key_tag(wire)
         self.wire = wire
         self.flags = (wire[0] << 8) | wire[1]
@@ -495,10 +510,13 @@ cdef class KeyCache:
 
 cpdef bytes ecdsa_der(bytes signature, Py_ssize_t half):
     """DER ``SEQUENCE { INTEGER r, INTEGER s }`` from the r|s form of RFC 6605 §4 (X.690 §8.3;
-    every length is below 128, so short-form lengths suffice)."""
+    every length is below 128, so short-form lengths suffice). ``half`` is 32 or 48 and the
+    signature twice as long, else MalformedData."""
     cdef const unsigned char *src = <const unsigned char *>PyBytes_AS_STRING(signature)
     cdef unsigned char buf[2 + 2 * (2 + 1 + 48)]
     cdef Py_ssize_t pos = 2, part, start, n
+    if (half != 32 and half != 48) or PyBytes_GET_SIZE(_given(signature)) != 2 * half:
+        raise MalformedData("ECDSA signature has the wrong length")
     for part in range(2):
         start = part * half
         n = half
@@ -525,6 +543,9 @@ cpdef bint verify_signature(Key key, bytes signature, bytes data):
     signature (RFC 3110 §3, RFC 5702 §3, RFC 6605 §4, RFC 8080 §4)."""
     cdef int alg = key.algorithm
     cdef Py_ssize_t half
+    _given(key)
+    _given(signature)
+    _given(data)
     if not key._loaded:
         key._load()
     cdef object pub = key._public
