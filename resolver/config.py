@@ -100,6 +100,12 @@ class ResolverLimits:
     max_ns_lookups: int = 8
     #: Client queries being resolved at once.
     max_concurrent_resolutions: int = 1000
+    #: Client TCP connections open at once, per process (Unbound's incoming-num-tcp); at the
+    #: limit a new connection closes the one idle longest, or is closed (RFC 7766 §6.2.3).
+    tcp_clients: int = 100
+    #: Queries of one client TCP connection in progress at once (RFC 7766 §6.2.1.1); reading
+    #: from the connection pauses at the limit.
+    tcp_pipeline: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +264,8 @@ _RESOLVER_LIMIT_BOUNDS = {
     "max_cname_chain": (0, 64),
     "max_ns_lookups": (0, 64),
     "max_concurrent_resolutions": (1, 1_000_000),
+    "tcp_clients": (1, 100_000),
+    "tcp_pipeline": (1, 1_000),
 }
 _DNSSEC_LIMIT_BOUNDS = {
     "max_sig_checks_per_rrset": (1, 1_000),

@@ -362,9 +362,14 @@ class ForensicLog:
 
     async def append(self, record: dict) -> None:
         """Queue a record; when the queue is full, wait (in turn) until the writer has made
-        room. Never drops: a record whose caller is cancelled while waiting is still logged."""
+        room. Never drops: a record whose caller is cancelled while waiting is still logged.
+        While writes fail (``healthy`` False) a full queue raises :class:`ForensicLogError`
+        at once instead: room may not come for hours, and the caller must not answer."""
         if self.append_nowait(record):
             return
+        if not self.healthy:
+            raise ForensicLogError(f"forensic log unavailable ({self._last_error}) and its "
+                                   f"queue full ({self.config.queue_size} records)")
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._cond:

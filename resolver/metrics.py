@@ -49,6 +49,12 @@ class Metrics:
                                  "well-formed query (RFC 1035 §4.1): answered FORMERR, or dropped "
                                  "when no header can be read or they are responses",
                                  ["transport", "action"], registry=r)
+        self.tcp_closed = Counter(PREFIX + "tcp_closed", "Client TCP connections the server "
+                                  "closed: idle, limit (limits.tcp_clients), write_timeout",
+                                  ["reason"], registry=r)
+        self.dropped = Counter(PREFIX + "queries_dropped", "Client queries not answered: "
+                               "log_unavailable (the forensic log fails and its queue is full)",
+                               ["reason"], registry=r)
         self.sources: dict = {}
         r.register(_Snapshot(self.sources))
         self._children: dict = {}
@@ -79,6 +85,14 @@ class _Snapshot:
             yield _counter("cache_misses", "Cache misses", cache.misses)
             yield _counter("cache_evictions", "Entries evicted for space", cache.evictions)
             yield _gauge("cache_entries", "Entries in the cache", len(cache))
+        if wire is not None:
+            yield _gauge("wire_cache_entries", "Answers kept as bytes for the hit path", len(wire))
+            yield _counter("wire_cache_evictions", "Hit-path answers evicted for space",
+                           wire.evictions)
+        server = self.sources.get("server")
+        if server is not None:
+            yield _gauge("tcp_connections", "Open client TCP connections",
+                         len(server.connections))
         iterator = self.sources.get("iterator")
         if iterator is not None:
             stats = iterator().stats
@@ -96,6 +110,8 @@ class _Snapshot:
             stats = forensic.stats
             yield _gauge("log_queue_depth", "Forensic records waiting to be written",
                          stats.get("queue_depth", 0))
+            yield _gauge("log_healthy", "1 while the forensic log writes; 0 while writes fail "
+                         "(queries then get SERVFAIL)", 1 if stats.get("healthy", True) else 0)
             yield _counter("log_records", "Forensic records written", stats.get("records", 0))
             yield _counter("log_bytes", "Forensic log bytes written", stats.get("bytes", 0))
             yield _counter("log_write_errors", "Forensic log write errors",

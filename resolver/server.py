@@ -28,6 +28,7 @@ from resolver._fastcache import WireCache
 from resolver.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
+from resolver.forensic import ForensicLogError
 from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings
 
 log = logging.getLogger(__name__)
@@ -276,8 +277,9 @@ class Frontend:
             response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED,
                               f"{dns.rdatatype.to_text(question.rdtype)} is not served")
         elif self.forensic is not None and not self.forensic.healthy:
-            response = refuse(query, dns.rcode.SERVFAIL, EDE.OTHER,
-                              "forensic log unavailable: not answering unlogged")
+            response = refuse(query, dns.rcode.SERVFAIL, EDE.NOT_READY,  # see _answer
+                              f"forensic log unavailable ({self.forensic.stats['last_error']}): "
+                              "not answering unlogged")
         else:
             if service is not None:
                 decision = self.policy.check_question(service, question.name, question.rdtype)
@@ -481,26 +483,68 @@ class _UdpServer(asyncio.DatagramProtocol):
         task.add_done_callback(self.tasks.discard)
 
     async def _handle(self, data: bytes, addr) -> None:
-        try:
-            reply = await self.frontend.handle(data, "udp", self.listener, addr[:2], 512)
-        except Exception:  # a worker never dies on one query
-            log.exception("query from %s failed", addr)
-            reply = formerr_for(data)
+        reply = await _answer(self.frontend, data, "udp", self.listener, addr[:2], 512)
         if reply is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
 
+async def _answer(frontend: Frontend, wire: bytes, transport: str, listener: tuple[str, int],
+                  client: tuple[str, int], max_size: int | None) -> bytes | None:
+    """The reply to one client message, or None to send nothing.
+
+    While the forensic log cannot write (a full disk, I/O errors), queries are answered
+    SERVFAIL with EDE 14 Not Ready (RFC 8914 §4.15) naming the log's error, and nothing is
+    resolved for them: a stub fails over to its next server at once rather than waiting out
+    a timeout, and the operator reads why in the answer, the process log, the metrics and
+    /readyz. Their records wait in the log's bounded queue and are written when the disk
+    takes them again. Once that queue is full too, a query is dropped (no reply) and counted
+    in ``queries_dropped{reason="log_unavailable"}``: no reply leaves without its record, and
+    waiting for room would pile up queries without bound."""
+    try:
+        return await frontend.handle(wire, transport, listener, client, max_size)
+    except ForensicLogError:
+        if frontend.metrics is not None:
+            frontend.metrics.child(frontend.metrics.dropped, "log_unavailable").inc()
+        return None
+    except Exception:  # a worker never dies on one query
+        log.exception("%s query from %s failed", transport.upper(), client)
+        return formerr_for(wire)
+
+
+@dataclass(slots=True, eq=False)
+class _TcpClient:
+    """One client TCP connection: when a message was last read from it or a reply taken, and
+    its queries in progress."""
+
+    writer: asyncio.StreamWriter
+    active: float
+    task: asyncio.Task | None
+    busy: int = 0
+
+
 class Server:
-    """UDP and TCP listeners on every configured endpoint."""
+    """UDP and TCP listeners on every configured endpoint.
+
+    Client TCP connections are bounded (RFC 7766 §6.2.3, §10): at most ``tcp_clients`` open
+    (a new one closes the connection idle longest, or is closed itself when every one has
+    queries in progress), at most ``tcp_pipeline`` queries in progress on each (reading pauses
+    at the limit, RFC 7766 §6.2.1.1), and ``tcp_idle`` seconds both for a whole message to
+    arrive and for the client to take a reply (a client that never reads is closed). UDP is
+    not affected by any of this."""
 
     def __init__(self, frontend: Frontend, endpoints: list[tuple[str, int]],
-                 tcp_idle: float = 10.0, reuse_port: bool = False) -> None:
+                 tcp_idle: float = 10.0, reuse_port: bool = False, tcp_clients: int = 100,
+                 tcp_pipeline: int = 16) -> None:
         self.frontend = frontend
         self.endpoints = endpoints
         self.tcp_idle = tcp_idle
+        self.tcp_clients = tcp_clients
+        self.tcp_pipeline = tcp_pipeline
         self.reuse_port = reuse_port  # several worker processes share the listeners
         self._udp: list = []
         self._tcp: list[asyncio.base_events.Server] = []
+        self.connections: dict[asyncio.StreamWriter, _TcpClient] = {}
+        self._stopping = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -515,8 +559,35 @@ class Server:
         log.info("listening on %s (UDP and TCP)",
                  ", ".join(_endpoint_text(endpoint) for endpoint in self.endpoints))
 
+    def _closing(self, conn: _TcpClient, reason: str | None, abort: bool = False) -> None:
+        """Close a client connection and count why the server did ("idle", "limit",
+        "write_timeout"; None when the client closed it or the server stops)."""
+        self.connections.pop(conn.writer, None)
+        if abort:  # discard unsent replies: the client is not taking them
+            conn.writer.transport.abort()
+        else:
+            conn.writer.close()
+        metrics = self.frontend.metrics
+        if metrics is not None and reason is not None:
+            metrics.child(metrics.tcp_closed, reason).inc()
+
+    def _admit(self, conn: _TcpClient) -> bool:
+        """Make room for a new connection at the limit by closing the one idle longest; False
+        (the new one is closed) when every open connection has queries in progress."""
+        if len(self.connections) >= self.tcp_clients:
+            idle = [c for c in self.connections.values() if c.busy == 0]
+            if not idle:
+                self._closing(conn, "limit")
+                return False
+            self._closing(min(idle, key=lambda c: c.active), "limit")
+        self.connections[conn.writer] = conn
+        return True
+
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                           listener: tuple[str, int]) -> None:
+        conn = _TcpClient(writer, time.monotonic(), asyncio.current_task())
+        if not self._admit(conn):
+            return
         lock = asyncio.Lock()
         pending: set[asyncio.Task] = set()
         client = writer.get_extra_info("peername")[:2]
@@ -524,37 +595,62 @@ class Server:
         async def handle(wire: bytes) -> None:
             try:
                 reply = self.frontend.fast(wire, "tcp", listener, client)
+            except Exception:  # the full path answers, and logs, whatever the hit path cannot
+                log.exception("hit path failed for a TCP query from %s", client)
+                reply = None
+            try:
                 if reply is None:
-                    reply = await self.frontend.handle(wire, "tcp", listener, client, None)
-            except Exception:
-                log.exception("TCP query from %s failed", client)
-                reply = formerr_for(wire)
-            if reply is not None:
+                    reply = await _answer(self.frontend, wire, "tcp", listener, client, None)
                 async with lock:
+                    if reply is None or writer.is_closing():
+                        return
                     writer.write(struct.pack("!H", len(reply)) + reply)
-                    await writer.drain()
+                    async with asyncio.timeout(self.tcp_idle):
+                        await writer.drain()
+                    conn.active = time.monotonic()
+            except TimeoutError:  # the client does not take its replies
+                self._closing(conn, "write_timeout", abort=True)
+            except ConnectionError:
+                pass
+            finally:
+                conn.busy -= 1
+                if self._stopping and conn.busy == 0 and writer in self.connections:
+                    self._closing(conn, None)  # answered what was in flight; stop reading
 
+        reason = None
         try:
-            while True:
+            while not writer.is_closing() and not self._stopping:
+                if len(pending) >= self.tcp_pipeline:
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 async with asyncio.timeout(self.tcp_idle):  # RFC 7766 §6.2.3
                     length = struct.unpack("!H", await reader.readexactly(2))[0]
                     wire = await reader.readexactly(length)
+                conn.active = time.monotonic()
+                conn.busy += 1
                 task = asyncio.ensure_future(handle(wire))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except TimeoutError:
+            reason = "idle"
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            if pending:
+            if pending:  # answered before the connection closes
                 await asyncio.gather(*pending, return_exceptions=True)
-            writer.close()
+            if writer in self.connections:
+                self._closing(conn, reason)
 
     async def stop(self, deadline: float = 5.0) -> None:
         """Stop accepting, then let queries in flight finish (within ``deadline`` seconds) so
         each is answered and logged."""
+        self._stopping = True
         for server in self._tcp:
             server.close()
+        for conn in [c for c in self.connections.values() if c.busy == 0]:
+            self._closing(conn, None)
         pending = [task for _, protocol in self._udp for task in protocol.tasks]
+        pending += [c.task for c in self.connections.values() if c.task is not None]
         if pending:
             await asyncio.wait(pending, timeout=deadline)
         for transport, _ in self._udp:

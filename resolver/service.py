@@ -26,6 +26,7 @@ from resolver.server import Frontend, Resolver, Server
 log = logging.getLogger("dnssec-sidecar")
 
 WATCH_INTERVAL = 2.0  # seconds between looks at the config file
+LOG_WATCH_INTERVAL = 0.25  # seconds between looks at the forensic log's health
 
 
 def settings_from(config: Config) -> Settings:
@@ -68,7 +69,8 @@ def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=
                              wire_entries=config.cache.max_entries, worker=worker),
                     [(ep.host, ep.port) for ep in config.listen],
                     tcp_idle=config.timeouts.tcp_idle_ms / 1000,
-                    reuse_port=config.workers > 1)
+                    reuse_port=config.workers > 1, tcp_clients=config.limits.tcp_clients,
+                    tcp_pipeline=config.limits.tcp_pipeline)
     return resolver, server
 
 
@@ -97,6 +99,7 @@ class Service:
                                            worker=worker if config.workers > 1 else None)
         self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
                                     wirecache=self.server.frontend.wirecache,
+                                    server=self.server,
                                     iterator=lambda: self.resolver.iterator)
         if self.tap is not None:
             self.metrics.registry.register(DnstapCollector(self.tap))
@@ -154,10 +157,36 @@ class Service:
 
     async def _readiness(self) -> None:
         """Ready once the root DNSKEY set validates from the anchors (through the forwarders
-        when the root is forwarded), or, failing that, every forwarder answers."""
+        when the root is forwarded), or, failing that, every forwarder answers; and while the
+        forensic log writes (queries get SERVFAIL while it cannot). Trust is checked every
+        60 s once established (2 s before), the log every LOG_WATCH_INTERVAL."""
+        loop = asyncio.get_running_loop()
+        trusted, why, next_check = False, "", 0.0
+        failing_since = None
         while True:
-            self.health.ready, self.health.ready_reason = await self._check_ready()
-            await asyncio.sleep(60 if self.health.ready else 2)
+            if loop.time() >= next_check:
+                trusted, why = await self._check_ready()
+                next_check = loop.time() + (60 if trusted else 2)
+            failing_since, log_problem = self._log_health(failing_since, loop.time())
+            self.health.ready = trusted and log_problem is None
+            self.health.ready_reason = log_problem or why
+            await asyncio.sleep(LOG_WATCH_INTERVAL)
+
+    def _log_health(self, failing_since: float | None, now: float,
+                    ) -> tuple[float | None, str | None]:
+        """Since when the forensic log fails (None: it writes) and what to say about it; the
+        changes are logged."""
+        if self.forensic is None or self.forensic.healthy:
+            if failing_since is not None:
+                log.warning("forensic log writing again after %.1f s; answering queries",
+                            now - failing_since)
+            return None, None
+        error = self.forensic.stats["last_error"]
+        if failing_since is None:
+            log.error("forensic log cannot write (%s): answering SERVFAIL (EDE 14) and not "
+                      "ready until it can", error)
+            failing_since = now
+        return failing_since, f"forensic log unavailable ({error}): not answering unlogged"
 
     async def _check_ready(self) -> tuple[bool, str]:
         outcome = await self.resolver.resolve(dns.name.root, dns.rdatatype.DNSKEY)

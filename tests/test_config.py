@@ -101,6 +101,8 @@ limits:
   max_cname_chain: 8
   max_ns_lookups: 4
   max_concurrent_resolutions: 50
+  tcp_clients: 20
+  tcp_pipeline: 8
   max_sig_checks_per_rrset: 4
   nsec3_max_iterations: 0
 timeouts:
@@ -133,7 +135,7 @@ def test_full_example(tmp_path):
     assert config.qname_minimisation is False
     assert config.negative_trust_anchors == (N("broken.example."), N("other.example."))
     assert (config.outgoing_ipv4, config.outgoing_ipv6) == (True, False)
-    assert config.limits == ResolverLimits(100, 20, 8, 4, 50)
+    assert config.limits == ResolverLimits(100, 20, 8, 4, 50, tcp_clients=20, tcp_pipeline=8)
     assert config.timeouts == Timeouts(800, 5000, 2000)
     assert config.cache == CacheConfig(5000, 3600, 900, 5)
     assert config.source == str(tmp_path / "config.yaml")
@@ -450,6 +452,9 @@ ERRORS = [
     ("limits: {max_ns_lookups: 65}", "limits.max_ns_lookups", "out of range"),
     ("limits: {max_concurrent_resolutions: 0}", "limits.max_concurrent_resolutions",
      "out of range"),
+    ("limits: {tcp_clients: 0}", "limits.tcp_clients", "0 is out of range 1..100000"),
+    ("limits: {tcp_pipeline: 1001}", "limits.tcp_pipeline", "1001 is out of range 1..1000"),
+    ("limits: {tcp_clients: 1.5}", "limits.tcp_clients", "got number"),
     ("limits: {max_sig_checks_per_rrset: 0}", "limits.max_sig_checks_per_rrset", "out of range"),
     ("limits: {max_keys_per_tag: false}", "limits.max_keys_per_tag", "got boolean"),
     ("limits: {max_sig_checks_per_query: -5}", "limits.max_sig_checks_per_query", "out of range"),
