@@ -1,0 +1,125 @@
+"""Upstream faults end to end: `dnssec-sidecar serve` against test servers that time out, answer
+SERVFAIL, REFUSED or FORMERR, truncate with TCP refused, reset or hang TCP connections, or answer
+another question over TCP (the fault knobs of tests/testtree/authority.py).
+
+For each fault: the client gets SERVFAIL with EDE 22 (No Reachable Authority, RFC 8914 §4.23)
+whose text names the cause, within the configured query timeout; other zones keep resolving;
+where a zone has a good server too, the client gets the real answer and the bad server is not
+asked again (the resolver's server RTT table, like Unbound's infra cache).
+
+A server answering FORMERR to a query with EDNS is not asked again without EDNS: RFC 6891 §7
+allows that retry, but a validating resolver needs the DO bit (RFC 3225 §3), so like PowerDNS
+Recursor in validating mode we treat the server as unusable (README: no upstream query is ever
+sent without DO).
+"""
+
+from __future__ import annotations
+
+import time
+
+import dns.flags
+import dns.message
+import pytest
+import yaml
+
+from tests.test_resolver import _start, _stop, ask, ede_of
+from tests.testtree import authority
+
+RESOLVER = "127.0.0.141"
+ONE_SERVER = "insecure.example."  # served by 127.0.0.30 alone
+NO_TCP = "insecure.test."  # 127.0.0.31: truncates every UDP answer and has no TCP listener
+GOOD, BAD = "127.0.0.50", "127.0.0.51"  # lame.example.'s two servers (ns2, ns1)
+
+
+@pytest.fixture(scope="module")
+def tree():
+    with authority.start_tree({NO_TCP: {"truncate_udp": True, "tcp": False}}) as running:
+        yield running
+    assert not running.errors, "\n".join(running.errors)
+
+
+@pytest.fixture
+def resolver(tree, tmp_path):
+    """A fresh resolver (empty cache and RTT table); yields its query timeout in seconds."""
+    process = _start(RESOLVER, tmp_path)
+    timeouts = yaml.safe_load((tmp_path / "config.yaml").read_text())["timeouts"]
+    yield timeouts["query_ms"] / 1000
+    _stop(process)
+
+
+def timed(name: str) -> tuple[dns.message.Message, float]:
+    start = time.monotonic()
+    response = ask(name, server=RESOLVER)
+    return response, time.monotonic() - start
+
+
+def assert_healthy_elsewhere() -> None:
+    """A signed zone on another server still resolves, validated."""
+    response = ask("www.ed448.test.", server=RESOLVER)
+    assert response.rcode() == 0 and response.flags & dns.flags.AD, response
+
+
+@pytest.mark.parametrize("knobs,cause", [
+    ({"drop": True}, "timeout: no answer from 127.0.0.30 over UDP"),
+    ({"servfail": True}, "127.0.0.30 answered SERVFAIL"),
+    ({"refuse": True}, "127.0.0.30 answered REFUSED"),
+    ({"formerr": True}, "127.0.0.30 answered FORMERR"),
+    ({"truncate_udp": True, "tcp_reset": True}, "network: TCP to 127.0.0.30"),
+    ({"truncate_udp": True, "tcp_hang": True}, "timeout: no answer from 127.0.0.30 over TCP"),
+    ({"truncate_udp": True, "tcp_wrong_question": True},
+     "mismatch: 127.0.0.30 answered another question over TCP"),
+], ids=["timeout", "servfail", "refused", "formerr", "tcp-reset", "tcp-hang",
+        "tcp-wrong-question"])
+def test_the_only_server_fails(tree, resolver, knobs, cause):
+    name = f"fault.{ONE_SERVER}"
+    tree.set_faults(ONE_SERVER, **knobs)
+    try:
+        response, elapsed = timed(name)
+    finally:
+        tree.set_faults(ONE_SERVER, **{k: False for k in knobs})
+    assert response.rcode() == 2, response
+    assert elapsed < resolver, elapsed
+    (code, text), = ede_of(response)
+    assert code == 22 and cause in text, text
+    asked = tree.queried(name, server=ONE_SERVER)
+    assert asked and all(q.do for q in asked), asked  # never without EDNS and DO
+    assert_healthy_elsewhere()
+    healed = ask(name, server=RESOLVER)  # the failure was not cached
+    assert healed.rcode() == 3, healed
+
+
+def test_truncated_answer_with_tcp_refused(tree, resolver):
+    response, elapsed = timed(f"www.{NO_TCP}")
+    assert response.rcode() == 2 and elapsed < resolver, (response, elapsed)
+    (code, text), = ede_of(response)
+    assert code == 22 and "TCP to 127.0.0.31" in text, text
+    assert tree.queried(f"www.{NO_TCP}", server=NO_TCP, transport="udp")
+    assert_healthy_elsewhere()
+
+
+@pytest.mark.parametrize("knobs", [{"drop": True}, {"refuse": True}, {"servfail": True},
+                                   {"formerr": True}],
+                         ids=["timeout", "refused", "servfail", "formerr"])
+def test_one_bad_server_of_two_is_avoided(tree, resolver, knobs):
+    """lame.example. has a good and a bad server: every answer comes through the good one, and
+    once the bad one has failed it is not asked again."""
+    tree.set_faults(BAD, **knobs)
+    try:
+        tree.clear()
+        names = iter(f"n{i}.lame.example." for i in range(40))
+        for name in names:  # bounded: the resolver tries unknown servers in random order
+            response, elapsed = timed(name)
+            assert response.rcode() == 3 and elapsed < resolver, (response, elapsed)
+            if tree.queried(server=BAD):
+                break
+        assert len(tree.queried(server=BAD)) == 1, "the bad server was never tried"
+        for name in [next(names) for _ in range(8)]:
+            response, elapsed = timed(name)
+            assert response.rcode() == 3 and not response.flags & dns.flags.AD, response
+            assert elapsed < resolver, elapsed
+            assert tree.queried(name, server=GOOD)
+        assert len(tree.queried(server=BAD)) == 1, tree.queried(server=BAD)
+    finally:
+        tree.set_faults(BAD, **{k: False for k in knobs})
+    www = ask("www.lame.example.", server=RESOLVER)
+    assert [str(rd) for r in www.answer for rd in r] == ["192.0.2.50"]
