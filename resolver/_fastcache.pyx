@@ -323,7 +323,8 @@ cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned cha
 
 @cython.final
 cdef class WireCache:
-    """Stored responses by (scope, query key), bounded: when full, the oldest inserted entry goes.
+    """Stored responses by (scope, query key), bounded: when full, the least recently used entry
+    goes (stored or answered from longest ago).
 
     ``answer`` serves a hit in well under a microsecond; ``store`` parses a response once.
     Counters: ``hits``; ``misses`` (every ``answer`` that returned None: a query the cache does
@@ -388,6 +389,7 @@ cdef class WireCache:
             self.oversize += 1
             self.misses += 1
             return None
+        self._entries.move_to_end(lookup)  # a name in use outlives a flood of new ones
         s = <const unsigned char *>PyBytes_AS_STRING(entry.data)
         out = PyBytes_FromStringAndSize(<const char *>s, entry.size)
         o = <unsigned char *>PyBytes_AS_STRING(out)
