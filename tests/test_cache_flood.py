@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-from pathlib import Path
-
 import dns.flags
 import dns.rcode
 import pytest
@@ -23,13 +21,6 @@ MAX_ENTRIES = 100
 POPULAR = "www.ed25519.example."
 FIRST, SECOND = 300, 900  # unique names before and after the first RSS reading
 RSS_SLACK_MIB = 4.0  # growth allowed between the readings; an unbounded cache adds ~8 MiB
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def unique(i: int) -> str:
@@ -59,9 +50,9 @@ def test_unique_name_flood_stays_within_the_cache_bound(tree, tmp_path):
 
     try:
         flood(range(FIRST))
-        first = rss_mib(sidecar.process.pid)
+        first = sidecar.rss_mib()
         flood(range(FIRST, FIRST + SECOND))
-        second = rss_mib(sidecar.process.pid)
+        second = sidecar.rss_mib()
         m = {name: sidecar.metric(f"dnssec_sidecar_{name}") for name in (
             "cache_entries", "wire_cache_entries", "cache_evictions_total",
             "wire_cache_evictions_total")}

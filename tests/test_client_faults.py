@@ -92,6 +92,11 @@ class Sidecar:
     def metric(self, name: str, **labels) -> float:
         return value(self.scrape(), name, **labels)
 
+    def rss_mib(self) -> float:
+        """Resident memory of the process (/proc/<pid>/statm counts pages)."""
+        pages = int(Path(f"/proc/{self.process.pid}/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
     def tcp_sockets(self) -> int:
         """Client connections the process holds open on port 53 (not its listeners)."""
         inodes = set()
