@@ -44,6 +44,7 @@ import collections
 import errno
 import hashlib
 import hmac
+import operator
 import os
 import secrets
 import select
@@ -57,7 +58,8 @@ from typing import Any
 import orjson
 
 __all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
-           "canonical", "check_line", "hasher", "load_hmac_key", "record_hash", "seal"]
+           "RecordTemplate", "canonical", "check_line", "hasher", "load_hmac_key", "record_hash",
+           "seal", "seal_pieces"]
 
 GENESIS = "0" * 64
 MAC_SHA256 = "sha256"
@@ -189,6 +191,70 @@ def seal(record: dict, seq: int, prev: str, key: bytes | None,
     return b"".join((template[:at], b'"hash":"', digest.encode(), b'",', template[end:])), digest
 
 
+_CHAIN = ("hash", "mac", "prev", "seq")
+
+
+class RecordTemplate:
+    """A record's canonical encoding made once, with holes: the fields named in ``holes``, which
+    change per query, and the chain fields. The cache-hit path (issue #5) fills the holes with
+    JSON values it encodes itself and queues five byte strings instead of a dict, so the writer
+    only adds the chain fields and hashes (:func:`seal_pieces`): same bytes as :func:`seal`.
+
+    The record must have a key that sorts before ``hash`` (a hit record has ``answer``)."""
+
+    __slots__ = ("holes", "_chunks")
+
+    def __init__(self, record: dict, holes: tuple[str, ...]) -> None:
+        token = secrets.token_hex(16)
+        rec = dict(record)
+        for key in (*_CHAIN, *holes):
+            rec[key] = f"{token}:{key}"
+        text = canonical(rec)
+        pairs = {k: b'"%s":"%s:%s"' % (k.encode(), token.encode(), k.encode())
+                 for k in (*_CHAIN, *holes)}
+        spots = sorted((text.index(pair), k) for k, pair in pairs.items())
+        if text[spots[0][0] - 1:spots[0][0]] != b",":
+            raise ValueError("a forensic record template needs a key that sorts before 'hash'")
+        self.holes = holes
+        self._chunks: list[tuple[bytes, Callable | None]] = []
+        statics, order, at = [], [], 0
+        for spot, key in spots:
+            if key in _CHAIN:  # the piece ends before the comma that precedes a chain field
+                statics.append(text[at:spot - 1])
+                self._close(statics, order)
+                statics, order = [], []
+            else:
+                statics.append(text[at:spot + len(key) + 3])  # up to and with "key":
+                order.append(holes.index(key))
+            at = spot + len(pairs[key])
+        statics.append(text[at:-1])  # without the closing brace
+        self._close(statics, order)
+
+    def _close(self, statics: list[bytes], order: list[int]) -> None:
+        """A piece: its static text with a %b for each hole (a plain string if none)."""
+        if not order:
+            self._chunks.append((b"".join(statics), None))
+        else:
+            self._chunks.append((b"%b".join(part.replace(b"%", b"%%") for part in statics),
+                                 operator.itemgetter(*order)))
+
+    def fill(self, values: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        """The five pieces around the chain fields, with ``values`` (canonical JSON text, in
+        ``holes`` order) in the holes; queue them with :meth:`ForensicLog.append_nowait`."""
+        return tuple([fmt % pick(values) if pick else fmt for fmt, pick in self._chunks])
+
+
+def seal_pieces(pieces: tuple[bytes, ...], seq: int, prev: str, key: bytes | None,
+                digest_of: Callable[[bytes], str]) -> tuple[bytes, str]:
+    """:func:`seal` for a record filled from a :class:`RecordTemplate`."""
+    head, after_hash, after_mac, after_prev, after_seq = pieces
+    tail = b"".join((after_hash, b',"mac":"', (MAC_HMAC if key is not None else MAC_SHA256).encode(),
+                     b'"', after_mac, b',"prev":"', prev.encode(), b'"', after_prev,
+                     b',"seq":%d' % seq, after_seq, b"}"))
+    digest = digest_of(head + tail)
+    return b"".join((head, b',"hash":"', digest.encode(), b'"', tail, b"\n")), digest
+
+
 def check_line(line: bytes, key: bytes | None, digest_of: Callable[[bytes], str] | None = None,
                ) -> tuple[dict | None, str | None]:
     """Parse one log line and check it on its own: ``(record, None)`` or ``(record or None,
@@ -281,6 +347,10 @@ def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, exc: BaseExcepti
         pass
 
 
+_BATCH = 64        # records: a batch this large is written at once
+_LINGER = 0.001    # seconds the writer waits for a smaller batch to grow (the reply never waits)
+
+
 class ForensicLog:
     """The writer: records are queued by the event loop (bounded, with back-pressure), then
     sealed (encoded, hashed, chained) and written by one thread, one ``os.write`` per batch,
@@ -347,8 +417,8 @@ class ForensicLog:
         :meth:`append`). The record belongs to the log from here on: do not change it."""
         if not self.config.enabled:
             return True
-        if not isinstance(record, dict):
-            raise TypeError("a forensic record is a dict")
+        if not isinstance(record, (dict, tuple)):
+            raise TypeError("a forensic record is a dict or RecordTemplate pieces")
         self._check_open()
         with self._cond:
             if self._waiters or self._outstanding >= self.config.queue_size:
@@ -529,6 +599,13 @@ class ForensicLog:
                     self._idle = False
                 stopping = self._stopping
                 flushing = bool(self._flushers)
+            if batch and len(batch) < _BATCH and not (stopping or flushing):
+                # Linger so that records arriving meanwhile join this batch: under load one
+                # wake-up, one GIL hand-over and one write serve many records, not one each.
+                time.sleep(_LINGER)
+                with self._cond:
+                    batch.extend(self._q)
+                    self._q.clear()
             if batch:
                 self._write_batch(batch)
             if self._dirty and (interval == 0 or flushing or stopping
@@ -551,7 +628,10 @@ class ForensicLog:
         seq, prev = self._seq, self._prev
         lines = []
         for record in batch:
-            line, prev = seal(record, seq, prev, key, digest_of)
+            if type(record) is tuple:
+                line, prev = seal_pieces(record, seq, prev, key, digest_of)
+            else:
+                line, prev = seal(record, seq, prev, key, digest_of)
             lines.append(line)
             seq += 1
         self._seq, self._prev = seq, prev

@@ -13,6 +13,7 @@ import logging
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import dns.edns
 import dns.exception
@@ -23,12 +24,13 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import orjson
 
 from resolver._fastcache import WireCache
 from resolver.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
-from resolver.forensic import ForensicLogError
+from resolver.forensic import ForensicLogError, RecordTemplate
 from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings
 
 log = logging.getLogger(__name__)
@@ -196,23 +198,19 @@ class Frontend:
                                       0 if transport == "udp" else 65535)
         if reply is None:
             return None
-        record = dict(self.wirecache.last_extra)
-        flags = wire[2]
-        record.update(time=_rfc3339(now), client={"address": client[0], "port": client[1]},
-                      transport=transport, listener=_endpoint_text(listener),
-                      id=(wire[0] << 8) | wire[1], cache_hit=True, upstream=[],
-                      duration_ms=round((time.time() - now) * 1000, 3))
-        record["flags"] = dict(record["flags"], rd=bool(flags & 0x01))
-        if forensic is not None and not forensic.append_nowait(record):
-            return None
+        hit = self.wirecache.last_extra
+        if forensic is not None:
+            pieces = hit.template.fill((
+                orjson.dumps({"address": client[0], "port": client[1]}),
+                orjson.dumps(round((time.time() - now) * 1000, 3)),
+                hit.flags[wire[2] & 0x01], b"%d" % ((wire[0] << 8) | wire[1]),
+                _listener_json(listener), orjson.dumps(_rfc3339(now)), _TRANSPORT[transport]))
+            if not forensic.append_nowait(pieces):
+                return None
         if self.metrics is not None:
-            metrics = self.metrics
-            metrics.child(metrics.queries, record["service"] or "", record["qtype"],
-                          record["rcode"]).inc()
-            ede = record["ede"]
-            metrics.child(metrics.validation, record["verdict"],
-                          str(ede["code"]) if ede else "").inc()
-            metrics.child(metrics.duration, transport).observe(time.time() - now)
+            hit.queries.inc()
+            hit.validation.inc()
+            self.metrics.child(self.metrics.duration, transport).observe(time.time() - now)
         if self.tap is not None:
             sent = time.time_ns()
             self.tap.client_query(wire, client, listener, transport, sent)
@@ -229,10 +227,23 @@ class Frontend:
             return
         if service is not None and _has_budgets(service):
             return
-        template = {k: v for k, v in record.items()
-                    if k not in ("time", "client", "transport", "listener", "id", "duration_ms")}
         self.wirecache.store(wire, service.name if service else "", reply, time.time(),
-                             outcome.answer.ttl, template)
+                             outcome.answer.ttl, self._hit_record(record))
+
+    def _hit_record(self, record: dict) -> _Hit:
+        """What the hit path needs to log and count a repeat of this answer."""
+        flags = record["flags"]
+        static = {k: v for k, v in record.items() if k not in _HIT_HOLES}
+        static.update(cache_hit=True, upstream=[])
+        template = RecordTemplate(static, _HIT_HOLES)
+        m = self.metrics
+        ede = record["ede"]
+        return _Hit(template, (orjson.dumps(dict(flags, rd=False), option=orjson.OPT_SORT_KEYS),
+                               orjson.dumps(dict(flags, rd=True), option=orjson.OPT_SORT_KEYS)),
+                    m and m.child(m.queries, record["service"] or "", record["qtype"],
+                                  record["rcode"]),
+                    m and m.child(m.validation, record["verdict"],
+                                  str(ede["code"]) if ede else ""))
 
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
                      client: tuple[str, int], max_size: int | None) -> bytes | None:
@@ -424,6 +435,25 @@ def _rfc3339(seconds: float) -> str:
     if whole != _second[0]:
         _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
     return "%s.%06dZ" % (_second[1], int((seconds - whole) * 1e6))
+
+
+# The per-query fields of a hit's record (RecordTemplate holes, in the order fast() fills them).
+_HIT_HOLES = ("client", "duration_ms", "flags", "id", "listener", "time", "transport")
+_TRANSPORT = {"udp": b'"udp"', "tcp": b'"tcp"'}
+
+
+class _Hit(NamedTuple):
+    """Stored with a cached answer's bytes: its record template, the query flags encoded with
+    and without RD, and its metric children."""
+    template: RecordTemplate
+    flags: tuple[bytes, bytes]
+    queries: object
+    validation: object
+
+
+@functools.lru_cache(maxsize=1024)
+def _listener_json(endpoint: tuple[str, int]) -> bytes:
+    return orjson.dumps(_endpoint_text(endpoint))
 
 
 @functools.lru_cache(maxsize=1024)
