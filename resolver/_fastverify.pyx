@@ -574,6 +574,57 @@ cpdef bint verify_signature(Key key, bytes signature, bytes data):
     return True
 
 
+cdef object _sha256 = hashlib.sha256
+
+
+cdef class VerifiedSignatures:
+    """Signatures already proven, so that the same RRSIG over the same data with the same key is
+    verified once (issue #5): every wildcard expansion of one RRset, the same NSEC/NSEC3 proof in
+    many negative answers, a DNSKEY set fetched again. An entry is the SHA-256 of the key, the
+    signature and the signed data, all length-prefixed; only successes are kept, the least
+    recently used is evicted. A hit skips only the public-key operation: the validity window and
+    every other check of RFC 4035 §5.3 still run each time."""
+
+    cdef object _seen  # OrderedDict digest -> None
+    cdef Py_ssize_t _capacity
+    cdef readonly unsigned long long hits, misses
+
+    def __init__(self, Py_ssize_t capacity=20000):
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._seen = OrderedDict()
+        self._capacity = capacity
+
+    cpdef bytes digest(self, Key key, bytes signature, bytes data):
+        """The entry of a check: SHA-256 over the length-prefixed key, signature and data."""
+        cdef Py_ssize_t kn = PyBytes_GET_SIZE(_given(key).wire)
+        cdef Py_ssize_t sn = PyBytes_GET_SIZE(_given(signature))
+        return _sha256(b"".join((kn.to_bytes(4, "big"), key.wire, sn.to_bytes(4, "big"),
+                                 signature, _given(data)))).digest()
+
+    cpdef bint known(self, bytes digest):
+        """Whether the check ``digest`` names succeeded before (and mark it recently used)."""
+        if digest in self._seen:
+            self._seen.move_to_end(digest)
+            self.hits += 1
+            return True
+        self.misses += 1
+        return False
+
+    cpdef void add(self, bytes digest):
+        """Remember a check that succeeded."""
+        self._seen[digest] = None
+        if len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+
+    def __len__(self):
+        return len(self._seen)
+
+    def clear(self):
+        self._seen.clear()
+        self.hits = self.misses = 0
+
+
 # --- digests ------------------------------------------------------------------------------------
 
 DIGEST_SHA1 = 1
@@ -693,22 +744,36 @@ cpdef bint algorithm_usable(int algorithm, bint allow_sha1) noexcept:
     return algorithm == 8 or algorithm == 10 or 13 <= algorithm <= 16
 
 
+cdef tuple _secure(object rrset, object rrsig, Key key, int64_t now):
+    """The SECURE outcome of :func:`check_rrset`, with the TTL the RRset may be cached for: the
+    smallest of its TTL, the RRSIG's original TTL and the time until the RRSIG expires (RFC 4035
+    §5.3.3)."""
+    cdef int64_t ttl = rrset.ttl
+    cdef int64_t left = rrsig.original_ttl
+    if left < ttl:
+        ttl = left
+    left = <int32_t>(<uint32_t>rrsig.expiration - <uint32_t>(now & 0xFFFFFFFF))
+    if left < ttl:
+        ttl = left
+    return (SECURE, 0, "", key, rrsig, ttl)
+
+
 cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys, int64_t now,
-                        object spend, int max_checks, int max_keys_per_tag, bint allow_sha1):
+                        object spend, int max_checks, int max_keys_per_tag, bint allow_sha1,
+                        VerifiedSignatures verified=None):
     """Find one RRSIG over ``rrset`` that one of ``keys`` (Keys of DNSKEYs owned by
     ``key_owner``, given as labels) proves: RFC 4035 §5.3.1-§5.3.3; any single valid signature
     suffices (RFC 6840 §5.11). ``spend()``, unless None, is called before each signature
-    verification and may raise to stop the work.
+    verification and may raise to stop the work; checks ``verified`` already holds cost none.
 
     Returns ``(outcome, ede, reason, key, rrsig, ttl)``: outcome SECURE with the proving key and
     RRSIG and the TTL the RRset may be cached for (RFC 4035 §5.3.3), else BOGUS with the most
     telling failure, NO_SUPPORTED_KEY, or RRSET_BUDGET."""
     cdef _Failure failure = _Failure()
-    cdef bytes owner, data
+    cdef bytes owner, data, digest
     cdef list rdatas = None
     cdef tuple owner_labels = rrset.name.labels, signer
     cdef int rdtype = rrset.rdtype, alg, tag, window, checks = 0, tried
-    cdef int64_t ttl, left
     cdef bint usable_zone_key = False, saw_usable_sig = False
     cdef Key key
     for key in keys:
@@ -774,18 +839,18 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
             if checks >= max_checks:
                 return (RRSET_BUDGET, 6, f"validation budget exhausted: {max_checks} signature "
                         "checks per RRset", failure.key, failure.rrsig, 0)
+            digest = None
+            if verified is not None:
+                digest = verified.digest(key, rrsig.signature, data)
+                if verified.known(digest):
+                    return _secure(rrset, rrsig, key, now)
             if spend is not None:
                 spend()
             checks += 1
             if verify_signature(key, rrsig.signature, data):
-                ttl = rrset.ttl
-                left = rrsig.original_ttl
-                if left < ttl:
-                    ttl = left
-                left = <int32_t>(<uint32_t>rrsig.expiration - <uint32_t>(now & 0xFFFFFFFF))
-                if left < ttl:
-                    ttl = left
-                return (SECURE, 0, "", key, rrsig, ttl)
+                if digest is not None:
+                    verified.add(digest)
+                return _secure(rrset, rrsig, key, now)
             failure.note(6, f"signature by key {key.tag} algorithm {alg} does not verify",
                          rrsig, key)
         if tried == 0:

@@ -10,8 +10,10 @@ import dns.rdata
 import dns.rrset
 import pytest
 
+from resolver import _fastverify as fv
 from resolver.dnssec import (EDE, Budget, Limits, ValidatorConfig, Verdict, authenticate_dnskeys,
                              validate_rrset)
+from resolver.dnssec import sigcrypt
 from tests.conftest import NOW, ZONE, Signer, rrset
 
 ALGORITHMS = [8, 10, 13, 14, 15, 16]
@@ -354,3 +356,55 @@ def test_ds_flood_is_capped(signer):
 def test_limits_reject_bad_values():
     with pytest.raises(ValueError, match="limits.max_keys_per_tag"):
         Limits(max_keys_per_tag=-1)
+
+
+# --- verified-signature cache (issue #5) ----------------------------------------------------------
+
+def test_a_proven_signature_is_not_verified_again(signer, monkeypatch) -> None:
+    """The second validation of the same RRSIG over the same data with the same key costs no
+    public-key operation and no budget; the verdict and the proving key are the same."""
+    monkeypatch.setattr(sigcrypt, "VERIFIED", fv.VerifiedSignatures(100))
+    s = signer(13)
+    data = rrset("www.example.test.")
+    sigs = s.sign(data)
+    first, again = Budget(), Budget()
+    a = validate_rrset(data, sigs, s.keys, now=NOW, budget=first)
+    b = validate_rrset(data, sigs, s.keys, now=NOW, budget=again)
+    assert a.verdict == b.verdict == Verdict.SECURE
+    assert (a.key, a.rrsig, a.ttl) == (b.key, b.rrsig, b.ttl)
+    assert (first.sig_checks, again.sig_checks) == (1, 0)
+    assert (sigcrypt.VERIFIED.hits, sigcrypt.VERIFIED.misses) == (1, 1)
+
+
+def test_the_cache_never_vouches_for_other_data_keys_or_times(signer, monkeypatch) -> None:
+    """Only the exact (key, signature, signed data) is remembered: changed data, another key of
+    the same tag or an expired window are checked as if the cache were empty."""
+    monkeypatch.setattr(sigcrypt, "VERIFIED", fv.VerifiedSignatures(100))
+    s = signer(13)
+    data = rrset("www.example.test.")
+    sigs = s.sign(data)
+    assert validate_rrset(data, sigs, s.keys, now=NOW).verdict == Verdict.SECURE
+    changed = rrset("www.example.test.", "A", "192.0.2.99")
+    result = validate_rrset(changed, sigs, s.keys, now=NOW)
+    assert result.verdict == Verdict.BOGUS and result.ede == EDE.DNSSEC_BOGUS
+    other = fv.Key(Signer(13).dnskey.to_wire())
+    key = fv.Key(s.dnskey.to_wire())
+    signature = sigs[0].signature
+    assert sigcrypt.VERIFIED.digest(key, signature, b"data") != \
+        sigcrypt.VERIFIED.digest(other, signature, b"data")
+    assert not sigcrypt.VERIFIED.known(sigcrypt.VERIFIED.digest(other, signature, b"data"))
+    late = NOW + 86400 * 60  # after the RRSIG's expiration
+    result = validate_rrset(data, sigs, s.keys, now=late)
+    assert result.verdict == Verdict.BOGUS and result.ede == EDE.SIGNATURE_EXPIRED
+    assert sigcrypt.VERIFIED.hits == 0
+
+
+def test_verified_signatures_are_bounded_lru() -> None:
+    cache = fv.VerifiedSignatures(2)
+    for digest in (b"a", b"b", b"c"):
+        cache.add(digest)
+    assert len(cache) == 2 and not cache.known(b"a") and cache.known(b"b")
+    cache.add(b"d")  # b was used last: c goes
+    assert cache.known(b"b") and not cache.known(b"c")
+    with pytest.raises(ValueError):
+        fv.VerifiedSignatures(0)
