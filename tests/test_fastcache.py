@@ -455,6 +455,19 @@ def test_eviction_stays_bounded_and_fast_at_scale():
     assert cache.answer(query, 18999, NOW) is None and base is not None
 
 
+def test_an_entry_answered_often_outlives_a_flood_of_stores():
+    cache = fc.WireCache(max_entries=100)
+    hot, cold = _query_for(-1), _query_for(-2)
+    for query, response in (hot, cold):
+        assert cache.store(query, "s", response, NOW, 60)
+    for i in range(5000):  # a hit at least every max_entries / 2 stores keeps it
+        query, response = _query_for(i)
+        assert cache.store(query, "s", response, NOW, 60)
+        if i % 40 == 0:
+            assert cache.answer(hot[0], "s", NOW) is not None, i
+    assert cache.answer(cold[0], "s", NOW) is None and len(cache) == 100
+
+
 def test_clear_keeps_counters():
     q, wire = _a()
     cache = fc.WireCache()
