@@ -49,7 +49,7 @@ from resolver.server import formerr_for
 from tests.testtree import NOW, authority, zonedata
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
-FAST = settings(max_examples=300, deadline=None, database=None,
+FAST = settings(max_examples=300, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SLOW = settings(FAST, max_examples=60)
 SIGNED = ("rsasha256.example.", "rsasha512.test.", "ecdsap256.example.", "ecdsap384.test.",
@@ -244,11 +244,11 @@ def _mutate_rrset(rrset: dns.rrset.RRset, data) -> dns.rrset.RRset:
                                          rdatas)
     i = data.draw(st.integers(0, len(rdatas) - 1))
     wire = mutate.mutate(rdatas[i].to_digestable(), _picker(data))
-    try:
+    try:  # dnspython refuses some results itself: RRSIGs of differing covered types
         rdatas[i] = dns.rdata.from_wire(IN, rrset.rdtype, wire, 0, len(wire))
+        return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, rdatas)
     except (dns.exception.DNSException, ValueError):
         return rrset
-    return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, rdatas)
 
 
 def _canonical(rrset: dns.rrset.RRset) -> tuple:
@@ -595,12 +595,13 @@ FUZZ_SECONDS = int(os.environ.get("FUZZ_SECONDS", "8"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
-                    reason="atheris is not installed (pip install atheris; it has wheels for "
-                           "CPython on x86_64 and aarch64 Linux)")
+                    reason="atheris is not installed: the test extra installs it only on "
+                           "x86_64 Linux, where it has wheels")
 @pytest.mark.parametrize("harness", HARNESSES)
 def test_fuzz_harness_runs_clean(harness, tmp_path):
     corpus = tmp_path / "corpus"
-    subprocess.run([sys.executable, "-m", "fuzz.corpus", str(corpus)], cwd=ROOT_DIR, check=True)
+    subprocess.run([sys.executable, "-m", "fuzz.corpus", str(corpus), "--limit", "150"],
+                   cwd=ROOT_DIR, check=True, capture_output=True)
     run = subprocess.run([sys.executable, f"fuzz/{harness}", str(corpus),
                           f"-max_total_time={FUZZ_SECONDS}", "-rss_limit_mb=2048",
                           f"-artifact_prefix={tmp_path}/"],
