@@ -238,8 +238,7 @@ class Frontend:
         template = RecordTemplate(static, _HIT_HOLES)
         m = self.metrics
         ede = record["ede"]
-        return _Hit(template, (orjson.dumps(dict(flags, rd=False), option=orjson.OPT_SORT_KEYS),
-                               orjson.dumps(dict(flags, rd=True), option=orjson.OPT_SORT_KEYS)),
+        return _Hit(template, (_compact(dict(flags, rd=False)), _compact(dict(flags, rd=True))),
                     m and m.child(m.queries, record["service"] or "", record["qtype"],
                                   record["rcode"]),
                     m and m.child(m.validation, record["verdict"],
@@ -449,6 +448,12 @@ class _Hit(NamedTuple):
     flags: tuple[bytes, bytes]
     queries: object
     validation: object
+
+
+def _compact(value) -> bytes:
+    """Canonical JSON of ``value`` in a bytes object of its own size: orjson's result keeps the
+    capacity of its growing buffer (kilobytes), too much for each of 100k cache entries."""
+    return bytes(memoryview(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)))
 
 
 @functools.lru_cache(maxsize=1024)
