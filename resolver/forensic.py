@@ -22,7 +22,7 @@ Record fields, as the server fills them (kept as given; the log only adds the ch
 ``duration_ms`` time from the query's arrival to the record
 ==============  =================================================================================
 
-Chain fields, added by the writer thread:
+Chain fields, added as the log accepts a record (on the event loop's thread):
 
 ``seq``   0 for the first record of a fresh chain, +1 per record, continuing across restarts and
           rotated files.
@@ -352,17 +352,17 @@ _LINGER = 0.001    # seconds the writer waits for a smaller batch to grow (the r
 
 
 class ForensicLog:
-    """The writer: records are queued by the event loop (bounded, with back-pressure), then
-    sealed (encoded, hashed, chained) and written by one thread, one ``os.write`` per batch,
-    fsynced on the interval, rotated by size and age. Write errors are retried with the records
-    kept; ``healthy`` is False until a write succeeds again."""
+    """The writer: records are sealed (encoded, hashed, chained) as the event loop appends them
+    and queued (bounded, with back-pressure); one thread writes them, one ``os.write`` per
+    batch, fsynced on the interval, rotated by size and age. Write errors are retried with the
+    lines kept; ``healthy`` is False until a write succeeds again. Append from one thread."""
 
     def __init__(self, config: LogConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self._clock = clock
         self._file = config.path != "-"
         self._cond = threading.Condition(threading.Lock())
-        self._q: collections.deque[dict] = collections.deque()
+        self._q: collections.deque[bytes] = collections.deque()  # sealed lines
         self._waiters: collections.deque[tuple] = collections.deque()  # (record, loop, future)
         self._flushers: list[tuple] = []  # (records accepted at the call, loop, future)
         self._outstanding = 0   # accepted, not yet written: bounded by queue_size
@@ -420,10 +420,12 @@ class ForensicLog:
         if not isinstance(record, (dict, tuple)):
             raise TypeError("a forensic record is a dict or RecordTemplate pieces")
         self._check_open()
+        # Only this thread adds waiters or outstanding records: a full queue stays full.
+        if self._waiters or self._outstanding >= self.config.queue_size:
+            return False
+        line = self._seal_next(record)
         with self._cond:
-            if self._waiters or self._outstanding >= self.config.queue_size:
-                return False
-            self._q.append(record)
+            self._q.append(line)
             self._outstanding += 1
             self._accepted += 1
             if self._idle:
@@ -442,17 +444,30 @@ class ForensicLog:
                                    f"queue full ({self.config.queue_size} records)")
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        line = self._seal_next(record)
         with self._cond:
             if not self._waiters and self._outstanding < self.config.queue_size:
-                self._q.append(record)
+                self._q.append(line)
                 self._outstanding += 1
                 self._accepted += 1
                 if self._idle:
                     self._cond.notify()
                 return
-            self._waiters.append((record, loop, fut))
+            self._waiters.append((line, loop, fut))
             self._stats["blocked_waits"] += 1
         await fut
+
+    def _seal_next(self, record: dict | tuple) -> bytes:
+        """The record's line, next in the chain. Sealing on the event loop's thread, as records
+        are accepted, costs less than handing them to the writer thread to seal: the writer only
+        writes bytes and the two threads hardly contend for the GIL."""
+        if type(record) is tuple:
+            line, self._prev = seal_pieces(record, self._seq, self._prev, self._key,
+                                           self._digest_of)
+        else:
+            line, self._prev = seal(record, self._seq, self._prev, self._key, self._digest_of)
+        self._seq += 1
+        return line
 
     async def flush(self) -> None:
         """Return when every record accepted so far is written, and fsynced for a file."""
@@ -624,17 +639,7 @@ class ForensicLog:
                     return
 
     def _write_batch(self, batch: collections.deque) -> None:
-        key, digest_of = self._key, self._digest_of
-        seq, prev = self._seq, self._prev
-        lines = []
-        for record in batch:
-            if type(record) is tuple:
-                line, prev = seal_pieces(record, seq, prev, key, digest_of)
-            else:
-                line, prev = seal(record, seq, prev, key, digest_of)
-            lines.append(line)
-            seq += 1
-        self._seq, self._prev = seq, prev
+        lines = list(batch)
         self._stats["batches"] += 1
         limit = self.config.max_bytes if self._file else 0
         i = 0
