@@ -59,7 +59,7 @@ import orjson
 
 __all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
            "RecordTemplate", "canonical", "check_line", "hasher", "load_hmac_key", "record_hash",
-           "seal", "seal_pieces"]
+           "seal"]
 
 GENESIS = "0" * 64
 MAC_SHA256 = "sha256"
@@ -197,62 +197,51 @@ _CHAIN = ("hash", "mac", "prev", "seq")
 class RecordTemplate:
     """A record's canonical encoding made once, with holes: the fields named in ``holes``, which
     change per query, and the chain fields. The cache-hit path (issue #5) fills the holes with
-    JSON values it encodes itself and queues five byte strings instead of a dict, so the writer
-    only adds the chain fields and hashes (:func:`seal_pieces`): same bytes as :func:`seal`.
+    JSON values it encodes itself and queues ``(template, values)`` instead of a dict; sealing
+    is then two bytes formats and a hash (:meth:`seal`), the same bytes as :func:`seal`.
 
     The record must have a key that sorts before ``hash`` (a hit record has ``answer``)."""
 
-    __slots__ = ("holes", "_chunks")
+    __slots__ = ("holes", "_line", "_line_args", "_body", "_body_args")
 
     def __init__(self, record: dict, holes: tuple[str, ...]) -> None:
         token = secrets.token_hex(16)
+        slots = (*holes, "mac", "prev", "seq", "hash")  # the values seal() passes, in order
         rec = dict(record)
-        for key in (*_CHAIN, *holes):
+        for key in slots:
             rec[key] = f"{token}:{key}"
         text = canonical(rec)
-        pairs = {k: b'"%s":"%s:%s"' % (k.encode(), token.encode(), k.encode())
-                 for k in (*_CHAIN, *holes)}
+        pairs = {k: b'"%s":"%s:%s"' % (k.encode(), token.encode(), k.encode()) for k in slots}
         spots = sorted((text.index(pair), k) for k, pair in pairs.items())
         if text[spots[0][0] - 1:spots[0][0]] != b",":
             raise ValueError("a forensic record template needs a key that sorts before 'hash'")
         self.holes = holes
-        self._chunks: list[tuple[bytes, Callable | None]] = []
-        statics, order, at = [], [], 0
+        line, body, line_args, body_args, at = [], [], [], [], 0
         for spot, key in spots:
-            if key in _CHAIN:  # the piece ends before the comma that precedes a chain field
-                statics.append(text[at:spot - 1])
-                self._close(statics, order)
-                statics, order = [], []
+            static = text[at:spot + len(key) + 3].replace(b"%", b"%%")  # up to and with "key":
+            line += [static, b"%b"]
+            line_args.append(slots.index(key))
+            if key == "hash":  # the hashed body has no hash pair (nor the comma before it)
+                body.append(text[at:spot - 1].replace(b"%", b"%%"))
             else:
-                statics.append(text[at:spot + len(key) + 3])  # up to and with "key":
-                order.append(holes.index(key))
+                body += [static, b"%b"]
+                body_args.append(slots.index(key))
             at = spot + len(pairs[key])
-        statics.append(text[at:-1])  # without the closing brace
-        self._close(statics, order)
+        tail = text[at:].replace(b"%", b"%%")
+        self._line, self._body = b"".join(line) + tail + b"\n", b"".join(body) + tail
+        self._line_args = operator.itemgetter(*line_args)
+        self._body_args = operator.itemgetter(*body_args)
 
-    def _close(self, statics: list[bytes], order: list[int]) -> None:
-        """A piece: its static text with a %b for each hole (a plain string if none)."""
-        if not order:
-            self._chunks.append((b"".join(statics), None))
-        else:
-            self._chunks.append((b"%b".join(part.replace(b"%", b"%%") for part in statics),
-                                 operator.itemgetter(*order)))
-
-    def fill(self, values: tuple[bytes, ...]) -> tuple[bytes, ...]:
-        """The five pieces around the chain fields, with ``values`` (canonical JSON text, in
-        ``holes`` order) in the holes; queue them with :meth:`ForensicLog.append_nowait`."""
-        return tuple([fmt % pick(values) if pick else fmt for fmt, pick in self._chunks])
+    def seal(self, values: tuple[bytes, ...], seq: int, prev: str, key: bytes | None,
+             digest_of: Callable[[bytes], str]) -> tuple[bytes, str]:
+        """:func:`seal` of the record with ``values`` (canonical JSON text, in ``holes`` order)
+        in its holes."""
+        slots = (*values, _MAC_JSON[key is not None], b'"%s"' % prev.encode(), b"%d" % seq)
+        digest = digest_of(self._body % self._body_args(slots))
+        return self._line % self._line_args((*slots, b'"%s"' % digest.encode())), digest
 
 
-def seal_pieces(pieces: tuple[bytes, ...], seq: int, prev: str, key: bytes | None,
-                digest_of: Callable[[bytes], str]) -> tuple[bytes, str]:
-    """:func:`seal` for a record filled from a :class:`RecordTemplate`."""
-    head, after_hash, after_mac, after_prev, after_seq = pieces
-    tail = b"".join((after_hash, b',"mac":"', (MAC_HMAC if key is not None else MAC_SHA256).encode(),
-                     b'"', after_mac, b',"prev":"', prev.encode(), b'"', after_prev,
-                     b',"seq":%d' % seq, after_seq, b"}"))
-    digest = digest_of(head + tail)
-    return b"".join((head, b',"hash":"', digest.encode(), b'"', tail, b"\n")), digest
+_MAC_JSON = {False: b'"%s"' % MAC_SHA256.encode(), True: b'"%s"' % MAC_HMAC.encode()}
 
 
 def check_line(line: bytes, key: bytes | None, digest_of: Callable[[bytes], str] | None = None,
@@ -418,7 +407,7 @@ class ForensicLog:
         if not self.config.enabled:
             return True
         if not isinstance(record, (dict, tuple)):
-            raise TypeError("a forensic record is a dict or RecordTemplate pieces")
+            raise TypeError("a forensic record is a dict or (RecordTemplate, values)")
         self._check_open()
         # Only this thread adds waiters or outstanding records: a full queue stays full.
         if self._waiters or self._outstanding >= self.config.queue_size:
@@ -462,8 +451,9 @@ class ForensicLog:
         are accepted, costs less than handing them to the writer thread to seal: the writer only
         writes bytes and the two threads hardly contend for the GIL."""
         if type(record) is tuple:
-            line, self._prev = seal_pieces(record, self._seq, self._prev, self._key,
-                                           self._digest_of)
+            template, values = record
+            line, self._prev = template.seal(values, self._seq, self._prev, self._key,
+                                             self._digest_of)
         else:
             line, self._prev = seal(record, self._seq, self._prev, self._key, self._digest_of)
         self._seq += 1

@@ -200,12 +200,12 @@ class Frontend:
             return None
         hit = self.wirecache.last_extra
         if forensic is not None:
-            pieces = hit.template.fill((
-                orjson.dumps({"address": client[0], "port": client[1]}),
-                orjson.dumps(round((time.time() - now) * 1000, 3)),
-                hit.flags[wire[2] & 0x01], b"%d" % ((wire[0] << 8) | wire[1]),
-                _listener_json(listener), orjson.dumps(_rfc3339(now)), _TRANSPORT[transport]))
-            if not forensic.append_nowait(pieces):
+            values = (orjson.dumps({"address": client[0], "port": client[1]}),
+                      orjson.dumps(round((time.time() - now) * 1000, 3)),
+                      hit.flags[wire[2] & 0x01], b"%d" % ((wire[0] << 8) | wire[1]),
+                      _listener_json(listener), orjson.dumps(_rfc3339(now)),
+                      _TRANSPORT[transport])
+            if not forensic.append_nowait((hit.template, values)):
                 return None
         if self.metrics is not None:
             hit.queries.inc()

@@ -21,8 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resolver.forensic import (GENESIS, ForensicLog, ForensicLogError, LogConfig, RecordTemplate,
-                               canonical, check_line, hasher, load_hmac_key, record_hash, seal,
-                               seal_pieces)
+                               canonical, check_line, hasher, load_hmac_key, record_hash, seal)
 from resolver.verifylog import run as verify_run
 from resolver.verifylog import verify
 
@@ -143,9 +142,9 @@ def test_template_pieces_seal_to_the_same_bytes_as_the_dict(static, dynamic, seq
     static = dict(static, answer=static.get("answer"))  # a key before "hash"
     key = b"k" * 32 if hmac_key else None
     template = RecordTemplate(static, HOLES)
-    pieces = template.fill(tuple(canonical(dynamic[k]) for k in HOLES))
+    values = tuple(canonical(dynamic[k]) for k in HOLES)
     digest_of = hasher(key)
-    line, digest = seal_pieces(pieces, seq, "ab" * 32, key, digest_of)
+    line, digest = template.seal(values, seq, "ab" * 32, key, digest_of)
     assert (line, digest) == seal({**static, **dynamic}, seq, "ab" * 32, key, digest_of)
     assert check_line(line, key)[1] is None
 
@@ -165,7 +164,7 @@ def test_dicts_and_template_pieces_share_one_chain(tmp_path) -> None:
         for i in range(200):
             rec = record(i)
             if i % 3:
-                assert log.append_nowait(template.fill(tuple(canonical(rec[k]) for k in HOLES)))
+                assert log.append_nowait((template, tuple(canonical(rec[k]) for k in HOLES)))
             else:
                 await log.append(rec)
         await log.close()
