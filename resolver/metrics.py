@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from resolver import transport
+from resolver.dnssec import sigcrypt
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,12 @@ class _Snapshot:
             for reason, count in sorted(transport.IGNORED.items()):
                 ignored.add_metric([reason], count)
             yield ignored
+        verified = sigcrypt.VERIFIED
+        if verified is not None:
+            yield _counter("signature_cache_hits", "Signature checks answered by the verified-"
+                           "signature cache (no public-key operation)", verified.hits)
+            yield _counter("signature_cache_misses", "Signature checks not in that cache",
+                           verified.misses)
         forensic = self.sources.get("forensic")
         if forensic is not None:
             stats = forensic.stats

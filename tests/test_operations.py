@@ -139,7 +139,8 @@ def wait_for(predicate, seconds: float = 10.0) -> bool:
 
 def test_metrics_after_mixed_load(sidecar):
     for name in ("www.rsasha256.example.", "www.rsasha256.example.", "nope.ed448.test.",
-                 "www.insecure.example.", "www.badsig.test.", "www.unreachable.example."):
+                 "www.insecure.example.", "www.badsig.test.", "www.unreachable.example.",
+                 "one.wild.ed25519.example.", "two.wild.ed25519.example."):
         ask(name)
     m = scrape()
     p = "dnssec_sidecar_"
@@ -154,6 +155,9 @@ def test_metrics_after_mixed_load(sidecar):
     assert value(m, p + "upstream_rtt_seconds_count") > 5
     assert value(m, p + "query_duration_seconds_count", transport="udp") >= 6
     assert value(m, p + "log_records_total") >= 1
+    # the second expansion of one wildcard reuses its verified RRSIG (and the same NSEC proof)
+    assert value(m, p + "signature_cache_hits_total") >= 1
+    assert value(m, p + "signature_cache_misses_total") > 5
 
 
 def test_health_and_readiness_follow_the_root(tree, tmp_path):
