@@ -202,43 +202,56 @@ class RecordTemplate:
 
     The record must have a key that sorts before ``hash`` (a hit record has ``answer``)."""
 
-    __slots__ = ("holes", "_line", "_line_args", "_body", "_body_args")
+    __slots__ = ("holes", "_head", "_head_args", "_tail", "_tail_args")
 
     def __init__(self, record: dict, holes: tuple[str, ...]) -> None:
         token = secrets.token_hex(16)
-        slots = (*holes, "mac", "prev", "seq", "hash")  # the values seal() passes, in order
+        slots = (*holes, "mac", "prev", "seq")  # the values seal() passes, in order
         rec = dict(record)
-        for key in slots:
+        for key in (*slots, "hash"):
             rec[key] = f"{token}:{key}"
         text = canonical(rec)
-        pairs = {k: b'"%s":"%s:%s"' % (k.encode(), token.encode(), k.encode()) for k in slots}
+        pairs = {k: b'"%s":"%s:%s"' % (k.encode(), token.encode(), k.encode())
+                 for k in (*slots, "hash")}
         spots = sorted((text.index(pair), k) for k, pair in pairs.items())
-        if text[spots[0][0] - 1:spots[0][0]] != b",":
+        if text[text.index(pairs["hash"]) - 1:][:1] != b",":
             raise ValueError("a forensic record template needs a key that sorts before 'hash'")
         self.holes = holes
-        line, body, line_args, body_args, at = [], [], [], [], 0
+        # Two formats: the text before the hash pair (and its comma), and after it to the end.
+        parts: list[list] = [[], []]
+        args: list[list[int]] = [[], []]
+        side, at = 0, 0
         for spot, key in spots:
-            static = text[at:spot + len(key) + 3].replace(b"%", b"%%")  # up to and with "key":
-            line += [static, b"%b"]
-            line_args.append(slots.index(key))
-            if key == "hash":  # the hashed body has no hash pair (nor the comma before it)
-                body.append(text[at:spot - 1].replace(b"%", b"%%"))
+            if key == "hash":
+                parts[0].append(text[at:spot - 1].replace(b"%", b"%%"))
+                side = 1
             else:
-                body += [static, b"%b"]
-                body_args.append(slots.index(key))
+                parts[side] += [text[at:spot + len(key) + 3].replace(b"%", b"%%"), b"%b"]
+                args[side].append(slots.index(key))
             at = spot + len(pairs[key])
-        tail = text[at:].replace(b"%", b"%%")
-        self._line, self._body = b"".join(line) + tail + b"\n", b"".join(body) + tail
-        self._line_args = operator.itemgetter(*line_args)
-        self._body_args = operator.itemgetter(*body_args)
+        parts[1].append(text[at:].replace(b"%", b"%%"))
+        self._head, self._tail = b"".join(parts[0]), b"".join(parts[1])
+        self._head_args, self._tail_args = _picker(args[0]), _picker(args[1])
 
     def seal(self, values: tuple[bytes, ...], seq: int, prev: str, key: bytes | None,
              digest_of: Callable[[bytes], str]) -> tuple[bytes, str]:
         """:func:`seal` of the record with ``values`` (canonical JSON text, in ``holes`` order)
         in its holes."""
         slots = (*values, _MAC_JSON[key is not None], b'"%s"' % prev.encode(), b"%d" % seq)
-        digest = digest_of(self._body % self._body_args(slots))
-        return self._line % self._line_args((*slots, b'"%s"' % digest.encode())), digest
+        head = self._head % self._head_args(slots)
+        tail = self._tail % self._tail_args(slots)
+        digest = digest_of(head + tail)
+        return b"".join((head, b',"hash":"', digest.encode(), b'"', tail, b"\n")), digest
+
+
+def _picker(indexes: list[int]) -> Callable[[tuple], tuple]:
+    """The items at ``indexes`` of a tuple, always as a tuple (for a bytes % format)."""
+    if not indexes:
+        return lambda values: ()
+    if len(indexes) == 1:
+        index = indexes[0]
+        return lambda values: (values[index],)
+    return operator.itemgetter(*indexes)
 
 
 _MAC_JSON = {False: b'"%s"' % MAC_SHA256.encode(), True: b'"%s"' % MAC_HMAC.encode()}

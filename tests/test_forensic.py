@@ -149,6 +149,16 @@ def test_template_pieces_seal_to_the_same_bytes_as_the_dict(static, dynamic, seq
     assert check_line(line, key)[1] is None
 
 
+@pytest.mark.parametrize("holes", [(), ("answer",), ("zone",), ("answer", "zone")])
+def test_template_with_holes_on_one_side_or_none(holes) -> None:
+    rec = {"answer": [1, "100%"], "zone": "z%s"}
+    template = RecordTemplate({k: v for k, v in rec.items() if k not in holes}, holes)
+    digest_of = hasher(None)
+    values = tuple(canonical(rec[k]) for k in holes)
+    assert template.seal(values, 3, GENESIS, None, digest_of) == seal(rec, 3, GENESIS, None,
+                                                                      digest_of)
+
+
 def test_template_needs_a_key_before_hash() -> None:
     with pytest.raises(ValueError, match="before 'hash'"):
         RecordTemplate({"zone": 1}, ("time",))
