@@ -8,6 +8,7 @@ capped by the configured maximum and, for validated data, by the signature expir
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Cache:
         self.max_ttl, self.max_negative_ttl, self.min_ttl = max_ttl, max_negative_ttl, min_ttl
         self.clock = clock
         self._entries: OrderedDict[tuple[dns.name.Name, int], _Entry] = OrderedDict()
+        self._proofs: OrderedDict[tuple, dns.rrset.RRset] = OrderedDict()
         self.hits = self.misses = self.evictions = 0
 
     def __len__(self) -> int:
@@ -102,11 +104,31 @@ class Cache:
             return
         key = (name, ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
         now = self.clock()
+        answer.authority = [self._shared(rrset) for rrset in answer.authority]
+        proof = answer.proof
+        proof.zones = [sys.intern(zone) for zone in proof.zones]
+        proof.notes = [sys.intern(note) for note in proof.notes]
         self._entries[key] = _Entry(answer, now, now + ttl)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
             self.evictions += 1
 
+    def _shared(self, rrset: dns.rrset.RRset) -> dns.rrset.RRset:
+        """One object for identical authority RRsets: a zone's SOA and the NSEC/NSEC3 records
+        and RRSIGs that prove a wildcard or a denial are repeated in every answer they cover.
+        Cached RRsets are never changed (answers copy them to set a TTL), so sharing is safe;
+        the table is bounded like the cache and only saves memory."""
+        key = (rrset.name, rrset.rdtype, rrset.covers, rrset.ttl, frozenset(rrset))
+        found = self._proofs.get(key)
+        if found is None:
+            self._proofs[key] = found = rrset
+            if len(self._proofs) > self.max_entries:
+                self._proofs.popitem(last=False)
+        else:
+            self._proofs.move_to_end(key)
+        return found
+
     def clear(self) -> None:
         self._entries.clear()
+        self._proofs.clear()
