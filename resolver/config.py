@@ -106,6 +106,8 @@ class ResolverLimits:
     #: Queries of one client TCP connection in progress at once (RFC 7766 §6.2.1.1); reading
     #: from the connection pauses at the limit.
     tcp_pipeline: int = 16
+    #: Nameserver address lookups for one client query, over all its delegations (NXNS).
+    max_ns_lookups_per_query: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +265,7 @@ _RESOLVER_LIMIT_BOUNDS = {
     "max_referral_depth": (1, 128),  # a name has at most 127 labels below the root
     "max_cname_chain": (0, 64),
     "max_ns_lookups": (0, 64),
+    "max_ns_lookups_per_query": (0, 256),
     "max_concurrent_resolutions": (1, 1_000_000),
     "tcp_clients": (1, 100_000),
     "tcp_pipeline": (1, 1_000),

@@ -80,6 +80,7 @@ class Settings:
     max_referral_depth: int = 30
     max_cname_chain: int = 12
     max_ns_lookups: int = 8
+    max_ns_lookups_per_query: int = 16
     upstream_timeout: float = 1.2
     query_timeout: float = 8.0
     max_zones: int = 10000
@@ -120,6 +121,7 @@ class Context:
     referrals: int = 0
     ns_lookups: int = 0
     resolving_ns: set = field(default_factory=set)
+    ns_exhausted: set = field(default_factory=set)  # zones whose NS lookup budget ran out
     servers_asked: list[str] = field(default_factory=list)
 
 
@@ -299,14 +301,23 @@ class Iterator:
 
     async def _find_server_addresses(self, zone: Zone, ctx: Context) -> None:
         """Resolve the zone's nameserver names that came without glue, with loop protection
-        (RFC 1034 §5.3.3 step 3)."""
+        (RFC 1034 §5.3.3 step 3) and NXNS bounds like Unbound's target fetch limits: at most
+        ``max_ns_lookups`` names for this delegation and ``max_ns_lookups_per_query`` for the
+        client query; a name whose A lookup is NXDOMAIN gets no AAAA lookup (RFC 8020)."""
+        lookups = 0
         for ns in zone.ns_names:
-            if ns in ctx.resolving_ns or ctx.ns_lookups >= self.s.max_ns_lookups * 4:
-                continue
-            if ns.is_subdomain(zone.name):
+            if lookups >= self.s.max_ns_lookups or zone.name in ctx.ns_exhausted or \
+                    ctx.ns_lookups >= self.s.max_ns_lookups_per_query:
+                ctx.ns_exhausted.add(zone.name)  # not again for a retry without minimisation
+                raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, (
+                    f"no address for the NS names of {zone.name} within the NS lookup budget "
+                    f"({self.s.max_ns_lookups} per delegation, "
+                    f"{self.s.max_ns_lookups_per_query} per query)"))
+            if ns in ctx.resolving_ns or ns.is_subdomain(zone.name):
                 continue  # in-bailiwick names need glue; asking the zone itself would loop
             ctx.resolving_ns.add(ns)
             ctx.ns_lookups += 1
+            lookups += 1
             try:
                 for rdtype, wanted in ((A, self.s.ipv4), (AAAA, self.s.ipv6)):
                     if not wanted:
@@ -315,6 +326,8 @@ class Iterator:
                         answer = await self.chase(ns, rdtype, ctx)
                     except ResolutionFailed:
                         continue
+                    if answer.rcode == dns.rcode.NXDOMAIN:
+                        break
                     for rrset in answer.rrsets:
                         if rrset.rdtype == rdtype:
                             zone.servers += [(rd.address, 53) for rd in rrset]
@@ -439,9 +452,16 @@ class Iterator:
         zone.expires = time.monotonic() + 60  # RFC 6840 §3.1: remember failures briefly
         return zone
 
-    @staticmethod
-    def _denial_rrsets(reply: dns.message.Message) -> list[dns.rrset.RRset]:
-        return [r for r in reply.authority if r.rdtype in (NSEC, NSEC3)]
+    def _denial_rrsets(self, reply: dns.message.Message) -> list[dns.rrset.RRset]:
+        """The NSEC and NSEC3 RRsets of a reply. More NSEC3 RRsets than one proof may use is a
+        proof flood (CVE-2023-50868), refused before any signature is checked."""
+        rrsets = [r for r in reply.authority if r.rdtype in (NSEC, NSEC3)]
+        count, limit = sum(r.rdtype == NSEC3 for r in rrsets), \
+            self.s.validator.limits.max_nsec3_per_proof
+        if count > limit:
+            raise ResolutionFailed(EDE.DNSSEC_BOGUS, f"validation budget exhausted: {count} "
+                                   f"NSEC3 records in one answer, more than {limit} per proof")
+        return rrsets
 
     def _check_signatures(self, rrsets: list[dns.rrset.RRset], reply: dns.message.Message,
                           zone: Zone, ctx: Context) -> list[tuple]:

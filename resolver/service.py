@@ -46,6 +46,7 @@ def settings_from(config: Config) -> Settings:
         max_referral_depth=config.limits.max_referral_depth,
         max_cname_chain=config.limits.max_cname_chain,
         max_ns_lookups=config.limits.max_ns_lookups,
+        max_ns_lookups_per_query=config.limits.max_ns_lookups_per_query,
         upstream_timeout=config.timeouts.upstream_ms / 1000,
         query_timeout=config.timeouts.query_ms / 1000,
     )

@@ -100,6 +100,7 @@ limits:
   max_referral_depth: 20
   max_cname_chain: 8
   max_ns_lookups: 4
+  max_ns_lookups_per_query: 12
   max_concurrent_resolutions: 50
   tcp_clients: 20
   tcp_pipeline: 8
@@ -135,7 +136,8 @@ def test_full_example(tmp_path):
     assert config.qname_minimisation is False
     assert config.negative_trust_anchors == (N("broken.example."), N("other.example."))
     assert (config.outgoing_ipv4, config.outgoing_ipv6) == (True, False)
-    assert config.limits == ResolverLimits(100, 20, 8, 4, 50, tcp_clients=20, tcp_pipeline=8)
+    assert config.limits == ResolverLimits(100, 20, 8, 4, 50, tcp_clients=20, tcp_pipeline=8,
+                                           max_ns_lookups_per_query=12)
     assert config.timeouts == Timeouts(800, 5000, 2000)
     assert config.cache == CacheConfig(5000, 3600, 900, 5)
     assert config.source == str(tmp_path / "config.yaml")
@@ -450,6 +452,8 @@ ERRORS = [
     ("limits: {max_referral_depth: 500}", "limits.max_referral_depth", "out of range 1..128"),
     ("limits: {max_cname_chain: -1}", "limits.max_cname_chain", "-1 is out of range 0..64"),
     ("limits: {max_ns_lookups: 65}", "limits.max_ns_lookups", "out of range"),
+    ("limits: {max_ns_lookups_per_query: 257}", "limits.max_ns_lookups_per_query",
+     "257 is out of range 0..256"),
     ("limits: {max_concurrent_resolutions: 0}", "limits.max_concurrent_resolutions",
      "out of range"),
     ("limits: {tcp_clients: 0}", "limits.tcp_clients", "0 is out of range 1..100000"),

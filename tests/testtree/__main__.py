@@ -44,8 +44,12 @@ def describe(port: int, forwarder: bool) -> str:
         what = {"authoritative": " ".join(s["zones"]),
                 "lame": "lame: serves no zone, REFUSED to everything",
                 "unreachable": "unreachable: nothing listens (not started)",
-                "forwarder": "forwarder: recursive stub serving the whole tree"}[s["role"]]
-        ns = f"  [{', '.join(s['ns'])}]" if s.get("ns") else ""
+                "forwarder": "forwarder: recursive stub serving the whole tree",
+                "hostile": "hostile: " + (" ".join(s["zones"][:2]) + (" ..." if len(s["zones"]) > 2
+                                                                     else "") or "no zone")
+                + "".join(f" ({k})" for k in s.get("behaviour", {}))}[s["role"]]
+        ns = f"  [{', '.join(s['ns'][:3])}{' ...' if len(s['ns']) > 3 else ''}]" \
+            if s.get("ns") else ""
         lines.append(f"  {address:<12} {what}{ns}")
     (hint, hint_addr), = m["root_hints"].items()
     lines += ["", f"root hint:    {hint} {hint_addr}",

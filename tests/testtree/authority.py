@@ -67,7 +67,8 @@ MAX_MESSAGE = 65535
 
 FORWARDER = zonedata.manifest().get("forwarder", "127.0.0.60")
 KNOBS = ("drop", "refuse", "servfail", "truncate_udp", "delay_ms", "tcp", "no_dnssec",
-         "formerr", "tcp_hang", "tcp_reset", "tcp_wrong_question", "forge")
+         "formerr", "tcp_hang", "tcp_reset", "tcp_wrong_question", "forge",
+         "nsec3_flood", "refer")
 
 
 def _name(n) -> dns.name.Name:
@@ -405,7 +406,8 @@ class Server:
                  queries: list | None = None, errors: list | None = None,
                  on_query: Callable[[Query], None] | None = None, formerr: bool = False,
                  tcp_hang: bool = False, tcp_reset: bool = False,
-                 tcp_wrong_question: bool = False, forge: Callable | None = None) -> None:
+                 tcp_wrong_question: bool = False, forge: Callable | None = None,
+                 nsec3_flood: int = 0, refer: dict | None = None) -> None:
         self.address = check_address(address)
         self.port = port
         self.zones = [z if isinstance(z, zonedata.TestZone) else zonedata.load(z) for z in zones]
@@ -417,6 +419,7 @@ class Server:
         self.no_dnssec, self.max_udp = no_dnssec, max_udp
         self.formerr, self.tcp_hang, self.tcp_reset = formerr, tcp_hang, tcp_reset
         self.tcp_wrong_question, self.forge = tcp_wrong_question, forge
+        self.nsec3_flood, self.refer = nsec3_flood, refer  # hostile behaviours (issue #7)
         self.queries = queries if queries is not None else []
         self.on_query = on_query
         self._udp = None
@@ -494,8 +497,12 @@ class Server:
                 response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
                 response.set_rcode(dns.rcode.REFUSED if self.refuse else dns.rcode.SERVFAIL)
                 referral = False
+            elif self.refer is not None:
+                response, referral = _referral_to(query, self.refer), True
             else:
                 response, referral = self.responder.respond(query, dnssec=not self.no_dnssec)
+                if self.nsec3_flood:
+                    _stuff_nsec3(response, self.zones, self.nsec3_flood)
             return self._render(query, response, referral, transport)
         except Exception:  # noqa: BLE001
             self.errors.append(f"{self.address}: {query.question}\n{traceback.format_exc()}")
@@ -574,6 +581,35 @@ class Server:
         finally:
             writer.close()
             self._tasks.discard(task)
+
+
+def _referral_to(query: dns.message.Message, refer: dict) -> dns.message.Message:
+    """A referral (no AA) to ``refer["zone"]`` with its ``nameservers`` ([name, address]) as
+    NS and glue, whatever was asked: a server that sends resolvers back up or sideways."""
+    response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
+    nameservers = refer["nameservers"]
+    response.authority = [dns.rrset.from_text(refer["zone"], 3600, IN, NS,
+                                              *(ns for ns, _ in nameservers))]
+    response.additional = [dns.rrset.from_text(ns, 3600, IN, A, address)
+                           for ns, address in nameservers]
+    return response
+
+
+def _stuff_nsec3(response: dns.message.Message, zones: list, count: int) -> None:
+    """Add up to ``count`` NSEC3 RRsets of the answering zone, with their RRSIGs, to a negative
+    answer given with DO: an NSEC3 proof flood (CVE-2023-50868)."""
+    negative = response.rcode() == dns.rcode.NXDOMAIN or not response.answer
+    if not negative or not response.ednsflags & dns.flags.DO:
+        return
+    soa = next((r for r in response.authority if r.rdtype == SOA), None)
+    zone = next((z for z in zones if soa is not None and z.name == soa.name), None)
+    if zone is None:
+        return
+    present = {r.name for r in response.authority if r.rdtype == NSEC3}
+    for owner in [zone.nsec3_by_hash[h] for h in zone.nsec3_hashes][:count + len(present)]:
+        if owner not in present and count > 0:
+            response.authority += [r for r in zone.pair(owner, NSEC3) if r is not None]
+            count -= 1
 
 
 def _truncated(response: dns.message.Message) -> bytes:
@@ -747,7 +783,8 @@ def start_tree(faults: dict[str, dict] | None = None, *, port: int = 53,
     servers = []
     for address, spec in m["servers"].items():
         kw = knobs.pop(address, {})
-        if spec["role"] in ("authoritative", "lame"):
+        if spec["role"] in ("authoritative", "lame", "hostile"):
+            kw = {**spec.get("behaviour", {}), **kw}  # hostile servers' own knobs
             zones = [zonedata.load(n) for n in spec["zones"]]
             servers.append(Server(address, zones, port=port, queries=queries, errors=errors,
                                   on_query=on_query, **kw))

@@ -27,6 +27,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,20 @@ UNREACHABLE_ADDRS = (54,)
 FORWARDER_ADDR = 60
 RESOLVER_LISTEN = "127.0.0.2:53"
 
+# Hostile zones (issue #7; tree.json "scenario_zones", kind "hostile"), 127.0.0.90 and up.
+KEYTRAP_HEAVY_KEYS = 50  # keytrap-heavy: 1 KSK + 49 ZSKs, one key tag, every RRset signed by all
+SIGFLOOD_RRSIGS = 100  # sigflood: RRSIGs on flood.<zone> A, none of which verifies
+NSEC3_LONG_SALT = "5a" * 255  # nsec3salt and nsec3heavy: the longest salt (RFC 5155 §3.2)
+NSEC3_HEAVY_ITERATIONS = 150  # the most dnssec-signzone 9.18 writes; 3 x the cap of 50
+NSEC3FLOOD_NAMES = 40  # nsec3flood: names, hence NSEC3 records, in the zone
+NSEC3FLOOD_EXTRA = 30  # ... and how many its server adds to every negative answer (cap: 10)
+# large: TXT RRs of 255 bytes, about 60 KiB on the wire, TCP only. The data signed (owner names
+# uncompressed) stays under 64 KiB: ldns-signzone 1.8.3 silently signs a truncated buffer beyond.
+LARGE_TXT_RRS = 228
+HOP_LINKS = 15  # hop-a/hop-b: c1 -> c2 -> ... -> c15 -> www, alternating zones
+DEEP_LEVELS = 32  # deep: zone cuts a.deep.example., a.a.deep.example., ... 32 levels
+NXNS_NAMES = 60  # nxns: glueless NS names, all NXDOMAIN in victim.test.
+
 
 @dataclasses.dataclass
 class Spec:
@@ -125,6 +140,9 @@ class Spec:
     nameservers: list | None = None  # [(NS name, last octet of its address)]; default ns.<zone>
     glue: bool = True  # glue for in-bailiwick NS names in the parent's delegation
     served: bool = True  # a test server serves the zone at its address
+    # hostile zones (kind "hostile")
+    hostile: str | None = None  # the attack it stages
+    behaviour: dict | None = None  # knobs of its server (authority.Server), e.g. nsec3_flood
 
     @property
     def dirname(self) -> str:
@@ -144,7 +162,7 @@ class Spec:
         if self.name == ".":
             return [("a.root-servers.test.", self.server)]
         if self.nameservers:
-            return [(n, f"{ADDR_PREFIX}{a}") for n, a in self.nameservers]
+            return [(n, f"{ADDR_PREFIX}{a}" if a else None) for n, a in self.nameservers]
         return [(f"ns.{self.name}", self.server)]
 
 
@@ -277,6 +295,82 @@ def build_specs() -> list[Spec]:
                    "zone the sample resolver config forwards to the recursive stub at "
                    f"127.0.0.{FORWARDER_ADDR}. Also resolvable by iteration (its own server)."),
     ]
+    return specs + hostile_specs()
+
+
+def hostile_specs() -> list[Spec]:
+    """Zones and servers that attack a resolver (issue #7): work amplification in the
+    validator (KeyTrap, signature and NSEC3 floods, NSEC3 hashing), big answers, long CNAME
+    chains, referral loops, deep delegations and NXNS. README.md says what each must do."""
+    def h(name, parent, addr, hostile, signer="none", alg=None, denial=None, **kw) -> Spec:
+        return Spec(name, parent, addr, "hostile", signer, alg, kw.pop("keys", "split"), denial,
+                    hostile=hostile, **kw)
+
+    specs = [
+        h("keytrap-heavy.example.", "example.", 90, "keytrap-heavy", "ldns", 8, "nsec",
+          notes=f"KeyTrap at scale (CVE-2023-50387): besides a KSK and a ZSK, {KEYTRAP_HEAVY_KEYS} "
+                "RSASHA256 1024-bit ZSKs sharing one key tag: one modulus, public exponents "
+                "chosen so the key tag checksum (RFC 4034 App. B) comes out equal. All are "
+                "published; ldns-signzone signs the zone with the KSK and the ZSK, and "
+                f"trap.<zone> A with the {KEYTRAP_HEAVY_KEYS} colliding keys (a second run with "
+                "-A, whose trap RRSIGs replace the first run's). trap A was rewritten after "
+                f"signing: {KEYTRAP_HEAVY_KEYS}^2 checks that all fail for a validator without "
+                "budgets."),
+        h("sigflood.example.", "example.", 91, "sigflood", "ldns", 13, "nsec",
+          notes=f"Signature flood: flood.<zone> A carries {SIGFLOOD_RRSIGS} RRSIGs by the ZSK's "
+                "tag, copies of the real one with the expiration moved back 1..N seconds after "
+                "signing: each is a full signature check that fails."),
+        h("nsec3salt.test.", "test.", 92, "nsec3salt", "bind", 13, "nsec3",
+          nsec3_salt=NSEC3_LONG_SALT,
+          notes="NSEC3 with a 255-byte salt (the maximum) and 0 iterations, dnssec-signzone: "
+                "legitimate, every proof must validate (ldns-signzone 1.8.3 crashes on salts of "
+                "128 bytes or more)."),
+        h("nsec3heavy.test.", "test.", 93, "nsec3heavy", "bind", 13, "nsec3",
+          nsec3_iterations=NSEC3_HEAVY_ITERATIONS, nsec3_salt=NSEC3_LONG_SALT,
+          notes=f"NSEC3 with {NSEC3_HEAVY_ITERATIONS} iterations (over the cap of 50) and a "
+                "255-byte salt, dnssec-signzone: denial proofs are insecure (RFC 9276) and must "
+                "cost no hashing."),
+        h("nsec3flood.test.", "test.", 94, "nsec3flood", "ldns", 13, "nsec3",
+          behaviour={"nsec3_flood": NSEC3FLOOD_EXTRA},
+          notes=f"NSEC3 proof flood (CVE-2023-50868): {NSEC3FLOOD_NAMES} names, so as many "
+                f"NSEC3 records; its server adds {NSEC3FLOOD_EXTRA} of them (with RRSIGs) to "
+                "every negative answer."),
+        h("large.example.", "example.", 95, "large", "ldns", 13, "nsec",
+          notes=f"txt.<zone> TXT: {LARGE_TXT_RRS} RRs of 255 bytes, about 60 KiB with its "
+                "RRSIG: TC over UDP, near the 64 KiB limit over TCP (the signed data, with "
+                "uncompressed owner names, is just under 64 KiB)."),
+        h("hop-a.example.", "example.", 96, "hop", "ldns", 13, "nsec",
+          notes=f"With hop-b.example.: c1 -> c2 -> ... -> c{HOP_LINKS} -> www.hop-a.example., "
+                "each CNAME pointing into the other zone (odd links here, even ones there)."),
+        h("hop-b.example.", "example.", 97, "hop", "ldns", 13, "nsec",
+          notes="The even links of the hop-a.example. CNAME chain."),
+        h("refloop.example.", "example.", 98, "refloop",
+          notes="Unsigned; delegates sub.refloop.example. to ns.sub.refloop.example. "
+                "(127.0.0.99), a server that refers every query back up to refloop.example."),
+        h("sub.refloop.example.", "refloop.example.", 99, "refloop", served=False,
+          behaviour={"refer": {"zone": "refloop.example.",
+                               "nameservers": [["ns.refloop.example.", f"{ADDR_PREFIX}98"]]}},
+          notes="Never served: its server (127.0.0.99) answers every query with a referral up "
+                "to refloop.example. (the file shows what the zone would hold)."),
+        h("victim.test.", "test.", 103, "nxns",
+          notes=f"Unsigned; the zone the {NXNS_NAMES} NS names of nxns.example. point into. "
+                "None of them exists: each lookup is an NXDOMAIN from this server, which counts "
+                "what an NXNS attack makes a resolver send it."),
+        h("nxns.example.", "example.", 102, "nxns", served=False, glue=False,
+          nameservers=[(f"ns{i}.victim.test.", None) for i in range(1, NXNS_NAMES + 1)],
+          notes=f"NXNS: delegated to {NXNS_NAMES} NS names without glue, all in victim.test., "
+                "none of which exists. Nobody serves the zone."),
+    ]
+    parent = "deep.example."
+    specs.append(h(parent, "example.", 100, "deep",
+                   notes=f"Unsigned; the top of {DEEP_LEVELS} zone cuts below it, each one label "
+                         "deeper (a.deep.example., a.a.deep.example., ...), alternating between "
+                         "127.0.0.100 (even levels) and 127.0.0.101 (odd levels)."))
+    for level in range(1, DEEP_LEVELS + 1):
+        name = "a." * level + "deep.example."
+        specs.append(h(name, parent, 100 + level % 2, "deep",
+                       notes=f"Level {level} of the deep.example. delegation chain."))
+        parent = name
     return specs
 
 
@@ -408,6 +502,8 @@ def child_content(spec: Spec, specs_by_name: dict) -> list[str]:
             f"{spec.ns}\tIN\tA\t{spec.server}",
             f"www.{z}\tIN\tA\t192.0.2.{n}",
         ]
+    elif spec.kind == "hostile":
+        lines += hostile_content(spec)
     elif spec.kind == "scenario":
         lines += [
             f'{z}\tIN\tTXT\t"dnssec-sidecar scenario zone: {spec.scenario}"',
@@ -424,6 +520,33 @@ def child_content(spec: Spec, specs_by_name: dict) -> list[str]:
                 if in_bailiwick(ns, z) and ns not in seen:
                     seen.add(ns)
                     lines.append(f"{ns}\tIN\tA\t{addr}")
+    return lines
+
+
+def hostile_content(spec: Spec) -> list[str]:
+    """The records of a hostile zone besides SOA and NS: a TXT, its name server's address, www,
+    and what its attack needs."""
+    z, n = spec.name, spec.addr
+    lines = [f'{z}\tIN\tTXT\t"dnssec-sidecar hostile test zone: {spec.hostile}"',
+             f"www.{z}\tIN\tA\t192.0.2.{n}"]
+    lines += [f"{ns}\tIN\tA\t{addr}" for ns, addr in spec.ns_list
+              if addr and in_bailiwick(ns, z)]
+    if spec.hostile == "keytrap-heavy":
+        lines.append(f"trap.{z}\tIN\tA\t{KEYTRAP_SIGNED_ADDR}")
+    elif spec.hostile == "sigflood":
+        lines.append(f"flood.{z}\tIN\tA\t192.0.2.{n}")
+    elif spec.hostile == "nsec3flood":
+        lines += [f"h{i:03d}.{z}\tIN\tA\t192.0.2.{n}" for i in range(1, NSEC3FLOOD_NAMES + 1)]
+    elif spec.hostile == "large":
+        lines += [f'txt.{z}\tIN\tTXT\t"' + (f"{i:04d} " + "large answer filler " * 13)[:255] + '"'
+                  for i in range(LARGE_TXT_RRS)]
+    elif spec.hostile == "hop":
+        a, b = "hop-a.example.", "hop-b.example."
+        for k in range(1, HOP_LINKS + 1):
+            here = a if k % 2 else b
+            if here == z:
+                target = f"c{k + 1}.{b if k % 2 else a}" if k < HOP_LINKS else f"www.{a}"
+                lines.append(f"c{k}.{z}\tIN\tCNAME\t{target}")
     return lines
 
 
@@ -566,6 +689,94 @@ def keytrap_keys(spec: Spec, keydir: Path, ksks=1, zsks=4, limit=300_000) -> lis
     return keys
 
 
+def _probable_prime(seed: bytes, bits: int) -> int:
+    """The first probable prime (Miller-Rabin, 40 fixed bases) at or after a number derived
+    from ``seed``: deterministic keys without a key generator."""
+    stream = b"".join(hashlib.sha256(seed + bytes([i])).digest() for i in range(bits // 256 + 1))
+    n = int.from_bytes(stream, "big") >> (len(stream) * 8 - bits) | 1 << (bits - 1) | 1
+    while True:
+        d, r = n - 1, 0
+        while d % 2 == 0:
+            d, r = d // 2, r + 1
+        for a in range(2, 42):
+            x = pow(a, d, n)
+            if x in (1, n - 1):
+                continue
+            for _ in range(r - 1):
+                x = pow(x, 2, n)
+                if x == n - 1:
+                    break
+            else:
+                break
+        else:
+            return n
+        n += 2
+
+
+def rsa_tag_collision_keys(spec: Spec, keydir: Path, count: int) -> list[Key]:
+    """A KSK and a ZSK with tags of their own, then ``count`` RSASHA256 ZSKs that share one key
+    tag (RFC 4034 App. B).
+
+    All share one 1024-bit modulus from seeded primes; the 4-byte public exponents differ.
+    The key tag sums RDATA octets, the even-offset ones shifted left by 8: the exponent's
+    octets sit at offsets 5..8, so exponents whose octet sums at odd offsets (120) and at even
+    offsets (254) stay the same give one tag. Those sums also fix e mod 3 (256 = 1 mod 3) at 2,
+    so 3 never divides e.
+    """
+    p = _probable_prime(b"dnssec-sidecar keytrap-heavy p", 512)
+    q = _probable_prime(b"dnssec-sidecar keytrap-heavy q", 512)
+    n, lam = p * q, (p - 1) * (q - 1) // math.gcd(p - 1, q - 1)
+    modulus = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    colliding = (int.from_bytes(bytes([e0, 254 - e1, 120 - e0, e1]), "big")
+                 for e0 in range(1, 120) for e1 in range(1, 254, 2))
+    exponents = iter([(257, 65537), (256, 65539)] + [(256, e) for e in colliding])
+    keys: list[Key] = []
+    tags = []
+    for flags, e in exponents:
+        if math.gcd(e, lam) != 1:
+            continue
+        rdata = flags.to_bytes(2, "big") + bytes([3, 8, 4]) + e.to_bytes(4, "big") + modulus
+        rd = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, rdata, 0, len(rdata))
+        tag = dns.dnssec.key_id(rd)
+        tags.append(tag)
+        d = pow(e, -1, lam)
+        base = f"K{spec.name}+008+{tag:05d}-{len(keys) + 1}"
+        (keydir / f"{base}.key").write_text(
+            f"; keytrap-heavy key #{len(keys) + 1}, key tag {tag}, flags {flags}, exponent {e}\n"
+            f"{spec.name} IN DNSKEY {rd.to_text()}\n")
+        fields = [("Modulus", n), ("PublicExponent", e), ("PrivateExponent", d),
+                  ("Prime1", p), ("Prime2", q), ("Exponent1", d % (p - 1)),
+                  ("Exponent2", d % (q - 1)), ("Coefficient", pow(q, -1, p))]
+        (keydir / f"{base}.private").write_text(
+            "Private-key-format: v1.2\nAlgorithm: 8 (RSASHA256)\n" + "".join(
+                f"{k}: {base64.b64encode(v.to_bytes((v.bit_length() + 7) // 8, 'big')).decode()}\n"
+                for k, v in fields))
+        keys.append(Key(base, "ksk" if flags == 257 else "zsk"))
+        if len(keys) == count + 2:
+            break
+    if len(set(tags[2:])) != 1 or len(set(tags)) != 3:
+        raise RuntimeError(f"key tags {tags}: the exponent arithmetic is off")
+    return keys
+
+
+def flood_rrsigs(spec: Spec, signed: Path) -> None:
+    """Replace the RRSIG of flood.<zone> A by SIGFLOOD_RRSIGS copies whose expiration moved
+    back 1..N seconds: all in their window, none verifies (the expiration is signed)."""
+    flood = f"flood.{spec.name}"
+    out, done = [], 0
+    for line in signed.read_text().splitlines():
+        t = line.split()
+        if len(t) > 4 and t[0] == flood and t[3] == "RRSIG" and t[4] == "A":
+            owner, ttl, rd = parse_rrs(line)[0]
+            out += [rr_line(owner, ttl, rd.replace(expiration=rd.expiration - k))
+                    for k in range(1, SIGFLOOD_RRSIGS + 1)]
+            done += 1
+            continue
+        out.append(line)
+    assert done == 1, done
+    signed.write_text("\n".join(out) + "\n")
+
+
 def unknownalg_key(spec: Spec, keydir: Path) -> Key:
     """A DNSKEY of an unassigned algorithm; the public key bytes are a placeholder."""
     pub = hashlib.sha512(b"dnssec-sidecar placeholder public key for algorithm 200").digest()
@@ -659,6 +870,30 @@ def sign_ldns(spec: Spec, unsigned: Path, keys: list[Key], keydir: Path, out: Pa
     return p.stdout + p.stderr
 
 
+def sign_keytrap_heavy(spec: Spec, unsigned: Path, keys: list[Key], keydir: Path, out: Path,
+                       extra_input: str) -> None:
+    """Sign with the KSK and the ZSK of their own tags, then give trap.<zone> A the RRSIGs of
+    the colliding keys from a second run with all keys and -A: only the trap carries them,
+    which keeps the zone small (fast to load) and its other answers SECURE whatever order the
+    keys come in, while the trap costs KEYTRAP_HEAVY_KEYS^2 checks."""
+    sign_ldns(spec, unsigned, keys[:2], keydir, out, extra_input)
+    every = out.parent / "every-key.zone"
+    sign_ldns(dataclasses.replace(spec, extra_flags=["-A"]), unsigned, keys, keydir, every,
+              extra_input)
+    trap, shared = f"trap.{spec.name}", str(dns.dnssec.key_id(keys[2].dnskey(keydir)))
+
+    def is_trap_sig(line: str) -> bool:
+        t = line.split()
+        return len(t) > 4 and t[0] == trap and t[3] == "RRSIG" and t[4] == "A"
+
+    sigs = [line for line in every.read_text().splitlines()
+            if is_trap_sig(line) and line.split()[10] == shared]
+    every.unlink()
+    assert len(sigs) == len(keys) - 2, len(sigs)
+    lines = [line for line in out.read_text().splitlines() if not is_trap_sig(line)]
+    out.write_text("\n".join(lines + sigs) + "\n")
+
+
 def break_nosig(spec: Spec, signed: Path):
     """Delete the RRSIGs covering www A and www AAAA (ldns writes one RR per line)."""
     www = f"www.{spec.name}"
@@ -725,8 +960,68 @@ def fabricate_unknownalg(spec: Spec, signed: Path, key: Key, keydir: Path):
 # ---------------------------------------------------------------- build
 
 
+def hostile_expectations(spec: Spec) -> dict:
+    """What a resolver with the default limits answers for a hostile zone's names."""
+    z = spec.name
+    if spec.hostile == "deep":
+        if spec.name != "deep.example.":
+            return {"zone": "insecure", "ede": None, "names": {}}
+        level = lambda k: "a." * k + z  # noqa: E731
+        return {"zone": "insecure", "ede": None, "names": {
+            f"www.{level(DEEP_LEVELS)} A": (
+                f"SERVFAIL, EDE 0: {DEEP_LEVELS + 2} referrals from the root (QNAME "
+                "minimisation meets every cut) exceed the default budget of 30"),
+            f"www.{level(8)} A": "INSECURE answer after 10 referrals, within the budget"}}
+    table = {
+        "keytrap-heavy": ("secure", None, {
+            f"trap.{z} A": f"BOGUS, EDE 6: {KEYTRAP_HEAVY_KEYS} RRSIGs x {KEYTRAP_HEAVY_KEYS} "
+                           "same-tag keys; the validator stops at its budget",
+            f"www.{z} A": "SECURE (signed by the ZSK of its own tag)",
+            f"{z} DNSKEY": f"SECURE ({KEYTRAP_HEAVY_KEYS + 2} keys, signed by the KSK)"}),
+        "sigflood": ("secure", None, {
+            f"flood.{z} A": f"BOGUS, EDE 6: {SIGFLOOD_RRSIGS} RRSIGs, none verifies; the "
+                            "validator stops at its per-RRset budget of 8",
+            f"www.{z} A": "SECURE"}),
+        "nsec3salt": ("secure", None, {
+            f"www.{z} A": "SECURE", f"www.{z} MX": "NODATA, proven SECURE (255-byte salt)",
+            f"nonexistent.{z} A": "NXDOMAIN, proven SECURE (255-byte salt)"}),
+        "nsec3heavy": ("insecure", 27, {
+            f"www.{z} A": "SECURE (only denial proofs depend on the NSEC3 parameters)",
+            f"nonexistent.{z} A": f"NXDOMAIN, INSECURE, EDE 27: {NSEC3_HEAVY_ITERATIONS} "
+                                  "iterations exceed the default cap of 50 (RFC 9276)"}),
+        "nsec3flood": ("secure", None, {
+            f"www.{z} A": "SECURE", f"h001.{z} A": "SECURE",
+            f"nonexistent.{z} A": f"BOGUS, EDE 6: {NSEC3FLOOD_EXTRA} extra NSEC3 records "
+                                  "exhaust the per-query signature budget"}),
+        "large": ("secure", None, {
+            f"txt.{z} TXT": "SECURE, about 60 KiB: TC over UDP, complete over TCP"}),
+        "hop": ("secure", None, {
+            f"c1.{z} A": f"SERVFAIL, EDE 0: {HOP_LINKS} CNAMEs across two zones exceed the "
+                         "default CNAME budget of 12",
+            f"www.{z} A": "SECURE"} if z == "hop-a.example." else {
+            f"c{HOP_LINKS - 11}.{z} A": "SECURE after 12 CNAMEs across two zones (the default "
+                                        "CNAME budget)",
+            f"www.{z} A": "SECURE"}),
+        "refloop": ("insecure", None, {
+            f"www.{z} A": "INSECURE",
+            f"www.sub.{z} A": "SERVFAIL, EDE 22: the child's server refers back up to "
+                              "refloop.example. (lame)"}),
+        "nxns": ("insecure", None, {f"www.{z} A": "INSECURE"}),
+    }
+    if spec.name == "sub.refloop.example.":
+        return {"zone": "servfail", "ede": 22, "names": {}}
+    if spec.name == "nxns.example.":
+        return {"zone": "servfail", "ede": 22, "names": {
+            f"www.{z} A": f"SERVFAIL, EDE 22: none of the {NXNS_NAMES} glueless NS names "
+                          "exists; the NS lookups stop at the per-delegation budget"}}
+    zone, ede, names = table[spec.hostile]
+    return {"zone": zone, "ede": ede, "breakage": spec.hostile, "names": names}
+
+
 def expectations(spec: Spec) -> dict:
     z = spec.name
+    if spec.kind == "hostile":
+        return hostile_expectations(spec)
     if spec.kind == "scenario":
         return {
             "lame": {"zone": "insecure", "ede": None,
@@ -909,6 +1204,27 @@ def scenario_queries() -> list[dict]:
       note="SHA-1 disabled (default), EDE 1 may accompany it; SECURE with allow_sha1")
     q("nsec3-iterations", "nonexistent.nsec3iter.test.", "A", "insecure", "NXDOMAIN", 27,
       note="100 iterations > the default cap of 50")
+    # hostile zones: what the resolver answers, and quickly, at its default limits
+    q("keytrap-heavy", "trap.keytrap-heavy.example.", "A", "bogus", "SERVFAIL", 6,
+      note=f"{KEYTRAP_HEAVY_KEYS} same-tag keys x {KEYTRAP_HEAVY_KEYS} RRSIGs; budget reason")
+    q("signature-flood", "flood.sigflood.example.", "A", "bogus", "SERVFAIL", 6,
+      note=f"{SIGFLOOD_RRSIGS} RRSIGs that do not verify; per-RRset budget")
+    q("nsec3-long-salt", "nonexistent.nsec3salt.test.", "A", "nxdomain", "NXDOMAIN",
+      note="255-byte salt, 0 iterations: legitimate")
+    q("nsec3-heavy", "nonexistent.nsec3heavy.test.", "A", "insecure", "NXDOMAIN", 27,
+      note=f"{NSEC3_HEAVY_ITERATIONS} iterations and a 255-byte salt: no hashing, insecure")
+    q("nsec3-flood", "nonexistent.nsec3flood.test.", "A", "bogus", "SERVFAIL", 6,
+      note=f"{NSEC3FLOOD_EXTRA} NSEC3 records stuffed into the answer")
+    q("near-64k-tcp", "txt.large.example.", "TXT", "secure", "NOERROR",
+      note="about 60 KiB signed: TC over UDP, complete over TCP")
+    q("cname-chain-across-zones", "c1.hop-a.example.", "A", "servfail", "SERVFAIL", 0,
+      note=f"{HOP_LINKS} CNAMEs alternating between hop-a and hop-b")
+    q("referral-back-up", "www.sub.refloop.example.", "A", "servfail", "SERVFAIL", 22,
+      note="the child's server refers back up to its parent zone: lame")
+    q("deep-delegation", "www." + "a." * DEEP_LEVELS + "deep.example.", "A", "servfail",
+      "SERVFAIL", 0, note=f"{DEEP_LEVELS} zone cuts below deep.example.: over the depth budget")
+    q("nxns", "www.nxns.example.", "A", "servfail", "SERVFAIL", 22,
+      note=f"{NXNS_NAMES} glueless NS names that do not exist")
     return out
 
 
@@ -916,7 +1232,13 @@ def servers_table(specs: list[Spec]) -> dict:
     """Every 127.0.0.N of the tree and what it does (tree.json "servers")."""
     servers = {}
     for spec in specs:
-        if spec.served:
+        if spec.kind == "hostile" and (spec.served or spec.behaviour):
+            # hostile: may serve several zones, or none and only misbehave (behaviour)
+            entry = servers.setdefault(spec.server, {"role": "hostile", "zones": []})
+            entry["zones"] += [spec.name] if spec.served else []
+            if spec.behaviour:
+                entry["behaviour"] = spec.behaviour
+        elif spec.served:
             servers[spec.server] = {"role": "authoritative", "zones": [spec.name]}
     for a in LAME_ADDRS:
         servers[f"{ADDR_PREFIX}{a}"] = {"role": "lame", "zones": [],
@@ -930,7 +1252,8 @@ def servers_table(specs: list[Spec]) -> dict:
                 "authority.start_forwarder() or start_tree(forwarder=True)"}
     for spec in specs:
         for ns, addr in spec.ns_list:
-            servers[addr].setdefault("ns", []).append(ns)
+            if addr is not None:  # NXNS names have no address
+                servers[addr].setdefault("ns", []).append(ns)
     return dict(sorted(servers.items(), key=lambda kv: int(kv[0].rsplit(".", 1)[1])))
 
 
@@ -969,6 +1292,12 @@ def build(args) -> None:
                 "ds_digest_types": list(spec.ds_digests) if spec.alg else [],
                 "inception": None, "expiration": None, "keys": [], "notes": spec.notes,
             }
+            if spec.kind == "hostile":
+                entry["scenario"] = spec.hostile
+                entry["served"] = spec.served
+                entry["nameservers"] = [{"name": ns, "address": addr,
+                                         "glue": spec.glue and in_bailiwick(ns, spec.name)}
+                                        for ns, addr in spec.ns_list]
             if spec.kind == "scenario":
                 entry["scenario"] = spec.scenario
                 entry["served"] = spec.served
@@ -990,6 +1319,8 @@ def build(args) -> None:
             old_entry = old.get("zones", {}).get(spec.name)
             if spec.breakage == "keytrap":
                 keys = keytrap_keys(spec, keydir)
+            elif spec.hostile == "keytrap-heavy":
+                keys = rsa_tag_collision_keys(spec, keydir, KEYTRAP_HEAVY_KEYS)
             elif spec.breakage == "unknownalg":
                 keys = [unknownalg_key(spec, keydir)]
             else:
@@ -1013,19 +1344,24 @@ def build(args) -> None:
                 signer_name = "dnssec-signzone"
             else:
                 extra = ""
-                if spec.breakage == "keytrap":
+                if spec.breakage == "keytrap" or spec.hostile == "keytrap-heavy":
                     # ldns-signzone adds a key from its .key file only when no DNSKEY with the
                     # same key tag is in the zone yet: with colliding tags it would publish just
                     # one of them. So all of them go into its input.
                     extra = "".join(k.key_line(keydir) + "\n" for k in keys)
-                sign_ldns(spec, unsigned, keys, keydir, signed, extra)
+                if spec.hostile == "keytrap-heavy":
+                    sign_keytrap_heavy(spec, unsigned, keys, keydir, signed, extra)
+                else:
+                    sign_ldns(spec, unsigned, keys, keydir, signed, extra)
                 signer_name = "ldns-signzone"
             if spec.breakage == "nosig":
                 break_nosig(spec, signed)
             elif spec.breakage == "badsig":
                 break_badsig(spec, signed)
-            elif spec.breakage == "keytrap":
+            elif spec.breakage == "keytrap" or spec.hostile == "keytrap-heavy":
                 break_keytrap(spec, signed)
+            elif spec.hostile == "sigflood":
+                flood_rrsigs(spec, signed)
             if spec.breakage == "unknownalg":
                 out = run(["ldns-key2ds", "-n", "-2", f"{keys[0].base}.key"], cwd=keydir).stdout
                 owner, _t, ds = parse_rrs(out, dns.rdatatype.DS)[0]
@@ -1054,6 +1390,8 @@ def build(args) -> None:
             })
             if spec.breakage == "keytrap":
                 entry["keys_layout"] = "1 KSK + 4 ZSKs, one shared key tag"
+            if spec.hostile == "keytrap-heavy":
+                entry["keys_layout"] = f"KSK + ZSK + {len(keys) - 2} ZSKs sharing one key tag"
             manifest_zones[spec.name] = entry
         manifest = {
             "description": "dnssec-sidecar DNSSEC test tree; see README.md. Paths are relative to "
@@ -1062,9 +1400,10 @@ def build(args) -> None:
             "trust_anchor": "zones/root/ds",
             "root_hints": {"a.root-servers.test.": by_name["."].server},
             "tools": tool_versions(),
-            "zones": {s.name: manifest_zones[s.name] for s in specs if s.kind != "scenario"},
+            "zones": {s.name: manifest_zones[s.name] for s in specs
+                      if s.kind not in ("scenario", "hostile")},
             "scenario_zones": {s.name: manifest_zones[s.name] for s in specs
-                               if s.kind == "scenario"},
+                               if s.kind in ("scenario", "hostile")},
             "servers": servers_table(specs),
             "forwarder": f"{ADDR_PREFIX}{FORWARDER_ADDR}",
             "resolver_listen": RESOLVER_LISTEN,
@@ -1164,10 +1503,12 @@ def dnspython_verdict(name: str, brk: str | None, r: dict) -> bool:
     """Does the dnspython result match the intended breakage exactly?"""
     f = r["failures"]
     errors = set(f.values())
-    if brk in (None, "nsec3iter", "sha1"):
+    if brk in (None, "nsec3iter", "sha1", "nsec3salt", "nsec3heavy", "nsec3flood", "large",
+               "hop"):
         return not f and r["ds_ok"]
-    if brk == "keytrap":
-        return list(f) == [f"trap.{name} A"] and r["ds_ok"] and "verify failure" in f[f"trap.{name} A"]
+    if brk in ("keytrap", "keytrap-heavy", "sigflood"):
+        bad = f"{'flood' if brk == 'sigflood' else 'trap'}.{name} A"
+        return list(f) == [bad] and r["ds_ok"] and "verify failure" in f[bad]
     if brk == "expired":
         return len(f) == r["total"] and all("expired" in e for e in errors) and not r["ds_ok"]
     if brk == "notyet":
@@ -1190,7 +1531,8 @@ def dnspython_verdict(name: str, brk: str | None, r: dict) -> bool:
 # intended results of the external tools for each breakage: True = the tool accepts the zone
 TOOL_PASSES = {None: True, "expired": False, "notyet": False, "wrongds": True, "nosig": False,
                "badsig": False, "unknownalg": False, "nsec3iter": True, "keytrap": False,
-               "sha1": True}
+               "sha1": True, "keytrap-heavy": False, "sigflood": False, "nsec3salt": True,
+               "nsec3heavy": True, "nsec3flood": True, "large": True, "hop": True}
 
 
 def check(manifest: dict) -> bool:
