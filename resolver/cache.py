@@ -3,7 +3,8 @@
 
 Keys are dnspython names, whose hashing and equality ignore ASCII case (RFC 4343). TTLs are
 capped by the configured maximum and, for validated data, by the signature expiry
-(RFC 4035 §5.3.3); what is served counts down from the time it was stored.
+(RFC 4035 §5.3.3); what is served counts down from the time it was stored. Entries keep their
+RRsets as message bytes and the texts of their proofs interned, for memory (issue #5).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import dns.exception
+import dns.message
 import dns.name
 import dns.rcode
 import dns.rrset
@@ -20,6 +23,7 @@ import dns.rrset
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
 
+HOT_ENTRIES = 4096  # answers kept parsed as well as packed
 ANY_TYPE = 255  # the key of a name error: it covers every type (RFC 2308 §5)
 
 
@@ -52,9 +56,33 @@ class Answer:
 
 @dataclass(slots=True)
 class _Entry:
-    answer: Answer
+    """A stored answer: its RRsets as one DNS message's bytes (RFC 1035 §4.1; answer and
+    authority sections), parsed again when read; about a third of the memory of the objects."""
+
+    packed: bytes | tuple[list, list]  # the objects themselves when they do not fit a message
+    rcode: int
+    verdict: Verdict
+    ede: EDE | None
+    reason: str
+    proof: Proof
     stored: float
     expires: float
+
+
+def _pack(answer: Answer) -> bytes | tuple[list, list]:
+    message = dns.message.Message(id=0)
+    message.answer, message.authority = list(answer.rrsets), list(answer.authority)
+    try:
+        return message.to_wire()
+    except dns.exception.TooBig:  # near 64 KiB: kept as objects
+        return (answer.rrsets, answer.authority)
+
+
+def _unpack(packed: bytes | tuple[list, list]) -> tuple[list, list]:
+    if type(packed) is tuple:
+        return packed
+    message = dns.message.from_wire(packed)
+    return message.answer, message.authority
 
 
 class Cache:
@@ -66,7 +94,9 @@ class Cache:
         self.max_ttl, self.max_negative_ttl, self.min_ttl = max_ttl, max_negative_ttl, min_ttl
         self.clock = clock
         self._entries: OrderedDict[tuple[dns.name.Name, int], _Entry] = OrderedDict()
-        self._proofs: OrderedDict[tuple, dns.rrset.RRset] = OrderedDict()
+        # The parsed RRsets of the entries used last (entry, rrsets, authority), bounded.
+        self._hot: OrderedDict[tuple[dns.name.Name, int], tuple] = OrderedDict()
+        self._hot_size = min(max_entries, HOT_ENTRIES)
         self.hits = self.misses = self.evictions = 0
 
     def __len__(self) -> int:
@@ -85,10 +115,15 @@ class Cache:
                 continue
             self._entries.move_to_end(key)
             self.hits += 1
-            answer = entry.answer
-            left = int(entry.expires - now)
-            return Answer(answer.rcode, answer.verdict, answer.rrsets, answer.authority,
-                          answer.ede, answer.reason, answer.proof, left)
+            hot = self._hot.get(key)
+            if hot is not None and hot[0] is entry:
+                self._hot.move_to_end(key)
+                rrsets, authority = hot[1], hot[2]
+            else:
+                rrsets, authority = _unpack(entry.packed)
+                self._keep_hot(key, entry, rrsets, authority)
+            return Answer(entry.rcode, entry.verdict, rrsets, authority, entry.ede,
+                          entry.reason, entry.proof, int(entry.expires - now))
         self.misses += 1
         return None
 
@@ -104,31 +139,26 @@ class Cache:
             return
         key = (name, ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
         now = self.clock()
-        answer.authority = [self._shared(rrset) for rrset in answer.authority]
         proof = answer.proof
         proof.zones = [sys.intern(zone) for zone in proof.zones]
         proof.notes = [sys.intern(note) for note in proof.notes]
-        self._entries[key] = _Entry(answer, now, now + ttl)
+        entry = _Entry(_pack(answer), answer.rcode, answer.verdict, answer.ede, answer.reason,
+                       proof, now, now + ttl)
+        self._entries[key] = entry
+        self._keep_hot(key, entry, answer.rrsets, answer.authority)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
             self.evictions += 1
 
-    def _shared(self, rrset: dns.rrset.RRset) -> dns.rrset.RRset:
-        """One object for identical authority RRsets: a zone's SOA and the NSEC/NSEC3 records
-        and RRSIGs that prove a wildcard or a denial are repeated in every answer they cover.
-        Cached RRsets are never changed (answers copy them to set a TTL), so sharing is safe;
-        the table is bounded like the cache and only saves memory."""
-        key = (rrset.name, rrset.rdtype, rrset.covers, rrset.ttl, frozenset(rrset))
-        found = self._proofs.get(key)
-        if found is None:
-            self._proofs[key] = found = rrset
-            if len(self._proofs) > self.max_entries:
-                self._proofs.popitem(last=False)
-        else:
-            self._proofs.move_to_end(key)
-        return found
+    def _keep_hot(self, key: tuple, entry: _Entry, rrsets: list, authority: list) -> None:
+        """Keep the parsed RRsets of the most recently used entries: parsing a message back
+        costs about 150 µs with dnspython, too much for names asked again and again."""
+        self._hot[key] = (entry, rrsets, authority)
+        self._hot.move_to_end(key)
+        if len(self._hot) > self._hot_size:
+            self._hot.popitem(last=False)
 
     def clear(self) -> None:
         self._entries.clear()
-        self._proofs.clear()
+        self._hot.clear()

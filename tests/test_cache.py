@@ -1,5 +1,5 @@
-"""The answer cache on its own: TTL countdown, negative entries, LRU bound, and identical proof
-records held once (issue #5 memory)."""
+"""The answer cache on its own: TTL countdown, negative entries, LRU bound, and entries kept as
+message bytes (issue #5 memory)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dns.name
 import dns.rcode
 import dns.rrset
 
+from resolver import cache as cache_module
 from resolver.cache import Answer, Cache, Proof
 from resolver.dnssec import Verdict
 
@@ -22,8 +23,7 @@ class Clock:
 
 
 def wildcard_answer(i: int) -> Answer:
-    """What the iterator stores for one wildcard expansion: its own A RRset, and a proof
-    (an NSEC RRset, parsed anew from every response) shared with every other expansion."""
+    """What the iterator stores for one wildcard expansion: its A RRset and the NSEC proof."""
     name = f"q{i}.wild.example."
     return Answer(dns.rcode.NOERROR, Verdict.SECURE,
                   rrsets=[dns.rrset.from_text(name, 300, "IN", "A", "192.0.2.1")],
@@ -69,26 +69,52 @@ def test_least_recently_used_goes_first() -> None:
     assert cache.evictions == 1
 
 
-def test_identical_proofs_and_texts_are_held_once() -> None:
+def test_answers_come_back_as_stored() -> None:
+    """Entries are kept as message bytes: what comes back equals what went in, RRSIGs (a type
+    that covers another) and proof texts included, and texts shared by many entries are held
+    once."""
     cache = Cache()
+    stored = []
     for i in range(3):
-        cache.put(dns.name.from_text(f"q{i}.wild.example."), 1, wildcard_answer(i))
+        answer = wildcard_answer(i)
+        answer.rrsets.append(dns.rrset.from_text(
+            f"q{i}.wild.example.", 300, "IN", "RRSIG",
+            "A 13 3 300 20360101000000 20260101000000 4711 example. "
+            "Kx3oKc2mzbfPgdn5w5gTXe5Ml2hQpTX9wpE4qtWwE0EMVPZbbdWVnm8Gcv5pRSJ6Iea0YujB4rLIgQPQWUSjgw=="))
+        stored.append((answer.rrsets[:], answer.authority[:]))
+        cache.put(dns.name.from_text(f"q{i}.wild.example."), 1, answer)
     got = [cache.get(dns.name.from_text(f"q{i}.wild.example."), 1) for i in range(3)]
-    assert got[0].authority[0] is got[1].authority[0] is got[2].authority[0]
-    assert got[0].authority[0] == dns.rrset.from_text(*NSEC)
-    assert got[0].rrsets[0] is not got[1].rrsets[0]
+    for answer, (rrsets, authority) in zip(got, stored):
+        assert answer.rrsets == rrsets and answer.authority == authority
+        assert [r.covers for r in answer.rrsets] == [r.covers for r in rrsets]
+        assert answer.verdict is Verdict.SECURE and answer.proof.denial is None
     assert got[0].proof.zones[1] is got[2].proof.zones[1]
     assert got[0].proof.notes[0] is got[1].proof.notes[0]
 
 
-def test_different_proofs_stay_apart_and_the_table_is_bounded() -> None:
-    cache = Cache(max_entries=2)
-    answers = []
-    for i, nxt in enumerate(("b.example.", "c.example.", "d.example.")):
-        answer = wildcard_answer(i)
-        answer.authority = [dns.rrset.from_text("a.example.", 300, "IN", "NSEC",
-                                                f"{nxt} A RRSIG NSEC")]
-        answers.append(answer)
-        cache.put(dns.name.from_text(f"q{i}.wild.example."), 1, answer)
-    assert len({id(a.authority[0]) for a in answers}) == 3
-    assert len(cache._proofs) == 2
+def test_an_answer_too_big_for_a_message_is_kept_as_objects() -> None:
+    cache = Cache()
+    name = dns.name.from_text("big.example.")
+    txt = [" ".join(['"' + "x" * 250 + '"'] * 8)] * 40  # 40 RRs of 2 KB: over 64 KiB
+    big = dns.rrset.from_text_list(name, 300, "IN", "TXT", [f"{t} {i}" for i, t in
+                                                          enumerate(txt)])
+    cache.put(name, 16, Answer(dns.rcode.NOERROR, Verdict.SECURE, rrsets=[big], ttl=300))
+    assert cache.get(name, 16).rrsets == [big]
+
+
+def test_parsed_copies_are_bounded_and_never_stale(monkeypatch) -> None:
+    """Beyond HOT_ENTRIES the answers are parsed back from their bytes, and a replaced entry is
+    never answered from an older parsed copy."""
+    monkeypatch.setattr(cache_module, "HOT_ENTRIES", 2)
+    cache = Cache()
+    names = [dns.name.from_text(f"q{i}.wild.example.") for i in range(4)]
+    for i, name in enumerate(names):
+        cache.put(name, 1, wildcard_answer(i))
+    assert len(cache._hot) == 2
+    assert cache.get(names[0], 1).rrsets[0].name == names[0]  # parsed from bytes
+    replaced = wildcard_answer(3)
+    replaced.rrsets = [dns.rrset.from_text(names[3], 300, "IN", "A", "192.0.2.77")]
+    cache.put(names[3], 1, replaced)
+    cache._hot.clear()
+    cache._keep_hot((names[3], 1), object(), [], [])  # a parsed copy of another entry
+    assert cache.get(names[3], 1).rrsets == replaced.rrsets
