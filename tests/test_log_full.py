@@ -93,7 +93,8 @@ def test_full_log_disk_stops_answers_then_recovers(tree, tmp_path):
         assert udp("www.rsasha256.example.", ADDRESS).flags & dns.flags.AD
         answered += 1
         assert wait_for(lambda: readyz()[0] == 200, 10)
-        assert (inside / "log.jsonl").stat().st_size > 0
+        # the record is queued before the reply leaves, and written moments later
+        assert wait_for(lambda: (inside / "log.jsonl").stat().st_size > 0, 5)
         assert not (logdir / "log.jsonl").exists()  # the log is on the namespace's tmpfs
 
         fill(inside / "filler")
