@@ -208,9 +208,7 @@ class Frontend:
             if not forensic.append_nowait((hit.template, values)):
                 return None
         if self.metrics is not None:
-            hit.queries.inc()
-            hit.validation.inc()
-            self.metrics.child(self.metrics.duration, transport).observe(time.time() - now)
+            self.metrics.tally.count(hit.counters, transport, time.time() - now)
         if self.tap is not None:
             sent = time.time_ns()
             self.tap.client_query(wire, client, listener, transport, sent)
@@ -239,10 +237,10 @@ class Frontend:
         m = self.metrics
         ede = record["ede"]
         return _Hit(template, (_compact(dict(flags, rd=False)), _compact(dict(flags, rd=True))),
-                    m and m.child(m.queries, record["service"] or "", record["qtype"],
-                                  record["rcode"]),
-                    m and m.child(m.validation, record["verdict"],
-                                  str(ede["code"]) if ede else ""))
+                    m and (m.child(m.queries, record["service"] or "", record["qtype"],
+                                   record["rcode"]),
+                           m.child(m.validation, record["verdict"],
+                                   str(ede["code"]) if ede else "")))
 
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
                      client: tuple[str, int], max_size: int | None) -> bytes | None:
@@ -443,11 +441,10 @@ _TRANSPORT = {"udp": b'"udp"', "tcp": b'"tcp"'}
 
 class _Hit(NamedTuple):
     """Stored with a cached answer's bytes: its record template, the query flags encoded with
-    and without RD, and its metric children."""
+    and without RD, and the metric children a repeat counts in (queries, validation)."""
     template: RecordTemplate
     flags: tuple[bytes, bytes]
-    queries: object
-    validation: object
+    counters: tuple | None
 
 
 def _compact(value) -> bytes:
