@@ -20,7 +20,6 @@ import argparse
 import concurrent.futures
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import dns.rcode
 ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
+from bench import resolve  # noqa: E402
 from tests.testtree import authority, zonedata  # noqa: E402
 
 ADDRESS, PORT = "127.0.0.122", 53
@@ -60,26 +60,9 @@ def ask(name: str, rdtype: str) -> dns.message.Message:
 
 
 def start_resolver(directory: str) -> subprocess.Popen:
-    manifest = zonedata.manifest()
-    (hint_name, hint_addr), = manifest["root_hints"].items()
-    anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
     config = Path(directory, "config.yaml")
-    config.write_text(f'listen: ["{ADDRESS}:{PORT}"]\n'
-                      f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
-                      f"trust_anchors: [{anchors}]\n"
-                      f'validation: {{time: "{authority.validation_time()}"}}\n'
-                      "metrics: {enabled: false}\n"
-                      f"log: {{path: {directory}/log.jsonl}}\n")
-    process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
-                                str(config)], cwd=ROOT_DIR, stdout=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            with socket.create_connection((ADDRESS, PORT), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.02)
-    process.kill()
-    raise SystemExit("the resolver did not start")
+    config.write_text(resolve.config_text(ADDRESS) + f"log: {{path: {directory}/log.jsonl}}\n")
+    return resolve.start_resolver(config, ADDRESS)
 
 
 def hostile_scenarios() -> list[dict]:

@@ -36,23 +36,25 @@ from tests.testtree import authority, zonedata  # noqa: E402
 ADDRESS, PORT = "127.0.0.5", 53
 
 
-def config_text() -> str:
+def config_text(address: str | None = None) -> str:
+    """A config for the test tree, listening on ``address`` (default ADDRESS), port 53."""
     manifest = zonedata.manifest()
     (hint_name, hint_addr), = manifest["root_hints"].items()
     anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
-    return (f'listen: ["{ADDRESS}:{PORT}"]\n'
+    return (f'listen: ["{address or ADDRESS}:{PORT}"]\n'
             f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
             "metrics: {enabled: false}\n")
 
 
-def start_resolver(config: Path) -> subprocess.Popen:
+def start_resolver(config: Path, address: str | None = None) -> subprocess.Popen:
+    """``dnssec-sidecar serve`` with ``config``, once it accepts TCP on ``address`` (bounded)."""
     process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
                                 str(config)], cwd=ROOT_DIR, stdout=subprocess.DEVNULL)
     for _ in range(200):
         try:
-            with socket.create_connection((ADDRESS, PORT), timeout=0.2):
+            with socket.create_connection((address or ADDRESS, PORT), timeout=0.2):
                 return process
         except OSError:
             time.sleep(0.02)
