@@ -229,11 +229,14 @@ class Frontend:
                              outcome.answer.ttl, self._hit_record(record))
 
     def _hit_record(self, record: dict) -> _Hit:
-        """What the hit path needs to log and count a repeat of this answer."""
+        """What the hit path needs to log and count a repeat of this answer (no record
+        template without a log: it is most of an entry's memory)."""
         flags = record["flags"]
-        static = {k: v for k, v in record.items() if k not in _HIT_HOLES}
-        static.update(cache_hit=True, upstream=[])
-        template = RecordTemplate(static, _HIT_HOLES)
+        template = None
+        if self.forensic is not None:
+            static = {k: v for k, v in record.items() if k not in _HIT_HOLES}
+            static.update(cache_hit=True, upstream=[])
+            template = RecordTemplate(static, _HIT_HOLES)
         m = self.metrics
         ede = record["ede"]
         return _Hit(template, (_compact(dict(flags, rd=False)), _compact(dict(flags, rd=True))),
@@ -442,7 +445,7 @@ _TRANSPORT = {"udp": b'"udp"', "tcp": b'"tcp"'}
 class _Hit(NamedTuple):
     """Stored with a cached answer's bytes: its record template, the query flags encoded with
     and without RD, and the metric children a repeat counts in (queries, validation)."""
-    template: RecordTemplate
+    template: RecordTemplate | None
     flags: tuple[bytes, bytes]
     counters: tuple | None
 
