@@ -18,7 +18,8 @@ from cpython.dict cimport PyDict_GetItemWithError
 from cpython.ref cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport uint32_t
-from libc.string cimport memcpy
+from libc.stdlib cimport calloc, free
+from libc.string cimport memchr, memcpy, memset
 
 from collections import OrderedDict
 
@@ -216,16 +217,21 @@ cpdef object parse_query(bytes wire):
 
 # --- responses -----------------------------------------------------------------------------------
 
-cdef Py_ssize_t _skip_name(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos) noexcept nogil:
+cdef Py_ssize_t _skip_name(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos,
+                           const unsigned char *ttls) noexcept nogil:
     """Offset just past the name at ``pos``, or -1 when it is malformed. Compression pointers
     (RFC 1035 §4.1.4) are followed to check the whole name: each must point strictly backwards
-    and past the header, which also rules out loops; the expanded name stays within 255 octets."""
+    and past the header, which also rules out loops; the expanded name stays within 255 octets.
+    What a pointer leads to must not touch an earlier RR's TTL (``ttls`` marks those octets): a
+    name made of TTL octets would change when the TTLs are counted down."""
     cdef Py_ssize_t after = -1, total = 0, target
     cdef unsigned int l
     while True:
         if pos >= n:
             return -1
         l = p[pos]
+        if after >= 0 and memchr(ttls + pos, 1, min(n - pos, 2 if l & 0xC0 else 1 + l)):
+            return -1
         if (l & 0xC0) == 0xC0:
             if pos + 1 >= n:
                 return -1
@@ -265,11 +271,9 @@ cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned cha
     """Check a response to the query described by ``q``, and find its TTLs; None when it is
     malformed, truncated (TC), not a response to a standard query, for another question, or
     carries an OPT the query did not invite (RFC 6891 §7)."""
-    cdef Py_ssize_t pos, rr, i, count, ancount_nscount
-    cdef unsigned int flags, rdlen, rtype
-    cdef bint seen_opt = False
-    cdef _Entry entry
-    cdef unsigned char *off
+    cdef Py_ssize_t pos, i, count, ancount_nscount
+    cdef unsigned int flags
+    cdef unsigned char *ttls
     if n < HEADER + q.qname_len + 4 or n > MAX_MESSAGE:
         return None
     flags = _get16(p + 2)
@@ -288,7 +292,24 @@ cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned cha
     count = ancount_nscount + _get16(p + 10)
     if count * 11 > n:  # every RR takes at least 11 octets
         return None
-    entry = _Entry.__new__(_Entry)
+    ttls = <unsigned char *>calloc(n, 1)
+    if ttls == NULL:
+        raise MemoryError()
+    try:
+        return _fill_entry(p, n, q, count, ancount_nscount, ttls)
+    finally:
+        free(ttls)
+
+
+cdef _Entry _fill_entry(const unsigned char *p, Py_ssize_t n, QInfo *q, Py_ssize_t count,
+                        Py_ssize_t ancount_nscount, unsigned char *ttls):
+    """The entry for a response whose header and question :func:`_make_entry` checked: every RR
+    framed, its TTL offset noted (and marked in ``ttls``, ``n`` zeroed octets)."""
+    cdef Py_ssize_t pos, rr, i
+    cdef unsigned int rdlen, rtype
+    cdef bint seen_opt = False
+    cdef _Entry entry = _Entry.__new__(_Entry)
+    cdef unsigned char *off
     entry.data = PyBytes_FromStringAndSize(NULL, n + 2 * count)
     off = <unsigned char *>PyBytes_AS_STRING(entry.data)
     memcpy(off, p, n)
@@ -298,7 +319,7 @@ cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned cha
     pos = HEADER + q.qname_len + 4
     for rr in range(count):
         i = pos
-        pos = _skip_name(p, n, pos)
+        pos = _skip_name(p, n, pos, ttls)
         if pos < 0 or pos + 10 > n:
             return None
         rtype = _get16(p + pos)
@@ -314,6 +335,7 @@ cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned cha
             off[2 * entry.n_ttl] = ((pos + 4) >> 8) & 0xFF
             off[2 * entry.n_ttl + 1] = (pos + 4) & 0xFF
             entry.n_ttl += 1
+            memset(ttls + pos + 4, 1, 4)
         pos += 10 + rdlen
     if pos != n:
         return None

@@ -738,3 +738,20 @@ def test_store_agrees_with_dnspython_on_framing(data):
         assert any(mutated[i] == 0xC0 and mutated[i + 1] < 12 for i in range(len(mutated) - 1))
     else:
         assert stored == bool(fits), (parsed, fits)
+
+
+def test_a_name_made_of_ttl_octets_is_not_stored():
+    """A compression pointer may lead into an earlier RR's TTL (dnspython reads it as a name):
+    counting the TTLs down would change that name, so such a response is never stored (found by
+    test_mutated_responses)."""
+    q = dns.message.make_query("a.example.", "A")
+    question = q.to_wire()[12:]
+    ttl_at = 12 + len(question) + 2 + 2 + 2  # first RR: pointer to the qname, type, class
+    rr1 = b"\xc0\x0c" + b"\x00\x01\x00\x01" + b"\x01a\x00\x3c" + b"\x00\x04\xc0\x00\x02\x01"
+    rr2 = bytes([0xC0 | ttl_at >> 8, ttl_at & 0xFF]) + b"\x00\x01\x00\x01\x00\x00\x00\x3c" \
+        + b"\x00\x04\xc0\x00\x02\x02"
+    wire = q.to_wire()[:2] + b"\x81\x80\x00\x01\x00\x02\x00\x00\x00\x00" + question + rr1 + rr2
+    assert dns.message.from_wire(wire).answer[1].name == dns.name.from_text("a.")
+    assert not fc.WireCache().store(q.to_wire(), "s", wire, NOW, 60)
+    fine = wire[:-len(rr2)] + b"\xc0\x0c" + rr2[2:]  # the same RR owned by the question's name
+    assert fc.WireCache().store(q.to_wire(), "s", fine, NOW, 60)
