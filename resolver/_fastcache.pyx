@@ -261,6 +261,7 @@ cdef class _Entry:
     big-endian), and when it was stored and expires."""
     cdef bytes data
     cdef Py_ssize_t size, n_ttl
+    cdef Py_ssize_t opt_at, opt_len  # the OPT RR, if any (a truncated reply carries it)
     cdef double stored_at, expires
     cdef object extra
     cdef unsigned long long moved  # the cache's store count when it last became the newest
@@ -331,6 +332,7 @@ cdef _Entry _fill_entry(const unsigned char *p, Py_ssize_t n, QInfo *q, Py_ssize
             if rr < ancount_nscount or seen_opt or p[i] != 0 or not q.edns:
                 return None
             seen_opt = True
+            entry.opt_at, entry.opt_len = i, pos + 10 + rdlen - i
         else:
             off[2 * entry.n_ttl] = ((pos + 4) >> 8) & 0xFF
             off[2 * entry.n_ttl + 1] = (pos + 4) & 0xFF
@@ -340,6 +342,25 @@ cdef _Entry _fill_entry(const unsigned char *p, Py_ssize_t n, QInfo *q, Py_ssize
     if pos != n:
         return None
     return entry
+
+
+cdef bytes _truncated(const unsigned char *s, _Entry entry, const unsigned char *p, QInfo *q):
+    """The stored response cut to its header, the query's question and its OPT record, with TC
+    set and the query's ID, RD and CD."""
+    cdef Py_ssize_t qend = HEADER + q.qname_len + 4
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, qend + entry.opt_len)
+    cdef unsigned char *o = <unsigned char *>PyBytes_AS_STRING(out)
+    memcpy(o, s, HEADER)
+    o[0] = p[0]
+    o[1] = p[1]
+    o[2] = (s[2] & ~(F_RD >> 8)) | (p[2] & (F_RD >> 8)) | (F_TC >> 8)
+    o[3] = (s[3] & ~F_CD) | (p[3] & F_CD)
+    memset(o + 6, 0, 6)  # no answer, authority or additional records
+    o[11] = 1 if entry.opt_len else 0
+    memcpy(o + HEADER, p + HEADER, q.qname_len)
+    memcpy(o + HEADER + q.qname_len, s + HEADER + q.qname_len, 4)
+    memcpy(o + qend, s + entry.opt_at, entry.opt_len)
+    return out
 
 
 # --- the cache -----------------------------------------------------------------------------------
@@ -373,10 +394,12 @@ cdef class WireCache:
         RD and CD bits, and question name octets; every RR TTL (not the OPT's, RFC 6891 §6.1.3)
         less the whole seconds since it was stored, floored at 0.
 
-        None on a miss, on expiry (the entry is removed), and when the response is larger than the
-        client may receive: ``max_size`` when positive (65535 over TCP), else 512 without EDNS and
-        the EDNS payload size, at least 512 (RFC 6891 §6.2.5) and at most 1232, with it. The slow
-        path then answers, truncating as it must (RFC 2181 §9)."""
+        None on a miss, on expiry (the entry is removed), and when the response is larger than
+        ``max_size`` (65535 over TCP). Over UDP (``max_size`` 0) the limit is 512 without EDNS and
+        the EDNS payload size, at least 512 (RFC 6891 §6.2.5) and at most 1232, with it; a larger
+        response is answered truncated, from the stored header: TC set, the question and the OPT
+        record only, so that the client asks again over TCP (RFC 2181 §9, RFC 7766 §5). Rendering
+        a large answer again only to truncate it would cost the slow path milliseconds."""
         cdef QInfo q
         cdef Py_ssize_t n = 0, limit, i, k
         cdef const unsigned char *p = _wire(query, &n)
@@ -412,8 +435,12 @@ cdef class WireCache:
             limit = MIN_UDP
         if entry.size > limit:
             self.oversize += 1
-            self.misses += 1
-            return None
+            if max_size > 0:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self.last_extra = entry.extra
+            return _truncated(<const unsigned char *>PyBytes_AS_STRING(entry.data), entry, p, &q)
         if self._stores - entry.moved > <unsigned long long>(self.max_entries >> 1):
             # A name in use outlives a flood of new ones. Moved only once past half its way
             # to eviction: most hits pay one comparison, not an OrderedDict move.
