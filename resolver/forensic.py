@@ -191,9 +191,6 @@ def seal(record: dict, seq: int, prev: str, key: bytes | None,
     return b"".join((template[:at], b'"hash":"', digest.encode(), b'",', template[end:])), digest
 
 
-_CHAIN = ("hash", "mac", "prev", "seq")
-
-
 class RecordTemplate:
     """A record's canonical encoding made once, with holes: the fields named in ``holes``, which
     change per query, and the chain fields. The cache-hit path (issue #5) fills the holes with
