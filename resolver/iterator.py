@@ -23,6 +23,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -141,6 +142,25 @@ class Infra:
 
     def failure(self, server: tuple[str, int], timeout: float) -> None:
         self.srtt[server] = min(max(self.srtt.get(server, 0.0) * 2, timeout), 120.0)
+
+
+def _import_rdata_classes() -> None:
+    """dnspython imports a record type's module when it first parses one: done at start-up,
+    not inside a client's first query (about 2 ms for a referral's NS and A records)."""
+    for rdtype in (A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3,
+                   dns.rdatatype.NSEC3PARAM, dns.rdatatype.OPT, dns.rdatatype.PTR,
+                   dns.rdatatype.MX, dns.rdatatype.TXT, dns.rdatatype.SRV):
+        dns.rdata.get_rdata_class(dns.rdataclass.IN, rdtype)
+
+
+_import_rdata_classes()
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """Done callback of a query sent ahead: the outcome of one nobody awaits (its zone proved
+    bogus, the lookup failed) is dropped without asyncio's "never retrieved" warning."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _rrsets(section, rdtype: int, covers: int = 0) -> list[dns.rrset.RRset]:
@@ -299,6 +319,29 @@ class Iterator:
         raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY,
                                f"no server of {zone.name} answered for {qname}: {last}")
 
+    def _ask_ahead(self, zone: Zone, qname: dns.name.Name, qtype: int,
+                   ctx: Context) -> asyncio.Future:
+        """Start :meth:`_ask` now, so that the query travels while the caller validates: its
+        reply is classified and validated only when awaited, with the zone's security then
+        established (RFC 4035 §5.2)."""
+        task = asyncio.ensure_future(self._ask(zone, qname, qtype, ctx))
+        task.add_done_callback(_retrieve)
+        return task
+
+    def _ask_child_ahead(self, child: Zone, referral: dns.message.Message, name: dns.name.Name,
+                         qtype: int, labels: int, minimise: bool, ctx: Context,
+                         ) -> tuple[asyncio.Future | None, tuple | None]:
+        """The queries a new child zone will be asked, sent before its DS and DNSKEY set are
+        validated: the DNSKEY set when the referral holds a DS (first: it is needed first),
+        and the lookup's next question. Only for a child with glue (no NS lookups twice)."""
+        if not child.servers:
+            return None, None
+        keys = None
+        if _find(referral.authority, child.name, DS) is not None:
+            keys = self._ask_ahead(child, child.name, DNSKEY, ctx)
+        question = self._question(child, name, qtype, labels, minimise)
+        return keys, (child, question, self._ask_ahead(child, *question, ctx))
+
     async def _find_server_addresses(self, zone: Zone, ctx: Context) -> None:
         """Resolve the zone's nameserver names that came without glue, with loop protection
         (RFC 1034 §5.3.3 step 3) and NXNS bounds like Unbound's target fetch limits: at most
@@ -367,9 +410,10 @@ class Iterator:
     # --- chain of trust ---------------------------------------------------------------------
 
     async def _establish(self, child: Zone, parent: Zone, reply: dns.message.Message | None,
-                         ctx: Context) -> Zone:
+                         ctx: Context, keys: asyncio.Future | None = None) -> Zone:
         """Decide the child zone's security from its parent (RFC 4035 §5.2): a validated DS
-        leads to its DNSKEY set; a proven absence of DS makes it insecure."""
+        leads to its DNSKEY set (``keys``: its query, sent ahead); a proven absence of DS makes
+        it insecure."""
         name = child.name
         nta = self._nta_for(name)
         if nta is not None:
@@ -377,7 +421,7 @@ class Iterator:
             child.proof.append(f"nta {nta}")
             return child
         if name in self.anchors:
-            return await self._load_keys(child, self.anchors[name], ctx, f"anchor {name}")
+            return await self._load_keys(child, self.anchors[name], ctx, f"anchor {name}", keys)
         if parent.security is Verdict.INSECURE:
             child.security = Verdict.INSECURE
             child.proof.append(f"parent {parent.name} insecure")
@@ -396,6 +440,8 @@ class Iterator:
                 reply = ds_reply
                 proof_rrsets = self._denial_rrsets(ds_reply)
         if ds is not None:
+            if keys is not None:
+                await asyncio.sleep(0)  # the queries sent ahead leave before the DS is validated
             where = reply.answer if _find(reply.answer, name, DS) is not None else reply.authority
             result = validate_rrset(ds, _sigs(where, name, DS), parent.keys, now=self.now(),
                                     budget=ctx.budget, config=self.s.validator)
@@ -403,7 +449,7 @@ class Iterator:
                 return self._bogus(child, result.ede, f"DS of {name}: {result.reason}")
             child.proof.append(f"ds {name} " + " ".join(
                 f"{rd.key_tag}/{rd.algorithm}/{rd.digest_type}" for rd in ds))
-            return await self._load_keys(child, ds, ctx, f"DS from {parent.name}")
+            return await self._load_keys(child, ds, ctx, f"DS from {parent.name}", keys)
         self._check_signatures(proof_rrsets, reply, parent, ctx)
         proof = denial.prove_no_ds(name, proof_rrsets, config=self.s.validator,
                                    budget=ctx.budget)
@@ -417,10 +463,13 @@ class Iterator:
         child.proof.append(f"no-ds {name} {proof.kind}")
         return child
 
-    async def _load_keys(self, zone: Zone, trust: dns.rrset.RRset, ctx: Context,
-                         how: str) -> Zone:
-        """Fetch and authenticate the zone's DNSKEY set (RFC 4035 §5.2)."""
-        reply, kind = await self._ask(zone, zone.name, DNSKEY, ctx)
+    async def _load_keys(self, zone: Zone, trust: dns.rrset.RRset, ctx: Context, how: str,
+                         sent: asyncio.Future | None = None) -> Zone:
+        """Fetch (or await, ``sent`` ahead) and authenticate the zone's DNSKEY set
+        (RFC 4035 §5.2)."""
+        if sent is None:
+            sent = self._ask(zone, zone.name, DNSKEY, ctx)
+        reply, kind = await sent
         keys = _find(reply.answer, zone.name, DNSKEY) if kind == "answer" else None
         if keys is None:
             return self._bogus(zone, EDE.DNSKEY_MISSING, f"{zone.name} has no DNSKEY set ({how})")
@@ -532,45 +581,74 @@ class Iterator:
             zone = await self._prime_root(zone, ctx)  # forwarded answers are judged one by one
         minimise = self.s.qname_minimisation and not zone.recursive
         labels = len(zone.name.labels) + 1
-        while True:
-            if ctx.referrals > self.s.max_referral_depth:
-                raise ResolutionFailed(EDE.OTHER, f"more than {self.s.max_referral_depth} "
-                                       "referrals")
-            if zone.security is Verdict.BOGUS:
-                raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason,
-                                       Proof(zone.name, notes=list(zone.proof)))
-            full = len(name.labels)
-            if minimise and labels < full and labels - len(zone.name.labels) <= MAX_MINIMISE_LABELS:
-                qname, qt = dns.name.Name(name.labels[-labels:]), A  # RFC 9156 §2.3
-            else:
-                qname, qt = name, qtype
-            try:
-                reply, kind = await self._ask(zone, qname, qt, ctx)
-            except ResolutionFailed:
-                if qname == name:
-                    raise
-                minimise = False  # relaxed: some servers mishandle minimised queries
-                continue
-            if kind == "referral":
-                ctx.referrals += 1
-                zone = await self._descend(zone, reply, qname, ctx)
-                labels = len(zone.name.labels) + 1
-                continue
-            if qname != name:
-                if kind == "nxdomain":
-                    minimise = False  # RFC 9156 §2.3 relaxed: confirm with the full name
-                else:
-                    labels += 1
-                continue
-            signers = {s for s in _signers(reply) if s != zone.name and s.is_subdomain(zone.name)
-                       and name.is_subdomain(s)}
-            if signers and zone.security is Verdict.SECURE and not zone.recursive:
-                zone = await self._descend_to(zone, max(signers), ctx)
+        ahead = None  # (zone, question, task): sent while the zone was being established
+        try:
+            while True:
+                if ctx.referrals > self.s.max_referral_depth:
+                    raise ResolutionFailed(EDE.OTHER, f"more than {self.s.max_referral_depth} "
+                                           "referrals")
                 if zone.security is Verdict.BOGUS:
+                    raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason,
+                                           Proof(zone.name, notes=list(zone.proof)))
+                question = self._question(zone, name, qtype, labels, minimise)
+                qname, qt = question
+                if ahead is not None and ahead[0] is zone and ahead[1] == question:
+                    sent = ahead[2]
+                else:
+                    if ahead is not None:
+                        ahead[2].cancel()
+                    sent = self._ask(zone, qname, qt, ctx)
+                ahead = None
+                try:
+                    reply, kind = await sent
+                except ResolutionFailed:
+                    if qname == name:
+                        raise
+                    minimise = False  # relaxed: some servers mishandle minimised queries
                     continue
-            answer = await self._validate(zone, name, qtype, reply, kind, ctx)
-            self.cache.put(name, qtype, answer)
-            return answer
+                if kind == "referral":
+                    ctx.referrals += 1
+                    child = self._delegation(zone, reply, qname)
+                    labels = len(child.name.labels) + 1
+                    if child.security is Verdict.INDETERMINATE:
+                        keys, ahead = self._ask_child_ahead(child, reply, name, qtype, labels,
+                                                            minimise, ctx)
+                        try:
+                            child = await self._establish(child, zone, reply, ctx, keys)
+                        finally:
+                            if keys is not None:
+                                keys.cancel()  # not needed: no DS, an anchor, an NTA
+                        self._remember(child)
+                    zone = child
+                    continue
+                if qname != name:
+                    if kind == "nxdomain":
+                        minimise = False  # RFC 9156 §2.3 relaxed: confirm with the full name
+                    else:
+                        labels += 1
+                    continue
+                signers = {s for s in _signers(reply) if s != zone.name
+                           and s.is_subdomain(zone.name) and name.is_subdomain(s)}
+                if signers and zone.security is Verdict.SECURE and not zone.recursive:
+                    zone = await self._descend_to(zone, max(signers), ctx)
+                    if zone.security is Verdict.BOGUS:
+                        continue
+                answer = await self._validate(zone, name, qtype, reply, kind, ctx)
+                self.cache.put(name, qtype, answer)
+                return answer
+        finally:
+            if ahead is not None:
+                ahead[2].cancel()
+
+    @staticmethod
+    def _question(zone: Zone, name: dns.name.Name, qtype: int, labels: int,
+                  minimise: bool) -> tuple[dns.name.Name, int]:
+        """What to ask ``zone`` next: ``name`` cut to ``labels`` labels while minimising, with
+        type A (RFC 9156 §2.3), else the question itself."""
+        if minimise and labels < len(name.labels) and \
+                labels - len(zone.name.labels) <= MAX_MINIMISE_LABELS:
+            return dns.name.Name(name.labels[-labels:]), A
+        return name, qtype
 
     async def _prime_root(self, root: Zone, ctx: Context) -> Zone:
         """Authenticate the root's DNSKEY set from the trust anchor (RFC 8109 priming with
@@ -583,13 +661,17 @@ class Iterator:
             return root
         return await self._load_keys(root, anchor, ctx, "root trust anchor")
 
-    async def _descend(self, zone: Zone, reply: dns.message.Message, qname: dns.name.Name,
-                       ctx: Context) -> Zone:
-        """Follow a referral: the child's servers from NS and in-bailiwick glue, then its
-        security (RFC 1034 §5.3.3 step 4b, RFC 4035 §5.2)."""
+    def _delegation(self, zone: Zone, reply: dns.message.Message,
+                    qname: dns.name.Name) -> Zone:
+        """The child zone of a referral: the known one when its security is established, else a
+        new one whose servers come from NS and in-bailiwick glue (RFC 1034 §5.3.3 step 4b), its
+        security still to be established (RFC 4035 §5.2)."""
         ns = max((r for r in _rrsets(reply.authority, NS) if qname.is_subdomain(r.name)
                   and r.name.is_subdomain(zone.name) and r.name != zone.name),
                  key=lambda r: len(r.name.labels))
+        known = self._known_zone(ns.name)
+        if known is not None and known.security is not Verdict.INDETERMINATE:
+            return known
         ns_names = [rd.target for rd in ns]
         servers = []
         for rdtype, wanted in ((A, self.s.ipv4), (AAAA, self.s.ipv6)):
@@ -600,12 +682,8 @@ class Iterator:
                 # of the zone that gave it (RFC 1034 §4.2.2; the Kaminsky defence).
                 if rrset.name in ns_names and rrset.name.is_subdomain(zone.name):
                     servers += [(rd.address, 53) for rd in rrset]
-        known = self._known_zone(ns.name)
-        if known is not None and known.security is not Verdict.INDETERMINATE:
-            return known
-        child = Zone(ns.name, servers, ns_names,
-                     expires=time.monotonic() + max(1, min(ns.ttl, 86400)), parent=zone)
-        return self._remember(await self._establish(child, zone, reply, ctx))
+        return Zone(ns.name, servers, ns_names,
+                    expires=time.monotonic() + max(1, min(ns.ttl, 86400)), parent=zone)
 
     async def _descend_to(self, zone: Zone, signer: dns.name.Name, ctx: Context) -> Zone:
         """A server authoritative for both a zone and a child answered for the child without a
