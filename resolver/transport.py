@@ -79,41 +79,29 @@ def _check(query: dns.message.Message, wire: bytes) -> tuple[dns.message.Message
     return reply, ""
 
 
-class _UdpExchange(asyncio.DatagramProtocol):
-    def __init__(self, query: dns.message.Message) -> None:
-        self.query = query
-        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        if self.done.done():
-            return
-        reply, reason = _check(self.query, data)
-        if reply is None:
-            IGNORED[reason] += 1
-        else:
-            self.done.set_result((reply, data))
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.done.done():
-            self.done.set_exception(UpstreamError("network", str(exc)))
-
-
 async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
                timeout: float) -> tuple[dns.message.Message, bytes]:
+    """Over a connected socket of our own (a third of the cost of a datagram endpoint),
+    reading until the answer to ``query`` arrives; anything else is ignored and counted."""
     loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _UdpExchange(query), remote_addr=(host, port), family=family)
-    except OSError as exc:
-        raise UpstreamError("network", str(exc)) from None
-    try:
-        transport.sendto(wire)
-        return await asyncio.wait_for(protocol.done, timeout)
-    except asyncio.TimeoutError:
+        sock.setblocking(False)
+        sock.connect((host, port))
+        sock.send(wire)
+        async with asyncio.timeout(timeout):
+            while True:
+                data = await loop.sock_recv(sock, 65535)
+                reply, reason = _check(query, data)
+                if reply is not None:
+                    return reply, data
+                IGNORED[reason] += 1
+    except TimeoutError:
         raise UpstreamError("timeout", f"no answer from {host} over UDP") from None
+    except OSError as exc:  # ICMP errors (port unreachable) arrive as the socket's error
+        raise UpstreamError("network", str(exc)) from None
     finally:
-        transport.close()
+        sock.close()
 
 
 async def _tcp(query: dns.message.Message, wire: bytes, host: str, port: int,
