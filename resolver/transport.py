@@ -24,6 +24,8 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
+import dns.rdataclass
+import dns.rdatatype
 
 EDNS_PAYLOAD = 1232  # DNS Flag Day 2020: no IP fragmentation
 OPT = 41
@@ -33,6 +35,10 @@ _QUESTION_OPT = struct.Struct("!HHBHHIH")  # QTYPE, QCLASS; OPT: root, type, siz
 # Upstream packets that did not answer the query they arrived for, by reason: "id", "not_reply"
 # (no QR, or another opcode), "unparseable", "question"; read by the metrics endpoint.
 IGNORED: Counter[str] = Counter()
+
+
+_OPT = dns.message.make_query(dns.name.root, dns.rdatatype.NS, use_edns=0, want_dnssec=True,
+                              payload=EDNS_PAYLOAD).opt
 
 
 class UpstreamError(Exception):
@@ -56,10 +62,13 @@ class Reply:
 def make_query(qname: dns.name.Name, qtype: int, *, recursion: bool = False) -> dns.message.Message:
     """A query with EDNS0 and DO (RFC 6891, RFC 3225). Recursive queries, sent to forwarders, also
     set CD so the forwarder hands over data it would reject and we validate it ourselves
-    (RFC 6840 §5.9)."""
-    query = dns.message.make_query(qname, qtype, use_edns=0, want_dnssec=True,
-                                   payload=EDNS_PAYLOAD)
+    (RFC 6840 §5.9). The OPT record is shared by all queries: a third of the cost of
+    dnspython's make_query."""
+    query = dns.message.QueryMessage()  # a random ID from dnspython's secure entropy
     query.flags = dns.flags.RD | dns.flags.CD if recursion else 0
+    query.find_rrset(query.question, qname, dns.rdataclass.IN, qtype, create=True,
+                     force_unique=True)
+    query.opt = _OPT
     return query
 
 

@@ -24,3 +24,13 @@ def test_made_queries_render_like_dnspython(name, rdtype, recursion):
 ])
 def test_other_queries_use_dnspython(query):
     assert transport._wire(query) == query.to_wire()
+
+
+@pytest.mark.parametrize("recursion", [False, True])
+def test_made_queries_are_dnspythons_with_do_and_our_flags(recursion):
+    """EDNS0 with DO and a 1232-octet payload (RFC 6891, RFC 3225); RD and CD to forwarders."""
+    query = transport.make_query(dns.name.from_text("www.example."), 28, recursion=recursion)
+    expected = dns.message.make_query("www.example.", "AAAA", use_edns=0, want_dnssec=True,
+                                      payload=transport.EDNS_PAYLOAD)
+    expected.id, expected.flags = query.id, (0x0110 if recursion else 0)  # RD | CD
+    assert query.to_wire() == expected.to_wire()
