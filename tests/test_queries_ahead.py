@@ -1,0 +1,84 @@
+"""Queries sent ahead (resolver.iterator): after a referral to a signed child, the child's DNSKEY
+query and the lookup's next question leave together, before the DS and the DNSKEY set are
+validated; their replies are used only once the zone's security is established
+(RFC 4035 §5.2), and a child that proves bogus answers nothing.
+
+The iterator runs in this process against the test tree (127.0.0.x port 53: run as root in a
+private network namespace, like the end-to-end tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from resolver import transport
+from resolver.anchors import parse_trust_anchors
+from resolver.cache import Cache
+from resolver.dnssec import Verdict
+from resolver.ede import EDE
+from resolver.iterator import Iterator, ResolutionFailed, Settings
+from tests.testtree import NOW, authority, zonedata
+
+
+@pytest.fixture(scope="module")
+def tree():
+    """The servers below the root answer after 50 ms, so that a reply cannot arrive between
+    two queries sent together (the tree shares this process)."""
+    slow = {"delay_ms": 50}
+    with authority.start_tree({"example.": slow, "rsasha256.example.": slow,
+                               "wrongds.example.": slow}) as running:
+        yield running
+
+
+def _iterator(log: list[tuple[str, str, str]]) -> Iterator:
+    """An iterator over the tree whose exchanges log ("send"/"reply", qname, qtype)."""
+    (hint_name, hint_address), = zonedata.manifest()["root_hints"].items()
+    settings = Settings(root_hints=[(dns.name.from_text(hint_name), [hint_address])],
+                        trust_anchors=parse_trust_anchors(authority.trust_anchor_lines()),
+                        validation_time=NOW)
+
+    async def exchange(query, host, port=53, **kwargs):
+        question = (str(query.question[0].name), dns.rdatatype.to_text(query.question[0].rdtype))
+        log.append(("send", *question))
+        reply = await transport.exchange(query, host, port, **kwargs)
+        log.append(("reply", *question))
+        return reply
+
+    return Iterator(settings, Cache(), exchange=exchange)
+
+
+def _resolve(iterator: Iterator, name: str):
+    async def run():
+        return await iterator.chase(dns.name.from_text(name), dns.rdatatype.A,
+                                    iterator.new_context())
+    return asyncio.run(run())
+
+
+def test_dnskey_and_next_question_travel_together(tree):
+    log: list[tuple[str, str, str]] = []
+    answer = _resolve(_iterator(log), "www.rsasha256.example.")
+    assert answer.rcode == dns.rcode.NOERROR and answer.verdict is Verdict.SECURE
+    sends = [entry[1:] for entry in log if entry[0] == "send"]
+    assert sends == [(".", "DNSKEY"), ("example.", "A"),
+                     ("example.", "DNSKEY"), ("rsasha256.example.", "A"),
+                     ("rsasha256.example.", "DNSKEY"), ("www.rsasha256.example.", "A")]
+    for keys, question in ((("example.", "DNSKEY"), ("rsasha256.example.", "A")),
+                           (("rsasha256.example.", "DNSKEY"), ("www.rsasha256.example.", "A"))):
+        # both sent before either reply arrived
+        assert log.index(("send", *question)) < log.index(("reply", *keys))
+
+
+def test_a_child_whose_dnskey_set_is_bogus_answers_nothing(tree):
+    """wrongds.example.: its parent's DS matches none of its keys. Its DNSKEY query and the
+    question went together; the lookup fails on the keys, and nothing more is asked."""
+    log: list[tuple[str, str, str]] = []
+    with pytest.raises(ResolutionFailed) as failure:
+        _resolve(_iterator(log), "www.wrongds.example.")
+    assert failure.value.ede == EDE.DNSKEY_MISSING and "wrongds.example." in failure.value.reason
+    sends = [entry[1:] for entry in log if entry[0] == "send"]
+    assert sends[-2:] == [("wrongds.example.", "DNSKEY"), ("www.wrongds.example.", "A")]
