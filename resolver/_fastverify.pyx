@@ -16,8 +16,9 @@ Nothing here knows about zones, trust or policy: it answers "are these bytes sig
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int32_t, int64_t, uint32_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 import hashlib
 import socket
@@ -26,6 +27,7 @@ from collections import OrderedDict
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 # --- RR types whose embedded names are lowercased in canonical form ---------------------------
 # RFC 4034 §6.2 item 3, less NSEC (RFC 6840 §5.1); layouts from the defining RFCs.
@@ -77,13 +79,19 @@ ED25519 = 15
 ED448 = 16
 
 
+# Signatures are checked over a digest made with hashlib: cryptography resolves its hash
+# algorithm object on every call, a microsecond that hashlib does not spend.
 cdef object _PKCS1 = padding.PKCS1v15()
-cdef object _SHA1 = hashes.SHA1()
-cdef object _SHA256 = hashes.SHA256()
-cdef object _SHA384 = hashes.SHA384()
-cdef object _SHA512 = hashes.SHA512()
-cdef object _ECDSA256 = ec.ECDSA(hashes.SHA256())
-cdef object _ECDSA384 = ec.ECDSA(hashes.SHA384())
+cdef object _ECDSA256 = ec.ECDSA(Prehashed(hashes.SHA256()))
+cdef object _ECDSA384 = ec.ECDSA(Prehashed(hashes.SHA384()))
+cdef object _sha1 = hashlib.sha1
+cdef object _sha256 = hashlib.sha256
+cdef object _sha384 = hashlib.sha384
+cdef object _sha512 = hashlib.sha512
+# DER DigestInfo prefixes of EMSA-PKCS1-v1_5 (RFC 8017 §9.2 note 1).
+cdef bytes _DIGESTINFO_SHA1 = bytes.fromhex("3021300906052b0e03021a05000414")
+cdef bytes _DIGESTINFO_SHA256 = bytes.fromhex("3031300d060960864801650304020105000420")
+cdef bytes _DIGESTINFO_SHA512 = bytes.fromhex("3051300d060960864801650304020305000440")
 cdef object _P256 = ec.SECP256R1()
 cdef object _P384 = ec.SECP384R1()
 cdef object _inet_pton = socket.inet_pton
@@ -110,37 +118,48 @@ cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
     return c
 
 
-cpdef bytes name_wire(tuple labels, bint lowercase=True):
-    """Uncompressed wire form of a name given as ``dns.name.Name.labels`` (RFC 1035 §3.1),
-    lowercased for canonical form (RFC 4034 §6.2) unless ``lowercase`` is false."""
-    cdef Py_ssize_t total = 0, n, i, pos = 0
-    cdef bytes label, out
-    cdef unsigned char *dst
-    cdef const unsigned char *src
-    _given(labels)
-    for label in labels:
-        _given(label)
-        n = PyBytes_GET_SIZE(label)
+cdef Py_ssize_t _name_length(tuple labels, Py_ssize_t start) except -1:
+    """Wire length of the name ``labels[start:]``, which must be absolute with labels of at most
+    63 octets and at most 255 octets in all (RFC 1035 §2.3.4, §3.1), else MalformedData."""
+    cdef Py_ssize_t total = 0, i, n, count = len(_given(labels))
+    cdef bytes label
+    for i in range(start, count):
+        label = labels[i]  # a checked assignment: bytes or None
+        n = PyBytes_GET_SIZE(_given(label))
         if n > 63:
             raise MalformedData("label longer than 63 octets")
         total += n + 1
-    if total == 0 or PyBytes_GET_SIZE(<bytes>labels[len(labels) - 1]) != 0:
+    if total == 0 or PyBytes_GET_SIZE(<bytes>labels[count - 1]) != 0:
         raise MalformedData("name is not absolute")
     if total > 255:
         raise MalformedData("name longer than 255 octets")
-    out = PyBytes_FromStringAndSize(NULL, total)
-    dst = <unsigned char *>PyBytes_AS_STRING(out)
-    for label in labels:
-        n = PyBytes_GET_SIZE(label)
-        src = <const unsigned char *>PyBytes_AS_STRING(label)
+    return total
+
+
+cdef Py_ssize_t _put_name(unsigned char *dst, tuple labels, Py_ssize_t start,
+                          bint lowercase) noexcept:
+    """Write ``labels[start:]``, checked by :func:`_name_length`, at ``dst``; return its length."""
+    cdef Py_ssize_t pos = 0, i, j, n
+    cdef const unsigned char *src
+    for i in range(start, len(labels)):
+        n = PyBytes_GET_SIZE(<bytes>labels[i])
+        src = <const unsigned char *>PyBytes_AS_STRING(<bytes>labels[i])
         dst[pos] = <unsigned char>n
         pos += 1
         if lowercase:
-            for i in range(n):
-                dst[pos + i] = _lower(src[i])
+            for j in range(n):
+                dst[pos + j] = _lower(src[j])
         else:
             memcpy(dst + pos, src, n)
         pos += n
+    return pos
+
+
+cpdef bytes name_wire(tuple labels, bint lowercase=True):
+    """Uncompressed wire form of a name given as ``dns.name.Name.labels`` (RFC 1035 §3.1),
+    lowercased for canonical form (RFC 4034 §6.2) unless ``lowercase`` is false."""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, _name_length(labels, 0))
+    _put_name(<unsigned char *>PyBytes_AS_STRING(out), labels, 0, lowercase)
     return out
 
 
@@ -211,9 +230,8 @@ cpdef bytes canonical_rdata(int rdtype, bytes wire):
 
 
 cdef bytes _ipv4_wire(str text):
-    cdef bytes ascii = text.encode("ascii")
-    cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(ascii)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(ascii), i
+    cdef Py_ssize_t n, i
+    cdef const unsigned char *s = <const unsigned char *>PyUnicode_AsUTF8AndSize(_given(text), &n)
     cdef unsigned char out[4]
     cdef int part = 0, value = 0, digits = 0
     for i in range(n + 1):
@@ -272,25 +290,45 @@ cdef inline void _put32(unsigned char *p, uint32_t v) noexcept nogil:
     p[3] = v & 0xFF
 
 
+cdef struct RrsigFields:
+    # The fixed-size RRSIG RDATA fields (RFC 4034 §3.1), read once from a dnspython RRSIG.
+    int type_covered, algorithm, labels, key_tag
+    uint32_t original_ttl, expiration, inception
+
+
+cdef int _read_rrsig(object rrsig, RrsigFields *f) except -1:
+    f.type_covered = rrsig.type_covered
+    f.algorithm = rrsig.algorithm
+    f.labels = rrsig.labels
+    f.key_tag = rrsig.key_tag
+    f.original_ttl = rrsig.original_ttl
+    f.expiration = rrsig.expiration
+    f.inception = rrsig.inception
+    return 0
+
+
+cdef Py_ssize_t _put_header(unsigned char *p, const RrsigFields *f, tuple signer) except -1:
+    """Write the RRSIG RDATA up to and including the canonical signer name (RFC 4034 §3.1.8.1)
+    at ``p``, which has room for 18 + 255 octets; return its length."""
+    _name_length(signer, 0)
+    p[0] = (f.type_covered >> 8) & 0xFF
+    p[1] = f.type_covered & 0xFF
+    p[2] = <unsigned char>f.algorithm
+    p[3] = <unsigned char>f.labels
+    _put32(p + 4, f.original_ttl)
+    _put32(p + 8, f.expiration)
+    _put32(p + 12, f.inception)
+    p[16] = (f.key_tag >> 8) & 0xFF
+    p[17] = f.key_tag & 0xFF
+    return 18 + _put_name(p + 18, signer, 0, True)
+
+
 cpdef bytes rrsig_header(object rrsig):
     """RRSIG RDATA up to and including the canonical signer name (RFC 4034 §3.1.8.1)."""
-    cdef bytes signer = name_wire(rrsig.signer.labels)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(signer)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, 18 + n)
-    cdef unsigned char *p = <unsigned char *>PyBytes_AS_STRING(out)
-    cdef int covered = rrsig.type_covered, key_tag = rrsig.key_tag
-    cdef uint32_t ttl = rrsig.original_ttl, exp = rrsig.expiration, inc = rrsig.inception
-    p[0] = (covered >> 8) & 0xFF
-    p[1] = covered & 0xFF
-    p[2] = <unsigned char>(<int>rrsig.algorithm)
-    p[3] = <unsigned char>(<int>rrsig.labels)
-    _put32(p + 4, ttl)
-    _put32(p + 8, exp)
-    _put32(p + 12, inc)
-    p[16] = (key_tag >> 8) & 0xFF
-    p[17] = key_tag & 0xFF
-    memcpy(p + 18, PyBytes_AS_STRING(signer), n)
-    return out
+    cdef unsigned char buf[18 + 255]
+    cdef RrsigFields f
+    _read_rrsig(rrsig, &f)
+    return PyBytes_FromStringAndSize(<char *>buf, _put_header(buf, &f, rrsig.signer.labels))
 
 
 cpdef int label_count(tuple labels):
@@ -302,42 +340,68 @@ cpdef int label_count(tuple labels):
     return n
 
 
+cdef Py_ssize_t _put_owner(unsigned char *p, tuple owner_labels, int rrsig_labels) except -1:
+    """Write the canonical owner name as signed at ``p`` (room for 255 octets): the owner itself,
+    or the wildcard ``*.<rightmost labels>`` it was expanded from when the RRSIG labels field is
+    smaller (RFC 4035 §5.3.2); return its length. MalformedData when the labels field exceeds
+    the owner's label count."""
+    cdef int have = label_count(_given(owner_labels))
+    cdef Py_ssize_t start = len(owner_labels) - 1 - rrsig_labels
+    if rrsig_labels > have:
+        raise MalformedData("RRSIG labels field exceeds the owner's label count")
+    if rrsig_labels == have:
+        _name_length(owner_labels, 0)
+        return _put_name(p, owner_labels, 0, True)
+    if rrsig_labels < 0:
+        raise MalformedData("negative RRSIG labels field")
+    _name_length(owner_labels, start)
+    p[0] = 1
+    p[1] = 42  # '*'
+    return 2 + _put_name(p + 2, owner_labels, start, True)
+
+
 cpdef bytes signed_owner(tuple owner_labels, int rrsig_labels):
     """Canonical owner name as signed: the owner itself, or the wildcard ``*.<rightmost labels>``
     it was expanded from when the RRSIG labels field is smaller (RFC 4035 §5.3.2).
     Raises MalformedData when the labels field exceeds the owner's label count."""
-    cdef int have = label_count(owner_labels)
-    if rrsig_labels > have:
-        raise MalformedData("RRSIG labels field exceeds the owner's label count")
-    if rrsig_labels == have:
-        return name_wire(owner_labels)
-    return b"\x01*" + name_wire(owner_labels[len(owner_labels) - 1 - rrsig_labels:])
+    cdef unsigned char buf[255]
+    return PyBytes_FromStringAndSize(<char *>buf, _put_owner(buf, owner_labels, rrsig_labels))
 
 
-cpdef bytes signed_data(bytes header, bytes owner, int rdtype, int rdclass, uint32_t original_ttl,
-                        list rdatas):
-    """The octets an RRSIG covers: its header followed by the RRset in canonical form and order,
-    duplicates removed (RFC 4034 §3.1.8.1, §6.3). ``rdatas`` are canonical RDATA wire forms."""
-    cdef list ordered = sorted(set(rdatas)) if len(_given(rdatas)) > 1 else rdatas
-    cdef Py_ssize_t hn = PyBytes_GET_SIZE(header), on = PyBytes_GET_SIZE(owner)
+cdef list _canonical_order(list rdatas):
+    """Sort canonical RDATA wire forms into canonical order and drop duplicates, in place
+    (RFC 4034 §6.3); return the list."""
+    cdef Py_ssize_t i = 1
+    if len(rdatas) < 2:
+        return rdatas
+    rdatas.sort()
+    while i < len(rdatas):
+        if rdatas[i] == rdatas[i - 1]:
+            del rdatas[i]
+        else:
+            i += 1
+    return rdatas
+
+
+cdef bytes _build(const unsigned char *header, Py_ssize_t hn, const unsigned char *owner,
+                  Py_ssize_t on, int rdtype, int rdclass, uint32_t original_ttl, list ordered):
+    """The header followed by one RR of owner, type, class and original TTL per RDATA of
+    ``ordered`` (RFC 4034 §3.1.8.1)."""
     cdef Py_ssize_t total = hn, pos, rn
     cdef bytes rd, out
     cdef unsigned char *p
-    _given(header)
-    _given(owner)
     for rd in ordered:
-        _given(rd)
-        rn = PyBytes_GET_SIZE(rd)
+        rn = PyBytes_GET_SIZE(_given(rd))
         if rn > 0xFFFF:
             raise MalformedData("RDATA longer than 65535 octets")
         total += on + 10 + rn
     out = PyBytes_FromStringAndSize(NULL, total)
     p = <unsigned char *>PyBytes_AS_STRING(out)
-    memcpy(p, PyBytes_AS_STRING(header), hn)
+    memcpy(p, header, hn)
     pos = hn
     for rd in ordered:
         rn = PyBytes_GET_SIZE(rd)
-        memcpy(p + pos, PyBytes_AS_STRING(owner), on)
+        memcpy(p + pos, owner, on)
         pos += on
         p[pos] = (rdtype >> 8) & 0xFF
         p[pos + 1] = rdtype & 0xFF
@@ -350,6 +414,28 @@ cpdef bytes signed_data(bytes header, bytes owner, int rdtype, int rdclass, uint
         memcpy(p + pos, PyBytes_AS_STRING(rd), rn)
         pos += rn
     return out
+
+
+cpdef bytes signed_data(bytes header, bytes owner, int rdtype, int rdclass, uint32_t original_ttl,
+                        list rdatas):
+    """The octets an RRSIG covers: its header followed by the RRset in canonical form and order,
+    duplicates removed (RFC 4034 §3.1.8.1, §6.3). ``rdatas`` are canonical RDATA wire forms."""
+    return _build(<const unsigned char *>PyBytes_AS_STRING(_given(header)),
+                  PyBytes_GET_SIZE(header),
+                  <const unsigned char *>PyBytes_AS_STRING(_given(owner)),
+                  PyBytes_GET_SIZE(owner), rdtype, rdclass, original_ttl,
+                  _canonical_order(list(_given(rdatas))))
+
+
+cdef bytes _rrsig_signed_data(const RrsigFields *f, tuple signer, tuple owner_labels, int rdclass,
+                              list ordered):
+    """:func:`signed_data` for an RRSIG over an RRset of its covered type owned by
+    ``owner_labels`` whose canonical RDATA are ``ordered``, built without intermediate objects."""
+    cdef unsigned char header[18 + 255]
+    cdef unsigned char owner[255]
+    cdef Py_ssize_t on = _put_owner(owner, owner_labels, f.labels)
+    cdef Py_ssize_t hn = _put_header(header, f, signer)
+    return _build(header, hn, owner, on, f.type_covered, rdclass, f.original_ttl, ordered)
 
 
 # --- time ---------------------------------------------------------------------------------------
@@ -395,9 +481,11 @@ cdef class Key:
     ``error`` then says why."""
     cdef readonly bytes wire
     cdef readonly int flags, protocol, algorithm, tag
+    cdef public object info  # the validator's description of the key, kept for reuse
     cdef object _public
     cdef str _error
     cdef bint _loaded
+    cdef Py_ssize_t _modulus_octets  # of an RSA key, which is a signature's length
 
     def __init__(self, bytes wire not None):
         self.tag = key_tag(wire)
@@ -415,6 +503,8 @@ cdef class Key:
             return
         if self._public is None:
             self._error = f"algorithm {self.algorithm} is not implemented"
+        elif isinstance(self._public, rsa.RSAPublicKey):
+            self._modulus_octets = (self._public.key_size + 7) // 8
 
     @property
     def public(self):
@@ -460,19 +550,33 @@ cdef object _load_public_key(int algorithm, bytes material):
     return None
 
 
+cdef object _members(object rdataset):
+    """What iterating a dnspython RRset or Rdataset yields, without its Python-level
+    ``__iter__``: the keys of the dict a ``dns.set.Set`` keeps them in. Other iterables are
+    returned as they are."""
+    cdef object items = getattr(rdataset, "items", None)
+    return items if type(items) is dict else rdataset
+
+
 cdef class KeyCache:
     """Parsed keys by DNSKEY wire bytes, bounded; the oldest entry goes first when full.
 
-    dnspython DNSKEY rdatas are also looked up by (key material, flags, protocol, algorithm):
-    the same identity as the wire form, without rebuilding and rehashing the wire each time."""
+    dnspython DNSKEY rdatas are also looked up by their key material, then checked against the
+    flags, protocol and algorithm: the same identity as the wire form, without rebuilding and
+    rehashing the wire each time. The Keys of the last RRset asked for are remembered with its
+    rdatas: dnspython rdatas are immutable, so the same rdata objects have the same Keys."""
     cdef object _keys  # OrderedDict: popitem(last=False) evicts in O(1); a plain dict's
-    cdef dict _by_fields  # next(iter(d)) walks the deleted slots left at its front
+    cdef dict _by_material  # next(iter(d)) walks the deleted slots left at its front
     cdef Py_ssize_t _capacity
+    cdef tuple _last_rdatas
+    cdef list _last_keys
 
     def __init__(self, Py_ssize_t capacity=10000):
         self._keys = OrderedDict()
-        self._by_fields = {}
+        self._by_material = {}
         self._capacity = capacity
+        self._last_rdatas = ()
+        self._last_keys = []
 
     cpdef Key get(self, bytes wire):
         cdef Key key = self._keys.get(wire)
@@ -485,25 +589,39 @@ cdef class KeyCache:
 
     cpdef Key of_rdata(self, object rdata):
         """The Key of a dnspython DNSKEY (or CDNSKEY) rdata."""
-        # One C-built int for the header fields: dnspython's Algorithm is an IntEnum, whose
-        # hash runs Python code.
-        cdef long header = ((<long>(<int>rdata.flags) << 16) | ((<int>rdata.protocol) << 8)
-                            | (<int>rdata.algorithm))
-        cdef tuple fields = (rdata.key, header)
-        cdef Key key = self._by_fields.get(fields)
-        if key is None:
-            if len(self._by_fields) >= self._capacity:
-                self._by_fields.clear()  # only an index over _keys: cheap to rebuild
+        cdef bytes material = rdata.key
+        cdef Key key = self._by_material.get(material)
+        if key is None or key.flags != <int>rdata.flags or key.protocol != <int>rdata.protocol \
+                or key.algorithm != <int>rdata.algorithm:
+            if len(self._by_material) >= self._capacity:
+                self._by_material.clear()  # only an index over _keys: cheap to rebuild
             key = self.get(rdata_wire(rdata))
-            self._by_fields[fields] = key
+            self._by_material[material] = key
         return key
+
+    cpdef list of_rrset(self, object dnskeys):
+        """The Keys of every rdata of a dnspython DNSKEY (or CDNSKEY) RRset, in its order."""
+        cdef tuple rdatas = tuple(_members(dnskeys))
+        cdef tuple last = self._last_rdatas
+        cdef Py_ssize_t i, n = len(rdatas)
+        if n == len(last):
+            for i in range(n):
+                if rdatas[i] is not last[i]:
+                    break
+            else:
+                return list(self._last_keys)
+        self._last_keys = [self.of_rdata(rd) for rd in rdatas]
+        self._last_rdatas = rdatas
+        return list(self._last_keys)
 
     def __len__(self):
         return len(self._keys)
 
     def clear(self):
         self._keys.clear()
-        self._by_fields.clear()
+        self._by_material.clear()
+        self._last_rdatas = ()
+        self._last_keys = []
 
 
 # --- signatures ---------------------------------------------------------------------------------
@@ -541,11 +659,29 @@ cpdef bytes ecdsa_der(bytes signature, Py_ssize_t half):
 cpdef bint verify_signature(Key key, bytes signature, bytes data):
     """Check ``signature`` over ``data`` with ``key``; False on any mismatch or malformed
     signature (RFC 3110 §3, RFC 5702 §3, RFC 6605 §4, RFC 8080 §4)."""
+    return _verify(_given(key), _given(signature), _given(data))
+
+
+cdef bint _verify_pkcs1(Key key, object pub, bytes signature, bytes prefix,
+                       bytes digest) except -1:
+    """RSASSA-PKCS1-v1_5 verification (RFC 8017 §8.2.2): the signature is as long as the
+    modulus, and the message it recovers, whose 00 01 FF..FF 00 padding cryptography checks, is
+    exactly the DigestInfo of ``digest``. This is the comparison OpenSSL's own verify makes,
+    without cryptography's per-call hash set-up. InvalidSignature or ValueError propagate."""
+    cdef bytes recovered
+    cdef Py_ssize_t pn = PyBytes_GET_SIZE(prefix), dn = PyBytes_GET_SIZE(digest)
+    if PyBytes_GET_SIZE(signature) != key._modulus_octets:
+        return False
+    recovered = pub.recover_data_from_signature(signature, _PKCS1, None)
+    return (PyBytes_GET_SIZE(recovered) == pn + dn
+            and memcmp(PyBytes_AS_STRING(recovered), PyBytes_AS_STRING(prefix), pn) == 0
+            and memcmp(PyBytes_AS_STRING(recovered) + pn, PyBytes_AS_STRING(digest), dn) == 0)
+
+
+cdef bint _verify(Key key, bytes signature, bytes data):
+    """:func:`verify_signature` for arguments known not to be None."""
     cdef int alg = key.algorithm
     cdef Py_ssize_t half
-    _given(key)
-    _given(signature)
-    _given(data)
     if not key._loaded:
         key._load()
     cdef object pub = key._public
@@ -553,18 +689,20 @@ cpdef bint verify_signature(Key key, bytes signature, bytes data):
         return False
     try:
         if alg == 8:
-            pub.verify(signature, data, _PKCS1, _SHA256)
+            return _verify_pkcs1(key, pub, signature, _DIGESTINFO_SHA256, _sha256(data).digest())
         elif alg == 13 or alg == 14:
             half = 32 if alg == 13 else 48
             if PyBytes_GET_SIZE(signature) != 2 * half:
                 return False
-            pub.verify(ecdsa_der(signature, half), data, _ECDSA256 if alg == 13 else _ECDSA384)
+            pub.verify(ecdsa_der(signature, half),
+                       (_sha256 if alg == 13 else _sha384)(data).digest(),
+                       _ECDSA256 if alg == 13 else _ECDSA384)
         elif alg == 15 or alg == 16:
             pub.verify(signature, data)
         elif alg == 10:
-            pub.verify(signature, data, _PKCS1, _SHA512)
+            return _verify_pkcs1(key, pub, signature, _DIGESTINFO_SHA512, _sha512(data).digest())
         elif alg == 5 or alg == 7:
-            pub.verify(signature, data, _PKCS1, _SHA1)
+            return _verify_pkcs1(key, pub, signature, _DIGESTINFO_SHA1, _sha1(data).digest())
         else:
             return False
     except InvalidSignature:
@@ -573,8 +711,6 @@ cpdef bint verify_signature(Key key, bytes signature, bytes data):
         return False
     return True
 
-
-cdef object _sha256 = hashlib.sha256
 
 
 cdef class VerifiedSignatures:
@@ -744,15 +880,15 @@ cpdef bint algorithm_usable(int algorithm, bint allow_sha1) noexcept:
     return algorithm == 8 or algorithm == 10 or 13 <= algorithm <= 16
 
 
-cdef tuple _secure(object rrset, object rrsig, Key key, int64_t now):
+cdef tuple _secure(object rrset, object rrsig, const RrsigFields *f, Key key, int64_t now):
     """The SECURE outcome of :func:`check_rrset`, with the TTL the RRset may be cached for: the
     smallest of its TTL, the RRSIG's original TTL and the time until the RRSIG expires (RFC 4035
     §5.3.3)."""
     cdef int64_t ttl = rrset.ttl
-    cdef int64_t left = rrsig.original_ttl
+    cdef int64_t left = f.original_ttl
     if left < ttl:
         ttl = left
-    left = <int32_t>(<uint32_t>rrsig.expiration - <uint32_t>(now & 0xFFFFFFFF))
+    left = <int32_t>(f.expiration - <uint32_t>(now & 0xFFFFFFFF))
     if left < ttl:
         ttl = left
     return (SECURE, 0, "", key, rrsig, ttl)
@@ -770,10 +906,11 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
     RRSIG and the TTL the RRset may be cached for (RFC 4035 §5.3.3), else BOGUS with the most
     telling failure, NO_SUPPORTED_KEY, or RRSET_BUDGET."""
     cdef _Failure failure = _Failure()
-    cdef bytes owner, data, digest
-    cdef list rdatas = None
+    cdef bytes data, digest, signature
+    cdef list ordered = None
     cdef tuple owner_labels = rrset.name.labels, signer
     cdef int rdtype = rrset.rdtype, alg, tag, window, checks = 0, tried
+    cdef RrsigFields f
     cdef bint usable_zone_key = False, saw_usable_sig = False
     cdef Key key
     for key in keys:
@@ -783,10 +920,11 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
     if rrsigs is None or not same_name(rrsigs.name.labels, owner_labels) \
             or rrsigs.rdclass != rrset.rdclass:
         rrsigs = ()
-    for rrsig in rrsigs:
+    for rrsig in _members(rrsigs):
         if rrsig.type_covered != rdtype:
             continue
-        alg = rrsig.algorithm
+        _read_rrsig(rrsig, &f)
+        alg = f.algorithm
         if not algorithm_usable(alg, allow_sha1):
             failure.note(1, f"RRSIG algorithm {alg} is not supported", rrsig)
             continue
@@ -798,36 +936,35 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
         if not is_subdomain(owner_labels, signer):
             failure.note(6, f"signer {rrsig.signer} is not an ancestor of the owner", rrsig)
             continue
-        window = check_window(rrsig.inception, rrsig.expiration, now)
+        window = check_window(f.inception, f.expiration, now)
         if window == WINDOW_EXPIRED:
-            failure.note(7, f"signature by key {rrsig.key_tag} expired", rrsig)
+            failure.note(7, f"signature by key {f.key_tag} expired", rrsig)
             continue
         if window == WINDOW_NOT_YET_VALID:
-            failure.note(8, f"signature by key {rrsig.key_tag} not yet valid", rrsig)
+            failure.note(8, f"signature by key {f.key_tag} not yet valid", rrsig)
             continue
         if window == WINDOW_INVERTED:
-            failure.note(25, f"signature by key {rrsig.key_tag} expires before its inception",
+            failure.note(25, f"signature by key {f.key_tag} expires before its inception",
                          rrsig)
             continue
-        tag = rrsig.key_tag
+        tag = f.key_tag
         tried = 0
-        owner = None
+        data = None
         for key in keys:
             if key.tag != tag or key.algorithm != alg:
                 continue
             if tried >= max_keys_per_tag:
                 break
             tried += 1
-            if owner is None:
+            if data is None:
+                if ordered is None:
+                    ordered = _canonical_order([rdata_wire(rd) for rd in _members(rrset)])
                 try:
-                    owner = signed_owner(owner_labels, rrsig.labels)
+                    data = _rrsig_signed_data(&f, signer, owner_labels, rrset.rdclass, ordered)
                 except MalformedData as exc:
                     failure.note(6, str(exc), rrsig)
                     break
-                if rdatas is None:
-                    rdatas = [rdata_wire(rd) for rd in rrset]
-                data = signed_data(rrsig_header(rrsig), owner, rdtype, rrset.rdclass,
-                                   rrsig.original_ttl, rdatas)
+                signature = rrsig.signature
             if not key.flags & ZONE_FLAG or key.flags & REVOKE_FLAG:
                 failure.note(11, f"DNSKEY {key.tag} is not a usable zone key "
                                  "(zone bit clear or revoked)", rrsig, key)
@@ -841,16 +978,16 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
                         "checks per RRset", failure.key, failure.rrsig, 0)
             digest = None
             if verified is not None:
-                digest = verified.digest(key, rrsig.signature, data)
+                digest = verified.digest(key, signature, data)
                 if verified.known(digest):
-                    return _secure(rrset, rrsig, key, now)
+                    return _secure(rrset, rrsig, &f, key, now)
             if spend is not None:
                 spend()
             checks += 1
-            if verify_signature(key, rrsig.signature, data):
+            if _verify(key, _given(signature), data):
                 if digest is not None:
                     verified.add(digest)
-                return _secure(rrset, rrsig, key, now)
+                return _secure(rrset, rrsig, &f, key, now)
             failure.note(6, f"signature by key {key.tag} algorithm {alg} does not verify",
                          rrsig, key)
         if tried == 0:

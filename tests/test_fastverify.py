@@ -257,3 +257,72 @@ def test_ecdsa_verify_through_raw_signatures(algorithm):
         assert fv.verify_signature(key, raw, data)
         assert not fv.verify_signature(key, raw, data + b"x")
         assert not fv.verify_signature(key, raw[:-1], data)
+
+
+def _rsa_key(algorithm: int, bits: int = 1024):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    priv = rsa.generate_private_key(65537, bits)
+    numbers = priv.public_key().public_numbers()
+    material = b"\x03" + numbers.e.to_bytes(3, "big") + numbers.n.to_bytes(bits // 8, "big")
+    return priv, fv.Key(b"\x01\x01\x03" + bytes([algorithm]) + material)
+
+
+@pytest.mark.parametrize("algorithm,digest", [(5, "SHA1"), (8, "SHA256"), (10, "SHA512")])
+def test_rsa_verify_agrees_with_cryptography(algorithm, digest):
+    # verify_signature compares the recovered EMSA-PKCS1-v1_5 message itself (RFC 8017 §8.2.2):
+    # it must accept and refuse exactly what cryptography's verify does.
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    priv, key = _rsa_key(algorithm)
+    pad, algo = padding.PKCS1v15(), getattr(hashes, digest)()
+    other = hashes.SHA384() if digest != "SHA384" else hashes.SHA256()
+    data = b"signed data"
+    good = priv.sign(data, pad, algo)
+    n = key.public.public_numbers().n
+    candidates = [
+        good, good[:-1], good + b"\x00", b"\x00" + good[1:], bytes(len(good)),
+        b"\xff" * len(good), priv.sign(data, pad, other), priv.sign(data + b"x", pad, algo),
+        n.to_bytes(len(good), "big"), (n - 1).to_bytes(len(good), "big"),
+        bytes([good[0] ^ 1]) + good[1:], good[:-1] + bytes([good[-1] ^ 0x80]), b"",
+    ]
+    for signature in candidates:
+        try:
+            key.public.verify(signature, data, pad, algo)
+            expected = True
+        except (InvalidSignature, ValueError):
+            expected = False
+        assert fv.verify_signature(key, signature, data) is expected
+    assert fv.verify_signature(key, good, data)
+
+
+def test_rsa_signature_shorter_than_the_modulus_is_refused():
+    # A signature with a leading zero octet stripped still recovers the same message; the
+    # length check keeps the RFC 8017 §8.2.2 step 1 rule that cryptography's verify applies.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    priv, key = _rsa_key(8)
+    for i in range(4000):
+        data = b"message %d" % i
+        signature = priv.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        if signature[0] == 0:
+            assert fv.verify_signature(key, signature, data)
+            assert not fv.verify_signature(key, signature[1:], data)
+            return
+    pytest.skip("no signature with a leading zero octet in 4000 tries")
+
+
+def test_key_cache_of_rrset_follows_the_rdatas():
+    cache = fv.KeyCache(10)
+    wires = [b"\x01\x01\x03\x0f" + bytes([i]) * 32 for i in range(3)]
+    rds = [dns.rdata.from_wire("IN", "DNSKEY", w, 0, len(w)) for w in wires]
+    keyset = dns.rrset.from_rdata("example.", 300, rds[0], rds[1])
+    assert [k.wire for k in cache.of_rrset(keyset)] == wires[:2]
+    assert [k.wire for k in cache.of_rrset(keyset)] == wires[:2]
+    keyset.add(rds[2])
+    assert [k.wire for k in cache.of_rrset(keyset)] == wires
+    keyset.discard(rds[0])
+    assert [k.wire for k in cache.of_rrset(keyset)] == wires[1:]
+    # Same key material with other flags is another key.
+    revoked = dns.rdata.from_wire("IN", "DNSKEY", b"\x01\x81" + wires[1][2:], 0, len(wires[1]))
+    assert cache.of_rdata(revoked).flags == 0x0181 and cache.of_rdata(rds[1]).flags == 0x0101

@@ -20,9 +20,9 @@ class Verdict(str, Enum):
     INDETERMINATE = "indeterminate"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class KeyInfo:
-    """The DNSKEY that proved (or was meant to prove) a signature."""
+    """The DNSKEY that proved (or was meant to prove) a signature; results share it."""
 
     owner: dns.name.Name
     tag: int

@@ -25,6 +25,8 @@ KEY_CACHE = fv.KeyCache(10000)
 #: the cryptography itself do).
 VERIFIED: fv.VerifiedSignatures | None = fv.VerifiedSignatures(20000)
 
+_check_rrset, _SECURE, _VERDICT_SECURE = fv.check_rrset, fv.SECURE, Verdict.SECURE
+
 # RFC 4509 §3: ignore SHA-1 DS records when a stronger digest is present.
 _STRONGER_THAN_SHA1 = frozenset((fv.DIGEST_SHA256, fv.DIGEST_SHA384))
 
@@ -32,11 +34,22 @@ _STRONGER_THAN_SHA1 = frozenset((fv.DIGEST_SHA256, fv.DIGEST_SHA384))
 def posix_time(now: float | int | datetime | None) -> int:
     """The validation time in POSIX seconds: ``now`` when given (an injected clock), else the
     system clock."""
+    if type(now) is int:
+        return now
     if now is None:
         return int(time.time())
     if isinstance(now, datetime):
         return int(now.timestamp())
     return int(now)
+
+
+def key_info(key: fv.Key, owner: dns.name.Name) -> KeyInfo:
+    """The KeyInfo of ``key`` owned by ``owner``, kept on the key for as long as the owner is
+    the same Name object, so that results share it."""
+    info = key.info
+    if info is None or info.owner is not owner:
+        info = key.info = KeyInfo(owner, key.tag, key.algorithm, key.flags)
+    return info
 
 
 def describe(name: dns.name.Name, rdtype: int) -> str:
@@ -52,21 +65,23 @@ def check_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
     the key that proved the RRset, if any. Without a budget the call is bounded by the smaller
     of the per-RRset and per-query limits, which is what a fresh budget would allow."""
     limits = config.limits
+    max_checks = limits.max_sig_checks_per_rrset
     if budget is None:
-        spend, max_checks = None, min(limits.max_sig_checks_per_rrset,
-                                      limits.max_sig_checks_per_query)
+        spend = None
+        if limits.max_sig_checks_per_query < max_checks:
+            max_checks = limits.max_sig_checks_per_query
     else:
-        spend, max_checks = budget.spend_sig_check, limits.max_sig_checks_per_rrset
+        spend = budget.spend_sig_check
     try:
-        outcome, ede, reason, key, rrsig, ttl = fv.check_rrset(
+        outcome, ede, reason, key, rrsig, ttl = _check_rrset(
             rrset, rrsigs, None if key_owner is None else key_owner.labels, keys, now, spend,
             max_checks, limits.max_keys_per_tag, config.allow_sha1, VERIFIED)
     except (BudgetExhausted, fv.MalformedData) as exc:
         return ValidationResult(Verdict.BOGUS, EDE.DNSSEC_BOGUS,
                                 f"{describe(rrset.name, rrset.rdtype)}: {exc}"), None
-    info = None if key is None else KeyInfo(key_owner, key.tag, key.algorithm, key.flags)
-    if outcome == fv.SECURE:
-        return ValidationResult(Verdict.SECURE, None, "", info, rrsig, ttl), key
+    info = None if key is None else key_info(key, key_owner)
+    if outcome == _SECURE:
+        return ValidationResult(_VERDICT_SECURE, None, "", info, rrsig, ttl), key
     verdict = Verdict.INSECURE if outcome == fv.NO_SUPPORTED_KEY else Verdict.BOGUS
     return ValidationResult(verdict, EDE(ede), f"{describe(rrset.name, rrset.rdtype)}: {reason}",
                             info, rrsig), None
@@ -87,7 +102,7 @@ def validate_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
     if dnskeys is None:
         key_owner, keys = None, []
     else:
-        key_owner, keys = dnskeys.name, [KEY_CACHE.of_rdata(rd) for rd in dnskeys]
+        key_owner, keys = dnskeys.name, KEY_CACHE.of_rrset(dnskeys)
     return check_rrset(rrset, rrsigs, key_owner, keys, posix_time(now), budget,
                        config or DEFAULT_CONFIG)[0]
 
