@@ -7,6 +7,8 @@ setup(
         [
             Extension("resolver._fastverify", ["resolver/_fastverify.pyx"]),
             Extension("resolver._fastcache", ["resolver/_fastcache.pyx"]),
+            Extension("resolver._fastlog", ["resolver/_fastlog.pyx"]),
+            Extension("resolver._fastpath", ["resolver/_fastpath.pyx"]),
         ],
         compiler_directives={"language_level": "3"},
     ),

@@ -44,7 +44,6 @@ import collections
 import errno
 import hashlib
 import hmac
-import operator
 import os
 import secrets
 import select
@@ -57,13 +56,13 @@ from typing import Any
 
 import orjson
 
+from resolver._fastlog import (GENESIS, HOLES, MAC_HMAC, MAC_SHA256, SLOTS, Chain, Digest,
+                               HitTemplate)
+
 __all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
-           "RecordTemplate", "canonical", "check_line", "hasher", "load_hmac_key", "record_hash",
+           "canonical", "check_line", "hasher", "hit_template", "load_hmac_key", "record_hash",
            "seal"]
 
-GENESIS = "0" * 64
-MAC_SHA256 = "sha256"
-MAC_HMAC = "hmac-sha256"
 MIN_KEY_BYTES = 16
 _SORTED = orjson.OPT_SORT_KEYS
 _LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -132,23 +131,9 @@ def record_hash(body: bytes, key: bytes | None) -> str:
 
 
 def hasher(key: bytes | None) -> Callable[[bytes], str]:
-    """:func:`record_hash` with the key bound; for HMAC the padded-key states of RFC 2104 are
-    hashed once and copied per record (about twice as fast as ``hmac.digest``)."""
-    if key is None:
-        sha256 = hashlib.sha256
-        return lambda body: sha256(body).hexdigest()
-    block = hashlib.sha256(key).digest() if len(key) > 64 else key
-    block = block.ljust(64, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
-
-    def mac(body: bytes) -> str:
-        i = inner.copy()
-        i.update(body)
-        o = outer.copy()
-        o.update(i.digest())
-        return o.hexdigest()
-    return mac
+    """:func:`record_hash` with the key bound (compiled; for HMAC the padded-key states of
+    RFC 2104 are hashed once and copied per record)."""
+    return Digest(key)
 
 
 def _sanitize(value: Any) -> Any:
@@ -191,67 +176,25 @@ def seal(record: dict, seq: int, prev: str, key: bytes | None,
     return b"".join((template[:at], b'"hash":"', digest.encode(), b'",', template[end:])), digest
 
 
-class RecordTemplate:
-    """A record's canonical encoding made once, with holes: the fields named in ``holes``, which
-    change per query, and the chain fields. The cache-hit path (issue #5) fills the holes with
-    JSON values it encodes itself and queues ``(template, values)`` instead of a dict; sealing
-    is then two bytes formats and a hash (:meth:`seal`), the same bytes as :func:`seal`.
-
-    The record must have a key that sorts before ``hash`` (a hit record has ``answer``)."""
-
-    __slots__ = ("holes", "_head", "_head_args", "_tail", "_tail_args")
-
-    def __init__(self, record: dict, holes: tuple[str, ...]) -> None:
-        token = secrets.token_hex(16)
-        slots = (*holes, "mac", "prev", "seq")  # the values seal() passes, in order
-        rec = dict(record)
-        for key in (*slots, "hash"):
-            rec[key] = f"{token}:{key}"
-        text = canonical(rec)
-        pairs = {k: b'"%s":"%s:%s"' % (k.encode(), token.encode(), k.encode())
-                 for k in (*slots, "hash")}
-        spots = sorted((text.index(pair), k) for k, pair in pairs.items())
-        if text[text.index(pairs["hash"]) - 1:][:1] != b",":
-            raise ValueError("a forensic record template needs a key that sorts before 'hash'")
-        self.holes = holes
-        # Two formats: the text before the hash pair (and its comma), and after it to the end.
-        parts: list[list] = [[], []]
-        args: list[list[int]] = [[], []]
-        side, at = 0, 0
-        for spot, key in spots:
-            if key == "hash":
-                parts[0].append(text[at:spot - 1].replace(b"%", b"%%"))
-                side = 1
-            else:
-                parts[side] += [text[at:spot + len(key) + 3].replace(b"%", b"%%"), b"%b"]
-                args[side].append(slots.index(key))
-            at = spot + len(pairs[key])
-        parts[1].append(text[at:].replace(b"%", b"%%"))
-        self._head, self._tail = b"".join(parts[0]), b"".join(parts[1])
-        self._head_args, self._tail_args = _picker(args[0]), _picker(args[1])
-
-    def seal(self, values: tuple[bytes, ...], seq: int, prev: str, key: bytes | None,
-             digest_of: Callable[[bytes], str]) -> tuple[bytes, str]:
-        """:func:`seal` of the record with ``values`` (canonical JSON text, in ``holes`` order)
-        in its holes."""
-        slots = (*values, _MAC_JSON[key is not None], b'"%s"' % prev.encode(), b"%d" % seq)
-        head = self._head % self._head_args(slots)
-        tail = self._tail % self._tail_args(slots)
-        digest = digest_of(head + tail)
-        return b"".join((head, b',"hash":"', digest.encode(), b'"', tail, b"\n")), digest
-
-
-def _picker(indexes: list[int]) -> Callable[[tuple], tuple]:
-    """The items at ``indexes`` of a tuple, always as a tuple (for a bytes % format)."""
-    if not indexes:
-        return lambda values: ()
-    if len(indexes) == 1:
-        index = indexes[0]
-        return lambda values: (values[index],)
-    return operator.itemgetter(*indexes)
-
-
-_MAC_JSON = {False: b'"%s"' % MAC_SHA256.encode(), True: b'"%s"' % MAC_HMAC.encode()}
+def hit_template(record: dict, flags: tuple[bytes, bytes]) -> HitTemplate:
+    """The record of a cache hit on the answer ``record`` logs, for the compiled hit path
+    (resolver._fastlog, issue #5): its canonical encoding cut around the per-query fields
+    (``HOLES``) and the chain's (mac, prev, seq, and where hash goes), so that a hit only fills
+    them in. ``flags``: the query flags' JSON with RD clear and set."""
+    token = secrets.token_hex(16)
+    rec = {k: v for k, v in record.items() if k not in HOLES}
+    rec.update({key: f"{token}:{key}" for key in SLOTS})
+    text = canonical(rec)
+    pairs = {k: b'"%s":"%s:%s"' % (k.encode(), token.encode(), k.encode()) for k in SLOTS}
+    spots = sorted((text.index(pair), k) for k, pair in pairs.items())
+    texts: list[bytes] = []
+    at = 0
+    for spot, key in spots:
+        # The line has ',"hash":"<hex>"' where the body has nothing: cut the comma before it.
+        texts.append(text[at:spot - 1] if key == "hash" else text[at:spot + len(key) + 3])
+        at = spot + len(pairs[key])
+    texts.append(text[at:])
+    return HitTemplate(texts, [key for _, key in spots], flags)
 
 
 def check_line(line: bytes, key: bytes | None, digest_of: Callable[[bytes], str] | None = None,
@@ -361,27 +304,24 @@ class ForensicLog:
         self._clock = clock
         self._file = config.path != "-"
         self._cond = threading.Condition(threading.Lock())
-        self._q: collections.deque[bytes] = collections.deque()  # sealed lines
         self._waiters: collections.deque[tuple] = collections.deque()  # (record, loop, future)
+        # The chain, and the sealed lines with their counts (outstanding: accepted, not yet
+        # written, bounded by queue_size), whether the writer waits on the condition (idle) and
+        # whether its writes succeed (healthy).
+        self.chain = Chain(self._cond, self._waiters, config.queue_size)
         self._flushers: list[tuple] = []  # (records accepted at the call, loop, future)
-        self._outstanding = 0   # accepted, not yet written: bounded by queue_size
-        self._accepted = 0
         self._written = 0
         self._dirty = False     # written, not yet fsynced
-        self._idle = False      # the writer waits on the condition
         self._stopping = False
         self._abort = threading.Event()
         self._started = self._closed = False
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
-        self._healthy = True
         self._dead: BaseException | None = None
         self._last_error: str | None = None
         self._stats = {"records": 0, "bytes": 0, "batches": 0, "rotations": 0,
                        "write_errors": 0, "blocked_waits": 0, "fsyncs": 0}
         self._key: bytes | None = None
-        self._digest_of = hasher(None)
-        self._seq, self._prev = 0, GENESIS
         self._size = 0
         self._opened_at = 0.0
         self._last_sync = time.monotonic()
@@ -399,7 +339,7 @@ class ForensicLog:
             return
         if self.config.hmac_key_file:
             self._key = load_hmac_key(self.config.hmac_key_file)
-        self._digest_of = hasher(self._key)
+        self.chain.use_key(self._key)
         if self._file:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self._open_existing)
@@ -410,25 +350,20 @@ class ForensicLog:
             self._fd = 1
         self._thread = threading.Thread(target=self._run, name="forensic-log", daemon=True)
         self._thread.start()
+        self.chain.open = True
 
     def append_nowait(self, record: dict) -> bool:
         """Queue a record without waiting: False when the queue is full (then await
         :meth:`append`). The record belongs to the log from here on: do not change it."""
         if not self.config.enabled:
             return True
-        if not isinstance(record, (dict, tuple)):
-            raise TypeError("a forensic record is a dict or (RecordTemplate, values)")
+        if not isinstance(record, dict):
+            raise TypeError("a forensic record is a dict")
         self._check_open()
         # Only this thread adds waiters or outstanding records: a full queue stays full.
-        if self._waiters or self._outstanding >= self.config.queue_size:
+        if not self.chain.has_room():
             return False
-        line = self._seal_next(record)
-        with self._cond:
-            self._q.append(line)
-            self._outstanding += 1
-            self._accepted += 1
-            if self._idle:
-                self._cond.notify()
+        self.chain.offer(self._seal_next(record))
         return True
 
     async def append(self, record: dict) -> None:
@@ -445,28 +380,24 @@ class ForensicLog:
         fut = loop.create_future()
         line = self._seal_next(record)
         with self._cond:
-            if not self._waiters and self._outstanding < self.config.queue_size:
-                self._q.append(line)
-                self._outstanding += 1
-                self._accepted += 1
-                if self._idle:
+            if self.chain.has_room():
+                self.chain.lines.append(line)
+                self.chain.outstanding += 1
+                self.chain.accepted += 1
+                if self.chain.idle:
                     self._cond.notify()
                 return
             self._waiters.append((line, loop, fut))
             self._stats["blocked_waits"] += 1
         await fut
 
-    def _seal_next(self, record: dict | tuple) -> bytes:
+    def _seal_next(self, record: dict) -> bytes:
         """The record's line, next in the chain. Sealing on the event loop's thread, as records
         are accepted, costs less than handing them to the writer thread to seal: the writer only
         writes bytes and the two threads hardly contend for the GIL."""
-        if type(record) is tuple:
-            template, values = record
-            line, self._prev = template.seal(values, self._seq, self._prev, self._key,
-                                             self._digest_of)
-        else:
-            line, self._prev = seal(record, self._seq, self._prev, self._key, self._digest_of)
-        self._seq += 1
+        chain = self.chain
+        line, digest = seal(record, chain.seq, chain.prev, self._key, chain.digest)
+        chain.advance(digest)
         return line
 
     async def flush(self) -> None:
@@ -478,10 +409,10 @@ class ForensicLog:
         with self._cond:
             if self._dead is not None:
                 raise ForensicLogError(f"forensic log writer failed: {self._last_error}")
-            if self._written >= self._accepted and not self._dirty:
+            if self._written >= self.chain.accepted and not self._dirty:
                 return
-            self._flushers.append((self._accepted, loop, fut))
-            if self._idle:
+            self._flushers.append((self.chain.accepted, loop, fut))
+            if self.chain.idle:
                 self._cond.notify()
         await fut
 
@@ -493,6 +424,7 @@ class ForensicLog:
             self._closed = True
             return
         self._closed = True
+        self.chain.open = False
         if self._thread is None:
             return
         with self._cond:
@@ -505,7 +437,7 @@ class ForensicLog:
             self._abort.set()
             await joined
             raise ForensicLogError(
-                f"forensic log: {self._outstanding + len(self._waiters)} records not written at "
+                f"forensic log: {self.chain.outstanding + len(self._waiters)} records not written at "
                 f"close: {self._last_error}") from None
         if self._dead is not None:
             raise ForensicLogError(f"forensic log writer failed: {self._last_error}")
@@ -513,7 +445,7 @@ class ForensicLog:
     @property
     def healthy(self) -> bool:
         """False while writes fail (e.g. disk full) or after the writer died: stop answering."""
-        return self._healthy and self._dead is None
+        return self.chain.healthy and self._dead is None
 
     @property
     def stats(self) -> dict:
@@ -521,8 +453,8 @@ class ForensicLog:
         (appends blocked), rotations, write_errors, blocked_waits, fsyncs, last_error, seq."""
         with self._cond:
             stats = dict(self._stats)
-            stats.update(queue_depth=self._outstanding, waiting=len(self._waiters),
-                         last_error=self._last_error, healthy=self.healthy, seq=self._seq)
+            stats.update(queue_depth=self.chain.outstanding, waiting=len(self._waiters),
+                         last_error=self._last_error, healthy=self.healthy, seq=self.chain.seq)
         return stats
 
     def _check_open(self) -> None:
@@ -565,7 +497,7 @@ class ForensicLog:
                 f"forensic log {path}: its last record cannot be continued: {problem}. Refusing "
                 f"to fork the chain: check it with 'dnssec-sidecar verify-log', then move the "
                 f"log files aside to start a new chain")
-        self._seq, self._prev = rec["seq"] + 1, rec["hash"]
+        self.chain.restart(rec["seq"] + 1, rec["hash"])
 
     # -- the writer thread
 
@@ -577,6 +509,7 @@ class ForensicLog:
         except BaseException as exc:  # a bug: fail loudly rather than hang the server
             self._dead = exc
             self._last_error = f"writer thread: {exc!r}"
+            self.chain.healthy = False
         finally:
             if self._file and self._fd is not None:
                 try:
@@ -595,23 +528,34 @@ class ForensicLog:
 
     def _serve(self) -> None:
         interval = self.config.fsync_interval_ms / 1000
+        busy = False
         while True:
             with self._cond:
+                batch = None
                 while True:
-                    batch = None
-                    if self._q:
-                        batch, self._q = self._q, collections.deque()
+                    if self.chain.lines:
+                        batch = self.chain.take()
                         break
                     if self._stopping or self._flushers:
                         break
+                    if busy:
+                        # Just written: under load more lines come within a linger, and a
+                        # look then saves the event loop waking an idle writer per batch.
+                        busy = False
+                        self._cond.release()
+                        try:
+                            time.sleep(_LINGER)
+                        finally:
+                            self._cond.acquire()
+                        continue
                     timeout = None
                     if self._dirty and interval > 0:
                         timeout = self._last_sync + interval - time.monotonic()
                         if timeout <= 0:
                             break
-                    self._idle = True
+                    self.chain.idle = True
                     self._cond.wait(timeout)
-                    self._idle = False
+                    self.chain.idle = False
                 stopping = self._stopping
                 flushing = bool(self._flushers)
             if batch and len(batch) < _BATCH and not (stopping or flushing):
@@ -619,10 +563,10 @@ class ForensicLog:
                 # wake-up, one GIL hand-over and one write serve many records, not one each.
                 time.sleep(_LINGER)
                 with self._cond:
-                    batch.extend(self._q)
-                    self._q.clear()
+                    batch.extend(self.chain.take())
             if batch:
                 self._write_batch(batch)
+            busy = bool(batch)
             if self._dirty and (interval == 0 or flushing or stopping
                                 or time.monotonic() - self._last_sync >= interval):
                 self._retry(self._fsync)
@@ -635,7 +579,7 @@ class ForensicLog:
                         else:
                             keep.append(item)
                     self._flushers = keep
-                if stopping and not self._q and not self._waiters:
+                if stopping and not self.chain.lines and not self._waiters:
                     return
 
     def _write_batch(self, batch: collections.deque) -> None:
@@ -659,16 +603,16 @@ class ForensicLog:
             self._size += len(chunk)
             with self._cond:
                 n = j - i
-                self._outstanding -= n
+                self.chain.outstanding -= n
                 self._written += n
                 self._stats["records"] += n
                 self._stats["bytes"] += len(chunk)
                 self._dirty = self._file
-                while self._waiters and self._outstanding < self.config.queue_size:
+                while self._waiters and self.chain.outstanding < self.config.queue_size:
                     record, loop, fut = self._waiters.popleft()
-                    self._q.append(record)
-                    self._outstanding += 1
-                    self._accepted += 1
+                    self.chain.lines.append(record)
+                    self.chain.outstanding += 1
+                    self.chain.accepted += 1
                     _wake(loop, fut)
             i = j
 
@@ -686,14 +630,14 @@ class ForensicLog:
             except OSError as exc:
                 failures = self._failed(exc, failures)
                 continue
-            self._healthy = True
+            self.chain.healthy = True
 
     def _retry(self, step: Callable[[], None]) -> None:
         failures = 0
         while True:
             try:
                 step()
-                self._healthy = True
+                self.chain.healthy = True
                 return
             except OSError as exc:
                 failures = self._failed(exc, failures)
@@ -704,7 +648,7 @@ class ForensicLog:
             self._stats["write_errors"] += 1
             name = errno.errorcode.get(exc.errno or 0, "error")
             self._last_error = f"{name}: {exc.strerror or exc}"
-            self._healthy = False
+            self.chain.healthy = False
         if self._abort.wait(min(0.01 * (2 ** failures), 1.0)):
             raise _Abort
         return failures + 1

@@ -7,8 +7,6 @@ Counters are bumped where things happen; sizes and queue depths are read at scra
 from __future__ import annotations
 
 import asyncio
-import bisect
-import collections
 import logging
 import time
 
@@ -16,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from resolver import transport
+from resolver._fastpath import Tally
 from resolver.dnssec import sigcrypt
 
 log = logging.getLogger(__name__)
@@ -74,23 +73,15 @@ class Metrics:
         return found
 
 
-class HitTally:
-    """What the cache-hit path counts, added to the Prometheus metrics in bulk at every scrape:
-    prometheus-client takes a lock per increment and walks the buckets per observation, which
-    costs more than the hit itself (issue #5). Used on the event loop's thread only."""
+class HitTally(Tally):
+    """What the cache-hit path counts (compiled: ``_fastpath.Tally``), added to the Prometheus
+    metrics in bulk at every scrape: prometheus-client takes a lock per increment and walks the
+    buckets per observation, which costs more than the hit itself (issue #5). Used on the event
+    loop's thread only."""
 
     def __init__(self, metrics: Metrics) -> None:
+        super().__init__(LATENCY_BUCKETS)
         self.metrics = metrics
-        self.counts: collections.Counter = collections.Counter()  # (queries, validation) children
-        self.latency: dict[str, list] = {}  # transport -> [per-bucket counts..., +Inf, sum]
-
-    def count(self, children: tuple, transport: str, seconds: float) -> None:
-        self.counts[children] += 1
-        cells = self.latency.get(transport)
-        if cells is None:
-            cells = self.latency[transport] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
-        cells[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le: the first bound >= it
-        cells[-1] += seconds
 
     def flush(self) -> None:
         for children, n in self.counts.items():

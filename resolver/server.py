@@ -30,7 +30,9 @@ from resolver._fastcache import WireCache
 from resolver.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
-from resolver.forensic import ForensicLogError, RecordTemplate
+from resolver._fastlog import HitTemplate, rfc3339
+from resolver._fastpath import HitPath, UdpHits
+from resolver.forensic import ForensicLogError, hit_template
 from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings
 
 log = logging.getLogger(__name__)
@@ -180,40 +182,16 @@ class Frontend:
         self.tap = tap
         # Responses sent, by service and question, answered again from their bytes (issue #5).
         self.wirecache = WireCache(max(1, wire_entries))
+        self.hits = HitPath(self, _service_scope, _listener_json)
 
     def fast(self, wire: bytes, transport: str, listener: tuple[str, int],
              client: tuple[str, int]) -> bytes | None:
-        """The hit path: a repeated question of a service answered from the bytes sent before
-        (``_fastcache``), its forensic record made from the one stored with them. None sends
-        the query down the full path: a miss, a service with budgets to count, a log that is
-        unhealthy or full (the full path then waits for it)."""
-        service = self.policy.service_for(listener, client[0]) if self.policy else None
-        if service is not None and _has_budgets(service):
-            return None
-        forensic = self.forensic
-        if forensic is not None and not forensic.healthy:
-            return None
-        now = time.time()
-        reply = self.wirecache.answer(wire, service.name if service else "", now,
-                                      0 if transport == "udp" else 65535)
-        if reply is None:
-            return None
-        hit = self.wirecache.last_extra
-        if forensic is not None:
-            values = (orjson.dumps({"address": client[0], "port": client[1]}),
-                      orjson.dumps(round((time.time() - now) * 1000, 3)),
-                      hit.flags[wire[2] & 0x01], b"%d" % ((wire[0] << 8) | wire[1]),
-                      _listener_json(listener), orjson.dumps(_rfc3339(now)),
-                      _TRANSPORT[transport])
-            if not forensic.append_nowait((hit.template, values)):
-                return None
-        if self.metrics is not None:
-            self.metrics.tally.count(hit.counters, transport, time.time() - now)
-        if self.tap is not None:
-            sent = time.time_ns()
-            self.tap.client_query(wire, client, listener, transport, sent)
-            self.tap.client_response(wire, reply, client, listener, transport, sent, sent)
-        return reply
+        """The hit path (compiled: ``_fastpath.HitPath``): a repeated question of a service
+        answered from the bytes sent before (``_fastcache``), its forensic record sealed from
+        the template stored with them (``_fastlog``). None sends the query down the full path:
+        a miss, a service with budgets to count, a log that is unhealthy or full (the full path
+        then waits for it)."""
+        return self.hits.answer(wire, transport == "tcp", listener, client)
 
     def _remember(self, wire: bytes, reply: bytes, service, decision, outcome,
                   record: dict) -> None:
@@ -231,15 +209,15 @@ class Frontend:
     def _hit_record(self, record: dict) -> _Hit:
         """What the hit path needs to log and count a repeat of this answer (no record
         template without a log: it is most of an entry's memory)."""
-        flags = record["flags"]
         template = None
         if self.forensic is not None:
-            static = {k: v for k, v in record.items() if k not in _HIT_HOLES}
-            static.update(cache_hit=True, upstream=[])
-            template = RecordTemplate(static, _HIT_HOLES)
+            flags = record["flags"]
+            template = hit_template(dict(record, cache_hit=True, upstream=[]),
+                                    (_compact(dict(flags, rd=False)),
+                                     _compact(dict(flags, rd=True))))
         m = self.metrics
         ede = record["ede"]
-        return _Hit(template, (_compact(dict(flags, rd=False)), _compact(dict(flags, rd=True))),
+        return _Hit(template,
                     m and (m.child(m.queries, record["service"] or "", record["qtype"],
                                    record["rcode"]),
                            m.child(m.validation, record["verdict"],
@@ -254,7 +232,7 @@ class Frontend:
         if tap is not None:
             received = time.time_ns()
             tap.client_query(wire, client, listener, transport, received)
-        record = {"time": _rfc3339(time.time()), "worker": self.worker,
+        record = {"time": rfc3339(time.time()), "worker": self.worker,
                   "client": {"address": client[0], "port": client[1]},
                   "transport": transport, "listener": _endpoint_text(listener)}
         try:
@@ -419,34 +397,23 @@ class Frontend:
 NEAR_EXPIRY = 3 * 86400  # seconds: a signature this close to expiry is worth an alert
 
 
+def _service_scope(policy, listener: tuple[str, int], address: str) -> str | None:
+    """The hit path's cache scope for a client: its service's name, or None when the service
+    has budgets to count (its queries take the full path)."""
+    service = policy.service_for(listener, address)
+    return None if _has_budgets(service) else service.name
+
+
 def _has_budgets(service) -> bool:
     budgets = service.budgets
     return (budgets.query_rate is not None or budgets.max_label_length is not None
             or budgets.distinct_names_per_minute is not None)
 
 
-_second = [-1, ""]  # the last whole second formatted, and its text
-
-
-def _rfc3339(seconds: float) -> str:
-    """RFC 3339 UTC time with microseconds; the date and time of day are formatted once a
-    second (this runs for every query)."""
-    whole = int(seconds)
-    if whole != _second[0]:
-        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return "%s.%06dZ" % (_second[1], int((seconds - whole) * 1e6))
-
-
-# The per-query fields of a hit's record (RecordTemplate holes, in the order fast() fills them).
-_HIT_HOLES = ("client", "duration_ms", "flags", "id", "listener", "time", "transport")
-_TRANSPORT = {"udp": b'"udp"', "tcp": b'"tcp"'}
-
-
 class _Hit(NamedTuple):
-    """Stored with a cached answer's bytes: its record template, the query flags encoded with
-    and without RD, and the metric children a repeat counts in (queries, validation)."""
-    template: RecordTemplate | None
-    flags: tuple[bytes, bytes]
+    """Stored with a cached answer's bytes: its record template (None without a log) and the
+    metric children a repeat counts in (queries, validation)."""
+    template: HitTemplate | None
     counters: tuple | None
 
 
@@ -456,7 +423,6 @@ def _compact(value) -> bytes:
     return bytes(memoryview(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)))
 
 
-@functools.lru_cache(maxsize=1024)
 def _listener_json(endpoint: tuple[str, int]) -> bytes:
     return orjson.dumps(_endpoint_text(endpoint))
 
@@ -494,25 +460,19 @@ def _to_wire(query: dns.message.Message, response: dns.message.Message,
         return truncated.to_wire(max_size=limit)
 
 
-class _UdpServer(asyncio.DatagramProtocol):
+class _UdpServer(UdpHits, asyncio.DatagramProtocol):
+    """A UDP listener: hits are answered by the compiled ``UdpHits.datagram_received``, the
+    rest here."""
+
     def __init__(self, frontend: Frontend, listener: tuple[str, int]) -> None:
+        super().__init__(frontend.hits, listener)
         self.frontend = frontend
-        self.listener = listener
-        self.transport = None
         self.tasks: set[asyncio.Task] = set()
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
-    def datagram_received(self, data: bytes, addr) -> None:
-        try:
-            reply = self.frontend.fast(data, "udp", self.listener, addr[:2])
-        except Exception:  # the full path answers, and logs, whatever the hit path cannot
-            log.exception("hit path failed for a query from %s", addr)
-            reply = None
-        if reply is not None:
-            self.transport.sendto(reply, addr)
-            return
+    def miss(self, data: bytes, addr) -> None:
         task = asyncio.ensure_future(self._handle(data, addr))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

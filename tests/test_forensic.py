@@ -5,6 +5,7 @@ errors; standard output."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import errno
 import hashlib
@@ -20,8 +21,10 @@ from resolver import forensic, verifylog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolver.forensic import (GENESIS, ForensicLog, ForensicLogError, LogConfig, RecordTemplate,
-                               canonical, check_line, hasher, load_hmac_key, record_hash, seal)
+from resolver._fastlog import Chain
+from resolver._fastlog import rfc3339 as forensic_rfc3339
+from resolver.forensic import (GENESIS, ForensicLog, ForensicLogError, LogConfig, canonical,
+                               check_line, hasher, hit_template, load_hmac_key, record_hash, seal)
 from resolver.verifylog import run as verify_run
 from resolver.verifylog import verify
 
@@ -123,60 +126,105 @@ def test_values_json_cannot_carry_are_kept_as_text(tmp_path) -> None:
     assert verify([str(path)]).ok
 
 
-HOLES = ("client", "duration_ms", "flags", "id", "listener", "time", "transport")
 _text = st.text(st.characters(codec="utf-8"), max_size=12)  # '%', quotes, escapes, non-ASCII
 _json = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | _text,
                      lambda inner: st.lists(inner, max_size=3)
                      | st.dictionaries(_text, inner, max_size=3), max_leaves=8)
+_FLAGS = ({"rd": False, "do": True, "cd": False, "ad": False},
+          {"rd": True, "do": True, "cd": False, "ad": False})
 
 
-@settings(max_examples=60, deadline=None)
+def rfc3339(seconds: float) -> str:
+    """The record time format, from Python's own formatting (the reference)."""
+    whole = int(seconds)
+    return "%s.%06dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)),
+                         int((seconds - whole) * 1e6))
+
+
+def open_chain(seq: int = 0, prev: str = GENESIS, key: bytes | None = None) -> Chain:
+    chain = Chain(threading.Condition(threading.Lock()), collections.deque(), 1000, key)
+    chain.restart(seq, prev)
+    chain.open = True
+    return chain
+
+
+def expected_hit(static: dict, line: bytes, address: str, port: int, query: bytes,
+                 listener: str, started: float, tcp: bool) -> dict:
+    """The record a hit line must hold, its duration taken from the line (measured inside)."""
+    duration = orjson.loads(line)["duration_ms"]
+    assert duration == round((time.time() - started) * 1000, 3) or abs(
+        duration - (time.time() - started) * 1000) < 1000
+    return {**static, "client": {"address": address, "port": port}, "duration_ms": duration,
+            "flags": _FLAGS[query[2] & 1], "id": query[0] << 8 | query[1],
+            "listener": listener, "time": rfc3339(started), "transport": "tcp" if tcp else "udp"}
+
+
+@settings(max_examples=80, deadline=None)
 @given(static=st.dictionaries(st.sampled_from(["answer", "policy", "proof", "qname", "service",
                                                "verdict", "zzz", "a%b", "rcode"]), _json),
-       dynamic=st.fixed_dictionaries({k: _json for k in HOLES}),
+       address=st.one_of(st.ip_addresses().map(str), _text),
+       port=st.integers(0, 65535), query=st.binary(min_size=12, max_size=40),
+       listener=st.sampled_from(["127.0.0.1:53", "[::1]:5353", 'od"d\\']),
+       started=st.floats(0, 4e9), tcp=st.booleans(),
        seq=st.integers(0, 2**40), hmac_key=st.booleans())
-def test_template_pieces_seal_to_the_same_bytes_as_the_dict(static, dynamic, seq,
-                                                           hmac_key) -> None:
-    """A record filled from a RecordTemplate (the cache-hit path) is sealed to exactly the line
-    and hash the writer makes from the same record as a dict."""
-    static = dict(static, answer=static.get("answer"))  # a key before "hash"
+def test_hit_records_seal_to_the_same_bytes_as_the_dict(static, address, port, query, listener,
+                                                       started, tcp, seq, hmac_key) -> None:
+    """A cache hit's record filled and sealed in C (``Chain.append_hit``) is exactly the line
+    and hash the writer makes of the same record as a dict."""
     key = b"k" * 32 if hmac_key else None
-    template = RecordTemplate(static, HOLES)
-    values = tuple(canonical(dynamic[k]) for k in HOLES)
-    digest_of = hasher(key)
-    line, digest = template.seal(values, seq, "ab" * 32, key, digest_of)
-    assert (line, digest) == seal({**static, **dynamic}, seq, "ab" * 32, key, digest_of)
+    template = hit_template(static, tuple(canonical(f) for f in _FLAGS))
+    chain = open_chain(seq, "ab" * 32, key)
+    assert chain.append_hit(template, (address, port), query, canonical(listener), started, tcp)
+    line, = chain.lines
+    rec = expected_hit(static, line, address, port, query, listener, started, tcp)
+    assert (line, chain.prev) == seal(rec, seq, "ab" * 32, key, hasher(key))
+    assert chain.seq == seq + 1 and chain.accepted == chain.outstanding == 1
     assert check_line(line, key)[1] is None
 
 
-@pytest.mark.parametrize("holes", [(), ("answer",), ("zone",), ("answer", "zone")])
-def test_template_with_holes_on_one_side_or_none(holes) -> None:
-    rec = {"answer": [1, "100%"], "zone": "z%s"}
-    template = RecordTemplate({k: v for k, v in rec.items() if k not in holes}, holes)
-    digest_of = hasher(None)
-    values = tuple(canonical(rec[k]) for k in holes)
-    assert template.seal(values, 3, GENESIS, None, digest_of) == seal(rec, 3, GENESIS, None,
-                                                                      digest_of)
+def test_hit_fields_in_the_template_are_filled_per_query() -> None:
+    """Fields of the answer's record named like the per-query ones are replaced, not kept."""
+    static = dict(record(0), cache_hit=True, upstream=[])
+    template = hit_template(static, tuple(canonical(f) for f in _FLAGS))
+    chain = open_chain()
+    query = b"\x12\x34\x01\x00" + bytes(8)
+    assert chain.append_hit(template, ("192.0.2.7", 5300), query, b'"127.0.0.2:53"', 1e9, False)
+    rec = orjson.loads(chain.lines[0])
+    assert rec["client"] == {"address": "192.0.2.7", "port": 5300} and rec["id"] == 0x1234
+    assert rec["flags"]["rd"] and rec["listener"] == "127.0.0.2:53"
+    assert rec["time"] == "2001-09-09T01:46:40.000000Z" and rec["transport"] == "udp"
+    assert rec["qname"] == "n0.example." and rec["cache_hit"] and rec["prev"] == GENESIS
 
 
-def test_template_needs_a_key_before_hash() -> None:
-    with pytest.raises(ValueError, match="before 'hash'"):
-        RecordTemplate({"zone": 1}, ("time",))
+def test_a_full_or_closed_chain_seals_nothing() -> None:
+    template = hit_template({"answer": 1}, (b"{}", b"{}"))
+    chain = Chain(threading.Condition(threading.Lock()), collections.deque(), 1)
+    args = (template, ("::1", 1), bytes(12), b'"x"', 0.0, True)
+    assert not chain.append_hit(*args)  # not open
+    chain.open = True
+    assert chain.append_hit(*args) and not chain.append_hit(*args)  # queue_size 1
+    assert chain.seq == 1 and len(chain.lines) == 1
 
 
-def test_dicts_and_template_pieces_share_one_chain(tmp_path) -> None:
+def test_record_time_format() -> None:
+    for t in (0.0, 1e9, 1780272000.5, 1780272000.999999, 4102444799.000001):
+        assert forensic_rfc3339(t) == rfc3339(t)
+
+
+def test_dicts_and_hit_records_share_one_chain(tmp_path) -> None:
     path = tmp_path / "log"
-    template = RecordTemplate({k: v for k, v in record(0).items() if k not in HOLES}, HOLES)
+    template = hit_template(record(0), tuple(canonical(f) for f in _FLAGS))
 
     async def go() -> None:
         log = ForensicLog(LogConfig(path=str(path)))
         await log.start()
         for i in range(200):
-            rec = record(i)
             if i % 3:
-                assert log.append_nowait((template, tuple(canonical(rec[k]) for k in HOLES)))
+                query = bytes([0, i]) + bytes(10)
+                assert log.chain.append_hit(template, ("127.0.0.1", 40000 + i), query,
+                                            b'"127.0.0.1:53"', time.time(), False)
             else:
-                await log.append(rec)
+                await log.append(record(i))
         await log.close()
     asyncio.run(go())
     recs = records(path)

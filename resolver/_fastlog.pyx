@@ -1,0 +1,366 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled end of the forensic log (issues #4 and #5): the hash chain and the queue of sealed
+lines, and the cache-hit path's record filled and sealed in C.
+
+Each record carries ``seq``, ``prev`` (the previous record's hash) and ``hash``: the hex SHA-256,
+or HMAC-SHA-256 under a key (RFC 2104), of the record's canonical encoding without ``hash``.
+A cache hit's record differs from the one logged when its answer was resolved only in a few
+per-query fields (``HOLES``), so forensic.split_template encodes the rest once per cached answer
+(a :class:`HitTemplate`) and :meth:`Chain.append_hit` writes the line in C: the same bytes
+forensic.seal() makes of the record as a dict (property-tested), without a Python frame.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from libc.stdio cimport snprintf
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy
+
+import collections
+import hashlib
+
+import orjson
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct tm:
+        pass
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    tm *gmtime_r(const time_t *timer, tm *result)
+    size_t strftime(char *s, size_t maxsize, const char *fmt, const tm *t)
+    int clock_gettime(int clk_id, timespec *tp)
+    enum: CLOCK_REALTIME
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
+    enum: PyBUF_READ
+
+GENESIS = "0" * 64  # the prev of a chain's first record
+MAC_SHA256 = "sha256"
+MAC_HMAC = "hmac-sha256"
+
+# The per-query fields of a cache hit's record, then the chain's; a template's slots name them.
+HOLES = ("client", "duration_ms", "flags", "id", "listener", "time", "transport")
+SLOTS = HOLES + ("mac", "prev", "seq", "hash")
+cdef enum:
+    S_CLIENT, S_DURATION, S_FLAGS, S_ID, S_LISTENER, S_TIME, S_TRANSPORT, S_MAC, S_PREV, S_SEQ
+    S_HASH
+    MAX_SLOTS = 16
+    HEX = 64  # a SHA-256 in hex
+    HASH_PAIR = 9 + HEX + 1  # ,"hash":"<hex>"
+
+
+cdef class HitTemplate:
+    """A cached answer's record as text around its slots (``texts[i]``, slot ``slots[i]``,
+    ..., ``texts[-1]``): the answer's own fields encoded once; ``hash`` marks where the line
+    carries the hash and the hashed body nothing. ``flags`` is the query flags' JSON with RD
+    clear and set (the only query flag a hit may differ in)."""
+
+    cdef bytes text
+    cdef int n
+    cdef int kinds[MAX_SLOTS]
+    cdef Py_ssize_t ends[MAX_SLOTS + 1]
+    cdef readonly tuple flags
+
+    def __init__(self, texts, slots, flags):
+        cdef Py_ssize_t at = 0
+        if len(texts) != len(slots) + 1 or len(slots) > MAX_SLOTS:
+            raise ValueError("a template has one text more than slots, and at most 16 slots")
+        if list(slots).count("hash") != 1 or any(s not in SLOTS for s in slots):
+            raise ValueError(f"template slots must be among {SLOTS}, with one 'hash'")
+        self.n = len(slots)
+        for i, slot in enumerate(slots):
+            self.kinds[i] = SLOTS.index(slot)
+        for i, text in enumerate(texts):
+            at += len(<bytes?>text)
+            self.ends[i] = at
+        self.text = b"".join(texts)
+        self.flags = (bytes(flags[0]), bytes(flags[1]))
+
+    def __sizeof__(self):
+        return object.__sizeof__(self) + len(self.text)
+
+
+@cython.final
+cdef class Digest:
+    """A record's hash: hex SHA-256 of the body, or HMAC-SHA-256 under ``key`` (RFC 2104), the
+    padded-key states of RFC 2104 §2 hashed once and copied per record."""
+
+    cdef readonly object key
+    cdef readonly bytes mac_json  # the record's ``mac`` field, as JSON text
+    cdef object _inner, _outer, _sha256
+
+    def __init__(self, key=None):
+        self.key = key
+        self._sha256 = hashlib.sha256
+        self.mac_json = b'"%s"' % (MAC_SHA256 if key is None else MAC_HMAC).encode()
+        if key is None:
+            self._inner = self._outer = None
+            return
+        block = (hashlib.sha256(key).digest() if len(key) > 64 else bytes(key)).ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def __call__(self, body):
+        return self.hex(body)
+
+    cpdef str hex(self, body):
+        """The hex hash of ``body`` (bytes-like)."""
+        if self._inner is None:
+            return self._sha256(body).hexdigest()
+        inner = self._inner.copy()
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
+@cython.final
+cdef class Chain:
+    """The log's end as the event loop sees it: the next ``seq``, ``prev``, the digest, and
+    the sealed ``lines`` the writer has not taken yet with their counts. The counts, ``lines``
+    and ``idle`` are shared with the writer thread under ``cond`` (the log's Condition); the
+    chain itself is the event loop's alone."""
+
+    cdef readonly long long seq
+    cdef readonly str prev
+    cdef readonly Digest digest
+    cdef public long long outstanding  # accepted, not yet written: bounded by ``limit``
+    cdef public long long accepted
+    cdef public bint idle  # the writer waits on ``cond``: notify it
+    cdef public bint open  # records may be appended (the log is started and not closed)
+    cdef public bint healthy  # the writer's last write succeeded
+    cdef readonly object lines  # collections.deque of sealed lines
+    cdef Py_ssize_t limit
+    cdef object cond, waiters
+    cdef char *buf  # where a hit's record is put together
+    cdef Py_ssize_t cap
+
+    def __cinit__(self):
+        self.buf = NULL
+        self.cap = 0
+
+    def __init__(self, cond, waiters, Py_ssize_t limit, key=None):
+        self.cond = cond
+        self.waiters = waiters
+        self.limit = limit
+        self.lines = collections.deque()
+        self.seq, self.prev = 0, GENESIS
+        self.digest = Digest(key)
+        self.healthy = True
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    def use_key(self, key):
+        """Hash from now on under ``key`` (None: plain SHA-256)."""
+        self.digest = Digest(key)
+
+    def restart(self, long long seq, str prev):
+        """Continue a chain whose last record had ``seq - 1`` and hash ``prev``."""
+        self.seq, self.prev = seq, prev
+
+    def advance(self, str digest):
+        """The record at ``seq`` was sealed with hash ``digest``."""
+        self.seq += 1
+        self.prev = digest
+
+    def take(self):
+        """The lines accepted so far, for the writer (which holds ``cond``)."""
+        lines, self.lines = self.lines, collections.deque()
+        return lines
+
+    cpdef bint has_room(self):
+        """A record may be queued without waiting: none waits and the queue is not full."""
+        return self.outstanding < self.limit and not self.waiters
+
+    cpdef void offer(self, bytes line):
+        """Queue a sealed line (room checked by the caller) and wake an idle writer."""
+        self.cond.acquire()
+        try:
+            self.lines.append(line)
+            self.outstanding += 1
+            self.accepted += 1
+            if self.idle:
+                self.cond.notify()
+        finally:
+            self.cond.release()
+
+    cpdef bint append_hit(self, HitTemplate template, tuple client, bytes query,
+                          bytes listener, double started, bint tcp):
+        """Seal and queue a cache hit's record: ``client`` (address, port), the ``query``
+        message (its ID and RD bit), the ``listener``'s JSON text, the time the hit began and
+        the transport; False, with nothing sealed, when the queue has no room or the log is
+        not open or cannot write (the full path then waits or refuses)."""
+        if not (self.open and self.healthy and self.has_room()):
+            return False
+        self.offer(self._seal_hit(template, client, query, listener, started, tcp))
+        return True
+
+    cdef bytes _seal_hit(self, HitTemplate t, tuple client, bytes query, bytes listener,
+                         double started, bint tcp):
+        cdef Py_ssize_t alen = 0, at = 0, start = 0, hash_at = -1, i, need
+        cdef int kind
+        cdef const char *address = PyUnicode_AsUTF8AndSize(<str?>client[0], &alen)
+        cdef long port = client[1]
+        cdef const unsigned char *q = <const unsigned char *>PyBytes_AS_STRING(query)
+        cdef bytes flags = t.flags[(q[2] & 1) if PyBytes_GET_SIZE(query) > 2 else 0]
+        cdef bytes escaped = None
+        cdef const char *text = PyBytes_AS_STRING(t.text)
+        cdef char *o
+        cdef double now = _now()
+        cdef str digest
+        cdef bytes line
+        cdef char *out
+        if not _plain(address, alen):
+            escaped = orjson.dumps(client[0])
+        need = (PyBytes_GET_SIZE(t.text) + alen * 6 + 64 + PyBytes_GET_SIZE(flags)
+                + PyBytes_GET_SIZE(listener) + 220)
+        if need > self.cap:
+            o = <char *>realloc(self.buf, need)
+            if o == NULL:
+                raise MemoryError()
+            self.buf, self.cap = o, need
+        o = self.buf
+        for i in range(t.n + 1):
+            memcpy(o + at, text + start, t.ends[i] - start)
+            at += t.ends[i] - start
+            start = t.ends[i]
+            if i == t.n:
+                break
+            kind = t.kinds[i]
+            if kind == S_CLIENT:
+                at += _put(o + at, b'{"address":', 11)
+                if escaped is None:
+                    o[at] = b'"'
+                    at += 1 + _put(o + at + 1, address, alen)
+                    o[at] = b'"'
+                    at += 1
+                else:
+                    at += _put(o + at, PyBytes_AS_STRING(escaped), PyBytes_GET_SIZE(escaped))
+                at += _put(o + at, b',"port":', 8)
+                at += _digits(o + at, port)
+                o[at] = b"}"
+                at += 1
+            elif kind == S_DURATION:
+                at += _millis(o + at, (now - started) * 1000)
+            elif kind == S_FLAGS:
+                at += _put(o + at, PyBytes_AS_STRING(flags), PyBytes_GET_SIZE(flags))
+            elif kind == S_ID:
+                at += _digits(o + at, (q[0] << 8 | q[1]) if PyBytes_GET_SIZE(query) > 1 else 0)
+            elif kind == S_LISTENER:
+                at += _put(o + at, PyBytes_AS_STRING(listener), PyBytes_GET_SIZE(listener))
+            elif kind == S_TIME:
+                o[at] = b'"'
+                at += 1 + _rfc3339(o + at + 1, started)
+                o[at] = b'"'
+                at += 1
+            elif kind == S_TRANSPORT:
+                at += _put(o + at, b'"tcp"' if tcp else b'"udp"', 5)
+            elif kind == S_MAC:
+                at += _put(o + at, PyBytes_AS_STRING(self.digest.mac_json),
+                           PyBytes_GET_SIZE(self.digest.mac_json))
+            elif kind == S_PREV:
+                o[at] = b'"'
+                at += 1 + _put(o + at + 1, PyUnicode_AsUTF8AndSize(self.prev, &alen), alen)
+                o[at] = b'"'
+                at += 1
+            elif kind == S_SEQ:
+                at += _digits(o + at, self.seq)
+            else:
+                hash_at = at
+        digest = self.digest.hex(PyMemoryView_FromMemory(o, at, PyBUF_READ))
+        line = PyBytes_FromStringAndSize(NULL, at + HASH_PAIR + 1)
+        out = PyBytes_AS_STRING(line)
+        memcpy(out, o, hash_at)
+        memcpy(out + hash_at, b',"hash":"', 9)
+        memcpy(out + hash_at + 9, PyUnicode_AsUTF8AndSize(digest, &alen), HEX)
+        out[hash_at + 9 + HEX] = b'"'
+        memcpy(out + hash_at + HASH_PAIR, o + hash_at, at - hash_at)
+        out[at + HASH_PAIR] = b"\n"
+        self.seq += 1
+        self.prev = digest
+        return line
+
+
+cdef long long _second = -1  # the whole second _stamp holds, formatted
+cdef char _stamp[24]
+
+
+cdef Py_ssize_t _rfc3339(char *o, double seconds) noexcept:
+    """RFC 3339 UTC with microseconds; the date and time of day formatted once a second."""
+    global _second
+    cdef long long whole = <long long>seconds
+    cdef time_t t = whole
+    cdef tm parts
+    if whole != _second:
+        gmtime_r(&t, &parts)
+        strftime(_stamp, sizeof(_stamp), "%Y-%m-%dT%H:%M:%S", &parts)
+        _second = whole
+    cdef long micro = <long>((seconds - whole) * 1e6)
+    cdef int i
+    memcpy(o, _stamp, 19)
+    o[19] = b"."
+    for i in range(25, 19, -1):
+        o[i] = 48 + micro % 10  # "0"
+        micro //= 10
+    o[26] = b"Z"
+    return 27
+
+
+def rfc3339(double seconds):
+    """A record's time: ``2026-11-23T18:40:54.074390Z`` (RFC 3339, UTC, microseconds)."""
+    cdef char out[40]
+    cdef Py_ssize_t n = _rfc3339(out, seconds)
+    return out[:n].decode("ascii")
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline Py_ssize_t _put(char *o, const char *s, Py_ssize_t n) noexcept nogil:
+    memcpy(o, s, n)
+    return n
+
+
+cdef inline bint _plain(const char *s, Py_ssize_t n) noexcept nogil:
+    """Printable ASCII with no quote or backslash: a JSON string as it is (RFC 8259 §7)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if s[i] < 0x20 or s[i] > 0x7E or s[i] == b'"' or s[i] == b"\\":
+            return False
+    return True
+
+
+cdef Py_ssize_t _digits(char *o, long long value) noexcept nogil:
+    """``value`` in decimal, as JSON writes an integer."""
+    cdef char tmp[24]
+    cdef int n = 0, i
+    cdef unsigned long long v = <unsigned long long>(-value if value < 0 else value)
+    while True:
+        tmp[n] = 48 + v % 10  # "0"
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    if value < 0:
+        tmp[n] = b"-"
+        n += 1
+    for i in range(n):
+        o[i] = tmp[n - 1 - i]
+    return n
+
+
+cdef Py_ssize_t _millis(char *o, double ms) noexcept nogil:
+    """``ms`` rounded to 3 decimals as Python prints the rounded float (``0.002``, ``1.0``),
+    which is how the full path records ``duration_ms``."""
+    cdef Py_ssize_t n = snprintf(o, 32, "%.3f", ms)
+    while n > 2 and o[n - 1] == b"0" and o[n - 2] != b".":
+        n -= 1
+    return n
