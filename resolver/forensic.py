@@ -289,8 +289,8 @@ def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, exc: BaseExcepti
         pass
 
 
-_BATCH = 64        # records: a batch this large is written at once
-_LINGER = 0.001    # seconds the writer waits for a smaller batch to grow (the reply never waits)
+_BATCH = 256       # records: a batch this large is written at once
+_LINGER = 0.004    # seconds the writer waits for a smaller batch to grow (the reply never waits)
 
 
 class ForensicLog:
