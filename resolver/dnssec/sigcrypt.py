@@ -34,22 +34,11 @@ _STRONGER_THAN_SHA1 = frozenset((fv.DIGEST_SHA256, fv.DIGEST_SHA384))
 def posix_time(now: float | int | datetime | None) -> int:
     """The validation time in POSIX seconds: ``now`` when given (an injected clock), else the
     system clock."""
-    if type(now) is int:
-        return now
     if now is None:
         return int(time.time())
     if isinstance(now, datetime):
         return int(now.timestamp())
     return int(now)
-
-
-def key_info(key: fv.Key, owner: dns.name.Name) -> KeyInfo:
-    """The KeyInfo of ``key`` owned by ``owner``, kept on the key for as long as the owner is
-    the same Name object, so that results share it."""
-    info = key.info
-    if info is None or info.owner is not owner:
-        info = key.info = KeyInfo(owner, key.tag, key.algorithm, key.flags)
-    return info
 
 
 def describe(name: dns.name.Name, rdtype: int) -> str:
@@ -79,7 +68,10 @@ def check_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
     except (BudgetExhausted, fv.MalformedData) as exc:
         return ValidationResult(Verdict.BOGUS, EDE.DNSSEC_BOGUS,
                                 f"{describe(rrset.name, rrset.rdtype)}: {exc}"), None
-    info = None if key is None else key_info(key, key_owner)
+    info = None if key is None else key.info
+    if key is not None and (info is None or info.owner is not key_owner):
+        # Results share the key's KeyInfo for as long as its owner is the same Name object.
+        info = key.info = KeyInfo(key_owner, key.tag, key.algorithm, key.flags)
     if outcome == _SECURE:
         return ValidationResult(_VERDICT_SECURE, None, "", info, rrsig, ttl), key
     verdict = Verdict.INSECURE if outcome == fv.NO_SUPPORTED_KEY else Verdict.BOGUS
@@ -103,7 +95,8 @@ def validate_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
         key_owner, keys = None, []
     else:
         key_owner, keys = dnskeys.name, KEY_CACHE.of_rrset(dnskeys)
-    return check_rrset(rrset, rrsigs, key_owner, keys, posix_time(now), budget,
+    return check_rrset(rrset, rrsigs, key_owner, keys,
+                       now if type(now) is int else posix_time(now), budget,
                        config or DEFAULT_CONFIG)[0]
 
 
