@@ -4,7 +4,8 @@
 Keys are dnspython names, whose hashing and equality ignore ASCII case (RFC 4343). TTLs are
 capped by the configured maximum and, for validated data, by the signature expiry
 (RFC 4035 §5.3.3); what is served counts down from the time it was stored. Entries keep their
-RRsets as message bytes and the texts of their proofs interned, for memory (issue #5).
+RRsets as message bytes and the texts of their proofs interned, for memory (issue #5); the
+entries used last keep the parsed RRsets instead, and are packed when they leave that set.
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ class Answer:
 @dataclass(slots=True)
 class _Entry:
     """A stored answer: its RRsets as one DNS message's bytes (RFC 1035 §4.1; answer and
-    authority sections), parsed again when read; about a third of the memory of the objects."""
+    authority sections), parsed again when read; about a third of the memory of the objects.
+    None while the parsed RRsets are kept hot (packed when they leave, off the miss path)."""
 
-    packed: bytes | tuple[list, list]  # the objects themselves when they do not fit a message
+    packed: bytes | tuple[list, list] | None  # the objects when they do not fit a message
     rcode: int
     verdict: Verdict
     ede: EDE | None
@@ -69,13 +71,13 @@ class _Entry:
     expires: float
 
 
-def _pack(answer: Answer) -> bytes | tuple[list, list]:
+def _pack(rrsets: list, authority: list) -> bytes | tuple[list, list]:
     message = dns.message.Message(id=0)
-    message.answer, message.authority = list(answer.rrsets), list(answer.authority)
+    message.answer, message.authority = list(rrsets), list(authority)
     try:
         return message.to_wire()
     except dns.exception.TooBig:  # near 64 KiB: kept as objects
-        return (answer.rrsets, answer.authority)
+        return (rrsets, authority)
 
 
 def _unpack(packed: bytes | tuple[list, list]) -> tuple[list, list]:
@@ -142,8 +144,8 @@ class Cache:
         proof = answer.proof
         proof.zones = [sys.intern(zone) for zone in proof.zones]
         proof.notes = [sys.intern(note) for note in proof.notes]
-        entry = _Entry(_pack(answer), answer.rcode, answer.verdict, answer.ede, answer.reason,
-                       proof, now, now + ttl)
+        entry = _Entry(None, answer.rcode, answer.verdict, answer.ede, answer.reason, proof,
+                       now, now + ttl)
         self._entries[key] = entry
         self._keep_hot(key, entry, answer.rrsets, answer.authority)
         self._entries.move_to_end(key)
@@ -153,11 +155,14 @@ class Cache:
 
     def _keep_hot(self, key: tuple, entry: _Entry, rrsets: list, authority: list) -> None:
         """Keep the parsed RRsets of the most recently used entries: parsing a message back
-        costs about 150 µs with dnspython, too much for names asked again and again."""
+        costs about 150 µs with dnspython, too much for names asked again and again. The entry
+        that leaves is packed if it is still stored and was not yet."""
         self._hot[key] = (entry, rrsets, authority)
         self._hot.move_to_end(key)
         if len(self._hot) > self._hot_size:
-            self._hot.popitem(last=False)
+            old_key, (old, old_rrsets, old_authority) = self._hot.popitem(last=False)
+            if old.packed is None and self._entries.get(old_key) is old:
+                old.packed = _pack(old_rrsets, old_authority)
 
     def clear(self) -> None:
         self._entries.clear()

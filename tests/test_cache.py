@@ -92,13 +92,16 @@ def test_answers_come_back_as_stored() -> None:
     assert got[0].proof.notes[0] is got[1].proof.notes[0]
 
 
-def test_an_answer_too_big_for_a_message_is_kept_as_objects() -> None:
+def test_an_answer_too_big_for_a_message_is_kept_as_objects(monkeypatch) -> None:
+    monkeypatch.setattr(cache_module, "HOT_ENTRIES", 1)
     cache = Cache()
     name = dns.name.from_text("big.example.")
     txt = [" ".join(['"' + "x" * 250 + '"'] * 8)] * 40  # 40 RRs of 2 KB: over 64 KiB
     big = dns.rrset.from_text_list(name, 300, "IN", "TXT", [f"{t} {i}" for i, t in
                                                           enumerate(txt)])
     cache.put(name, 16, Answer(dns.rcode.NOERROR, Verdict.SECURE, rrsets=[big], ttl=300))
+    cache.put(dns.name.from_text("q1.wild.example."), 1, wildcard_answer(1))  # big is packed
+    assert cache._entries[(name, 16)].packed == ([big], [])
     assert cache.get(name, 16).rrsets == [big]
 
 
@@ -115,6 +118,23 @@ def test_parsed_copies_are_bounded_and_never_stale(monkeypatch) -> None:
     replaced = wildcard_answer(3)
     replaced.rrsets = [dns.rrset.from_text(names[3], 300, "IN", "A", "192.0.2.77")]
     cache.put(names[3], 1, replaced)
-    cache._hot.clear()
+    cache.get(names[1], 1)
+    cache.get(names[2], 1)  # names[3] leaves the parsed copies
     cache._keep_hot((names[3], 1), object(), [], [])  # a parsed copy of another entry
     assert cache.get(names[3], 1).rrsets == replaced.rrsets
+
+
+def test_answers_are_packed_when_they_leave_the_parsed_copies(monkeypatch) -> None:
+    """Storing an answer does not render it (the miss path); leaving the parsed copies does,
+    and it reads back the same."""
+    monkeypatch.setattr(cache_module, "HOT_ENTRIES", 1)
+    cache = Cache()
+    names = [dns.name.from_text(f"q{i}.wild.example.") for i in range(2)]
+    cache.put(names[0], 1, wildcard_answer(0))
+    entry = cache._entries[(names[0], 1)]
+    assert entry.packed is None
+    cache.put(names[1], 1, wildcard_answer(1))
+    assert isinstance(entry.packed, bytes)
+    again = cache.get(names[0], 1)
+    assert again.rrsets == wildcard_answer(0).rrsets
+    assert again.authority == wildcard_answer(0).authority
