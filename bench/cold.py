@@ -3,7 +3,8 @@
 RFC 4035 §5) from an empty cache, dnssec-sidecar against Unbound, Knot Resolver and PowerDNS
 Recursor (bench/peers). Every round starts each resolver afresh (new process, new cache
 directory), lets it settle, and times one query with DO; the resolvers are alternated within
-each round, and the medians are compared with Unbound's.
+each round, and the medians are compared with Unbound's; ``paired`` is the median of the
+per-round ratios, which holds better on a busy machine (a round's resolvers share its load).
 
     sudo unshare -n sh -c 'ip link set lo up && python3 bench/cold.py'   # --rounds 15
 
@@ -94,13 +95,17 @@ def main() -> None:
           "alternating rounds; medians")
     base = statistics.median(times[peers.BASELINE]) if peers.BASELINE in times else None
     print(f"{'server':24s} {'median':>9s} {'min':>9s} {'max':>9s} {'upstream':>8s}"
-          f" {'at start':>8s} {'vs unbound':>10s}")
+          f" {'at start':>8s} {'vs unbound':>10s} {'paired':>7s}")
     for name, values in times.items():
         median = statistics.median(values)
         ratio = f"{median / base:9.2f}x" if base else f"{'-':>10s}"
+        paired = f"{'-':>7s}"
+        if base and len(values) == len(times[peers.BASELINE]):
+            per_round = [v / b for v, b in zip(values, times[peers.BASELINE])]
+            paired = f"{statistics.median(per_round):6.2f}x"
         print(f"{name:24s} {median * 1e3:6.2f} ms {min(values) * 1e3:6.2f} ms"
               f" {max(values) * 1e3:6.2f} ms {statistics.median(upstream[name]):8.0f}"
-              f" {statistics.median(at_start[name]):8.0f} {ratio}")
+              f" {statistics.median(at_start[name]):8.0f} {ratio} {paired}")
 
 
 if __name__ == "__main__":
