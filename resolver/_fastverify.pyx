@@ -568,15 +568,13 @@ cdef class KeyCache:
     cdef object _keys  # OrderedDict: popitem(last=False) evicts in O(1); a plain dict's
     cdef dict _by_material  # next(iter(d)) walks the deleted slots left at its front
     cdef Py_ssize_t _capacity
-    cdef tuple _last_rdatas
-    cdef list _last_keys
+    cdef tuple _last  # (rdatas, their Keys) of the last of_rrset(), replaced as one
 
     def __init__(self, Py_ssize_t capacity=10000):
         self._keys = OrderedDict()
         self._by_material = {}
         self._capacity = capacity
-        self._last_rdatas = ()
-        self._last_keys = []
+        self._last = ((), [])
 
     cpdef Key get(self, bytes wire):
         cdef Key key = self._keys.get(wire)
@@ -601,18 +599,19 @@ cdef class KeyCache:
 
     cpdef list of_rrset(self, object dnskeys):
         """The Keys of every rdata of a dnspython DNSKEY (or CDNSKEY) RRset, in its order."""
-        cdef tuple rdatas = tuple(_members(dnskeys))
-        cdef tuple last = self._last_rdatas
+        cdef tuple rdatas = tuple(_members(dnskeys)), last = self._last
+        cdef tuple last_rdatas = last[0]
+        cdef list keys
         cdef Py_ssize_t i, n = len(rdatas)
-        if n == len(last):
+        if n == len(last_rdatas):
             for i in range(n):
-                if rdatas[i] is not last[i]:
+                if rdatas[i] is not last_rdatas[i]:
                     break
             else:
-                return list(self._last_keys)
-        self._last_keys = [self.of_rdata(rd) for rd in rdatas]
-        self._last_rdatas = rdatas
-        return list(self._last_keys)
+                return list(<list>last[1])
+        keys = [self.of_rdata(rd) for rd in rdatas]
+        self._last = (rdatas, keys)
+        return list(keys)
 
     def __len__(self):
         return len(self._keys)
@@ -620,8 +619,7 @@ cdef class KeyCache:
     def clear(self):
         self._keys.clear()
         self._by_material.clear()
-        self._last_rdatas = ()
-        self._last_keys = []
+        self._last = ((), [])
 
 
 # --- signatures ---------------------------------------------------------------------------------

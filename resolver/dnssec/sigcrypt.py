@@ -25,6 +25,7 @@ KEY_CACHE = fv.KeyCache(10000)
 #: the cryptography itself do).
 VERIFIED: fv.VerifiedSignatures | None = fv.VerifiedSignatures(20000)
 
+# Bound once for the hot path: reading an Enum member costs ~0.1 µs on Python 3.11.
 _check_rrset, _SECURE, _VERDICT_SECURE = fv.check_rrset, fv.SECURE, Verdict.SECURE
 
 # RFC 4509 §3: ignore SHA-1 DS records when a stronger digest is present.
