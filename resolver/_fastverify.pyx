@@ -15,6 +15,7 @@ Wire-level building blocks that the pure-Python validator (``resolver.dnssec``) 
 Nothing here knows about zones, trust or policy: it answers "are these bytes signed by this key".
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int32_t, int64_t, uint32_t
@@ -834,6 +835,7 @@ cpdef bint is_subdomain(tuple name, tuple ancestor):
     return m <= n and _labels_equal(name, n - m, ancestor, 0, m)
 
 
+@cython.freelist(8)  # one per check_rrset() call: reuse the memory
 cdef class _Failure:
     """The most telling reason seen so far for an RRset not (yet) proven."""
     cdef public int ede
