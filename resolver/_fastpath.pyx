@@ -2,14 +2,59 @@
 """Compiled cache-hit path of the server (issue #5): a repeated question of a service answered
 from the bytes sent before (resolver._fastcache), its forensic record sealed into the log's
 chain (resolver._fastlog) and counted (:class:`Tally`), with no Python frame between a datagram
-and its reply.
+and its reply; UDP datagrams are read and answered in batches (:class:`UdpListener`).
 Anything it cannot answer exactly goes to the full path (resolver.server.Frontend.handle).
 
 It reads the frontend's policy, log, metrics and tap at every query, so a reload (a new
 policy) or a log that stops writing takes effect at once.
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.errno cimport EAGAIN, EINTR, errno
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcmp, memcpy, strerror
+
 import logging
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    cdef struct sockaddr_storage:
+        sa_family_t ss_family
+    cdef struct iovec:
+        void *iov_base
+        size_t iov_len
+    cdef struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        int msg_flags
+    cdef struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
+    int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, void *timeout)
+    int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags)
+    enum: AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC
+
+cdef extern from "<netinet/in.h>" nogil:
+    cdef struct in_addr:
+        pass
+    cdef struct in6_addr:
+        pass
+    cdef struct sockaddr_in:
+        unsigned short sin_port
+        in_addr sin_addr
+    cdef struct sockaddr_in6:
+        unsigned short sin6_port
+        unsigned int sin6_flowinfo
+        in6_addr sin6_addr
+        unsigned int sin6_scope_id
+    unsigned short ntohs(unsigned short)
+    unsigned int ntohl(unsigned int)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -24,6 +69,9 @@ log = logging.getLogger("resolver.server")
 cdef enum:
     MAX_SCOPES = 4096  # (listener, client address) pairs remembered per policy
     MAX_BOUNDS = 32  # latency histogram buckets
+    BATCH = 64  # datagrams per recvmmsg and sendmmsg
+    DGRAM = 4096  # octets read of a datagram
+    ROUNDS = 8  # batches per readiness callback
 
 
 cdef inline double _now() noexcept nogil:
@@ -101,29 +149,152 @@ cdef class HitPath:
         return scope
 
 
-cdef class UdpHits:
-    """The datagram side of a UDP listener: hits answered here, the rest handed to ``miss``
-    (a subclass's method) with the datagram and the client's address."""
+cdef class UdpListener:
+    """A UDP listener's socket, read and answered in batches: up to 64 datagrams per
+    ``recvmmsg`` and their hits' replies in one ``sendmmsg``, so the per-datagram system calls
+    and Python objects of an event loop's datagram transport are paid once per batch. Hits are
+    answered here from the client's own address bytes; every other datagram goes to ``miss``
+    (a subclass's method) with the client's address as the socket module gives it, and its
+    reply, if any, comes back through :meth:`sendto`. Datagrams longer than 4096 octets (no
+    query needs that many) arrive cut (MSG_TRUNC) and go to ``miss`` as read, where they fail
+    to parse."""
 
-    cdef public object transport
-    cdef public tuple listener
+    cdef readonly object sock
+    cdef readonly tuple listener
     cdef HitPath hits
+    cdef int fd
+    cdef mmsghdr *rmsg
+    cdef mmsghdr *smsg
+    cdef iovec *riov
+    cdef iovec *siov
+    cdef sockaddr_storage *names
+    cdef char *bufs
+    cdef int last_family  # the last client address seen, and its text
+    cdef unsigned char last_addr[16]
+    cdef str last_host
 
-    def __init__(self, HitPath hits, tuple listener):
+    def __cinit__(self):
+        self.rmsg = self.smsg = NULL
+        self.riov = self.siov = NULL
+        self.names = NULL
+        self.bufs = NULL
+
+    def __init__(self, HitPath hits, sock, tuple listener):
+        cdef int i
         self.hits = hits
+        self.sock = sock
         self.listener = listener
-        self.transport = None
+        self.fd = sock.fileno()
+        self.last_family = -1
+        self.rmsg = <mmsghdr *>calloc(BATCH, sizeof(mmsghdr))
+        self.smsg = <mmsghdr *>calloc(BATCH, sizeof(mmsghdr))
+        self.riov = <iovec *>calloc(BATCH, sizeof(iovec))
+        self.siov = <iovec *>calloc(BATCH, sizeof(iovec))
+        self.names = <sockaddr_storage *>calloc(BATCH, sizeof(sockaddr_storage))
+        self.bufs = <char *>malloc(BATCH * DGRAM)
+        if not (self.rmsg and self.smsg and self.riov and self.siov and self.names and self.bufs):
+            raise MemoryError()
+        for i in range(BATCH):
+            self.riov[i].iov_base = self.bufs + i * DGRAM
+            self.riov[i].iov_len = DGRAM
+            self.rmsg[i].msg_hdr.msg_iov = &self.riov[i]
+            self.rmsg[i].msg_hdr.msg_iovlen = 1
+            self.rmsg[i].msg_hdr.msg_name = &self.names[i]
+            self.smsg[i].msg_hdr.msg_iov = &self.siov[i]
+            self.smsg[i].msg_hdr.msg_iovlen = 1
 
-    def datagram_received(self, bytes data, tuple addr):
+    def __dealloc__(self):
+        free(self.rmsg)
+        free(self.smsg)
+        free(self.riov)
+        free(self.siov)
+        free(self.names)
+        free(self.bufs)
+
+    def readable(self):
+        """The socket has datagrams: answer up to ``ROUNDS`` batches of them, then give the
+        event loop back (it calls again while more wait)."""
+        cdef int n, i, rounds, nsend
+        cdef list keep = []
+        for rounds in range(ROUNDS):
+            for i in range(BATCH):
+                self.rmsg[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+            n = recvmmsg(self.fd, self.rmsg, BATCH, MSG_DONTWAIT, NULL)
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                if errno != EAGAIN:  # EWOULDBLOCK on Linux
+                    log.warning("UDP %s: receiving: %s", self.listener, strerror(errno).decode())
+                return
+            nsend = 0
+            for i in range(n):
+                data = PyBytes_FromStringAndSize(self.bufs + i * DGRAM, self.rmsg[i].msg_len)
+                addr = self._address(&self.names[i])
+                if addr is None:  # not IPv4 or IPv6: nobody to answer
+                    continue
+                reply = None
+                if not self.rmsg[i].msg_hdr.msg_flags & MSG_TRUNC:
+                    try:
+                        reply = self.hits.answer(data, False, self.listener, addr)
+                    except Exception:  # the full path answers, and logs, what this cannot
+                        log.exception("hit path failed for a query from %s", addr)
+                if reply is None:
+                    self.miss(data, addr)
+                    continue
+                keep.append(reply)
+                self.siov[nsend].iov_base = PyBytes_AS_STRING(reply)
+                self.siov[nsend].iov_len = PyBytes_GET_SIZE(reply)
+                self.smsg[nsend].msg_hdr.msg_name = &self.names[i]
+                self.smsg[nsend].msg_hdr.msg_namelen = self.rmsg[i].msg_hdr.msg_namelen
+                nsend += 1
+            self._send(nsend)
+            del keep[:]
+            if n < BATCH:
+                return
+
+    cdef void _send(self, int count):
+        """``sendmmsg`` the first ``count`` replies; one the kernel refuses is dropped, as a
+        UDP server drops what it cannot send, and counted."""
+        cdef int done = 0, sent
+        while done < count:
+            sent = sendmmsg(self.fd, self.smsg + done, count - done, MSG_DONTWAIT)
+            if sent < 0:
+                if errno == EINTR:
+                    continue
+                self.send_failed(strerror(errno).decode())
+                sent = 1
+            done += sent
+
+    def sendto(self, bytes reply, tuple addr):
+        """Send a reply of the full path (dropped, and counted, if the socket cannot take it)."""
         try:
-            reply = self.hits.answer(data, False, self.listener, addr)
-        except Exception:  # the full path answers, and logs, whatever the hit path cannot
-            log.exception("hit path failed for a query from %s", addr)
-            reply = None
-        if reply is not None:
-            self.transport.sendto(reply, addr)
+            self.sock.sendto(reply, addr)
+        except OSError as exc:
+            self.send_failed(exc.strerror or str(exc))
+
+    cdef object _address(self, sockaddr_storage *name):
+        """The client's address as the socket module gives it: (host, port) for IPv4, (host,
+        port, flowinfo, scope_id) for IPv6; the host text of the last client is reused."""
+        cdef sockaddr_in *v4 = <sockaddr_in *>name
+        cdef sockaddr_in6 *v6 = <sockaddr_in6 *>name
+        cdef const void *raw
+        cdef int size
+        cdef char text[64]
+        if name.ss_family == AF_INET:
+            raw, size = &v4.sin_addr, 4
+        elif name.ss_family == AF_INET6:
+            raw, size = &v6.sin6_addr, 16
         else:
-            self.miss(data, addr)
+            return None
+        if name.ss_family != self.last_family or memcmp(raw, self.last_addr, size) != 0:
+            if inet_ntop(name.ss_family, raw, text, sizeof(text)) == NULL:
+                return None
+            self.last_host = text.decode("ascii")
+            self.last_family = name.ss_family
+            memcpy(self.last_addr, raw, size)
+        if name.ss_family == AF_INET:
+            return (self.last_host, ntohs(v4.sin_port))
+        return (self.last_host, ntohs(v6.sin6_port), ntohl(v6.sin6_flowinfo), v6.sin6_scope_id)
 
 
 cdef class Tally:

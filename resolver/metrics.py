@@ -57,7 +57,8 @@ class Metrics:
                                   "closed: idle, limit (limits.tcp_clients), write_timeout",
                                   ["reason"], registry=r)
         self.dropped = Counter(PREFIX + "queries_dropped", "Client queries not answered: "
-                               "log_unavailable (the forensic log fails and its queue is full)",
+                               "log_unavailable (the forensic log fails and its queue is full), "
+                               "send_failed (the UDP socket did not take the reply)",
                                ["reason"], registry=r)
         self.sources: dict = {}
         r.register(_Snapshot(self.sources))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import struct
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from resolver.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
 from resolver._fastlog import HitTemplate, rfc3339
-from resolver._fastpath import HitPath, UdpHits
+from resolver._fastpath import HitPath, UdpListener
 from resolver.forensic import ForensicLogError, hit_template
 from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings
 
@@ -460,17 +461,27 @@ def _to_wire(query: dns.message.Message, response: dns.message.Message,
         return truncated.to_wire(max_size=limit)
 
 
-class _UdpServer(UdpHits, asyncio.DatagramProtocol):
-    """A UDP listener: hits are answered by the compiled ``UdpHits.datagram_received``, the
-    rest here."""
+class _UdpServer(UdpListener):
+    """A UDP listener: hits are answered in batches by the compiled ``UdpListener``, the rest
+    here, each in a task of its own."""
 
-    def __init__(self, frontend: Frontend, listener: tuple[str, int]) -> None:
-        super().__init__(frontend.hits, listener)
+    def __init__(self, frontend: Frontend, sock: socket.socket, listener: tuple[str, int]) -> None:
+        super().__init__(frontend.hits, sock, listener)
         self.frontend = frontend
         self.tasks: set[asyncio.Task] = set()
+        self.closed = False
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+
+    def send_failed(self, reason: str) -> None:
+        metrics = self.frontend.metrics
+        if metrics is not None:
+            metrics.child(metrics.dropped, "send_failed").inc()
+        log.debug("UDP %s: a reply not sent: %s", _endpoint_text(self.listener), reason)
 
     def miss(self, data: bytes, addr) -> None:
         task = asyncio.ensure_future(self._handle(data, addr))
@@ -479,8 +490,8 @@ class _UdpServer(UdpHits, asyncio.DatagramProtocol):
 
     async def _handle(self, data: bytes, addr) -> None:
         reply = await _answer(self.frontend, data, "udp", self.listener, addr[:2], 512)
-        if reply is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(reply, addr)
+        if reply is not None and not self.closed:
+            self.sendto(reply, addr)
 
 
 async def _answer(frontend: Frontend, wire: bytes, transport: str, listener: tuple[str, int],
@@ -536,7 +547,7 @@ class Server:
         self.tcp_clients = tcp_clients
         self.tcp_pipeline = tcp_pipeline
         self.reuse_port = reuse_port  # several worker processes share the listeners
-        self._udp: list = []
+        self._udp: list[_UdpServer] = []
         self._tcp: list[asyncio.base_events.Server] = []
         self.connections: dict[asyncio.StreamWriter, _TcpClient] = {}
         self._stopping = False
@@ -544,15 +555,29 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for host, port in self.endpoints:
-            transport, protocol = await loop.create_datagram_endpoint(
-                lambda listener=(host, port): _UdpServer(self.frontend, listener),
-                local_addr=(host, port), reuse_port=self.reuse_port or None)
-            self._udp.append((transport, protocol))
+            udp = _UdpServer(self.frontend, await self._udp_socket(host, port), (host, port))
+            loop.add_reader(udp.sock.fileno(), udp.readable)
+            self._udp.append(udp)
             self._tcp.append(await asyncio.start_server(
                 lambda r, w, listener=(host, port): self._tcp_client(r, w, listener), host, port,
                 reuse_port=self.reuse_port or None))
         log.info("listening on %s (UDP and TCP)",
                  ", ".join(_endpoint_text(endpoint) for endpoint in self.endpoints))
+
+    async def _udp_socket(self, host: str, port: int) -> socket.socket:
+        """A non-blocking UDP socket bound to ``host``:``port`` (SO_REUSEPORT for workers)."""
+        family, kind, proto, _, address = (await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE))[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setblocking(False)
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def _closing(self, conn: _TcpClient, reason: str | None, abort: bool = False) -> None:
         """Close a client connection and count why the server did ("idle", "limit",
@@ -644,11 +669,11 @@ class Server:
             server.close()
         for conn in [c for c in self.connections.values() if c.busy == 0]:
             self._closing(conn, None)
-        pending = [task for _, protocol in self._udp for task in protocol.tasks]
+        pending = [task for udp in self._udp for task in udp.tasks]
         pending += [c.task for c in self.connections.values() if c.task is not None]
         if pending:
             await asyncio.wait(pending, timeout=deadline)
-        for transport, _ in self._udp:
-            transport.close()
+        for udp in self._udp:
+            udp.close()
         for server in self._tcp:
             await server.wait_closed()

@@ -1,0 +1,167 @@
+"""The UDP listener reads and answers datagrams in batches (``_fastpath.UdpListener``, issue
+#5): recvmmsg, the hit path, one sendmmsg for the hits' replies; every other datagram goes to
+``miss`` with the client's address as the socket module gives it. Checked on IPv4 and IPv6
+loopback with bursts larger than a batch, several clients, oversized datagrams and a client
+address that changes between datagrams."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from types import SimpleNamespace
+
+import dns.edns
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+from resolver._fastcache import WireCache
+from resolver._fastpath import HitPath, UdpListener
+
+BURST = 300  # datagrams per client: several batches of 64
+
+
+class Listener(UdpListener):
+    """Misses are answered REFUSED through ``sendto``, and remembered."""
+
+    def __init__(self, hits: HitPath, sock: socket.socket) -> None:
+        super().__init__(hits, sock, sock.getsockname()[:2])
+        self.missed: list[tuple[bytes, tuple]] = []
+        self.failed: list[str] = []
+
+    def miss(self, data: bytes, addr: tuple) -> None:
+        self.missed.append((data, addr))
+        try:
+            reply = dns.message.make_response(dns.message.from_wire(data))
+        except Exception:
+            return
+        reply.set_rcode(dns.rcode.REFUSED)
+        self.sendto(reply.to_wire(), addr)
+
+    def send_failed(self, reason: str) -> None:
+        self.failed.append(reason)
+
+
+def cached(frontend, name: str) -> None:
+    """An answer for ``name`` A in the wire cache, as the full path would have stored it."""
+    query = dns.message.make_query(name, "A")
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text(name, 300, "IN", "A", "192.0.2.1"))
+    assert frontend.wirecache.store(query.to_wire(), "", response.to_wire(), time.time(), 300,
+                                    (None, None))
+
+
+def serve(family: int, host: str):
+    """A listener on ``host`` (port chosen by the kernel) with one cached name."""
+    frontend = SimpleNamespace(policy=None, forensic=None, metrics=None, tap=None,
+                               wirecache=WireCache(1000))
+    cached(frontend, "hit.example.")
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.bind((host, 0))
+    return Listener(HitPath(frontend, None, None), sock)
+
+
+def client(family: int, host: str) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    return sock
+
+
+async def exchange(listener: Listener, clients: list[socket.socket],
+                   datagrams: dict[socket.socket, list[bytes]], expect: int) -> dict:
+    """Send every client's datagrams at once, then collect ``expect`` replies per client."""
+    loop = asyncio.get_running_loop()
+    loop.add_reader(listener.sock.fileno(), listener.readable)
+    replies: dict[socket.socket, list[bytes]] = {c: [] for c in clients}
+    try:
+        # In rounds of 120 datagrams at once (two batches), which the listener's socket buffer
+        # holds, with the clients interleaved.
+        for start in range(0, max(len(d) for d in datagrams.values()), 120 // len(clients)):
+            for sock in clients:
+                for data in datagrams[sock][start:start + 120 // len(clients)]:
+                    sock.sendto(data, listener.sock.getsockname())
+            await asyncio.sleep(0.005)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(len(r) < expect for r in replies.values()):
+            await asyncio.sleep(0.01)
+            for sock in clients:
+                while True:
+                    try:
+                        replies[sock].append(sock.recv(65535))
+                    except BlockingIOError:
+                        break
+    finally:
+        loop.remove_reader(listener.sock.fileno())
+    return replies
+
+
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"),
+                                         (socket.AF_INET6, "::1")])
+def test_bursts_from_several_clients_are_each_answered_once(family, host) -> None:
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    listener = serve(family, host)
+    clients = [client(family, host) for _ in range(3)]
+    datagrams = {}
+    for n, sock in enumerate(clients):
+        datagrams[sock] = []
+        for i in range(BURST):
+            query = dns.message.make_query("hit.example." if i % 3 else f"miss{i}.example.", "A")
+            query.id = n * BURST + i
+            datagrams[sock].append(query.to_wire())
+    replies = asyncio.run(exchange(listener, clients, datagrams, BURST))
+    for n, sock in enumerate(clients):
+        got = [dns.message.from_wire(r) for r in replies[sock]]
+        assert sorted(m.id for m in got) == list(range(n * BURST, (n + 1) * BURST))
+        for m in got:
+            hit = m.id % BURST % 3 != 0
+            assert m.rcode() == (dns.rcode.NOERROR if hit else dns.rcode.REFUSED), m
+            assert m.question[0].name.to_text() == (
+                "hit.example." if hit else f"miss{m.id % BURST}.example.")
+    # Misses reach the full path with the address as the socket module gives it.
+    assert len(listener.missed) == 3 * (BURST // 3)
+    addresses = {addr for _, addr in listener.missed}
+    assert addresses == {c.getsockname() for c in clients}
+    assert not listener.failed
+    listener.sock.close()
+
+
+def test_oversized_datagrams_go_to_the_full_path_cut() -> None:
+    """No query needs more than 4096 octets: a longer datagram is read cut (MSG_TRUNC) and
+    handed on as read, even when its first octets would be a hit."""
+    listener = serve(socket.AF_INET, "127.0.0.1")
+    sock = client(socket.AF_INET, "127.0.0.1")
+    query = dns.message.make_query("hit.example.", "A")
+    query.use_edns(0, pad=0, options=[dns.edns.GenericOption(65001, b"x" * 5000)])
+    wire = query.to_wire(max_size=65535)
+    assert len(wire) > 4096
+    asyncio.run(exchange(listener, [sock], {sock: [wire]}, 0))
+    time.sleep(0.05)
+    asyncio.run(exchange(listener, [sock], {sock: []}, 0))
+    (data, addr), = listener.missed
+    assert data == wire[:4096] and addr == sock.getsockname()
+    listener.sock.close()
+
+
+def test_replies_follow_each_datagrams_own_address() -> None:
+    """Clients on different addresses interleaved within one batch: each reply goes to the
+    datagram's own source (the listener reuses the last address's text, never its port)."""
+    listener = serve(socket.AF_INET, "127.0.0.1")
+    clients = [client(socket.AF_INET, f"127.0.0.{2 + i % 2}") for i in range(4)]
+    datagrams = {}
+    for n, sock in enumerate(clients):
+        datagrams[sock] = []
+        for i in range(20):
+            query = dns.message.make_query("hit.example.", "A")
+            query.id = n * 100 + i
+            datagrams[sock].append(query.to_wire())
+    replies = asyncio.run(exchange(listener, clients, datagrams, 20))
+    for n, sock in enumerate(clients):
+        assert sorted(dns.message.from_wire(r).id for r in replies[sock]) == [
+            n * 100 + i for i in range(20)]
+    listener.sock.close()
