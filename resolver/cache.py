@@ -71,6 +71,12 @@ class _Entry:
     expires: float
 
 
+def _interned(signature: tuple) -> tuple:
+    """A proof's signature (owner, type, signer, key tag, algorithm, inception, expiration)
+    with its texts interned: the type and signer repeat across a zone's answers."""
+    return tuple(sys.intern(v) if type(v) is str else v for v in signature)
+
+
 def _pack(rrsets: list, authority: list) -> bytes | tuple[list, list]:
     message = dns.message.Message(id=0)
     message.answer, message.authority = list(rrsets), list(authority)
@@ -144,6 +150,7 @@ class Cache:
         proof = answer.proof
         proof.zones = [sys.intern(zone) for zone in proof.zones]
         proof.notes = [sys.intern(note) for note in proof.notes]
+        proof.signatures = [_interned(signature) for signature in proof.signatures]
         entry = _Entry(None, answer.rcode, answer.verdict, answer.ede, answer.reason, proof,
                        now, now + ttl)
         self._entries[key] = entry

@@ -214,8 +214,7 @@ class Frontend:
         if self.forensic is not None:
             flags = record["flags"]
             template = hit_template(dict(record, cache_hit=True, upstream=[]),
-                                    (_compact(dict(flags, rd=False)),
-                                     _compact(dict(flags, rd=True))))
+                                    _flags_json(flags["ad"], flags["cd"], flags["do"]))
         m = self.metrics
         ede = record["ede"]
         return _Hit(template,
@@ -418,10 +417,12 @@ class _Hit(NamedTuple):
     counters: tuple | None
 
 
-def _compact(value) -> bytes:
-    """Canonical JSON of ``value`` in a bytes object of its own size: orjson's result keeps the
-    capacity of its growing buffer (kilobytes), too much for each of 100k cache entries."""
-    return bytes(memoryview(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)))
+@functools.lru_cache(maxsize=None)
+def _flags_json(ad: bool, cd: bool, do: bool) -> tuple[bytes, bytes]:
+    """A hit record's query flags as JSON, with RD clear and set: 8 pairs shared by every
+    cached answer (issue #5, memory)."""
+    return tuple(orjson.dumps({"ad": ad, "cd": cd, "do": do, "rd": rd},
+                              option=orjson.OPT_SORT_KEYS) for rd in (False, True))
 
 
 def _listener_json(endpoint: tuple[str, int]) -> bytes:
