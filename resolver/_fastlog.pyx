@@ -15,10 +15,12 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.stdio cimport snprintf
 from libc.stdlib cimport free, realloc
+from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 
 import collections
 import hashlib
+import zlib
 
 import orjson
 
@@ -57,15 +59,18 @@ cdef class HitTemplate:
     """A cached answer's record as text around its slots (``texts[i]``, slot ``slots[i]``,
     ..., ``texts[-1]``): the answer's own fields encoded once; ``hash`` marks where the line
     carries the hash and the hashed body nothing. ``flags`` is the query flags' JSON with RD
-    clear and set (the only query flag a hit may differ in)."""
+    clear and set (the only query flag a hit may differ in). With a :class:`Codebook` the
+    text is kept compressed while the template is not in use."""
 
-    cdef bytes text
+    cdef bytes text  # None while packed
+    cdef bytes packed
+    cdef Codebook codebook
     cdef int n
-    cdef int kinds[MAX_SLOTS]
-    cdef Py_ssize_t ends[MAX_SLOTS + 1]
+    cdef unsigned char kinds[MAX_SLOTS]
+    cdef uint32_t ends[MAX_SLOTS + 1]
     cdef readonly tuple flags
 
-    def __init__(self, texts, slots, flags):
+    def __init__(self, texts, slots, flags, Codebook codebook=None):
         cdef Py_ssize_t at = 0
         if len(texts) != len(slots) + 1 or len(slots) > MAX_SLOTS:
             raise ValueError("a template has one text more than slots, and at most 16 slots")
@@ -76,12 +81,77 @@ cdef class HitTemplate:
             self.kinds[i] = SLOTS.index(slot)
         for i, text in enumerate(texts):
             at += len(<bytes?>text)
+            if at > 0xFFFFFFFF:
+                raise ValueError("a template's text is at most 4 GiB")
             self.ends[i] = at
         self.text = b"".join(texts)
         self.flags = (bytes(flags[0]), bytes(flags[1]))
+        self.codebook = codebook
+        if codebook is not None:
+            self.packed = codebook.pack(self.text)
+            if self.packed is not None:
+                self.text = None
+
+    cdef bytes _text(self):
+        """The text, unpacked (and held among the codebook's templates in use) if packed."""
+        if self.text is None:
+            self.text = self.codebook.unpack(self.packed)
+            self.codebook.hold(self)
+        return self.text
 
     def __sizeof__(self):
-        return object.__sizeof__(self) + len(self.text)
+        return object.__sizeof__(self) + len(self.packed if self.text is None else self.text)
+
+
+@cython.final
+cdef class Codebook:
+    """Compression for the texts of hit templates (issue #5, memory): zlib (RFC 1950, 1951)
+    with a preset dictionary (RFC 1950 §2.2, FDICT) made of the first templates' texts. Later
+    records share most of their text with those (the keys, the policy, the zones' proofs), so
+    a template keeps about a seventh of its size. The ``hot`` templates used last keep their
+    text unpacked; one that drops out of them is packed again (its packed text was kept)."""
+
+    cdef readonly bytes zdict  # None while learning
+    cdef list samples
+    cdef Py_ssize_t learned, want
+    cdef list ring
+    cdef Py_ssize_t at
+    cdef object _compressobj, _decompressobj
+
+    def __init__(self, Py_ssize_t learn=16384, Py_ssize_t hot=4096):
+        self.zdict = None
+        self.samples = []
+        self.learned = 0
+        self.want = learn
+        self.ring = [None] * max(1, hot)
+        self.at = 0
+        self._compressobj = zlib.compressobj
+        self._decompressobj = zlib.decompressobj
+
+    cdef bytes pack(self, bytes text):
+        """``text`` compressed, or None while the dictionary is still being learned."""
+        if self.zdict is None:
+            self.samples.append(text)
+            self.learned += PyBytes_GET_SIZE(text)
+            if self.learned >= self.want:
+                learned = b"".join(self.samples)
+                self.zdict = learned[max(0, len(learned) - 32768):]  # RFC 1951: 32 KiB window
+                self.samples = None
+            return None
+        packer = self._compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, self.zdict)
+        return packer.compress(text) + packer.flush()
+
+    cdef bytes unpack(self, bytes packed):
+        unpacker = self._decompressobj(15, self.zdict)
+        return unpacker.decompress(packed) + unpacker.flush()
+
+    cdef void hold(self, HitTemplate template):
+        """``template`` is in use: keep its text; the one it replaces among the hot is packed."""
+        cdef HitTemplate old = self.ring[self.at]
+        if old is not None and old is not template and old.packed is not None:
+            old.text = None
+        self.ring[self.at] = template
+        self.at = (self.at + 1) % len(self.ring)
 
 
 @cython.final
@@ -209,7 +279,8 @@ cdef class Chain:
         cdef const unsigned char *q = <const unsigned char *>PyBytes_AS_STRING(query)
         cdef bytes flags = t.flags[(q[2] & 1) if PyBytes_GET_SIZE(query) > 2 else 0]
         cdef bytes escaped = None
-        cdef const char *text = PyBytes_AS_STRING(t.text)
+        cdef bytes raw = t._text()
+        cdef const char *text = PyBytes_AS_STRING(raw)
         cdef char *o
         cdef double now = _now()
         cdef str digest
@@ -217,7 +288,7 @@ cdef class Chain:
         cdef char *out
         if not _plain(address, alen):
             escaped = orjson.dumps(client[0])
-        need = (PyBytes_GET_SIZE(t.text) + alen * 6 + 64 + PyBytes_GET_SIZE(flags)
+        need = (PyBytes_GET_SIZE(raw) + alen * 6 + 64 + PyBytes_GET_SIZE(flags)
                 + PyBytes_GET_SIZE(listener) + 220)
         if need > self.cap:
             o = <char *>realloc(self.buf, need)

@@ -69,7 +69,8 @@ log = logging.getLogger("resolver.server")
 cdef enum:
     MAX_SCOPES = 4096  # (listener, client address) pairs remembered per policy
     MAX_BOUNDS = 32  # latency histogram buckets
-    BATCH = 64  # datagrams per recvmmsg and sendmmsg
+    BATCH = 64  # datagrams per recvmmsg
+    FLUSH = 16  # replies per sendmmsg at most
     DGRAM = 4096  # octets read of a datagram
     ROUNDS = 8  # batches per readiness callback
 
@@ -151,7 +152,7 @@ cdef class HitPath:
 
 cdef class UdpListener:
     """A UDP listener's socket, read and answered in batches: up to 64 datagrams per
-    ``recvmmsg`` and their hits' replies in one ``sendmmsg``, so the per-datagram system calls
+    ``recvmmsg`` and their hits' replies by 16 per ``sendmmsg``, so the per-datagram system calls
     and Python objects of an event loop's datagram transport are paid once per batch. Hits are
     answered here from the client's own address bytes; every other datagram goes to ``miss``
     (a subclass's method) with the client's address as the socket module gives it, and its
@@ -247,6 +248,10 @@ cdef class UdpListener:
                 self.smsg[nsend].msg_hdr.msg_name = &self.names[i]
                 self.smsg[nsend].msg_hdr.msg_namelen = self.rmsg[i].msg_hdr.msg_namelen
                 nsend += 1
+                if nsend == FLUSH:  # the first replies of a batch need not wait for its last
+                    self._send(nsend)
+                    del keep[:]
+                    nsend = 0
             self._send(nsend)
             del keep[:]
             if n < BATCH:

@@ -56,8 +56,8 @@ from typing import Any
 
 import orjson
 
-from resolver._fastlog import (GENESIS, HOLES, MAC_HMAC, MAC_SHA256, SLOTS, Chain, Digest,
-                               HitTemplate)
+from resolver._fastlog import (GENESIS, HOLES, MAC_HMAC, MAC_SHA256, SLOTS, Chain, Codebook,
+                               Digest, HitTemplate)
 
 __all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
            "canonical", "check_line", "hasher", "hit_template", "load_hmac_key", "record_hash",
@@ -176,11 +176,13 @@ def seal(record: dict, seq: int, prev: str, key: bytes | None,
     return b"".join((template[:at], b'"hash":"', digest.encode(), b'",', template[end:])), digest
 
 
-def hit_template(record: dict, flags: tuple[bytes, bytes]) -> HitTemplate:
+def hit_template(record: dict, flags: tuple[bytes, bytes],
+                 codebook: Codebook | None = None) -> HitTemplate:
     """The record of a cache hit on the answer ``record`` logs, for the compiled hit path
     (resolver._fastlog, issue #5): its canonical encoding cut around the per-query fields
     (``HOLES``) and the chain's (mac, prev, seq, and where hash goes), so that a hit only fills
-    them in. ``flags``: the query flags' JSON with RD clear and set."""
+    them in. ``flags``: the query flags' JSON with RD clear and set; with a ``codebook`` the
+    text is kept compressed while not in use."""
     token = secrets.token_hex(16)
     rec = {k: v for k, v in record.items() if k not in HOLES}
     rec.update({key: f"{token}:{key}" for key in SLOTS})
@@ -194,7 +196,7 @@ def hit_template(record: dict, flags: tuple[bytes, bytes]) -> HitTemplate:
         texts.append(text[at:spot - 1] if key == "hash" else text[at:spot + len(key) + 3])
         at = spot + len(pairs[key])
     texts.append(text[at:])
-    return HitTemplate(texts, [key for _, key in spots], flags)
+    return HitTemplate(texts, [key for _, key in spots], flags, codebook)
 
 
 def check_line(line: bytes, key: bytes | None, digest_of: Callable[[bytes], str] | None = None,
@@ -309,6 +311,7 @@ class ForensicLog:
         # written, bounded by queue_size), whether the writer waits on the condition (idle) and
         # whether its writes succeed (healthy).
         self.chain = Chain(self._cond, self._waiters, config.queue_size)
+        self.codebook = Codebook()  # for the hit path's record templates (hit_template)
         self._flushers: list[tuple] = []  # (records accepted at the call, loop, future)
         self._written = 0
         self._dirty = False     # written, not yet fsynced

@@ -214,7 +214,8 @@ class Frontend:
         if self.forensic is not None:
             flags = record["flags"]
             template = hit_template(dict(record, cache_hit=True, upstream=[]),
-                                    _flags_json(flags["ad"], flags["cd"], flags["do"]))
+                                    _flags_json(flags["ad"], flags["cd"], flags["do"]),
+                                    self.forensic.codebook)
         m = self.metrics
         ede = record["ede"]
         return _Hit(template,
