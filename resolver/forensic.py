@@ -44,9 +44,9 @@ import collections
 import errno
 import hashlib
 import hmac
+import math
 import os
 import secrets
-import select
 import threading
 import time
 from collections.abc import Callable
@@ -56,8 +56,8 @@ from typing import Any
 
 import orjson
 
-from resolver._fastlog import (GENESIS, HOLES, MAC_HMAC, MAC_SHA256, SLOTS, Chain, Codebook,
-                               Digest, HitTemplate)
+from resolver._fastlog import (DRAIN_ERROR, DRAIN_ROOM, GENESIS, HOLES, MAC_HMAC, MAC_SHA256,
+                               SLOTS, Chain, Codebook, Digest, HitTemplate)
 
 __all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
            "canonical", "check_line", "hasher", "hit_template", "load_hmac_key", "record_hash",
@@ -291,30 +291,36 @@ def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, exc: BaseExcepti
         pass
 
 
-_BATCH = 256       # records: a batch this large is written at once
 _LINGER = 0.004    # seconds the writer waits for a smaller batch to grow (the reply never waits)
 
 
 class ForensicLog:
     """The writer: records are sealed (encoded, hashed, chained) as the event loop appends them
-    and queued (bounded, with back-pressure); one thread writes them, one ``os.write`` per
-    batch, fsynced on the interval, rotated by size and age. Write errors are retried with the
-    lines kept; ``healthy`` is False until a write succeeds again. Append from one thread."""
+    and queued (bounded, with back-pressure); one thread writes them, one ``write`` per batch,
+    fsynced on the interval, rotated by size and age. Write errors are retried with the lines
+    kept; ``healthy`` is False until a write succeeds again. Append from one thread.
+
+    While the log keeps up, the writer thread neither holds the GIL nor takes a lock the event
+    loop waits on for longer than a batch hand-over (``Chain.drain``): on a busy server a
+    writer preempted while holding the GIL stalls every reply behind it. It comes back to
+    Python to fsync (once per interval), rotate, report errors, and to let in appends that
+    waited for room."""
 
     def __init__(self, config: LogConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self._clock = clock
         self._file = config.path != "-"
-        self._cond = threading.Condition(threading.Lock())
+        # Guards what the event loop and the writer thread share in Python: the appends waiting
+        # for room, the flushes waiting, the counters below, stopping.
+        self._cond = threading.Lock()
         self._waiters: collections.deque[tuple] = collections.deque()  # (record, loop, future)
-        # The chain, and the sealed lines with their counts (outstanding: accepted, not yet
-        # written, bounded by queue_size), whether the writer waits on the condition (idle) and
-        # whether its writes succeed (healthy).
-        self.chain = Chain(self._cond, self._waiters, config.queue_size)
+        # The chain, and the queue of sealed lines with its counts (outstanding: accepted, not
+        # yet written, bounded by queue_size) and whether the writes succeed (healthy).
+        self.chain = Chain(self._waiters, config.queue_size)
         self.codebook = Codebook()  # for the hit path's record templates (hit_template)
         self._flushers: list[tuple] = []  # (records accepted at the call, loop, future)
-        self._written = 0
-        self._dirty = False     # written, not yet fsynced
+        self._synced = 0        # records written and fsynced (a file's)
+        self._dirty = False     # the writer's: written, not yet fsynced
         self._stopping = False
         self._abort = threading.Event()
         self._started = self._closed = False
@@ -322,8 +328,8 @@ class ForensicLog:
         self._fd: int | None = None
         self._dead: BaseException | None = None
         self._last_error: str | None = None
-        self._stats = {"records": 0, "bytes": 0, "batches": 0, "rotations": 0,
-                       "write_errors": 0, "blocked_waits": 0, "fsyncs": 0}
+        self._stats = {"rotations": 0, "write_errors": 0, "blocked_waits": 0, "fsyncs": 0,
+                       "writer_passes": 0}
         self._key: bytes | None = None
         self._size = 0
         self._opened_at = 0.0
@@ -384,14 +390,11 @@ class ForensicLog:
         line = self._seal_next(record)
         with self._cond:
             if self.chain.has_room():
-                self.chain.lines.append(line)
-                self.chain.outstanding += 1
-                self.chain.accepted += 1
-                if self.chain.idle:
-                    self._cond.notify()
+                self.chain.offer(line)
                 return
             self._waiters.append((line, loop, fut))
             self._stats["blocked_waits"] += 1
+            self.chain.attend(True)
         await fut
 
     def _seal_next(self, record: dict) -> bytes:
@@ -412,11 +415,10 @@ class ForensicLog:
         with self._cond:
             if self._dead is not None:
                 raise ForensicLogError(f"forensic log writer failed: {self._last_error}")
-            if self._written >= self.chain.accepted and not self._dirty:
+            if self._durable() >= self.chain.accepted:
                 return
             self._flushers.append((self.chain.accepted, loop, fut))
-            if self.chain.idle:
-                self._cond.notify()
+            self.chain.attend(True)
         await fut
 
     async def close(self, timeout: float | None = None) -> None:
@@ -432,7 +434,7 @@ class ForensicLog:
             return
         with self._cond:
             self._stopping = True
-            self._cond.notify()
+            self.chain.attend(True)
         joined = asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         try:
             await asyncio.wait_for(asyncio.shield(joined), timeout)
@@ -453,11 +455,14 @@ class ForensicLog:
     @property
     def stats(self) -> dict:
         """Counters: records, bytes, batches, queue_depth (accepted, not written), waiting
-        (appends blocked), rotations, write_errors, blocked_waits, fsyncs, last_error, seq."""
+        (appends blocked), rotations, write_errors, blocked_waits, fsyncs, writer_passes (times
+        the writer thread came back to Python from draining the queue), last_error, seq."""
+        chain = self.chain
         with self._cond:
             stats = dict(self._stats)
-            stats.update(queue_depth=self.chain.outstanding, waiting=len(self._waiters),
-                         last_error=self._last_error, healthy=self.healthy, seq=self.chain.seq)
+            stats.update(records=chain.written, bytes=chain.written_bytes, batches=chain.batches,
+                         queue_depth=chain.outstanding, waiting=len(self._waiters),
+                         last_error=self._last_error, healthy=self.healthy, seq=chain.seq)
         return stats
 
     def _check_open(self) -> None:
@@ -531,109 +536,66 @@ class ForensicLog:
 
     def _serve(self) -> None:
         interval = self.config.fsync_interval_ms / 1000
-        busy = False
+        failures = 0
         while True:
+            room, wait_until, write_until, age_at, planned = self._plan(interval)
+            write = None if _write is os.write else _write  # a test's failing write: called
+            why, value, written = self.chain.drain(self._fd, room, self._size == 0, _LINGER,
+                                                   wait_until, write_until, age_at, planned,
+                                                   write)
+            self._stats["writer_passes"] += 1
+            if written:
+                self._size += written
+                self._dirty = self._file
+                failures = 0
+            if why == DRAIN_ERROR:
+                failures = self._failed(OSError(value, os.strerror(value)), failures)
+            elif why == DRAIN_ROOM:
+                self._retry(lambda: self._maybe_rotate(value))
             with self._cond:
-                batch = None
-                while True:
-                    if self.chain.lines:
-                        batch = self.chain.take()
-                        break
-                    if self._stopping or self._flushers:
-                        break
-                    if busy:
-                        # Just written: under load more lines come within a linger, and a
-                        # look then saves the event loop waking an idle writer per batch.
-                        busy = False
-                        self._cond.release()
-                        try:
-                            time.sleep(_LINGER)
-                        finally:
-                            self._cond.acquire()
-                        continue
-                    timeout = None
-                    if self._dirty and interval > 0:
-                        timeout = self._last_sync + interval - time.monotonic()
-                        if timeout <= 0:
-                            break
-                    self.chain.idle = True
-                    self._cond.wait(timeout)
-                    self.chain.idle = False
-                stopping = self._stopping
-                flushing = bool(self._flushers)
-            if batch and len(batch) < _BATCH and not (stopping or flushing):
-                # Linger so that records arriving meanwhile join this batch: under load one
-                # wake-up, one GIL hand-over and one write serve many records, not one each.
-                time.sleep(_LINGER)
-                with self._cond:
-                    batch.extend(self.chain.take())
-            if batch:
-                self._write_batch(batch)
-            busy = bool(batch)
+                stopping, flushing = self._stopping, bool(self._flushers)
             if self._dirty and (interval == 0 or flushing or stopping
                                 or time.monotonic() - self._last_sync >= interval):
                 self._retry(self._fsync)
             with self._cond:
-                if self._flushers and not self._dirty:
-                    keep = []
+                while self._waiters and self.chain.outstanding < self.config.queue_size:
+                    line, loop, fut = self._waiters.popleft()
+                    self.chain.offer(line)
+                    _wake(loop, fut)
+                if self._flushers:
+                    durable, keep = self._durable(), []
                     for item in self._flushers:
-                        if item[0] <= self._written:
+                        if item[0] <= durable:
                             _wake(item[1], item[2])
                         else:
                             keep.append(item)
                     self._flushers = keep
-                if stopping and not self.chain.lines and not self._waiters:
+                self.chain.attend(bool(self._waiters or self._flushers or self._stopping))
+                if self._stopping and not self.chain.outstanding and not self._waiters:
                     return
 
-    def _write_batch(self, batch: collections.deque) -> None:
-        lines = list(batch)
-        self._stats["batches"] += 1
-        limit = self.config.max_bytes if self._file else 0
-        i = 0
-        while i < len(lines):
-            if self._file:
-                self._retry(lambda: self._maybe_rotate(len(lines[i])))
-            j, size = i + 1, len(lines[i])
-            if limit:
-                room = limit - self._size
-                while j < len(lines) and size + len(lines[j]) <= room:
-                    size += len(lines[j])
-                    j += 1
-            else:
-                j = len(lines)
-            chunk = lines[i] if j == i + 1 else b"".join(lines[i:j])
-            self._write_all(chunk)
-            self._size += len(chunk)
-            with self._cond:
-                n = j - i
-                self.chain.outstanding -= n
-                self._written += n
-                self._stats["records"] += n
-                self._stats["bytes"] += len(chunk)
-                self._dirty = self._file
-                while self._waiters and self.chain.outstanding < self.config.queue_size:
-                    record, loop, fut = self._waiters.popleft()
-                    self.chain.lines.append(record)
-                    self.chain.outstanding += 1
-                    self.chain.accepted += 1
-                    _wake(loop, fut)
-            i = j
-
-    def _write_all(self, chunk: bytes) -> None:
-        """Write all of ``chunk``, resuming after partial writes; on errors keep it and retry."""
-        view = memoryview(chunk)
-        done = 0
-        failures = 0
-        while done < len(view):
-            try:
-                done += _write(self._fd, view[done:])
-            except BlockingIOError:  # a non-blocking stdout: wait until it drains
-                select.select([], [self._fd], [], 1.0)
-                continue
-            except OSError as exc:
-                failures = self._failed(exc, failures)
-                continue
-            self.chain.healthy = True
+    def _plan(self, interval: float) -> tuple[int, float, float, float, int]:
+        """What the next :meth:`Chain.drain` may do: the octets the file may still take before
+        it rotates (-1: no limit), until when to wait for lines, after when to stop writing
+        batches (to fsync), the time (time.time) from which the file is too old, and -1 or,
+        with a clock of our own (tests, replays), the lines accepted when it was read: the
+        file's age is then checked here, against that clock, before every batch."""
+        if not self._file:
+            return -1, math.inf, math.inf, math.inf, -1
+        cfg = self.config
+        room = max(0, cfg.max_bytes - self._size) if cfg.max_bytes else -1
+        due = self._last_sync + interval
+        wait_until = due if self._dirty and interval > 0 else math.inf
+        write_until = due if interval > 0 else 0.0  # 0: fsync after every batch
+        age_at, planned = math.inf, -1
+        if cfg.max_age_s and self._size:
+            age_at = self._opened_at + cfg.max_age_s
+            if self._clock is not time.time:
+                planned = self.chain.accepted
+                if self._clock() >= age_at:
+                    room = 0
+                age_at = math.inf
+        return room, wait_until, write_until, age_at, planned
 
     def _retry(self, step: Callable[[], None]) -> None:
         failures = 0
@@ -657,11 +619,19 @@ class ForensicLog:
         return failures + 1
 
     def _fsync(self) -> None:
+        written = self.chain.written  # all of it, on this thread
         _fsync(self._fd)
+        # What is on disk is never read back by us: leave the page cache to the workload.
+        os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        self._dirty = False
         with self._cond:
-            self._dirty = False
+            self._synced = written
             self._stats["fsyncs"] += 1
         self._last_sync = time.monotonic()
+
+    def _durable(self) -> int:
+        """Records written, and for a file fsynced too (under ``_cond``)."""
+        return self._synced if self._file else self.chain.written
 
     def _maybe_rotate(self, next_line: int) -> None:
         """Rotate before writing ``next_line`` bytes if the file would grow past max_bytes or is

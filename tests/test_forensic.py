@@ -143,7 +143,7 @@ def rfc3339(seconds: float) -> str:
 
 
 def open_chain(seq: int = 0, prev: str = GENESIS, key: bytes | None = None) -> Chain:
-    chain = Chain(threading.Condition(threading.Lock()), collections.deque(), 1000, key)
+    chain = Chain(collections.deque(), 1000, key)
     chain.restart(seq, prev)
     chain.open = True
     return chain
@@ -222,7 +222,7 @@ def test_hit_fields_in_the_template_are_filled_per_query() -> None:
 
 def test_a_full_or_closed_chain_seals_nothing() -> None:
     template = hit_template({"answer": 1}, (b"{}", b"{}"))
-    chain = Chain(threading.Condition(threading.Lock()), collections.deque(), 1)
+    chain = Chain(collections.deque(), 1)
     args = (template, ("::1", 1), bytes(12), b'"x"', 0.0, True)
     assert not chain.append_hit(*args)  # not open
     chain.open = True
@@ -653,6 +653,27 @@ def test_back_pressure_waits_and_drops_nothing(tmp_path, monkeypatch) -> None:
     assert [r["id"] for r in records(path)] == list(range(60))
     assert log.stats["records"] == 60 and log.stats["queue_depth"] == 0
     assert verify([str(path)]).ok
+
+
+def test_a_steady_stream_is_written_without_coming_back_to_python(tmp_path) -> None:
+    """Under load the writer thread drains batch after batch without the GIL: it comes back to
+    Python for the fsync of each interval, not for every batch (a writer preempted while it
+    holds the GIL would stall the event loop's replies)."""
+    path = tmp_path / "log"
+
+    async def go() -> dict:
+        log = ForensicLog(LogConfig(path=str(path), fsync_interval_ms=1000))
+        await log.start()
+        for i in range(60):  # 0.3 s: 60 bursts of 50 records, 5 ms apart
+            for j in range(50):
+                assert log.append_nowait(record(i * 50 + j))
+            await asyncio.sleep(0.005)
+        stats = log.stats
+        await log.close()
+        return stats
+    stats = asyncio.run(go())
+    assert stats["batches"] >= 20 and stats["writer_passes"] <= 3, stats
+    assert len(records(path)) == 3000 and verify([str(path)]).ok
 
 
 def test_concurrent_appends_all_logged(tmp_path) -> None:
