@@ -26,7 +26,7 @@ import dns.query
 import dns.rcode
 
 from bench import peers
-from bench.peers.load import RATE_WINDOW, WINDOW, Run, dnsperf
+from bench.peers.load import RATE_WINDOW, WARMUP_S, WINDOW, Run, dnsperf
 from tests.testtree import zonedata
 
 SWEEP = (10, 25, 50, 75, 90, 100, 110, 120)  # offered load, % of each server's own maximum
@@ -87,7 +87,8 @@ def header(servers: list[peers.Peer], args: argparse.Namespace) -> list[str]:
             f"# 1,000 names, caches warm, dnssec-sidecar workers: {os.environ.get('WORKERS', '1')};"
             f" {args.rounds} alternating rounds x {args.seconds:g}s at the maximum"
             f" ({WINDOW} in flight) and {args.rounds} x {args.half_seconds:g}s at half of it"
-            f" (dnsperf -Q, up to {RATE_WINDOW} in flight); medians"]
+            f" (dnsperf -Q, up to {RATE_WINDOW} in flight; latencies after the first"
+            f" {WARMUP_S}s); medians"]
 
 
 def main() -> None:
@@ -95,8 +96,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 3)))
     parser.add_argument("--seconds", type=float,
                         default=float(os.environ.get("SECONDS_PER_RUN", 10)))
-    parser.add_argument("--half-seconds", type=float, default=5.0)
-    parser.add_argument("--sweep-seconds", type=float, default=3.0)
+    parser.add_argument("--half-seconds", type=float, default=6.0)
+    parser.add_argument("--sweep-seconds", type=float, default=4.0)
     parser.add_argument("--json", type=Path, default=peers.ROOT_DIR / "bench" / "qps.json")
     args = parser.parse_args()
     peers.require_root()
