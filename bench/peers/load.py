@@ -4,9 +4,9 @@ flight allows, or at a fixed offered rate (``-Q``) with every query's latency (`
 
 A fixed-rate run's latencies leave out its first second: dnsperf starts by sending faster than
 the rate asked (it catches up with its schedule while its threads start), and that burst
-overflows the server's socket buffer and queues behind it every server alike (Unbound's
-p99 at a tenth of its maximum: 1.1 ms in that second, 0.08 ms after it). Lost queries are
-counted over the whole run."""
+overflows the server's socket buffer and queues behind it every server alike (Unbound at a
+tenth of its maximum: p99 0.8-1.1 ms in the first half second, about 0.1 ms after it). Lost
+queries are counted over the whole run."""
 
 from __future__ import annotations
 
