@@ -17,7 +17,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.ref cimport PyObject
 from libc.math cimport isfinite
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint16_t, uint32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memchr, memcpy, memset
 
@@ -258,13 +258,14 @@ cdef Py_ssize_t _skip_name(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos,
 @cython.no_gc
 cdef class _Entry:
     """One stored response: its wire form followed by the offsets of its RR TTLs (2 octets each,
-    big-endian), and when it was stored and expires."""
+    big-endian), and when it was stored and expires. Sizes and offsets fit 16 bits: a message
+    is at most 65535 octets."""
     cdef bytes data
-    cdef Py_ssize_t size, n_ttl
-    cdef Py_ssize_t opt_at, opt_len  # the OPT RR, if any (a truncated reply carries it)
-    cdef double stored_at, expires
     cdef object extra
+    cdef double stored_at, expires
     cdef unsigned long long moved  # the cache's store count when it last became the newest
+    cdef uint16_t size, n_ttl
+    cdef uint16_t opt_at, opt_len  # the OPT RR, if any (a truncated reply carries it)
 
 
 cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned char *query,

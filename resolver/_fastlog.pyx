@@ -122,7 +122,11 @@ cdef class HitTemplate:
                 raise ValueError("a template's text is at most 4 GiB")
             self.ends[i] = at
         self.text = b"".join(texts)
-        self.flags = (bytes(flags[0]), bytes(flags[1]))
+        if type(flags) is tuple and len(flags) == 2 and type(flags[0]) is bytes \
+                and type(flags[1]) is bytes:
+            self.flags = flags  # the caller's pair, which many templates share
+        else:
+            self.flags = (bytes(flags[0]), bytes(flags[1]))
         self.codebook = codebook
         if codebook is not None:
             self.packed = codebook.pack(self.text)

@@ -1,31 +1,41 @@
 """The answer cache: RRsets with their validation state, and negative answers with their proofs
 (RFC 2308 §5), bounded in entries with least-recently-used eviction.
 
-Keys are dnspython names, whose hashing and equality ignore ASCII case (RFC 4343). TTLs are
-capped by the configured maximum and, for validated data, by the signature expiry
-(RFC 4035 §5.3.3); what is served counts down from the time it was stored. Entries keep their
-RRsets as message bytes and the texts of their proofs interned, for memory (issue #5); the
-entries used last keep the parsed RRsets instead, and are packed when they leave that set.
+Keys are the question's name in lowercased wire form with its type, so that names differing
+only in ASCII case meet (RFC 4343); answers keep the case they were served in. TTLs are capped
+by the configured maximum and, for validated data, by the signature expiry (RFC 4035 §5.3.3);
+what is served counts down from the time it was stored.
+
+For memory (issue #5), an entry keeps its RRsets packed, one wire form each (RFC 1035 §4.1.3),
+the owner left out when it is the entry's own name. What does not depend on that name (the
+zone's SOA, NSEC and NSEC3 records with their RRSIGs, a wildcard's signature, the proof's chain
+of zones and keys) is the same for many entries and is held once in a table, counted, until the
+last entry holding it goes. The entries used last keep their parsed RRsets as well.
 """
 
 from __future__ import annotations
 
+import struct
 import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import dns.exception
-import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
+import dns.rdatatype
 import dns.rrset
+import dns.wire
 
+from resolver._fastverify import label_count, name_wire
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
 
 HOT_ENTRIES = 4096  # answers kept parsed as well as packed
 ANY_TYPE = 255  # the key of a name error: it covers every type (RFC 2308 §5)
+OWN_NAME = b"\xc0\x00"  # a packed RRset's owner when it is the entry's name: a pointer to it
+RRSET_HEADER = struct.Struct("!HHHIH")  # type, covered type, class, TTL, number of RRs
 
 
 @dataclass(slots=True)
@@ -55,42 +65,120 @@ class Answer:
     ttl: int = 0
 
 
+class _Held:
+    """A value in a :class:`_Table`, with the number of entries holding it."""
+
+    __slots__ = ("value", "holders")
+
+    def __init__(self, value) -> None:
+        self.value, self.holders = value, 0
+
+
+class _Table:
+    """Immutable values shared by entries (packed RRsets, proofs), each held once for as long
+    as an entry holds it."""
+
+    def __init__(self) -> None:
+        self._held: dict[object, _Held] = {}
+
+    def take(self, value) -> _Held:
+        held = self._held.get(value)
+        if held is None:
+            held = self._held[value] = _Held(value)
+        held.holders += 1
+        return held
+
+    def give_back(self, held: _Held) -> None:
+        held.holders -= 1
+        if not held.holders:
+            del self._held[held.value]
+
+    def clear(self) -> None:
+        self._held.clear()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
 @dataclass(slots=True)
 class _Entry:
-    """A stored answer: its RRsets as one DNS message's bytes (RFC 1035 §4.1; answer and
-    authority sections), parsed again when read; about a third of the memory of the objects.
-    None while the parsed RRsets are kept hot (packed when they leave, off the miss path)."""
+    """A stored answer. ``packed`` holds its RRsets, the answer section's ``answers`` first,
+    each as :func:`_pack_rrset` bytes or, when shared, held in the cache's table; None while
+    the parsed RRsets are kept hot (packed when they leave, off the miss path). ``proof`` is
+    :func:`_proof_tuple` held in the table; ``owner`` the question's name in the case it was
+    stored with, the owner of the RRsets packed without one."""
 
-    packed: bytes | tuple[list, list] | None  # the objects when they do not fit a message
+    owner: str
+    packed: tuple | None
+    answers: int
     rcode: int
     verdict: Verdict
     ede: EDE | None
     reason: str
-    proof: Proof
-    stored: float
+    proof: _Held
     expires: float
 
 
-def _interned(signature: tuple) -> tuple:
-    """A proof's signature (owner, type, signer, key tag, algorithm, inception, expiration)
-    with its texts interned: the type and signer repeat across a zone's answers."""
-    return tuple(sys.intern(v) if type(v) is str else v for v in signature)
+def _key(wire: bytes, rdtype: int) -> bytes:
+    return wire + rdtype.to_bytes(2, "big")
 
 
-def _pack(rrsets: list, authority: list) -> bytes | tuple[list, list]:
-    message = dns.message.Message(id=0)
-    message.answer, message.authority = list(rrsets), list(authority)
-    try:
-        return message.to_wire()
-    except dns.exception.TooBig:  # near 64 KiB: kept as objects
-        return (rrsets, authority)
+def _pack_rrset(rrset: dns.rrset.RRset, name: dns.name.Name) -> bytes:
+    """The RRset as its owner (:data:`OWN_NAME` for ``name`` exactly, in case too), type,
+    covered type, class, TTL and RR count, then each RDATA uncompressed after its length
+    (RFC 1035 §3.2.1, §4.1.3), so that any RRset packs, however large."""
+    owner = OWN_NAME if rrset.name.labels == name.labels else rrset.name.to_wire()
+    out = [owner, RRSET_HEADER.pack(rrset.rdtype, rrset.covers, rrset.rdclass, rrset.ttl,
+                                    len(rrset))]
+    for rdata in rrset:
+        wire = rdata.to_wire()
+        out += (len(wire).to_bytes(2, "big"), wire)
+    return b"".join(out)
 
 
-def _unpack(packed: bytes | tuple[list, list]) -> tuple[list, list]:
-    if type(packed) is tuple:
-        return packed
-    message = dns.message.from_wire(packed)
-    return message.answer, message.authority
+def _unpack_rrset(wire: bytes, name: dns.name.Name) -> dns.rrset.RRset:
+    parser = dns.wire.Parser(wire)
+    if wire.startswith(OWN_NAME):
+        parser.seek(len(OWN_NAME))
+        owner = name
+    else:
+        owner = parser.get_name()
+    rdtype, covers, rdclass, ttl, count = parser.get_struct(RRSET_HEADER.format)
+    rrset = dns.rrset.RRset(owner, rdclass, rdtype, covers)
+    for _ in range(count):
+        with parser.restrict_to(parser.get_uint16()):
+            rrset.add(dns.rdata.from_wire_parser(rdclass, rdtype, parser))
+    rrset.ttl = ttl
+    return rrset
+
+
+def _shared(rrset: dns.rrset.RRset, name: dns.name.Name) -> bool:
+    """Whether other entries are likely to hold the same packed RRset: one owned by another
+    name (a zone's SOA, NSEC and NSEC3 records, a CNAME target's data), or the signatures of a
+    wildcard expansion, which are the wildcard's own for every name it expands to (fewer
+    labels than the owner, RFC 4035 §5.3.4)."""
+    if rrset.name.labels != name.labels:
+        return True
+    return rrset.rdtype == dns.rdatatype.RRSIG and any(
+        rdata.labels < label_count(name.labels) for rdata in rrset)
+
+
+def _proof_tuple(proof: Proof, owner: str) -> tuple:
+    """The proof as (zone, zones, signatures, denial, notes), immutable and with its texts
+    interned; a signature of the entry's own name has None for its owner, so that the proofs
+    of a zone's names are equal as often as their signatures allow."""
+    signatures = tuple(
+        (None if signature[0] == owner else sys.intern(signature[0]),)
+        + tuple(sys.intern(v) if type(v) is str else v for v in signature[1:])
+        for signature in proof.signatures)
+    return (proof.zone, tuple(map(sys.intern, proof.zones)), signatures, proof.denial,
+            tuple(map(sys.intern, proof.notes)))
+
+
+def _proof(stored: tuple, owner: str) -> Proof:
+    zone, zones, signatures, denial, notes = stored
+    return Proof(zone, list(zones), [(owner,) + s[1:] if s[0] is None else s
+                                     for s in signatures], denial, list(notes))
 
 
 class Cache:
@@ -101,9 +189,10 @@ class Cache:
         self.max_entries = max_entries
         self.max_ttl, self.max_negative_ttl, self.min_ttl = max_ttl, max_negative_ttl, min_ttl
         self.clock = clock
-        self._entries: OrderedDict[tuple[dns.name.Name, int], _Entry] = OrderedDict()
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._shared = _Table()
         # The parsed RRsets of the entries used last (entry, rrsets, authority), bounded.
-        self._hot: OrderedDict[tuple[dns.name.Name, int], tuple] = OrderedDict()
+        self._hot: OrderedDict[bytes, tuple] = OrderedDict()
         self._hot_size = min(max_entries, HOT_ENTRIES)
         self.hits = self.misses = self.evictions = 0
 
@@ -114,12 +203,13 @@ class Cache:
         """The answer for ``name``/``rdtype`` with its TTL counted down, or a cached name error
         for ``name``; None when absent or expired."""
         now = self.clock()
-        for key in ((name, rdtype), (name, ANY_TYPE)):
+        wire = name_wire(name.labels)
+        for key in (_key(wire, rdtype), _key(wire, ANY_TYPE)):
             entry = self._entries.get(key)
             if entry is None:
                 continue
             if entry.expires <= now:
-                del self._entries[key]
+                self._drop(self._entries.pop(key))
                 continue
             self._entries.move_to_end(key)
             self.hits += 1
@@ -128,10 +218,11 @@ class Cache:
                 self._hot.move_to_end(key)
                 rrsets, authority = hot[1], hot[2]
             else:
-                rrsets, authority = _unpack(entry.packed)
+                rrsets, authority = self._unpack(entry)
                 self._keep_hot(key, entry, rrsets, authority)
             return Answer(entry.rcode, entry.verdict, rrsets, authority, entry.ede,
-                          entry.reason, entry.proof, int(entry.expires - now))
+                          entry.reason, _proof(entry.proof.value, entry.owner),
+                          int(entry.expires - now))
         self.misses += 1
         return None
 
@@ -145,32 +236,53 @@ class Cache:
         ttl = max(self.min_ttl, min(answer.ttl, cap))
         if ttl <= 0:
             return
-        key = (name, ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
-        now = self.clock()
-        proof = answer.proof
-        proof.zones = [sys.intern(zone) for zone in proof.zones]
-        proof.notes = [sys.intern(note) for note in proof.notes]
-        proof.signatures = [_interned(signature) for signature in proof.signatures]
-        entry = _Entry(None, answer.rcode, answer.verdict, answer.ede, answer.reason, proof,
-                       now, now + ttl)
+        key = _key(name_wire(name.labels),
+                   ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
+        owner = name.to_text()
+        entry = _Entry(owner, None, len(answer.rrsets), answer.rcode, answer.verdict,
+                       answer.ede, answer.reason,
+                       self._shared.take(_proof_tuple(answer.proof, owner)), self.clock() + ttl)
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._drop(old)
         self._entries[key] = entry
         self._keep_hot(key, entry, answer.rrsets, answer.authority)
-        self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            self._drop(self._entries.popitem(last=False)[1])
             self.evictions += 1
 
-    def _keep_hot(self, key: tuple, entry: _Entry, rrsets: list, authority: list) -> None:
-        """Keep the parsed RRsets of the most recently used entries: parsing a message back
-        costs about 150 µs with dnspython, too much for names asked again and again. The entry
-        that leaves is packed if it is still stored and was not yet."""
+    def _pack(self, entry: _Entry, rrsets: list, authority: list) -> tuple:
+        name = dns.name.from_text(entry.owner)
+        packed = []
+        for rrset in rrsets + authority:
+            wire = _pack_rrset(rrset, name)
+            packed.append(self._shared.take(wire) if _shared(rrset, name) else wire)
+        return tuple(packed)
+
+    def _unpack(self, entry: _Entry) -> tuple[list, list]:
+        name = dns.name.from_text(entry.owner)
+        rrsets = [_unpack_rrset(p if type(p) is bytes else p.value, name) for p in entry.packed]
+        return rrsets[:entry.answers], rrsets[entry.answers:]
+
+    def _drop(self, entry: _Entry) -> None:
+        """Give back what a removed entry held in the table."""
+        self._shared.give_back(entry.proof)
+        for packed in entry.packed or ():
+            if type(packed) is _Held:
+                self._shared.give_back(packed)
+
+    def _keep_hot(self, key: bytes, entry: _Entry, rrsets: list, authority: list) -> None:
+        """Keep the parsed RRsets of the most recently used entries: parsing them back costs
+        tens of µs with dnspython, too much for names asked again and again. The entry that
+        leaves is packed if it is still stored and was not yet."""
         self._hot[key] = (entry, rrsets, authority)
         self._hot.move_to_end(key)
         if len(self._hot) > self._hot_size:
             old_key, (old, old_rrsets, old_authority) = self._hot.popitem(last=False)
             if old.packed is None and self._entries.get(old_key) is old:
-                old.packed = _pack(old_rrsets, old_authority)
+                old.packed = self._pack(old, old_rrsets, old_authority)
 
     def clear(self) -> None:
         self._entries.clear()
         self._hot.clear()
+        self._shared.clear()

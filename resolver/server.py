@@ -183,6 +183,7 @@ class Frontend:
         self.tap = tap
         # Responses sent, by service and question, answered again from their bytes (issue #5).
         self.wirecache = WireCache(max(1, wire_entries))
+        self._counters: dict[tuple, tuple] = {}  # the metric children of hits, shared (_Hit)
         self.hits = HitPath(self, _service_scope, _listener_json)
 
     def fast(self, wire: bytes, transport: str, listener: tuple[str, int],
@@ -217,12 +218,14 @@ class Frontend:
                                     _flags_json(flags["ad"], flags["cd"], flags["do"]),
                                     self.forensic.codebook)
         m = self.metrics
-        ede = record["ede"]
-        return _Hit(template,
-                    m and (m.child(m.queries, record["service"] or "", record["qtype"],
-                                   record["rcode"]),
-                           m.child(m.validation, record["verdict"],
-                                   str(ede["code"]) if ede else "")))
+        counters = None
+        if m is not None:
+            ede = record["ede"]
+            counters = (m.child(m.queries, record["service"] or "", record["qtype"],
+                                record["rcode"]),
+                        m.child(m.validation, record["verdict"], str(ede["code"]) if ede else ""))
+            counters = self._counters.setdefault(counters, counters)  # one pair per label set
+        return _Hit(template, counters)
 
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
                      client: tuple[str, int], max_size: int | None) -> bytes | None:
