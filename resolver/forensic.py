@@ -621,8 +621,10 @@ class ForensicLog:
     def _fsync(self) -> None:
         written = self.chain.written  # all of it, on this thread
         _fsync(self._fd)
-        # What is on disk is never read back by us: leave the page cache to the workload.
-        os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:  # what is on disk is never read back by us: leave the page cache to the workload
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:  # advice only
+            pass
         self._dirty = False
         with self._cond:
             self._synced = written
