@@ -56,7 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     peers.require_root()
     tree_info = peers.Tree.load()
-    candidates = [p for p in peers.PEERS if p.name != "dnssec-sidecar, log off"]
+    candidates = [p for p in peers.PEERS if p.name in ("dnssec-sidecar, log on", "unbound",
+                                                       "knot-resolver", "pdns-recursor")]
     times: dict[str, list[float]] = {}
     upstream: dict[str, list[int]] = {}
     at_start: dict[str, list[int]] = {}  # upstream queries before the timed one (priming)

@@ -2,7 +2,9 @@
 loopback address (127.0.0.70-79) with a config written into a temporary directory, all
 validating the signed test tree (tests/testtree) from its root trust anchor (RFC 4035 §4.4):
 
-* dnssec-sidecar with the forensic log on and off (``workers`` from $WORKERS, default 1);
+* dnssec-sidecar with the forensic log on (in the run's directory, on disk), on in tmpfs
+  (/dev/shm: what the log costs without the disk under it) and off (``workers`` from
+  $WORKERS, default 1);
 * Unbound (Debian ``unbound``), one thread, validation time pinned like ours;
 * Knot Resolver (Debian ``knot-resolver``, ``kresd``), one process;
 * PowerDNS Recursor (Debian ``pdns-recursor``), one thread.
@@ -14,12 +16,14 @@ does not come up is reported with the reason and left out; no distribution servi
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +73,18 @@ class Peer:
     configure: Callable[["Peer", Tree, Path], list[str]]  # -> argv; writes into the dir
 
 
-def _ours(log: bool) -> Callable[[Peer, Tree, Path], list[str]]:
+def _ours(log: str | None) -> Callable[[Peer, Tree, Path], list[str]]:
+    """dnssec-sidecar's config: the forensic log ``"disk"`` (the run's directory), ``"tmpfs"``
+    (a directory in /dev/shm, removed at exit; one rotated file kept) or None (off)."""
     def configure(peer: Peer, tree: Tree, directory: Path) -> list[str]:
         anchors = ", ".join(f'"{a}"' for a in tree.anchors)
-        log_line = f"log: {{path: {directory}/log.jsonl}}" if log else "log: {enabled: false}"
+        log_line = "log: {enabled: false}"
+        if log == "disk":
+            log_line = f"log: {{path: {directory}/log.jsonl}}"
+        elif log == "tmpfs":
+            scratch = tempfile.mkdtemp(prefix="dnssec-sidecar-log-", dir="/dev/shm")
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+            log_line = f"log: {{path: {scratch}/log.jsonl, keep: 1}}"
         config = directory / "sidecar.yaml"
         config.write_text(
             f'listen: ["{peer.address}:{PORT}"]\n{log_line}\n'
@@ -160,8 +172,9 @@ loglevel=3
 
 
 PEERS = [
-    Peer("dnssec-sidecar, log on", "127.0.0.70", sys.executable, _ours(log=True)),
-    Peer("dnssec-sidecar, log off", "127.0.0.71", sys.executable, _ours(log=False)),
+    Peer("dnssec-sidecar, log on", "127.0.0.70", sys.executable, _ours("disk")),
+    Peer("dnssec-sidecar, log tmpfs", "127.0.0.75", sys.executable, _ours("tmpfs")),
+    Peer("dnssec-sidecar, log off", "127.0.0.71", sys.executable, _ours(None)),
     Peer("unbound", "127.0.0.72", "unbound", _unbound),
     Peer("knot-resolver", "127.0.0.73", "kresd", _kresd),
     Peer("pdns-recursor", "127.0.0.74", "pdns_recursor", _pdns),
