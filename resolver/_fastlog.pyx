@@ -296,6 +296,7 @@ DRAIN_DEADLINE, DRAIN_ATTEND, DRAIN_WOKE, DRAIN_ROOM, DRAIN_ERROR = (
 cdef enum:
     BATCH = 256  # lines: a batch this large is written without lingering
     KEEP_BYTES = 1 << 20  # a written buffer larger than this is freed, not kept for reuse
+    WRITEBACK_BYTES = 1 << 20  # written octets after which their writeback is started
 
 
 @cython.final
@@ -323,6 +324,7 @@ cdef class Chain:
     cdef Lines pending  # offered, not yet taken by the writer (under mu)
     cdef Lines taken  # the writer's batch (the writer's alone)
     cdef Py_ssize_t taken_at, taken_done  # octets of it written, and lines
+    cdef Py_ssize_t unstarted  # octets written since writeback was last started
     cdef bint idle  # the writer waits on cv (under mu)
     cdef bint attending  # the writer returns to Python after each batch (under mu)
 
@@ -534,10 +536,14 @@ cdef class Chain:
             failed = errno
             break
         if failed == 0:
-            # Start writing the batch to disk now (asynchronously; a pipe's ESPIPE is of no
-            # matter): the fsync then finds little left, and the device gets an even stream,
-            # not a second's worth of pages at once.
-            sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+            self.unstarted += self.taken.size
+            if self.unstarted >= WRITEBACK_BYTES:
+                # Start writing the last megabyte to disk now (asynchronously; a pipe's ESPIPE
+                # is of no matter): the fsync then finds little left, and the device gets an
+                # even stream of large writes: not a second's worth of pages at once, nor a
+                # request per batch (4x the requests at 40k records/s).
+                sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+                self.unstarted = 0
         return failed
 
     cdef int _write_python(self, int fd, write) except? -1:
