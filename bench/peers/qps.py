@@ -26,10 +26,12 @@ import dns.query
 import dns.rcode
 
 from bench import peers
-from bench.peers.load import RATE_WINDOW, WARMUP_S, WINDOW, Run, dnsperf
+from bench.peers.load import RATE_WINDOW, WARMUP_S, WINDOW, DiskWriter, Run, dnsperf
 from tests.testtree import zonedata
 
 SWEEP = (10, 25, 50, 75, 90, 100, 110, 120)  # offered load, % of each server's own maximum
+LOGGED = "dnssec-sidecar, log on"  # the server whose log's write stream the control replays
+CONTROLS = ("dnssec-sidecar, log tmpfs", peers.BASELINE)  # run again at half load beside it
 
 
 def query_lines() -> list[str]:
@@ -116,7 +118,7 @@ def main() -> None:
                     continue
                 running.append(process)
                 servers.append(peer)
-            report(servers, running[0], lines, queries, args)
+            report(servers, running[0], lines, queries, tmp, args)
         finally:
             for process in reversed(running):
                 process.stop()
@@ -129,8 +131,24 @@ def counted(tree: peers.Running, address: str, queries: Path, seconds: float) ->
     return dataclasses.replace(run, upstream=tree.lines() - before)
 
 
+def record_octets(directory: Path) -> float:
+    """The mean size of the forensic records in ``directory``'s current log file."""
+    with (directory / "log.jsonl").open("rb") as log:
+        octets = lines = 0
+        for line in log:
+            octets, lines = octets + len(line), lines + 1
+    return octets / max(1, lines)
+
+
+def at_half(runs: list[Run]) -> dict[str, float]:
+    """The median p50 and p99 of fixed-rate runs, and the queries they lost."""
+    return {"p50_ms": statistics.median(r.percentile(50) for r in runs),
+            "p99_ms": statistics.median(r.percentile(99) for r in runs),
+            "lost": sum(r.lost for r in runs)}
+
+
 def report(servers: list[peers.Peer], tree: peers.Running, lines: list[str], queries: Path,
-           args: argparse.Namespace) -> None:
+           tmp: Path, args: argparse.Namespace) -> None:
     names = [p.name for p in servers]
     reference = outcomes(servers[0].address, lines)
     differ = {p.name: [(line, ours, theirs) for line, ours, theirs in
@@ -142,6 +160,17 @@ def report(servers: list[peers.Peer], tree: peers.Running, lines: list[str], que
     top = {n: statistics.median(r.qps for r in best[n]) for n in names}
     half = alternate(servers, args.rounds,
                      lambda p: dnsperf(p.address, queries, args.half_seconds, top[p.name] / 2))
+    # The control: the disk kept as busy as the log on disk kept it at its half load, by a side
+    # thread, while servers that do not write to it run at their half load again.
+    controls = [p for p in servers if p.name in CONTROLS]
+    busy: dict[str, list[Run]] = {}
+    disk_rate = 0.0
+    logged = next((p for p in servers if p.name == LOGGED), None)
+    if logged is not None and controls:
+        disk_rate = top[LOGGED] / 2 * record_octets(tmp / logged.address)
+        with DiskWriter(tmp / "disk-busy.dat", disk_rate):
+            busy = alternate(controls, args.rounds, lambda p: dnsperf(
+                p.address, queries, args.half_seconds, top[p.name] / 2))
     sweep: dict[str, list[Run]] = {n: [] for n in names}
     for percent in SWEEP:
         step = alternate(servers, 1, lambda p: dnsperf(p.address, queries, args.sweep_seconds,
@@ -156,12 +185,19 @@ def report(servers: list[peers.Peer], tree: peers.Running, lines: list[str], que
           f" {'p50 @50%':>9s} {'p99 @50%':>9s} {'lost @50%':>9s} {'upstream':>8s}")
     for n in names:
         ratio = f"{top[n] / base:9.2f}x" if base else f"{'-':>10s}"
+        figures = at_half(half[n])
         print(f"{n:24s} {top[n]:8.0f} {statistics.median(r.avg_ms for r in best[n]):6.3f} ms"
               f" {sum(r.lost for r in best[n]):5d} {ratio}"
-              f" {statistics.median(r.percentile(50) for r in half[n]):6.3f} ms"
-              f" {statistics.median(r.percentile(99) for r in half[n]):6.3f} ms"
-              f" {sum(r.lost for r in half[n]):9d}"
+              f" {figures['p50_ms']:6.3f} ms {figures['p99_ms']:6.3f} ms {figures['lost']:9d}"
               f" {sum(r.upstream for r in best[n]) / sum(r.qps * args.seconds for r in best[n]):8.4f}")
+    if busy:
+        print(f"\n# control: at half load again while a side thread writes {disk_rate / 1e6:.1f}"
+              f" MB/s to the disk ({LOGGED}'s records at its half load; fsync each second)")
+        print(f"{'server':36s} {'p50 @50%':>9s} {'p99 @50%':>9s} {'lost @50%':>9s}")
+        for n, runs in busy.items():
+            figures = at_half(runs)
+            print(f"{n + ', disk busy':36s} {figures['p50_ms']:6.3f} ms"
+                  f" {figures['p99_ms']:6.3f} ms {figures['lost']:9d}")
     print(f"\n# answers (rcode, AD) differing from {names[0]}'s over the 1,000 names:")
     for n, rows in differ.items():
         sample = "; ".join(f"{line}: {ours} vs {theirs}" for line, ours, theirs in rows[:3])
@@ -177,6 +213,9 @@ def report(servers: list[peers.Peer], tree: peers.Running, lines: list[str], que
     args.json.write_text(json.dumps({
         "header": about,
         "max_qps": top,
+        "half_load": {n: at_half(runs) for n, runs in half.items()},
+        "disk_busy": {"octets_per_s": disk_rate,
+                      "half_load": {n: at_half(runs) for n, runs in busy.items()}},
         "sweep": {n: [{"percent": pc, "offered": r.offered, "achieved": r.qps,
                        "p50_ms": r.percentile(50), "p99_ms": r.percentile(99), "lost": r.lost}
                       for pc, r in zip(SWEEP, sweep[n])] for n in names},
