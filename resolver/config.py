@@ -966,17 +966,42 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
 MAX_WORKERS = 64
 
 
+def available_cores(cgroup_root: str = "/sys/fs/cgroup",
+                    membership: str = "/proc/self/cgroup") -> int:
+    """The CPUs this process may use: its affinity mask, bounded by its cgroup v2 CPU quota
+    (``cpu.max``, which a container's CPU limit sets), rounded up; at least 1."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        with open(membership) as cgroup:
+            paths = [line.rstrip("\n").split(":", 2)[2] for line in cgroup if line.startswith("0::")]
+        with open(f"{cgroup_root}{paths[0] if paths else ''}/cpu.max") as limit:
+            quota, period = limit.read().split()
+        if quota != "max":
+            cores = min(cores, -(-int(quota) // int(period)))
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(1, min(cores, MAX_WORKERS))
+
+
 def _workers(top: dict) -> int:
-    """``workers``: 1 to 64. More than one needs the log in a file: each worker keeps its own
-    chain in ``<path>.w<N>``, which standard output could only interleave."""
+    """``workers``: 1 to 64, or ``auto`` for the CPUs available (:func:`available_cores`). More
+    than one needs the log in a file: each worker keeps its own chain in ``<path>.w<N>``, which
+    standard output could only interleave."""
     if not _given(top, "workers"):
         return 1
-    workers = _int(top["workers"], "workers", (1, MAX_WORKERS))
+    auto = top["workers"] == "auto"
+    if auto:
+        workers = available_cores()
+    elif isinstance(top["workers"], str):
+        raise ConfigError("workers", f'expected an integer or "auto", got {top["workers"]!r}')
+    else:
+        workers = _int(top["workers"], "workers", (1, MAX_WORKERS))
     log = top.get("log") or {}
     if workers > 1 and (not isinstance(log, dict) or log.get("path", "-") == "-") and \
             (not isinstance(log, dict) or log.get("enabled", True) is not False):
-        raise ConfigError("workers", "more than one worker needs log.path to be a file "
-                                     "(each worker writes its own chain)")
+        raise ConfigError("workers", ("auto: %d CPUs here; " % workers if auto else "") +
+                          "more than one worker needs log.path to be a file "
+                          "(each worker writes its own chain)")
     return workers
 
 

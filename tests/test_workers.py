@@ -4,6 +4,7 @@ cache, its own log chain (<path>.w<N>) and its own metrics port; signals reach e
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ import dns.query
 import dns.rcode
 import pytest
 
+from resolver import config as config_module
+from resolver.config import ConfigError, available_cores, parse_config
 from tests.testtree import authority, zonedata
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -106,3 +109,24 @@ def test_more_than_one_worker_needs_a_log_file(tmp_path):
     done = subprocess.run([sys.executable, "-m", "resolver.cli", "check-config", str(config)],
                           cwd=ROOT_DIR, capture_output=True, text=True)
     assert done.returncode == 1 and "workers:" in done.stderr
+
+
+def test_workers_auto_is_the_cpus_available(tmp_path, monkeypatch):
+    log = {"path": str(tmp_path / "log.jsonl")}
+    assert parse_config({"workers": "auto", "log": log}).workers == available_cores()
+    (tmp_path / "kubepods" / "pod1").mkdir(parents=True)
+    membership = tmp_path / "cgroup"
+    membership.write_text("0::/kubepods/pod1\n")
+    limit = tmp_path / "kubepods" / "pod1" / "cpu.max"
+    limit.write_text("150000 100000\n")  # a container limit of 1.5 CPUs: 2 workers
+    assert available_cores(str(tmp_path), str(membership)) == min(2, len(os.sched_getaffinity(0)))
+    limit.write_text("max 100000\n")
+    assert available_cores(str(tmp_path), str(membership)) == len(os.sched_getaffinity(0))
+    assert available_cores(str(tmp_path / "none"), str(membership)) == \
+        len(os.sched_getaffinity(0))  # no cgroup v2 here: the affinity mask alone
+    monkeypatch.setattr(config_module, "available_cores", lambda: 4)
+    assert parse_config({"workers": "auto", "log": log}).workers == 4
+    with pytest.raises(ConfigError, match=r"workers: auto: 4 CPUs here; more than one worker"):
+        parse_config({"workers": "auto"})
+    with pytest.raises(ConfigError, match=r'workers: expected an integer or "auto"'):
+        parse_config({"workers": "all", "log": log})
