@@ -1,5 +1,5 @@
 """Cached queries per second, latency at half load and an offered-load sweep: dnsperf against
-dnssec-sidecar (log on and off), Unbound, Knot Resolver and PowerDNS Recursor (bench/peers), one
+dnssec-sidecar (log on disk, in tmpfs, off), Unbound, Knot Resolver and PowerDNS Recursor (bench/peers), one
 worker/thread each, caches warm, the same 1,000 names over the test tree, every measurement
 alternated across the servers (A B C A B C ...) so that ratios hold on a noisy machine.
 
