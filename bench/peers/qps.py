@@ -1,7 +1,8 @@
 """Cached queries per second, latency at half load and an offered-load sweep: dnsperf against
-dnssec-sidecar (log on disk, in tmpfs, off), Unbound, Knot Resolver and PowerDNS Recursor (bench/peers), one
-worker/thread each, caches warm, the same 1,000 names over the test tree, every measurement
-alternated across the servers (A B C A B C ...) so that ratios hold on a noisy machine.
+dnssec-sidecar (log on disk, in tmpfs, off), Unbound, Knot Resolver and PowerDNS Recursor
+(bench/peers), one worker/thread each, caches warm, the same 1,000 names over the test tree,
+every measurement alternated across the servers (A B C A B C ...) so that ratios hold on a
+noisy machine; and a control at half load with the disk kept busy by a side thread.
 
 Run through ``bench/qps.sh``; prints the tables of bench/RESULTS.md and writes the figures as
 JSON for bench/plot.py.
