@@ -999,7 +999,7 @@ def _workers(top: dict) -> int:
     log = top.get("log") or {}
     if workers > 1 and (not isinstance(log, dict) or log.get("path", "-") == "-") and \
             (not isinstance(log, dict) or log.get("enabled", True) is not False):
-        raise ConfigError("workers", ("auto: %d CPUs here; " % workers if auto else "") +
+        raise ConfigError("workers", (f"auto: {workers} CPUs here; " if auto else "") +
                           "more than one worker needs log.path to be a file "
                           "(each worker writes its own chain)")
     return workers

@@ -90,7 +90,6 @@ class DiskWriter:
 
     def __init__(self, path: Path, rate: float) -> None:
         self.path, self.rate = path, rate
-        self.written = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="disk-writer", daemon=True)
 
@@ -108,14 +107,14 @@ class DiskWriter:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             start = last_sync = time.monotonic()
-            in_file = 0
+            written = in_file = 0
             while not self._stop.is_set():
                 now = time.monotonic()
-                if self.written >= (now - start) * self.rate:
+                if written >= (now - start) * self.rate:
                     self._stop.wait(0.002)
                     continue
                 os.write(fd, chunk)
-                self.written += self.CHUNK
+                written += self.CHUNK
                 in_file += self.CHUNK
                 if in_file % (1 << 20) == 0:
                     _LIBC.sync_file_range(fd, ctypes.c_longlong(0), ctypes.c_longlong(0),
