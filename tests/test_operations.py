@@ -122,10 +122,16 @@ def value(metrics: dict, name: str, **labels) -> float:
 
 
 def http_status(path: str) -> int:
+    """The endpoint's HTTP status; 0 while it accepts no connection (the service binds it just
+    after the DNS listeners that Sidecar waits for)."""
     try:
         return urllib.request.urlopen(METRICS + path, timeout=5).status
     except urllib.error.HTTPError as exc:
         return exc.code
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return 0
+        raise
 
 
 def wait_for(predicate, seconds: float = 10.0) -> bool:
