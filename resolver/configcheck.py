@@ -6,12 +6,12 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timezone
 
-import dns.dnssec
 import dns.rdatatype
 import dns.rrset
 
 from resolver.anchors import ROOT_HINTS, builtin_trust_anchors
 from resolver.config import Config, ConfigError, Service, load_config, open_default_service
+from resolver.dnssec import dnskey_tag
 
 
 def _anchor(rrset: dns.rrset.RRset) -> list[str]:
@@ -22,7 +22,7 @@ def _anchor(rrset: dns.rrset.RRset) -> list[str]:
             lines.append(f"{rrset.name} DS {rdata.key_tag} algorithm {rdata.algorithm} "
                          f"digest type {rdata.digest_type}")
         else:
-            lines.append(f"{rrset.name} DNSKEY {dns.dnssec.key_id(rdata)} algorithm "
+            lines.append(f"{rrset.name} DNSKEY {dnskey_tag(rdata)} algorithm "
                          f"{rdata.algorithm} flags {rdata.flags}")
     return lines
 

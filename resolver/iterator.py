@@ -18,7 +18,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import dns.dnssec
 import dns.flags
 import dns.message
 import dns.name
@@ -32,7 +31,7 @@ from resolver import transport
 from resolver._fastverify import label_count
 from resolver.cache import Answer, Cache, Proof
 from resolver.dnssec import (Budget, ValidatorConfig, Verdict, authenticate_dnskeys, denial,
-                             validate_rrset)
+                             dnskey_tag, validate_rrset)
 from resolver.ede import EDE
 
 log = logging.getLogger(__name__)
@@ -482,7 +481,7 @@ class Iterator:
         if not result.secure:
             return self._bogus(zone, result.ede, result.reason)
         zone.security, zone.keys = Verdict.SECURE, keys
-        tags = frozenset(dns.dnssec.key_id(rd) for rd in keys)
+        tags = frozenset(dnskey_tag(rd) for rd in keys)
         seen = self._key_tags.get(zone.name)
         if seen is not None and seen != tags:
             self._event("key_rollover")

@@ -9,11 +9,11 @@ from resolver.dnssec import denial
 from resolver.dnssec.config import (DEFAULT_CONFIG, Budget, BudgetExhausted, Limits,
                                     ValidatorConfig)
 from resolver.dnssec.result import DenialResult, KeyInfo, ValidationResult, Verdict
-from resolver.dnssec.sigcrypt import authenticate_dnskeys, validate_rrset
+from resolver.dnssec.sigcrypt import authenticate_dnskeys, dnskey_tag, validate_rrset
 from resolver.ede import EDE
 
 __all__ = [
     "DEFAULT_CONFIG", "EDE", "Budget", "BudgetExhausted", "DenialResult", "KeyInfo", "Limits",
     "ValidationResult", "ValidatorConfig", "Verdict", "authenticate_dnskeys", "denial",
-    "validate_rrset",
+    "dnskey_tag", "validate_rrset",
 ]

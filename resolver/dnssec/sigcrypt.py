@@ -42,6 +42,11 @@ def posix_time(now: float | int | datetime | None) -> int:
     return int(now)
 
 
+def dnskey_tag(dnskey) -> int:
+    """The key tag of one DNSKEY rdata (RFC 4034 Appendix B)."""
+    return fv.key_tag(fv.rdata_wire(dnskey))
+
+
 def describe(name: dns.name.Name, rdtype: int) -> str:
     """``owner/TYPE``, the way reasons name an RRset."""
     return f"{name}/{dns.rdatatype.to_text(rdtype)}"
