@@ -83,7 +83,8 @@ class Settings:
     max_ns_lookups_per_query: int = 16
     upstream_timeout: float = 1.2
     query_timeout: float = 8.0
-    max_zones: int = 10000
+    max_zones: int = 10000  # zone cuts remembered (Iterator.zones)
+    max_servers: int = 10000  # server addresses whose round-trip times are kept (Infra)
 
 
 @dataclass(slots=True)
@@ -127,20 +128,29 @@ class Context:
 
 class Infra:
     """Smoothed round-trip times per server address, for choosing whom to ask (like Unbound's
-    infra cache): unknown servers first in random order, then the fastest; timeouts back off."""
+    infra cache): unknown servers first in random order, then the fastest; timeouts back off.
+    Zones name the addresses, so at most ``max_servers`` are remembered: the one updated least
+    recently is forgotten first (it is then an unknown server again)."""
 
-    def __init__(self) -> None:
-        self.srtt: dict[tuple[str, int], float] = {}
+    def __init__(self, max_servers: int) -> None:
+        self.max_servers = max_servers
+        self.srtt: OrderedDict[tuple[str, int], float] = OrderedDict()
 
     def order(self, servers: list[tuple[str, int]]) -> list[tuple[str, int]]:
         return sorted(servers, key=lambda s: self.srtt.get(s, random.uniform(0, 0.005)))
 
     def success(self, server: tuple[str, int], rtt: float) -> None:
         old = self.srtt.get(server)
-        self.srtt[server] = rtt if old is None else 0.7 * old + 0.3 * rtt
+        self._set(server, rtt if old is None else 0.7 * old + 0.3 * rtt)
 
     def failure(self, server: tuple[str, int], timeout: float) -> None:
-        self.srtt[server] = min(max(self.srtt.get(server, 0.0) * 2, timeout), 120.0)
+        self._set(server, min(max(self.srtt.get(server, 0.0) * 2, timeout), 120.0))
+
+    def _set(self, server: tuple[str, int], srtt: float) -> None:
+        self.srtt[server] = srtt
+        self.srtt.move_to_end(server)
+        if len(self.srtt) > self.max_servers:
+            self.srtt.popitem(last=False)
 
 
 def _import_rdata_classes() -> None:
@@ -189,7 +199,7 @@ class Iterator:
         self.s = settings
         self.cache = cache
         self.exchange = exchange
-        self.infra = Infra()
+        self.infra = Infra(settings.max_servers)
         self.zones: OrderedDict[dns.name.Name, Zone] = OrderedDict()
         self.anchors = {rrset.name: rrset for rrset in settings.trust_anchors}
         self.forwards = {name: servers for name, servers in settings.forward}
