@@ -33,6 +33,7 @@ from resolver.cache import Answer, Cache, Proof
 from resolver.dnssec import (Budget, ValidatorConfig, Verdict, authenticate_dnskeys, denial,
                              dnskey_tag, validate_rrset)
 from resolver.ede import EDE
+from resolver.outgoing import DoNotQuery
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
     dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
 ROOT = dns.name.root
 MAX_MINIMISE_LABELS = 10  # RFC 9156 §2.3: stop minimising deep names after this many steps
+MAX_NOT_QUERIED_SHOWN = 4  # addresses outgoing.do_not_query left out, named in a failure's text
 INSECURE_REASONS = frozenset((EDE.UNSUPPORTED_DNSKEY_ALGORITHM, EDE.UNSUPPORTED_DS_DIGEST_TYPE,
                               EDE.UNSUPPORTED_NSEC3_ITERATIONS))
 
@@ -76,6 +78,9 @@ class Settings:
     negative_trust_anchors: list[dns.name.Name] = field(default_factory=list)
     ipv4: bool = True
     ipv6: bool = True
+    #: Addresses learned from zones (glue, NS names' A/AAAA) that are never asked; root hints
+    #: and forwarders are not filtered. The configuration's default is in resolver.outgoing.
+    do_not_query: tuple = ()  # of ipaddress networks
     max_upstream_queries: int = 64
     max_referral_depth: int = 30
     max_cname_chain: int = 12
@@ -101,6 +106,7 @@ class Zone:
     recursive: bool = False
     expires: float = float("inf")
     proof: list[str] = field(default_factory=list)  # how its security was established
+    not_queried: list[str] = field(default_factory=list)  # addresses do_not_query left out
     parent: "Zone | None" = None
 
     def chain(self) -> list["Zone"]:
@@ -200,13 +206,15 @@ class Iterator:
         self.cache = cache
         self.exchange = exchange
         self.infra = Infra(settings.max_servers)
+        self.do_not_query = DoNotQuery(settings.do_not_query)
         self.zones: OrderedDict[dns.name.Name, Zone] = OrderedDict()
         self.anchors = {rrset.name: rrset for rrset in settings.trust_anchors}
         self.forwards = {name: servers for name, servers in settings.forward}
         # Security of zones met through forwarders, kept apart from the zone cuts used to route
         # queries so a forwarded walk never redirects iterative resolution.
         self.secured: dict[dns.name.Name, Zone] = {}
-        self.stats = {"upstream_queries": 0, "upstream_timeouts": 0, "nta_uses": 0}
+        self.stats = {"upstream_queries": 0, "upstream_timeouts": 0, "nta_uses": 0,
+                      "not_queried": 0}
         self.on_rtt = None  # called with each upstream round trip in seconds
         self.on_event = None  # called with DNSSEC health events: "key_rollover", "nta_used"
         self.tap = None  # resolver.dnstap.Dnstap: told of each upstream query and reply
@@ -292,6 +300,9 @@ class Iterator:
         if not zone.servers:
             await self._find_server_addresses(zone, ctx)
         last = "no server address"
+        if zone.not_queried:
+            last += (" outside outgoing.do_not_query (not asked: "
+                     f"{', '.join(zone.not_queried)})")
         for server in self.infra.order(zone.servers):
             if time.monotonic() >= ctx.deadline:
                 break
@@ -382,7 +393,7 @@ class Iterator:
                         break
                     for rrset in answer.rrsets:
                         if rrset.rdtype == rdtype:
-                            zone.servers += [(rd.address, 53) for rd in rrset]
+                            zone.servers += self._askable(rrset, zone.not_queried)
             finally:
                 ctx.resolving_ns.discard(ns)
             if zone.servers:
@@ -682,7 +693,7 @@ class Iterator:
         if known is not None and known.security is not Verdict.INDETERMINATE:
             return known
         ns_names = [rd.target for rd in ns]
-        servers = []
+        servers, not_queried = [], []
         for rdtype, wanted in ((A, self.s.ipv4), (AAAA, self.s.ipv6)):
             if not wanted:
                 continue
@@ -690,9 +701,25 @@ class Iterator:
                 # Glue only for the referral's own nameservers and only from within the bailiwick
                 # of the zone that gave it (RFC 1034 §4.2.2; the Kaminsky defence).
                 if rrset.name in ns_names and rrset.name.is_subdomain(zone.name):
-                    servers += [(rd.address, 53) for rd in rrset]
-        return Zone(ns.name, servers, ns_names,
+                    servers += self._askable(rrset, not_queried)
+        return Zone(ns.name, servers, ns_names, not_queried=not_queried,
                     expires=time.monotonic() + max(1, min(ns.ttl, 86400)), parent=zone)
+
+    def _askable(self, rrset: dns.rrset.RRset, not_queried: list[str]) -> list[tuple[str, int]]:
+        """The servers at the addresses of an A or AAAA RRset a zone gave: those that
+        ``outgoing.do_not_query`` covers are left out, counted, and the first few named in
+        ``not_queried`` (for the failure's text when no address is left)."""
+        servers = []
+        for rd in rrset:
+            prefix = self.do_not_query.covering(rd.address)
+            if prefix is None:
+                servers.append((rd.address, 53))
+                continue
+            self.stats["not_queried"] += 1
+            shown = f"{rd.address} in {prefix}"
+            if len(not_queried) < MAX_NOT_QUERIED_SHOWN and shown not in not_queried:
+                not_queried.append(shown)
+        return servers
 
     async def _descend_to(self, zone: Zone, signer: dns.name.Name, ctx: Context) -> Zone:
         """A server authoritative for both a zone and a child answered for the child without a

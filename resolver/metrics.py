@@ -155,6 +155,9 @@ class _Snapshot:
             yield _counter("upstream_queries", "Queries sent upstream", stats["upstream_queries"])
             yield _counter("upstream_timeouts", "Upstream queries that timed out",
                            stats["upstream_timeouts"])
+            yield _counter("upstream_not_queried", "Server addresses a zone gave (glue, its NS "
+                           "names' A/AAAA records) left out: outgoing.do_not_query covers them",
+                           stats["not_queried"])
             ignored = CounterMetricFamily(PREFIX + "upstream_ignored", "Upstream packets "
                                           "ignored while waiting for an answer (RFC 5452 §9.1)",
                                           labels=["reason"])
