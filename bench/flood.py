@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
+from bench.soak import rss_mib  # noqa: E402
 from tests.testtree import authority, zonedata  # noqa: E402
 
 RESOLVER = "127.0.0.2"
@@ -69,8 +70,13 @@ def flood(zone: str, rate: int, seconds: float, sent, answered, servfail, stop) 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
     per_tick = max(1, round(rate * TICK))
     prefix = f"{random.getrandbits(24):06x}"  # fresh names for every run (nothing cached)
-    start, n, got, failed = time.monotonic(), 0, 0, 0
+    start, n = time.monotonic(), 0
     total = round(rate * seconds)
+
+    def take(reply: bytes) -> None:
+        answered.value += 1
+        servfail.value += len(reply) > 3 and reply[3] & 0x0F == 2  # RCODE 2
+
     while n < total:
         tick_end = start + (n // per_tick + 1) * TICK
         for _ in range(min(per_tick, total - n)):
@@ -81,12 +87,10 @@ def flood(zone: str, rate: int, seconds: float, sent, answered, servfail, stop) 
             n += 1
         for _ in range(4 * per_tick):  # bounded drain of the replies that arrived
             try:
-                reply = sock.recv(4096)
+                take(sock.recv(4096))
             except BlockingIOError:
                 break
-            got += 1
-            failed += len(reply) > 3 and reply[3] & 0x0F == 2
-        sent.value, answered.value, servfail.value = n, got, failed
+        sent.value = n
         delay = tick_end - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -96,12 +100,9 @@ def flood(zone: str, rate: int, seconds: float, sent, answered, servfail, stop) 
     sock.settimeout(0.2)
     while time.monotonic() < end and not stop.is_set():
         try:
-            reply = sock.recv(4096)
+            take(sock.recv(4096))
         except TimeoutError:
             continue
-        got += 1
-        failed += len(reply) > 3 and reply[3] & 0x0F == 2
-        answered.value, servfail.value = got, failed
     sock.close()
 
 
@@ -139,13 +140,6 @@ def healthy(rate: float, seconds: float, results) -> None:
                     else None))
     results.put(out)
     sock.close()
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def open_fds(pid: int) -> int:

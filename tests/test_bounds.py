@@ -14,7 +14,6 @@ end-to-end ones run the real server against the test tree (run them in a network
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 
@@ -38,6 +37,7 @@ from resolver.iterator import Infra, Iterator, ResolutionFailed, Settings
 from resolver.metrics import OTHER_QTYPE, QTYPE_LABELS, Metrics
 from resolver.outgoing import DEFAULT_DO_NOT_QUERY, DoNotQuery, default_prefixes
 from tests.test_client_faults import Sidecar, sidecar_config, udp
+from tests.test_queries_ahead import _resolve
 from tests.testtree import authority
 
 # --- the infra cache ------------------------------------------------------------------------
@@ -219,18 +219,11 @@ def _world_iterator(asked: list[str]) -> Iterator:
     return Iterator(settings, Cache(), exchange=exchange)
 
 
-def _chase(iterator: Iterator, name: str):
-    async def run():
-        return await iterator.chase(dns.name.from_text(name), dns.rdatatype.A,
-                                    iterator.new_context())
-    return asyncio.run(run())
-
-
 def test_glue_in_the_forbidden_ranges_is_never_asked():
     asked: list[str] = []
     iterator = _world_iterator(asked)
     with pytest.raises(ResolutionFailed) as caught:
-        _chase(iterator, "www.glue.test.")
+        _resolve(iterator, "www.glue.test.")
     assert caught.value.ede is EDE.NO_REACHABLE_AUTHORITY
     assert "outgoing.do_not_query" in caught.value.reason
     assert "127.0.0.53 in 127.0.0.0/8" in caught.value.reason
@@ -242,7 +235,7 @@ def test_glue_in_the_forbidden_ranges_is_never_asked():
 def test_the_allowed_server_of_a_zone_is_asked_and_the_forbidden_one_not():
     asked: list[str] = []
     iterator = _world_iterator(asked)
-    answer = _chase(iterator, "www.mixed.test.")
+    answer = _resolve(iterator, "www.mixed.test.")
     assert [rd.address for rd in answer.rrsets[0]] == ["192.0.2.80"]
     assert "169.254.169.254" not in asked and "192.0.2.7" in asked
     assert iterator.stats["not_queried"] == 1
@@ -252,7 +245,7 @@ def test_an_ns_name_resolving_to_a_forbidden_address_is_never_asked():
     asked: list[str] = []
     iterator = _world_iterator(asked)
     with pytest.raises(ResolutionFailed) as caught:
-        _chase(iterator, "www.noglue.test.")
+        _resolve(iterator, "www.noglue.test.")
     assert "169.254.169.254 in 169.254.0.0/16" in caught.value.reason
     assert "169.254.169.254" not in asked and "192.0.2.9" in asked  # its name was looked up
     assert iterator.stats["not_queried"] == 1
@@ -260,7 +253,7 @@ def test_an_ns_name_resolving_to_a_forbidden_address_is_never_asked():
 
 def test_forwarders_are_asked_inside_the_forbidden_ranges():
     asked: list[str] = []
-    answer = _chase(_world_iterator(asked), "www.fwd.test.")
+    answer = _resolve(_world_iterator(asked), "www.fwd.test.")
     assert [rd.address for rd in answer.rrsets[0]] == ["192.0.2.60"]
     assert FORWARDER in asked
 
