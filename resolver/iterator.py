@@ -300,7 +300,7 @@ class Iterator:
         if not zone.servers:
             await self._find_server_addresses(zone, ctx)
         last = "no server address"
-        if zone.not_queried:
+        if zone.not_queried and not zone.servers:
             last += (" outside outgoing.do_not_query (not asked: "
                      f"{', '.join(zone.not_queried)})")
         for server in self.infra.order(zone.servers):
