@@ -62,6 +62,7 @@ def main() -> None:
                           f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
                           f"trust_anchors: [{anchors}]\n"
                           f'validation: {{time: "{authority.validation_time()}"}}\n'
+                          f"{authority.outgoing_line()}\n"
                           f'metrics: {{listen: "{ADDRESS}:9153"}}\n'
                           f"log: {{path: {tmp}/log.jsonl}}\n"
                           f"cache: {{max_entries: {args.names * 2}}}\n")

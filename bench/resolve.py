@@ -45,6 +45,7 @@ def config_text(address: str | None = None) -> str:
             f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
+            f"{authority.outgoing_line()}\n"
             "metrics: {enabled: false}\n")
 
 

@@ -74,6 +74,7 @@ def config_text(tmp: str, manifest: dict) -> str:
             f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
+            f"{authority.outgoing_line()}\n"
             "metrics: {enabled: false}\n"
             f"log: {{path: {tmp}/log.jsonl, max_bytes: 52428800, keep: 100}}\n"
             "timeouts: {upstream_ms: 300, query_ms: 2000}\n"

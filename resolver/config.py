@@ -38,6 +38,7 @@ from resolver import __version__
 from resolver.anchors import (ROOT_HINTS, RootHint, TrustAnchorError, builtin_trust_anchors,
                               load_trust_anchor_file, parse_trust_anchors)
 from resolver.dnssec.config import Limits, ValidatorConfig
+from resolver.outgoing import default_prefixes
 
 if TYPE_CHECKING:
     from resolver.forensic import LogConfig
@@ -255,6 +256,9 @@ class Config:
     dnstap: DnstapConfig | None = None
     #: Serving processes on SO_REUSEPORT sockets, each with its own cache and log chain.
     workers: int = 1
+    #: Upstream addresses learned from zones that are never asked (resolver.outgoing).
+    outgoing_do_not_query: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = \
+        dataclasses.field(default_factory=default_prefixes)
 
 
 DEFAULT_LISTEN = (Endpoint("127.0.0.1", 53),)
@@ -762,10 +766,12 @@ def _budgets(value: object, path: str) -> Budgets:
     return Budgets(query_rate=rate, **_ints(data, path, tuple(_BUDGET_BOUNDS), _BUDGET_BOUNDS))
 
 
-def _clients(value: object, path: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
-                                                 ...]:
+def _prefixes(value: object, path: str, *, empty_ok: bool = False,
+              ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A list of address prefixes ('10.1.2.0/24', 'fe80::/10'; a bare address is a /32 or
+    /128), without duplicates."""
     prefixes = []
-    for index, item in enumerate(_nonempty(value, path)):
+    for index, item in enumerate(_list(value, path) if empty_ok else _nonempty(value, path)):
         where = f"{path}[{index}]"
         text = _str(item, where, "an address prefix such as '10.1.2.0/24'")
         try:
@@ -797,7 +803,7 @@ def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: b
                                       "listen (" + ", ".join(map(str, listen)) + ")")
             listeners = tuple(items)
         if _given(data, "clients"):
-            clients = _clients(data["clients"], f"{path}.clients")
+            clients = _prefixes(data["clients"], f"{path}.clients")
         if not listeners and not clients:
             raise ConfigError(path, "needs listeners or clients (or both) to say whose queries "
                                     "it serves")
@@ -941,9 +947,11 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
         top, "qname_minimisation") else True
     ntas = _negative_trust_anchors(top["negative_trust_anchors"]) if _given(
         top, "negative_trust_anchors") else ()
-    outgoing = _mapping(top.get("outgoing"), "outgoing", ("ipv4", "ipv6"))
+    outgoing = _mapping(top.get("outgoing"), "outgoing", ("ipv4", "ipv6", "do_not_query"))
     ipv4 = _bool(outgoing["ipv4"], "outgoing.ipv4") if _given(outgoing, "ipv4") else True
     ipv6 = _bool(outgoing["ipv6"], "outgoing.ipv6") if _given(outgoing, "ipv6") else True
+    do_not_query = _prefixes(outgoing["do_not_query"], "outgoing.do_not_query", empty_ok=True) \
+        if _given(outgoing, "do_not_query") else default_prefixes()
     if not ipv4 and not ipv6:
         raise ConfigError("outgoing", "ipv4 and ipv6 cannot both be false")
     services, default_service = _services(top, listen)
@@ -960,7 +968,7 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
         default_service=default_service,
         log=_log_config(_mapping(top.get("log"), "log", _LOG_KEYS), base_dir),
         metrics=_metrics(top.get("metrics")), dnstap=_dnstap(top.get("dnstap")),
-        workers=_workers(top))
+        workers=_workers(top), outgoing_do_not_query=do_not_query)
 
 
 MAX_WORKERS = 64

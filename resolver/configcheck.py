@@ -12,6 +12,7 @@ import dns.rrset
 from resolver.anchors import ROOT_HINTS, builtin_trust_anchors
 from resolver.config import Config, ConfigError, Service, load_config, open_default_service
 from resolver.dnssec import dnskey_tag
+from resolver.outgoing import default_prefixes
 
 
 def _anchor(rrset: dns.rrset.RRset) -> list[str]:
@@ -112,6 +113,15 @@ def _services(config: Config) -> list[str]:
     return lines
 
 
+def _do_not_query(config: Config) -> str:
+    prefixes = config.outgoing_do_not_query
+    if not prefixes:
+        return "  do not query: nothing (any address a zone names is asked)"
+    default = " (built-in)" if prefixes == default_prefixes() else ""
+    return (f"  do not query{default}: " + ", ".join(str(p) for p in prefixes)
+            + " (except root hints and forwarders)")
+
+
 def summary(config: Config) -> list[str]:
     """The lines ``check-config`` prints for a valid configuration."""
     builtin_hints = config.root_hints == ROOT_HINTS
@@ -141,6 +151,7 @@ def summary(config: Config) -> list[str]:
         f"  SHA-1 algorithms (5, 7): {'allowed' if config.validator.allow_sha1 else 'off'}",
         f"  QNAME minimisation: {'on' if config.qname_minimisation else 'off'}",
         f"  outgoing: {' and '.join(families)}",
+        _do_not_query(config),
         _dnstap(config),
     ]
     lines += _services(config)

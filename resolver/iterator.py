@@ -33,6 +33,7 @@ from resolver.cache import Answer, Cache, Proof
 from resolver.dnssec import (Budget, ValidatorConfig, Verdict, authenticate_dnskeys, denial,
                              dnskey_tag, validate_rrset)
 from resolver.ede import EDE
+from resolver.outgoing import DoNotQuery
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
     dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
 ROOT = dns.name.root
 MAX_MINIMISE_LABELS = 10  # RFC 9156 §2.3: stop minimising deep names after this many steps
+MAX_NOT_QUERIED_SHOWN = 4  # addresses outgoing.do_not_query left out, named in a failure's text
 INSECURE_REASONS = frozenset((EDE.UNSUPPORTED_DNSKEY_ALGORITHM, EDE.UNSUPPORTED_DS_DIGEST_TYPE,
                               EDE.UNSUPPORTED_NSEC3_ITERATIONS))
 
@@ -76,6 +78,9 @@ class Settings:
     negative_trust_anchors: list[dns.name.Name] = field(default_factory=list)
     ipv4: bool = True
     ipv6: bool = True
+    #: Addresses learned from zones (glue, NS names' A/AAAA) that are never asked; root hints
+    #: and forwarders are not filtered. The configuration's default is in resolver.outgoing.
+    do_not_query: tuple = ()  # of ipaddress networks
     max_upstream_queries: int = 64
     max_referral_depth: int = 30
     max_cname_chain: int = 12
@@ -83,7 +88,8 @@ class Settings:
     max_ns_lookups_per_query: int = 16
     upstream_timeout: float = 1.2
     query_timeout: float = 8.0
-    max_zones: int = 10000
+    max_zones: int = 10000  # zone cuts remembered (Iterator.zones)
+    max_servers: int = 10000  # server addresses whose round-trip times are kept (Infra)
 
 
 @dataclass(slots=True)
@@ -100,6 +106,7 @@ class Zone:
     recursive: bool = False
     expires: float = float("inf")
     proof: list[str] = field(default_factory=list)  # how its security was established
+    not_queried: list[str] = field(default_factory=list)  # addresses do_not_query left out
     parent: "Zone | None" = None
 
     def chain(self) -> list["Zone"]:
@@ -127,20 +134,29 @@ class Context:
 
 class Infra:
     """Smoothed round-trip times per server address, for choosing whom to ask (like Unbound's
-    infra cache): unknown servers first in random order, then the fastest; timeouts back off."""
+    infra cache): unknown servers first in random order, then the fastest; timeouts back off.
+    Zones name the addresses, so at most ``max_servers`` are remembered: the one updated least
+    recently is forgotten first (it is then an unknown server again)."""
 
-    def __init__(self) -> None:
-        self.srtt: dict[tuple[str, int], float] = {}
+    def __init__(self, max_servers: int) -> None:
+        self.max_servers = max_servers
+        self.srtt: OrderedDict[tuple[str, int], float] = OrderedDict()
 
     def order(self, servers: list[tuple[str, int]]) -> list[tuple[str, int]]:
         return sorted(servers, key=lambda s: self.srtt.get(s, random.uniform(0, 0.005)))
 
     def success(self, server: tuple[str, int], rtt: float) -> None:
         old = self.srtt.get(server)
-        self.srtt[server] = rtt if old is None else 0.7 * old + 0.3 * rtt
+        self._set(server, rtt if old is None else 0.7 * old + 0.3 * rtt)
 
     def failure(self, server: tuple[str, int], timeout: float) -> None:
-        self.srtt[server] = min(max(self.srtt.get(server, 0.0) * 2, timeout), 120.0)
+        self._set(server, min(max(self.srtt.get(server, 0.0) * 2, timeout), 120.0))
+
+    def _set(self, server: tuple[str, int], srtt: float) -> None:
+        self.srtt[server] = srtt
+        self.srtt.move_to_end(server)
+        if len(self.srtt) > self.max_servers:
+            self.srtt.popitem(last=False)
 
 
 def _import_rdata_classes() -> None:
@@ -189,14 +205,16 @@ class Iterator:
         self.s = settings
         self.cache = cache
         self.exchange = exchange
-        self.infra = Infra()
+        self.infra = Infra(settings.max_servers)
+        self.do_not_query = DoNotQuery(settings.do_not_query)
         self.zones: OrderedDict[dns.name.Name, Zone] = OrderedDict()
         self.anchors = {rrset.name: rrset for rrset in settings.trust_anchors}
         self.forwards = {name: servers for name, servers in settings.forward}
         # Security of zones met through forwarders, kept apart from the zone cuts used to route
         # queries so a forwarded walk never redirects iterative resolution.
         self.secured: dict[dns.name.Name, Zone] = {}
-        self.stats = {"upstream_queries": 0, "upstream_timeouts": 0, "nta_uses": 0}
+        self.stats = {"upstream_queries": 0, "upstream_timeouts": 0, "nta_uses": 0,
+                      "not_queried": 0}
         self.on_rtt = None  # called with each upstream round trip in seconds
         self.on_event = None  # called with DNSSEC health events: "key_rollover", "nta_used"
         self.tap = None  # resolver.dnstap.Dnstap: told of each upstream query and reply
@@ -282,6 +300,9 @@ class Iterator:
         if not zone.servers:
             await self._find_server_addresses(zone, ctx)
         last = "no server address"
+        if zone.not_queried and not zone.servers:
+            last += (" outside outgoing.do_not_query (not asked: "
+                     f"{', '.join(zone.not_queried)})")
         for server in self.infra.order(zone.servers):
             if time.monotonic() >= ctx.deadline:
                 break
@@ -372,7 +393,7 @@ class Iterator:
                         break
                     for rrset in answer.rrsets:
                         if rrset.rdtype == rdtype:
-                            zone.servers += [(rd.address, 53) for rd in rrset]
+                            zone.servers += self._askable(rrset, zone.not_queried)
             finally:
                 ctx.resolving_ns.discard(ns)
             if zone.servers:
@@ -672,7 +693,7 @@ class Iterator:
         if known is not None and known.security is not Verdict.INDETERMINATE:
             return known
         ns_names = [rd.target for rd in ns]
-        servers = []
+        servers, not_queried = [], []
         for rdtype, wanted in ((A, self.s.ipv4), (AAAA, self.s.ipv6)):
             if not wanted:
                 continue
@@ -680,9 +701,25 @@ class Iterator:
                 # Glue only for the referral's own nameservers and only from within the bailiwick
                 # of the zone that gave it (RFC 1034 §4.2.2; the Kaminsky defence).
                 if rrset.name in ns_names and rrset.name.is_subdomain(zone.name):
-                    servers += [(rd.address, 53) for rd in rrset]
-        return Zone(ns.name, servers, ns_names,
+                    servers += self._askable(rrset, not_queried)
+        return Zone(ns.name, servers, ns_names, not_queried=not_queried,
                     expires=time.monotonic() + max(1, min(ns.ttl, 86400)), parent=zone)
+
+    def _askable(self, rrset: dns.rrset.RRset, not_queried: list[str]) -> list[tuple[str, int]]:
+        """The servers at the addresses of an A or AAAA RRset a zone gave: those that
+        ``outgoing.do_not_query`` covers are left out, counted, and the first few named in
+        ``not_queried`` (for the failure's text when no address is left)."""
+        servers = []
+        for rd in rrset:
+            prefix = self.do_not_query.covering(rd.address)
+            if prefix is None:
+                servers.append((rd.address, 53))
+                continue
+            self.stats["not_queried"] += 1
+            shown = f"{rd.address} in {prefix}"
+            if len(not_queried) < MAX_NOT_QUERIED_SHOWN and shown not in not_queried:
+                not_queried.append(shown)
+        return servers
 
     async def _descend_to(self, zone: Zone, signer: dns.name.Name, ctx: Context) -> Zone:
         """A server authoritative for both a zone and a child answered for the child without a

@@ -22,6 +22,15 @@ log = logging.getLogger(__name__)
 PREFIX = "dnssec_sidecar_"
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                    2.5, 5, 10)
+#: Query types that ``queries_total`` counts under their own ``qtype`` label: the ones workloads
+#: ask for, DNSSEC's, and ANY (refused, worth seeing). Every other type, a rare one or a number
+#: a client made up (RFC 3597 TYPEnnn), is counted as ``other``: clients cannot add label values
+#: (time series) without bound.
+QTYPE_LABELS = frozenset((
+    "A", "AAAA", "CNAME", "DNAME", "NS", "SOA", "PTR", "MX", "TXT", "SRV", "NAPTR", "CAA",
+    "SVCB", "HTTPS", "TLSA", "SSHFP", "SMIMEA", "OPENPGPKEY", "URI", "HINFO", "LOC",
+    "DS", "DNSKEY", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "CDS", "CDNSKEY", "ANY"))
+OTHER_QTYPE = "other"
 
 
 class Metrics:
@@ -63,6 +72,13 @@ class Metrics:
         self.sources: dict = {}
         r.register(_Snapshot(self.sources))
         self._children: dict = {}
+
+    def query_counter(self, service: str | None, qtype: str | None, rcode: str):
+        """The ``queries_total`` child of a reply (the full path counts with it, the hit path
+        keeps it with the answer's bytes): ``qtype`` is the question's type as text, None for
+        a query without one; types outside :data:`QTYPE_LABELS` count as ``other``."""
+        label = "" if qtype is None else qtype if qtype in QTYPE_LABELS else OTHER_QTYPE
+        return self.child(self.queries, service or "", label, rcode)
 
     def child(self, metric, *labels):
         """``metric.labels(*labels)``, remembered: prometheus-client's lookup costs about a
@@ -139,6 +155,9 @@ class _Snapshot:
             yield _counter("upstream_queries", "Queries sent upstream", stats["upstream_queries"])
             yield _counter("upstream_timeouts", "Upstream queries that timed out",
                            stats["upstream_timeouts"])
+            yield _counter("upstream_not_queried", "Server addresses a zone gave (glue, its NS "
+                           "names' A/AAAA records) left out: outgoing.do_not_query covers them",
+                           stats["not_queried"])
             ignored = CounterMetricFamily(PREFIX + "upstream_ignored", "Upstream packets "
                                           "ignored while waiting for an answer (RFC 5452 §9.1)",
                                           labels=["reason"])

@@ -221,8 +221,7 @@ class Frontend:
         counters = None
         if m is not None:
             ede = record["ede"]
-            counters = (m.child(m.queries, record["service"] or "", record["qtype"],
-                                record["rcode"]),
+            counters = (m.query_counter(record["service"], record["qtype"], record["rcode"]),
                         m.child(m.validation, record["verdict"], str(ede["code"]) if ede else ""))
             counters = self._counters.setdefault(counters, counters)  # one pair per label set
         return _Hit(template, counters)
@@ -312,7 +311,7 @@ class Frontend:
 
     def _count(self, record: dict, decision, outcome, transport: str, started: float) -> None:
         m = self.metrics
-        m.child(m.queries, record["service"] or "", record["qtype"] or "", record["rcode"]).inc()
+        m.query_counter(record["service"], record["qtype"], record["rcode"]).inc()
         m.child(m.duration, transport).observe(time.perf_counter() - started)
         ede = record["ede"]
         if record["verdict"] is not None:

@@ -42,6 +42,7 @@ def settings_from(config: Config) -> Settings:
         negative_trust_anchors=list(config.negative_trust_anchors),
         ipv4=config.outgoing_ipv4,
         ipv6=config.outgoing_ipv6,
+        do_not_query=config.outgoing_do_not_query,
         max_upstream_queries=config.limits.max_upstream_queries,
         max_referral_depth=config.limits.max_referral_depth,
         max_cname_chain=config.limits.max_cname_chain,

@@ -38,6 +38,7 @@ def base_config(log_path: Path, extra: str = "") -> str:
             f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
+            f"{authority.outgoing_line()}\n"
             f'metrics: {{listen: "{ADDRESS}:9153"}}\n'
             f"log: {{path: {log_path}, fsync_interval_ms: 0}}\n"
             "timeouts: {upstream_ms: 300, query_ms: 3000}\n" + extra)

@@ -47,6 +47,7 @@ def _config_text(address: str, extra: str = "") -> str:
             f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
+            f"{authority.outgoing_line()}\n"
             f'forward: [{{zone: fwd.example., addresses: ["{manifest["forwarder"]}"]}}]\n'
             "timeouts: {upstream_ms: 300, query_ms: 4000}\n"
             f'metrics: {{listen: "{address}:9153"}}\n' + extra)

@@ -65,6 +65,7 @@ def sidecar(tree, tmp_path_factory):
         f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
         f"trust_anchors: [{anchors}]\n"
         f'validation: {{time: "{authority.validation_time()}"}}\n'
+        f"{authority.outgoing_line()}\n"
         f"log: {{path: {log_path}, hmac_key_file: {key}, fsync_interval_ms: 0}}\n"
         f'metrics: {{listen: "{AGENT}:9153"}}\n'
         + SERVICES)

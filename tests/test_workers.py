@@ -40,6 +40,7 @@ def config_text(log: Path, extra: str = "") -> str:
             f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
+            f"{authority.outgoing_line()}\n"
             f'metrics: {{listen: "{ADDRESS}:9153"}}\n'
             f"log: {{path: {log}, fsync_interval_ms: 0}}\n" + extra)
 

@@ -91,6 +91,7 @@ def _ours(log: str | None) -> Callable[[Peer, Tree, Path], list[str]]:
             f'root_hints: [{{name: {tree.hint_name}, addresses: ["{tree.hint_address}"]}}]\n'
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{tree.validation_time}"}}\n'
+            f"{authority.outgoing_line()}\n"
             "metrics: {enabled: false}\n"
             f"workers: {int(os.environ.get('WORKERS', '1'))}\n")
         return [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)]

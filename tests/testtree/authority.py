@@ -50,6 +50,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from resolver.outgoing import DEFAULT_DO_NOT_QUERY
+
 from . import HERE, NOW, zonedata
 
 IN = dns.rdataclass.IN
@@ -846,6 +848,13 @@ def validation_time() -> str:
     return datetime.datetime.fromtimestamp(NOW, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def outgoing_line() -> str:
+    """The ``outgoing`` key of a resolver config for the tree: the tree's servers are on
+    127.0.0.N, so loopback is taken out of the default ``do_not_query``; the rest stays."""
+    prefixes = [prefix for prefix, _ in DEFAULT_DO_NOT_QUERY if prefix != "127.0.0.0/8"]
+    return "outgoing: {do_not_query: [" + ", ".join(f'"{p}"' for p in prefixes) + "]}"
+
+
 def resolver_config_text(manifest: dict | None = None) -> str:
     """A resolver config (the fixed keys of dnssec-sidecar's config) for the tree."""
     manifest = manifest or zonedata.manifest()
@@ -861,6 +870,7 @@ def resolver_config_text(manifest: dict | None = None) -> str:
         f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]',
         f"trust_anchors: [{anchors}]",
         f'validation: {{time: "{validation_time()}"}}',
+        outgoing_line(),
     ]
     for zone in forward:
         lines.append(f'forward: [{{zone: {zone}, addresses: ["{manifest["forwarder"]}"]}}]')

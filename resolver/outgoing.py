@@ -1,0 +1,63 @@
+"""Which upstream addresses may be asked: ``outgoing.do_not_query``.
+
+Zones name their servers: any zone can put any address in its NS records' glue or in the
+A/AAAA records of its NS names. Left unfiltered, a zone points the resolver at itself (a query
+loop over loopback), at the cloud's metadata service (169.254.169.254, fd00:ec2::254), at
+multicast or broadcast. The addresses learned that way, and only those, are checked against the
+``do_not_query`` prefixes and never asked if one covers them (like Unbound's
+``do-not-query-address`` and ``do-not-query-localhost``). Addresses the configuration names
+itself (root hints, forwarders) are never filtered: the operator chose them.
+
+The default is every special-purpose block (IANA IPv4 and IPv6 Special-Purpose Address
+Registries, RFC 6890) that can never hold a public name server, or that reaches this host or
+its link. The private ranges (RFC 1918, RFC 4193, RFC 6598) are not in it: internal
+authoritative servers live there. Add them where no zone may send the resolver inside the
+network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: The default ``outgoing.do_not_query``, with why each prefix is there.
+DEFAULT_DO_NOT_QUERY: tuple[tuple[str, str], ...] = (
+    ("0.0.0.0/8", "this network (RFC 791, RFC 1122 §3.2.1.3): 0.0.0.0 reaches this host"),
+    ("127.0.0.0/8", "loopback (RFC 1122 §3.2.1.3): this host, a query loop"),
+    ("169.254.0.0/16", "link-local (RFC 3927): cloud metadata services at 169.254.169.254"),
+    ("224.0.0.0/4", "multicast (RFC 5771)"),
+    ("240.0.0.0/4", "reserved (RFC 1112 §4), and the limited broadcast 255.255.255.255"),
+    ("::/128", "unspecified (RFC 4291 §2.5.2): reaches this host"),
+    ("::1/128", "loopback (RFC 4291 §2.5.3)"),
+    ("fe80::/10", "link-local (RFC 4291 §2.5.6)"),
+    ("fd00:ec2::254/128", "the EC2 instance metadata service over IPv6"),
+    ("ff00::/8", "multicast (RFC 4291 §2.7)"),
+)
+
+
+def default_prefixes() -> tuple[_Network, ...]:
+    return tuple(ipaddress.ip_network(prefix) for prefix, _ in DEFAULT_DO_NOT_QUERY)
+
+
+class DoNotQuery:
+    """The ``do_not_query`` prefixes. An IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2) is
+    judged by the IPv4 address it carries: the socket sends it there."""
+
+    def __init__(self, prefixes: tuple[_Network, ...] = ()) -> None:
+        self.prefixes = tuple(prefixes)
+        self._v4 = tuple(p for p in self.prefixes if p.version == 4)
+        self._v6 = tuple(p for p in self.prefixes if p.version == 6)
+
+    def covering(self, address: str) -> _Network | None:
+        """The prefix that forbids asking ``address`` (an IPv4 or IPv6 address as text, as in
+        an A or AAAA record), or None if it may be asked."""
+        if not self.prefixes:
+            return None
+        ip = ipaddress.ip_address(address)
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        for prefix in self._v4 if ip.version == 4 else self._v6:
+            if ip in prefix:
+                return prefix
+        return None
