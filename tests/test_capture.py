@@ -43,7 +43,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE_SCRIPT = ROOT / "k8s" / "capture" / "dns-capture.sh"
-LINK_LOCAL_SCRIPT = ROOT / "k8s" / "overlays" / "node" / "link-local.sh"
+LINK_LOCAL_SCRIPT = ROOT / "k8s" / "overlays" / "node-unenforced" / "link-local.sh"
 CHAIN = "DNSSEC_SIDECAR_DNS"
 #: The chains the script jumps to: (table, hook, chain).
 JUMPS = (("filter", "OUTPUT", CHAIN), ("raw", "OUTPUT", CHAIN),
@@ -55,7 +55,7 @@ RESOLVER_ANSWER = "192.0.2.53"
 WORLD_ANSWER = "192.0.2.99"
 #: Servers in the world a workload might ask instead of the resolver.
 ELSEWHERE = {4: "198.51.100.1", 6: "2001:db8:ffff::1"}
-#: NodeLocal DNSCache's address, and node mode's (k8s/overlays/node).
+#: NodeLocal DNSCache's address, and node mode's (k8s/overlays/node-unenforced).
 NODE_LOCAL = "169.254.20.10"
 #: The world's end of the pod's link, as a link-local address the workload may ask.
 LINK_LOCAL = "fe80::1%eth0"
