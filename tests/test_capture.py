@@ -121,8 +121,6 @@ def make_network(pod: Netns, world: Netns) -> None:
     every one is usable at once."""
     for ns in (pod, world):
         ns.run("ip", "link", "set", "lo", "up")
-        ns.run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
-               "net.ipv6.conf.default.accept_dad=0")
     pod.run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "pod0", "netns",
             str(world.holder.pid))
     for ns, dev, v4, v6, local in ((pod, "eth0", "203.0.113.2/24", "2001:db8:1::2/64", "fe80::2"),
