@@ -29,9 +29,9 @@ import os
 import random
 import select
 import shutil
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.message
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -555,6 +556,87 @@ def test_af_packet_frames_need_net_raw_and_pass_iptables_unseen(pod):
         time.sleep(0.05)
     assert qname in pod.world.names(), "iptables cannot see AF_PACKET frames"
     assert qname not in pod.resolver.names()
+
+
+_SETUID = r"""
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+/* A setuid program of the resolver's UID, as a workload image could carry one: it takes the
+   file owner's UID for good, sends the query given in hex (argv[2]) to argv[1]:53 over UDP,
+   and prints its UID and the answer in hex ("-" if none came within 3 s). */
+int main(int argc, char **argv) {
+    uid_t owner = geteuid();
+    unsigned char query[512], answer[4096];
+    size_t size = argc == 3 ? strlen(argv[2]) / 2 : 0;
+    if (size == 0 || size > sizeof query || setresuid(owner, owner, owner) != 0)
+        return 111;
+    for (size_t i = 0; i < size; i++)
+        sscanf(argv[2] + 2 * i, "%2hhx", &query[i]);
+    struct sockaddr_in server = {.sin_family = AF_INET, .sin_port = htons(53)};
+    inet_pton(AF_INET, argv[1], &server.sin_addr);
+    int sock = socket(AF_INET, SOCK_DGRAM, 0);
+    struct timeval timeout = {.tv_sec = 3};
+    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    printf("%u ", (unsigned) getuid());
+    if (sendto(sock, query, size, 0, (struct sockaddr *) &server, sizeof server) < 0) {
+        printf("-\n");
+        return 0;
+    }
+    ssize_t got = recv(sock, answer, sizeof answer, 0);
+    for (ssize_t i = 0; i < got; i++)
+        printf("%02x", answer[i]);
+    printf(got > 0 ? "\n" : "-\n");
+    return 0;
+}
+"""
+
+
+def test_setuid_to_the_resolver_uid_needs_privilege_escalation(pod):
+    """A workload that runs a setuid program owned by UID 10053 becomes the resolver for
+    iptables, and its DNS leaves uncaptured - unless no_new_privs is set, which is what
+    allowPrivilegeEscalation: false does (and k8s/admission requires): then it stays itself
+    and is captured."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        pytest.skip("no C compiler to build the setuid program")
+    workdir = Path(tempfile.mkdtemp(prefix="setuid-"))
+    try:
+        workdir.chmod(0o755)
+        (workdir / "become.c").write_text(_SETUID)
+        program = workdir / "become"
+        subprocess.run([compiler, "-o", str(program), str(workdir / "become.c")], check=True,
+                       capture_output=True, timeout=120)
+        os.chown(program, RESOLVER_UID, RESOLVER_UID)
+        program.chmod(0o4755)
+
+        def ask(*flags: str) -> tuple[str, int, list[str]]:
+            qname = f"setuid-{uuid.uuid4().hex[:12]}.example.com."
+            wire = dns.message.make_query(qname, "A").to_wire()
+            done = pod.ns.run("setpriv", "--reuid", str(WORKLOAD_UID), "--regid",
+                              str(WORKLOAD_UID), "--clear-groups", "--inh-caps=-all",
+                              "--bounding-set=-all", *flags, str(program), ELSEWHERE[4],
+                              wire.hex(), timeout=QUERY_TIMEOUT + 30)
+            uid, reply = done.stdout.split()
+            answers = [] if reply == "-" else sorted(
+                rd.address for rrset in dns.message.from_wire(bytes.fromhex(reply)).answer
+                for rd in rrset)
+            return qname, int(uid), answers
+
+        qname, uid, answers = ask()
+        if uid != RESOLVER_UID:
+            pytest.skip("setuid programs do not take effect here (a nosuid mount?)")
+        assert answers == [WORLD_ANSWER], "the resolver's UID is not captured"
+        assert qname in pod.world.names()
+        qname, uid, answers = ask("--no-new-privs")
+        assert uid == WORKLOAD_UID
+        assert pod.captured(qname, {"answers": answers}), answers
+    finally:
+        shutil.rmtree(workdir)
 
 
 def _resolver_then_workload_from_its_port(made: Pod, family: int) -> tuple[str, dict]:
