@@ -14,28 +14,33 @@
 #        (127.0.0.1, or ::1), where the resolver listens; for IPv6, except link-local servers
 #        (fe80::/10, left to the guard: an answer from ::1 could not reach a link-local source).
 #
-# raw OUTPUT, and raw PREROUTING through ${CAPTURE_CHAIN}_IN: conntrack zones (the idea of
-# istio-iptables' DNS zones). The nat table sees only a flow's first
-# packet: once the resolver's socket has closed, its conntrack entry (PODIP:PORT -> SERVER:53,
-# not redirected) lives on for 30 s or more, and a workload that binds that port and sends to
-# the same server would match it and leave uncaptured. So the resolver's upstream UDP DNS (and
-# the answers arriving for it) is tracked in zone 1, and every other UDP DNS query (and the
-# resolver's answers to it) in zone 2: a workload's packet never finds the resolver's entry, is
-# a new flow, and is captured and logged.
+# raw OUTPUT, and raw PREROUTING through ${CAPTURE_CHAIN}_IN: conntrack zones for UDP DNS (the
+# idea of istio-iptables' DNS zones). The nat table sees only a flow's first packet: once the
+# resolver's socket has closed, its conntrack entry (PODIP:PORT -> SERVER:53, not redirected)
+# lives on for 30 s or more, and a workload that bound that port and sent to the same server
+# would match it and leave uncaptured. So:
+#   1. -s 127.0.0.1 (::1) -p udp --sport $RESOLVER_PORT -j CT --zone 2   the resolver's answers
+#   2. -p udp --dport $DNS_PORT -m owner --uid-owner $RESOLVER_UID -j CT --zone 1   its queries
+#   3. -p udp --dport $DNS_PORT -j CT --zone 2                            everyone else's
+#   _IN: -p udp --sport $DNS_PORT -j CT --zone 1           answers from outside, to the resolver
+# A workload's packet never finds the resolver's entry: it is a new flow, captured and logged.
+# (The price: the pod cannot serve clients whose source port is 53; their answers would be
+# taken for queries.)
 #
 # filter OUTPUT (every packet): the guard, whatever conntrack says.
 #   1. -m owner --uid-owner $RESOLVER_UID -j RETURN
 #   2. -d 127.0.0.1 (::1) -p udp/tcp --dport $RESOLVER_PORT -j RETURN    to the resolver, on lo
 #        (the destination as the nat table left it; the output device stays the one routed
 #        before the REDIRECT, so it is not matched)
-#   3. -p udp/tcp -m multiport --dports $DNS_PORT,853 -j REJECT
+#   3. -p udp/tcp -m multiport --dports $DNS_PORT,853 -j REJECT (TCP: with a reset)
 #        any other DNS, or DNS over TLS (RFC 7858) or QUIC (RFC 9250) on 853, is refused on the
 #        spot: the sender gets an error at once; the rule's counters count it.
 #
 # Run it as root with CAP_NET_ADMIN (and CAP_NET_RAW) in an init container that runs before the
 # resolver and the workload. What it cannot stop: a process running as $RESOLVER_UID, one with
 # NET_ADMIN (it could remove the rules), and frames sent on an AF_PACKET socket (NET_RAW), which
-# never pass iptables - k8s/admission/ rejects pods that would allow any of them.
+# never pass iptables - k8s/admission/ rejects pods that would allow any of them, and
+# tests/test_capture.py tries each way around.
 #
 # IPv6: the same through ip6tables. CAPTURE_IPV6=auto (default) installs all three when
 # ip6tables and the kernel's IPv6 nat work; with ip6tables but no IPv6 nat, only the guard (IPv6
