@@ -22,7 +22,7 @@ COPY resolver ./resolver
 RUN pip wheel --no-cache-dir . -w /wheels
 
 # --- netinit: iptables and ip for the Kubernetes init containers (k8s/capture/dns-capture.sh,
-# k8s/overlays/node/link-local.sh); the scripts themselves come from ConfigMaps. ----------------
+# k8s/overlays/node-unenforced/link-local.sh); the scripts themselves come from ConfigMaps. ---
 FROM debian:bookworm-slim AS netinit
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iptables iproute2 \

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import ipaddress
 import json
 import os
 import re
@@ -29,7 +30,12 @@ from resolver.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
-OVERLAYS = ("sidecar", "node")
+#: The overlays that run the resolver.
+OVERLAYS = ("sidecar", "node-unenforced")
+#: Every directory a user applies: the overlays, the former name of node-unenforced (the same
+#: objects), and the cluster-wide admission policy (k8s/admission, applied on its own).
+DIRECTORIES = {**{name: K8S / "overlays" / name for name in OVERLAYS},
+               "node": K8S / "overlays" / "node", "admission": K8S / "admission"}
 #: The Kubernetes versions whose schemas every object must pass: 1.30, the oldest still
 #: commonly run with native sidecars on by default (beta since 1.29), and 1.33, where they are GA.
 K8S_VERSIONS = ("1.30", "1.33")
@@ -47,7 +53,8 @@ _SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "labels", "images"
               "configMapGenerator", "generatorOptions"}
 #: Kinds the namespace transformer leaves alone (cluster-scoped).
 _CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass",
-                   "CustomResourceDefinition", "StorageClass", "PersistentVolume"}
+                   "CustomResourceDefinition", "StorageClass", "PersistentVolume",
+                   "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 class RenderError(Exception):
@@ -165,10 +172,11 @@ def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
 _RENDERED: dict[str, list[dict[str, Any]]] = {}
 
 
-def rendered(overlay: str) -> list[dict[str, Any]]:
-    if overlay not in _RENDERED:
-        _RENDERED[overlay] = render(K8S / "overlays" / overlay)
-    return copy.deepcopy(_RENDERED[overlay])
+def rendered(directory: str) -> list[dict[str, Any]]:
+    """The objects of one of :data:`DIRECTORIES`."""
+    if directory not in _RENDERED:
+        _RENDERED[directory] = render(DIRECTORIES[directory])
+    return copy.deepcopy(_RENDERED[directory])
 
 
 def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -186,7 +194,7 @@ def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
 
 # --- rendering, schemas ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", DIRECTORIES)
 def test_overlay_renders_uniquely_named_objects(overlay):
     objects = rendered(overlay)
     keys = [_key(obj) for obj in objects]
@@ -217,9 +225,9 @@ def _kubectl_kustomize(directory: Path) -> list[dict[str, Any]] | None:
     return [obj for obj in yaml.safe_load_all(done.stdout) if obj]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", DIRECTORIES)
 def test_renderer_agrees_with_kubectl_kustomize(overlay):
-    theirs = _kubectl_kustomize(K8S / "overlays" / overlay)
+    theirs = _kubectl_kustomize(DIRECTORIES[overlay])
     if theirs is None:
         pytest.skip("kubectl with kustomize 5 or later is not installed")
     ours = rendered(overlay)
@@ -230,7 +238,7 @@ def test_renderer_agrees_with_kubectl_kustomize(overlay):
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", DIRECTORIES)
 def test_every_object_passes_the_kubernetes_schema_strictly(overlay, version):
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     for obj in rendered(overlay):
@@ -286,7 +294,7 @@ def test_sidecar_config_policy_example(tmp_path):
 
 
 def test_node_config_tells_services_apart_by_source_prefix(tmp_path):
-    config = _config("node", tmp_path)
+    config = _config("node-unenforced", tmp_path)
     assert [str(e) for e in config.listen] == ["169.254.20.10:53"]
     assert len(config.services) >= 2
     for service in config.services:
@@ -434,10 +442,27 @@ def test_sidecar_network_policy_limits_egress_to_what_the_resolver_needs():
         assert rule.get("to"), "no rule open to every destination"
         assert rule.get("ports"), "no rule open to every port"
         assert all(p["port"] != 853 for p in rule["ports"]), "no DNS over TLS around the resolver"
+        if any(p["port"] == 443 for p in rule["ports"]):
+            # Any HTTPS server may answer DNS over HTTPS: named ranges, never the world.
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen >= 16, peer
+
+
+def test_node_is_the_former_name_of_node_unenforced():
+    assert rendered("node") == rendered("node-unenforced")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_configs_refuse_with_nxdomain(overlay, tmp_path):
+    """On REFUSED musl stops walking the search list and glibc asks again: NXDOMAIN instead."""
+    config = _config(overlay, tmp_path)
+    for service in (*config.services, config.default_service):
+        assert service.refuse_with == "nxdomain", service.name
 
 
 def test_node_daemonset_listens_on_the_link_local_address(tmp_path):
-    objects = rendered("node")
+    objects = rendered("node-unenforced")
     daemonset = one(objects, "DaemonSet")
     pod = _check_pod_basics(daemonset["spec"]["template"])
     assert pod["hostNetwork"] is True
@@ -446,8 +471,8 @@ def test_node_daemonset_listens_on_the_link_local_address(tmp_path):
     _check_resolver_container(resolver)
     assert [c["name"] for c in pod["initContainers"]] == ["link-local"]
     env = _check_script_delivery(objects, pod, "link-local",
-                                 K8S / "overlays" / "node" / "link-local.sh")
-    config = _config("node", tmp_path)
+                                 K8S / "overlays" / "node-unenforced" / "link-local.sh")
+    config = _config("node-unenforced", tmp_path)
     assert [e.host for e in config.listen] == [env["LOCAL_ADDRESS"]]
     assert env["LOCAL_ADDRESS"].startswith("169.254.")
     assert len(env["INTERFACE"]) <= 15
@@ -455,7 +480,7 @@ def test_node_daemonset_listens_on_the_link_local_address(tmp_path):
 
 
 def test_node_headless_service_lists_the_metrics_endpoints():
-    objects = rendered("node")
+    objects = rendered("node-unenforced")
     service = one(objects, "Service")
     daemonset = one(objects, "DaemonSet")
     assert service["spec"]["clusterIP"] == "None"
@@ -465,7 +490,8 @@ def test_node_headless_service_lists_the_metrics_endpoints():
     assert port["port"] == METRICS_PORT and port["targetPort"] == "metrics"
 
 
-@pytest.mark.parametrize("script", ["capture/dns-capture.sh", "overlays/node/link-local.sh"])
+@pytest.mark.parametrize("script", ["capture/dns-capture.sh",
+                                    "overlays/node-unenforced/link-local.sh"])
 def test_scripts_are_posix_sh(script):
     path = K8S / script
     assert path.read_text().startswith("#!/bin/sh\n")
