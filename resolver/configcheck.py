@@ -9,9 +9,15 @@ from datetime import datetime, timezone
 import dns.rdatatype
 import dns.rrset
 
+from resolver import preflight, status
 from resolver.anchors import ROOT_HINTS, builtin_trust_anchors
 from resolver.config import Config, ConfigError, Service, load_config, open_default_service
 from resolver.dnssec import dnskey_tag
+from resolver.status import Failure
+
+
+#: How long a glibc or musl stub waits for an answer by default (resolv.conf ``timeout:5``).
+STUB_TIMEOUT_MS = 5000
 
 
 def _anchor(rrset: dns.rrset.RRset) -> list[str]:
@@ -145,6 +151,10 @@ def summary(config: Config) -> list[str]:
     ]
     lines += _services(config)
     lines.append(_log(config))
+    if config.timeouts.query_ms >= STUB_TIMEOUT_MS:
+        lines.append(f"  warning: timeouts.query_ms {config.timeouts.query_ms} is not below "
+                     f"{STUB_TIMEOUT_MS}: a glibc or musl stub resolver gives up after 5 s and "
+                     "retries before the SERVFAIL and its EDE reach it")
     if not builtin_hints and builtin_anchors:
         lines.append("  warning: custom root hints with the built-in root trust anchors: "
                      "a private root will not validate")
@@ -152,12 +162,14 @@ def summary(config: Config) -> list[str]:
 
 
 def run(path: str) -> int:
-    """Check ``path``: print a summary and return 0, or print the error to stderr and
-    return 1."""
+    """Check ``path`` as ``serve`` would start from it, host included (:mod:`resolver.preflight`:
+    files, directories, addresses): print a summary and return 0, or print the one fault to
+    stderr and return its exit status (:mod:`resolver.status`)."""
     try:
         config = load_config(path)
-    except ConfigError as exc:
+        notes = preflight.check(config, serving=False)
+    except (ConfigError, Failure) as exc:
         print(f"check-config: {path}: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(summary(config)))
-    return 0
+        return exc.status
+    print("\n".join(summary(config) + [f"  note: {note}" for note in notes]))
+    return status.OK
