@@ -11,7 +11,8 @@ Record fields, as the server fills them (kept as given; the log only adds the ch
 ``listener``    the address the query arrived on, e.g. ``"127.0.0.1:53"``
 ``service``     the service the client was matched to (``null`` without policy)
 ``id``          the DNS message id; ``qname``, ``qtype`` the question (``null`` if none)
-``flags``       ``{rd, do, cd, ad}`` of the query
+``flags``       ``{rd, do, cd, ad}``: the query's flags as the client sent them, not the reply's
+                (whether the reply had AD follows from ``verdict`` and the query's DO and AD)
 ``policy``      ``{decision: "allow"/"refuse", rule, reason}``
 ``cache_hit``   answered from the cache; ``upstream`` the servers asked
 ``rcode``       the reply's RCODE; ``ede`` ``{code, text}`` (RFC 8914) or ``null``
