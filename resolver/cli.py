@@ -69,7 +69,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     from resolver import configcheck
-    return configcheck.run(args.file)
+    return configcheck.run(args.file, host=not args.no_host)
 
 
 def verify_log(args: argparse.Namespace) -> int:
@@ -91,9 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     run.set_defaults(run=serve)
     check_cfg = commands.add_parser("check-config", help="check a configuration file and exit",
-                                    description="Load FILE as serve would; print a summary or "
-                                                "the field at fault and why.")
+                                    description="Load FILE as serve would and check this "
+                                                "host as serve would start on it (files "
+                                                "readable, directories writable, addresses "
+                                                "free); print a summary, or the key at fault "
+                                                "and why.")
     check_cfg.add_argument("file")
+    check_cfg.add_argument("--no-host", action="store_true",
+                           help="check the keys only, not this host: for a file meant for "
+                                "another machine, or for a reload of a running resolver (which "
+                                "holds the addresses and log files)")
     check_cfg.set_defaults(run=check_config)
     verify = commands.add_parser(
         "verify-log", help="check the hash chain of forensic log files",

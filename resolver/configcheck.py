@@ -161,13 +161,15 @@ def summary(config: Config) -> list[str]:
     return lines
 
 
-def run(path: str) -> int:
-    """Check ``path`` as ``serve`` would start from it, host included (:mod:`resolver.preflight`:
-    files, directories, addresses): print a summary and return 0, or print the one fault to
-    stderr and return its exit status (:mod:`resolver.status`)."""
+def run(path: str, host: bool = True) -> int:
+    """Check ``path`` as ``serve`` would start from it, this host included unless ``host`` is
+    False (:mod:`resolver.preflight`: files, directories, addresses): print a summary and
+    return 0, or print the one fault to stderr and return its exit status
+    (:mod:`resolver.status`)."""
     try:
         config = load_config(path)
-        notes = preflight.check(config, serving=False)
+        notes = preflight.check(config, serving=False) if host else [
+            "this host's files, directories and addresses not checked (--no-host)"]
     except (ConfigError, Failure) as exc:
         print(f"check-config: {path}: {exc}", file=sys.stderr)
         return exc.status

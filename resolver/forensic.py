@@ -61,8 +61,8 @@ from resolver._fastlog import (DRAIN_ERROR, DRAIN_ROOM, GENESIS, HOLES, MAC_HMAC
                                SLOTS, Chain, Codebook, Digest, HitTemplate)
 
 __all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
-           "canonical", "check_line", "continuation", "hasher", "hit_template", "load_hmac_key", "record_hash",
-           "seal", "UnreadableKey"]
+           "UnreadableKey", "canonical", "check_line", "continuation", "hasher", "hit_template",
+           "load_hmac_key", "record_hash", "seal"]
 
 MIN_KEY_BYTES = 16
 _SORTED = orjson.OPT_SORT_KEYS

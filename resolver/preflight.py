@@ -53,8 +53,8 @@ def _log(config: Config) -> None:
         try:
             key = load_hmac_key(log.hmac_key_file)
         except ForensicLogError as exc:
-            raise Failure("log.hmac_key_file", str(exc), status.UNREADABLE if isinstance(exc, UnreadableKey)
-                          else status.INVALID) from None
+            kind = status.UNREADABLE if isinstance(exc, UnreadableKey) else status.INVALID
+            raise Failure("log.hmac_key_file", str(exc), kind) from None
     if not log.enabled or log.path == "-":
         return
     for index in range(config.workers):

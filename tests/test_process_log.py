@@ -25,7 +25,6 @@ import dns.edns
 import dns.message
 import dns.query
 import dns.rcode
-import pytest
 
 from resolver.config import default_config, load_config
 from tests.test_fresh_install import OURS

@@ -204,6 +204,10 @@ def test_an_address_in_use_names_its_key(place, key, command):
             "serve", "--config", path]
         line = one_line(run(argv), status.ADDRESS, f"{key}: {endpoint}: address already in use")
         assert line.endswith(f"needs its own {key.split('[')[0]})")
+        if command == "check-config":  # the file of a running resolver, checked for a reload
+            done = run(["check-config", "--no-host", path])
+            assert done.returncode == 0 and done.stderr == "", done.stderr
+            assert "note: this host's files, directories and addresses not checked" in done.stdout
     finally:
         holder.close()
 
