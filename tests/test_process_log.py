@@ -30,8 +30,8 @@ from resolver.config import default_config, load_config
 from tests.test_fresh_install import OURS
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.94"
-DEAD = ["127.0.0.95", "127.0.0.96", "127.0.0.97", "127.0.0.98"]  # sockets that never answer
+HOST = "127.0.0.162"  # outside the test tree's .10 to .103
+DEAD = ["127.0.0.163", "127.0.0.164", "127.0.0.165", "127.0.0.166"]  # never answer
 ROOT_DS = ". IN DS 32309 8 2 b90a4931380ec7e7589c98eac15329337f58daae9cf323a0b5a6bca42de183f1"
 STUB_TIMEOUT = 5.0  # glibc's and musl's resolv.conf default (timeout:5)
 

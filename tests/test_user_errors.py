@@ -27,7 +27,7 @@ from resolver import status
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT / "tests" / "testtree"
 ZONE = TREE / "zones" / "ed25519.example"
-HOST = "127.0.0.93"  # this file's own loopback address
+HOST = "127.0.0.161"  # this file's own loopback address (the test tree has .10 to .103)
 LISTEN, METRICS = f"{HOST}:5353", f"{HOST}:9153"
 NOBODY = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else None
 
