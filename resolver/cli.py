@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in)")
     run.add_argument("--listen", metavar="ADDR:PORT", action="append",
                      help="listen here instead (repeatable; [v6]:port for IPv6)")
-    run.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="log every INFO line (each SERVFAIL and its reason, say), not only "
+                          "the start-up summary, reloads and shutdown")
     run.set_defaults(run=serve)
     check_cfg = commands.add_parser("check-config", help="check a configuration file and exit",
                                     description="Load FILE as serve would and check this "

@@ -13,8 +13,8 @@ import signal
 import dns.name
 import dns.rdatatype
 
-from resolver.cache import Cache
 from resolver import status
+from resolver.cache import Cache
 from resolver.config import (Config, ConfigError, for_worker, load_config, open_default_service,
                              replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
