@@ -288,3 +288,32 @@ def test_help_lists_the_exit_statuses():
     assert done.returncode == 0
     for code, text in status.TABLE:
         assert f"{code:3d}  {text}" in done.stdout
+
+
+def test_preflight_checks_every_workers_files_and_metrics_port(place):
+    """Worker N logs to <log.path>.wN, taps to <dnstap file>.wN and serves metrics on
+    port + N: each is checked, and named, before any worker starts."""
+    from resolver import preflight
+    from resolver.config import for_worker, load_config
+    log = place / "log"
+    text = (f"workers: 2\nlog: {{path: {log}}}\ndnstap: {{path: 'file:{place / 'tap'}'}}\n")
+    loaded = load_config(config(place, text))
+    assert for_worker(loaded, 1).dnstap.path == f"{place / 'tap'}.w1"
+    assert for_worker(loaded, 1).log.path == f"{log}.w1"
+    assert preflight.check(loaded, serving=True) == []
+    (place / "log.w1").mkdir()
+    with pytest.raises(status.Failure) as fault:
+        preflight.check(loaded, serving=True)
+    assert (fault.value.where, fault.value.status) == ("log.path", status.UNWRITABLE)
+    assert fault.value.reason == f"{log}.w1: is a directory"
+    (place / "log.w1").rmdir()
+    port = int(METRICS.rsplit(":", 1)[1]) + 1
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        holder.bind((HOST, port))
+        with pytest.raises(status.Failure) as fault:
+            preflight.check(loaded, serving=True)
+        assert (fault.value.where, fault.value.status) == ("metrics.listen", status.ADDRESS)
+        assert fault.value.reason.startswith(f"{HOST}:{port}: address already in use")
+    finally:
+        holder.close()
