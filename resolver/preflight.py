@@ -17,7 +17,9 @@ from resolver.config import DNSTAP_FILE, Config, Endpoint, for_worker
 from resolver.forensic import ForensicLogError, UnreadableKey, continuation, load_hmac_key
 from resolver.status import Failure
 
-PRIVILEGED_PORTS = 1024  # below this, binding needs root or CAP_NET_BIND_SERVICE (ip(7))
+#: Why binding a port can be refused (ip(7)): ports below net.ipv4.ip_unprivileged_port_start
+#: (1024 unless changed) need the privilege.
+PRIVILEGE = "root or CAP_NET_BIND_SERVICE"
 
 
 def _readable(key: str, path: str) -> None:
@@ -95,8 +97,8 @@ def _bind_reason(key: str, exc: OSError, endpoint: Endpoint) -> str:
         setting = key.split("[")[0]
         return (f"address already in use by another process (a second instance needs its own "
                 f"{setting})")
-    if exc.errno == errno.EACCES and endpoint.port < PRIVILEGED_PORTS:
-        return f"permission denied: port {endpoint.port} needs root or CAP_NET_BIND_SERVICE"
+    if exc.errno == errno.EACCES:
+        return f"permission denied: port {endpoint.port} needs {PRIVILEGE}"
     if exc.errno == errno.EADDRNOTAVAIL:
         return "not an address of this host"
     return exc.strerror or str(exc)
@@ -122,11 +124,9 @@ def _bindable(key: str, endpoint: Endpoint, kinds: tuple[int, ...], serving: boo
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((endpoint.host, endpoint.port))
         except OSError as exc:
-            if (not serving and exc.errno == errno.EACCES
-                    and endpoint.port < PRIVILEGED_PORTS):
+            if not serving and exc.errno == errno.EACCES:
                 notes.append(f"{key}: {endpoint}: cannot tell whether it is free: port "
-                             f"{endpoint.port} needs root or CAP_NET_BIND_SERVICE, which this "
-                             "check lacks")
+                             f"{endpoint.port} needs {PRIVILEGE}, which this check lacks")
                 return
             raise bind_failure(key, endpoint, exc) from None
         finally:

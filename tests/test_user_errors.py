@@ -222,7 +222,16 @@ def test_serve_listen_option_in_use_names_the_option(place):
         holder.close()
 
 
+def _unprivileged_port_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return 1024
+
+
 @pytest.mark.skipif(NOBODY is None, reason="needs root to drop to nobody")
+@pytest.mark.skipif(_unprivileged_port_start() <= 53,
+                    reason="net.ipv4.ip_unprivileged_port_start lets anyone bind port 53 here")
 def test_a_privileged_port_is_a_note_for_check_config_and_a_fault_for_serve(place):
     path = place / "config.yaml"
     path.write_text(f'listen: ["{HOST}:53"]\nmetrics: {{listen: "{METRICS}"}}\n')
