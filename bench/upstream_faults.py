@@ -1,5 +1,5 @@
 """What upstream faults and forged replies cost a client, through the real `dnssec-sidecar serve`
-with its default timeouts (upstream 1200 ms, query 8000 ms) against the test tree:
+with its default timeouts (`timeouts` in resolver/config.py) against the test tree:
 
 * for each fault of the only server of insecure.example. (tests/testtree/authority.py knobs):
   the time until the client has its SERVFAIL (EDE 22);

@@ -72,12 +72,14 @@ _DNSKEY_PROTOCOL = 3   # RFC 4034 §2.1.2
 
 class TrustAnchorError(ValueError):
     """A trust anchor that cannot be used. ``index`` is the position of the offending item for
-    :func:`parse_trust_anchors`, else ``None``; ``reason`` is the message without position."""
+    :func:`parse_trust_anchors`, else ``None``; ``reason`` is the message without position;
+    ``unreadable``: the file could not be read at all (rather than read and found wrong)."""
 
-    def __init__(self, reason: str, index: int | None = None) -> None:
+    def __init__(self, reason: str, index: int | None = None, unreadable: bool = False) -> None:
         super().__init__(reason if index is None else f"trust anchor {index}: {reason}")
         self.reason = reason
         self.index = index
+        self.unreadable = unreadable
 
 
 def _describe(rrset: dns.rrset.RRset, rdata: object) -> str:
@@ -201,8 +203,10 @@ def load_trust_anchor_file(path: str) -> list[dns.rrset.RRset]:
         with open(path, encoding="utf-8") as stream:
             text = stream.read()
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise TrustAnchorError(f"{path}: {reason}") from None
+        if isinstance(exc, OSError):
+            raise TrustAnchorError(f"{path}: cannot read: {exc.strerror or exc}",
+                                   unreadable=True) from None
+        raise TrustAnchorError(f"{path}: {exc}") from None
     try:
         found = _read(text, path, {"$ORIGIN", "$TTL"})
     except dns.exception.DNSException as exc:

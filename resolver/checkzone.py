@@ -12,7 +12,9 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 
+from resolver import status
 from resolver.dnssec import ValidatorConfig, Verdict, authenticate_dnskeys, validate_rrset
+from resolver.status import Failure
 
 SEP_FLAG = 0x0001  # RFC 4034 §2.1.1
 
@@ -21,12 +23,12 @@ def _trust(zone: dns.zone.Zone, path: str | None) -> tuple[dns.rrset.RRset | Non
     """The DS or DNSKEY records to trust the zone's keys through, and how they were chosen."""
     apex = zone.origin
     if path:
-        records = dns.zone.from_file(path, origin=apex, relativize=False, check_origin=False)
+        records = _read_zone(path, origin=apex, check_origin=False)
         for rdtype in (dns.rdatatype.DS, dns.rdatatype.DNSKEY):
             found = records.get_rrset(apex, rdtype)
             if found:
                 return found, f"{len(found)} {dns.rdatatype.to_text(rdtype)} from {path}"
-        raise SystemExit(f"check-zone: {path}: no DS or DNSKEY record for {apex}")
+        raise Failure(path, f"no DS or DNSKEY record for {apex}", status.INVALID)
     keys = zone.get_rrset(apex, dns.rdatatype.DNSKEY)
     if keys is None:
         return None, "none"
@@ -34,28 +36,39 @@ def _trust(zone: dns.zone.Zone, path: str | None) -> tuple[dns.rrset.RRset | Non
     return dns.rrset.from_rdata(apex, keys.ttl, *sep), "the zone's own SEP keys"
 
 
-def run(args: argparse.Namespace) -> int:
-    """Validate every authoritative RRset of a signed zone file (RFC 4035 §5.2-§5.3)."""
+def _read_zone(path: str, **options) -> dns.zone.Zone:
+    """A zone file, or a :class:`Failure` naming it: unreadable, or not a zone."""
     try:
-        zone = dns.zone.from_file(args.zonefile, origin=args.origin, relativize=False)
-    except (OSError, dns.exception.DNSException) as exc:
-        print(f"check-zone: {args.zonefile}: {exc}", file=sys.stderr)
-        return 2
+        return dns.zone.from_file(path, relativize=False, **options)
+    except OSError as exc:
+        raise Failure(path, f"cannot read: {exc.strerror or exc}", status.UNREADABLE) from None
+    except (dns.exception.DNSException, UnicodeDecodeError) as exc:
+        raise Failure(path, str(exc) or type(exc).__name__, status.INVALID) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate every authoritative RRset of a signed zone file (RFC 4035 §5.2-§5.3). A file
+    that cannot be read or parsed is one line on stderr and its exit status."""
+    try:
+        zone = _read_zone(args.zonefile, origin=args.origin)
+        trust, how = _trust(zone, args.trust)
+    except Failure as exc:
+        print(f"check-zone: {exc}", file=sys.stderr)
+        return exc.status
     config = ValidatorConfig(allow_sha1=args.allow_sha1)
     apex = zone.origin
-    trust, how = _trust(zone, args.trust)
     keys = zone.get_rrset(apex, dns.rdatatype.DNSKEY)
     key_sigs = zone.get_rrset(apex, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
     print(f"zone {apex}  trust: {how}")
     if keys is None or trust is None:
         print("  no DNSKEY at the apex: the zone is unsigned")
-        return 1
+        return status.FOUND
     keyset = authenticate_dnskeys(keys, key_sigs, trust, now=args.time, config=config)
     print(f"  DNSKEY: {keyset.verdict.value}"
           + (f" via key {keyset.key.tag} algorithm {keyset.key.algorithm}" if keyset.key else "")
           + (f"  ({keyset.reason}) [EDE {int(keyset.ede)}]" if keyset.ede is not None else ""))
     if keyset.verdict is not Verdict.SECURE:
-        return 1
+        return status.FOUND
     cuts = {name for name, node in zone.nodes.items()
             if name != apex and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)}
     counts = {verdict: 0 for verdict in Verdict}
@@ -79,4 +92,5 @@ def run(args: argparse.Namespace) -> int:
                 ede = f" [EDE {int(result.ede)}]" if result.ede is not None else ""
                 print(f"  {result.verdict.value.upper():8s} {detail}{ede}")
     print("  " + ", ".join(f"{n} {v.value}" for v, n in counts.items() if n))
-    return 0 if counts[Verdict.BOGUS] == 0 and counts[Verdict.INDETERMINATE] == 0 else 1
+    secure = counts[Verdict.BOGUS] == 0 and counts[Verdict.INDETERMINATE] == 0
+    return status.OK if secure else status.FOUND

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 
-from resolver import __version__
+from resolver import __version__, status
+
+#: The process log: one line per event on standard error. At the default level the service's
+#: own lines (what it serves where, reloads, shutdown) and warnings; -v adds every INFO line.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
@@ -32,33 +37,39 @@ def check_zone(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Start the resolver: the config file, or the built-in defaults (127.0.0.1:53, the IANA
-    root hints and root trust anchors)."""
-    from resolver import service
+    root hints and root trust anchors). It says what it serves where on standard error; the
+    forensic log goes to standard output unless log.path names a file."""
+    from resolver import preflight, service
     from resolver.config import (ConfigError, default_config, load_config, parse_endpoint,
                                  replace_listen)
+    where = args.config or "defaults"
     listen = None
     try:
         config = load_config(args.config) if args.config else default_config()
         if args.listen:
-            listen = tuple(parse_endpoint(text) for text in args.listen)
+            try:
+                listen = tuple(parse_endpoint(text) for text in args.listen)
+            except ValueError as exc:
+                raise ConfigError("--listen", str(exc), status.USAGE) from None
             config = replace_listen(config, listen)
-    except (ConfigError, ValueError) as exc:
-        print(f"dnssec-sidecar: {args.config or 'defaults'}: {exc}", file=sys.stderr)
-        return 2
+        preflight.check(config, serving=True, listen_key="--listen" if listen else "listen")
+    except (ConfigError, status.Failure) as exc:
+        print(f"dnssec-sidecar: {where}: {exc}", file=sys.stderr)
+        return exc.status
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+                        format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger("dnssec-sidecar").setLevel(logging.INFO)  # start, reload, stop: always
     try:
         service.serve(config, args.config, listen)
-    except OSError as exc:
-        print(f"dnssec-sidecar: cannot listen: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    except status.Failure as exc:  # what changed between the checks and the start
+        print(f"dnssec-sidecar: {where}: {exc}", file=sys.stderr)
+        return exc.status
+    return status.OK
 
 
 def check_config(args: argparse.Namespace) -> int:
     from resolver import configcheck
-    return configcheck.run(args.file)
+    return configcheck.run(args.file, host=not args.no_host)
 
 
 def verify_log(args: argparse.Namespace) -> int:
@@ -67,7 +78,9 @@ def verify_log(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dnssec-sidecar", description=__doc__)
+    epilog = "exit status:\n" + "\n".join(f"  {code:3d}  {text}" for code, text in status.TABLE)
+    parser = argparse.ArgumentParser(prog="dnssec-sidecar", description=__doc__, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="run the validating resolver",
@@ -75,12 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in)")
     run.add_argument("--listen", metavar="ADDR:PORT", action="append",
                      help="listen here instead (repeatable; [v6]:port for IPv6)")
-    run.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="log every INFO line (each SERVFAIL and its reason, say), not only "
+                          "the start-up summary, reloads and shutdown")
     run.set_defaults(run=serve)
     check_cfg = commands.add_parser("check-config", help="check a configuration file and exit",
-                                    description="Load FILE as serve would; print a summary or "
-                                                "the field at fault and why.")
+                                    description="Load FILE as serve would and check this "
+                                                "host as serve would start on it (files "
+                                                "readable, directories writable, addresses "
+                                                "free); print a summary, or the key at fault "
+                                                "and why.")
     check_cfg.add_argument("file")
+    check_cfg.add_argument("--no-host", action="store_true",
+                           help="check the keys only, not this host: for a file meant for "
+                                "another machine, or for a reload of a running resolver (which "
+                                "holds the addresses and log files)")
     check_cfg.set_defaults(run=check_config)
     verify = commands.add_parser(
         "verify-log", help="check the hash chain of forensic log files",
@@ -110,8 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warning_to_log  # before any dependency is imported
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # --help, --version or a usage error, printed already
+            code = done.code
+        else:
+            code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (``| head -1``): nothing more to say, and nothing to flush at
+        # exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return status.CLOSED_OUTPUT
+    except KeyboardInterrupt:
+        return status.INTERRUPTED
 
 
 if __name__ == "__main__":

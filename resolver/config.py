@@ -34,7 +34,7 @@ import dns.rdatatype
 import dns.rrset
 import yaml
 
-from resolver import __version__
+from resolver import __version__, status
 from resolver.anchors import (ROOT_HINTS, RootHint, TrustAnchorError, builtin_trust_anchors,
                               load_trust_anchor_file, parse_trust_anchors)
 from resolver.dnssec.config import Limits, ValidatorConfig
@@ -47,7 +47,8 @@ __all__ = [
     "AllowRule", "Budgets", "CacheConfig", "Config", "ConfigError", "DnstapConfig", "Endpoint",
     "Forward", "MetricsConfig",
     "ResolverLimits", "RootHint", "Service", "Timeouts", "default_config", "load_config",
-    "open_default_service", "parse_config", "parse_endpoint", "parse_time", "replace_listen",
+    "for_worker", "open_default_service", "parse_config", "parse_endpoint", "parse_time",
+    "replace_listen",
 ]
 
 T = TypeVar("T")
@@ -55,12 +56,15 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration that cannot be used: ``field`` is the path of the offending key (e.g.
-    ``forward[0].zone``; for file and YAML errors the line, or empty), ``reason`` says why."""
+    ``forward[0].zone``; for file and YAML errors the line, or empty), ``reason`` says why,
+    ``status`` is the exit status of the kind of fault (:mod:`resolver.status`): an invalid
+    value, or a file (the configuration's own, ``trust_anchor_file``) that cannot be read."""
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str, status: int = status.INVALID) -> None:
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +122,7 @@ class Timeouts:
     #: One try of one upstream server.
     upstream_ms: int = 1200
     #: The whole of one client query.
-    query_ms: int = 8000
+    query_ms: int = 4000
     #: An idle client TCP connection is closed after this (RFC 7766 §6.2.3).
     tcp_idle_ms: int = 10000
 
@@ -578,7 +582,8 @@ def _trust_anchors(data: dict[str, Any], base_dir: str | None) -> tuple[dns.rrse
         try:
             return tuple(load_trust_anchor_file(path))
         except TrustAnchorError as exc:
-            raise ConfigError("trust_anchor_file", str(exc)) from None
+            raise ConfigError("trust_anchor_file", str(exc), status.UNREADABLE if exc.unreadable
+                              else status.INVALID) from None
     if _given(data, "trust_anchors"):
         lines = _nonempty(data["trust_anchors"], "trust_anchors")
         try:
@@ -1025,6 +1030,25 @@ def replace_listen(config: Config, listen: tuple[Endpoint, ...]) -> Config:
     return dataclasses.replace(config, listen=tuple(listen))
 
 
+def for_worker(config: Config, index: int) -> Config:
+    """Worker ``index``'s view of a multi-worker configuration: its own log chain
+    (``<path>.w<index>``), metrics port (``port + index``) and dnstap file."""
+    if config.workers <= 1:
+        return config
+    changes = {}
+    if config.log.enabled and config.log.path != "-":
+        changes["log"] = dataclasses.replace(config.log, path=f"{config.log.path}.w{index}")
+    if index and config.metrics.enabled:
+        listen = config.metrics.listen
+        changes["metrics"] = dataclasses.replace(
+            config.metrics, listen=dataclasses.replace(listen, port=listen.port + index))
+    if config.dnstap is not None and config.dnstap.mode == DNSTAP_FILE:
+        # A file holds one stream; a collector's socket takes a connection from each worker.
+        changes["dnstap"] = dataclasses.replace(config.dnstap,
+                                                path=f"{config.dnstap.path}.w{index}")
+    return dataclasses.replace(config, **changes)
+
+
 def default_config() -> Config:
     """The configuration with every setting at its default."""
     return parse_config(None, "<defaults>")
@@ -1068,7 +1092,7 @@ def load_config(path: str) -> Config:
         with open(path, encoding="utf-8") as stream:
             text = stream.read()
     except OSError as exc:
-        raise ConfigError("", f"cannot read: {exc.strerror or exc}") from None
+        raise ConfigError("", f"cannot read: {exc.strerror or exc}", status.UNREADABLE) from None
     except UnicodeDecodeError as exc:
         raise ConfigError("", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:

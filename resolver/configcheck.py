@@ -9,10 +9,16 @@ from datetime import datetime, timezone
 import dns.rdatatype
 import dns.rrset
 
+from resolver import preflight, status
 from resolver.anchors import ROOT_HINTS, builtin_trust_anchors
 from resolver.config import Config, ConfigError, Service, load_config, open_default_service
 from resolver.dnssec import dnskey_tag
 from resolver.outgoing import default_prefixes
+from resolver.status import Failure
+
+
+#: How long a glibc or musl stub waits for an answer by default (resolv.conf ``timeout:5``).
+STUB_TIMEOUT_MS = 5000
 
 
 def _anchor(rrset: dns.rrset.RRset) -> list[str]:
@@ -156,19 +162,27 @@ def summary(config: Config) -> list[str]:
     ]
     lines += _services(config)
     lines.append(_log(config))
+    if config.timeouts.query_ms >= STUB_TIMEOUT_MS:
+        lines.append(f"  warning: timeouts.query_ms {config.timeouts.query_ms} is not below "
+                     f"{STUB_TIMEOUT_MS}: a glibc or musl stub resolver gives up after 5 s and "
+                     "retries before the SERVFAIL and its EDE reach it")
     if not builtin_hints and builtin_anchors:
         lines.append("  warning: custom root hints with the built-in root trust anchors: "
                      "a private root will not validate")
     return lines
 
 
-def run(path: str) -> int:
-    """Check ``path``: print a summary and return 0, or print the error to stderr and
-    return 1."""
+def run(path: str, host: bool = True) -> int:
+    """Check ``path`` as ``serve`` would start from it, this host included unless ``host`` is
+    False (:mod:`resolver.preflight`: files, directories, addresses): print a summary and
+    return 0, or print the one fault to stderr and return its exit status
+    (:mod:`resolver.status`)."""
     try:
         config = load_config(path)
-    except ConfigError as exc:
+        notes = preflight.check(config, serving=False) if host else [
+            "this host's files, directories and addresses not checked (--no-host)"]
+    except (ConfigError, Failure) as exc:
         print(f"check-config: {path}: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(summary(config)))
-    return 0
+        return exc.status
+    print("\n".join(summary(config) + [f"  note: {note}" for note in notes]))
+    return status.OK

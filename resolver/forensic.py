@@ -11,7 +11,8 @@ Record fields, as the server fills them (kept as given; the log only adds the ch
 ``listener``    the address the query arrived on, e.g. ``"127.0.0.1:53"``
 ``service``     the service the client was matched to (``null`` without policy)
 ``id``          the DNS message id; ``qname``, ``qtype`` the question (``null`` if none)
-``flags``       ``{rd, do, cd, ad}`` of the query
+``flags``       ``{rd, do, cd, ad}``: the query's flags as the client sent them, not the reply's
+                (whether the reply had AD follows from ``verdict`` and the query's DO and AD)
 ``policy``      ``{decision: "allow"/"refuse", rule, reason}``
 ``cache_hit``   answered from the cache; ``upstream`` the servers asked
 ``rcode``       the reply's RCODE; ``ede`` ``{code, text}`` (RFC 8914) or ``null``
@@ -60,8 +61,8 @@ from resolver._fastlog import (DRAIN_ERROR, DRAIN_ROOM, GENESIS, HOLES, MAC_HMAC
                                SLOTS, Chain, Codebook, Digest, HitTemplate)
 
 __all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
-           "canonical", "check_line", "hasher", "hit_template", "load_hmac_key", "record_hash",
-           "seal"]
+           "UnreadableKey", "canonical", "check_line", "continuation", "hasher", "hit_template",
+           "load_hmac_key", "record_hash", "seal"]
 
 MIN_KEY_BYTES = 16
 _SORTED = orjson.OPT_SORT_KEYS
@@ -74,6 +75,10 @@ NEEDS_KEY = ("the log is HMAC-protected (mac hmac-sha256): its chain cannot be c
 
 class ForensicLogError(Exception):
     """The log cannot start, or could not write everything it accepted."""
+
+
+class UnreadableKey(ForensicLogError):
+    """The HMAC key file cannot be read at all (rather than read and found too short)."""
 
 
 @dataclass(frozen=True)
@@ -102,18 +107,19 @@ class LogConfig:
 # --- encoding and the chain ------------------------------------------------------------------
 
 def load_hmac_key(path: str) -> bytes:
-    """The HMAC key: the file's raw bytes less one trailing newline; at least 16 bytes."""
+    """The HMAC key: the file's raw bytes less one trailing newline; at least 16 bytes. Errors
+    name the file; the caller names the setting (log.hmac_key_file, --hmac-key-file)."""
     try:
         with open(path, "rb") as f:
             key = f.read()
     except OSError as exc:
-        raise ForensicLogError(f"log.hmac_key_file: cannot read {path}: {exc.strerror}") from exc
+        raise UnreadableKey(f"{path}: cannot read: {exc.strerror}") from exc
     if key.endswith(b"\r\n"):
         key = key[:-2]
     elif key.endswith(b"\n"):
         key = key[:-1]
     if len(key) < MIN_KEY_BYTES:
-        raise ForensicLogError(f"log.hmac_key_file: {path} holds {len(key)} bytes; an HMAC key "
+        raise ForensicLogError(f"{path} holds {len(key)} bytes; an HMAC key "
                                f"needs at least {MIN_KEY_BYTES} (e.g. head -c 32 /dev/urandom)")
     return key
 
@@ -273,6 +279,32 @@ _write = os.write    # the writer's system calls, by name so that tests can make
 _fsync = os.fsync
 
 
+def continuation(config: LogConfig, key: bytes | None) -> tuple[int, str] | None:
+    """The seq and hash a log file continues from: its last record, or the last of ``.1``
+    when it was rotated and stopped before its first record; None for a new chain. That
+    record must verify on its own, else :class:`ForensicLogError` (the chain is not forked)."""
+    path = config.path
+    source = path if _size(path) > 0 else None
+    if source is None and config.keep > 0 and _size(path + ".1") > 0:
+        source = path + ".1"  # rotated, then stopped before the new file's first record
+    if source is None:
+        return None
+    try:
+        line = _last_line(source)
+    except OSError as exc:
+        raise ForensicLogError(f"cannot read forensic log {source}: {exc.strerror}") from exc
+    rec, problem = check_line(line or b"", key)
+    if problem == NEEDS_KEY:
+        problem = ("it was written with an HMAC key (mac hmac-sha256) and no "
+                   "log.hmac_key_file is configured")
+    if problem is not None:
+        raise ForensicLogError(
+            f"forensic log {source}: its last record cannot be continued: {problem}. Refusing "
+            f"to fork the chain: check it with 'dnssec-sidecar verify-log', then move the "
+            f"log files aside to start a new chain")
+    return rec["seq"] + 1, rec["hash"]
+
+
 class _Abort(Exception):
     """close() gave up waiting for a failing write."""
 
@@ -347,7 +379,10 @@ class ForensicLog:
         if not self.config.enabled:
             return
         if self.config.hmac_key_file:
-            self._key = load_hmac_key(self.config.hmac_key_file)
+            try:
+                self._key = load_hmac_key(self.config.hmac_key_file)
+            except ForensicLogError as exc:
+                raise type(exc)(f"log.hmac_key_file: {exc}") from exc
         self.chain.use_key(self._key)
         if self._file:
             try:
@@ -477,11 +512,9 @@ class ForensicLog:
 
     def _open_existing(self) -> None:
         path = self.config.path
-        source = path if _size(path) > 0 else None
-        if source is None and self.config.keep > 0 and _size(path + ".1") > 0:
-            source = path + ".1"  # rotated, then stopped before the new file's first record
-        if source is not None:
-            self._continue_from(source)
+        last = continuation(self.config, self._key)
+        if last is not None:
+            self.chain.restart(*last)
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         except OSError as exc:
@@ -489,23 +522,6 @@ class ForensicLog:
         self._size = os.fstat(self._fd).st_size
         started = _first_time(path) if self._size else None
         self._opened_at = started if started is not None else self._clock()
-
-    def _continue_from(self, path: str) -> None:
-        """seq and prev from the last record of ``path``, which must verify on its own."""
-        try:
-            line = _last_line(path)
-        except OSError as exc:
-            raise ForensicLogError(f"cannot read forensic log {path}: {exc.strerror}") from exc
-        rec, problem = check_line(line or b"", self._key)
-        if problem == NEEDS_KEY:
-            problem = ("it was written with an HMAC key (mac hmac-sha256) and no "
-                       "log.hmac_key_file is configured")
-        if problem is not None:
-            raise ForensicLogError(
-                f"forensic log {path}: its last record cannot be continued: {problem}. Refusing "
-                f"to fork the chain: check it with 'dnssec-sidecar verify-log', then move the "
-                f"log files aside to start a new chain")
-        self.chain.restart(rec["seq"] + 1, rec["hash"])
 
     # -- the writer thread
 

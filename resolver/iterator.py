@@ -87,7 +87,7 @@ class Settings:
     max_ns_lookups: int = 8
     max_ns_lookups_per_query: int = 16
     upstream_timeout: float = 1.2
-    query_timeout: float = 8.0
+    query_timeout: float = 4.0
     max_zones: int = 10000  # zone cuts remembered (Iterator.zones)
     max_servers: int = 10000  # server addresses whose round-trip times are kept (Infra)
 

@@ -7,7 +7,6 @@ Counters are bumped where things happen; sizes and queue depths are read at scra
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -16,8 +15,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from resolver import transport
 from resolver._fastpath import Tally
 from resolver.dnssec import sigcrypt
-
-log = logging.getLogger(__name__)
 
 PREFIX = "dnssec_sidecar_"
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -224,7 +221,6 @@ class HttpEndpoint:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._client, self.host, self.port)
-        log.info("metrics and health on http://%s:%d/", self.host, self.port)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -565,8 +565,6 @@ class Server:
             self._tcp.append(await asyncio.start_server(
                 lambda r, w, listener=(host, port): self._tcp_client(r, w, listener), host, port,
                 reuse_port=self.reuse_port or None))
-        log.info("listening on %s (UDP and TCP)",
-                 ", ".join(_endpoint_text(endpoint) for endpoint in self.endpoints))
 
     async def _udp_socket(self, host: str, port: int) -> socket.socket:
         """A non-blocking UDP socket bound to ``host``:``port`` (SO_REUSEPORT for workers)."""

@@ -13,15 +13,19 @@ import signal
 import dns.name
 import dns.rdatatype
 
+from resolver import status
 from resolver.cache import Cache
-from resolver.config import Config, ConfigError, load_config, replace_listen
-from resolver.dnssec import Verdict
+from resolver.config import (Config, ConfigError, for_worker, load_config, open_default_service,
+                             replace_listen)
+from resolver.dnssec import Verdict, dnskey_tag
 from resolver.dnstap import Dnstap, DnstapCollector
-from resolver.forensic import ForensicLog
+from resolver.forensic import ForensicLog, ForensicLogError
 from resolver.iterator import Iterator, Settings
 from resolver.metrics import Health, HttpEndpoint, Metrics
 from resolver.policy import Policy
+from resolver.preflight import bind_failure
 from resolver.server import Frontend, Resolver, Server
+from resolver.status import Failure
 
 log = logging.getLogger("dnssec-sidecar")
 
@@ -117,17 +121,27 @@ class Service:
         """Serve until SIGINT or SIGTERM; then stop accepting, let queries in flight finish,
         and flush the forensic log; dnstap sends its STOP."""
         if self.forensic is not None:
-            await self.forensic.start()
+            try:
+                await self.forensic.start()
+            except ForensicLogError as exc:  # preflight saw it fine: changed since
+                raise Failure("log", str(exc), status.UNWRITABLE) from None
         if self.tap is not None:
             self.tap.start()
         http = None
         tasks = []
         try:
-            await self.server.start()
+            try:
+                await self.server.start()
+            except OSError as exc:  # preflight bound it: taken since
+                raise Failure("listen" if self.listen_override is None else "--listen",
+                              exc.strerror or str(exc), status.ADDRESS) from None
             if self.config.metrics.enabled:
                 endpoint = self.config.metrics.listen
                 http = HttpEndpoint(self.metrics, self.health, endpoint.host, endpoint.port)
-                await http.start()
+                try:
+                    await http.start()
+                except OSError as exc:
+                    raise bind_failure("metrics.listen", endpoint, exc) from None
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -138,9 +152,10 @@ class Service:
                      asyncio.ensure_future(self._readiness())]
             if self.path:
                 tasks.append(asyncio.ensure_future(self._watch_file()))
-            log.info("dnssec-sidecar serving (config %s)", self.config.source)
+            for line in self.summary():
+                self._say(line)
             await stop.wait()
-            log.info("stopping: finishing queries in flight")
+            self._say("stopping: finishing queries in flight, then flushing the log")
             await self.server.stop()
         finally:
             for task in tasks:
@@ -153,7 +168,31 @@ class Service:
             finally:
                 if self.tap is not None:
                     await self.tap.close()
-        log.info("stopped")
+        self._say("stopped")
+
+    def _say(self, line: str) -> None:
+        """One line of the process log at INFO, shown at the default level (cli.py)."""
+        if self.worker is not None:
+            line = f"worker {self.worker}: {line}"
+        log.info("%s", line)
+
+    def summary(self) -> list[str]:
+        """What serves where, once started: each listener, the metrics address, where the
+        forensic log goes, the trust anchors (key tags), the services."""
+        config = self.config
+        lines = [f"listening on {endpoint} (UDP and TCP)" for endpoint in config.listen]
+        if config.metrics.enabled:
+            lines.append(f"metrics, /healthz and /readyz on http://{config.metrics.listen}/ "
+                         "(metrics.listen)")
+        else:
+            lines.append("metrics: off (metrics.enabled: false)")
+        lines.append("forensic log: " + _log_text(config))
+        anchors = "; ".join(f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)} key tag "
+                            + ", ".join(str(tag) for tag in _anchor_tags(rrset))
+                            for rrset in config.trust_anchors)
+        lines.append(f"trust anchors: {anchors or 'none (nothing validates as Secure)'}")
+        lines.append(f"services: {_services_text(config)} (config {config.source})")
+        return lines
 
     # --- readiness ------------------------------------------------------------------------
 
@@ -257,27 +296,33 @@ class Service:
             self._hook_iterator(self.resolver.iterator)
         self.config = new
         self.metrics.reloads.labels("applied").inc()
-        log.info("reload (%s) applied", why)
+        self._say(f"reload ({why}) applied; services: {_services_text(new)}")
         return True
 
 
-def for_worker(config: Config, index: int) -> Config:
-    """Worker ``index``'s view of a multi-worker configuration: its own log chain
-    (``<path>.w<index>``), metrics port (``port + index``) and dnstap file."""
-    if config.workers <= 1:
-        return config
-    changes = {}
-    if config.log.enabled and config.log.path != "-":
-        changes["log"] = dataclasses.replace(config.log, path=f"{config.log.path}.w{index}")
-    if index and config.metrics.enabled:
-        listen = config.metrics.listen
-        changes["metrics"] = dataclasses.replace(
-            config.metrics, listen=dataclasses.replace(listen, port=listen.port + index))
-    if config.dnstap is not None and config.dnstap.path.startswith("file:"):
-        # A file holds one stream; a collector's socket takes a connection from each worker.
-        changes["dnstap"] = dataclasses.replace(config.dnstap,
-                                                path=f"{config.dnstap.path}.w{index}")
-    return dataclasses.replace(config, **changes)
+def _anchor_tags(rrset) -> list[int]:
+    """The key tags of a DS or DNSKEY anchor set (RFC 4034 §5.1, App. B)."""
+    if rrset.rdtype == dns.rdatatype.DS:
+        return [rdata.key_tag for rdata in rrset]
+    return [dnskey_tag(rdata) for rdata in rrset]
+
+
+def _log_text(config: Config) -> str:
+    log_config = config.log
+    if not log_config.enabled:
+        return "off (log.enabled: false)"
+    where = "standard output" if log_config.path == "-" else log_config.path
+    chain = (f"HMAC-SHA-256 chain, key {log_config.hmac_key_file}" if log_config.hmac_key_file
+             else "SHA-256 chain")
+    return f"{where} ({chain})"
+
+
+def _services_text(config: Config) -> str:
+    if not config.services:
+        return "none, an open resolver" if config.default_service == open_default_service() \
+            else "none, only the default service"
+    return (f"{len(config.services)} (" + ", ".join(s.name for s in config.services)
+            + ") and the default service")
 
 
 def serve(config: Config, path: str | None = None, listen_override: tuple | None = None) -> None:
@@ -306,6 +351,9 @@ def supervise(config: Config, path: str | None, listen_override: tuple | None) -
             code = 0
             try:
                 uvloop.run(Service(config, path, listen_override, worker=index).run())
+            except Failure as exc:  # a fault of the host or the file: one line
+                log.error("worker %d: %s", index, exc)
+                code = exc.status
             except BaseException:  # a worker reports its own failure, then exits
                 log.exception("worker %d failed", index)
                 code = 1

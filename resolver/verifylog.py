@@ -20,8 +20,9 @@ from typing import BinaryIO
 
 import orjson
 
-from resolver.forensic import (GENESIS, NEEDS_KEY, ForensicLogError, check_line, hasher,
-                               load_hmac_key)
+from resolver import status
+from resolver.forensic import (GENESIS, NEEDS_KEY, ForensicLogError, UnreadableKey, check_line,
+                               hasher, load_hmac_key)
 
 __all__ = ["Problem", "Report", "main", "run", "verify"]
 
@@ -169,28 +170,29 @@ def verify(paths: list[str], *, hmac_key: bytes | None = None) -> Report:
 
 
 def run(paths: list[str], hmac_key_file: str | None = None) -> int:
-    """Verify and print the result: 0 verified, 1 tampered, 2 usage (no files, an unreadable
-    file or key, an HMAC log without the key)."""
+    """Verify and print the result; the exit status (:mod:`resolver.status`) is 0 verified,
+    1 tampered, 2 usage (no files, an HMAC log without the key), 3 a key too short, 4 a file
+    or the key unreadable."""
     if not paths:
         print("verify-log: give the log files, oldest first (e.g. log.2 log.1 log)",
               file=sys.stderr)
-        return 2
+        return status.USAGE
     key = None
     if hmac_key_file is not None:
         try:
             key = load_hmac_key(hmac_key_file)
         except ForensicLogError as exc:
-            print(f"verify-log: {exc}", file=sys.stderr)
-            return 2
+            print(f"verify-log: --hmac-key-file: {exc}", file=sys.stderr)
+            return status.UNREADABLE if isinstance(exc, UnreadableKey) else status.INVALID
     try:
         report = verify(paths, hmac_key=key)
     except OSError as exc:
-        print(f"verify-log: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
+        print(f"verify-log: {exc.filename}: cannot read: {exc.strerror}", file=sys.stderr)
+        return status.UNREADABLE
     print(report.text())
     if report.needs_key:
-        return 2
-    return 0 if report.ok else 1
+        return status.USAGE
+    return status.OK if report.ok else status.FOUND
 
 
 def main(argv: list[str] | None = None) -> int:

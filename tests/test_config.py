@@ -68,7 +68,7 @@ def test_defaults():
 
 def test_dataclass_defaults_are_the_documented_ones():
     assert ResolverLimits() == ResolverLimits(64, 30, 12, 8, 1000)
-    assert Timeouts() == Timeouts(1200, 8000, 10000)
+    assert Timeouts() == Timeouts(1200, 4000, 10000)
     assert CacheConfig() == CacheConfig(100000, 86400, 3600, 0)
 
 
@@ -108,7 +108,7 @@ limits:
   nsec3_max_iterations: 0
 timeouts:
   upstream_ms: 800
-  query_ms: 5000
+  query_ms: 4500
   tcp_idle_ms: 2000
 cache:
   max_entries: 5000
@@ -138,7 +138,7 @@ def test_full_example(tmp_path):
     assert (config.outgoing_ipv4, config.outgoing_ipv6) == (True, False)
     assert config.limits == ResolverLimits(100, 20, 8, 4, 50, tcp_clients=20, tcp_pipeline=8,
                                            max_ns_lookups_per_query=12)
-    assert config.timeouts == Timeouts(800, 5000, 2000)
+    assert config.timeouts == Timeouts(800, 4500, 2000)
     assert config.cache == CacheConfig(5000, 3600, 900, 5)
     assert config.source == str(tmp_path / "config.yaml")
 
@@ -813,8 +813,19 @@ def test_check_config_summary(tmp_path, capsys):
     assert "warning" not in out
 
 
+def test_check_config_warns_of_a_query_timeout_a_stub_outwaits(tmp_path, capsys):
+    """A glibc or musl stub gives up after 5 s: a SERVFAIL later than that reaches no one."""
+    assert configcheck.run(write(tmp_path, "timeouts: {query_ms: 5000}\n")) == 0
+    assert "warning: timeouts.query_ms 5000 is not below 5000" in capsys.readouterr().out
+    assert configcheck.run(write(tmp_path, "timeouts: {query_ms: 4999}\n")) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_check_config_summary_of_services(tmp_path, capsys):
-    path = write(tmp_path, SERVICES)
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "log.key").write_bytes(b"0123456789abcdef\n")
+    log = tmp_path / "lookups.jsonl"  # check-config checks its directory is writable
+    path = write(tmp_path, SERVICES.replace("/var/log/dnssec-sidecar/lookups.jsonl", str(log)))
     assert configcheck.run(path) == 0
     lines = capsys.readouterr().out.splitlines()
     start = lines.index("  services (first match wins):")
@@ -836,7 +847,7 @@ def test_check_config_summary_of_services(tmp_path, capsys):
         "  default service (clients matching no service):",
         "    allow[0] ntp.org. insecure-ok",
         "    refused with REFUSED, rebinding protection on",
-        f"  log: /var/log/dnssec-sidecar/lookups.jsonl, fsync after every batch, rotated at "
+        f"  log: {log}, fsync after every batch, rotated at "
         f"1048576 bytes or 3600 s, 3 kept, HMAC key {tmp_path / 'keys' / 'log.key'}",
     ]
 
@@ -889,7 +900,7 @@ def test_check_config_warns_of_private_root_with_iana_anchors(tmp_path, capsys):
 ])
 def test_check_config_error(tmp_path, capsys, text, error):
     path = write(tmp_path, text)
-    assert configcheck.run(path) == 1
+    assert configcheck.run(path) == 3  # invalid input
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith(f"check-config: {path}: {error}")
@@ -897,6 +908,6 @@ def test_check_config_error(tmp_path, capsys, text, error):
 
 def test_check_config_missing_file(tmp_path, capsys):
     path = str(tmp_path / "nope.yaml")
-    assert configcheck.run(path) == 1
+    assert configcheck.run(path) == 4  # unreadable
     assert capsys.readouterr().err == (
         f"check-config: {path}: cannot read: No such file or directory\n")

@@ -533,11 +533,15 @@ def test_verify_log_command_line(chain, capsys) -> None:
 def test_verify_run_exit_codes_and_output(chain, tmp_path, capsys) -> None:
     assert verify_run([str(chain)]) == 0
     assert "OK: 20 records, seq 0 to 19" in capsys.readouterr().out
-    assert verify_run([]) == 2
-    assert verify_run([str(tmp_path / "missing")]) == 2
+    assert verify_run([]) == 2  # usage
+    assert verify_run([str(tmp_path / "missing")]) == 4  # unreadable
+    assert verify_run([str(chain)], str(tmp_path / "missing")) == 4
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"verify-log: --hmac-key-file: {tmp_path / 'missing'}: cannot read: "
+        "No such file or directory")
     short = tmp_path / "short"
     short.write_bytes(b"short\n")
-    assert verify_run([str(chain)], str(short)) == 2
+    assert verify_run([str(chain)], str(short)) == 3  # invalid content
     assert "at least 16" in capsys.readouterr().err
     data = lines(chain)
     del data[3]

@@ -245,6 +245,10 @@ def test_malformed_and_unsupported_queries(resolver):
     assert dns.query.udp(chaos, RESOLVER, port=PORT, timeout=3).rcode() == dns.rcode.REFUSED
     axfr = dns.message.make_query("example.", "AXFR")
     assert dns.query.udp(axfr, RESOLVER, port=PORT, timeout=3).rcode() == dns.rcode.NOTIMP
+    any_reply = dns.query.udp(dns.message.make_query("example.", "ANY", use_edns=0), RESOLVER,
+                              port=PORT, timeout=3)  # as README.md says
+    assert any_reply.rcode() == dns.rcode.NOTIMP
+    assert [(o.code, o.text) for o in any_reply.options] == [(21, "ANY is not served")]
     # The server keeps serving after all that.
     assert ask("www.rsasha256.example.").rcode() == dns.rcode.NOERROR
 

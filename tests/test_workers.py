@@ -109,7 +109,7 @@ def test_more_than_one_worker_needs_a_log_file(tmp_path):
     config.write_text("workers: 2\n")
     done = subprocess.run([sys.executable, "-m", "resolver.cli", "check-config", str(config)],
                           cwd=ROOT_DIR, capture_output=True, text=True)
-    assert done.returncode == 1 and "workers:" in done.stderr
+    assert done.returncode == 3 and "workers:" in done.stderr  # invalid input
 
 
 def test_workers_auto_is_the_cpus_available(tmp_path, monkeypatch):
