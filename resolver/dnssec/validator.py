@@ -117,7 +117,8 @@ class Validator:
     def delegation(self, name: dns.name.Name, parent: Zone, reply: dns.message.Message,
                    budget: Budget) -> Delegation:
         """The child ``name``'s DS set validated with the parent's keys, or the parent's
-        proof that it has none, from ``reply`` (a referral or the answer to a DS query)."""
+        proof that it is an unsigned delegation, from ``reply`` (a referral or the answer to
+        a DS query). Raises ResolutionFailed when the parent's signed data proves neither."""
         ds = find(reply.answer, name, DS) or find(reply.authority, name, DS)
         if ds is not None:
             where = reply.answer if find(reply.answer, name, DS) is not None else reply.authority
@@ -131,11 +132,12 @@ class Validator:
         self.check_signatures(proof_rrsets, reply, parent, budget)
         proof = denial.prove_no_ds(name, proof_rrsets, config=self.config, budget=budget)
         if proof.verdict is Verdict.BOGUS:
-            proof = denial.prove_nodata(name, DS, proof_rrsets, config=self.config,
-                                        budget=budget)
-        if proof.verdict is Verdict.BOGUS:
-            return Delegation(Verdict.BOGUS, None, proof.ede or EDE.DNSSEC_BOGUS,
-                              f"no DS and no proof of its absence for {name}: {proof.reason}")
+            # Only an NSEC (NSEC3) at the name with NS and neither DS nor SOA, or an opt-out
+            # span, proves an unsigned delegation. Anything else contradicts the zone cut the
+            # referral or a signer name claimed: Bogus, and no cut is learned.
+            raise ResolutionFailed(EDE.DNSSEC_BOGUS if proof_rrsets else EDE.NSEC_MISSING,
+                                   f"zone {parent.name}: no delegation to {name} is proven: "
+                                   f"{proof.reason}")
         return Delegation(Verdict.INSECURE, note=f"no-ds {name} {proof.kind}")
 
     def dnskeys(self, name: dns.name.Name, trust: dns.rrset.RRset, reply: dns.message.Message,

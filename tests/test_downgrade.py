@@ -1,0 +1,112 @@
+"""Issue #15: an on-path attacker without the zones' keys cannot make a name of a signed zone
+resolve to its data, Insecure or otherwise, and leaves no bad state behind. The iterator runs
+in-process over the test tree served from memory (tests/testtree/memory.py), with chosen
+replies rewritten; no socket is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from resolver.cache import Cache
+from resolver.dnssec import Verdict
+from resolver.ede import EDE
+from resolver.iterator import Iterator, ResolutionFailed
+from tests.testtree import memory
+
+ATTACKER = "127.0.0.99"  # the forged NS's glue: a server of the attacker's
+EVIL = "198.51.100.66"
+ZONE = dns.name.from_text("rsasha256.example.")
+ZONE_SERVER = "127.0.0.20"
+WWW = dns.name.from_text("www.rsasha256.example.")
+A = dns.rdatatype.A
+
+
+def _attacker(query: dns.message.Message) -> dns.message.Message:
+    """The attacker's own server: authoritative, unsigned, EVIL for every A."""
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AA
+    q = query.question[0]
+    if q.rdtype == A:
+        response.answer.append(dns.rrset.from_text(q.name, 300, "IN", "A", EVIL))
+    return response
+
+
+def _run(iterator: Iterator, name: dns.name.Name | str, rdtype: int = A):
+    name = dns.name.from_text(name) if isinstance(name, str) else name
+    return asyncio.run(iterator.chase(name, rdtype, iterator.new_context()))
+
+
+def _addresses(answer) -> set[str]:
+    return {rd.address for r in answer.rrsets if r.rdtype == A for rd in r}
+
+
+def _honest_afterwards(iterator: Iterator, upstream: memory.Upstream) -> None:
+    """Once the attacker stops, the same iterator (its caches kept) answers the name Secure."""
+    upstream.tamper = None
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+
+
+def _forged_referral(cut: dns.name.Name):
+    """Rewrites the zone server's replies for names at or below ``cut`` (DS queries aside,
+    which the attacker lets through) into a referral to ``cut`` served by the attacker."""
+    ns_name = dns.name.from_text("ns", origin=cut)
+
+    def tamper(host, query, response):
+        q = query.question[0]
+        if host != ZONE_SERVER or not q.name.is_subdomain(cut) or q.rdtype == dns.rdatatype.DS:
+            return response
+        forged = dns.message.make_response(query)
+        forged.use_edns(0, dns.flags.DO, 1232)
+        forged.authority.append(dns.rrset.from_text(cut, 300, "IN", "NS", ns_name.to_text()))
+        forged.additional.append(dns.rrset.from_text(ns_name, 300, "IN", "A", ATTACKER))
+        return forged
+    return tamper
+
+
+@pytest.mark.parametrize("cut", ["www.rsasha256.example.", "x.www.rsasha256.example."],
+                         ids=["at-existing-name", "below-existing-name"])
+def test_forged_referral_is_bogus_not_an_insecure_cut(cut):
+    """Finding 1: the parent's signed NSEC for www lists no NS: the referral is contradicted
+    (RFC 4035 §5.2), never a proof that the forged child is unsigned."""
+    cut = dns.name.from_text(cut)
+    name = dns.name.from_text("x.www.rsasha256.example.") if len(cut) > len(WWW) else WWW
+    upstream = memory.Upstream(_forged_referral(cut), {ATTACKER: _attacker})
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    with pytest.raises(ResolutionFailed) as failure:
+        _run(iterator, name)
+    assert failure.value.ede == EDE.DNSSEC_BOGUS
+    assert failure.value.reason.startswith(f"zone {ZONE}: ") and str(cut) in failure.value.reason
+    assert not any(host == ATTACKER for host, *_ in upstream.asked)
+    _honest_afterwards(iterator, upstream)
+
+
+def test_forged_signer_is_bogus_not_a_new_zone():
+    """Finding 2: a forged answer whose RRSIG names the owner itself as signer is no zone cut
+    of its own: the parent proves there is none there."""
+    def tamper(host, query, response):
+        q = query.question[0]
+        if host != ZONE_SERVER or q.name != WWW or q.rdtype != A:
+            return response
+        (sig,) = [r for r in response.answer if r.rdtype == dns.rdatatype.RRSIG]
+        forged_sig = dns.rrset.RRset(WWW, dns.rdataclass.IN, dns.rdatatype.RRSIG, A)
+        forged_sig.add(sig[0].replace(signer=WWW), sig.ttl)
+        response.answer = [dns.rrset.from_text(WWW, 300, "IN", "A", EVIL), forged_sig]
+        return response
+
+    upstream = memory.Upstream(tamper)
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    with pytest.raises(ResolutionFailed) as failure:
+        _run(iterator, WWW)
+    assert failure.value.ede == EDE.DNSSEC_BOGUS
+    _honest_afterwards(iterator, upstream)
+
