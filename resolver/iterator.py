@@ -349,7 +349,9 @@ class Iterator:
         """The validated answer for exactly ``name``/``qtype`` (a CNAME at the name counts)."""
         cached = self.cache.get(name, qtype)
         if cached is None and qtype != CNAME:
-            cached = self.cache.get(name, CNAME)
+            alias = self.cache.get(name, CNAME)
+            if alias is not None and alias.rrsets:
+                cached = alias  # a CNAME stands for every type (RFC 1034 §3.6.2); its NODATA not
         if cached is not None:
             return cached
         zone = self._closest_zone(name.parent() if qtype == DS and name != ROOT else name)

@@ -110,3 +110,12 @@ def test_forged_signer_is_bogus_not_a_new_zone():
     assert failure.value.ede == EDE.DNSSEC_BOGUS
     _honest_afterwards(iterator, upstream)
 
+
+def test_cached_nodata_for_cname_does_not_hide_other_types():
+    """Finding 3: www has no CNAME (a proven NODATA, cached); its A is still answered."""
+    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream())
+    nodata = _run(iterator, WWW, dns.rdatatype.CNAME)
+    assert nodata.rcode == dns.rcode.NOERROR and not nodata.rrsets
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+
