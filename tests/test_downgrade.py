@@ -20,7 +20,7 @@ from resolver.cache import Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
 from resolver.iterator import Iterator, ResolutionFailed
-from tests.testtree import memory
+from tests.testtree import authority, memory, zonedata
 
 ATTACKER = "127.0.0.99"  # the forged NS's glue: a server of the attacker's
 EVIL = "198.51.100.66"
@@ -119,3 +119,66 @@ def test_cached_nodata_for_cname_does_not_hide_other_types():
     answer = _run(iterator, WWW)
     assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
 
+
+def _sharing(upstream: memory.Upstream, address: str, *zones: str) -> None:
+    """``address`` serves ``zones`` together, as one server authoritative for several."""
+    upstream.responders[address] = authority.Responder([zonedata.load(z) for z in zones])
+
+
+def test_cname_into_another_zone_on_the_same_server():
+    """Finding 4: the server follows the DNAME's CNAME into ed25519.example., which it also
+    serves, and adds that zone's NXDOMAIN proof: each part is judged in its own zone, with
+    that zone's chain of trust, never with the first zone's keys."""
+    upstream = memory.Upstream()
+    _sharing(upstream, "127.0.0.22", "ecdsap256.example.", "ed25519.example.")
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    answer = _run(iterator, "nope.dname.ecdsap256.example.")
+    assert answer.rcode == dns.rcode.NXDOMAIN and answer.verdict is Verdict.SECURE
+    assert answer.proof.denial == "nsec3"
+    owners = {(r.name.to_text(), r.rdtype) for r in answer.rrsets}
+    assert ("dname.ecdsap256.example.", dns.rdatatype.DNAME) in owners
+    assert ("nope.dname.ecdsap256.example.", dns.rdatatype.CNAME) in owners
+
+
+def test_insecure_negative_answer_keeps_only_its_own_zones_soa():
+    """Finding 6: an unsigned zone's NXDOMAIN carrying an ancestor zone's SOA (here the
+    root's, added by the attacker) passes no SOA of another zone to the client."""
+    root = zonedata.load(".")
+
+    def tamper(host, query, response):
+        if response.rcode() == dns.rcode.NXDOMAIN and host == "127.0.0.30":
+            response.authority = [root.rrset(".", "SOA")]
+        return response
+
+    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream(tamper))
+    answer = _run(iterator, "nope.insecure.example.")
+    assert answer.rcode == dns.rcode.NXDOMAIN and answer.verdict is Verdict.INSECURE
+    assert not [r for r in answer.authority if r.rdtype == dns.rdatatype.SOA]
+
+
+def test_island_of_security_does_not_ask_the_root_for_keys():
+    """Finding 6: with a trust anchor for rsasha256.example. only, the zones above it are
+    insecure and their DNSKEY sets are never asked for; the island itself is Secure."""
+    anchor = zonedata.load("rsasha256.example.").ds()
+    upstream = memory.Upstream()
+    iterator = Iterator(memory.settings(trust_anchors=[anchor]), Cache(), exchange=upstream)
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+    keys_asked = {qname for _, qname, qtype in upstream.asked if qtype == "DNSKEY"}
+    assert keys_asked == {"rsasha256.example."}
+    outside = _run(iterator, "www.ecdsap256.example.")
+    assert outside.verdict is Verdict.INSECURE
+
+
+def test_island_of_security_behind_a_forwarder():
+    """Finding 6: a forwarded zone with its own trust anchor and none for the root is
+    validated from that anchor (RFC 4035 §4.4), not judged insecure from an unanchored root,
+    and nothing above the island is asked for."""
+    anchor = zonedata.load("rsasha256.example.").ds()
+    forward = [(ZONE, [(authority.FORWARDER, 53)])]
+    upstream = memory.Upstream()
+    iterator = Iterator(memory.settings(trust_anchors=[anchor], forward=forward), Cache(),
+                        exchange=upstream)
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+    assert {qname for _, qname, _ in upstream.asked} <= {"rsasha256.example.", str(WWW)}

@@ -155,12 +155,16 @@ class ChainOfTrust:
 
     async def _zone_on_path(self, target: dns.name.Name, forward: Zone, root: Callable,
                             ctx) -> Zone:
-        """Walk from the deepest zone of known security towards ``target`` one label at a time,
-        looking up DS (validated like any answer): a DS starts a secure child whose DNSKEY set
+        """Walk from the deepest zone of known security or trust anchor towards ``target`` one
+        label at a time, looking up DS (validated like any answer): a DS starts a secure child whose DNSKEY set
         comes through the forwarders; a proven absence at a delegation ends the walk insecure."""
         current, name = None, target
         while current is None:
             current = self.secured.get(name)
+            if current is None and name in self.anchors:  # an island of security (RFC 4035 §4.4)
+                island = Zone(name, list(forward.servers), recursive=True)
+                current = self.secured[name] = await self.load_keys(
+                    island, self.anchors[name], ctx, f"anchor {name}")
             if current is None and name == ROOT:
                 current = self.secured[ROOT] = await root(ctx)
             name = name.parent() if current is None else name

@@ -87,11 +87,14 @@ class Validator:
     def classify(zone: Zone, qname: dns.name.Name, qtype: int,
                  reply: dns.message.Message) -> str:
         """What kind of reply this is for the question asked of ``zone`` (RFC 1034 §5.3.3
-        step 4; Unbound's response types): answer, nxdomain, nodata, referral or lame."""
+        step 4; Unbound's response types): answer, nxdomain, nodata, referral or lame.
+
+        A reply that starts a CNAME or DNAME chain at ``qname`` is an answer whatever its
+        rcode: the rcode speaks of the chain's last name (RFC 6604 §2), which may lie in
+        another zone; only the links in ``zone`` are judged here, and the rest is asked
+        again of its own zone."""
         rcode = reply.rcode()
-        if rcode == dns.rcode.NXDOMAIN:
-            return "nxdomain"
-        if rcode != dns.rcode.NOERROR:
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             return "lame"
         for rrset in reply.answer:
             if rrset.name == qname and rrset.rdtype in (qtype, CNAME):
@@ -99,6 +102,8 @@ class Validator:
             if rrset.rdtype == DNAME and qname.is_subdomain(rrset.name) and qname != rrset.name \
                     and rrset.name.is_subdomain(zone.name):  # in bailiwick only (RFC 2181 §5.4.1)
                 return "answer"
+        if rcode == dns.rcode.NXDOMAIN:
+            return "nxdomain"
         if not zone.recursive and not reply.flags & dns.flags.AA:
             for rrset in rrsets_of(reply.authority, NS):
                 cut = rrset.name
@@ -254,8 +259,8 @@ class Validator:
         """A name error or no-data reply, proven from NSEC or NSEC3 in a signed zone
         (RFC 4035 §5.4), cached for the SOA's negative TTL (RFC 2308 §5)."""
         rcode = dns.rcode.NXDOMAIN if kind == "nxdomain" else dns.rcode.NOERROR
-        soa = next((r for r in rrsets_of(reply.authority, SOA) if name.is_subdomain(r.name)),
-                   None)
+        soa = next((r for r in rrsets_of(reply.authority, SOA) if name.is_subdomain(r.name)
+                    and r.name.is_subdomain(zone.name)), None)  # in bailiwick (RFC 2181 §5.4.1)
         authority = [soa] if soa is not None else []
         ttl = min(soa.ttl, soa[0].minimum) if soa is not None else 0
         if not secure:

@@ -7,7 +7,8 @@ without the zones' private keys could, and ``extra`` adds servers (an attacker's
     upstream = memory.Upstream(tamper=forge)
     iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
 
-Addresses that serve nothing here (lame, unreachable, hostile servers) time out.
+The forwarder's address answers recursively, as authority.py's does. Addresses that serve
+nothing here (lame, unreachable, hostile servers) time out.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Upstream:
             address: authority.Responder([zonedata.load(z) for z in server["zones"]])
             for address, server in zonedata.manifest()["servers"].items()
             if server["role"] == "authoritative"}
+        # The tree's forwarder: a recursive server holding every zone (authority.py's).
+        self.responders[authority.FORWARDER] = authority.Responder(
+            [zonedata.load(z) for z in authority._all_zones()], recursive=True,
+            servfail_zones=authority._servfail_zones())
         self.tamper = tamper
         self.extra = extra or {}
         self.asked: list[tuple[str, str, str]] = []
