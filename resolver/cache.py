@@ -205,9 +205,7 @@ class Cache:
         Bogus answers are not cached here."""
         if answer.verdict is Verdict.BOGUS:
             return
-        negative = not answer.rrsets
-        cap = self.max_negative_ttl if negative else self.max_ttl
-        ttl = max(self.min_ttl, min(answer.ttl, cap))
+        ttl = self.ttl_for(answer, negative=not answer.rrsets)
         if ttl <= 0:
             return
         key = _key(name_wire(name.labels),
@@ -224,6 +222,13 @@ class Cache:
         while len(self._entries) > self.max_entries:
             self._drop(self._entries.popitem(last=False)[1])
             self.evictions += 1
+
+    def ttl_for(self, answer: Answer, *, negative: bool) -> int:
+        """How long ``answer`` may be kept, here or as the bytes sent: its TTL within
+        ``min_ttl`` and the cap, ``max_negative_ttl`` for a negative answer (RFC 2308 §5),
+        else ``max_ttl``."""
+        cap = self.max_negative_ttl if negative else self.max_ttl
+        return max(self.min_ttl, min(answer.ttl, cap))
 
     def _pack(self, entry: _Entry, rrsets: list, authority: list) -> tuple:
         name = dns.name.from_text(entry.owner)

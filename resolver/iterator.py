@@ -317,7 +317,7 @@ class Iterator:
         rrsets: list[dns.rrset.RRset] = []
         verdict = Verdict.SECURE
         proof = Proof()
-        name, seen = qname, {qname}
+        name, seen, ttl = qname, {qname}, 2**31
         for _ in range(self.s.max_cname_chain + 1):
             answer = await self.lookup(name, qtype, ctx)
             rrsets += answer.rrsets
@@ -330,10 +330,14 @@ class Iterator:
             proof.zone = answer.proof.zone
             proof.zones += [z for z in answer.proof.zones if z not in proof.zones]
             proof.denial = answer.proof.denial or proof.denial
-            target = _chain_end(name, qtype, answer.rrsets)
+            ttl = min(ttl, answer.ttl)
+            target = chain_end(name, qtype, answer.rrsets)
             if target is None or not answer.rrsets:
-                return Answer(answer.rcode, verdict, rrsets, answer.authority, answer.ede,
-                              answer.reason, proof, answer.ttl)
+                whole = Answer(answer.rcode, verdict, rrsets, answer.authority, answer.ede,
+                               answer.reason, proof, ttl)
+                # A chain lives as long as its shortest link, within the cache's caps.
+                whole.ttl = self.cache.ttl_for(whole, negative=not answer.rrsets)
+                return whole
             if target in seen:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME loop at {target}", proof)
             if permit is not None:
@@ -489,7 +493,7 @@ class Iterator:
             self.on_event(event)
 
 
-def _chain_end(name: dns.name.Name, qtype: int, rrsets: list[dns.rrset.RRset]) -> dns.name.Name | None:
+def chain_end(name: dns.name.Name, qtype: int, rrsets: list[dns.rrset.RRset]) -> dns.name.Name | None:
     """Where the CNAME chain in ``rrsets`` starting at ``name`` leads, if it ends without data
     of ``qtype``; None when the chain is complete."""
     if qtype == CNAME:

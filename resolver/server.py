@@ -34,7 +34,7 @@ from resolver.ede import EDE
 from resolver._fastlog import HitTemplate, rfc3339
 from resolver._fastpath import HitPath, UdpListener
 from resolver.forensic import ForensicLogError, hit_template
-from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings
+from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ class Resolver:
         concurrent identical queries under the same ``scope`` (the service) share one
         resolution."""
         cached = self.cache.get(qname, qtype)
-        if cached is not None:
-            return Outcome(cached, cache_hit=True)
+        if cached is not None and chain_end(qname, qtype, cached.rrsets) is None:
+            return Outcome(cached, cache_hit=True)  # else the chain's next links: chase
         key = (qname, qtype, scope)
         shared = self._inflight.get(key)
         if shared is None:
