@@ -316,6 +316,7 @@ class Iterator:
         before a query for the target leaves."""
         rrsets: list[dns.rrset.RRset] = []
         verdict = Verdict.SECURE
+        verdicts: dict[dns.name.Name, Verdict] = {}  # each link's, by the names it holds
         proof = Proof()
         name, seen, ttl = qname, {qname}, 2**31
         for _ in range(self.s.max_cname_chain + 1):
@@ -325,6 +326,8 @@ class Iterator:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
                                        f"{self.s.max_cname_chain}", proof)
             verdict = weaker(verdict, answer.verdict)
+            for owner in [name] + [r.name for r in answer.rrsets]:
+                verdicts[owner] = weaker(verdicts.get(owner, Verdict.SECURE), answer.verdict)
             proof.signatures += answer.proof.signatures
             proof.notes += answer.proof.notes
             proof.zone = answer.proof.zone
@@ -334,7 +337,7 @@ class Iterator:
             target = chain_end(name, qtype, answer.rrsets)
             if target is None or not answer.rrsets:
                 whole = Answer(answer.rcode, verdict, rrsets, answer.authority, answer.ede,
-                               answer.reason, proof, ttl)
+                               answer.reason, proof, ttl, verdicts)
                 # A chain lives as long as its shortest link, within the cache's caps.
                 whole.ttl = self.cache.ttl_for(whole, negative=not answer.rrsets)
                 return whole

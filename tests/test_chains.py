@@ -1,5 +1,6 @@
-"""CNAME chains across zones (issue #15, finding 5): what the cache gives back is the whole
-chain, and it lives as long as its shortest link within the cache's caps. resolver.server.Resolver runs in-process over
+"""CNAME chains across zones (issue #15, findings 5 and 7): what the cache gives back is the
+whole chain, it lives as long as its shortest link within the cache's caps, and each link is
+judged by the policy of the zone that owns it. resolver.server.Resolver runs in-process over
 the test tree served from memory (tests/testtree/memory.py).
 """
 
@@ -10,10 +11,13 @@ import asyncio
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import yaml
 
 from resolver.cache import Cache
+from resolver.config import parse_config
 from resolver.dnssec import Verdict
-from resolver.server import Resolver
+from resolver.policy import Policy
+from resolver.server import Frontend, Resolver
 from tests.testtree import memory
 
 A = dns.rdatatype.A
@@ -64,3 +68,44 @@ def test_an_answer_never_outlives_the_cache_cap():
     assert first.answer.rcode == dns.rcode.NOERROR and first.answer.verdict is Verdict.INSECURE
     assert 0 < first.answer.ttl <= 300 and 0 < second.answer.ttl <= 300
 
+
+def _frontend(allow: str) -> tuple[Frontend, object]:
+    """A frontend over the tree in memory with one service allowing ``allow`` (YAML)."""
+    conf = parse_config(yaml.safe_load(f"""
+        listen: ["127.0.0.1:53"]
+        services:
+          - {{name: svc, listeners: ["127.0.0.1:53"], allow: {allow}}}
+    """))
+    resolver = Resolver(memory.settings(), Cache(), exchange=memory.Upstream())
+    return Frontend(resolver, Policy(conf)), conf.services[0]
+
+
+def _decide(frontend: Frontend, service, name: str, rdtype: int = A):
+    outcome = asyncio.run(frontend.resolver.resolve(N(name), rdtype))
+    return frontend._check_answer(service, N(name), outcome.answer)
+
+
+SIGNED_THEN_UNSIGNED = "cname-insecure.rsasha256.example."  # CNAME www.insecure.rsasha256...
+
+
+def test_each_link_is_judged_by_the_rule_of_the_zone_that_owns_it():
+    """Finding 7: the secure CNAME owned by a require-secure zone, the insecure A owned by an
+    insecure-ok zone: allowed."""
+    frontend, service = _frontend("[{zone: rsasha256.example., require: secure}, "
+                                  "{zone: insecure.rsasha256.example., require: insecure-ok}]")
+    assert _decide(frontend, service, SIGNED_THEN_UNSIGNED).allowed
+
+
+def test_an_insecure_record_under_a_require_secure_rule_is_still_refused():
+    frontend, service = _frontend("[{zone: rsasha256.example., require: secure}]")
+    decision = _decide(frontend, service, SIGNED_THEN_UNSIGNED)
+    assert not decision.allowed and decision.kind == "insecure"
+    assert "rsasha256.example." in decision.reason
+
+
+def test_a_dname_asked_for_is_refused_when_its_target_is_denied():
+    """Finding 6: a query of type DNAME returns the DNAME itself; its target is checked like
+    a CNAME's."""
+    frontend, service = _frontend("[{zone: ecdsap256.example., require: secure}]")
+    decision = _decide(frontend, service, "dname.ecdsap256.example.", dns.rdatatype.DNAME)
+    assert not decision.allowed and "ed25519.example." in decision.reason

@@ -88,7 +88,9 @@ class Proof:
 class Answer:
     """The validated outcome for one name and type: positive (``rrsets``, the answer RRsets
     with their RRSIGs, the chain of CNAMEs included) or negative (``rcode`` NXDOMAIN or NOERROR,
-    ``authority`` the SOA and denial records with their RRSIGs)."""
+    ``authority`` the SOA and denial records with their RRSIGs). ``verdicts`` gives, for a
+    chain across zones, each link's verdict by the names it holds (owners, and the name a
+    negative link was asked for); a name absent from it has ``verdict``."""
 
     rcode: int
     verdict: Verdict
@@ -98,6 +100,10 @@ class Answer:
     reason: str = ""
     proof: Proof = field(default_factory=Proof)
     ttl: int = 0
+    verdicts: dict[dns.name.Name, Verdict] = field(default_factory=dict)
+
+    def verdict_of(self, name: dns.name.Name) -> Verdict:
+        return self.verdicts.get(name, self.verdict)
 
 
 class ResolutionFailed(Exception):
