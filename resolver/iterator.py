@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import dns.message
@@ -28,7 +27,7 @@ from resolver.dnssec import Budget, ValidatorConfig, Verdict
 from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.validator import Validator, find, rrsets_of, signers, weaker
-from resolver.dnssec.zone import Zone
+from resolver.dnssec.zone import Lru, Zone
 from resolver.ede import EDE
 
 A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
@@ -130,7 +129,7 @@ class Iterator:
         self.cache = cache
         self.exchange = exchange
         self.infra = Infra()
-        self.zones: OrderedDict[dns.name.Name, Zone] = OrderedDict()
+        self.zones: Lru[dns.name.Name, Zone] = Lru(settings.max_zones)  # the zone cuts
         self.forwards = {name: servers for name, servers in settings.forward}
         self.validator = Validator(settings.validator, self.now, settings.max_cname_chain)
         self.trust = ChainOfTrust(self.validator, settings.trust_anchors,
@@ -159,16 +158,12 @@ class Iterator:
         self.stats["upstream_queries"] += 1
 
     def _remember(self, zone: Zone) -> Zone:
-        self.zones[zone.name] = zone
-        self.zones.move_to_end(zone.name)
-        while len(self.zones) > self.s.max_zones:
-            self.zones.popitem(last=False)
-        return zone
+        return self.zones.put(zone.name, zone)
 
     def _known_zone(self, name: dns.name.Name) -> Zone | None:
         zone = self.zones.get(name)
         if zone is not None and zone.expires <= time.monotonic():
-            del self.zones[name]
+            self.zones.pop(name)
             return None
         return zone
 

@@ -182,3 +182,17 @@ def test_island_of_security_behind_a_forwarder():
     answer = _run(iterator, WWW)
     assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
     assert {qname for _, qname, _ in upstream.asked} <= {"rsasha256.example.", str(WWW)}
+
+
+def test_chain_of_trust_tables_stay_within_max_zones():
+    """Issue #14 §5: the tables keyed by zone names a query stream chooses (zone cuts, the
+    security of forwarded zones, the key tags seen) hold at most ``max_zones`` entries."""
+    forward = [(dns.name.root, [(authority.FORWARDER, 53)])]
+    iterator = Iterator(memory.settings(forward=forward, max_zones=3), Cache(),
+                        exchange=memory.Upstream())
+    for zone in zonedata.zone_names("child"):
+        answer = _run(iterator, f"www.{zone}")
+        assert answer.verdict is Verdict.SECURE
+    assert len(zonedata.zone_names("child")) > 3
+    assert len(iterator.trust.secured) <= 3 and len(iterator.trust.key_tags) <= 3
+    assert len(iterator.zones) <= 3

@@ -20,7 +20,7 @@ import dns.rrset
 from resolver.dnssec.result import Verdict
 from resolver.dnssec import denial
 from resolver.dnssec.validator import NSEC, NSEC3, Validator, find, signers
-from resolver.dnssec.zone import Zone
+from resolver.dnssec.zone import Lru, Zone
 from resolver.ede import EDE
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ class ChainOfTrust:
         self.ask, self.lookup, self.event = ask, lookup, event
         # Security of zones met through forwarders, kept apart from the zone cuts used to route
         # queries so a forwarded walk never redirects iterative resolution.
-        self.secured: dict[dns.name.Name, Zone] = {}
-        self.key_tags: dict[dns.name.Name, frozenset[int]] = {}
+        self.secured: Lru[dns.name.Name, Zone] = Lru(max_zones)
+        self.key_tags: Lru[dns.name.Name, frozenset[int]] = Lru(max_zones)  # rollover events
 
     def nta_for(self, name: dns.name.Name) -> dns.name.Name | None:
         """The negative trust anchor ``name`` is at or below, its use counted and logged
@@ -115,7 +115,7 @@ class ChainOfTrust:
         if seen is not None and seen != tags:
             self.event("key_rollover")
             log.info("DNSKEY set of %s changed: %s -> %s", zone.name, sorted(seen), sorted(tags))
-        self.key_tags[zone.name] = tags
+        self.key_tags.put(zone.name, tags)
         zone.proof.append(f"dnskey {zone.name} {result.key.tag}/{result.key.algorithm} ({how})")
         zone.expires = time.monotonic() + max(1, result.ttl or 0)
         return zone
@@ -163,10 +163,10 @@ class ChainOfTrust:
             current = self.secured.get(name)
             if current is None and name in self.anchors:  # an island of security (RFC 4035 §4.4)
                 island = Zone(name, list(forward.servers), recursive=True)
-                current = self.secured[name] = await self.load_keys(
-                    island, self.anchors[name], ctx, f"anchor {name}")
+                current = self.secured.put(name, await self.load_keys(
+                    island, self.anchors[name], ctx, f"anchor {name}"))
             if current is None and name == ROOT:
-                current = self.secured[ROOT] = await root(ctx)
+                current = self.secured.put(ROOT, await root(ctx))
             name = name.parent() if current is None else name
         while current.name != target and current.security is Verdict.SECURE:
             candidate = dns.name.Name(target.labels[-(len(current.name.labels) + 1):])
@@ -191,7 +191,7 @@ class ChainOfTrust:
             else:
                 child.security = Verdict.INSECURE
                 child.proof.append(f"no-ds {candidate}")
-            self.secured[candidate] = child
+            self.secured.put(candidate, child)
             current = child
         return current
 
