@@ -196,3 +196,15 @@ def test_chain_of_trust_tables_stay_within_max_zones():
     assert len(zonedata.zone_names("child")) > 3
     assert len(iterator.trust.secured) <= 3 and len(iterator.trust.key_tags) <= 3
     assert len(iterator.zones) <= 3
+
+
+def test_a_query_of_type_rrsig_is_answered_but_never_secure():
+    """Finding 6 (RFC 4035 §3.2.1, RFC 4034 §3): the RRSIGs at the name, from the zone's
+    signer only, Indeterminate since no signature signs them; no allow rule accepts that."""
+    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream())
+    answer = _run(iterator, WWW, dns.rdatatype.RRSIG)
+    assert answer.rcode == dns.rcode.NOERROR and answer.verdict is Verdict.INDETERMINATE
+    covered = {rd.type_covered for r in answer.rrsets for rd in r}
+    assert {A, dns.rdatatype.AAAA} <= covered
+    assert all(r.rdtype == dns.rdatatype.RRSIG and r.name == WWW for r in answer.rrsets)
+    assert {rd.signer for r in answer.rrsets for rd in r} == {ZONE}
