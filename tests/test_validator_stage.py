@@ -190,3 +190,15 @@ def test_dnskey_set_authenticated_from_the_ds():
     wrong = zonedata.load("ecdsap256.example.").ds()
     _, result = VALIDATOR.dnskeys(zone.name, wrong, reply, "answer", Budget())
     assert result.verdict is Verdict.BOGUS
+
+
+def test_another_zones_denial_records_mixed_in_are_left_out():
+    """A child zone's NSEC (its own signer) added to the parent's proof is not judged with
+    the parent's keys: the parent's own records still prove the name error."""
+    reply = _reply(["rsasha256.example."], "nope.rsasha256.example.")
+    child = _reply(["ecdsap256.example."], "nope.ecdsap256.example.")
+    reply.authority += [r for r in child.authority
+                        if dns.rdatatype.NSEC in (r.rdtype, r.covers)]
+    _, answer = _judge("rsasha256.example.", "nope.rsasha256.example.", reply=reply)
+    assert answer.rcode == dns.rcode.NXDOMAIN and answer.verdict is Verdict.SECURE
+    assert all(r.name.is_subdomain(N("rsasha256.example.")) for r in answer.authority)

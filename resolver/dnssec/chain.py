@@ -80,7 +80,7 @@ class ChainOfTrust:
             child.security, child.ede, child.reason = parent.security, parent.ede, parent.reason
             return child
         if reply is None or (find(reply.authority, name, DS) is None
-                             and not self.v.denial_rrsets(reply)):
+                             and not self.v.denial_rrsets(reply, parent.name)):
             reply, _ = await self.ask(parent, name, DS, ctx)
         elif keys is not None and find(reply.authority, name, DS) is not None:
             await asyncio.sleep(0)  # the queries sent ahead leave before the DS is validated

@@ -55,6 +55,14 @@ def signers(reply: dns.message.Message) -> set[dns.name.Name]:
             for r in section if r.rdtype == RRSIG for rd in r}
 
 
+def _signed_by(reply: dns.message.Message, rrset: dns.rrset.RRset,
+               signer: dns.name.Name) -> bool:
+    """Whether ``rrset`` has no RRSIG in the reply (its absence is for the proof to judge) or
+    one by ``signer``."""
+    sigs = sigs_of(reply.authority, rrset.name, rrset.rdtype)
+    return sigs is None or any(rd.signer == signer for rd in sigs)
+
+
 def weaker(a: Verdict, b: Verdict) -> Verdict:
     order = (Verdict.SECURE, Verdict.INSECURE, Verdict.INDETERMINATE, Verdict.BOGUS)
     return a if order.index(a) >= order.index(b) else b
@@ -133,7 +141,7 @@ class Validator:
                 return Delegation(Verdict.BOGUS, None, result.ede, f"DS of {name}: {result.reason}")
             return Delegation(Verdict.SECURE, ds, note=f"ds {name} " + " ".join(
                 f"{rd.key_tag}/{rd.algorithm}/{rd.digest_type}" for rd in ds))
-        proof_rrsets = self.denial_rrsets(reply)
+        proof_rrsets = self.denial_rrsets(reply, parent.name)
         self.check_signatures(proof_rrsets, reply, parent, budget)
         proof = denial.prove_no_ds(name, proof_rrsets, config=self.config, budget=budget)
         if proof.verdict is Verdict.BOGUS:
@@ -223,7 +231,7 @@ class Validator:
                                          sig.inception, sig.expiration))
                 if sig.labels < label_count(rrset.name.labels):
                     wildcard = dns.name.Name((b"*",) + rrset.name.labels[-(sig.labels + 1):])
-                    nsecs = self.denial_rrsets(reply)
+                    nsecs = self.denial_rrsets(reply, zone.name)
                     self.check_signatures(nsecs, reply, zone, budget)
                     expansion = denial.prove_wildcard_answer(rrset.name, wildcard, nsecs,
                                                              config=self.config, budget=budget)
@@ -287,7 +295,7 @@ class Validator:
         ttl = min(soa.ttl, soa[0].minimum) if soa is not None else 0
         if not secure:
             return Answer(rcode, Verdict.INSECURE, [], authority, None, "", proof, ttl)
-        nsecs = self.denial_rrsets(reply)
+        nsecs = self.denial_rrsets(reply, zone.name)
         checked = ([soa] if soa is not None else []) + nsecs
         evidence = self.check_signatures(checked, reply, zone, budget)
         proof.signatures += [e[:7] for e in evidence]
@@ -314,10 +322,14 @@ class Validator:
 
     # --- shared steps ---------------------------------------------------------------------
 
-    def denial_rrsets(self, reply: dns.message.Message) -> list[dns.rrset.RRset]:
-        """The NSEC and NSEC3 RRsets of a reply. More NSEC3 RRsets than one proof may use is a
-        proof flood (CVE-2023-50868), refused before any signature is checked."""
-        rrsets = [r for r in reply.authority if r.rdtype in (NSEC, NSEC3)]
+    def denial_rrsets(self, reply: dns.message.Message,
+                      zone: dns.name.Name) -> list[dns.rrset.RRset]:
+        """The NSEC and NSEC3 RRsets of ``zone`` in a reply: another zone's (outside it, or
+        signed only by another signer) are left out, never judged with this zone's keys
+        (RFC 2181 §5.4.1). More NSEC3 RRsets than one proof may use is a proof flood
+        (CVE-2023-50868), refused before any signature is checked."""
+        rrsets = [r for r in reply.authority if r.rdtype in (NSEC, NSEC3)
+                  and r.name.is_subdomain(zone) and _signed_by(reply, r, zone)]
         count, limit = sum(r.rdtype == NSEC3 for r in rrsets), \
             self.config.limits.max_nsec3_per_proof
         if count > limit:
