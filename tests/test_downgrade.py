@@ -28,6 +28,7 @@ ZONE = dns.name.from_text("rsasha256.example.")
 ZONE_SERVER = "127.0.0.20"
 WWW = dns.name.from_text("www.rsasha256.example.")
 A = dns.rdatatype.A
+N = dns.name.from_text
 
 
 def _attacker(query: dns.message.Message) -> dns.message.Message:
@@ -208,3 +209,50 @@ def test_a_query_of_type_rrsig_is_answered_but_never_secure():
     assert {A, dns.rdatatype.AAAA} <= covered
     assert all(r.rdtype == dns.rdatatype.RRSIG and r.name == WWW for r in answer.rrsets)
     assert {rd.signer for r in answer.rrsets for rd in r} == {ZONE}
+
+
+def _referral_rewrite(rewrite):
+    """Rewrites the referral from example. (127.0.0.12) to rsasha256.example."""
+    def tamper(host, query, response):
+        if host == "127.0.0.12" and any(r.rdtype == dns.rdatatype.NS and r.name == ZONE
+                                        for r in response.authority):
+            rewrite(response)
+        return response
+    return tamper
+
+
+def test_ds_stripped_from_a_real_referral_is_asked_again():
+    """The DS and its RRSIG removed from a real cut's referral: the DS is asked for, found,
+    and the zone stays Secure (RFC 4035 §5.2), never insecure for lack of a DS."""
+    def strip(response):
+        response.authority = [r for r in response.authority if r.rdtype == dns.rdatatype.NS]
+    upstream = memory.Upstream(_referral_rewrite(strip))
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+    assert ("127.0.0.12", str(ZONE), "DS") in upstream.asked
+
+
+def test_ds_replaced_by_another_delegations_proof_is_bogus():
+    """The DS removed and the no-DS proof of insecure.example. (signed, genuine, replayed)
+    put in its place: it proves nothing about rsasha256.example."""
+    example = zonedata.load("example.")
+    replayed = [r for pair in example.select_no_ds(N("insecure.example.")) for r in pair if r]
+
+    def replay(response):
+        response.authority = [r for r in response.authority
+                              if r.rdtype == dns.rdatatype.NS] + replayed
+
+    def tamper(host, query, response):
+        q = query.question[0]
+        if host == "127.0.0.12" and q.rdtype == dns.rdatatype.DS and q.name == ZONE:
+            response.answer = []
+            replay(response)
+            return response
+        return _referral_rewrite(replay)(host, query, response)
+
+    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream(tamper))
+    with pytest.raises(ResolutionFailed) as failure:
+        _run(iterator, WWW)
+    assert failure.value.ede == EDE.DNSSEC_BOGUS
+    assert failure.value.reason.startswith(f"zone example.: no delegation to {ZONE} is proven")
