@@ -456,7 +456,8 @@ class Iterator:
 
     async def _descend_to(self, zone: Zone, signer: dns.name.Name, ctx: Context) -> Zone:
         """A server authoritative for both a zone and a child answered for the child without a
-        referral: establish the child (the signer of the answer) from its parent."""
+        referral: establish the child (the signer of the answer) from its parent, which must
+        prove the cut (a forged signer name is Bogus, never a new zone)."""
         known = self._known_zone(signer)
         if known is not None and known.security is not Verdict.INDETERMINATE:
             return known

@@ -62,8 +62,9 @@ class ChainOfTrust:
     async def establish(self, child: Zone, parent: Zone, reply: dns.message.Message | None,
                         ctx, keys: asyncio.Future | None = None) -> Zone:
         """Decide the child zone's security from its parent (RFC 4035 §5.2): a validated DS
-        leads to its DNSKEY set (``keys``: its query, sent ahead); a proven absence of DS makes
-        it insecure."""
+        leads to its DNSKEY set (``keys``: its query, sent ahead); a proven unsigned delegation
+        makes it insecure; a claimed cut (a referral, a signer name) that the parent's signed
+        data does not prove raises ResolutionFailed, and no zone is learned."""
         name = child.name
         nta = self.nta_for(name)
         if nta is not None:
