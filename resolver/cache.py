@@ -19,7 +19,7 @@ import struct
 import sys
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import dns.name
 import dns.rcode
@@ -30,39 +30,13 @@ import dns.wire
 
 from resolver._fastverify import label_count, name_wire
 from resolver.dnssec import Verdict
+from resolver.dnssec.result import Answer, Proof  # noqa: F401 (the cache's unit, re-exported)
 from resolver.ede import EDE
 
 HOT_ENTRIES = 4096  # answers kept parsed as well as packed
 ANY_TYPE = 255  # the key of a name error: it covers every type (RFC 2308 §5)
 OWN_NAME = b"\xc0\x00"  # a packed RRset's owner when it is the entry's name: a pointer to it
 RRSET_HEADER = struct.Struct("!HHHIH")  # type, covered type, class, TTL, number of RRs
-
-
-@dataclass(slots=True)
-class Proof:
-    """What a verdict rests on, for answers and for the forensic log."""
-
-    zone: dns.name.Name | None = None
-    zones: list[str] = field(default_factory=list)  # the chain of zone cuts, root first
-    signatures: list = field(default_factory=list)  # (owner, type, signer, key tag, alg, inc, exp)
-    denial: str | None = None  # "nsec", "nsec3", "nsec3-optout"
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Answer:
-    """The validated outcome for one name and type: positive (``rrsets``, the answer RRsets
-    with their RRSIGs, the chain of CNAMEs included) or negative (``rcode`` NXDOMAIN or NOERROR,
-    ``authority`` the SOA and denial records with their RRSIGs)."""
-
-    rcode: int
-    verdict: Verdict
-    rrsets: list[dns.rrset.RRset] = field(default_factory=list)
-    authority: list[dns.rrset.RRset] = field(default_factory=list)
-    ede: EDE | None = None
-    reason: str = ""
-    proof: Proof = field(default_factory=Proof)
-    ttl: int = 0
 
 
 class _Held:
@@ -231,9 +205,7 @@ class Cache:
         Bogus answers are not cached here."""
         if answer.verdict is Verdict.BOGUS:
             return
-        negative = not answer.rrsets
-        cap = self.max_negative_ttl if negative else self.max_ttl
-        ttl = max(self.min_ttl, min(answer.ttl, cap))
+        ttl = self.ttl_for(answer, negative=not answer.rrsets)
         if ttl <= 0:
             return
         key = _key(name_wire(name.labels),
@@ -250,6 +222,13 @@ class Cache:
         while len(self._entries) > self.max_entries:
             self._drop(self._entries.popitem(last=False)[1])
             self.evictions += 1
+
+    def ttl_for(self, answer: Answer, *, negative: bool) -> int:
+        """How long ``answer`` may be kept, here or as the bytes sent: its TTL within
+        ``min_ttl`` and the cap, ``max_negative_ttl`` for a negative answer (RFC 2308 §5),
+        else ``max_ttl``."""
+        cap = self.max_negative_ttl if negative else self.max_ttl
+        return max(self.min_ttl, min(answer.ttl, cap))
 
     def _pack(self, entry: _Entry, rrsets: list, authority: list) -> tuple:
         name = dns.name.from_text(entry.owner)

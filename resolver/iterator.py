@@ -1,10 +1,7 @@
-"""Iterative resolution from the root with validation as it descends (RFC 1034 §5.3.3,
-RFC 4035 §4-§5, RFC 9156).
-
-Each zone cut carries its security state: the trust anchor or the parent's DS authenticates
-its DNSKEY set, the parent's denial proof makes it insecure (RFC 4035 §5.2). Answers are
-validated with the keys of the zone that served them; nothing from a zone its parent marks
-signed is accepted without valid signatures. Forwarded zones are asked recursively (with CD)
+"""Iterative resolution from the root (RFC 1034 §5.3.3, RFC 9156), and forwarding: this module
+fetches. Each reply goes to the validator stage (resolver.dnssec.validator) with the zone it was
+asked of; the security of each zone cut comes from the chain of trust (resolver.dnssec.chain),
+built as resolution descends (RFC 4035 §5.2). Forwarded zones are asked recursively (with CD)
 and their answers validated the same way, the zones' keys found by walking DS records down
 from the closest known secure zone.
 """
@@ -12,7 +9,6 @@ from the closest known secure zone.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from collections import OrderedDict
@@ -28,14 +24,14 @@ import dns.rdatatype
 import dns.rrset
 
 from resolver import transport
-from resolver._fastverify import label_count
 from resolver.cache import Answer, Cache, Proof
-from resolver.dnssec import (Budget, ValidatorConfig, Verdict, authenticate_dnskeys, denial,
-                             dnskey_tag, validate_rrset)
+from resolver.dnssec import Budget, ValidatorConfig, Verdict
+from resolver.dnssec.chain import ChainOfTrust
+from resolver.dnssec.result import ResolutionFailed
+from resolver.dnssec.validator import Validator, find, rrsets_of, signers, weaker
+from resolver.dnssec.zone import Lru, Zone
 from resolver.ede import EDE
 from resolver.outgoing import DoNotQuery
-
-log = logging.getLogger(__name__)
 
 A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
     dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.NS, dns.rdatatype.SOA, dns.rdatatype.DS,
@@ -44,8 +40,6 @@ A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
 ROOT = dns.name.root
 MAX_MINIMISE_LABELS = 10  # RFC 9156 §2.3: stop minimising deep names after this many steps
 MAX_NOT_QUERIED_SHOWN = 4  # addresses outgoing.do_not_query left out, named in a failure's text
-INSECURE_REASONS = frozenset((EDE.UNSUPPORTED_DNSKEY_ALGORITHM, EDE.UNSUPPORTED_DS_DIGEST_TYPE,
-                              EDE.UNSUPPORTED_NSEC3_ITERATIONS))
 
 
 class Denied(Exception):
@@ -55,14 +49,6 @@ class Denied(Exception):
     def __init__(self, decision) -> None:
         super().__init__(decision.reason)
         self.decision = decision
-
-
-class ResolutionFailed(Exception):
-    """The query cannot be answered: SERVFAIL with this EDE and reason."""
-
-    def __init__(self, ede: EDE, reason: str, proof: Proof | None = None) -> None:
-        super().__init__(reason)
-        self.ede, self.reason, self.proof = ede, reason, proof
 
 
 @dataclass(slots=True)
@@ -90,32 +76,6 @@ class Settings:
     query_timeout: float = 4.0
     max_zones: int = 10000  # zone cuts remembered (Iterator.zones)
     max_servers: int = 10000  # server addresses whose round-trip times are kept (Infra)
-
-
-@dataclass(slots=True)
-class Zone:
-    """A zone cut: where to ask, and whether and how its data is signed."""
-
-    name: dns.name.Name
-    servers: list[tuple[str, int]]
-    ns_names: list[dns.name.Name] = field(default_factory=list)
-    security: Verdict = Verdict.INDETERMINATE
-    keys: dns.rrset.RRset | None = None
-    ede: EDE | None = None
-    reason: str = ""
-    recursive: bool = False
-    expires: float = float("inf")
-    proof: list[str] = field(default_factory=list)  # how its security was established
-    not_queried: list[str] = field(default_factory=list)  # addresses do_not_query left out
-    parent: "Zone | None" = None
-
-    def chain(self) -> list["Zone"]:
-        """This zone and its ancestors up to the root, root first: the chain of trust."""
-        zones, zone = [], self
-        while zone is not None and len(zones) < 128:
-            zones.append(zone)
-            zone = zone.parent
-        return zones[::-1]
 
 
 @dataclass(slots=True)
@@ -178,26 +138,6 @@ def _retrieve(task: asyncio.Future) -> None:
         task.exception()
 
 
-def _rrsets(section, rdtype: int, covers: int = 0) -> list[dns.rrset.RRset]:
-    return [r for r in section if r.rdtype == rdtype and r.covers == covers]
-
-
-def _find(section, name: dns.name.Name, rdtype: int, covers: int = 0) -> dns.rrset.RRset | None:
-    for r in section:
-        if r.rdtype == rdtype and r.covers == covers and r.name == name:
-            return r
-    return None
-
-
-def _sigs(section, name: dns.name.Name, rdtype: int) -> dns.rrset.RRset | None:
-    return _find(section, name, RRSIG, rdtype)
-
-
-def _signers(reply: dns.message.Message) -> set[dns.name.Name]:
-    return {rd.signer for section in (reply.answer, reply.authority)
-            for r in section if r.rdtype == RRSIG for rd in r}
-
-
 class Iterator:
     """Resolves names iteratively from the root hints, or through forwarders, validating."""
 
@@ -207,18 +147,17 @@ class Iterator:
         self.exchange = exchange
         self.infra = Infra(settings.max_servers)
         self.do_not_query = DoNotQuery(settings.do_not_query)
-        self.zones: OrderedDict[dns.name.Name, Zone] = OrderedDict()
-        self.anchors = {rrset.name: rrset for rrset in settings.trust_anchors}
+        self.zones: Lru[dns.name.Name, Zone] = Lru(settings.max_zones)  # the zone cuts
         self.forwards = {name: servers for name, servers in settings.forward}
-        # Security of zones met through forwarders, kept apart from the zone cuts used to route
-        # queries so a forwarded walk never redirects iterative resolution.
-        self.secured: dict[dns.name.Name, Zone] = {}
+        self.validator = Validator(settings.validator, self.now, settings.max_cname_chain)
+        self.trust = ChainOfTrust(self.validator, settings.trust_anchors,
+                                  settings.negative_trust_anchors, settings.max_zones,
+                                  self._ask, self.lookup, self._event)
         self.stats = {"upstream_queries": 0, "upstream_timeouts": 0, "nta_uses": 0,
                       "not_queried": 0}
         self.on_rtt = None  # called with each upstream round trip in seconds
         self.on_event = None  # called with DNSSEC health events: "key_rollover", "nta_used"
         self.tap = None  # resolver.dnstap.Dnstap: told of each upstream query and reply
-        self._key_tags: dict[dns.name.Name, frozenset[int]] = {}
 
     # --- time, budgets, zones -------------------------------------------------------------
 
@@ -237,28 +176,13 @@ class Iterator:
         ctx.queries += 1
         self.stats["upstream_queries"] += 1
 
-    def _nta_for(self, name: dns.name.Name) -> dns.name.Name | None:
-        """The negative trust anchor ``name`` is at or below, its use counted and logged
-        (RFC 7646: no validation below it); None outside every NTA."""
-        for nta in self.s.negative_trust_anchors:
-            if name.is_subdomain(nta):
-                self.stats["nta_uses"] += 1
-                self._event("nta_used")
-                log.warning("negative trust anchor %s applied to %s", nta, name)
-                return nta
-        return None
-
     def _remember(self, zone: Zone) -> Zone:
-        self.zones[zone.name] = zone
-        self.zones.move_to_end(zone.name)
-        while len(self.zones) > self.s.max_zones:
-            self.zones.popitem(last=False)
-        return zone
+        return self.zones.put(zone.name, zone)
 
     def _known_zone(self, name: dns.name.Name) -> Zone | None:
         zone = self.zones.get(name)
         if zone is not None and zone.expires <= time.monotonic():
-            del self.zones[name]
+            self.zones.pop(name)
             return None
         return zone
 
@@ -328,7 +252,7 @@ class Iterator:
                                       forwarder=zone.recursive)
             if self.on_rtt is not None:
                 self.on_rtt(reply.rtt)
-            kind = self._classify(zone, qname, qtype, reply.message)
+            kind = self.validator.classify(zone, qname, qtype, reply.message)
             if kind == "lame":
                 self.infra.failure(server, self.s.upstream_timeout)  # ask the others first
                 last = (f"{server[0]} answered {dns.rcode.to_text(reply.message.rcode())} "
@@ -357,7 +281,7 @@ class Iterator:
         if not child.servers:
             return None, None
         keys = None
-        if _find(referral.authority, child.name, DS) is not None:
+        if find(referral.authority, child.name, DS) is not None:
             keys = self._ask_ahead(child, child.name, DNSKEY, ctx)
         question = self._question(child, name, qtype, labels, minimise)
         return keys, (child, question, self._ask_ahead(child, *question, ctx))
@@ -399,157 +323,6 @@ class Iterator:
             if zone.servers:
                 return
 
-    def _classify(self, zone: Zone, qname: dns.name.Name, qtype: int,
-                  reply: dns.message.Message) -> str:
-        """What kind of reply this is for the question asked of ``zone`` (RFC 1034 §5.3.3
-        step 4; Unbound's response types): answer, nxdomain, nodata, referral or lame."""
-        rcode = reply.rcode()
-        if rcode == dns.rcode.NXDOMAIN:
-            return "nxdomain"
-        if rcode != dns.rcode.NOERROR:
-            return "lame"
-        for rrset in reply.answer:
-            if rrset.name == qname and rrset.rdtype in (qtype, CNAME):
-                return "answer"
-            if rrset.rdtype == DNAME and qname.is_subdomain(rrset.name) and qname != rrset.name \
-                    and rrset.name.is_subdomain(zone.name):  # in bailiwick only (RFC 2181 §5.4.1)
-                return "answer"
-        if not zone.recursive and not reply.flags & dns.flags.AA:
-            for rrset in _rrsets(reply.authority, NS):
-                cut = rrset.name
-                if cut == zone.name or not cut.is_subdomain(zone.name):
-                    continue  # upward or sideways: lame (RFC 1034 §5.3.3 step 4c)
-                if not qname.is_subdomain(cut) or (qtype == DS and cut == qname):
-                    continue  # a DS lives on the parent side of its cut (RFC 4035 §3.1.4.1)
-                return "referral"
-            return "lame"  # neither authoritative nor a downward referral
-        if reply.answer:
-            return "lame"  # an answer about something else
-        return "nodata"
-
-    # --- chain of trust ---------------------------------------------------------------------
-
-    async def _establish(self, child: Zone, parent: Zone, reply: dns.message.Message | None,
-                         ctx: Context, keys: asyncio.Future | None = None) -> Zone:
-        """Decide the child zone's security from its parent (RFC 4035 §5.2): a validated DS
-        leads to its DNSKEY set (``keys``: its query, sent ahead); a proven absence of DS makes
-        it insecure."""
-        name = child.name
-        nta = self._nta_for(name)
-        if nta is not None:
-            child.security, child.reason = Verdict.INSECURE, f"negative trust anchor {nta}"
-            child.proof.append(f"nta {nta}")
-            return child
-        if name in self.anchors:
-            return await self._load_keys(child, self.anchors[name], ctx, f"anchor {name}", keys)
-        if parent.security is Verdict.INSECURE:
-            child.security = Verdict.INSECURE
-            child.proof.append(f"parent {parent.name} insecure")
-            return child
-        if parent.security is Verdict.BOGUS:
-            child.security, child.ede, child.reason = parent.security, parent.ede, parent.reason
-            return child
-        ds = _find(reply.authority, name, DS) if reply is not None else None
-        proof_rrsets = [] if reply is None or ds is not None else self._denial_rrsets(reply)
-        if ds is None and not proof_rrsets:
-            ds_reply, kind = await self._ask(parent, name, DS, ctx)
-            if kind == "answer":
-                ds = _find(ds_reply.answer, name, DS)
-                reply = ds_reply
-            if ds is None:
-                reply = ds_reply
-                proof_rrsets = self._denial_rrsets(ds_reply)
-        if ds is not None:
-            if keys is not None:
-                await asyncio.sleep(0)  # the queries sent ahead leave before the DS is validated
-            where = reply.answer if _find(reply.answer, name, DS) is not None else reply.authority
-            result = validate_rrset(ds, _sigs(where, name, DS), parent.keys, now=self.now(),
-                                    budget=ctx.budget, config=self.s.validator)
-            if not result.secure:
-                return self._bogus(child, result.ede, f"DS of {name}: {result.reason}")
-            child.proof.append(f"ds {name} " + " ".join(
-                f"{rd.key_tag}/{rd.algorithm}/{rd.digest_type}" for rd in ds))
-            return await self._load_keys(child, ds, ctx, f"DS from {parent.name}", keys)
-        self._check_signatures(proof_rrsets, reply, parent, ctx)
-        proof = denial.prove_no_ds(name, proof_rrsets, config=self.s.validator,
-                                   budget=ctx.budget)
-        if proof.verdict is Verdict.BOGUS:
-            proof = denial.prove_nodata(name, DS, proof_rrsets, config=self.s.validator,
-                                        budget=ctx.budget)
-        if proof.verdict is Verdict.BOGUS:
-            return self._bogus(child, proof.ede or EDE.DNSSEC_BOGUS,
-                               f"no DS and no proof of its absence for {name}: {proof.reason}")
-        child.security = Verdict.INSECURE
-        child.proof.append(f"no-ds {name} {proof.kind}")
-        return child
-
-    async def _load_keys(self, zone: Zone, trust: dns.rrset.RRset, ctx: Context, how: str,
-                         sent: asyncio.Future | None = None) -> Zone:
-        """Fetch (or await, ``sent`` ahead) and authenticate the zone's DNSKEY set
-        (RFC 4035 §5.2)."""
-        if sent is None:
-            sent = self._ask(zone, zone.name, DNSKEY, ctx)
-        reply, kind = await sent
-        keys = _find(reply.answer, zone.name, DNSKEY) if kind == "answer" else None
-        if keys is None:
-            return self._bogus(zone, EDE.DNSKEY_MISSING, f"{zone.name} has no DNSKEY set ({how})")
-        result = authenticate_dnskeys(keys, _sigs(reply.answer, zone.name, DNSKEY), trust,
-                                      now=self.now(), budget=ctx.budget, config=self.s.validator)
-        if result.verdict is Verdict.INSECURE:
-            zone.security, zone.ede, zone.reason = Verdict.INSECURE, result.ede, result.reason
-            zone.proof.append(f"insecure {zone.name}: {result.reason}")
-            return zone
-        if not result.secure:
-            return self._bogus(zone, result.ede, result.reason)
-        zone.security, zone.keys = Verdict.SECURE, keys
-        tags = frozenset(dnskey_tag(rd) for rd in keys)
-        seen = self._key_tags.get(zone.name)
-        if seen is not None and seen != tags:
-            self._event("key_rollover")
-            log.info("DNSKEY set of %s changed: %s -> %s", zone.name, sorted(seen), sorted(tags))
-        self._key_tags[zone.name] = tags
-        zone.proof.append(f"dnskey {zone.name} {result.key.tag}/{result.key.algorithm} ({how})")
-        zone.expires = time.monotonic() + max(1, result.ttl or 0)
-        return zone
-
-    def _event(self, event: str) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
-
-    def _bogus(self, zone: Zone, ede: EDE | None, reason: str) -> Zone:
-        zone.security, zone.ede, zone.reason = Verdict.BOGUS, ede or EDE.DNSSEC_BOGUS, reason
-        zone.expires = time.monotonic() + 60  # RFC 6840 §3.1: remember failures briefly
-        return zone
-
-    def _denial_rrsets(self, reply: dns.message.Message) -> list[dns.rrset.RRset]:
-        """The NSEC and NSEC3 RRsets of a reply. More NSEC3 RRsets than one proof may use is a
-        proof flood (CVE-2023-50868), refused before any signature is checked."""
-        rrsets = [r for r in reply.authority if r.rdtype in (NSEC, NSEC3)]
-        count, limit = sum(r.rdtype == NSEC3 for r in rrsets), \
-            self.s.validator.limits.max_nsec3_per_proof
-        if count > limit:
-            raise ResolutionFailed(EDE.DNSSEC_BOGUS, f"validation budget exhausted: {count} "
-                                   f"NSEC3 records in one answer, more than {limit} per proof")
-        return rrsets
-
-    def _check_signatures(self, rrsets: list[dns.rrset.RRset], reply: dns.message.Message,
-                          zone: Zone, ctx: Context) -> list[tuple]:
-        """Validate each RRset with the zone's keys; raise ResolutionFailed on the first that
-        does not validate. Returns the signatures' evidence."""
-        evidence = []
-        for rrset in rrsets:
-            section = reply.answer if rrset in reply.answer else reply.authority
-            result = validate_rrset(rrset, _sigs(section, rrset.name, rrset.rdtype), zone.keys,
-                                    now=self.now(), budget=ctx.budget, config=self.s.validator)
-            if not result.secure:
-                raise ResolutionFailed(result.ede or EDE.DNSSEC_BOGUS,
-                                       f"zone {zone.name}: {result.reason}")
-            sig = result.rrsig
-            evidence.append((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype),
-                             str(sig.signer), sig.key_tag, int(sig.algorithm), sig.inception,
-                             sig.expiration, result.ttl))
-        return evidence
-
     # --- resolution -----------------------------------------------------------------------
 
     async def chase(self, qname: dns.name.Name, qtype: int, ctx: Context,
@@ -560,24 +333,31 @@ class Iterator:
         before a query for the target leaves."""
         rrsets: list[dns.rrset.RRset] = []
         verdict = Verdict.SECURE
+        verdicts: dict[dns.name.Name, Verdict] = {}  # each link's, by the names it holds
         proof = Proof()
-        name, seen = qname, {qname}
+        name, seen, ttl = qname, {qname}, 2**31
         for _ in range(self.s.max_cname_chain + 1):
             answer = await self.lookup(name, qtype, ctx)
             rrsets += answer.rrsets
             if sum(r.rdtype == CNAME for r in rrsets) > self.s.max_cname_chain:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
                                        f"{self.s.max_cname_chain}", proof)
-            verdict = _weaker(verdict, answer.verdict)
+            verdict = weaker(verdict, answer.verdict)
+            for owner in [name] + [r.name for r in answer.rrsets]:
+                verdicts[owner] = weaker(verdicts.get(owner, Verdict.SECURE), answer.verdict)
             proof.signatures += answer.proof.signatures
             proof.notes += answer.proof.notes
             proof.zone = answer.proof.zone
             proof.zones += [z for z in answer.proof.zones if z not in proof.zones]
             proof.denial = answer.proof.denial or proof.denial
-            target = _chain_end(name, qtype, answer.rrsets)
+            ttl = min(ttl, answer.ttl)
+            target = chain_end(name, qtype, answer.rrsets)
             if target is None or not answer.rrsets:
-                return Answer(answer.rcode, verdict, rrsets, answer.authority, answer.ede,
-                              answer.reason, proof, answer.ttl)
+                whole = Answer(answer.rcode, verdict, rrsets, answer.authority, answer.ede,
+                               answer.reason, proof, ttl, verdicts)
+                # A chain lives as long as its shortest link, within the cache's caps.
+                whole.ttl = self.cache.ttl_for(whole, negative=not answer.rrsets)
+                return whole
             if target in seen:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME loop at {target}", proof)
             if permit is not None:
@@ -593,12 +373,14 @@ class Iterator:
         """The validated answer for exactly ``name``/``qtype`` (a CNAME at the name counts)."""
         cached = self.cache.get(name, qtype)
         if cached is None and qtype != CNAME:
-            cached = self.cache.get(name, CNAME)
+            alias = self.cache.get(name, CNAME)
+            if alias is not None and alias.rrsets:
+                cached = alias  # a CNAME stands for every type (RFC 1034 §3.6.2); its NODATA not
         if cached is not None:
             return cached
         zone = self._closest_zone(name.parent() if qtype == DS and name != ROOT else name)
         if zone.name == ROOT and not zone.recursive and zone.security is Verdict.INDETERMINATE:
-            zone = await self._prime_root(zone, ctx)  # forwarded answers are judged one by one
+            zone = await self.trust.prime_root(zone, ctx)  # forwarded answers are judged one by one
         minimise = self.s.qname_minimisation and not zone.recursive
         labels = len(zone.name.labels) + 1
         ahead = None  # (zone, question, task): sent while the zone was being established
@@ -634,7 +416,7 @@ class Iterator:
                         keys, ahead = self._ask_child_ahead(child, reply, name, qtype, labels,
                                                             minimise, ctx)
                         try:
-                            child = await self._establish(child, zone, reply, ctx, keys)
+                            child = await self.trust.establish(child, zone, reply, ctx, keys)
                         finally:
                             if keys is not None:
                                 keys.cancel()  # not needed: no DS, an anchor, an NTA
@@ -647,10 +429,10 @@ class Iterator:
                     else:
                         labels += 1
                     continue
-                signers = {s for s in _signers(reply) if s != zone.name
-                           and s.is_subdomain(zone.name) and name.is_subdomain(s)}
-                if signers and zone.security is Verdict.SECURE and not zone.recursive:
-                    zone = await self._descend_to(zone, max(signers), ctx)
+                signed = {s for s in signers(reply) if s != zone.name
+                          and s.is_subdomain(zone.name) and name.is_subdomain(s)}
+                if signed and zone.security is Verdict.SECURE and not zone.recursive:
+                    zone = await self._descend_to(zone, max(signed), ctx)
                     if zone.security is Verdict.BOGUS:
                         continue
                 answer = await self._validate(zone, name, qtype, reply, kind, ctx)
@@ -670,23 +452,12 @@ class Iterator:
             return dns.name.Name(name.labels[-labels:]), A
         return name, qtype
 
-    async def _prime_root(self, root: Zone, ctx: Context) -> Zone:
-        """Authenticate the root's DNSKEY set from the trust anchor (RFC 8109 priming with
-        validation); with no anchor for the root the tree above any other anchor is
-        insecure."""
-        anchor = self.anchors.get(ROOT)
-        if anchor is None:
-            root.security = Verdict.INSECURE
-            root.proof.append("no trust anchor for the root")
-            return root
-        return await self._load_keys(root, anchor, ctx, "root trust anchor")
-
     def _delegation(self, zone: Zone, reply: dns.message.Message,
                     qname: dns.name.Name) -> Zone:
         """The child zone of a referral: the known one when its security is established, else a
         new one whose servers come from NS and in-bailiwick glue (RFC 1034 §5.3.3 step 4b), its
         security still to be established (RFC 4035 §5.2)."""
-        ns = max((r for r in _rrsets(reply.authority, NS) if qname.is_subdomain(r.name)
+        ns = max((r for r in rrsets_of(reply.authority, NS) if qname.is_subdomain(r.name)
                   and r.name.is_subdomain(zone.name) and r.name != zone.name),
                  key=lambda r: len(r.name.labels))
         known = self._known_zone(ns.name)
@@ -697,7 +468,7 @@ class Iterator:
         for rdtype, wanted in ((A, self.s.ipv4), (AAAA, self.s.ipv6)):
             if not wanted:
                 continue
-            for rrset in _rrsets(reply.additional, rdtype):
+            for rrset in rrsets_of(reply.additional, rdtype):
                 # Glue only for the referral's own nameservers and only from within the bailiwick
                 # of the zone that gave it (RFC 1034 §4.2.2; the Kaminsky defence).
                 if rrset.name in ns_names and rrset.name.is_subdomain(zone.name):
@@ -723,218 +494,43 @@ class Iterator:
 
     async def _descend_to(self, zone: Zone, signer: dns.name.Name, ctx: Context) -> Zone:
         """A server authoritative for both a zone and a child answered for the child without a
-        referral: establish the child (the signer of the answer) from its parent."""
+        referral: establish the child (the signer of the answer) from its parent, which must
+        prove the cut (a forged signer name is Bogus, never a new zone)."""
         known = self._known_zone(signer)
         if known is not None and known.security is not Verdict.INDETERMINATE:
             return known
         child = Zone(signer, list(zone.servers), list(zone.ns_names), expires=zone.expires,
                      parent=zone)
-        return self._remember(await self._establish(child, zone, None, ctx))
+        return self._remember(await self.trust.establish(child, zone, None, ctx))
 
     # --- validating replies ---------------------------------------------------------------
 
     async def _validate(self, zone: Zone, name: dns.name.Name, qtype: int,
                         reply: dns.message.Message, kind: str, ctx: Context) -> Answer:
+        """The validator's verdict on a reply, once the security of the zone it came from is
+        established (for forwarded answers, by walking DS records down: RFC 4035 §5.2)."""
         if zone.recursive:
-            zone = await self._forwarded_zone_security(zone, name, reply, ctx)
-        chain = zone.chain()
-        proof = Proof(zone.name, notes=[note for z in chain for note in z.proof],
-                      zones=[str(z.name) for z in chain])
-        if zone.security is Verdict.BOGUS:
-            raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason, proof)
-        secure = zone.security is Verdict.SECURE
-        if kind == "answer":
-            answer = self._positive(zone, name, qtype, reply, proof, secure, ctx)
-        else:
-            answer = self._negative(zone, name, qtype, reply, kind, proof, secure, ctx)
-        if not secure and answer.ede is None and zone.ede in INSECURE_REASONS:
-            # Say why data is insecure where a DS named an algorithm or digest we cannot use
-            # (RFC 8914 §4.2, §4.3).
-            answer.ede, answer.reason = zone.ede, zone.reason
-        return answer
-
-    def _positive(self, zone: Zone, name: dns.name.Name, qtype: int, reply: dns.message.Message,
-                  proof: Proof, secure: bool, ctx: Context) -> Answer:
-        """The RRsets answering ``name`` in this reply, following CNAMEs and DNAMEs that stay
-        in the zone, each validated (RFC 4035 §5.3) and wildcard expansions proven
-        (RFC 4035 §5.3.4)."""
-        rrsets, authority = [], []
-        ttl, verdict = 2**31, Verdict.SECURE if secure else Verdict.INSECURE
-        current = name
-        for _ in range(self.s.max_cname_chain + 1):
-            rrset = _find(reply.answer, current, qtype)
-            synthesized = None
-            dname = next((r for r in _rrsets(reply.answer, DNAME)
-                          if current.is_subdomain(r.name) and current != r.name
-                          and r.name.is_subdomain(zone.name)), None)
-            if rrset is None and dname is not None:
-                # The CNAME a server synthesises from a DNAME is unsigned: validate the DNAME
-                # and synthesise the CNAME here (RFC 6672 §3.2, §5.3.1).
-                rrset = dname
-                try:
-                    target = current.relativize(rrset.name).concatenate(rrset[0].target)
-                except dns.name.NameTooLong:
-                    raise ResolutionFailed(EDE.OTHER, f"DNAME at {rrset.name} makes {current} "
-                                           "too long", proof) from None
-                synthesized = dns.rrset.from_text(current, rrset.ttl, "IN", "CNAME",
-                                                  target.to_text())
-            elif rrset is None and qtype != CNAME:
-                rrset = _find(reply.answer, current, CNAME)
-            if rrset is None:
-                break
-            sigs = _sigs(reply.answer, rrset.name, rrset.rdtype)
-            if secure:
-                result = validate_rrset(rrset, sigs, zone.keys, now=self.now(),
-                                        budget=ctx.budget, config=self.s.validator)
-                if not result.secure:
-                    raise ResolutionFailed(result.ede or EDE.DNSSEC_BOGUS,
-                                           f"zone {zone.name}: {result.reason}", proof)
-                ttl = min(ttl, result.ttl)
-                sig = result.rrsig
-                proof.signatures.append((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype),
-                                         str(sig.signer), sig.key_tag, int(sig.algorithm),
-                                         sig.inception, sig.expiration))
-                if sig.labels < label_count(rrset.name.labels):
-                    wildcard = dns.name.Name((b"*",) + rrset.name.labels[-(sig.labels + 1):])
-                    nsecs = self._denial_rrsets(reply)
-                    self._check_signatures(nsecs, reply, zone, ctx)
-                    expansion = denial.prove_wildcard_answer(rrset.name, wildcard, nsecs,
-                                                             config=self.s.validator,
-                                                             budget=ctx.budget)
-                    if expansion.verdict is Verdict.BOGUS:
-                        raise ResolutionFailed(expansion.ede or EDE.DNSSEC_BOGUS,
-                                               f"wildcard answer for {rrset.name}: "
-                                               f"{expansion.reason}", proof)
-                    verdict = _weaker(verdict, expansion.verdict)
-                    proof.denial = expansion.kind
-                    for nsec in nsecs:
-                        authority.append(nsec)
-                        nsec_sigs = _sigs(reply.authority, nsec.name, nsec.rdtype)
-                        if nsec_sigs is not None:
-                            authority.append(nsec_sigs)
-            else:
-                ttl = min(ttl, rrset.ttl)
-            rrsets.append(rrset)
-            if sigs is not None:
-                rrsets.append(sigs)
-            if synthesized is not None:
-                rrsets.append(synthesized)
-                rrset = synthesized
-            if rrset.rdtype == qtype or rrset.rdtype not in (CNAME,):
-                break
-            current = rrset[0].target
-            if not current.is_subdomain(zone.name):
-                break
-        if not rrsets:
-            raise ResolutionFailed(EDE.OTHER, f"no usable answer for {name}", proof)
-        return Answer(dns.rcode.NOERROR, verdict, rrsets, authority, None, "", proof, ttl)
-
-    def _negative(self, zone: Zone, name: dns.name.Name, qtype: int,
-                  reply: dns.message.Message, kind: str, proof: Proof, secure: bool,
-                  ctx: Context) -> Answer:
-        """A name error or no-data reply, proven from NSEC or NSEC3 in a signed zone
-        (RFC 4035 §5.4), cached for the SOA's negative TTL (RFC 2308 §5)."""
-        rcode = dns.rcode.NXDOMAIN if kind == "nxdomain" else dns.rcode.NOERROR
-        soa = next((r for r in _rrsets(reply.authority, SOA) if name.is_subdomain(r.name)), None)
-        authority = [soa] if soa is not None else []
-        ttl = min(soa.ttl, soa[0].minimum) if soa is not None else 0
-        if not secure:
-            return Answer(rcode, Verdict.INSECURE, [], authority, None, "", proof, ttl)
-        nsecs = self._denial_rrsets(reply)
-        checked = ([soa] if soa is not None else []) + nsecs
-        evidence = self._check_signatures(checked, reply, zone, ctx)
-        proof.signatures += [e[:7] for e in evidence]
-        ttl = min([ttl] + [e[7] for e in evidence]) if soa is not None else 0
-        if not nsecs:
-            raise ResolutionFailed(EDE.NSEC_MISSING, f"zone {zone.name}: "
-                                   f"{'name error' if kind == 'nxdomain' else 'no data'} for "
-                                   f"{name} without NSEC or NSEC3", proof)
-        if kind == "nxdomain":
-            result = denial.prove_nxdomain(name, nsecs, config=self.s.validator,
-                                           budget=ctx.budget)
-        else:
-            result = denial.prove_nodata(name, qtype, nsecs, config=self.s.validator,
-                                         budget=ctx.budget)
-        if result.verdict is Verdict.BOGUS:
-            raise ResolutionFailed(result.ede or EDE.DNSSEC_BOGUS,
-                                   f"zone {zone.name}: {result.reason}", proof)
-        proof.denial = result.kind
-        for rrset in checked:
-            authority += [rrset] if rrset is not soa else []
-            sigs = _sigs(reply.authority, rrset.name, rrset.rdtype)
-            if sigs is not None:
-                authority.append(sigs)
-        return Answer(rcode, result.verdict, [], authority, result.ede, result.reason, proof,
-                      ttl)
-
-    async def _forwarded_zone_security(self, forward: Zone, name: dns.name.Name,
-                                       reply: dns.message.Message, ctx: Context) -> Zone:
-        """The security of the zone a forwarder's answer came from: the deepest zone that
-        signed data for ``name``, or, for unsigned data, the closest enclosing zone cut found by
-        walking DS records down from the closest known ancestor (RFC 4035 §5.2)."""
-        nta = self._nta_for(name)
-        if nta is not None:
-            return Zone(nta, list(forward.servers), security=Verdict.INSECURE, recursive=True,
-                        proof=[f"nta {nta}"], reason=f"negative trust anchor {nta}")
-        signers = [s for s in _signers(reply) if name.is_subdomain(s)]
-        target = max(signers, key=lambda s: len(s.labels)) if signers else name
-        return await self._zone_on_path(target, forward, ctx)
+            zone = await self.trust.forwarded_zone_security(zone, name, reply,
+                                                            self._forwarded_root, ctx)
+        return self.validator.answer(zone, name, qtype, reply, kind, ctx.budget)
 
     async def _forwarded_root(self, ctx: Context) -> Zone:
         if ROOT in self.forwards:
-            root = Zone(ROOT, list(self.forwards[ROOT]), recursive=True)
-            root = await self._prime_root(root, ctx)
-        else:
-            root = self._root()
-            if root.security is Verdict.INDETERMINATE:
-                root = await self._prime_root(root, ctx)
-        self.secured[ROOT] = root
+            return await self.trust.prime_root(Zone(ROOT, list(self.forwards[ROOT]),
+                                                    recursive=True), ctx)
+        root = self._root()
+        if root.security is Verdict.INDETERMINATE:
+            root = await self.trust.prime_root(root, ctx)
         return root
 
-    async def _zone_on_path(self, target: dns.name.Name, forward: Zone, ctx: Context) -> Zone:
-        """Walk from the deepest zone of known security towards ``target`` one label at a time,
-        looking up DS (validated like any answer): a DS starts a secure child whose DNSKEY set
-        comes through the forwarders; a proven absence at a delegation ends the walk insecure."""
-        current, name = None, target
-        while current is None:
-            current = self.secured.get(name)
-            if current is None and name == ROOT:
-                current = await self._forwarded_root(ctx)
-            name = name.parent() if current is None else name
-        while current.name != target and current.security is Verdict.SECURE:
-            candidate = dns.name.Name(target.labels[-(len(current.name.labels) + 1):])
-            while True:
-                answer = await self.lookup(candidate, DS, ctx)
-                ds = next((r for r in answer.rrsets if r.rdtype == DS and r.name == candidate),
-                          None)
-                if ds is not None or answer.verdict is not Verdict.SECURE:
-                    break
-                nsecs = [r for r in answer.authority if r.rdtype in (NSEC, NSEC3)]
-                cut = denial.prove_no_ds(candidate, nsecs, config=self.s.validator,
-                                         budget=ctx.budget)
-                if cut.verdict is not Verdict.BOGUS or candidate == target:
-                    break  # an insecure delegation, or the target is no zone cut of its own
-                candidate = dns.name.Name(target.labels[-(len(candidate.labels) + 1):])
-            child = Zone(candidate, list(forward.servers), recursive=True, parent=current)
-            if ds is not None and answer.verdict is Verdict.SECURE:
-                child = await self._load_keys(child, ds, ctx, f"DS from {current.name}")
-            elif answer.verdict is Verdict.SECURE and ds is None and candidate == target \
-                    and cut.verdict is Verdict.BOGUS:
-                return current  # target is inside current, not a cut
-            else:
-                child.security = Verdict.INSECURE
-                child.proof.append(f"no-ds {candidate}")
-            self.secured[candidate] = child
-            current = child
-        return current
+    def _event(self, event: str) -> None:
+        if event == "nta_used":
+            self.stats["nta_uses"] += 1
+        if self.on_event is not None:
+            self.on_event(event)
 
 
-def _weaker(a: Verdict, b: Verdict) -> Verdict:
-    order = (Verdict.SECURE, Verdict.INSECURE, Verdict.INDETERMINATE, Verdict.BOGUS)
-    return a if order.index(a) >= order.index(b) else b
-
-
-def _chain_end(name: dns.name.Name, qtype: int, rrsets: list[dns.rrset.RRset]) -> dns.name.Name | None:
+def chain_end(name: dns.name.Name, qtype: int, rrsets: list[dns.rrset.RRset]) -> dns.name.Name | None:
     """Where the CNAME chain in ``rrsets`` starting at ``name`` leads, if it ends without data
     of ``qtype``; None when the chain is complete."""
     if qtype == CNAME:

@@ -34,7 +34,7 @@ from resolver.ede import EDE
 from resolver._fastlog import HitTemplate, rfc3339
 from resolver._fastpath import HitPath, UdpListener
 from resolver.forensic import ForensicLogError, hit_template
-from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings
+from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ class Resolver:
         concurrent identical queries under the same ``scope`` (the service) share one
         resolution."""
         cached = self.cache.get(qname, qtype)
-        if cached is not None:
-            return Outcome(cached, cache_hit=True)
+        if cached is not None and chain_end(qname, qtype, cached.rrsets) is None:
+            return Outcome(cached, cache_hit=True)  # else the chain's next links: chase
         key = (qname, qtype, scope)
         shared = self._inflight.get(key)
         if shared is None:
@@ -332,22 +332,27 @@ class Frontend:
 
     def _check_answer(self, service, qname: dns.name.Name, answer: Answer):
         """The whole answer, not only the question: every name in the chain (CNAME and DNAME
-        targets) must be allowed, and each rule's requirement met (security, rebinding)."""
+        targets) must be allowed, and each name's data meet the requirement of the rule of
+        the zone that owns it (security, rebinding), with that link's own verdict."""
         data = [r for r in answer.rrsets if r.rdtype not in DNSSEC_TYPES]
+        cnames = [rd.target for r in data if r.rdtype == dns.rdatatype.CNAME for rd in r]
         # Owners and CNAME targets (those synthesised from a DNAME included): a DNAME's own
-        # target is only a suffix, so the synthesised CNAME stands for it.
-        names = [qname] + [r.name for r in data] + [
-            rd.target for r in data if r.rdtype == dns.rdatatype.CNAME for rd in r]
+        # target is only a suffix, so the synthesised CNAME stands for it, unless the DNAME
+        # is itself the data asked for (its owner on the chain).
+        chain = {qname, *cnames}
+        names = [qname] + [r.name for r in data] + cnames + [
+            r[0].target for r in data if r.rdtype == dns.rdatatype.DNAME and r.name in chain]
         decision = None
         for name in dict.fromkeys(names):
             decision = self.policy.check_name(service, name)
             if not decision.allowed:
                 return decision
-        for name in dict.fromkeys([qname] + [r.name for r in data]):
+        for name in dict.fromkeys([qname] + [r.name for r in data] + list(answer.verdicts)):
             rule = self.policy.rule_for(service, name)
             addresses = [rd.address for r in data if r.name == name
                          and r.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rd in r]
-            decision = self.policy.check_answer(service, rule, answer.verdict.value, addresses)
+            decision = self.policy.check_answer(service, rule, answer.verdict_of(name).value,
+                                                addresses)
             if not decision.allowed:
                 return decision
         return decision

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import dns.name
 import dns.rdata
+import dns.rrset
 
 from resolver.ede import EDE
 
@@ -70,3 +71,45 @@ class DenialResult:
     @property
     def secure(self) -> bool:
         return self.verdict is Verdict.SECURE
+
+
+@dataclass(slots=True)
+class Proof:
+    """What a verdict rests on, for answers and for the forensic log."""
+
+    zone: dns.name.Name | None = None
+    zones: list[str] = field(default_factory=list)  # the chain of zone cuts, root first
+    signatures: list = field(default_factory=list)  # (owner, type, signer, key tag, alg, inc, exp)
+    denial: str | None = None  # "nsec", "nsec3", "nsec3-optout"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Answer:
+    """The validated outcome for one name and type: positive (``rrsets``, the answer RRsets
+    with their RRSIGs, the chain of CNAMEs included) or negative (``rcode`` NXDOMAIN or NOERROR,
+    ``authority`` the SOA and denial records with their RRSIGs). ``verdicts`` gives, for a
+    chain across zones, each link's verdict by the names it holds (owners, and the name a
+    negative link was asked for); a name absent from it has ``verdict``."""
+
+    rcode: int
+    verdict: Verdict
+    rrsets: list[dns.rrset.RRset] = field(default_factory=list)
+    authority: list[dns.rrset.RRset] = field(default_factory=list)
+    ede: EDE | None = None
+    reason: str = ""
+    proof: Proof = field(default_factory=Proof)
+    ttl: int = 0
+    verdicts: dict[dns.name.Name, Verdict] = field(default_factory=dict)
+
+    def verdict_of(self, name: dns.name.Name) -> Verdict:
+        return self.verdicts.get(name, self.verdict)
+
+
+class ResolutionFailed(Exception):
+    """The query cannot be answered: SERVFAIL with this EDE and reason (RFC 8914), and the
+    proof gathered so far for the log."""
+
+    def __init__(self, ede: EDE, reason: str, proof: Proof | None = None) -> None:
+        super().__init__(reason)
+        self.ede, self.reason, self.proof = ede, reason, proof

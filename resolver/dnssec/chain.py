@@ -1,0 +1,198 @@
+"""The chain of trust (RFC 4035 §5.2): the security of each zone cut, from the trust anchors
+down, its DNSKEY set authenticated by the parent's validated DS, or its insecurity proven by the
+parent's signed denial of that DS. The validator (resolver.dnssec.validator) judges each reply;
+the queries go out through ``ask`` and ``lookup``, the iterator's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import dns.message
+import dns.name
+import dns.rdatatype
+import dns.rrset
+
+from resolver.dnssec.result import Verdict
+from resolver.dnssec.sigcrypt import dnskey_tag
+from resolver.dnssec import denial
+from resolver.dnssec.validator import NSEC, NSEC3, Validator, find, signers
+from resolver.dnssec.zone import Lru, Zone
+from resolver.ede import EDE
+
+log = logging.getLogger(__name__)
+
+DS, DNSKEY = dns.rdatatype.DS, dns.rdatatype.DNSKEY
+ROOT = dns.name.root
+BOGUS_TTL = 60  # seconds a zone that failed is remembered (RFC 6840 §3.1: briefly)
+
+
+class ChainOfTrust:
+    """Zone security for the iterator: ``ask(zone, qname, qtype, ctx)`` sends one query to a
+    zone's servers and returns (reply, kind); ``lookup(name, qtype, ctx)`` resolves and
+    validates a whole answer (used for the DS walk under forwarders); ``event(name)`` is told of
+    DNSSEC health events ("key_rollover", "nta_used")."""
+
+    def __init__(self, validator: Validator, anchors: list[dns.rrset.RRset],
+                 negative_anchors: list[dns.name.Name], max_zones: int,
+                 ask: Callable[..., Awaitable[tuple[dns.message.Message, str]]],
+                 lookup: Callable[..., Awaitable], event: Callable[[str], None]) -> None:
+        self.v = validator
+        self.anchors = {rrset.name: rrset for rrset in anchors}
+        self.negative_anchors = negative_anchors
+        self.ask, self.lookup, self.event = ask, lookup, event
+        # Security of zones met through forwarders, kept apart from the zone cuts used to route
+        # queries so a forwarded walk never redirects iterative resolution.
+        self.secured: Lru[dns.name.Name, Zone] = Lru(max_zones)
+        self.key_tags: Lru[dns.name.Name, frozenset[int]] = Lru(max_zones)  # rollover events
+
+    def nta_for(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The negative trust anchor ``name`` is at or below, its use counted and logged
+        (RFC 7646: no validation below it); None outside every NTA."""
+        for nta in self.negative_anchors:
+            if name.is_subdomain(nta):
+                self.event("nta_used")
+                log.warning("negative trust anchor %s applied to %s", nta, name)
+                return nta
+        return None
+
+    async def establish(self, child: Zone, parent: Zone, reply: dns.message.Message | None,
+                        ctx, keys: asyncio.Future | None = None) -> Zone:
+        """Decide the child zone's security from its parent (RFC 4035 §5.2): a validated DS
+        leads to its DNSKEY set (``keys``: its query, sent ahead); a proven unsigned delegation
+        makes it insecure; a claimed cut (a referral, a signer name) that the parent's signed
+        data does not prove raises ResolutionFailed, and no zone is learned."""
+        name = child.name
+        nta = self.nta_for(name)
+        if nta is not None:
+            child.security, child.reason = Verdict.INSECURE, f"negative trust anchor {nta}"
+            child.proof.append(f"nta {nta}")
+            return child
+        if name in self.anchors:
+            return await self.load_keys(child, self.anchors[name], ctx, f"anchor {name}", keys)
+        if parent.security is Verdict.INSECURE:
+            child.security = Verdict.INSECURE
+            child.proof.append(f"parent {parent.name} insecure")
+            return child
+        if parent.security is Verdict.BOGUS:
+            child.security, child.ede, child.reason = parent.security, parent.ede, parent.reason
+            return child
+        if reply is None or (find(reply.authority, name, DS) is None
+                             and not self.v.denial_rrsets(reply, parent.name)):
+            reply, _ = await self.ask(parent, name, DS, ctx)
+        elif keys is not None and find(reply.authority, name, DS) is not None:
+            await asyncio.sleep(0)  # the queries sent ahead leave before the DS is validated
+        judged = self.v.delegation(name, parent, reply, ctx.budget)
+        if judged.verdict is Verdict.BOGUS:
+            return self.bogus(child, judged.ede, judged.reason)
+        child.proof.append(judged.note)
+        if judged.verdict is Verdict.INSECURE:
+            child.security = Verdict.INSECURE
+            return child
+        return await self.load_keys(child, judged.ds, ctx, f"DS from {parent.name}", keys)
+
+    async def load_keys(self, zone: Zone, trust: dns.rrset.RRset, ctx, how: str,
+                        sent: asyncio.Future | None = None) -> Zone:
+        """Fetch (or await, ``sent`` ahead) and authenticate the zone's DNSKEY set
+        (RFC 4035 §5.2)."""
+        if sent is None:
+            sent = self.ask(zone, zone.name, DNSKEY, ctx)
+        reply, kind = await sent
+        keys, result = self.v.dnskeys(zone.name, trust, reply, kind, ctx.budget)
+        if keys is None:
+            return self.bogus(zone, EDE.DNSKEY_MISSING, f"{zone.name} has no DNSKEY set ({how})")
+        if result.verdict is Verdict.INSECURE:
+            zone.security, zone.ede, zone.reason = Verdict.INSECURE, result.ede, result.reason
+            zone.proof.append(f"insecure {zone.name}: {result.reason}")
+            return zone
+        if not result.secure:
+            return self.bogus(zone, result.ede, result.reason)
+        zone.security, zone.keys = Verdict.SECURE, keys
+        tags = frozenset(dnskey_tag(rd) for rd in keys)
+        seen = self.key_tags.get(zone.name)
+        if seen is not None and seen != tags:
+            self.event("key_rollover")
+            log.info("DNSKEY set of %s changed: %s -> %s", zone.name, sorted(seen), sorted(tags))
+        self.key_tags.put(zone.name, tags)
+        zone.proof.append(f"dnskey {zone.name} {result.key.tag}/{result.key.algorithm} ({how})")
+        zone.expires = time.monotonic() + max(1, result.ttl or 0)
+        return zone
+
+    @staticmethod
+    def bogus(zone: Zone, ede: EDE | None, reason: str) -> Zone:
+        zone.security, zone.ede, zone.reason = Verdict.BOGUS, ede or EDE.DNSSEC_BOGUS, reason
+        zone.expires = time.monotonic() + BOGUS_TTL
+        return zone
+
+    async def prime_root(self, root: Zone, ctx) -> Zone:
+        """Authenticate the root's DNSKEY set from the trust anchor (RFC 8109 priming with
+        validation); with no anchor for the root the tree above any other anchor is
+        insecure."""
+        anchor = self.anchors.get(ROOT)
+        if anchor is None:
+            root.security = Verdict.INSECURE
+            root.proof.append("no trust anchor for the root")
+            return root
+        return await self.load_keys(root, anchor, ctx, "root trust anchor")
+
+    # --- zones behind forwarders -----------------------------------------------------------
+
+    async def forwarded_zone_security(self, forward: Zone, name: dns.name.Name,
+                                      reply: dns.message.Message, root: Callable, ctx) -> Zone:
+        """The security of the zone a forwarder's answer came from: the deepest zone that
+        signed data for ``name``, or, for unsigned data, the closest enclosing zone cut found by
+        walking DS records down from the closest known ancestor (RFC 4035 §5.2). ``root()``
+        gives the root zone, established."""
+        nta = self.nta_for(name)
+        if nta is not None:
+            return Zone(nta, list(forward.servers), security=Verdict.INSECURE, recursive=True,
+                        proof=[f"nta {nta}"], reason=f"negative trust anchor {nta}")
+        found = [s for s in signers(reply) if name.is_subdomain(s)]
+        target = max(found, key=lambda s: len(s.labels)) if found else name
+        return await self._zone_on_path(target, forward, root, ctx)
+
+    async def _zone_on_path(self, target: dns.name.Name, forward: Zone, root: Callable,
+                            ctx) -> Zone:
+        """Walk from the deepest zone of known security or trust anchor towards ``target`` one
+        label at a time, looking up DS (validated like any answer): a DS starts a secure child whose DNSKEY set
+        comes through the forwarders; a proven absence at a delegation ends the walk insecure."""
+        current, name = None, target
+        while current is None:
+            current = self.secured.get(name)
+            if current is None and name in self.anchors:  # an island of security (RFC 4035 §4.4)
+                island = Zone(name, list(forward.servers), recursive=True)
+                current = self.secured.put(name, await self.load_keys(
+                    island, self.anchors[name], ctx, f"anchor {name}"))
+            if current is None and name == ROOT:
+                current = self.secured.put(ROOT, await root(ctx))
+            name = name.parent() if current is None else name
+        while current.name != target and current.security is Verdict.SECURE:
+            candidate = dns.name.Name(target.labels[-(len(current.name.labels) + 1):])
+            while True:
+                answer = await self.lookup(candidate, DS, ctx)
+                ds = next((r for r in answer.rrsets if r.rdtype == DS and r.name == candidate),
+                          None)
+                if ds is not None or answer.verdict is not Verdict.SECURE:
+                    break
+                nsecs = [r for r in answer.authority if r.rdtype in (NSEC, NSEC3)]
+                cut = denial.prove_no_ds(candidate, nsecs, config=self.v.config,
+                                         budget=ctx.budget)
+                if cut.verdict is not Verdict.BOGUS or candidate == target:
+                    break  # an insecure delegation, or the target is no zone cut of its own
+                candidate = dns.name.Name(target.labels[-(len(candidate.labels) + 1):])
+            child = Zone(candidate, list(forward.servers), recursive=True, parent=current)
+            if ds is not None and answer.verdict is Verdict.SECURE:
+                child = await self.load_keys(child, ds, ctx, f"DS from {current.name}")
+            elif answer.verdict is Verdict.SECURE and ds is None and candidate == target \
+                    and cut.verdict is Verdict.BOGUS:
+                return current  # target is inside current, not a cut
+            else:
+                child.security = Verdict.INSECURE
+                child.proof.append(f"no-ds {candidate}")
+            self.secured.put(candidate, child)
+            current = child
+        return current
+

@@ -1,0 +1,111 @@
+"""CNAME chains across zones (issue #15, findings 5 and 7): what the cache gives back is the
+whole chain, it lives as long as its shortest link within the cache's caps, and each link is
+judged by the policy of the zone that owns it. resolver.server.Resolver runs in-process over
+the test tree served from memory (tests/testtree/memory.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import yaml
+
+from resolver.cache import Cache
+from resolver.config import parse_config
+from resolver.dnssec import Verdict
+from resolver.policy import Policy
+from resolver.server import Frontend, Resolver
+from tests.testtree import memory
+
+A = dns.rdatatype.A
+N = dns.name.from_text
+HUGE_TTL = 2_000_000_000
+
+
+def _twice(resolver: Resolver, name: str, rdtype: int = A):
+    async def run():
+        return (await resolver.resolve(N(name), rdtype), await resolver.resolve(N(name), rdtype))
+    return asyncio.run(run())
+
+
+def _owners(answer) -> set[tuple[str, str]]:
+    return {(r.name.to_text(), dns.rdatatype.to_text(r.rdtype)) for r in answer.rrsets
+            if r.rdtype != dns.rdatatype.RRSIG}
+
+
+def test_a_chain_leaving_its_zone_comes_back_whole_from_the_cache():
+    resolver = Resolver(memory.settings(), Cache(), exchange=memory.Upstream())
+    first, second = _twice(resolver, "cname-out.rsasha256.example.")
+    whole = {("cname-out.rsasha256.example.", "CNAME"), ("www.rsasha512.test.", "A")}
+    assert _owners(first.answer) == whole and first.answer.verdict is Verdict.SECURE
+    assert _owners(second.answer) == whole and second.answer.verdict is Verdict.SECURE
+
+
+def _huge_ttl(host, query, response):
+    """The unsigned child's server gives its data a TTL of 63 years."""
+    if host == "127.0.0.32":
+        for rrset in response.answer:
+            rrset.ttl = HUGE_TTL
+    return response
+
+
+def test_a_chain_lives_as_long_as_its_shortest_link():
+    """The signed CNAME (TTL 3600) into the unsigned child whose A has a huge TTL: the chain's
+    TTL is the CNAME's, not the last link's."""
+    resolver = Resolver(memory.settings(), Cache(), exchange=memory.Upstream(_huge_ttl))
+    first, second = _twice(resolver, "cname-insecure.rsasha256.example.")
+    assert first.answer.verdict is Verdict.INSECURE
+    assert 0 < first.answer.ttl <= 3600 and 0 < second.answer.ttl <= 3600
+
+
+def test_an_answer_never_outlives_the_cache_cap():
+    cache = Cache(max_ttl=300)
+    resolver = Resolver(memory.settings(), cache, exchange=memory.Upstream(_huge_ttl))
+    first, second = _twice(resolver, "www.insecure.rsasha256.example.")
+    assert first.answer.rcode == dns.rcode.NOERROR and first.answer.verdict is Verdict.INSECURE
+    assert 0 < first.answer.ttl <= 300 and 0 < second.answer.ttl <= 300
+
+
+def _frontend(allow: str) -> tuple[Frontend, object]:
+    """A frontend over the tree in memory with one service allowing ``allow`` (YAML)."""
+    conf = parse_config(yaml.safe_load(f"""
+        listen: ["127.0.0.1:53"]
+        services:
+          - {{name: svc, listeners: ["127.0.0.1:53"], allow: {allow}}}
+    """))
+    resolver = Resolver(memory.settings(), Cache(), exchange=memory.Upstream())
+    return Frontend(resolver, Policy(conf)), conf.services[0]
+
+
+def _decide(frontend: Frontend, service, name: str, rdtype: int = A):
+    outcome = asyncio.run(frontend.resolver.resolve(N(name), rdtype))
+    return frontend._check_answer(service, N(name), outcome.answer)
+
+
+SIGNED_THEN_UNSIGNED = "cname-insecure.rsasha256.example."  # CNAME www.insecure.rsasha256...
+
+
+def test_each_link_is_judged_by_the_rule_of_the_zone_that_owns_it():
+    """Finding 7: the secure CNAME owned by a require-secure zone, the insecure A owned by an
+    insecure-ok zone: allowed."""
+    frontend, service = _frontend("[{zone: rsasha256.example., require: secure}, "
+                                  "{zone: insecure.rsasha256.example., require: insecure-ok}]")
+    assert _decide(frontend, service, SIGNED_THEN_UNSIGNED).allowed
+
+
+def test_an_insecure_record_under_a_require_secure_rule_is_still_refused():
+    frontend, service = _frontend("[{zone: rsasha256.example., require: secure}]")
+    decision = _decide(frontend, service, SIGNED_THEN_UNSIGNED)
+    assert not decision.allowed and decision.kind == "insecure"
+    assert "rsasha256.example." in decision.reason
+
+
+def test_a_dname_asked_for_is_refused_when_its_target_is_denied():
+    """Finding 6: a query of type DNAME returns the DNAME itself; its target is checked like
+    a CNAME's."""
+    frontend, service = _frontend("[{zone: ecdsap256.example., require: secure}]")
+    decision = _decide(frontend, service, "dname.ecdsap256.example.", dns.rdatatype.DNAME)
+    assert not decision.allowed and "ed25519.example." in decision.reason

@@ -1,0 +1,258 @@
+"""Issue #15: an on-path attacker without the zones' keys cannot make a name of a signed zone
+resolve to its data, Insecure or otherwise, and leaves no bad state behind. The iterator runs
+in-process over the test tree served from memory (tests/testtree/memory.py), with chosen
+replies rewritten; no socket is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from resolver.cache import Cache
+from resolver.dnssec import Verdict
+from resolver.ede import EDE
+from resolver.iterator import Iterator, ResolutionFailed
+from tests.testtree import authority, memory, zonedata
+
+ATTACKER = "127.0.0.99"  # the forged NS's glue: a server of the attacker's
+EVIL = "198.51.100.66"
+ZONE = dns.name.from_text("rsasha256.example.")
+ZONE_SERVER = "127.0.0.20"
+WWW = dns.name.from_text("www.rsasha256.example.")
+A = dns.rdatatype.A
+N = dns.name.from_text
+
+
+def _attacker(query: dns.message.Message) -> dns.message.Message:
+    """The attacker's own server: authoritative, unsigned, EVIL for every A."""
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AA
+    q = query.question[0]
+    if q.rdtype == A:
+        response.answer.append(dns.rrset.from_text(q.name, 300, "IN", "A", EVIL))
+    return response
+
+
+def _run(iterator: Iterator, name: dns.name.Name | str, rdtype: int = A):
+    name = dns.name.from_text(name) if isinstance(name, str) else name
+    return asyncio.run(iterator.chase(name, rdtype, iterator.new_context()))
+
+
+def _addresses(answer) -> set[str]:
+    return {rd.address for r in answer.rrsets if r.rdtype == A for rd in r}
+
+
+def _honest_afterwards(iterator: Iterator, upstream: memory.Upstream) -> None:
+    """Once the attacker stops, the same iterator (its caches kept) answers the name Secure."""
+    upstream.tamper = None
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+
+
+def _forged_referral(cut: dns.name.Name):
+    """Rewrites the zone server's replies for names at or below ``cut`` (DS queries aside,
+    which the attacker lets through) into a referral to ``cut`` served by the attacker."""
+    ns_name = dns.name.from_text("ns", origin=cut)
+
+    def tamper(host, query, response):
+        q = query.question[0]
+        if host != ZONE_SERVER or not q.name.is_subdomain(cut) or q.rdtype == dns.rdatatype.DS:
+            return response
+        forged = dns.message.make_response(query)
+        forged.use_edns(0, dns.flags.DO, 1232)
+        forged.authority.append(dns.rrset.from_text(cut, 300, "IN", "NS", ns_name.to_text()))
+        forged.additional.append(dns.rrset.from_text(ns_name, 300, "IN", "A", ATTACKER))
+        return forged
+    return tamper
+
+
+@pytest.mark.parametrize("cut", ["www.rsasha256.example.", "x.www.rsasha256.example."],
+                         ids=["at-existing-name", "below-existing-name"])
+def test_forged_referral_is_bogus_not_an_insecure_cut(cut):
+    """Finding 1: the parent's signed NSEC for www lists no NS: the referral is contradicted
+    (RFC 4035 §5.2), never a proof that the forged child is unsigned."""
+    cut = dns.name.from_text(cut)
+    name = dns.name.from_text("x.www.rsasha256.example.") if len(cut) > len(WWW) else WWW
+    upstream = memory.Upstream(_forged_referral(cut), {ATTACKER: _attacker})
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    with pytest.raises(ResolutionFailed) as failure:
+        _run(iterator, name)
+    assert failure.value.ede == EDE.DNSSEC_BOGUS
+    assert failure.value.reason.startswith(f"zone {ZONE}: ") and str(cut) in failure.value.reason
+    assert not any(host == ATTACKER for host, *_ in upstream.asked)
+    _honest_afterwards(iterator, upstream)
+
+
+def test_forged_signer_is_bogus_not_a_new_zone():
+    """Finding 2: a forged answer whose RRSIG names the owner itself as signer is no zone cut
+    of its own: the parent proves there is none there."""
+    def tamper(host, query, response):
+        q = query.question[0]
+        if host != ZONE_SERVER or q.name != WWW or q.rdtype != A:
+            return response
+        (sig,) = [r for r in response.answer if r.rdtype == dns.rdatatype.RRSIG]
+        forged_sig = dns.rrset.RRset(WWW, dns.rdataclass.IN, dns.rdatatype.RRSIG, A)
+        forged_sig.add(sig[0].replace(signer=WWW), sig.ttl)
+        response.answer = [dns.rrset.from_text(WWW, 300, "IN", "A", EVIL), forged_sig]
+        return response
+
+    upstream = memory.Upstream(tamper)
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    with pytest.raises(ResolutionFailed) as failure:
+        _run(iterator, WWW)
+    assert failure.value.ede == EDE.DNSSEC_BOGUS
+    _honest_afterwards(iterator, upstream)
+
+
+def test_cached_nodata_for_cname_does_not_hide_other_types():
+    """Finding 3: www has no CNAME (a proven NODATA, cached); its A is still answered."""
+    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream())
+    nodata = _run(iterator, WWW, dns.rdatatype.CNAME)
+    assert nodata.rcode == dns.rcode.NOERROR and not nodata.rrsets
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+
+
+def _sharing(upstream: memory.Upstream, address: str, *zones: str) -> None:
+    """``address`` serves ``zones`` together, as one server authoritative for several."""
+    upstream.responders[address] = authority.Responder([zonedata.load(z) for z in zones])
+
+
+def test_cname_into_another_zone_on_the_same_server():
+    """Finding 4: the server follows the DNAME's CNAME into ed25519.example., which it also
+    serves, and adds that zone's NXDOMAIN proof: each part is judged in its own zone, with
+    that zone's chain of trust, never with the first zone's keys."""
+    upstream = memory.Upstream()
+    _sharing(upstream, "127.0.0.22", "ecdsap256.example.", "ed25519.example.")
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    answer = _run(iterator, "nope.dname.ecdsap256.example.")
+    assert answer.rcode == dns.rcode.NXDOMAIN and answer.verdict is Verdict.SECURE
+    assert answer.proof.denial == "nsec3"
+    owners = {(r.name.to_text(), r.rdtype) for r in answer.rrsets}
+    assert ("dname.ecdsap256.example.", dns.rdatatype.DNAME) in owners
+    assert ("nope.dname.ecdsap256.example.", dns.rdatatype.CNAME) in owners
+
+
+def test_insecure_negative_answer_keeps_only_its_own_zones_soa():
+    """Finding 6: an unsigned zone's NXDOMAIN carrying an ancestor zone's SOA (here the
+    root's, added by the attacker) passes no SOA of another zone to the client."""
+    root = zonedata.load(".")
+
+    def tamper(host, query, response):
+        if response.rcode() == dns.rcode.NXDOMAIN and host == "127.0.0.30":
+            response.authority = [root.rrset(".", "SOA")]
+        return response
+
+    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream(tamper))
+    answer = _run(iterator, "nope.insecure.example.")
+    assert answer.rcode == dns.rcode.NXDOMAIN and answer.verdict is Verdict.INSECURE
+    assert not [r for r in answer.authority if r.rdtype == dns.rdatatype.SOA]
+
+
+def test_island_of_security_does_not_ask_the_root_for_keys():
+    """Finding 6: with a trust anchor for rsasha256.example. only, the zones above it are
+    insecure and their DNSKEY sets are never asked for; the island itself is Secure."""
+    anchor = zonedata.load("rsasha256.example.").ds()
+    upstream = memory.Upstream()
+    iterator = Iterator(memory.settings(trust_anchors=[anchor]), Cache(), exchange=upstream)
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+    keys_asked = {qname for _, qname, qtype in upstream.asked if qtype == "DNSKEY"}
+    assert keys_asked == {"rsasha256.example."}
+    outside = _run(iterator, "www.ecdsap256.example.")
+    assert outside.verdict is Verdict.INSECURE
+
+
+def test_island_of_security_behind_a_forwarder():
+    """Finding 6: a forwarded zone with its own trust anchor and none for the root is
+    validated from that anchor (RFC 4035 §4.4), not judged insecure from an unanchored root,
+    and nothing above the island is asked for."""
+    anchor = zonedata.load("rsasha256.example.").ds()
+    forward = [(ZONE, [(authority.FORWARDER, 53)])]
+    upstream = memory.Upstream()
+    iterator = Iterator(memory.settings(trust_anchors=[anchor], forward=forward), Cache(),
+                        exchange=upstream)
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+    assert {qname for _, qname, _ in upstream.asked} <= {"rsasha256.example.", str(WWW)}
+
+
+def test_chain_of_trust_tables_stay_within_max_zones():
+    """Issue #14 §5: the tables keyed by zone names a query stream chooses (zone cuts, the
+    security of forwarded zones, the key tags seen) hold at most ``max_zones`` entries."""
+    forward = [(dns.name.root, [(authority.FORWARDER, 53)])]
+    iterator = Iterator(memory.settings(forward=forward, max_zones=3), Cache(),
+                        exchange=memory.Upstream())
+    for zone in zonedata.zone_names("child"):
+        answer = _run(iterator, f"www.{zone}")
+        assert answer.verdict is Verdict.SECURE
+    assert len(zonedata.zone_names("child")) > 3
+    assert len(iterator.trust.secured) <= 3 and len(iterator.trust.key_tags) <= 3
+    assert len(iterator.zones) <= 3
+
+
+def test_a_query_of_type_rrsig_is_answered_but_never_secure():
+    """Finding 6 (RFC 4035 §3.2.1, RFC 4034 §3): the RRSIGs at the name, from the zone's
+    signer only, Indeterminate since no signature signs them; no allow rule accepts that."""
+    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream())
+    answer = _run(iterator, WWW, dns.rdatatype.RRSIG)
+    assert answer.rcode == dns.rcode.NOERROR and answer.verdict is Verdict.INDETERMINATE
+    covered = {rd.type_covered for r in answer.rrsets for rd in r}
+    assert {A, dns.rdatatype.AAAA} <= covered
+    assert all(r.rdtype == dns.rdatatype.RRSIG and r.name == WWW for r in answer.rrsets)
+    assert {rd.signer for r in answer.rrsets for rd in r} == {ZONE}
+
+
+def _referral_rewrite(rewrite):
+    """Rewrites the referral from example. (127.0.0.12) to rsasha256.example."""
+    def tamper(host, query, response):
+        if host == "127.0.0.12" and any(r.rdtype == dns.rdatatype.NS and r.name == ZONE
+                                        for r in response.authority):
+            rewrite(response)
+        return response
+    return tamper
+
+
+def test_ds_stripped_from_a_real_referral_is_asked_again():
+    """The DS and its RRSIG removed from a real cut's referral: the DS is asked for, found,
+    and the zone stays Secure (RFC 4035 §5.2), never insecure for lack of a DS."""
+    def strip(response):
+        response.authority = [r for r in response.authority if r.rdtype == dns.rdatatype.NS]
+    upstream = memory.Upstream(_referral_rewrite(strip))
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    answer = _run(iterator, WWW)
+    assert answer.verdict is Verdict.SECURE and _addresses(answer) == {"192.0.2.20"}
+    assert ("127.0.0.12", str(ZONE), "DS") in upstream.asked
+
+
+def test_ds_replaced_by_another_delegations_proof_is_bogus():
+    """The DS removed and the no-DS proof of insecure.example. (signed, genuine, replayed)
+    put in its place: it proves nothing about rsasha256.example."""
+    example = zonedata.load("example.")
+    replayed = [r for pair in example.select_no_ds(N("insecure.example.")) for r in pair if r]
+
+    def replay(response):
+        response.authority = [r for r in response.authority
+                              if r.rdtype == dns.rdatatype.NS] + replayed
+
+    def tamper(host, query, response):
+        q = query.question[0]
+        if host == "127.0.0.12" and q.rdtype == dns.rdatatype.DS and q.name == ZONE:
+            response.answer = []
+            replay(response)
+            return response
+        return _referral_rewrite(replay)(host, query, response)
+
+    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream(tamper))
+    with pytest.raises(ResolutionFailed) as failure:
+        _run(iterator, WWW)
+    assert failure.value.ede == EDE.DNSSEC_BOGUS
+    assert failure.value.reason.startswith(f"zone example.: no delegation to {ZONE} is proven")
