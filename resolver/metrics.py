@@ -58,7 +58,9 @@ class Metrics:
                                   ["reason"], registry=r)
         self.dropped = Counter(PREFIX + "queries_dropped", "Client queries not answered: "
                                "log_unavailable (the forensic log fails and its queue is full), "
-                               "send_failed (the UDP socket did not take the reply)",
+                               "send_failed (the UDP socket did not take the reply), "
+                               "internal_error (not even an internal error's record could be "
+                               "sealed)",
                                ["reason"], registry=r)
         self.sources: dict = {}
         r.register(_Snapshot(self.sources))
