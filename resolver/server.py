@@ -28,6 +28,7 @@ import dns.rdatatype
 import orjson
 
 from resolver._fastcache import WireCache
+from resolver.admission import Admission
 from resolver.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
@@ -48,41 +49,58 @@ META_TYPES = frozenset((dns.rdatatype.ANY, dns.rdatatype.AXFR, dns.rdatatype.IXF
 @dataclass(slots=True)
 class Outcome:
     """What one client query came to: an answer, a failure, or a policy refusal met on the way
-    (a CNAME target outside the service's zones)."""
+    (a CNAME target outside the service's zones). ``over_limit`` names the limit of
+    resolver.admission a query was over (then ``failure`` says so and nothing was resolved)."""
 
     answer: Answer | None
     failure: ResolutionFailed | None = None
     cache_hit: bool = False
     upstream: list[str] = field(default_factory=list)
     denied: object = None  # the policy Decision that stopped the resolution
+    over_limit: str | None = None
 
 
 class Resolver:
-    """Resolution for clients: identical concurrent queries share one resolution, each is
-    bounded in time, and failures are caught as SERVFAIL outcomes."""
+    """Resolution for clients: identical concurrent questions share one resolution, each is
+    bounded in time, client queries waiting for one are bounded in number (``admission``),
+    and failures are caught as SERVFAIL outcomes."""
 
-    def __init__(self, settings: Settings, cache: Cache, *, exchange=None) -> None:
+    def __init__(self, settings: Settings, cache: Cache, admission: Admission, *,
+                 exchange=None) -> None:
         kwargs = {} if exchange is None else {"exchange": exchange}
         self.iterator = Iterator(settings, cache, **kwargs)
         self.cache = cache
         self.settings = settings
-        self._inflight: dict[tuple[dns.name.Name, int], asyncio.Future] = {}
+        self.admission = admission
+        self._inflight: dict[tuple, asyncio.Future] = {}
 
     async def resolve(self, qname: dns.name.Name, qtype: int, *, permit=None,
-                      scope: str = "") -> Outcome:
-        """Resolve for a client. ``permit`` is the client's policy for names met on the way;
-        concurrent identical queries under the same ``scope`` (the service) share one
-        resolution."""
+                      scope: object = "", client: str | None = None) -> Outcome:
+        """Resolve for a client. ``permit`` is the client's policy for names met on the way.
+        Concurrent queries for the same question (class IN, the only one served) under the same
+        ``scope`` (the service and the policy it is judged by) share one resolution: its
+        outcome does not depend on the query's DO, CD or AD bits, which only shape each reply.
+        A cache miss of a ``client`` is counted by ``admission`` while it waits, and over a
+        limit it is not resolved (internal callers, ``client`` None, are not counted)."""
         cached = self.cache.get(qname, qtype)
         if cached is not None:
             return Outcome(cached, cache_hit=True)
-        key = (qname, qtype, scope)
-        shared = self._inflight.get(key)
-        if shared is None:
-            shared = asyncio.ensure_future(self._resolve(qname, qtype, permit))
-            self._inflight[key] = shared
-            shared.add_done_callback(lambda _: self._inflight.pop(key, None))
-        return await asyncio.shield(shared)
+        if client is not None:
+            limit = self.admission.admit(client)
+            if limit is not None:
+                return Outcome(None, ResolutionFailed(EDE.OTHER, self.admission.reason(limit)),
+                               over_limit=limit)
+        try:
+            key = (qname, qtype, scope)
+            shared = self._inflight.get(key)
+            if shared is None:
+                shared = asyncio.ensure_future(self._resolve(qname, qtype, permit))
+                self._inflight[key] = shared
+                shared.add_done_callback(lambda _: self._inflight.pop(key, None))
+            return await asyncio.shield(shared)
+        finally:
+            if client is not None:
+                self.admission.release(client)
 
     async def _resolve(self, qname: dns.name.Name, qtype: int, permit) -> Outcome:
         ctx = self.iterator.new_context()
@@ -230,7 +248,8 @@ class Frontend:
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
                      client: tuple[str, int], max_size: int | None) -> bytes | None:
         """Answer one query message; ``max_size`` None for TCP. None means send nothing (a
-        response message, or a packet too short to answer).
+        response message, a packet too short to answer, a UDP query over a limit of
+        resolver.admission with ``limits.over_limit: drop``).
 
         The one place where a full-path reply gets its forensic record: the reply is built,
         its record sealed into the log (queued, with back-pressure), and only then returned to
@@ -317,7 +336,14 @@ class Frontend:
                     lambda name, s=service: policy.check_name(s, name))
                 outcome = await self.resolver.resolve(
                     question.name, question.rdtype, permit=permit,
-                    scope=(policy, service.name) if service else "")
+                    scope=(policy, service.name) if service else "", client=client[0])
+                if outcome.over_limit is not None:
+                    # TCP is answered: its source is not forged, and a dropped query would
+                    # hold the connection until the client gives up.
+                    drop = self.resolver.admission.drop and transport == "udp"
+                    self._over_limit(outcome.over_limit, drop)
+                    if drop:
+                        return None, None
                 if outcome.denied is not None:
                     decision = outcome.denied
                 elif outcome.answer is not None and service is not None:
@@ -363,6 +389,12 @@ class Frontend:
                 self.metrics.child(self.metrics.duration, transport).observe(
                     time.perf_counter() - started)
         return reply, done
+
+    def _over_limit(self, limit: str, dropped: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.child(self.metrics.over_limit, limit).inc()
+            if dropped:
+                self.metrics.child(self.metrics.dropped, "over_limit").inc()
 
     def _malformed(self, transport: str, reply) -> None:
         """Count a client packet that is no well-formed query: answered FORMERR, or dropped
@@ -423,7 +455,7 @@ class Frontend:
         answer = outcome.answer if outcome is not None else None
         failure = outcome.failure if outcome is not None else None
         refused = decision is not None and not decision.allowed
-        if refused or outcome is None:
+        if refused or outcome is None or outcome.over_limit is not None:
             verdict = None
         elif answer is not None:
             verdict = answer.verdict.value

@@ -6,7 +6,9 @@ Faults are injected at every stage of the query path (policy, cache, iterator, t
 validator, log encoder, send, and after a cache hit's record): a reply to an internal error is
 SERVFAIL with EDE 0 and a text, never FORMERR; each reply has its record and no record lacks
 its reply; the worker keeps answering. A reload that renames the service of a query in flight
-answers it under the policy it arrived under.
+answers it under the policy it arrived under. Queries over ``limits.max_resolutions`` or
+``limits.max_resolutions_per_client`` are answered at once (or dropped) while the others wait,
+and identical questions in progress share one upstream resolution.
 
 Upstream replies are held at a gate (a hook of the test servers) instead of timed delays, and
 each wait is on an event or a state the server reports, bounded.
@@ -40,6 +42,7 @@ from resolver.service import Service
 from tests.testtree import authority, zonedata
 
 ADDRESS = "127.0.0.160"
+CLIENT_A, CLIENT_B = "127.0.0.161", "127.0.0.162"
 ZONE = "rsasha256.example."
 WARM = "www.rsasha256.example."
 
@@ -337,3 +340,144 @@ def test_reload_renaming_the_service_of_a_query_in_flight(tree, tmp_path):
     records = sidecar.records()
     assert [(r["qname"], r["service"], r["rcode"]) for r in records] == [
         (WARM, "agent", "NOERROR"), (f"inflight.{ZONE}", "agent", "NXDOMAIN")]
+
+
+# --- bounded resolutions (§5) ----------------------------------------------------------------
+
+def test_over_max_resolutions_is_answered_at_once(tree, tmp_path):
+    """Queries over limits.max_resolutions get SERVFAIL with EDE 0 naming the limit while the
+    admitted ones still wait upstream; each reply has its record; the overflow is counted."""
+    names = [f"cap{i}.{ZONE}" for i in range(5)]
+    gate = Gate(*names)
+
+    async def go():
+        async with Sidecar(tmp_path, "limits: {max_resolutions: 2}\n") as sidecar:
+            admission = sidecar.service.resolver.admission
+            await udp(WARM)
+            tree.set_faults(ZONE, forge=gate)
+            try:
+                waiting = [asyncio.ensure_future(udp(n)) for n in names[:2]]
+                await until(lambda: admission.in_progress == 2, "two resolutions waiting")
+                over = [await udp(n) for n in names[2:]]
+                assert not gate.open.is_set() and not any(w.done() for w in waiting)
+            finally:
+                gate.open.set()
+                tree.set_faults(ZONE, forge=None)
+            answered = [await w for w in waiting]
+            count = sidecar.count(sidecar.service.metrics.over_limit, "max_resolutions")
+            return sidecar, over, answered, count, admission.in_progress
+
+    sidecar, over, answered, count, left = asyncio.run(go())
+    for reply in over:
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        code, text = ede(reply)
+        assert code == 0 and "limits.max_resolutions" in text
+    assert [r.rcode() for r in answered] == [dns.rcode.NXDOMAIN] * 2
+    assert count == 3 and left == 0
+    records = sidecar.records()
+    assert len(records) == 6
+    assert [r["verdict"] for r in records if r["qname"] in names[2:]] == [None] * 3
+
+
+def test_per_client_limit_and_drop(tree, tmp_path):
+    """limits.max_resolutions_per_client holds one client back, not another; with
+    over_limit: drop a UDP query over it gets no reply and no record, and is counted, while
+    one over TCP is answered SERVFAIL."""
+    names = [f"pc{i}.{ZONE}" for i in range(4)]
+    gate = Gate(*names)
+
+    async def go():
+        extra = "limits: {max_resolutions_per_client: 2, over_limit: drop}\n"
+        async with Sidecar(tmp_path, extra) as sidecar:
+            metrics = sidecar.service.metrics
+            admission = sidecar.service.resolver.admission
+            await udp(WARM)
+            tree.set_faults(ZONE, forge=gate)
+            try:
+                waiting = [asyncio.ensure_future(udp(n, source=CLIENT_A)) for n in names[:2]]
+                await until(lambda: admission.in_progress == 2, "client A's two waiting")
+                lost = asyncio.ensure_future(udp(names[2], source=CLIENT_A))
+                await until(lambda: sidecar.count(metrics.dropped, "over_limit") == 1,
+                            "client A's third dropped")
+                over_tcp = await dns.asyncquery.tcp(query(names[2]), ADDRESS, timeout=20,
+                                                    source=CLIENT_A)
+                waiting.append(asyncio.ensure_future(udp(names[3], source=CLIENT_B)))
+                await until(lambda: admission.in_progress == 3, "client B admitted")
+            finally:
+                gate.open.set()
+                tree.set_faults(ZONE, forge=None)
+            answered = [await w for w in waiting]
+            lost.cancel()
+            return (sidecar, answered, over_tcp,
+                    sidecar.count(metrics.over_limit, "max_resolutions_per_client"))
+
+    sidecar, answered, over_tcp, count = asyncio.run(go())
+    assert [r.rcode() for r in answered] == [dns.rcode.NXDOMAIN] * 3
+    assert over_tcp.rcode() == dns.rcode.SERVFAIL  # TCP is answered: no forged source there
+    assert "limits.max_resolutions_per_client" in ede(over_tcp)[1]
+    assert count == 2
+    records = sidecar.records()
+    assert [r["transport"] for r in records if r["qname"] == names[2]] == ["tcp"]
+    assert {names[0], names[1], names[3]} <= {r["qname"] for r in records}
+
+
+def test_identical_questions_share_one_resolution(tree, tmp_path):
+    """Identical questions in progress (DO, CD and AD aside) are resolved once upstream; each
+    client query still gets its own reply, shaped by its own flags, and its own record."""
+    name = f"joined.{ZONE}"
+    gate = Gate(name)
+    flags = [dict(want_dnssec=True), dict(want_dnssec=False), dict(flags=dns.flags.RD | dns.flags.CD),
+             dict(flags=dns.flags.RD | dns.flags.AD), dict(want_dnssec=True)]
+
+    async def go():
+        async with Sidecar(tmp_path) as sidecar:
+            admission = sidecar.service.resolver.admission
+            await udp(WARM)
+            tree.clear()
+            tree.set_faults(ZONE, forge=gate)
+            try:
+                waiting = [asyncio.ensure_future(dns.asyncquery.udp(
+                    dns.message.make_query(name, "A", **kw), ADDRESS, timeout=20))
+                    for kw in flags]
+                await until(lambda: admission.in_progress == len(flags), "all five waiting")
+            finally:
+                gate.open.set()
+                tree.set_faults(ZONE, forge=None)
+            return sidecar, [await w for w in waiting]
+
+    sidecar, replies = asyncio.run(go())
+    assert len(tree.queried(name)) == 1
+    assert [r.rcode() for r in replies] == [dns.rcode.NXDOMAIN] * len(flags)
+    assert [bool(r.authority) and any(rr.rdtype == 46 for rr in r.authority)
+            for r in replies] == [True, False, False, False, True]  # RRSIGs only with DO
+    records = [r for r in sidecar.records() if r["qname"] == name]
+    assert sorted(r["id"] for r in records) == sorted(r.id for r in replies)
+
+
+def test_limits_follow_a_reload_and_show_in_metrics(tmp_path):
+    """A reload applies new resolution limits at once; /metrics shows the queries waiting."""
+    from prometheus_client import generate_latest
+    sidecar = Sidecar(tmp_path, "limits: {max_resolutions: 5}\n")
+    admission = sidecar.service.resolver.admission
+    assert (admission.total, admission.per_client, admission.drop) == (5, 500, False)
+    sidecar.path.write_text(config_text(sidecar.log, "limits: {max_resolutions: 7, "
+                                        "max_resolutions_per_client: 3, over_limit: drop}\n"))
+    assert asyncio.run(sidecar.service.reload("test"))
+    assert (admission.total, admission.per_client, admission.drop) == (7, 3, True)
+    assert admission.admit("192.0.2.1") is None
+    text = generate_latest(sidecar.service.metrics.registry).decode()
+    assert "dnssec_sidecar_resolutions_in_progress 1.0" in text
+
+
+def test_admission_bookkeeping():
+    """Counts per process and per client; a client's entry goes with its last query."""
+    from resolver.admission import CLIENT, PROCESS, Admission
+    admission = Admission(3, 2)
+    assert [admission.admit("a"), admission.admit("a"), admission.admit("a")] == [
+        None, None, CLIENT]
+    assert admission.admit("b") is None
+    assert admission.admit("c") == PROCESS and admission.in_progress == 3
+    for client in ("a", "a", "b"):
+        admission.release(client)
+    assert admission.in_progress == 0 and not admission._clients
+    assert "limits.max_resolutions_per_client" in admission.reason(CLIENT)
