@@ -39,7 +39,8 @@ from resolver.iterator import Iterator
 from resolver.policy import Policy
 from resolver.server import _UdpServer
 from resolver.service import Service
-from tests.testtree import authority, zonedata
+from tests.test_resolver import _config_text
+from tests.testtree import authority
 
 ADDRESS = "127.0.0.160"
 CLIENT_A, CLIENT_B = "127.0.0.161", "127.0.0.162"
@@ -54,16 +55,10 @@ def tree():
 
 
 def config_text(log: Path, extra: str = "") -> str:
-    manifest = zonedata.manifest()
-    (hint_name, hint_addr), = manifest["root_hints"].items()
-    anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
-    return (f'listen: ["{ADDRESS}:53"]\n'
-            f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
-            f"trust_anchors: [{anchors}]\n"
-            f'validation: {{time: "{authority.validation_time()}"}}\n'
-            "metrics: {enabled: false}\n"
-            f'log: {{path: "{log}"}}\n'
-            "timeouts: {upstream_ms: 3000, query_ms: 8000}\n" + extra)
+    """The test tree's resolver config with its log in a file, upstream waits long enough
+    that a reply held at a gate is not asked again."""
+    return _config_text(ADDRESS, f'log: {{path: "{log}"}}\n' + extra,
+                        timeouts="{upstream_ms: 3000, query_ms: 8000}")
 
 
 class Sidecar:
