@@ -379,15 +379,13 @@ class Frontend:
             record["policy"] = detail
         except Exception:  # noqa: BLE001 - the query itself is what fails
             reply = header_only(wire, dns.rcode.SERVFAIL)
-            record.update(id=int.from_bytes(wire[:2], "big"), qname=None, qtype=None,
-                          policy=detail, rcode="SERVFAIL")
+            record.update(id=int.from_bytes(wire[:2], "big"), service=None, qname=None,
+                          qtype=None, policy=detail, rcode="SERVFAIL", ede=None, verdict=None,
+                          proof=None)
 
         def done() -> None:
             if self.metrics is not None:
-                self.metrics.child(self.metrics.queries, "", record.get("qtype") or "",
-                                   "SERVFAIL").inc()
-                self.metrics.child(self.metrics.duration, transport).observe(
-                    time.perf_counter() - started)
+                self._count(record, None, None, transport, started)
         return reply, done
 
     def _over_limit(self, limit: str, dropped: bool) -> None:

@@ -476,3 +476,26 @@ def test_admission_bookkeeping():
         admission.release(client)
     assert admission.in_progress == 0 and not admission._clients
     assert "limits.max_resolutions_per_client" in admission.reason(CLIENT)
+
+
+def test_a_query_that_fails_to_parse_again_gets_a_header_only_servfail(tmp_path, monkeypatch):
+    """The internal-error reply to a query the parser itself fails on (not a DNS format error:
+    a bug) is a header-only SERVFAIL with its record, counted like any reply."""
+    import dns.message as message
+
+    async def go() -> tuple[Sidecar, bytes, bytes]:
+        async with Sidecar(tmp_path) as sidecar:
+            wire = query(WARM).to_wire()
+            with monkeypatch.context() as m:
+                m.setattr(message, "from_wire", Fault())
+                reply = await sidecar.service.server.frontend.handle(
+                    wire, "udp", (ADDRESS, 53), ("127.0.0.1", 5300), 512)
+            return sidecar, wire, reply
+
+    sidecar, wire, reply = asyncio.run(go())
+    parsed = dns.message.from_wire(reply)
+    assert parsed.id == int.from_bytes(wire[:2], "big") and parsed.rcode() == dns.rcode.SERVFAIL
+    assert not parsed.question
+    record, = sidecar.records()
+    assert (record["rcode"], record["policy"]["decision"]) == ("SERVFAIL", "error")
+    assert sidecar.count(sidecar.service.metrics.queries, "", "", "SERVFAIL") == 1
