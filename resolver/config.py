@@ -117,7 +117,8 @@ class ResolverLimits:
     #: Client queries of one client address waiting for a resolution at once, per process.
     max_resolutions_per_client: int = 500
     #: What a query over either limit gets: ``servfail`` (at once, EDE 0 naming the limit) or
-    #: ``drop`` (no reply, no record: nothing to reflect at a forged source address).
+    #: ``drop`` (over UDP no reply and no record: nothing to reflect at a forged source; TCP
+    #: is still answered).
     over_limit: str = OVER_LIMIT_SERVFAIL
 
 
