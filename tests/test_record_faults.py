@@ -157,6 +157,7 @@ STAGES = {  # stage: how to install its fault; the reply it must get is SERVFAIL
     "policy": lambda m, f: m.setattr(Policy, "check_question", f),
     "cache": lambda m, f: m.setattr(Cache, "get", f),
     "iterator": lambda m, f: m.setattr(Iterator, "chase", f),
+    "transport": lambda m, f: m.setattr(transport, "_wire", f),  # a bug, not a network error
     "validator": lambda m, f: _patch_everywhere(m, "validate_rrset", f),
     "log encoder": lambda m, f: m.setattr(resolver.forensic, "seal", _once(f)),
 }
