@@ -1,5 +1,5 @@
 """atheris harness: a client packet through the query parser and the hit path
-(``_fastcache.parse_query``, ``WireCache.store``/``answer``), ``formerr_for``, dnspython's
+(``_fastcache.parse_query``, ``WireCache.store``/``answer``), ``header_only``, dnspython's
 parser, and the front end's ``fast`` path, which must never raise.
 
     python fuzz/fuzz_query.py CORPUS_DIR -max_total_time=600
@@ -14,9 +14,10 @@ import atheris
 with atheris.instrument_imports(include=["dns", "resolver"]):
     import dns.exception
     import dns.message
+    import dns.rcode
 
     from resolver._fastcache import WireCache, parse_query
-    from resolver.server import formerr_for
+    from resolver.server import header_only
 
 from fuzz.tree import frontend
 
@@ -28,7 +29,7 @@ QUERY = dns.message.make_query("www.rsasha256.example.", "A", want_dnssec=True).
 def one_input(data: bytes) -> None:
     """``data`` as a query, and as a response stored for a seed query."""
     parsed = parse_query(data)
-    reply = formerr_for(data)
+    reply = header_only(data, dns.rcode.FORMERR)
     assert reply is None or len(reply) == 12
     try:
         message = dns.message.from_wire(data)

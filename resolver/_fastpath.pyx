@@ -101,7 +101,8 @@ cdef class HitPath:
 
     cpdef bytes answer(self, bytes wire, bint tcp, tuple listener, tuple client):
         """The reply to a query answered from the cache, or None for the full path (a miss, a
-        service with budgets, a log that cannot take the record now)."""
+        service with budgets, a log that cannot take the record now). It raises only before
+        the hit's record is sealed: once it is, the reply is returned."""
         fe = self.frontend
         scope = self._scope(fe.policy, listener, client[0])
         if scope is None:
@@ -124,15 +125,20 @@ cdef class HitPath:
                 listener_json = self._listeners[listener] = self.listener_json(listener)
             if not chain.append_hit(hit[0], client, wire, listener_json, now, tcp):
                 return None
-        transport = "tcp" if tcp else "udp"
-        metrics = fe.metrics
-        if metrics is not None:
-            metrics.tally.count(hit[1], transport, _now() - now)
-        tap = fe.tap
-        if tap is not None:
-            sent = int(_now() * 1e9)
-            tap.client_query(wire, client[:2], listener, transport, sent)
-            tap.client_response(wire, reply, client[:2], listener, transport, sent, sent)
+        # The record is sealed: this reply leaves whatever happens now (issue #14 §4), or the
+        # full path would answer, and log, the query a second time.
+        try:
+            transport = "tcp" if tcp else "udp"
+            metrics = fe.metrics
+            if metrics is not None:
+                metrics.tally.count(hit[1], transport, _now() - now)
+            tap = fe.tap
+            if tap is not None:
+                sent = int(_now() * 1e9)
+                tap.client_query(wire, client[:2], listener, transport, sent)
+                tap.client_response(wire, reply, client[:2], listener, transport, sent, sent)
+        except Exception:
+            log.exception("after a cache hit's reply: counting or dnstap failed")
         return reply
 
     cdef object _scope(self, policy, tuple listener, str address):

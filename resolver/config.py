@@ -91,6 +91,10 @@ class Forward:
     servers: tuple[Endpoint, ...]
 
 
+#: ``limits.over_limit``: what a query over a resolution limit gets.
+OVER_LIMIT_SERVFAIL, OVER_LIMIT_DROP = "servfail", "drop"
+
+
 @dataclass(frozen=True, slots=True)
 class ResolverLimits:
     """Work budgets of the resolver, per client query unless said otherwise."""
@@ -103,8 +107,10 @@ class ResolverLimits:
     max_cname_chain: int = 12
     #: Nameserver address lookups per delegation step.
     max_ns_lookups: int = 8
-    #: Client queries being resolved at once.
-    max_concurrent_resolutions: int = 1000
+    #: Client queries waiting for a resolution at once, per process, those joined to an
+    #: identical question in progress included (resolver.admission); formerly
+    #: ``max_concurrent_resolutions``, still read under that name.
+    max_resolutions: int = 1000
     #: Client TCP connections open at once, per process (Unbound's incoming-num-tcp); at the
     #: limit a new connection closes the one idle longest, or is closed (RFC 7766 §6.2.3).
     tcp_clients: int = 100
@@ -113,6 +119,12 @@ class ResolverLimits:
     tcp_pipeline: int = 16
     #: Nameserver address lookups for one client query, over all its delegations (NXNS).
     max_ns_lookups_per_query: int = 16
+    #: Client queries of one client address waiting for a resolution at once, per process.
+    max_resolutions_per_client: int = 500
+    #: What a query over either limit gets: ``servfail`` (at once, EDE 0 naming the limit) or
+    #: ``drop`` (over UDP no reply and no record: nothing to reflect at a forged source; TCP
+    #: is still answered).
+    over_limit: str = OVER_LIMIT_SERVFAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +286,8 @@ _RESOLVER_LIMIT_BOUNDS = {
     "max_cname_chain": (0, 64),
     "max_ns_lookups": (0, 64),
     "max_ns_lookups_per_query": (0, 256),
-    "max_concurrent_resolutions": (1, 1_000_000),
+    "max_resolutions": (1, 1_000_000),
+    "max_resolutions_per_client": (1, 1_000_000),
     "tcp_clients": (1, 100_000),
     "tcp_pipeline": (1, 1_000),
 }
@@ -300,7 +313,8 @@ _CACHE_BOUNDS = {
     "min_ttl": (0, 3_600),
 }
 _DNSSEC_LIMIT_FIELDS = tuple(f.name for f in fields(Limits))
-_RESOLVER_LIMIT_FIELDS = tuple(f.name for f in fields(ResolverLimits))
+_RESOLVER_LIMIT_FIELDS = tuple(_RESOLVER_LIMIT_BOUNDS)  # the integers; over_limit is a word
+_FORMER_LIMIT_NAMES = {"max_concurrent_resolutions": "max_resolutions"}
 
 _TOP_KEYS = ("listen", "root_hints", "trust_anchors", "trust_anchor_file", "forward",
              "validation", "qname_minimisation", "negative_trust_anchors", "outgoing", "limits",
@@ -649,9 +663,20 @@ def _ints(data: dict[str, Any], path: str, names: tuple[str, ...],
 
 
 def _limits(value: object) -> tuple[ResolverLimits, Limits]:
-    data = _mapping(value, "limits", _RESOLVER_LIMIT_FIELDS + _DNSSEC_LIMIT_FIELDS)
+    data = dict(_mapping(value, "limits", _RESOLVER_LIMIT_FIELDS + _DNSSEC_LIMIT_FIELDS
+                         + ("over_limit",) + tuple(_FORMER_LIMIT_NAMES)))
+    for former, name in _FORMER_LIMIT_NAMES.items():
+        if former in data:
+            if name in data:
+                raise ConfigError(f"limits.{former}", f"the former name of limits.{name}; "
+                                                      "give only one of them")
+            data[name] = _int(data.pop(former), f"limits.{former}",
+                              _RESOLVER_LIMIT_BOUNDS[name])
     resolver = ResolverLimits(**_ints(data, "limits", _RESOLVER_LIMIT_FIELDS,
                                       _RESOLVER_LIMIT_BOUNDS))
+    if _given(data, "over_limit"):
+        resolver = dataclasses.replace(resolver, over_limit=_choice(
+            data["over_limit"], "limits.over_limit", (OVER_LIMIT_SERVFAIL, OVER_LIMIT_DROP)))
     dnssec = Limits(**_ints(data, "limits", _DNSSEC_LIMIT_FIELDS, _DNSSEC_LIMIT_BOUNDS))
     return resolver, dnssec
 

@@ -1,4 +1,4 @@
-"""The forensic lookup log (issue #4): exactly one JSON Lines record per client query,
+"""The forensic lookup log (issue #4): exactly one JSON Lines record per reply to a client,
 hash-chained so that a changed, removed or reordered record is detected (``resolver.verifylog``),
 written off the event loop, never dropped.
 
@@ -13,11 +13,13 @@ Record fields, as the server fills them (kept as given; the log only adds the ch
 ``id``          the DNS message id; ``qname``, ``qtype`` the question (``null`` if none)
 ``flags``       ``{rd, do, cd, ad}``: the query's flags as the client sent them, not the reply's
                 (whether the reply had AD follows from ``verdict`` and the query's DO and AD)
-``policy``      ``{decision: "allow"/"refuse", rule, reason}``
+``policy``      ``{decision: "allow"/"refuse"/"malformed"/"error", rule, reason}``: "error" is
+                a query the server failed on (SERVFAIL, EDE 0), the reason its exception
 ``cache_hit``   answered from the cache; ``upstream`` the servers asked
 ``rcode``       the reply's RCODE; ``ede`` ``{code, text}`` (RFC 8914) or ``null``
 ``answer``      the answer section: ``[{name, type, ttl, rdata: [...]}]``
 ``verdict``     ``"secure"``/``"insecure"``/``"bogus"``/``"indeterminate"``; ``null`` if refused
+                or not resolved (an error, a query over a limit of resolver.admission)
 ``proof``       ``{zones, keys, signatures: [{owner, type, signer, key_tag, algorithm, inception,
                 expiration}], denial}`` for validated data, else ``null``
 ``duration_ms`` time from the query's arrival to the record

@@ -64,8 +64,16 @@ class Metrics:
                                   ["reason"], registry=r)
         self.dropped = Counter(PREFIX + "queries_dropped", "Client queries not answered: "
                                "log_unavailable (the forensic log fails and its queue is full), "
-                               "send_failed (the UDP socket did not take the reply)",
+                               "send_failed (the UDP socket did not take the reply), "
+                               "over_limit (limits.over_limit: drop), internal_error (not even "
+                               "an internal error's record could be sealed)",
                                ["reason"], registry=r)
+        self.over_limit = Counter(PREFIX + "resolutions_over_limit", "Client queries not "
+                                  "resolved for being over limits.max_resolutions or "
+                                  "limits.max_resolutions_per_client (answered SERVFAIL, or "
+                                  "dropped: limits.over_limit)", ["limit"], registry=r)
+        self.resolutions = Gauge(PREFIX + "resolutions_in_progress", "Client queries waiting "
+                                 "for a resolution (resolver.admission)", registry=r)
         self.sources: dict = {}
         r.register(_Snapshot(self.sources))
         self._children: dict = {}

@@ -28,6 +28,7 @@ import dns.rdatatype
 import orjson
 
 from resolver._fastcache import WireCache
+from resolver.admission import Admission
 from resolver.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
@@ -48,41 +49,58 @@ META_TYPES = frozenset((dns.rdatatype.ANY, dns.rdatatype.AXFR, dns.rdatatype.IXF
 @dataclass(slots=True)
 class Outcome:
     """What one client query came to: an answer, a failure, or a policy refusal met on the way
-    (a CNAME target outside the service's zones)."""
+    (a CNAME target outside the service's zones). ``over_limit`` names the limit of
+    resolver.admission a query was over (then ``failure`` says so and nothing was resolved)."""
 
     answer: Answer | None
     failure: ResolutionFailed | None = None
     cache_hit: bool = False
     upstream: list[str] = field(default_factory=list)
     denied: object = None  # the policy Decision that stopped the resolution
+    over_limit: str | None = None
 
 
 class Resolver:
-    """Resolution for clients: identical concurrent queries share one resolution, each is
-    bounded in time, and failures are caught as SERVFAIL outcomes."""
+    """Resolution for clients: identical concurrent questions share one resolution, each is
+    bounded in time, client queries waiting for one are bounded in number (``admission``),
+    and failures are caught as SERVFAIL outcomes."""
 
-    def __init__(self, settings: Settings, cache: Cache, *, exchange=None) -> None:
+    def __init__(self, settings: Settings, cache: Cache, admission: Admission, *,
+                 exchange=None) -> None:
         kwargs = {} if exchange is None else {"exchange": exchange}
         self.iterator = Iterator(settings, cache, **kwargs)
         self.cache = cache
         self.settings = settings
-        self._inflight: dict[tuple[dns.name.Name, int], asyncio.Future] = {}
+        self.admission = admission
+        self._inflight: dict[tuple, asyncio.Future] = {}
 
     async def resolve(self, qname: dns.name.Name, qtype: int, *, permit=None,
-                      scope: str = "") -> Outcome:
-        """Resolve for a client. ``permit`` is the client's policy for names met on the way;
-        concurrent identical queries under the same ``scope`` (the service) share one
-        resolution."""
+                      scope: object = "", client: str | None = None) -> Outcome:
+        """Resolve for a client. ``permit`` is the client's policy for names met on the way.
+        Concurrent queries for the same question (class IN, the only one served) under the same
+        ``scope`` (the service and the policy it is judged by) share one resolution: its
+        outcome does not depend on the query's DO, CD or AD bits, which only shape each reply.
+        A cache miss of a ``client`` is counted by ``admission`` while it waits, and over a
+        limit it is not resolved (internal callers, ``client`` None, are not counted)."""
         cached = self.cache.get(qname, qtype)
         if cached is not None and chain_end(qname, qtype, cached.rrsets) is None:
             return Outcome(cached, cache_hit=True)  # else the chain's next links: chase
-        key = (qname, qtype, scope)
-        shared = self._inflight.get(key)
-        if shared is None:
-            shared = asyncio.ensure_future(self._resolve(qname, qtype, permit))
-            self._inflight[key] = shared
-            shared.add_done_callback(lambda _: self._inflight.pop(key, None))
-        return await asyncio.shield(shared)
+        if client is not None:
+            limit = self.admission.admit(client)
+            if limit is not None:
+                return Outcome(None, ResolutionFailed(EDE.OTHER, self.admission.reason(limit)),
+                               over_limit=limit)
+        try:
+            key = (qname, qtype, scope)
+            shared = self._inflight.get(key)
+            if shared is None:
+                shared = asyncio.ensure_future(self._resolve(qname, qtype, permit))
+                self._inflight[key] = shared
+                shared.add_done_callback(lambda _: self._inflight.pop(key, None))
+            return await asyncio.shield(shared)
+        finally:
+            if client is not None:
+                self.admission.release(client)
 
     async def _resolve(self, qname: dns.name.Name, qtype: int, permit) -> Outcome:
         ctx = self.iterator.new_context()
@@ -102,12 +120,12 @@ class Resolver:
                 upstream=ctx.servers_asked)
 
 
-def formerr_for(wire: bytes) -> bytes | None:
-    """A header-only FORMERR for an unparseable query, or None if not even the header is
-    there (RFC 1035 §4.1.1)."""
+def header_only(wire: bytes, rcode: int) -> bytes | None:
+    """A header-only reply with ``rcode`` to a query that cannot be parsed, or None if not even
+    the header is there or it is a response (RFC 1035 §4.1.1)."""
     if len(wire) < 12 or wire[2] & 0x80:
         return None
-    flags = 0x8000 | (wire[2] & 0x78) << 8 | (wire[2] & 0x01) << 8 | dns.rcode.FORMERR
+    flags = 0x8000 | (wire[2] & 0x78) << 8 | (wire[2] & 0x01) << 8 | rcode
     return wire[:2] + struct.pack("!HHHHH", flags, 0, 0, 0, 0)
 
 
@@ -228,34 +246,71 @@ class Frontend:
 
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
                      client: tuple[str, int], max_size: int | None) -> bytes | None:
-        """Answer one query message; ``max_size`` None for TCP. None means drop (a response
-        message, or a packet too short to answer)."""
+        """Answer one query message; ``max_size`` None for TCP. None means send nothing (a
+        response message, a packet too short to answer, a UDP query over a limit of
+        resolver.admission with ``limits.over_limit: drop``).
+
+        The one place where a full-path reply gets its forensic record: the reply is built,
+        its record sealed into the log (queued, with back-pressure), and only then returned to
+        be sent. An internal error on the way (policy, cache, iteration, transport, validation,
+        the reply itself) is answered SERVFAIL with EDE 0 naming it, never FORMERR, and so is a
+        record the log cannot encode. What follows the seal (metrics, storing the reply for
+        the hit path, dnstap) cannot change or stop the reply."""
         started = time.perf_counter()
+        received = time.time_ns()
         tap = self.tap
         if tap is not None:
-            received = time.time_ns()
-            tap.client_query(wire, client, listener, transport, received)
-        record = {"time": rfc3339(time.time()), "worker": self.worker,
-                  "client": {"address": client[0], "port": client[1]},
-                  "transport": transport, "listener": _endpoint_text(listener)}
+            _quietly(tap.client_query, wire, client, listener, transport, received)
+        base = {"time": rfc3339(time.time()), "worker": self.worker,
+                "client": {"address": client[0], "port": client[1]},
+                "transport": transport, "listener": _endpoint_text(listener)}
+        record = dict(base)
+        try:
+            reply, done = await self._reply(wire, transport, listener, client, max_size,
+                                            record, started)
+        except Exception as exc:  # noqa: BLE001 - a worker never dies on one query
+            log.exception("%s query from %s: internal error", transport.upper(), client[0])
+            record = dict(base)
+            reply, done = self._internal_error(wire, record, exc, max_size, transport, started)
+        if reply is None:
+            return None
+        try:
+            await self._log(record, started)
+        except ForensicLogError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the record could not be encoded
+            log.exception("the forensic record of a %s query from %s could not be sealed",
+                          transport.upper(), client[0])
+            record = dict(base)
+            reply, done = self._internal_error(wire, record, exc, max_size, transport, started)
+            await self._log(record, started)  # failing again: no reply either (see _answer)
+        if done is not None:
+            _quietly(done)
+        if tap is not None:
+            _quietly(tap.client_response, wire, reply, client, listener, transport, received,
+                     time.time_ns())
+        return reply
+
+    async def _reply(self, wire: bytes, transport: str, listener: tuple[str, int],
+                     client: tuple[str, int], max_size: int | None, record: dict,
+                     started: float):
+        """The reply to ``wire`` (None: none) with ``record`` filled, and what to do once the
+        record is sealed (None: nothing)."""
         try:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException as exc:
-            reply = formerr_for(wire)
+            reply = header_only(wire, dns.rcode.FORMERR)
             self._malformed(transport, reply)
             if reply is not None:
                 record.update(id=int.from_bytes(wire[:2], "big"), qname=None, qtype=None,
                               policy={"decision": "malformed", "rule": None, "reason": str(exc)},
                               rcode="FORMERR")
-                await self._log(record, started)
-                if tap is not None:
-                    tap.client_response(wire, reply, client, listener, transport, received,
-                                        time.time_ns())
-            return reply
+            return reply, None
         if query.flags & dns.flags.QR:
             self._malformed(transport, None)
-            return None
-        service = self.policy.service_for(listener, client[0]) if self.policy else None
+            return None, None
+        policy = self.policy  # the whole query is judged by one policy, whatever a reload does
+        service = policy.service_for(listener, client[0]) if policy else None
         outcome, decision, response = None, None, None
         question = query.question[0] if len(query.question) == 1 else None
         if query.opcode() != dns.opcode.QUERY:
@@ -274,17 +329,25 @@ class Frontend:
                               "not answering unlogged")
         else:
             if service is not None:
-                decision = self.policy.check_question(service, question.name, question.rdtype)
+                decision = policy.check_question(service, question.name, question.rdtype)
             if decision is None or decision.allowed:
                 permit = None if service is None else (
-                    lambda name, s=service: self.policy.check_name(s, name))
-                outcome = await self.resolver.resolve(question.name, question.rdtype,
-                                                      permit=permit,
-                                                      scope=service.name if service else "")
+                    lambda name, s=service: policy.check_name(s, name))
+                outcome = await self.resolver.resolve(
+                    question.name, question.rdtype, permit=permit,
+                    scope=(policy, service.name) if service else "", client=client[0])
+                if outcome.over_limit is not None:
+                    # TCP is answered: its source is not forged, and a dropped query would
+                    # hold the connection until the client gives up.
+                    drop = self.resolver.admission.drop and transport == "udp"
+                    self._over_limit(outcome.over_limit, drop)
+                    if drop:
+                        return None, None
                 if outcome.denied is not None:
                     decision = outcome.denied
                 elif outcome.answer is not None and service is not None:
-                    decision = self._check_answer(service, question.name, outcome.answer)
+                    decision = self._check_answer(policy, service, question.name,
+                                                  outcome.answer)
             if decision is not None and not decision.allowed:
                 response = refuse(query, decision.rcode, EDE(decision.ede), decision.reason)
                 if decision.rcode == dns.rcode.NXDOMAIN:
@@ -293,14 +356,42 @@ class Frontend:
                 response = build_answer(query, outcome)
         reply = _to_wire(query, response, max_size)
         self._fill(record, query, service, decision, outcome, response)
+
+        def done() -> None:
+            if self.metrics is not None:
+                self._count(record, decision, outcome, transport, started)
+            if policy is self.policy:  # not under a policy a reload replaced meanwhile
+                self._remember(wire, reply, service, decision, outcome, record)
+        return reply, done
+
+    def _internal_error(self, wire: bytes, record: dict, exc: Exception, max_size: int | None,
+                        transport: str, started: float):
+        """SERVFAIL with EDE 0 (RFC 8914 §4.1) for a query the server failed on, and its
+        record; a header-only SERVFAIL if the query cannot even be parsed again."""
+        text = f"internal error ({type(exc).__name__}); see the resolver's log"
+        detail = {"decision": "error", "rule": None, "reason": f"{type(exc).__name__}: {exc}"}
+        try:
+            query = dns.message.from_wire(wire)
+            response = refuse(query, dns.rcode.SERVFAIL, EDE.OTHER, text)
+            reply = _to_wire(query, response, max_size)
+            self._fill(record, query, None, None, None, response)
+            record["policy"] = detail
+        except Exception:  # noqa: BLE001 - the query itself is what fails
+            reply = header_only(wire, dns.rcode.SERVFAIL)
+            record.update(id=int.from_bytes(wire[:2], "big"), service=None, qname=None,
+                          qtype=None, policy=detail, rcode="SERVFAIL", ede=None, verdict=None,
+                          proof=None)
+
+        def done() -> None:
+            if self.metrics is not None:
+                self._count(record, None, None, transport, started)
+        return reply, done
+
+    def _over_limit(self, limit: str, dropped: bool) -> None:
         if self.metrics is not None:
-            self._count(record, decision, outcome, transport, started)
-        await self._log(record, started)
-        self._remember(wire, reply, service, decision, outcome, record)
-        if tap is not None:
-            tap.client_response(wire, reply, client, listener, transport, received,
-                                time.time_ns())
-        return reply
+            self.metrics.child(self.metrics.over_limit, limit).inc()
+            if dropped:
+                self.metrics.child(self.metrics.dropped, "over_limit").inc()
 
     def _malformed(self, transport: str, reply) -> None:
         """Count a client packet that is no well-formed query: answered FORMERR, or dropped
@@ -330,7 +421,8 @@ class Frontend:
                    for sig in proof["signatures"]):
                 m.child(m.events, "signature_near_expiry").inc()
 
-    def _check_answer(self, service, qname: dns.name.Name, answer: Answer):
+    @staticmethod
+    def _check_answer(policy, service, qname: dns.name.Name, answer: Answer):
         """The whole answer, not only the question: every name in the chain (CNAME and DNAME
         targets) must be allowed, and each name's data meet the requirement of the rule of
         the zone that owns it (security, rebinding), with that link's own verdict."""
@@ -344,14 +436,14 @@ class Frontend:
             r[0].target for r in data if r.rdtype == dns.rdatatype.DNAME and r.name in chain]
         decision = None
         for name in dict.fromkeys(names):
-            decision = self.policy.check_name(service, name)
+            decision = policy.check_name(service, name)
             if not decision.allowed:
                 return decision
         for name in dict.fromkeys([qname] + [r.name for r in data] + list(answer.verdicts)):
-            rule = self.policy.rule_for(service, name)
+            rule = policy.rule_for(service, name)
             addresses = [rd.address for r in data if r.name == name
                          and r.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rd in r]
-            decision = self.policy.check_answer(service, rule, answer.verdict_of(name).value,
+            decision = policy.check_answer(service, rule, answer.verdict_of(name).value,
                                                 addresses)
             if not decision.allowed:
                 return decision
@@ -365,7 +457,7 @@ class Frontend:
         answer = outcome.answer if outcome is not None else None
         failure = outcome.failure if outcome is not None else None
         refused = decision is not None and not decision.allowed
-        if refused or outcome is None:
+        if refused or outcome is None or outcome.over_limit is not None:
             verdict = None
         elif answer is not None:
             verdict = answer.verdict.value
@@ -403,6 +495,15 @@ class Frontend:
 
 
 NEAR_EXPIRY = 3 * 86400  # seconds: a signature this close to expiry is worth an alert
+
+
+def _quietly(step, *args) -> None:
+    """Run ``step``, an observer of a reply already sealed (metrics, dnstap, the hit path's
+    store): its failure is logged and changes nothing for the client."""
+    try:
+        step(*args)
+    except Exception:  # noqa: BLE001
+        log.exception("after a reply: %s failed", getattr(step, "__qualname__", step))
 
 
 def _service_scope(policy, listener: tuple[str, int], address: str) -> str | None:
@@ -500,7 +601,10 @@ class _UdpServer(UdpListener):
     async def _handle(self, data: bytes, addr) -> None:
         reply = await _answer(self.frontend, data, "udp", self.listener, addr[:2], 512)
         if reply is not None and not self.closed:
-            self.sendto(reply, addr)
+            try:
+                self.sendto(reply, addr)  # counts a reply the socket refuses (OSError)
+            except Exception as exc:  # noqa: BLE001 - and one that fails in any other way
+                self.send_failed(str(exc))
 
 
 async def _answer(frontend: Frontend, wire: bytes, transport: str, listener: tuple[str, int],
@@ -521,9 +625,12 @@ async def _answer(frontend: Frontend, wire: bytes, transport: str, listener: tup
         if frontend.metrics is not None:
             frontend.metrics.child(frontend.metrics.dropped, "log_unavailable").inc()
         return None
-    except Exception:  # a worker never dies on one query
-        log.exception("%s query from %s failed", transport.upper(), client)
-        return formerr_for(wire)
+    except Exception:  # noqa: BLE001 - not even the record of an internal error sealed
+        log.exception("%s query from %s: no record sealed, no reply", transport.upper(),
+                      client[0])
+        if frontend.metrics is not None:
+            frontend.metrics.child(frontend.metrics.dropped, "internal_error").inc()
+        return None
 
 
 @dataclass(slots=True, eq=False)

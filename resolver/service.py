@@ -15,8 +15,9 @@ import dns.rdatatype
 
 from resolver import status
 from resolver.cache import Cache
-from resolver.config import (Config, ConfigError, for_worker, load_config, open_default_service,
-                             replace_listen)
+from resolver.admission import Admission
+from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, for_worker, load_config,
+                             open_default_service, replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
 from resolver.dnstap import Dnstap, DnstapCollector
 from resolver.forensic import ForensicLog, ForensicLogError
@@ -57,6 +58,13 @@ def settings_from(config: Config) -> Settings:
     )
 
 
+def admission_limits(config: Config) -> tuple[int, int, bool]:
+    """resolver.admission's limits from a checked configuration."""
+    limits = config.limits
+    return (limits.max_resolutions, limits.max_resolutions_per_client,
+            limits.over_limit == OVER_LIMIT_DROP)
+
+
 def _trust(settings: Settings) -> tuple:
     """What validated data in the cache depends on: change it and the cache must go."""
     return (settings.trust_anchors, settings.negative_trust_anchors, settings.validator,
@@ -69,7 +77,8 @@ def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=
     client messages at the frontend, resolver messages at the iterator."""
     cache = Cache(config.cache.max_entries, config.cache.max_ttl, config.cache.max_negative_ttl,
                   config.cache.min_ttl)
-    resolver = Resolver(settings_from(config), cache, exchange=exchange)
+    resolver = Resolver(settings_from(config), cache, Admission(*admission_limits(config)),
+                        exchange=exchange)
     resolver.iterator.tap = _tap_for(config, tap, "resolver")
     server = Server(Frontend(resolver, policy, forensic, metrics, _tap_for(config, tap, "client"),
                              wire_entries=config.cache.max_entries, worker=worker),
@@ -107,6 +116,7 @@ class Service:
                                     wirecache=self.server.frontend.wirecache,
                                     server=self.server,
                                     iterator=lambda: self.resolver.iterator)
+        self.metrics.resolutions.set_function(lambda: self.resolver.admission.in_progress)
         if self.tap is not None:
             self.metrics.registry.register(DnstapCollector(self.tap))
         self._hook_iterator(self.resolver.iterator)
@@ -287,6 +297,7 @@ class Service:
         frontend = self.server.frontend
         frontend.policy = Policy(new)
         frontend.wirecache.clear()  # stored answers carry the old policy's decisions
+        self.resolver.admission.configure(*admission_limits(new))
         settings = settings_from(new)
         if settings != self.resolver.settings:
             if _trust(settings) != _trust(self.resolver.settings):

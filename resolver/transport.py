@@ -110,8 +110,10 @@ async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
     """Over a connected socket of our own (a third of the cost of a datagram endpoint),
     reading until the answer to ``query`` arrives; anything else is ignored and counted."""
     loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-    try:
+    sock = None
+    try:  # socket() fails too: EMFILE, or EAFNOSUPPORT where IPv6 is disabled
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                             socket.SOCK_DGRAM)
         sock.setblocking(False)
         sock.connect((host, port))
         sock.send(wire)
@@ -127,7 +129,8 @@ async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
     except OSError as exc:  # ICMP errors (port unreachable) arrive as the socket's error
         raise UpstreamError("network", str(exc)) from None
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
 
 
 async def _tcp(query: dns.message.Message, wire: bytes, host: str, port: int,

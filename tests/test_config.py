@@ -138,9 +138,21 @@ def test_full_example(tmp_path):
     assert (config.outgoing_ipv4, config.outgoing_ipv6) == (True, False)
     assert config.limits == ResolverLimits(100, 20, 8, 4, 50, tcp_clients=20, tcp_pipeline=8,
                                            max_ns_lookups_per_query=12)
+    assert config.limits.max_resolutions == 50  # given under its former name
     assert config.timeouts == Timeouts(800, 4500, 2000)
     assert config.cache == CacheConfig(5000, 3600, 900, 5)
     assert config.source == str(tmp_path / "config.yaml")
+
+
+def test_resolution_limits(tmp_path):
+    """limits.max_resolutions, its per-client twin and over_limit (issue #14 §5)."""
+    limits = load_config(write(tmp_path, "limits: {max_resolutions: 64, "
+                                         "max_resolutions_per_client: 8, over_limit: drop}")).limits
+    assert (limits.max_resolutions, limits.max_resolutions_per_client,
+            limits.over_limit) == (64, 8, "drop")
+    default = load_config(write(tmp_path, "")).limits
+    assert (default.max_resolutions, default.max_resolutions_per_client,
+            default.over_limit) == (1000, 500, "servfail")
 
 
 def test_config_is_frozen():
@@ -456,6 +468,13 @@ ERRORS = [
      "257 is out of range 0..256"),
     ("limits: {max_concurrent_resolutions: 0}", "limits.max_concurrent_resolutions",
      "out of range"),
+    ("limits: {max_resolutions: 0}", "limits.max_resolutions", "0 is out of range 1..1000000"),
+    ("limits: {max_resolutions: 9, max_concurrent_resolutions: 9}",
+     "limits.max_concurrent_resolutions", "the former name of limits.max_resolutions"),
+    ("limits: {max_resolutions_per_client: 0}", "limits.max_resolutions_per_client",
+     "out of range"),
+    ("limits: {over_limit: refuse}", "limits.over_limit", "must be servfail or drop"),
+    ("limits: {over_limit: 1}", "limits.over_limit", "got integer"),
     ("limits: {tcp_clients: 0}", "limits.tcp_clients", "0 is out of range 1..100000"),
     ("limits: {tcp_pipeline: 1001}", "limits.tcp_pipeline", "1001 is out of range 1..1000"),
     ("limits: {tcp_clients: 1.5}", "limits.tcp_clients", "got number"),

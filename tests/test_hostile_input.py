@@ -45,7 +45,7 @@ from resolver._fastcache import WireCache, parse_query
 from resolver.dnssec import (Budget, Limits, ValidatorConfig, Verdict, authenticate_dnskeys,
                              denial, validate_rrset)
 from resolver.metrics import Metrics
-from resolver.server import formerr_for
+from resolver.server import header_only
 from tests.testtree import NOW, authority, zonedata
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -369,16 +369,17 @@ def test_denial_proofs_on_mutated_and_random_records(data):
 
 # --- the server front end (resolver/server.py) ---------------------------------------------------
 
+@pytest.mark.parametrize("rcode", [dns.rcode.FORMERR, dns.rcode.SERVFAIL])
 @FAST
 @given(mutated(tree.seed_queries()))
-def test_formerr_for_any_bytes(wire):
-    reply = formerr_for(wire)
+def test_header_only_reply_for_any_bytes(rcode, wire):
+    reply = header_only(wire, rcode)
     if len(wire) < 12 or wire[2] & 0x80:
         assert reply is None
         return
     message = dns.message.from_wire(reply)
     assert message.id == int.from_bytes(wire[:2], "big") and message.flags & dns.flags.QR
-    assert message.rcode() == dns.rcode.FORMERR and message.opcode() == (wire[2] >> 3) & 0xF
+    assert message.rcode() == rcode and message.opcode() == (wire[2] >> 3) & 0xF
     assert not (message.question or message.answer or message.authority or message.additional)
 
 

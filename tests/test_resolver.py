@@ -39,7 +39,8 @@ def tree():
         yield running
 
 
-def _config_text(address: str, extra: str = "") -> str:
+def _config_text(address: str, extra: str = "",
+                 timeouts: str = "{upstream_ms: 300, query_ms: 4000}") -> str:
     manifest = zonedata.manifest()
     (hint_name, hint_addr), = manifest["root_hints"].items()
     anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
@@ -49,7 +50,7 @@ def _config_text(address: str, extra: str = "") -> str:
             f'validation: {{time: "{authority.validation_time()}"}}\n'
             f"{authority.outgoing_line()}\n"
             f'forward: [{{zone: fwd.example., addresses: ["{manifest["forwarder"]}"]}}]\n'
-            "timeouts: {upstream_ms: 300, query_ms: 4000}\n"
+            f"timeouts: {timeouts}\n"
             f'metrics: {{listen: "{address}:9153"}}\n' + extra)
 
 
