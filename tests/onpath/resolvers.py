@@ -111,14 +111,16 @@ def _unbound_config(address: str, directory: Path, hints, anchors, now: int) -> 
 
 
 def start(kind: str, address: str, directory: Path, *, hints, anchors, now: int,
-          allow_sha1: bool = False) -> Resolver:
+          allow_sha1: bool = False, extra: str = "") -> Resolver:
     """Start ``kind`` (one of KINDS) on ``address``:53 with root ``hints`` [(name, address)],
-    trust ``anchors`` (". IN DS ..." lines) and the validation time ``now`` (epoch)."""
+    trust ``anchors`` (". IN DS ..." lines) and the validation time ``now`` (epoch);
+    ``extra``: more lines of the sidecar's YAML configuration."""
     directory.mkdir(parents=True, exist_ok=True)
     log = directory / f"{kind}.stderr"
     if kind == "dnssec-sidecar":
         config = directory / "sidecar.yaml"
-        config.write_text(_sidecar_config(address, directory, hints, anchors, now, allow_sha1))
+        config.write_text(_sidecar_config(address, directory, hints, anchors, now, allow_sha1)
+                          + extra)
         argv = [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)]
     elif kind == "unbound":
         if UNBOUND is None:
