@@ -24,10 +24,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dns.name
-import dns.rdata
-import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.NSEC3PARAM
 import dns.rrset
 import dns.zone
 import yaml
@@ -134,7 +131,7 @@ def build(scenario: dict, directory: Path) -> Built:
             text = texts[key]
             for child, lines in ds.items():
                 if "@" not in child and _parent(specs, child) == zone \
-                        and specs[child].get("ds", "auto") == "auto":
+                        and specs[child].get("ds") != "none":
                     text += "".join(f"{child} {TTL} IN DS {line}\n" for line in lines)
             z = dns.zone.from_text(text, origin=zone, relativize=False)
             denial = _sign(z, spec.get("sign", {}), now, keys.setdefault(zone, {}))
@@ -144,6 +141,7 @@ def build(scenario: dict, directory: Path) -> Built:
                         for rd in (dnskeys or []) if rd.flags & 1]
             if isinstance(spec.get("ds"), list):
                 ds[zone] = spec["ds"]
+            ds[zone] += spec.get("ds_extra", [])
         path = directory / f"{key.rstrip('.').replace('@', '-') or 'root'}.zone"
         path.write_text(z.to_text(relativize=False))
         built[key] = zonedata.TestZone(zone, {"file": str(path), "denial": denial,
@@ -187,8 +185,8 @@ def _complete(key: str, spec: dict, specs: dict, servers: dict) -> str:
 
 def _sign(z: dns.zone.Zone, sign, now: int, made: dict) -> str | None:
     """Sign with one CSK per algorithm of ``sign["algorithms"]`` (default 13), reusing the
-    zone's keys in ``made``; NSEC, or NSEC3 with ``sign["nsec3"]`` (``{iterations, salt,
-    optout}``). ``sign: false``: left unsigned."""
+    zone's keys in ``made``; NSEC (dnspython 2.9 cannot make NSEC3 chains: NSEC3 scenarios use
+    the tree's zones or the RFC 5155 vectors). ``sign: false``: left unsigned."""
     if sign is False:
         return None
     keys = []
@@ -198,15 +196,9 @@ def _sign(z: dns.zone.Zone, sign, now: int, made: dict) -> str | None:
             made[algorithm] = (private, dns.dnssec.make_dnskey(
                 private.public_key(), Algorithm(algorithm), flags=257))
         keys.append(made[algorithm])
-    nsec3 = None
-    if "nsec3" in sign:
-        p = sign["nsec3"] or {}
-        nsec3 = dns.rdtypes.ANY.NSEC3PARAM.NSEC3PARAM(
-            dns.rdataclass.IN, dns.rdatatype.NSEC3PARAM, 1, 1 if p.get("optout") else 0,
-            p.get("iterations", 0), bytes.fromhex(p.get("salt", "")))
     dns.dnssec.sign_zone(z, keys=keys, inception=now - 86400, expiration=now + 86400 * 30,
-                         nsec3=nsec3, policy=dns.dnssec.allow_all_policy)
-    return "nsec3" if nsec3 else "nsec"
+                         policy=dns.dnssec.allow_all_policy)
+    return "nsec"
 
 
 def _rrsets(lines: list[str]) -> list[dns.rrset.RRset]:
