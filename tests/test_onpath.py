@@ -22,6 +22,7 @@ import pytest
 from tests.onpath import resolvers
 from tests.onpath.attacks import ATTACKS, Attack
 from tests.onpath.relay import FORGED_A, FORGED_AAAA, Relay
+from tests.test_resolver import ede_of
 from tests.testtree import NOW, authority, zonedata
 
 UPSTREAM_PORT = 10053  # the real tree; the relay takes port 53 on the same addresses
@@ -79,7 +80,7 @@ def _data(response) -> list[str]:
 
 def _assert_secure(r: resolvers.Resolver, name: str, rdtype: str, rcode: str = "NOERROR"):
     response = r.ask(name, rdtype)
-    assert dns.rcode.to_text(response.rcode()) == rcode, (name, resolvers.ede_of(response))
+    assert dns.rcode.to_text(response.rcode()) == rcode, (name, ede_of(response))
     assert response.flags & dns.flags.AD, f"{name} {rdtype} not Secure: {response}"
     assert FORGED_A not in _data(response) and FORGED_AAAA not in _data(response)
     return response
@@ -97,7 +98,7 @@ def test_onpath_attack(relay_honest, tmp_path, attack: Attack, kind: str):
         if attack.expect == "servfail":
             assert response.rcode() == dns.rcode.SERVFAIL, response
             assert not [x for x in response.answer if x.rdtype != dns.rdatatype.RRSIG], response
-            ede = resolvers.ede_of(response)
+            ede = ede_of(response)
             assert ede, "a SERVFAIL says why (RFC 8914)"
             if kind == "dnssec-sidecar":
                 text = " ".join(t for _, t in ede)
@@ -122,7 +123,7 @@ def _assert_recovered(r: resolvers.Resolver, attack: Attack) -> None:
     data = _data(response)
     assert FORGED_A not in data and FORGED_AAAA not in data, response
     if response.rcode() == dns.rcode.SERVFAIL:
-        assert resolvers.ede_of(response), response
+        assert ede_of(response), response
         return
     assert dns.rcode.to_text(response.rcode()) == attack.honest_rcode, response
     assert response.flags & dns.flags.AD, response

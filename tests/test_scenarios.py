@@ -13,6 +13,7 @@ import pytest
 
 from tests.onpath import resolvers
 from tests.scenarios import runner
+from tests.test_resolver import ede_of
 
 SCENARIOS = runner.load_all()
 ADDRESS = {"dnssec-sidecar": "127.0.0.153", "unbound": "127.0.0.154"}
@@ -60,7 +61,7 @@ def _check(step: dict, kind: str, response, servers: runner.Servers) -> None:
         assert bool(response.flags & dns.flags.AD) == expect["ad"], where
     if "answer" in expect:
         assert _records(response.answer) == {_norm(a) for a in expect["answer"]}, where
-    ede = resolvers.ede_of(response)
+    ede = ede_of(response)
     if expect["rcode"] == "SERVFAIL" and not expect.get("silent"):
         assert ede, "a SERVFAIL says why (RFC 8914)"
     if "ede" in expect and not expect.get("silent"):

@@ -15,7 +15,6 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
-import dns.rdata
 import dns.rdatatype
 import dns.rrset
 

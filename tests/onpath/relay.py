@@ -25,7 +25,6 @@ import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
-import dns.rcode
 import dns.rdatatype
 import dns.rrset
 

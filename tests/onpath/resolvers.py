@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import dns.edns
 import dns.flags
 import dns.message
 import dns.query
@@ -64,10 +63,6 @@ class Resolver:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def ede_of(response: dns.message.Message) -> list[tuple[int, str]]:
-    return [(int(o.code), o.text or "") for o in response.options if o.otype == dns.edns.EDE]
 
 
 def _sidecar_config(address: str, directory: Path, hints, anchors, now: int,
