@@ -66,6 +66,9 @@ def _check(step: dict, kind: str, response, servers: runner.Servers) -> None:
         assert ede, "a SERVFAIL says why (RFC 8914)"
     if "ede" in expect and not expect.get("silent"):
         assert expect["ede"] in [code for code, _ in ede], where
+    if "max_ttl" in expect:  # no record given with a TTL above the cache's cap
+        ttls = [r.ttl for r in response.answer + response.authority]
+        assert max(ttls, default=0) <= expect["max_ttl"], where
     for rrset in expect.get("authority_not", []):  # "owner TYPE" that must not be there
         owner, rdtype = rrset.split()
         assert not [r for r in response.authority if r.name == dns.name.from_text(owner)
@@ -91,5 +94,6 @@ def test_scenario(scenario: dict, kind: str, tmp_path):
                 servers.apply(step["servers"])
                 continue
             name, rdtype = step["ask"].split()
-            _check(step, kind, resolver.ask(name, rdtype), servers)
+            response = resolver.ask(name, rdtype, dnssec=step.get("dnssec", True))
+            _check(step, kind, response, servers)
         assert not servers.errors, "\n".join(servers.errors)
