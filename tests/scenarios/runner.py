@@ -23,6 +23,7 @@ import dns.dnssec
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdata
 import dns.name
 import dns.rdatatype
 import dns.rrset
@@ -185,8 +186,9 @@ def _complete(key: str, spec: dict, specs: dict, servers: dict) -> str:
 
 def _sign(z: dns.zone.Zone, sign, now: int, made: dict) -> str | None:
     """Sign with one CSK per algorithm of ``sign["algorithms"]`` (default 13), reusing the
-    zone's keys in ``made``; NSEC (dnspython 2.9 cannot make NSEC3 chains: NSEC3 scenarios use
-    the tree's zones or the RFC 5155 vectors). ``sign: false``: left unsigned."""
+    zone's keys in ``made``. NSEC: ``dns.dnssec.sign_zone``; NSEC3 (``sign["nsec3"]``:
+    ``{iterations, salt, optout}``): the chain made here (dnspython 2.9 signs NSEC only), every
+    RRset signed with ``dns.dnssec.sign``. ``sign: false``: left unsigned."""
     if sign is False:
         return None
     keys = []
@@ -196,9 +198,74 @@ def _sign(z: dns.zone.Zone, sign, now: int, made: dict) -> str | None:
             made[algorithm] = (private, dns.dnssec.make_dnskey(
                 private.public_key(), Algorithm(algorithm), flags=257))
         keys.append(made[algorithm])
-    dns.dnssec.sign_zone(z, keys=keys, inception=now - 86400, expiration=now + 86400 * 30,
-                         policy=dns.dnssec.allow_all_policy)
-    return "nsec"
+    window = {"inception": now - 86400, "expiration": now + 86400 * 30,
+              "policy": dns.dnssec.allow_all_policy}
+    if "nsec3" not in sign:
+        dns.dnssec.sign_zone(z, keys=keys, **window)
+        return "nsec"
+    with z.writer() as txn:
+        for _, dnskey in keys:
+            txn.add(z.origin, TTL, dnskey)
+        _nsec3_chain(z, txn, sign["nsec3"] or {})
+    with z.writer() as txn:
+        for name, node in list(z.nodes.items()):
+            for rds in list(node.rdatasets):
+                if _signed(z, name, rds.rdtype):
+                    rrset = dns.rrset.from_rdata_list(name, rds.ttl, list(rds))
+                    for private, dnskey in keys:
+                        txn.add(name, rds.ttl, dns.dnssec.sign(
+                            rrset, private, z.origin, dnskey, **window))
+    return "nsec3"
+
+
+def _cut(z: dns.zone.Zone, name: dns.name.Name) -> dns.name.Name | None:
+    """The delegation at or above ``name`` inside the zone, if any."""
+    while name != z.origin:
+        if z.get_rdataset(name, "NS") is not None:
+            return name
+        name = name.parent()
+    return None
+
+
+def _signed(z: dns.zone.Zone, name: dns.name.Name, rdtype: int) -> bool:
+    """RFC 4035 §2.2: every authoritative RRset is signed; at a delegation only DS (and NSEC3
+    records, which have their own owners); glue never."""
+    cut = _cut(z, name)
+    if cut is None:
+        return rdtype != dns.rdatatype.RRSIG
+    return name == cut and rdtype == dns.rdatatype.DS
+
+
+def _nsec3_chain(z: dns.zone.Zone, txn, p: dict) -> None:
+    """The NSEC3PARAM and NSEC3 chain of RFC 5155 §7.1: one NSEC3 per authoritative name and
+    empty non-terminal (glue left out); with opt-out, none for delegations without DS."""
+    iterations, salt, optout = p.get("iterations", 0), p.get("salt", ""), p.get("optout", False)
+    txn.add(z.origin, TTL, dns.rdata.from_text(
+        "IN", "NSEC3PARAM", f"1 0 {iterations} {salt or '-'}"))
+    types: dict[dns.name.Name, set[str]] = {}
+    for name, node in z.nodes.items():
+        cut = _cut(z, name)
+        if cut is not None and cut != name:
+            continue  # glue
+        present = {dns.rdatatype.to_text(r.rdtype) for r in node.rdatasets}
+        if name == z.origin:
+            present |= {"NSEC3PARAM", "DNSKEY"}
+        if cut == name and "DS" not in present and optout:
+            continue
+        signed = cut != name or "DS" in present
+        types[name] = present | ({"RRSIG"} if signed else set())
+        parent = name
+        while parent != z.origin:  # empty non-terminals
+            parent = parent.parent()
+            types.setdefault(parent, set())
+    hashed = sorted((dns.dnssec.nsec3_hash(n, salt or None, iterations, 1).lower(), n)
+                    for n in types)
+    for i, (digest, name) in enumerate(hashed):
+        following = hashed[(i + 1) % len(hashed)][0]
+        text = (f"1 {1 if optout else 0} {iterations} {salt or '-'} {following} "
+                + " ".join(sorted(types[name])))
+        txn.add(dns.name.from_text(digest, z.origin), TTL,
+                dns.rdata.from_text("IN", "NSEC3", text))
 
 
 def _rrsets(lines: list[str]) -> list[dns.rrset.RRset]:
