@@ -3,7 +3,8 @@
 Every rewrite touches only the replies it names and leaves the rest of the tree honest. What an
 attacker may use: records it makes up (unsigned, or with made-up RRSIGs), and signed records of
 the tree replayed from elsewhere (``zonedata``: anyone who watches the zone's traffic has them).
-Target zone: ``ecdsap256.example.`` (NSEC, served at 127.0.0.22) unless said otherwise.
+Target zone: ``ecdsap256.example.`` (NSEC, served at 127.0.0.22) unless said otherwise; the
+NSEC3 twins of some cases attack ``ed25519.example.``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .relay import ATTACKER, FORGED_A
 
 T = dns.rdatatype
 S = "ecdsap256.example."
+E = "ed25519.example."  # NSEC3, served at 127.0.0.24
 
 
 def _n(text: str) -> dns.name.Name:
@@ -123,23 +125,22 @@ class Attack:
 # ---------------------------------------------------------------------------- forged cuts
 
 
-def referral_existing(server, query, reply):
-    """``www.S NS ns.www.S`` with glue at the attacker, for every question at or below www.S
-    but its DS (the resolver then gets the honest signed NODATA for the DS: an NSEC at www.S
-    without the NS bit, which proves there is no cut at all)."""
-    if server == _server(S) and _at(query, "www." + S, below=True) \
-            and not _at(query, "www." + S, "DS"):
-        return _referral(reply, "www." + S)
-    return reply
+def _forged_cut(zone: str, cut: str):
+    """A forged referral to ``cut`` (glue at the attacker) from the server of ``zone``, for
+    every question at or below ``cut`` but its DS, which gets the honest signed answer."""
+    def rewrite(server, query, reply):
+        if server == _server(zone) and _at(query, cut, below=True) and not _at(query, cut, "DS"):
+            return _referral(reply, cut)
+        return reply
+    return rewrite
 
 
-def referral_below(server, query, reply):
-    """A forged cut below an existing name: ``x.www.S``, which does not exist (the DS query is
-    answered with the honest signed NXDOMAIN)."""
-    if server == _server(S) and _at(query, "x.www." + S, below=True) \
-            and not _at(query, "x.www." + S, "DS"):
-        return _referral(reply, "x.www." + S)
-    return reply
+# to an existing name: the honest DS NODATA (NSEC or NSEC3 at www without the NS bit) proves
+# there is no cut at all
+referral_existing = _forged_cut(S, "www." + S)
+referral_existing_nsec3 = _forged_cut(E, "www." + E)
+# below an existing name: x.www.S does not exist, its DS query gets the honest NXDOMAIN
+referral_below = _forged_cut(S, "x.www." + S)
 
 
 def _strip_ds_referrals(reply, cut: str, proof: list):
@@ -201,6 +202,32 @@ def ds_replayed_nsec3(server, query, reply):
 # ---------------------------------------------------------------------------- forged data
 
 
+def dnskey_unsigned(server, query, reply):
+    """S's DNSKEY RRset without its RRSIGs, and www.S forged without signatures."""
+    if server == _server(S) and _at(query, S, "DNSKEY"):
+        reply.answer = _drop_types(reply.answer, T.RRSIG)
+    elif server == _server(S) and _at(query, "www." + S, "A"):
+        return _answer(reply, _forged("www." + S))
+    return reply
+
+
+def ds_algorithm_rewritten(server, query, reply):
+    """The DS of rsasha256.example. kept with its RRSIG but rewritten to algorithm 200 (which
+    would make the zone Insecure, RFC 4035 §5.2, if the DS were believed); the child's data
+    forged without signatures."""
+    child = "rsasha256.example."
+    if server == _server("example."):
+        for section in (reply.answer, reply.authority):
+            for i, rrset in enumerate(section):
+                if rrset.rdtype == T.DS and rrset.name == _n(child):
+                    section[i] = dns.rrset.from_rdata(rrset.name, rrset.ttl, *(
+                        rd.replace(algorithm=200) for rd in rrset))
+        return reply
+    if server == _server(child):
+        return _child_forged_www(query, reply, child)
+    return reply
+
+
 def forged_signer(server, query, reply):
     """``www.S A`` forged, with an RRSIG whose signer is the owner name itself (a zone cut
     that does not exist)."""
@@ -217,10 +244,10 @@ def stripped_rrsig(server, query, reply):
     return reply
 
 
-def _denial(rcode: int, authority):
-    """A rewrite of S's answer for www.S A into a negative answer with ``authority()``."""
+def _denial(rcode: int, authority, zone: str = S):
+    """A rewrite of the answer for www.<zone> A into a negative answer with ``authority()``."""
     def rewrite(server, query, reply):
-        if server == _server(S) and _at(query, "www." + S, "A"):
+        if server == _server(zone) and _at(query, "www." + zone, "A"):
             return _negative(reply, rcode, authority())
         return reply
     return rewrite
@@ -229,9 +256,12 @@ def _denial(rcode: int, authority):
 nxdomain_no_proof = _denial(dns.rcode.NXDOMAIN, lambda: _soa(S))
 nxdomain_other_name = _denial(dns.rcode.NXDOMAIN, lambda: _soa(S) + _pairs(
     zonedata.load(S).select_nxdomain("nope." + S)))
+nxdomain_other_name_nsec3 = _denial(dns.rcode.NXDOMAIN, lambda: _soa(E) + _pairs(
+    zonedata.load(E).select_nxdomain("nope." + E)), E)
 nxdomain_other_zone = _denial(dns.rcode.NXDOMAIN, lambda: _soa("ed448.test.") + _pairs(
     zonedata.load("ed448.test.").select_nxdomain("nope.ed448.test.")))
 nodata_no_proof = _denial(dns.rcode.NOERROR, lambda: _soa(S))
+nodata_no_proof_nsec3 = _denial(dns.rcode.NOERROR, lambda: _soa(E), E)
 nodata_other_name = _denial(dns.rcode.NOERROR, lambda: _soa(S) + _pairs(
     [zonedata.load(S).pair("cname." + S, T.NSEC)]))
 
@@ -341,6 +371,10 @@ ATTACKS = [
     Attack("referral-to-existing-name-deeper", "deep.www." + S, "A", referral_existing,
            honest_rcode="NXDOMAIN", known={"dnssec-sidecar": FINDING_1},
            remembered=UNBOUND_KEEPS_FORGED_CUT),
+    Attack("referral-to-existing-name-nsec3", "www." + E, "A", referral_existing_nsec3,
+           zones=(E,), known={"dnssec-sidecar": FINDING_1},
+           remembered=UNBOUND_KEEPS_FORGED_CUT,
+           bystanders=(("mail." + E, "A"), ("www." + S, "A"))),
     Attack("referral-below-existing-name", "x.www." + S, "A", referral_below,
            honest_rcode="NXDOMAIN", remembered=BOTH),
     Attack("cut-with-ds-removed", "www.rsasha256.example.", "A", cut_ds_removed,
@@ -350,13 +384,21 @@ ATTACKS = [
     Attack("ds-stripped-nsec3-replayed", "www.rsasha512.test.", "A", ds_replayed_nsec3,
            zones=("test.", "rsasha512.test."), remembered=BOTH,
            bystanders=(("www.ecdsap384.test.", "A"), ("www.ed448.test.", "A"))),
+    Attack("ds-algorithm-rewritten", "www.rsasha256.example.", "A", ds_algorithm_rewritten,
+           zones=("example.", "rsasha256.example."), remembered=BOTH),
+    Attack("dnskey-rrsig-stripped", "www." + S, "A", dnskey_unsigned, remembered=BOTH,
+           bystanders=(("www.ed25519.example.", "A"), ("www.rsasha256.example.", "A"))),
     Attack("forged-signer-owner", "www." + S, "A", forged_signer,
            known={"dnssec-sidecar": FINDING_2}),
     Attack("rrsig-stripped", "www." + S, "A", stripped_rrsig),
     Attack("nxdomain-without-proof", "www." + S, "A", nxdomain_no_proof),
     Attack("nxdomain-proof-of-other-name", "www." + S, "A", nxdomain_other_name),
+    Attack("nxdomain-proof-of-other-name-nsec3", "www." + E, "A", nxdomain_other_name_nsec3,
+           zones=(E,), bystanders=(("mail." + E, "A"), ("www." + S, "A"))),
     Attack("nxdomain-proof-of-other-zone", "www." + S, "A", nxdomain_other_zone),
     Attack("nodata-without-proof", "www." + S, "A", nodata_no_proof),
+    Attack("nodata-without-proof-nsec3", "www." + E, "A", nodata_no_proof_nsec3, zones=(E,),
+           bystanders=(("mail." + E, "A"), ("www." + S, "A"))),
     Attack("nodata-proof-of-other-name", "www." + S, "A", nodata_other_name),
     Attack("nodata-parent-side-nsec", "rsasha256.example.", "TXT", nodata_parent_nsec,
            zones=("rsasha256.example.",)),
