@@ -27,7 +27,7 @@ from tests.test_resolver import ede_of
 from tests.testtree import NOW, authority, zonedata
 
 UPSTREAM_PORT = 10053  # the real tree; the relay takes port 53 on the same addresses
-ADDRESS = {"dnssec-sidecar": "127.0.0.151", "unbound": "127.0.0.152"}
+ADDRESS = {"dnssec-sidecar": "127.0.0.171", "unbound": "127.0.0.172"}  # the resolvers under test
 
 
 def _kinds():

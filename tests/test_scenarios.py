@@ -16,7 +16,7 @@ from tests.scenarios import runner
 from tests.test_resolver import ede_of
 
 SCENARIOS = runner.load_all()
-ADDRESS = {"dnssec-sidecar": "127.0.0.153", "unbound": "127.0.0.154"}
+ADDRESS = {"dnssec-sidecar": "127.0.0.173", "unbound": "127.0.0.174"}  # the resolvers under test
 
 
 def _cases():

@@ -4,7 +4,7 @@ as the reference, Unbound from Debian (``apt-get install unbound``).
 Both get the same root hints, trust anchors and validation time, listen on one loopback
 address, port 53, and start with an empty cache::
 
-    with start("unbound", "127.0.0.150", tmp_path, hints=[("a.root-servers.test.",
+    with start("unbound", "127.0.0.171", tmp_path, hints=[("a.root-servers.test.",
                "127.0.0.10")], anchors=[". IN DS 12345 8 2 ..."], time=NOW) as r:
         r.ask("www.example.", "A")
 """
