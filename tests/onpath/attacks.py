@@ -46,10 +46,10 @@ def _forged(owner: str, rdtype: str = "A", data: str = FORGED_A) -> dns.rrset.RR
     return dns.rrset.from_text(owner, 300, "IN", rdtype, data)
 
 
-def _fake_rrsig(rrset: dns.rrset.RRset, signer: str, labels: int | None = None):
-    """An RRSIG no key made: right shape, valid window, random signature bytes."""
+def _fake_rrsig(rrset: dns.rrset.RRset, signer: str):
+    """An RRSIG no key made: right shape, valid window, made-up signature bytes."""
     sig = base64.b64encode(bytes(range(64))).decode()
-    labels = len(rrset.name) - 1 if labels is None else labels
+    labels = len(rrset.name) - 1
     text = (f"{T.to_text(rrset.rdtype)} 13 {labels} {rrset.ttl} {EXPIRATION} {INCEPTION} "
             f"4242 {signer} {sig}")
     return dns.rrset.from_text(rrset.name, rrset.ttl, "IN", "RRSIG", text)

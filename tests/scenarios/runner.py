@@ -16,7 +16,6 @@ queries. ``tests/scenarios/README.md`` describes the format. The servers are the
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 
 import dns.dnssec
@@ -351,7 +350,3 @@ class Servers:
             if "canned" in spec:
                 server.canned = spec.pop("canned") or {}
             server.set_faults(**spec)
-
-
-def tmpdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="scenario-"))
