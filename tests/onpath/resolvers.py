@@ -23,6 +23,8 @@ import dns.flags
 import dns.message
 import dns.query
 
+from tests.testtree.authority import outgoing_line
+
 ROOT_DIR = Path(__file__).resolve().parent.parent.parent
 PORT = 53
 KINDS = ("dnssec-sidecar", "unbound")
@@ -74,7 +76,8 @@ def _sidecar_config(address: str, directory: Path, hints, anchors, now: int,
             f"trust_anchors: [{anchor_text}]\n"
             f'validation: {{time: "{_utc(now):%Y-%m-%dT%H:%M:%SZ}", '
             f"allow_sha1: {'true' if allow_sha1 else 'false'}}}\n"
-            "outgoing: {ipv4: true, ipv6: false}\n"
+            + outgoing_line().replace("outgoing: {", "outgoing: {ipv4: true, ipv6: false, ")
+            + "\n"
             "timeouts: {upstream_ms: 300, query_ms: 4000}\n"
             "metrics: {enabled: false}\n"
             f'log: {{path: "{directory / "lookups.log"}"}}\n')
