@@ -12,6 +12,7 @@ with /proc/net/tcp of the test's network namespace."""
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -135,6 +136,20 @@ def half_message() -> socket.socket:
     return sock
 
 
+def still_open(sock: socket.socket) -> bool:
+    """True while the server has not closed the connection (nothing to read, no EOF)."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0)  # a look, not a wait
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+
+
 def closed_by_server(sock: socket.socket, seconds: float) -> bool:
     """True when the server closed the connection (EOF or reset) within ``seconds``; replies
     that arrive first are read and ignored."""
@@ -172,13 +187,11 @@ def sidecar(tree, tmp_path):
 def test_slow_clients_cannot_hold_the_connections(sidecar):
     slow = [half_message() for _ in range(LIMIT)]
     assert wait_for(lambda: sidecar.tcp_sockets() == LIMIT, 5)
-    counts = []
-    for _ in range(12):  # more slow clients: each closes the one idle longest
+    for k in range(12):  # more slow clients: each closes the one idle longest
         slow.append(half_message())
-        time.sleep(0.02)
-        counts.append(sidecar.tcp_sockets())
-    assert max(counts) <= LIMIT, counts
-    assert all(closed_by_server(sock, 2) for sock in slow[:12])  # the oldest went first
+        assert closed_by_server(slow[k], 5)  # the oldest went first ...
+        assert still_open(slow[k + 1])       # ... and only it: the new one is held instead
+        assert wait_for(lambda: sidecar.tcp_sockets() == LIMIT, 5)
     assert sidecar.metric("dnssec_sidecar_tcp_closed_total", reason="limit") == 12
     assert udp("www.ed448.test.").flags & dns.flags.AD  # UDP is not affected
     fresh = dns.query.tcp(dns.message.make_query("www.rsasha256.example.", "A",
@@ -222,18 +235,25 @@ def test_pipelined_queries_are_bounded_per_connection(sidecar, tree):
     tree.clear()
     sock = socket.create_connection((ADDRESS, 53), timeout=5)
     sock.sendall(b"".join(framed(f"p{i}.ed448.test.", qid=i) for i in range(12)))
-    time.sleep(0.4)  # within the first round: upstream_ms and query_ms are 1 s
 
     def started() -> set[str]:
         return {q.qname for q in tree.queried(server="ed448.test.") if q.qname[0] == "p"}
 
-    assert len(started()) == PIPELINE, sorted(started())
-    ids = set()
+    # The server writes a reply before its slot frees, so while k replies have reached this
+    # socket at most PIPELINE + k queries can have started. Checked on events, not on a
+    # clock: a count of started queries taken before the socket is seen holding no unread
+    # reply is bounded by the replies read so far.
+    assert wait_for(lambda: len(started()) >= PIPELINE, 5), sorted(started())
+    ids, checks = set(), 0
     while len(ids) < 12:  # all answered in turn, PIPELINE at a time
+        now = started()
+        if not select.select([sock], [], [], 0)[0]:
+            assert len(now) <= PIPELINE + len(ids), (sorted(now), len(ids))
+            checks += 1
         reply = dns.query.receive_tcp(sock, time.time() + 5)[0]
         assert reply.rcode() == dns.rcode.SERVFAIL
         ids.add(reply.id)
-    assert len(started()) == 12
+    assert checks and len(started()) == 12
     sock.close()
 
 

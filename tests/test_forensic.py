@@ -658,21 +658,27 @@ def test_back_pressure_waits_and_drops_nothing(tmp_path, monkeypatch) -> None:
 def test_a_steady_stream_is_written_without_coming_back_to_python(tmp_path) -> None:
     """Under load the writer thread drains batch after batch without the GIL: it comes back to
     Python for the fsync of each interval, not for every batch (a writer preempted while it
-    holds the GIL would stall the event loop's replies)."""
+    holds the GIL would stall the event loop's replies). Each burst is written before the next
+    is offered (an event, not a pause), so there are at least 60 batches, all within one fsync
+    interval (an hour: however slow the machine, no interval ends during the test)."""
     path = tmp_path / "log"
 
     async def go() -> dict:
-        log = ForensicLog(LogConfig(path=str(path), fsync_interval_ms=1000))
+        log = ForensicLog(LogConfig(path=str(path), fsync_interval_ms=3_600_000))
         await log.start()
-        for i in range(60):  # 0.3 s: 60 bursts of 50 records, 5 ms apart
+        for i in range(60):  # 60 bursts of 50 records
             for j in range(50):
                 assert log.append_nowait(record(i * 50 + j))
-            await asyncio.sleep(0.005)
+            for _ in range(10_000):  # bounded: until the writer has taken the burst
+                if log.stats["records"] == (i + 1) * 50:
+                    break
+                await asyncio.sleep(0.001)
         stats = log.stats
         await log.close()
         return stats
     stats = asyncio.run(go())
-    assert stats["batches"] >= 20 and stats["writer_passes"] <= 3, stats
+    assert stats["records"] == 3000, stats
+    assert stats["batches"] >= 60 and stats["writer_passes"] <= 1, stats
     assert len(records(path)) == 3000 and verify([str(path)]).ok
 
 

@@ -219,7 +219,7 @@ def test_sigterm_under_load_leaves_a_complete_log(sidecar):
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(client, i) for i in range(4)]
-        time.sleep(0.5)
+        assert wait_for(lambda: len(answered) >= 4)  # under load: answers are coming
         sidecar.process.send_signal(signal.SIGTERM)
         for future in futures:
             future.result(timeout=30)
