@@ -3,11 +3,11 @@
 Each overlay is rendered by :func:`render`, a small kustomize written here for the features the
 manifests use (resources, namespace, labels, images, configMapGenerator without name hashes); it
 refuses anything else, so it cannot silently render differently from kustomize. Its output is
-compared with real kustomize builds: kustomize's Go code from the pykustomize wheel (which
-.ci/run installs) and ``kubectl kustomize`` where a kubectl with kustomize 5 is on PATH. Every rendered object is
-validated with ``kubernetes-validate`` (strict: unknown fields are errors) against the schemas
-of the Kubernetes versions in :data:`K8S_VERSIONS`, and the security properties the issue asks
-for are checked on the rendered objects, as they would be applied.
+compared with real kustomize builds: kustomize's own Go code from the pykustomize wheel (which
+.ci/run installs) and ``kubectl kustomize`` where a kubectl with kustomize 5 is on PATH. Every
+rendered object is validated with ``kubernetes-validate`` (strict: unknown fields are errors)
+against the schemas of the Kubernetes versions in :data:`K8S_VERSIONS`, and the security
+properties the issue asks for are checked on the rendered objects, as they would be applied.
 """
 
 from __future__ import annotations
