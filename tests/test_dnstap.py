@@ -643,7 +643,7 @@ class Sidecar:
             [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config), "-v"],
             cwd=ROOT_DIR, stderr=self.stderr)
         self.errors = directory / "stderr.txt"
-        ok = wait_for(self._listening, 10)
+        ok = wait_for(self._listening, 60)  # bounded: a loaded machine starts slowly
         if not ok:
             self.stop()
             pytest.fail("the resolver did not start: " + self.errors.read_text())

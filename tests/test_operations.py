@@ -69,7 +69,7 @@ class Sidecar:
             [sys.executable, "-m", "resolver.cli", "serve", "--config",
              str(directory / "config.yaml"), "-v"], cwd=ROOT_DIR, stderr=subprocess.PIPE,
             text=True)
-        for _ in range(100):  # bounded wait for the listener
+        for _ in range(1200):  # bounded wait for the listener: 60 s, for a loaded machine
             try:
                 with socket.create_connection((ADDRESS, 53), timeout=0.2):
                     return

@@ -71,7 +71,7 @@ def sidecar(tree, tmp_path_factory):
         + SERVICES)
     process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
                                 str(config)], cwd=ROOT_DIR, stderr=subprocess.PIPE, text=True)
-    for _ in range(100):  # bounded wait for the listeners
+    for _ in range(1200):  # bounded wait for the listeners: 60 s, for a loaded machine
         try:
             with socket.create_connection((AGENT, 53), timeout=0.2):
                 break
