@@ -35,9 +35,11 @@ Chain fields, added as the log accepts a record (on the event loop's thread):
 ``hash``  hex SHA-256, or HMAC-SHA-256 under the key, of the record's canonical encoding without
           ``hash`` (so it covers ``prev``, chaining the records).
 
-Canonical encoding: orjson with sorted keys, UTF-8, no whitespace. Each line is the canonical
-encoding of the whole record (``hash`` included) and ``"\\n"``, so re-encoding a parsed line gives
-the same bytes. A rotated file's first record has as ``prev`` the last hash of the file before.
+Canonical encoding: orjson with sorted keys, UTF-8, no whitespace (README states it byte by
+byte, for checkers written elsewhere). Each line is the canonical encoding of the whole record
+(``hash`` included) and ``"\\n"``, so re-encoding a parsed line gives the same bytes, and the
+hashed body is the line less its ``"\\n"`` and its ``"hash":"<hex>",`` pair (see :func:`seal`).
+A rotated file's first record has as ``prev`` the last hash of the file before.
 """
 
 from __future__ import annotations

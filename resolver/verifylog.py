@@ -6,8 +6,8 @@ Each line must be a record in canonical form whose ``hash`` recomputes (HMAC-SHA
 key for ``mac: hmac-sha256``; such a log cannot be checked without the key), whose ``prev`` is
 the hash of the record before it and whose ``seq`` is one more, across files. A first record with
 ``seq`` 0 must have the genesis ``prev``; a later first record's ``prev`` is taken as given (the
-files before it were not given or were rotated away). The record format is in
-``resolver.forensic``.
+files before it were not given or were rotated away). The record format is in README (byte by
+byte, as other tools can check it) and ``resolver.forensic``.
 """
 
 from __future__ import annotations

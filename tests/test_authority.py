@@ -31,6 +31,7 @@ import pytest
 from resolver.dnssec import Verdict, denial, validate_rrset
 from tests.testtree import NOW, zonedata
 from tests.testtree import authority
+from tests.test_operations import wait_for
 from tests.testtree.authority import start_forwarder, start_tree
 
 A, AAAA, NS, SOA, DS, DNSKEY, RRSIG, NSEC, NSEC3, CNAME, DNAME, TXT, MX = (
@@ -128,20 +129,16 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_start_and_stop_well_under_a_second():
+def test_start_returns_ready_and_stop_releases_everything():
+    """start_tree() returns once every server answers; stop() leaves no thread, descriptor or
+    bound address behind. How long they take: bench/testtree.py (no clock in the tests)."""
     before, fds = _thread_count(), _open_fds()
-    t0 = time.monotonic()
     t = start_tree(port=OTHER_PORT, forwarder=True)
-    started = time.monotonic() - t0
     try:
         r = ask("127.0.0.10", ".", SOA, port=OTHER_PORT)
         assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
     finally:
-        t1 = time.monotonic()
         t.stop()
-        stopped = time.monotonic() - t1
-    assert started + stopped < 1.0, (started, stopped)
-    assert started < 0.8 and stopped < 0.2, (started, stopped)
     assert _thread_count() == before and _open_fds() == fds
     # the sockets are gone: TCP is refused, and the same addresses can be bound again
     with pytest.raises(ConnectionRefusedError):
@@ -547,14 +544,23 @@ def test_delay(faulty):
     t0 = time.monotonic()
     other("127.0.0.25", "www.ed448.test.", tcp=True)
     assert time.monotonic() - t0 >= 0.29
-    t0 = time.monotonic()  # the other servers answer at once, also meanwhile
-    done = []
-    th = threading.Thread(target=lambda: done.append(other("127.0.0.25", "www.ed448.test.")))
+    # The other servers answer meanwhile: one delayed reply does not hold the servers' loop.
+    # Ordered by events, not timed: the delayed query has arrived, then another server
+    # answers, and only then does the delayed reply come (delayed far beyond a loaded
+    # machine's round trip).
+    faulty.set_faults("ed448.test.", delay_ms=5000)
+    faulty.clear()
+    done = threading.Event()
+    th = threading.Thread(target=lambda: (other("127.0.0.25", "delayed.ed448.test.",
+                                                timeout=30), done.set()))
     th.start()
-    other("127.0.0.24", "www.ed25519.example.")
-    assert time.monotonic() - t0 < 0.2
-    th.join()
-    assert done
+    try:
+        assert wait_for(lambda: faulty.queried("delayed.ed448.test."))
+        assert other("127.0.0.24", "www.ed25519.example.").rcode() == dns.rcode.NOERROR
+        assert not done.is_set()
+    finally:
+        th.join(30)
+    assert done.is_set()
 
 
 @pytest.mark.parametrize("faulty", [{"ed448.test.": {"tcp": False}}], indirect=True)

@@ -20,7 +20,7 @@ PROBE = textwrap.dedent("""
                               stderr=subprocess.PIPE, text=True)
     result = {}
     try:
-        for _ in range(100):  # bounded wait for the listener
+        for _ in range(600):  # bounded wait for the listener: 60 s, for a loaded machine
             try:
                 q = dns.message.make_query("example.com.", "A", want_dnssec=True)
                 r = dns.query.udp(q, "127.0.0.1", port=53, timeout=0.5)

@@ -241,9 +241,14 @@ def test_stop_gives_up_on_a_stalled_reader(tmp_path):
         tap.start()
         assert wait_for(lambda: tap.connected)
         feed(tap, 0, 500, size=1000)       # more than the pipe holds
-        started = time.monotonic()
-        tap.stop(timeout=0.3)
-        assert time.monotonic() - started < 2
+        # The reader never reads: a stop that waited for it would never return. It gives up
+        # (timeout 0.3 s, abandoned after a long wait here, not timed) and ends the writer.
+        stopper = threading.Thread(target=tap.stop, kwargs={"timeout": 0.3})
+        stopper.start()
+        stopper.join(60)
+        assert not stopper.is_alive(), "stop() waits for a reader that never reads"
+        tap._thread.join(60)  # the writer, which stop() may leave finishing its abandon
+        assert not tap._thread.is_alive()
         stats = tap.stats
         assert not tap.connected and stats["dropped"] > 0
         assert stats["messages"] + stats["dropped"] == 500
@@ -393,9 +398,13 @@ def test_slow_collector_makes_drops_that_are_counted(pb, tmp_path):
     tap.start()
     assert wait_for(lambda: tap.connected)
     total = 3000
-    started = time.monotonic()
-    feed(tap, 0, total, size=1200)   # 3.6 MB: far more than the socket buffers hold
-    assert time.monotonic() - started < 2.0  # the callers never wait for the collector
+    # 3.6 MB: far more than the socket buffers hold. The callers never wait for the
+    # collector: feeding ends while the collector still reads nothing (a caller that waited
+    # would wait until ``reading`` is set below, which only happens after this join).
+    feeder = threading.Thread(target=feed, args=(tap, 0, total, 1200))
+    feeder.start()
+    feeder.join(60)
+    assert not feeder.is_alive(), "the callers wait for the collector"
     stats = tap.stats
     assert stats["dropped"] > 0 and stats["dropped_queue_full"] == stats["dropped"]
     assert stats["queue_depth"] <= 64
@@ -635,7 +644,7 @@ class Sidecar:
             [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config), "-v"],
             cwd=ROOT_DIR, stderr=self.stderr)
         self.errors = directory / "stderr.txt"
-        ok = wait_for(self._listening, 10)
+        ok = wait_for(self._listening, 60)  # bounded: a loaded machine starts slowly
         if not ok:
             self.stop()
             pytest.fail("the resolver did not start: " + self.errors.read_text())

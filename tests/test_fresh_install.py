@@ -76,7 +76,7 @@ def test_serve_prints_only_our_lines_from_start_to_stop(tmp_path):
                               env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)
     try:
-        for _ in range(200):  # bounded wait for the TCP listener
+        for _ in range(1200):  # bounded wait for the TCP listener (60 s)
             try:
                 socket.create_connection((LISTEN, 53), timeout=0.2).close()
                 break

@@ -562,7 +562,7 @@ def test_server_keeps_serving_under_a_spray_of_malformed_packets(tmp_path):
                                     str(config)], cwd=ROOT_DIR, stderr=subprocess.PIPE,
                                    text=True)
         try:
-            for _ in range(100):  # bounded wait for the listener
+            for _ in range(1200):  # bounded wait for the listener (60 s)
                 try:
                     socket.create_connection((SPRAY_ADDRESS, 53), timeout=0.2).close()
                     break

@@ -60,7 +60,7 @@ def _start(directory, extra: str = "") -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
                                 str(config)], cwd=zonedata.HERE.parent.parent,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):  # bounded wait for the listener
+    for _ in range(1200):  # bounded wait for the listener: 60 s, for a loaded machine
         try:
             with socket.create_connection((RESOLVER, PORT), timeout=0.2):
                 return process

@@ -2,15 +2,17 @@
 
 Each overlay is rendered by :func:`render`, a small kustomize written here for the features the
 manifests use (resources, namespace, labels, images, configMapGenerator without name hashes); it
-refuses anything else, so it cannot silently render differently from kustomize. Where
-``kubectl kustomize`` is installed, its output is compared with ours. Every rendered object is
-validated with ``kubernetes-validate`` (strict: unknown fields are errors) against the schemas
-of the Kubernetes versions in :data:`K8S_VERSIONS`, and the security properties the issue asks
-for are checked on the rendered objects, as they would be applied.
+refuses anything else, so it cannot silently render differently from kustomize. Its output is
+compared with real kustomize builds: kustomize's own Go code from the pykustomize wheel (which
+.ci/run installs) and ``kubectl kustomize`` where a kubectl with kustomize 5 is on PATH. Every
+rendered object is validated with ``kubernetes-validate`` (strict: unknown fields are errors)
+against the schemas of the Kubernetes versions in :data:`K8S_VERSIONS`, and the security
+properties the issue asks for are checked on the rendered objects, as they would be applied.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import fnmatch
 import ipaddress
@@ -203,33 +205,53 @@ def test_overlay_renders_uniquely_named_objects(overlay):
                for obj in objects)
 
 
-def _kubectl_kustomize(directory: Path) -> list[dict[str, Any]] | None:
+#: Why a reference kustomize is missing, by name (the skip reason of its comparison).
+_NO_KUBECTL = ("no `kubectl` with kustomize 5 or later on PATH (Debian 12's kubernetes-client "
+               "is kubectl 1.20, whose kustomize 2.0.3 refuses the overlays' `labels:`)")
+_NO_PYKUSTOMIZE = ("pykustomize (kustomize's Go API built as a library, on PyPI) is not "
+                   "installed: .ci/run installs it with `pip install --no-deps "
+                   "--ignore-requires-python pykustomize==0.1.4`")
+
+
+def _kubectl_kustomize(directory: Path) -> str:
+    """``kubectl kustomize DIRECTORY``'s output, or :func:`pytest.skip`."""
     if not shutil.which("kubectl"):
-        return None
+        pytest.skip(_NO_KUBECTL)
     try:
         version = subprocess.run(["kubectl", "version", "--client"], capture_output=True,
                                  text=True, timeout=60, check=False).stdout
     except subprocess.TimeoutExpired:
-        return None
+        pytest.skip("`kubectl version --client` did not answer within 60 s")
     found = re.search(r"Kustomize Version: v(\d+)\.", version)
     if not found or int(found[1]) < 5:  # `labels:` and today's output need kustomize 5
-        return None
-    try:
-        done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True,
-                              text=True, timeout=120, check=False)
-    except subprocess.TimeoutExpired:
-        return None
+        pytest.skip(_NO_KUBECTL)
+    done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True,
+                          text=True, timeout=120, check=False)
     if done.returncode != 0 and "unknown command" in done.stderr:
-        return None
+        pytest.skip(_NO_KUBECTL)
     assert done.returncode == 0, done.stderr
-    return [obj for obj in yaml.safe_load_all(done.stdout) if obj]
+    return done.stdout
 
 
+def _pykustomize(directory: Path) -> str:
+    """The same build through kustomize's own Go code (``krusty``, as ``kustomize build``
+    runs it), which the pykustomize wheel ships as a shared library; or :func:`pytest.skip`."""
+    try:
+        import pykustomize
+    except ImportError:
+        pytest.skip(_NO_PYKUSTOMIZE)
+    return asyncio.run(pykustomize.build(str(directory))).yaml
+
+
+#: Independent renderers: real kustomize builds, each compared with :func:`render`.
+REFERENCES = {"kubectl": _kubectl_kustomize, "pykustomize": _pykustomize}
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
 @pytest.mark.parametrize("overlay", DIRECTORIES)
-def test_renderer_agrees_with_kubectl_kustomize(overlay):
-    theirs = _kubectl_kustomize(DIRECTORIES[overlay])
-    if theirs is None:
-        pytest.skip("kubectl with kustomize 5 or later is not installed")
+def test_renderer_agrees_with_kustomize(overlay, reference):
+    theirs = [obj for obj in yaml.safe_load_all(REFERENCES[reference](DIRECTORIES[overlay]))
+              if obj]
     ours = rendered(overlay)
     assert sorted(map(_key, theirs)) == sorted(map(_key, ours))
     by_key = {_key(obj): obj for obj in theirs}

@@ -60,7 +60,7 @@ def _start(address: str, directory: Path, extra: str = ""):
     process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
                                 str(config), "-v"], cwd=ROOT_DIR, stderr=subprocess.PIPE,
                                text=True)
-    for _ in range(100):  # bounded wait for the listener
+    for _ in range(1200):  # bounded wait for the listener: 60 s, a loaded machine is slow
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
                 probe.settimeout(0.2)

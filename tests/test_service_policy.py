@@ -21,6 +21,7 @@ import dns.query
 import dns.rcode
 import pytest
 
+from tests.test_forensic import readme_check, readme_key
 from tests.testtree import authority, zonedata
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def sidecar(tree, tmp_path_factory):
         + SERVICES)
     process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
                                 str(config)], cwd=ROOT_DIR, stderr=subprocess.PIPE, text=True)
-    for _ in range(100):  # bounded wait for the listeners
+    for _ in range(1200):  # bounded wait for the listeners: 60 s, for a loaded machine
         try:
             with socket.create_connection((AGENT, 53), timeout=0.2):
                 break
@@ -159,6 +160,11 @@ def test_one_record_per_query_and_the_chain_verifies(sidecar):
     for i in range(20):
         ask(AGENT, f"n{i}.rsasha256.example.")
         sent += 1
+    assert ask(AGENT, "www.rsasha256.example.").rcode() == dns.rcode.NOERROR  # cached now
+    hit = dns.message.make_query("www.rsasha256.example.", "A", want_dnssec=True)
+    sent_at = time.monotonic()
+    dns.query.udp(hit, AGENT, port=53, timeout=8)
+    round_trip_ms = (time.monotonic() - sent_at) * 1000
     process.send_signal(signal.SIGTERM)  # flushes the log
     process.wait(timeout=10)
     records = [json.loads(line) for line in log_path.read_text().splitlines()]
@@ -174,6 +180,14 @@ def test_one_record_per_query_and_the_chain_verifies(sidecar):
     assert refused["policy"]["decision"] == "refuse" and refused["upstream"] == []
     missing = next(r for r in records if r["qname"] == "n0.rsasha256.example.")
     assert missing["rcode"] == "NXDOMAIN" and missing["proof"]["denial"] in ("nsec", "nsec3")
+    # The hit's duration, measured inside from its arrival to its record, lies within the
+    # round trip this client saw (records are sealed before the reply is sent).
+    logged = records[-1]
+    assert (logged["id"], logged["qname"], logged["cache_hit"]) == (
+        hit.id, "www.rsasha256.example.", True)
+    assert 0 <= logged["duration_ms"] <= round_trip_ms + 0.001, (logged, round_trip_ms)
+    # The chain as README documents it, from the bytes on disk (json, hashlib, hmac alone).
+    readme_check(log_path.read_bytes().splitlines(keepends=True), readme_key(key))
     ok = subprocess.run([sys.executable, "-m", "resolver.cli", "verify-log", str(log_path),
                          "--hmac-key-file", str(key)], cwd=ROOT_DIR, capture_output=True,
                         text=True)

@@ -140,9 +140,8 @@ def test_oversized_datagrams_go_to_the_full_path_cut() -> None:
     query.use_edns(0, pad=0, options=[dns.edns.GenericOption(65001, b"x" * 5000)])
     wire = query.to_wire(max_size=65535)
     assert len(wire) > 4096
-    asyncio.run(exchange(listener, [sock], {sock: [wire]}, 0))
-    time.sleep(0.05)
-    asyncio.run(exchange(listener, [sock], {sock: []}, 0))
+    sock.sendto(wire, listener.sock.getsockname())  # on loopback, queued when sendto returns
+    listener.readable()
     (data, addr), = listener.missed
     assert data == wire[:4096] and addr == sock.getsockname()
     listener.sock.close()

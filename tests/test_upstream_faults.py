@@ -3,7 +3,9 @@ SERVFAIL, REFUSED or FORMERR, truncate with TCP refused, reset or hang TCP conne
 another question over TCP (the fault knobs of tests/testtree/authority.py).
 
 For each fault: the client gets SERVFAIL with EDE 22 (No Reachable Authority, RFC 8914 §4.23)
-whose text names the cause, within the configured query timeout; other zones keep resolving;
+whose text names the cause, within the configured query timeout (the EDE text says so, not a
+clock: a resolution still running at ``timeouts.query_ms`` is answered "did not finish
+within", so the fault's own cause in the text means it ended first); other zones keep resolving;
 where a zone has a good server too, the client gets the real answer and the bad server is not
 asked again (the resolver's server RTT table, like Unbound's infra cache).
 
@@ -15,12 +17,9 @@ sent without DO).
 
 from __future__ import annotations
 
-import time
-
 import dns.flags
 import dns.message
 import pytest
-import yaml
 
 from tests.test_resolver import _start, _stop, ask, ede_of
 from tests.testtree import authority
@@ -29,6 +28,8 @@ RESOLVER = "127.0.0.141"
 ONE_SERVER = "insecure.example."  # served by 127.0.0.30 alone
 NO_TCP = "insecure.test."  # 127.0.0.31: truncates every UDP answer and has no TCP listener
 GOOD, BAD = "127.0.0.50", "127.0.0.51"  # lame.example.'s two servers (ns2, ns1)
+#: In the EDE text of a resolution cut off at ``timeouts.query_ms`` (resolver/server.py).
+OVERALL_TIMEOUT = "did not finish within"
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +41,10 @@ def tree():
 
 @pytest.fixture
 def resolver(tree, tmp_path):
-    """A fresh resolver (empty cache and RTT table); yields its query timeout in seconds."""
+    """A fresh resolver (empty cache and RTT table)."""
     process = _start(RESOLVER, tmp_path)
-    timeouts = yaml.safe_load((tmp_path / "config.yaml").read_text())["timeouts"]
-    yield timeouts["query_ms"] / 1000
+    yield
     _stop(process)
-
-
-def timed(name: str) -> tuple[dns.message.Message, float]:
-    start = time.monotonic()
-    response = ask(name, server=RESOLVER)
-    return response, time.monotonic() - start
 
 
 def assert_healthy_elsewhere() -> None:
@@ -74,13 +68,12 @@ def test_the_only_server_fails(tree, resolver, knobs, cause):
     name = f"fault.{ONE_SERVER}"
     tree.set_faults(ONE_SERVER, **knobs)
     try:
-        response, elapsed = timed(name)
+        response = ask(name, server=RESOLVER)
     finally:
         tree.set_faults(ONE_SERVER, **{k: False for k in knobs})
     assert response.rcode() == 2, response
-    assert elapsed < resolver, elapsed
     (code, text), = ede_of(response)
-    assert code == 22 and cause in text, text
+    assert code == 22 and cause in text and OVERALL_TIMEOUT not in text, text
     asked = tree.queried(name, server=ONE_SERVER)
     assert asked and all(q.do for q in asked), asked  # never without EDNS and DO
     assert_healthy_elsewhere()
@@ -89,10 +82,10 @@ def test_the_only_server_fails(tree, resolver, knobs, cause):
 
 
 def test_truncated_answer_with_tcp_refused(tree, resolver):
-    response, elapsed = timed(f"www.{NO_TCP}")
-    assert response.rcode() == 2 and elapsed < resolver, (response, elapsed)
+    response = ask(f"www.{NO_TCP}", server=RESOLVER)
+    assert response.rcode() == 2, response
     (code, text), = ede_of(response)
-    assert code == 22 and "TCP to 127.0.0.31" in text, text
+    assert code == 22 and "TCP to 127.0.0.31" in text and OVERALL_TIMEOUT not in text, text
     assert tree.queried(f"www.{NO_TCP}", server=NO_TCP, transport="udp")
     assert_healthy_elsewhere()
 
@@ -108,15 +101,14 @@ def test_one_bad_server_of_two_is_avoided(tree, resolver, knobs):
         tree.clear()
         names = iter(f"n{i}.lame.example." for i in range(40))
         for name in names:  # bounded: the resolver tries unknown servers in random order
-            response, elapsed = timed(name)
-            assert response.rcode() == 3 and elapsed < resolver, (response, elapsed)
+            response = ask(name, server=RESOLVER)  # NXDOMAIN: resolved before query_ms
+            assert response.rcode() == 3, response
             if tree.queried(server=BAD):
                 break
         assert len(tree.queried(server=BAD)) == 1, "the bad server was never tried"
         for name in [next(names) for _ in range(8)]:
-            response, elapsed = timed(name)
+            response = ask(name, server=RESOLVER)
             assert response.rcode() == 3 and not response.flags & dns.flags.AD, response
-            assert elapsed < resolver, elapsed
             assert tree.queried(name, server=GOOD)
         assert len(tree.queried(server=BAD)) == 1, tree.queried(server=BAD)
     finally:

@@ -46,7 +46,7 @@ def config_text(log: Path, extra: str = "") -> str:
 
 
 def wait_listening(process) -> None:
-    for _ in range(200):  # bounded
+    for _ in range(1200):  # bounded: 60 s, for a loaded machine
         try:
             for port in (53, 9153, 9154):
                 socket.create_connection((ADDRESS, port), timeout=0.2).close()
