@@ -444,7 +444,7 @@ class Frontend:
             addresses = [rd.address for r in data if r.name == name
                          and r.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rd in r]
             decision = policy.check_answer(service, rule, answer.verdict_of(name).value,
-                                                addresses)
+                                           addresses)
             if not decision.allowed:
                 return decision
         return decision
