@@ -28,9 +28,9 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 import yaml
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from dns.dnssectypes import Algorithm
 
+from tests.conftest import private_key
 from tests.testtree import NOW, authority, zonedata
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -50,18 +50,6 @@ def load_all() -> list[dict]:
 
 def _name(text: str) -> dns.name.Name:
     return dns.name.from_text(text)
-
-
-def _key(algorithm: int):
-    if algorithm in (8, 10):
-        return rsa.generate_private_key(65537, 2048)
-    if algorithm == 13:
-        return ec.generate_private_key(ec.SECP256R1())
-    if algorithm == 14:
-        return ec.generate_private_key(ec.SECP384R1())
-    if algorithm == 15:
-        return ed25519.Ed25519PrivateKey.generate()
-    raise ValueError(f"no key generator for algorithm {algorithm}")
 
 
 @dataclasses.dataclass
@@ -193,7 +181,7 @@ def _sign(z: dns.zone.Zone, sign, now: int, made: dict) -> str | None:
     keys = []
     for algorithm in sign.get("algorithms", [13]):
         if algorithm not in made:
-            private = _key(algorithm)
+            private = private_key(algorithm)
             made[algorithm] = (private, dns.dnssec.make_dnskey(
                 private.public_key(), Algorithm(algorithm), flags=257))
         keys.append(made[algorithm])
