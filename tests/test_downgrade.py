@@ -16,10 +16,12 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from resolver.admission import Admission
 from resolver.cache import Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
 from resolver.iterator import Iterator, ResolutionFailed
+from resolver.server import Frontend, Resolver
 from tests.testtree import authority, memory, zonedata
 
 ATTACKER = "127.0.0.99"  # the forged NS's glue: a server of the attacker's
@@ -199,16 +201,35 @@ def test_chain_of_trust_tables_stay_within_max_zones():
     assert len(iterator.zones) <= 3
 
 
-def test_a_query_of_type_rrsig_is_answered_but_never_secure():
-    """Finding 6 (RFC 4035 §3.2.1, RFC 4034 §3): the RRSIGs at the name, from the zone's
-    signer only, Indeterminate since no signature signs them; no allow rule accepts that."""
-    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream())
-    answer = _run(iterator, WWW, dns.rdatatype.RRSIG)
-    assert answer.rcode == dns.rcode.NOERROR and answer.verdict is Verdict.INDETERMINATE
-    covered = {rd.type_covered for r in answer.rrsets for rd in r}
-    assert {A, dns.rdatatype.AAAA} <= covered
-    assert all(r.rdtype == dns.rdatatype.RRSIG and r.name == WWW for r in answer.rrsets)
-    assert {rd.signer for r in answer.rrsets for rd in r} == {ZONE}
+def _client(frontend: Frontend, name: dns.name.Name, rdtype: int) -> dns.message.Message:
+    """One client query with DO, the hit path first and then the full path, as served."""
+    wire = dns.message.make_query(name, rdtype, want_dnssec=True).to_wire()
+    listener, client = ("127.0.0.1", 53), ("127.0.0.2", 5353)
+    reply = frontend.fast(wire, "udp", listener, client)
+    if reply is None:
+        reply = asyncio.run(frontend.handle(wire, "udp", listener, client, 1232))
+    return dns.message.from_wire(reply)
+
+
+def test_a_query_of_type_rrsig_is_not_served():
+    """Finding 6 (RFC 4034 §3): RRSIGs alone carry no signature, so they can be neither Secure
+    nor proven Insecure: NOTIMP with EDE 21, nothing asked upstream, before and after the
+    same RRSIGs were validated with the A they sign and cached (resolver/qtypes.py)."""
+    upstream = memory.Upstream()
+    frontend = Frontend(Resolver(memory.settings(), Cache(), Admission(100, 10),
+                                 exchange=upstream))
+    refused = _client(frontend, WWW, dns.rdatatype.RRSIG)
+    assert refused.rcode() == dns.rcode.NOTIMP and not refused.answer and not upstream.asked
+    assert [(o.code, o.text) for o in refused.options] == [(21, "RRSIG is not served")]
+    for _ in range(2):  # the full path, then the hit path
+        data = _client(frontend, WWW, A)
+        assert data.rcode() == dns.rcode.NOERROR and data.flags & dns.flags.AD
+        sigs = [r for r in data.answer if r.rdtype == dns.rdatatype.RRSIG]
+        assert sigs and {rd.signer for r in sigs for rd in r} == {ZONE}
+    assert frontend.wirecache.hits == 1
+    asked = len(upstream.asked)
+    assert _client(frontend, WWW, dns.rdatatype.RRSIG).rcode() == dns.rcode.NOTIMP
+    assert len(upstream.asked) == asked
 
 
 def _referral_rewrite(rewrite):
