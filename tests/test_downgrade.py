@@ -19,6 +19,7 @@ import pytest
 from resolver.admission import Admission
 from resolver.cache import Cache
 from resolver.dnssec import Verdict
+from resolver.dnssec.chain import MAX_CUT_PROBES
 from resolver.ede import EDE
 from resolver.iterator import Iterator, ResolutionFailed
 from resolver.server import Frontend, Resolver
@@ -157,6 +158,72 @@ def test_insecure_negative_answer_keeps_only_its_own_zones_soa():
     answer = _run(iterator, "nope.insecure.example.")
     assert answer.rcode == dns.rcode.NXDOMAIN and answer.verdict is Verdict.INSECURE
     assert not [r for r in answer.authority if r.rdtype == dns.rdatatype.SOA]
+
+
+def _ds_asked(upstream: memory.Upstream) -> list[str]:
+    return [qname for _, qname, qtype in upstream.asked if qtype == "DS"]
+
+
+def test_unsigned_child_on_the_parents_server_is_found_by_its_ds():
+    """The parent's server also serves its unsigned child and answers www of the child with
+    no referral: the cut is found by asking DS (RFC 4035 §5.2), proven by the parent's
+    signed NSEC with NS and no DS, so the data is Insecure, not judged with the parent's
+    keys; the cut is remembered, so the next name of the child needs no DS question."""
+    upstream = memory.Upstream()
+    _sharing(upstream, ZONE_SERVER, "rsasha256.example.", "insecure.rsasha256.example.")
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    answer = _run(iterator, "www.insecure.rsasha256.example.")
+    assert answer.verdict is Verdict.INSECURE and _addresses(answer) == {"192.0.2.32"}
+    assert _ds_asked(upstream) == ["insecure.rsasha256.example."]
+    nope = _run(iterator, "nope.insecure.rsasha256.example.")
+    assert nope.rcode == dns.rcode.NXDOMAIN and nope.verdict is Verdict.INSECURE
+    assert _ds_asked(upstream) == ["insecure.rsasha256.example."]
+    assert _run(iterator, WWW).verdict is Verdict.SECURE
+
+
+def _unsigned_forgery(name: dns.name.Name, deny_ds: bool = False):
+    """The attacker answers ``name`` A with EVIL and no RRSIG; with ``deny_ds``, every DS
+    question is answered NODATA without proof."""
+    def tamper(host, query, response):
+        q = query.question[0]
+        if q.name == name and q.rdtype == A:
+            response.set_rcode(dns.rcode.NOERROR)
+            response.answer = [dns.rrset.from_text(name, 300, "IN", "A", EVIL)]
+            response.authority = []
+        elif deny_ds and q.rdtype == dns.rdatatype.DS:
+            response.set_rcode(dns.rcode.NOERROR)
+            response.answer, response.authority = [], []
+        return response
+    return tamper
+
+
+def test_unsigned_data_in_a_signed_zone_stays_bogus_when_no_cut_is_proven():
+    """Looking for a cut never accepts "unsigned" without the parent's proof: www of the
+    signed zone, its RRSIGs stripped, is asked DS once (the parent's NSEC shows no NS there)
+    and stays Bogus; no zone is learned at www."""
+    upstream = memory.Upstream(_unsigned_forgery(WWW))
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    with pytest.raises(ResolutionFailed) as failure:
+        _run(iterator, WWW)
+    assert failure.value.ede == EDE.RRSIGS_MISSING and str(ZONE) in failure.value.reason
+    assert _ds_asked(upstream) == [str(WWW)] and WWW not in iterator.zones
+    _honest_afterwards(iterator, upstream)
+
+
+def test_looking_for_a_cut_is_bounded_and_counted():
+    """A forged unsigned answer 12 labels below the zone, every DS question denied without
+    proof: at most MAX_CUT_PROBES DS questions, each spent from the query's upstream budget,
+    and the answer is Bogus."""
+    deep = dns.name.from_text("a." * 12 + str(ZONE))
+    upstream = memory.Upstream(_unsigned_forgery(deep, deny_ds=True))
+    iterator = Iterator(memory.settings(qname_minimisation=False), Cache(), exchange=upstream)
+    _run(iterator, WWW)  # the zone's chain of trust, already established
+    upstream.asked.clear()
+    ctx = iterator.new_context()
+    with pytest.raises(ResolutionFailed) as failure:
+        asyncio.run(iterator.chase(deep, A, ctx))
+    assert failure.value.ede == EDE.RRSIGS_MISSING
+    assert len(_ds_asked(upstream)) == MAX_CUT_PROBES and ctx.queries == 1 + MAX_CUT_PROBES
 
 
 def test_island_of_security_does_not_ask_the_root_for_keys():
