@@ -199,7 +199,8 @@ cpdef object parse_query(bytes wire):
     else None: QR or TC set, an opcode other than QUERY, QDCOUNT other than 1, any answer or
     authority record, more than one additional record or one that is not an OPT of version 0 with
     well-formed options, a compressed question name, a class other than IN, a question type
-    resolver.qtypes.NOT_SERVED names (ANY, AXFR, RRSIG, ...), octets missing or left over. TypeError for anything but bytes."""
+    resolver.qtypes.NOT_SERVED names (ANY, AXFR, RRSIG, ...), octets missing or left over.
+    TypeError for anything but bytes."""
     cdef QInfo q
     cdef Py_ssize_t n = 0
     cdef const unsigned char *p = _wire(wire, &n)
