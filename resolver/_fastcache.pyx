@@ -23,6 +23,8 @@ from libc.string cimport memchr, memcpy, memset
 
 from collections import OrderedDict
 
+from resolver.qtypes import NOT_SERVED
+
 # --- wire constants ------------------------------------------------------------------------------
 
 cdef enum:
@@ -31,8 +33,6 @@ cdef enum:
     MAX_MESSAGE = 65535  # TTL offsets are kept in 16 bits
     CLASS_IN = 1
     T_OPT = 41           # RFC 6891 §6.1.1
-    T_TKEY = 249         # the QTYPE-only and transaction types: 249 TKEY, 250 TSIG,
-    T_AXFR = 252         # 251 IXFR, 252 AXFR; never answered from a cache
     # header flags, second 16-bit word (RFC 1035 §4.1.1, RFC 4035 §3.2)
     F_QR = 0x8000
     F_OPCODE = 0x7800
@@ -56,6 +56,12 @@ KEY_CD = K_CD
 KEY_AD_OR_DO = K_AD_OR_DO
 KEY_EDNS = K_EDNS
 
+# One bit per QTYPE: the types resolver.qtypes.NOT_SERVED names are never stored nor answered.
+cdef unsigned char _NOT_SERVED[8192]
+memset(_NOT_SERVED, 0, sizeof(_NOT_SERVED))
+for _qtype in NOT_SERVED:
+    _NOT_SERVED[<unsigned int>_qtype >> 3] |= 1 << (<unsigned int>_qtype & 7)
+del _qtype
 
 cdef struct QInfo:
     int id
@@ -119,7 +125,7 @@ cdef bint _parse_query(const unsigned char *p, Py_ssize_t n, QInfo *q) noexcept 
         return False
     q.qtype = _get16(p + pos)
     qclass = _get16(p + pos + 2)
-    if qclass != CLASS_IN or q.qtype == T_OPT or T_TKEY <= q.qtype <= T_AXFR:
+    if qclass != CLASS_IN or _NOT_SERVED[q.qtype >> 3] & (1 << (q.qtype & 7)):
         return False
     pos += 4
     q.edns = False
@@ -192,8 +198,9 @@ cpdef object parse_query(bytes wire):
     """A :class:`Query` for a plain query the cache may answer (RFC 1035 §4.1, RFC 6891 §6.1),
     else None: QR or TC set, an opcode other than QUERY, QDCOUNT other than 1, any answer or
     authority record, more than one additional record or one that is not an OPT of version 0 with
-    well-formed options, a compressed question name, a class other than IN, an AXFR, IXFR, TSIG,
-    TKEY or OPT question, octets missing or left over. TypeError for anything but bytes."""
+    well-formed options, a compressed question name, a class other than IN, a question type
+    resolver.qtypes.NOT_SERVED names (ANY, AXFR, RRSIG, ...), octets missing or left over.
+    TypeError for anything but bytes."""
     cdef QInfo q
     cdef Py_ssize_t n = 0
     cdef const unsigned char *p = _wire(wire, &n)

@@ -1,6 +1,7 @@
 """Operations: Prometheus metrics (``prometheus-client``), and an HTTP endpoint serving
 ``/metrics``, ``/healthz`` (the process and its event loop respond) and ``/readyz`` (trust
-established: the root DNSKEY set validated from the anchors, or the forwarders answering).
+established: the DNSKEY set of each trust anchor's zone validated, or the forwarders
+answering).
 
 Counters are bumped where things happen; sizes and queue depths are read at scrape time."""
 

@@ -36,14 +36,12 @@ from resolver._fastlog import HitTemplate, rfc3339
 from resolver._fastpath import HitPath, UdpListener
 from resolver.forensic import ForensicLogError, hit_template
 from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
+from resolver.qtypes import NOT_SERVED
 
 log = logging.getLogger(__name__)
 
 OUR_PAYLOAD = 1232
 DNSSEC_TYPES = frozenset((dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3))
-META_TYPES = frozenset((dns.rdatatype.ANY, dns.rdatatype.AXFR, dns.rdatatype.IXFR,
-                        dns.rdatatype.MAILA, dns.rdatatype.MAILB, dns.rdatatype.OPT,
-                        dns.rdatatype.TSIG, dns.rdatatype.TKEY))
 
 
 @dataclass(slots=True)
@@ -320,7 +318,7 @@ class Frontend:
             self._malformed(transport, response)
         elif question.rdclass != dns.rdataclass.IN:
             response = refuse(query, dns.rcode.REFUSED, EDE.NOT_SUPPORTED, "class IN only")
-        elif question.rdtype in META_TYPES:
+        elif question.rdtype in NOT_SERVED:
             response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED,
                               f"{dns.rdatatype.to_text(question.rdtype)} is not served")
         elif self.forensic is not None and not self.forensic.healthy:

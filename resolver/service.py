@@ -207,8 +207,8 @@ class Service:
     # --- readiness ------------------------------------------------------------------------
 
     async def _readiness(self) -> None:
-        """Ready once the root DNSKEY set validates from the anchors (through the forwarders
-        when the root is forwarded), or, failing that, every forwarder answers; and while the
+        """Ready once the DNSKEY sets of the anchors' zones validate (through the forwarders
+        when forwarded), or, failing that, every forwarder answers; and while the
         forensic log writes (queries get SERVFAIL while it cannot). Trust is checked every
         60 s once established (2 s before), the log every LOG_WATCH_INTERVAL."""
         loop = asyncio.get_running_loop()
@@ -240,12 +240,19 @@ class Service:
         return failing_since, f"forensic log unavailable ({error}): not answering unlogged"
 
     async def _check_ready(self) -> tuple[bool, str]:
-        outcome = await self.resolver.resolve(dns.name.root, dns.rdatatype.DNSKEY)
-        answer = outcome.answer
-        if answer is not None and (answer.verdict is Verdict.SECURE or
-                                   not self.config.trust_anchors):
-            return True, "root DNSKEY validated"
-        why = outcome.failure.reason if outcome.failure else "root DNSKEY not secure"
+        """Whether the DNSKEY set of every trust anchor's zone validates: the root's, or an
+        island's (RFC 4035 §4.4), never the keys of a zone above an anchor, which nothing
+        could authenticate (RFC 4033 §3). With no anchor, the root's DNSKEY set answered."""
+        anchored = self.config.trust_anchors
+        zones = sorted({rrset.name for rrset in anchored}) or [dns.name.root]
+        for zone in zones:
+            outcome = await self.resolver.resolve(zone, dns.rdatatype.DNSKEY)
+            answer = outcome.answer
+            if answer is None or (anchored and answer.verdict is not Verdict.SECURE):
+                why = outcome.failure.reason if outcome.failure else f"{zone} DNSKEY not secure"
+                break
+        else:
+            return True, " ".join(str(zone) for zone in zones) + " DNSKEY validated"
         forwards = self.config.forward
         if forwards:
             for fwd in forwards:

@@ -19,17 +19,12 @@ from resolver.config import parse_config
 from resolver.dnssec import Verdict
 from resolver.policy import Policy
 from resolver.server import Frontend, Resolver
-from resolver.service import admission_limits
 from tests.testtree import memory
 
 A = dns.rdatatype.A
 N = dns.name.from_text
 HUGE_TTL = 2_000_000_000
-
-
-def _admission() -> Admission:
-    """The admission limits of a default configuration (none of these tests reaches them)."""
-    return Admission(*admission_limits(parse_config({})))
+ADMISSION = Admission(100, 10)  # only client queries are counted: none here
 
 
 def _twice(resolver: Resolver, name: str, rdtype: int = A):
@@ -44,7 +39,7 @@ def _owners(answer) -> set[tuple[str, str]]:
 
 
 def test_a_chain_leaving_its_zone_comes_back_whole_from_the_cache():
-    resolver = Resolver(memory.settings(), Cache(), _admission(), exchange=memory.Upstream())
+    resolver = Resolver(memory.settings(), Cache(), ADMISSION, exchange=memory.Upstream())
     first, second = _twice(resolver, "cname-out.rsasha256.example.")
     whole = {("cname-out.rsasha256.example.", "CNAME"), ("www.rsasha512.test.", "A")}
     assert _owners(first.answer) == whole and first.answer.verdict is Verdict.SECURE
@@ -62,7 +57,7 @@ def _huge_ttl(host, query, response):
 def test_a_chain_lives_as_long_as_its_shortest_link():
     """The signed CNAME (TTL 3600) into the unsigned child whose A has a huge TTL: the chain's
     TTL is the CNAME's, not the last link's."""
-    resolver = Resolver(memory.settings(), Cache(), _admission(), exchange=memory.Upstream(_huge_ttl))
+    resolver = Resolver(memory.settings(), Cache(), ADMISSION, exchange=memory.Upstream(_huge_ttl))
     first, second = _twice(resolver, "cname-insecure.rsasha256.example.")
     assert first.answer.verdict is Verdict.INSECURE
     assert 0 < first.answer.ttl <= 3600 and 0 < second.answer.ttl <= 3600
@@ -70,7 +65,7 @@ def test_a_chain_lives_as_long_as_its_shortest_link():
 
 def test_an_answer_never_outlives_the_cache_cap():
     cache = Cache(max_ttl=300)
-    resolver = Resolver(memory.settings(), cache, _admission(), exchange=memory.Upstream(_huge_ttl))
+    resolver = Resolver(memory.settings(), cache, ADMISSION, exchange=memory.Upstream(_huge_ttl))
     first, second = _twice(resolver, "www.insecure.rsasha256.example.")
     assert first.answer.rcode == dns.rcode.NOERROR and first.answer.verdict is Verdict.INSECURE
     assert 0 < first.answer.ttl <= 300 and 0 < second.answer.ttl <= 300
@@ -83,7 +78,7 @@ def _frontend(allow: str) -> tuple[Frontend, object]:
         services:
           - {{name: svc, listeners: ["127.0.0.1:53"], allow: {allow}}}
     """))
-    resolver = Resolver(memory.settings(), Cache(), _admission(), exchange=memory.Upstream())
+    resolver = Resolver(memory.settings(), Cache(), ADMISSION, exchange=memory.Upstream())
     return Frontend(resolver, Policy(conf)), conf.services[0]
 
 

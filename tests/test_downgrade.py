@@ -16,10 +16,13 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from resolver.admission import Admission
 from resolver.cache import Cache
 from resolver.dnssec import Verdict
+from resolver.dnssec.chain import MAX_CUT_PROBES
 from resolver.ede import EDE
 from resolver.iterator import Iterator, ResolutionFailed
+from resolver.server import Frontend, Resolver
 from tests.testtree import authority, memory, zonedata
 
 ATTACKER = "127.0.0.99"  # the forged NS's glue: a server of the attacker's
@@ -157,6 +160,72 @@ def test_insecure_negative_answer_keeps_only_its_own_zones_soa():
     assert not [r for r in answer.authority if r.rdtype == dns.rdatatype.SOA]
 
 
+def _ds_asked(upstream: memory.Upstream) -> list[str]:
+    return [qname for _, qname, qtype in upstream.asked if qtype == "DS"]
+
+
+def test_unsigned_child_on_the_parents_server_is_found_by_its_ds():
+    """The parent's server also serves its unsigned child and answers www of the child with
+    no referral: the cut is found by asking DS (RFC 4035 §5.2), proven by the parent's
+    signed NSEC with NS and no DS, so the data is Insecure, not judged with the parent's
+    keys; the cut is remembered, so the next name of the child needs no DS question."""
+    upstream = memory.Upstream()
+    _sharing(upstream, ZONE_SERVER, "rsasha256.example.", "insecure.rsasha256.example.")
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    answer = _run(iterator, "www.insecure.rsasha256.example.")
+    assert answer.verdict is Verdict.INSECURE and _addresses(answer) == {"192.0.2.32"}
+    assert _ds_asked(upstream) == ["insecure.rsasha256.example."]
+    nope = _run(iterator, "nope.insecure.rsasha256.example.")
+    assert nope.rcode == dns.rcode.NXDOMAIN and nope.verdict is Verdict.INSECURE
+    assert _ds_asked(upstream) == ["insecure.rsasha256.example."]
+    assert _run(iterator, WWW).verdict is Verdict.SECURE
+
+
+def _unsigned_forgery(name: dns.name.Name, deny_ds: bool = False):
+    """The attacker answers ``name`` A with EVIL and no RRSIG; with ``deny_ds``, every DS
+    question is answered NODATA without proof."""
+    def tamper(host, query, response):
+        q = query.question[0]
+        if q.name == name and q.rdtype == A:
+            response.set_rcode(dns.rcode.NOERROR)
+            response.answer = [dns.rrset.from_text(name, 300, "IN", "A", EVIL)]
+            response.authority = []
+        elif deny_ds and q.rdtype == dns.rdatatype.DS:
+            response.set_rcode(dns.rcode.NOERROR)
+            response.answer, response.authority = [], []
+        return response
+    return tamper
+
+
+def test_unsigned_data_in_a_signed_zone_stays_bogus_when_no_cut_is_proven():
+    """Looking for a cut never accepts "unsigned" without the parent's proof: www of the
+    signed zone, its RRSIGs stripped, is asked DS once (the parent's NSEC shows no NS there)
+    and stays Bogus; no zone is learned at www."""
+    upstream = memory.Upstream(_unsigned_forgery(WWW))
+    iterator = Iterator(memory.settings(), Cache(), exchange=upstream)
+    with pytest.raises(ResolutionFailed) as failure:
+        _run(iterator, WWW)
+    assert failure.value.ede == EDE.RRSIGS_MISSING and str(ZONE) in failure.value.reason
+    assert _ds_asked(upstream) == [str(WWW)] and WWW not in iterator.zones
+    _honest_afterwards(iterator, upstream)
+
+
+def test_looking_for_a_cut_is_bounded_and_counted():
+    """A forged unsigned answer 12 labels below the zone, every DS question denied without
+    proof: at most MAX_CUT_PROBES DS questions, each spent from the query's upstream budget,
+    and the answer is Bogus."""
+    deep = dns.name.from_text("a." * 12 + str(ZONE))
+    upstream = memory.Upstream(_unsigned_forgery(deep, deny_ds=True))
+    iterator = Iterator(memory.settings(qname_minimisation=False), Cache(), exchange=upstream)
+    _run(iterator, WWW)  # the zone's chain of trust, already established
+    upstream.asked.clear()
+    ctx = iterator.new_context()
+    with pytest.raises(ResolutionFailed) as failure:
+        asyncio.run(iterator.chase(deep, A, ctx))
+    assert failure.value.ede == EDE.RRSIGS_MISSING
+    assert len(_ds_asked(upstream)) == MAX_CUT_PROBES and ctx.queries == 1 + MAX_CUT_PROBES
+
+
 def test_island_of_security_does_not_ask_the_root_for_keys():
     """Finding 6: with a trust anchor for rsasha256.example. only, the zones above it are
     insecure and their DNSKEY sets are never asked for; the island itself is Secure."""
@@ -199,16 +268,35 @@ def test_chain_of_trust_tables_stay_within_max_zones():
     assert len(iterator.zones) <= 3
 
 
-def test_a_query_of_type_rrsig_is_answered_but_never_secure():
-    """Finding 6 (RFC 4035 §3.2.1, RFC 4034 §3): the RRSIGs at the name, from the zone's
-    signer only, Indeterminate since no signature signs them; no allow rule accepts that."""
-    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream())
-    answer = _run(iterator, WWW, dns.rdatatype.RRSIG)
-    assert answer.rcode == dns.rcode.NOERROR and answer.verdict is Verdict.INDETERMINATE
-    covered = {rd.type_covered for r in answer.rrsets for rd in r}
-    assert {A, dns.rdatatype.AAAA} <= covered
-    assert all(r.rdtype == dns.rdatatype.RRSIG and r.name == WWW for r in answer.rrsets)
-    assert {rd.signer for r in answer.rrsets for rd in r} == {ZONE}
+def _client(frontend: Frontend, name: dns.name.Name, rdtype: int) -> dns.message.Message:
+    """One client query with DO, the hit path first and then the full path, as served."""
+    wire = dns.message.make_query(name, rdtype, want_dnssec=True).to_wire()
+    listener, client = ("127.0.0.1", 53), ("127.0.0.2", 5353)
+    reply = frontend.fast(wire, "udp", listener, client)
+    if reply is None:
+        reply = asyncio.run(frontend.handle(wire, "udp", listener, client, 1232))
+    return dns.message.from_wire(reply)
+
+
+def test_a_query_of_type_rrsig_is_not_served():
+    """Finding 6 (RFC 4034 §3): RRSIGs alone carry no signature, so they can be neither Secure
+    nor proven Insecure: NOTIMP with EDE 21, nothing asked upstream, before and after the
+    same RRSIGs were validated with the A they sign and cached (resolver/qtypes.py)."""
+    upstream = memory.Upstream()
+    frontend = Frontend(Resolver(memory.settings(), Cache(), Admission(100, 10),
+                                 exchange=upstream))
+    refused = _client(frontend, WWW, dns.rdatatype.RRSIG)
+    assert refused.rcode() == dns.rcode.NOTIMP and not refused.answer and not upstream.asked
+    assert [(o.code, o.text) for o in refused.options] == [(21, "RRSIG is not served")]
+    for _ in range(2):  # the full path, then the hit path
+        data = _client(frontend, WWW, A)
+        assert data.rcode() == dns.rcode.NOERROR and data.flags & dns.flags.AD
+        sigs = [r for r in data.answer if r.rdtype == dns.rdatatype.RRSIG]
+        assert sigs and {rd.signer for r in sigs for rd in r} == {ZONE}
+    assert frontend.wirecache.hits == 1
+    asked = len(upstream.asked)
+    assert _client(frontend, WWW, dns.rdatatype.RRSIG).rcode() == dns.rcode.NOTIMP
+    assert len(upstream.asked) == asked
 
 
 def _referral_rewrite(rewrite):

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from resolver import _fastcache as fc
+from resolver.qtypes import NOT_SERVED
 
 NOW = 1780272000.0
 SIG = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QA=="
@@ -308,6 +309,17 @@ def test_parse_query_refuses(wire):
     cache = fc.WireCache()
     assert cache.answer(wire, "s", NOW) is None
     assert not cache.store(wire, "s", _header(flags=0x8180) + wire[12:], NOW, 60)
+
+
+@pytest.mark.parametrize("qtype", sorted(NOT_SERVED), ids=dns.rdatatype.to_text)
+def test_types_not_served_are_never_stored_nor_answered(qtype):
+    """resolver.qtypes.NOT_SERVED, the full path's rule, is the hit path's too: a reply to an
+    RRSIG or ANY question is never kept, so never given from the cache."""
+    wire = _header() + b"\x03www\x07example\x00" + struct.pack("!HH", qtype, 1)
+    assert fc.parse_query(wire) is None
+    cache = fc.WireCache()
+    assert not cache.store(wire, "s", _header(flags=0x8180) + wire[12:], NOW, 60)
+    assert cache.answer(wire, "s", NOW) is None
 
 
 def test_parse_query_accepts_options_and_small_payloads():

@@ -16,7 +16,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from resolver.dnssec.result import Verdict
+from resolver.dnssec.result import ResolutionFailed, Verdict
 from resolver.dnssec.sigcrypt import dnskey_tag
 from resolver.dnssec import denial
 from resolver.dnssec.validator import NSEC, NSEC3, Validator, find, signers
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 DS, DNSKEY = dns.rdatatype.DS, dns.rdatatype.DNSKEY
 ROOT = dns.name.root
 BOGUS_TTL = 60  # seconds a zone that failed is remembered (RFC 6840 §3.1: briefly)
+MAX_CUT_PROBES = 8  # DS questions asked to find a cut no referral showed (find_cut)
 
 
 class ChainOfTrust:
@@ -80,8 +81,7 @@ class ChainOfTrust:
         if parent.security is Verdict.BOGUS:
             child.security, child.ede, child.reason = parent.security, parent.ede, parent.reason
             return child
-        if reply is None or (find(reply.authority, name, DS) is None
-                             and not self.v.denial_rrsets(reply, parent.name)):
+        if reply is None or not self._speaks_of_ds(name, parent, reply):
             reply, _ = await self.ask(parent, name, DS, ctx)
         elif keys is not None and find(reply.authority, name, DS) is not None:
             await asyncio.sleep(0)  # the queries sent ahead leave before the DS is validated
@@ -93,6 +93,42 @@ class ChainOfTrust:
             child.security = Verdict.INSECURE
             return child
         return await self.load_keys(child, judged.ds, ctx, f"DS from {parent.name}", keys)
+
+    def _speaks_of_ds(self, name: dns.name.Name, parent: Zone,
+                      reply: dns.message.Message) -> bool:
+        """Whether ``reply`` holds a DS for ``name`` or the parent's denial records."""
+        return find(reply.answer, name, DS) is not None or \
+            find(reply.authority, name, DS) is not None or \
+            bool(self.v.denial_rrsets(reply, parent.name))
+
+    async def find_cut(self, zone: Zone, name: dns.name.Name, ctx) -> Zone | None:
+        """The zone cut between the secure ``zone`` and ``name`` (below it), for data a server
+        holding both zones answered from the child with no referral (RFC 4035 §5.2; Unbound
+        asks DS likewise when data lacks signatures). DS is asked of ``zone`` for the names
+        between them, top-down, at most MAX_CUT_PROBES, each within the query's upstream
+        budget; the first name for which the parent's signed data proves a delegation (a
+        validated DS, then the child's keys; an NSEC or NSEC3 with NS and neither DS nor SOA,
+        or an opt-out span) is the cut, established. None when none is proven: the data stays
+        the zone's to judge, so unsigned data never escapes its keys without that proof."""
+        candidate = zone.name
+        for _ in range(MAX_CUT_PROBES):
+            if candidate == name:
+                break
+            candidate = dns.name.Name(name.labels[-(len(candidate.labels) + 1):])
+            try:
+                reply, kind = await self.ask(zone, candidate, DS, ctx)
+            except ResolutionFailed:
+                return None  # unreachable, or the budget spent
+            if kind == "nxdomain":
+                return None  # nothing below a name that does not exist
+            child = Zone(candidate, list(zone.servers), list(zone.ns_names),
+                         expires=zone.expires, parent=zone)
+            try:
+                if self._speaks_of_ds(candidate, zone, reply):
+                    return await self.establish(child, zone, reply, ctx)
+            except ResolutionFailed:
+                pass  # the parent's data proves no delegation here
+        return None
 
     async def load_keys(self, zone: Zone, trust: dns.rrset.RRset, ctx, how: str,
                         sent: asyncio.Future | None = None) -> Zone:

@@ -176,9 +176,7 @@ class Validator:
         if zone.security is Verdict.BOGUS:
             raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason, proof)
         secure = zone.security is Verdict.SECURE
-        if kind == "answer" and qtype == RRSIG:
-            answer = self.signatures(zone, name, reply, proof, secure)
-        elif kind == "answer":
+        if kind == "answer":
             answer = self.positive(zone, name, qtype, reply, proof, secure, budget)
         else:
             answer = self.negative(zone, name, qtype, reply, kind, proof, secure, budget)
@@ -262,26 +260,6 @@ class Validator:
         if not rrsets:
             raise ResolutionFailed(EDE.OTHER, f"no usable answer for {name}", proof)
         return Answer(dns.rcode.NOERROR, verdict, rrsets, authority, None, "", proof, ttl)
-
-    @staticmethod
-    def signatures(zone: Zone, name: dns.name.Name, reply: dns.message.Message, proof: Proof,
-                   secure: bool) -> Answer:
-        """A query of type RRSIG, whose answer is never stripped (RFC 4035 §3.2.1). RRSIGs are
-        not signed themselves (RFC 4034 §3), so none can be proven: from a signed zone they are
-        Indeterminate (no AD, and no allow rule accepts them), from an unsigned one Insecure;
-        Unbound passes them on unvalidated likewise. Only the zone's own signatures are kept
-        (signer ``zone``)."""
-        rrsets = []
-        for rrset in reply.answer:
-            kept = [rd for rd in rrset if rrset.rdtype == RRSIG and rd.signer == zone.name]
-            if rrset.name == name and kept:
-                rrsets.append(dns.rrset.from_rdata_list(name, rrset.ttl, kept))
-        if not rrsets:
-            raise ResolutionFailed(EDE.OTHER, f"no usable answer for {name}", proof)
-        verdict = Verdict.INDETERMINATE if secure else Verdict.INSECURE
-        reason = "RRSIG records are not signed, so not validated (RFC 4034 §3)" if secure else ""
-        return Answer(dns.rcode.NOERROR, verdict, rrsets, [], None, reason, proof,
-                      min(r.ttl for r in rrsets))
 
     def negative(self, zone: Zone, name: dns.name.Name, qtype: int,
                  reply: dns.message.Message, kind: str, proof: Proof, secure: bool,
