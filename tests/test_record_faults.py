@@ -523,11 +523,14 @@ def test_limits_follow_a_reload_and_show_in_metrics(tmp_path):
     from prometheus_client import generate_latest
     sidecar = Sidecar(tmp_path, "limits: {max_resolutions: 5}\n")
     admission = sidecar.service.resolver.admission
-    assert (admission.total, admission.per_client, admission.drop) == (5, 500, False)
+    assert (admission.total, admission.per_client, admission.drop,
+            admission.answers_per_second) == (5, 500, False, 10)
     sidecar.path.write_text(config_text(sidecar.log, "limits: {max_resolutions: 7, "
-                                        "max_resolutions_per_client: 3, over_limit: drop}\n"))
+                                        "max_resolutions_per_client: 3, over_limit: drop, "
+                                        "over_limit_answers_per_second: 2}\n"))
     assert asyncio.run(sidecar.service.reload("test"))
-    assert (admission.total, admission.per_client, admission.drop) == (7, 3, True)
+    assert (admission.total, admission.per_client, admission.drop,
+            admission.answers_per_second) == (7, 3, True, 2)
     assert admission.admit("192.0.2.1") is None
     text = generate_latest(sidecar.service.metrics.registry).decode()
     assert "dnssec_sidecar_resolutions_in_progress 1.0" in text
