@@ -28,7 +28,7 @@ cdef class Admission:
     ``total`` queries; the over-limit queries let through are kept per client for the current
     second only, for at most ``total`` clients."""
 
-    def __init__(self, int total, int per_client, bint drop=False, int answers_per_second=10):
+    def __init__(self, int total, int per_client, bint drop, int answers_per_second):
         self.configure(total, per_client, drop, answers_per_second)
         self.in_progress = 0
         self._clients = {}
@@ -36,8 +36,9 @@ cdef class Admission:
         self._second = 0
         self.shed = {}
 
-    def configure(self, int total, int per_client, bint drop, int answers_per_second=10):
-        """New limits (a reload); queries already admitted keep their place."""
+    def configure(self, int total, int per_client, bint drop, int answers_per_second):
+        """New limits (a reload); queries already admitted keep their place. The defaults
+        are resolver.config's (``limits``)."""
         self.total, self.per_client, self.drop = total, per_client, drop
         self.answers_per_second = answers_per_second
 

@@ -539,7 +539,7 @@ def test_limits_follow_a_reload_and_show_in_metrics(tmp_path):
 def test_admission_bookkeeping():
     """Counts per process and per client; a client's entry goes with its last query."""
     from resolver.admission import CLIENT, PROCESS, Admission
-    admission = Admission(3, 2)
+    admission = Admission(3, 2, False, 10)
     assert [admission.admit("a"), admission.admit("a"), admission.admit("a")] == [
         None, None, CLIENT]
     assert admission.admit("b") is None

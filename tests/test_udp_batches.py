@@ -64,7 +64,8 @@ def serve(family: int, host: str, admission: Admission | None = None):
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
     sock.bind((host, 0))
-    return Listener(HitPath(frontend, None, None), sock, admission or Admission(1000, 500))
+    return Listener(HitPath(frontend, None, None), sock,
+                    admission or Admission(1000, 500, False, 10))
 
 
 def client(family: int, host: str) -> socket.socket:
