@@ -8,6 +8,7 @@ setup(
             Extension("resolver._fastverify", ["resolver/_fastverify.pyx"]),
             Extension("resolver._fastcache", ["resolver/_fastcache.pyx"]),
             Extension("resolver._fastlog", ["resolver/_fastlog.pyx"]),
+            Extension("resolver.admission", ["resolver/admission.pyx"]),
             Extension("resolver._fastpath", ["resolver/_fastpath.pyx"]),
         ],
         compiler_directives={"language_level": "3"},

@@ -2,13 +2,15 @@
 descriptors while one client sends unique names under a zone whose server never answers, and
 what healthy clients asking cached names get meanwhile.
 
-    unshare -n sh -c 'ip link set lo up && python3 bench/flood.py [--rate 50000] [--seconds 60]'
+    unshare -n sh -c 'ip link set lo up && python3 bench/flood.py [--rate 50000] [--seconds 60]
+                      [--limits "{max_resolutions_per_client: 100}"]'
 
 As root (the tree and the resolver use port 53), in a network namespace of its own: it refuses
 to run where any interface but ``lo`` exists. It starts the test tree (``python -m
 tests.testtree``) with the server of ``--zone`` (default ``ed448.test.``, 127.0.0.25) dropping
 every query, and ``dnssec-sidecar serve`` on 127.0.0.2 with the tree's config and its default
-limits and timeouts. After warming the cache with names of other zones, for ``--seconds``:
+limits (or ``--limits``) and timeouts. After warming the cache with names of other zones, for
+``--seconds``:
 
 - a flooder (127.0.0.200) sends ``--rate`` unique names per second (``<n>.<zone> A``, paced
   every 5 ms, not waiting for replies; it counts the replies that come);
@@ -18,7 +20,9 @@ limits and timeouts. After warming the cache with names of other zones, for ``--
 
 Then the flood stops and the resolver is watched while it drains (at most 20 s). It prints a
 row per 5 s (RSS, descriptors, flood sent and answered, healthy answers and latency) and a
-summary. Every loop is bounded in count and time; nothing is asserted: these are figures.
+summary: the flood's queries the resolver dropped over a limit (shed by its listener), the
+datagrams the kernel dropped, and the resolver's CPU time. Every loop is bounded in count and
+time; nothing is asserted: these are figures.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ HEALTHY = "127.0.0.201"
 TICK = 0.005  # the flooder's pacing step, seconds
 HEALTHY_TIMEOUT = 2.0
 DRAIN_SECONDS = 20
+SHED = 'dnssec_sidecar_queries_dropped_total{reason="over_limit"}'
 ANSWERED = (0, 3)  # the rcodes the warmed names have: NOERROR, NXDOMAIN (nope.)
 WARM_NAMES = ["www.rsasha256.example.", "www.ecdsap256.example.", "www.ed25519.example.",
               "www.rsasha512.test.", "www.ecdsap384.test.", "www.insecure.example.",
@@ -142,6 +147,12 @@ def healthy(rate: float, seconds: float, results) -> None:
     sock.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's user and system CPU time (/proc/<pid>/stat utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -188,13 +199,14 @@ def wait_answering(address: str, name: str, seconds: float) -> bool:
         sock.close()
 
 
-def config_text(log_dir: str | None) -> str:
-    """The tree's config with the metrics endpoint, and the forensic log in ``log_dir`` (64 MiB,
-    one rotated file kept) or off (None)."""
+def config_text(log_dir: str | None, limits: str | None = None) -> str:
+    """The tree's config with the metrics endpoint, the forensic log in ``log_dir`` (64 MiB,
+    one rotated file kept) or off (None), and ``limits`` (YAML flow mapping) if given."""
     log_line = ("log: {enabled: false}" if log_dir is None else
                 f"log: {{path: {log_dir}/log.jsonl, max_bytes: 67108864, keep: 1}}")
     return (authority.resolver_config_text()
-            + f'metrics: {{listen: "{RESOLVER}:9153"}}\n{log_line}\n')
+            + f'metrics: {{listen: "{RESOLVER}:9153"}}\n{log_line}\n'
+            + (f"limits: {limits}\n" if limits else ""))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -212,6 +224,8 @@ def main() -> int:
     parser.add_argument("--healthy-rate", type=float, default=50.0)
     parser.add_argument("--log", choices=("tmpfs", "disk", "off"), default="tmpfs",
                         help="where the forensic log goes (64 MiB, one rotated file kept)")
+    parser.add_argument("--limits", help="the resolver's limits, a YAML flow mapping "
+                        "(default: none given, the defaults)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root: the tree and the resolver listen on port 53")
@@ -232,7 +246,8 @@ def main() -> int:
             processes.append(tree)
             if not wait_answering("127.0.0.10", ".", 30):
                 raise SystemExit("the test tree did not start")
-            Path(tmp, "config.yaml").write_text(config_text(None if args.log == "off" else logs))
+            Path(tmp, "config.yaml").write_text(config_text(None if args.log == "off" else logs,
+                                                            args.limits))
             with open(Path(tmp, "stderr.txt"), "w") as stderr:
                 server = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve",
                                            "--config", f"{tmp}/config.yaml"], cwd=ROOT_DIR,
@@ -258,7 +273,9 @@ def main() -> int:
 def run(args, zone: str, pid: int) -> int:
     print(f"resolver pid {pid}: descriptor limit {fd_limit(pid)}", flush=True)
     before = (rss_mib(pid), open_fds(pid))
+    cpu_before = cpu_seconds(pid)
     upstream_before = scrape("dnssec_sidecar_upstream_queries_total") or 0.0
+    shed_before = scrape(SHED) or 0.0
     drops_before = udp_receive_drops()
     sent, answered, servfail = (multiprocessing.Value("q", 0) for _ in range(3))
     results, stop = multiprocessing.Queue(), multiprocessing.Event()
@@ -287,14 +304,18 @@ def run(args, zone: str, pid: int) -> int:
     probes = results.get(timeout=HEALTHY_TIMEOUT * 3 + args.seconds)
     flooder.join(timeout=30)
     prober.join(timeout=30)
+    cpu = cpu_seconds(pid) - cpu_before
     upstream = scrape("dnssec_sidecar_upstream_queries_total")
+    shed = scrape(SHED)
     report(args, before, samples, probes, (sent.value, answered.value, servfail.value),
            None if upstream is None else upstream - upstream_before,
-           udp_receive_drops() - drops_before)
+           None if shed is None else shed - shed_before,
+           udp_receive_drops() - drops_before, cpu)
     return 0
 
 
-def report(args, before, samples, probes, flood_counts, upstream, drops: int) -> None:
+def report(args, before, samples, probes, flood_counts, upstream, shed, drops: int,
+           cpu: float) -> None:
     print()
     print("  t (s) | RSS MiB | fds   | flood sent | flood answered | healthy ok/asked | "
           "p50 ms | p99 ms")
@@ -319,8 +340,11 @@ def report(args, before, samples, probes, flood_counts, upstream, drops: int) ->
           f"{flood_rows[-1][2]} at the flood's end, {samples[-1][2]} at the last sample")
     print(f"flood: {sent} sent ({sent / args.seconds:.0f}/s), {answered} answered "
           f"({servfail} SERVFAIL); upstream queries during the run: "
-          f"{'?' if upstream is None else f'{upstream:.0f}'}; datagrams the kernel dropped "
+          f"{'?' if upstream is None else f'{upstream:.0f}'}; dropped by the resolver over a "
+          f"limit: {'?' if shed is None else f'{shed:.0f}'}; datagrams the kernel dropped "
           f"(a receive buffer full, any socket of the namespace): {drops}")
+    print(f"resolver CPU: {cpu:.1f} s over the {samples[-1][0]:.0f} s sampled "
+          f"({100 * cpu / samples[-1][0]:.0f}% of one CPU)")
     print(f"healthy: {len(ok)}/{len(probes)} answered (NOERROR, NXDOMAIN), {late} without an answer within "
           f"{HEALTHY_TIMEOUT:g} s; latency p50 {percentile(ok, 0.5):.1f} ms, p99 "
           f"{percentile(ok, 0.99):.1f} ms, max {max(ok, default=float('nan')):.1f} ms")

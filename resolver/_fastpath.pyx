@@ -16,6 +16,8 @@ from libc.string cimport memcmp, memcpy, strerror
 
 import logging
 
+from resolver.admission cimport Admission
+
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
     ctypedef unsigned short sa_family_t
@@ -72,7 +74,8 @@ cdef enum:
     BATCH = 64  # datagrams per recvmmsg
     FLUSH = 16  # replies per sendmmsg at most
     DGRAM = 4096  # octets read of a datagram
-    ROUNDS = 8  # batches per readiness callback
+    ROUNDS = 64  # batches per readiness callback: a few ms in C, as much as a flood sends
+    # while one event loop iteration does its Python work (bench/flood.py)
 
 
 cdef inline double _now() noexcept nogil:
@@ -162,13 +165,16 @@ cdef class UdpListener:
     and Python objects of an event loop's datagram transport are paid once per batch. Hits are
     answered here from the client's own address bytes; every other datagram goes to ``miss``
     (a subclass's method) with the client's address as the socket module gives it, and its
-    reply, if any, comes back through :meth:`sendto`. Datagrams longer than 4096 octets (no
-    query needs that many) arrive cut (MSG_TRUNC) and go to ``miss`` as read, where they fail
-    to parse."""
+    reply, if any, comes back through :meth:`sendto`, unless ``admission`` sheds it (its client
+    or the process is over a limit on resolutions, resolver.admission): then it is dropped
+    here, so a flood of misses costs no Python and the socket keeps being read for the hits.
+    Datagrams longer than 4096 octets (no query needs that many) arrive cut (MSG_TRUNC) and go
+    to ``miss`` as read, where they fail to parse."""
 
     cdef readonly object sock
     cdef readonly tuple listener
     cdef HitPath hits
+    cdef Admission admission
     cdef int fd
     cdef mmsghdr *rmsg
     cdef mmsghdr *smsg
@@ -186,9 +192,10 @@ cdef class UdpListener:
         self.names = NULL
         self.bufs = NULL
 
-    def __init__(self, HitPath hits, sock, tuple listener):
+    def __init__(self, HitPath hits, sock, tuple listener, Admission admission not None):
         cdef int i
         self.hits = hits
+        self.admission = admission
         self.sock = sock
         self.listener = listener
         self.fd = sock.fileno()
@@ -220,8 +227,12 @@ cdef class UdpListener:
 
     def readable(self):
         """The socket has datagrams: answer up to ``ROUNDS`` batches of them, then give the
-        event loop back (it calls again while more wait)."""
-        cdef int n, i, rounds, nsend
+        event loop back (it calls again while more wait). The misses handed on are counted
+        per client (``pending``): their tasks reach resolver.admission only once this returns,
+        and until then they count toward its limits here."""
+        cdef int n, i, rounds, nsend, pending = 0
+        cdef long second
+        cdef dict pending_client = {}
         cdef list keep = []
         for rounds in range(ROUNDS):
             for i in range(BATCH):
@@ -234,6 +245,7 @@ cdef class UdpListener:
                     log.warning("UDP %s: receiving: %s", self.listener, strerror(errno).decode())
                 return
             nsend = 0
+            second = <long>_now()
             for i in range(n):
                 data = PyBytes_FromStringAndSize(self.bufs + i * DGRAM, self.rmsg[i].msg_len)
                 addr = self._address(&self.names[i])
@@ -246,7 +258,12 @@ cdef class UdpListener:
                     except Exception:  # the full path answers, and logs, what this cannot
                         log.exception("hit path failed for a query from %s", addr)
                 if reply is None:
-                    self.miss(data, addr)
+                    host = addr[0]
+                    held = pending_client.get(host, 0)
+                    if not self.admission.sheds(host, pending, held, second):
+                        pending += 1
+                        pending_client[host] = held + 1
+                        self.miss(data, addr)
                     continue
                 keep.append(reply)
                 self.siov[nsend].iov_base = PyBytes_AS_STRING(reply)

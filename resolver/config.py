@@ -125,6 +125,10 @@ class ResolverLimits:
     #: ``drop`` (over UDP no reply and no record: nothing to reflect at a forged source; TCP
     #: is still answered).
     over_limit: str = OVER_LIMIT_SERVFAIL
+    #: With ``over_limit: servfail``, how many UDP queries a second of one client over a limit
+    #: are still answered SERVFAIL; the rest are dropped in the listener without a reply or a
+    #: record (resolver.admission): a flood of misses is shed before it costs Python.
+    over_limit_answers_per_second: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +294,7 @@ _RESOLVER_LIMIT_BOUNDS = {
     "max_resolutions_per_client": (1, 1_000_000),
     "tcp_clients": (1, 100_000),
     "tcp_pipeline": (1, 1_000),
+    "over_limit_answers_per_second": (0, 100_000),
 }
 _DNSSEC_LIMIT_BOUNDS = {
     "max_sig_checks_per_rrset": (1, 1_000),

@@ -38,7 +38,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.tally = HitTally(self)
-        r.register(_Flush(self.tally))  # first: the hit path's counts are in before any metric
+        r.register(_Flush(self))  # first: compiled code's counts are in before any metric
         self.queries = Counter(PREFIX + "queries", "Client queries", ["service", "qtype", "rcode"],
                                registry=r)
         self.validation = Counter(PREFIX + "validation", "Validation outcomes of answered "
@@ -66,18 +66,32 @@ class Metrics:
         self.dropped = Counter(PREFIX + "queries_dropped", "Client queries not answered: "
                                "log_unavailable (the forensic log fails and its queue is full), "
                                "send_failed (the UDP socket did not take the reply), "
-                               "over_limit (limits.over_limit: drop), internal_error (not even "
+                               "over_limit (limits.over_limit: drop, or beyond "
+                               "limits.over_limit_answers_per_second), internal_error (not even "
                                "an internal error's record could be sealed)",
                                ["reason"], registry=r)
         self.over_limit = Counter(PREFIX + "resolutions_over_limit", "Client queries not "
                                   "resolved for being over limits.max_resolutions or "
                                   "limits.max_resolutions_per_client (answered SERVFAIL, or "
-                                  "dropped: limits.over_limit)", ["limit"], registry=r)
+                                  "dropped: limits.over_limit, "
+                                  "limits.over_limit_answers_per_second)", ["limit"], registry=r)
         self.resolutions = Gauge(PREFIX + "resolutions_in_progress", "Client queries waiting "
                                  "for a resolution (resolver.admission)", registry=r)
         self.sources: dict = {}
         r.register(_Snapshot(self.sources))
         self._children: dict = {}
+
+    def flush(self) -> None:
+        """Add the counts kept in compiled code: the hit path's (``tally``), and the queries
+        the UDP listener shed for being over a limit (``sources["admission"]``, a
+        resolver.admission.Admission)."""
+        self.tally.flush()
+        admission = self.sources.get("admission")
+        if admission is not None and admission.shed:
+            for limit, count in admission.shed.items():
+                self.child(self.over_limit, limit).inc(count)
+                self.child(self.dropped, "over_limit").inc(count)
+            admission.shed.clear()
 
     def query_counter(self, service: str | None, qtype: str | None, rcode: str):
         """The ``queries_total`` child of a reply (the full path counts with it, the hit path
@@ -121,13 +135,13 @@ class HitTally(Tally):
 
 
 class _Flush:
-    """A collector that yields nothing: it brings the hit path's counts in before a scrape."""
+    """A collector that yields nothing: it brings compiled code's counts in before a scrape."""
 
-    def __init__(self, tally: HitTally) -> None:
-        self.tally = tally
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
 
     def collect(self):
-        self.tally.flush()
+        self.metrics.flush()
         return []
 
 

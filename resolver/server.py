@@ -41,6 +41,10 @@ from resolver.qtypes import NOT_SERVED
 log = logging.getLogger(__name__)
 
 OUR_PAYLOAD = 1232
+#: Octets asked for a UDP listener's receive buffer (the kernel caps it at net.core.rmem_max):
+#: datagrams that arrive while the event loop is busy wait there, where the listener sheds a
+#: flood's excess and answers hits in C, instead of being dropped by the kernel with the flood.
+UDP_RECEIVE_BUFFER = 4 << 20
 DNSSEC_TYPES = frozenset((dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3))
 
 
@@ -570,11 +574,12 @@ def _to_wire(query: dns.message.Message, response: dns.message.Message,
 
 
 class _UdpServer(UdpListener):
-    """A UDP listener: hits are answered in batches by the compiled ``UdpListener``, the rest
-    here, each in a task of its own."""
+    """A UDP listener: hits are answered in batches by the compiled ``UdpListener``, which
+    also sheds the misses of clients over a resolution limit; the rest here, each in a task of
+    its own."""
 
     def __init__(self, frontend: Frontend, sock: socket.socket, listener: tuple[str, int]) -> None:
-        super().__init__(frontend.hits, sock, listener)
+        super().__init__(frontend.hits, sock, listener, frontend.resolver.admission)
         self.frontend = frontend
         self.tasks: set[asyncio.Task] = set()
         self.closed = False
@@ -684,6 +689,7 @@ class Server:
         try:
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
             sock.setblocking(False)
             sock.bind(address)
         except OSError:

@@ -58,11 +58,11 @@ def settings_from(config: Config) -> Settings:
     )
 
 
-def admission_limits(config: Config) -> tuple[int, int, bool]:
+def admission_limits(config: Config) -> tuple[int, int, bool, int]:
     """resolver.admission's limits from a checked configuration."""
     limits = config.limits
     return (limits.max_resolutions, limits.max_resolutions_per_client,
-            limits.over_limit == OVER_LIMIT_DROP)
+            limits.over_limit == OVER_LIMIT_DROP, limits.over_limit_answers_per_second)
 
 
 def _trust(settings: Settings) -> tuple:
@@ -114,7 +114,7 @@ class Service:
                                            worker=worker if config.workers > 1 else None)
         self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
                                     wirecache=self.server.frontend.wirecache,
-                                    server=self.server,
+                                    server=self.server, admission=self.resolver.admission,
                                     iterator=lambda: self.resolver.iterator)
         self.metrics.resolutions.set_function(lambda: self.resolver.admission.in_progress)
         if self.tap is not None:

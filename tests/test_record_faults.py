@@ -8,7 +8,9 @@ SERVFAIL with EDE 0 and a text, never FORMERR; each reply has its record and no 
 its reply; the worker keeps answering. A reload that renames the service of a query in flight
 answers it under the policy it arrived under. Queries over ``limits.max_resolutions`` or
 ``limits.max_resolutions_per_client`` are answered at once (or dropped) while the others wait,
-and identical questions in progress share one upstream resolution.
+and identical questions in progress share one upstream resolution; beyond a client's
+allowance of such answers a second, the UDP listener drops its queries before they reach
+Python.
 
 Upstream replies are held at a gate (a hook of the test servers) instead of timed delays, and
 each wait is on an event or a state the server reports, bounded.
@@ -83,6 +85,7 @@ class Sidecar:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
     def count(self, metric, *labels) -> float:
+        self.service.metrics.flush()  # the listener's shed queries, counted in compiled code
         return self.service.metrics.child(metric, *labels)._value.get()
 
 
@@ -417,6 +420,71 @@ def test_per_client_limit_and_drop(tree, tmp_path):
     assert {names[0], names[1], names[3]} <= {r["qname"] for r in records}
 
 
+class Collect(asyncio.DatagramProtocol):
+    """The replies a raw UDP client receives."""
+
+    def __init__(self) -> None:
+        self.replies: list[dns.message.Message] = []
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.replies.append(dns.message.from_wire(data))
+
+
+def test_a_flood_over_the_per_client_limit_is_shed_in_the_listener(tree, tmp_path):
+    """A client over limits.max_resolutions_per_client gets at most
+    over_limit_answers_per_second SERVFAIL answers a second, each with its record; the rest of
+    its burst is dropped in the listener (no reply, no record) and counted, while another
+    client's cached question is answered from the hit path meanwhile."""
+    names = [f"shed{i}.{ZONE}" for i in range(2)]
+    burst = [query(f"burst{i}.{ZONE}") for i in range(40)]
+    gate = Gate(*names)
+    allowance = 3
+
+    async def go():
+        extra = ("limits: {max_resolutions_per_client: 2, "
+                 f"over_limit_answers_per_second: {allowance}}}\n")
+        async with Sidecar(tmp_path, extra) as sidecar:
+            metrics = sidecar.service.metrics
+            admission = sidecar.service.resolver.admission
+            await udp(WARM, source=CLIENT_B)
+            tree.set_faults(ZONE, forge=gate)
+            loop = asyncio.get_running_loop()
+            flooder, collect = await loop.create_datagram_endpoint(
+                Collect, local_addr=(CLIENT_A, 0), remote_addr=(ADDRESS, 53))
+            try:
+                waiting = [asyncio.ensure_future(udp(n, source=CLIENT_A)) for n in names]
+                await until(lambda: admission.in_progress == 2, "client A's two waiting")
+                for message in burst:
+                    flooder.sendto(message.to_wire())
+                await until(lambda: len(collect.replies)
+                            + sidecar.count(metrics.dropped, "over_limit") == len(burst),
+                            "every query of the burst answered or dropped")
+                cached = await udp(WARM, source=CLIENT_B)
+                assert admission.in_progress == 2 and not gate.open.is_set()
+            finally:
+                flooder.close()
+                gate.open.set()
+                tree.set_faults(ZONE, forge=None)
+            answered = [await w for w in waiting]
+            return (sidecar, collect.replies, cached, answered,
+                    sidecar.count(metrics.dropped, "over_limit"),
+                    sidecar.count(metrics.over_limit, "max_resolutions_per_client"))
+
+    sidecar, over, cached, answered, dropped, counted = asyncio.run(go())
+    # The allowance is per second: a burst that straddles a second's turn gets two.
+    assert allowance <= len(over) <= 2 * allowance
+    assert dropped == len(burst) - len(over) and counted == len(burst)
+    for reply in over:
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        assert "limits.max_resolutions_per_client" in ede(reply)[1]
+    assert cached.rcode() == dns.rcode.NOERROR and cached.answer
+    assert [r.rcode() for r in answered] == [dns.rcode.NXDOMAIN] * 2
+    records = sidecar.records()
+    burst_records = [r for r in records if r["qname"].startswith("burst")]
+    assert sorted(r["id"] for r in burst_records) == sorted(r.id for r in over)
+    assert [r["cache_hit"] for r in records if r["qname"] == WARM] == [False, True]
+
+
 def test_identical_questions_share_one_resolution(tree, tmp_path):
     """Identical questions in progress (DO, CD and AD aside) are resolved once upstream; each
     client query still gets its own reply, shaped by its own flags, and its own record."""
@@ -455,11 +523,14 @@ def test_limits_follow_a_reload_and_show_in_metrics(tmp_path):
     from prometheus_client import generate_latest
     sidecar = Sidecar(tmp_path, "limits: {max_resolutions: 5}\n")
     admission = sidecar.service.resolver.admission
-    assert (admission.total, admission.per_client, admission.drop) == (5, 500, False)
+    assert (admission.total, admission.per_client, admission.drop,
+            admission.answers_per_second) == (5, 500, False, 10)
     sidecar.path.write_text(config_text(sidecar.log, "limits: {max_resolutions: 7, "
-                                        "max_resolutions_per_client: 3, over_limit: drop}\n"))
+                                        "max_resolutions_per_client: 3, over_limit: drop, "
+                                        "over_limit_answers_per_second: 2}\n"))
     assert asyncio.run(sidecar.service.reload("test"))
-    assert (admission.total, admission.per_client, admission.drop) == (7, 3, True)
+    assert (admission.total, admission.per_client, admission.drop,
+            admission.answers_per_second) == (7, 3, True, 2)
     assert admission.admit("192.0.2.1") is None
     text = generate_latest(sidecar.service.metrics.registry).decode()
     assert "dnssec_sidecar_resolutions_in_progress 1.0" in text
@@ -468,7 +539,7 @@ def test_limits_follow_a_reload_and_show_in_metrics(tmp_path):
 def test_admission_bookkeeping():
     """Counts per process and per client; a client's entry goes with its last query."""
     from resolver.admission import CLIENT, PROCESS, Admission
-    admission = Admission(3, 2)
+    admission = Admission(3, 2, False, 10)
     assert [admission.admit("a"), admission.admit("a"), admission.admit("a")] == [
         None, None, CLIENT]
     assert admission.admit("b") is None

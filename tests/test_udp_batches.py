@@ -2,7 +2,8 @@
 #5): recvmmsg, the hit path, one sendmmsg for the hits' replies; every other datagram goes to
 ``miss`` with the client's address as the socket module gives it. Checked on IPv4 and IPv6
 loopback with bursts larger than a batch, several clients, oversized datagrams and a client
-address that changes between datagrams."""
+address that changes between datagrams; the misses of a client over a resolution limit are
+shed here beyond its allowance."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import dns.rrset
 import pytest
 
 from resolver._fastcache import WireCache
+from resolver.admission import CLIENT, PROCESS, Admission
 from resolver._fastpath import HitPath, UdpListener
 
 BURST = 300  # datagrams per client: several batches of 64
@@ -26,8 +28,8 @@ BURST = 300  # datagrams per client: several batches of 64
 class Listener(UdpListener):
     """Misses are answered REFUSED through ``sendto``, and remembered."""
 
-    def __init__(self, hits: HitPath, sock: socket.socket) -> None:
-        super().__init__(hits, sock, sock.getsockname()[:2])
+    def __init__(self, hits: HitPath, sock: socket.socket, admission: Admission) -> None:
+        super().__init__(hits, sock, sock.getsockname()[:2], admission)
         self.missed: list[tuple[bytes, tuple]] = []
         self.failed: list[str] = []
 
@@ -53,15 +55,17 @@ def cached(frontend, name: str) -> None:
                                     (None, None))
 
 
-def serve(family: int, host: str):
-    """A listener on ``host`` (port chosen by the kernel) with one cached name."""
+def serve(family: int, host: str, admission: Admission | None = None):
+    """A listener on ``host`` (port chosen by the kernel) with one cached name, its misses
+    counted by ``admission`` (by default, limits no test here reaches)."""
     frontend = SimpleNamespace(policy=None, forensic=None, metrics=None, tap=None,
                                wirecache=WireCache(1000))
     cached(frontend, "hit.example.")
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
     sock.bind((host, 0))
-    return Listener(HitPath(frontend, None, None), sock)
+    return Listener(HitPath(frontend, None, None), sock,
+                    admission or Admission(1000, 500, False, 10))
 
 
 def client(family: int, host: str) -> socket.socket:
@@ -164,3 +168,65 @@ def test_replies_follow_each_datagrams_own_address() -> None:
         assert sorted(dns.message.from_wire(r).id for r in replies[sock]) == [
             n * 100 + i for i in range(20)]
     listener.sock.close()
+
+
+def read_once(admission: Admission, counts: dict[socket.socket, int]):
+    """Each client sends its count of queries, every third one a hit, and the listener reads
+    them all in one ``readable()`` call: the listener, each client's replies, and each
+    client's datagrams handed on to ``miss``."""
+    listener = serve(socket.AF_INET, "127.0.0.1", admission)
+    for sock, count in counts.items():
+        for i in range(count):
+            hit = i % 3 == 0
+            query = dns.message.make_query("hit.example." if hit else f"m{i}.example.", "A")
+            sock.sendto(query.to_wire(), listener.sock.getsockname())
+    listener.readable()
+    listener.sock.close()
+    replies = {}
+    for sock in counts:
+        replies[sock] = []
+        while True:  # on loopback, a reply is queued when sendto returns
+            try:
+                replies[sock].append(dns.message.from_wire(sock.recv(65535)))
+            except BlockingIOError:
+                break
+    missed = {sock: [d for d, addr in listener.missed if addr == sock.getsockname()]
+              for sock in counts}
+    return listener, replies, missed
+
+
+@pytest.mark.parametrize("limit", [CLIENT, PROCESS])
+@pytest.mark.parametrize("drop", [False, True])
+def test_misses_over_a_limit_are_shed_beyond_the_allowance(limit, drop) -> None:
+    """While the flooder is over its limit (or the process over its total), its misses beyond
+    ``answers_per_second`` (all of them with ``drop``) are dropped in the listener and counted
+    in ``shed``; its hits are answered. Another client is untouched by a client limit; under
+    the process limit it too gets only its own allowance."""
+    allowance = 5
+    admission = Admission(3 if limit == PROCESS else 1000, 30, drop, allowance)
+    for _ in range(3 if limit == PROCESS else 30):
+        assert admission.admit("127.0.0.2") is None
+    flooder, other = client(socket.AF_INET, "127.0.0.2"), client(socket.AF_INET, "127.0.0.3")
+    listener, replies, missed = read_once(admission, {flooder: 60, other: 40})
+    assert sum(r.rcode() == dns.rcode.NOERROR for r in replies[flooder]) == 20
+    assert sum(r.rcode() == dns.rcode.NOERROR for r in replies[other]) == 14
+    # The allowance is per second: a read that straddles a second's turn gets two.
+    within = (lambda n: n == 0) if drop else (lambda n: allowance <= n <= 2 * allowance)
+    assert within(len(missed[flooder]))
+    if limit == CLIENT:
+        assert len(missed[other]) == 26
+    else:
+        assert within(len(missed[other]))
+    assert admission.shed == {limit: 40 + 26 - len(missed[flooder]) - len(missed[other])}
+    assert len(replies[flooder]) == 20 + len(missed[flooder])  # a shed query has no reply
+
+
+def test_misses_handed_on_count_toward_the_limit_before_they_are_admitted() -> None:
+    """The misses of one read reach resolver.admission only after it: until then the listener
+    counts them, so a client with room for 10 more has 10 of a burst of 40 handed on, not all
+    (no allowance here: the rest are shed)."""
+    admission = Admission(1000, 10, False, 0)
+    sock = client(socket.AF_INET, "127.0.0.2")
+    _, replies, missed = read_once(admission, {sock: 60})
+    assert len(missed[sock]) == 10 and admission.shed == {CLIENT: 30}
+    assert len(replies[sock]) == 20 + 10

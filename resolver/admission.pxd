@@ -1,0 +1,15 @@
+# The limits on client queries waiting for resolutions, declared for the listener
+# (resolver._fastpath), which sheds a flood's excess before it reaches Python.
+
+cdef class Admission:
+    cdef readonly int total, per_client, answers_per_second, in_progress
+    cdef readonly bint drop
+    cdef readonly dict _clients
+    cdef dict _answered  # over-limit queries let through this second, per client
+    cdef long _second
+    cdef public dict shed  # queries dropped by the listener, per limit, until metrics take them
+
+    cpdef object admit(self, str client)
+    cpdef void release(self, str client)
+    cpdef object over(self, str client, int pending=*, int pending_client=*)
+    cdef bint sheds(self, str client, int pending, int pending_client, long second)
