@@ -67,7 +67,8 @@ def main() -> None:
                           f"log: {{path: {tmp}/log.jsonl}}\n"
                           f"cache: {{max_entries: {args.names * 2}}}\n")
         server = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
-                                   str(config)], cwd=ROOT_DIR)
+                                   str(config)], cwd=ROOT_DIR,
+                                  stderr=subprocess.DEVNULL)  # its start-up lines, not figures
         try:
             for _ in range(200):
                 try:

@@ -52,7 +52,8 @@ def config_text(address: str | None = None) -> str:
 def start_resolver(config: Path, address: str | None = None) -> subprocess.Popen:
     """``dnssec-sidecar serve`` with ``config``, once it accepts TCP on ``address`` (bounded)."""
     process = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
-                                str(config)], cwd=ROOT_DIR, stdout=subprocess.DEVNULL)
+                                str(config)], cwd=ROOT_DIR, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # its start-up lines, not figures
     for _ in range(200):
         try:
             with socket.create_connection((address or ADDRESS, PORT), timeout=0.2):
