@@ -1,0 +1,177 @@
+"""The layers contract of resolver/ (issue #16): imports go only downward.
+
+``LAYERS`` below is the one definition of the order, lowest first (README's Layout section
+describes it). A module may import its own layer and the layers below it, never one above. Every
+module of resolver/ is read: Python ``import``/``from`` statements anywhere in the file (inside
+functions too), and in the compiled ``.pyx``/``.pxd`` sources ``cimport`` and ``import`` as well.
+A module no layer names fails the test, so a new module is placed on purpose.
+"""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "resolver"
+
+#: Lowest first. A name ending in ".*" covers a package and every module in it.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("foundation", ("resolver", "resolver.ede", "resolver.qtypes", "resolver.status")),
+    ("compiled cores and upstream I/O", ("resolver._fastverify", "resolver._fastlog",
+                                         "resolver.admission", "resolver.transport",
+                                         "resolver.outgoing")),
+    ("dnssec", ("resolver.dnssec", "resolver.dnssec.*", "resolver.anchors")),
+    ("forensic", ("resolver.forensic", "resolver.verifylog")),
+    ("config", ("resolver.config",)),
+    ("resolve", ("resolver.cache", "resolver._fastcache", "resolver.iterator")),
+    ("frontend", ("resolver._fastpath", "resolver.policy", "resolver.server")),
+    ("ops", ("resolver.metrics", "resolver.dnstap")),
+    ("application", ("resolver.service", "resolver.preflight", "resolver.checkzone",
+                     "resolver.configcheck", "resolver.cli")),
+)
+
+
+def layer_of(module: str) -> int | None:
+    """The index in ``LAYERS`` of ``module`` (a dotted name), None when no layer names it."""
+    for index, (_, names) in enumerate(LAYERS):
+        for name in names:
+            if module == name or (name.endswith(".*") and module.startswith(name[:-1])):
+                return index
+    return None
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _known(name: str) -> bool:
+    """Whether ``name`` is a module or package of resolver/ (source, not only compiled)."""
+    base = ROOT.joinpath(*name.split("."))
+    return base.is_dir() or any(base.with_suffix(s).exists() for s in (".py", ".pyx", ".pxd"))
+
+
+def _targets(module: str, names: list[str]) -> list[str]:
+    """What ``from module import names`` imports: a submodule per name that is one, else the
+    module itself."""
+    found = []
+    for name in names:
+        sub = f"{module}.{name}"
+        found.append(sub if _known(sub) else module)
+    return found
+
+
+def _ours(names: list[str]) -> list[str]:
+    """The modules of resolver/ among ``names``, each once, in order."""
+    return list(dict.fromkeys(n for n in names if n == "resolver" or n.startswith("resolver.")))
+
+
+def _absolute(importer: str, is_package: bool, level: int, module: str | None) -> str:
+    base = importer.split(".") if is_package else importer.split(".")[:-1]
+    if level > 1:
+        base = base[:-(level - 1)]
+    return ".".join(base + ([module] if module else []))
+
+
+def python_imports(importer: str, text: str, is_package: bool = False) -> list[str]:
+    """Every module of resolver/ that Python source ``text`` imports."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                module = _absolute(importer, is_package, node.level, node.module)
+            found += _targets(module, [alias.name for alias in node.names])
+    return _ours(found)
+
+
+_STRINGS = re.compile(r'""".*?"""|\'\'\'.*?\'\'\'', re.S)
+_FROM = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+c?import[ \t]+(\([^)]*\)|[^\n#]*)", re.M)
+_IMPORT = re.compile(r"^[ \t]*c?import[ \t]+([^\n#]*)", re.M)
+
+
+def cython_imports(text: str) -> list[str]:
+    """Every module of resolver/ that Cython source ``text`` (.pyx, .pxd) imports or cimports."""
+    text = _STRINGS.sub("", text)
+    found = []
+    for match in _FROM.finditer(text):
+        names = [n.split(" as ")[0].strip() for n in match.group(2).strip("()").split(",")]
+        found += _targets(match.group(1), [n for n in names if n])
+    for match in _IMPORT.finditer(text):
+        found += [n.split(" as ")[0].strip() for n in match.group(1).split(",")]
+    return _ours(found)
+
+
+def upward(importer: str, imported: list[str]) -> list[str]:
+    """The contract's violations: ``importer`` unplaced, or importing above its layer (or an
+    unplaced module)."""
+    own = layer_of(importer)
+    if own is None:
+        return [f"{importer} is in no layer of tests/test_layers.py LAYERS"]
+    problems = []
+    for name in imported:
+        theirs = layer_of(name)
+        if theirs is None:
+            problems.append(f"{importer} imports {name}, which is in no layer")
+        elif theirs > own:
+            problems.append(f"{importer} ({LAYERS[own][0]}) imports {name} "
+                            f"({LAYERS[theirs][0]}), a layer above")
+    return problems
+
+
+def imports_of(path: Path) -> list[str]:
+    text = path.read_text()
+    if path.suffix == ".py":
+        return python_imports(module_name(path), text, path.name == "__init__.py")
+    return cython_imports(text)
+
+
+SOURCES = sorted(p for suffix in ("*.py", "*.pyx", "*.pxd") for p in PACKAGE.rglob(suffix))
+
+
+def test_sources_are_found():
+    names = {module_name(p) for p in SOURCES}
+    assert {"resolver.server", "resolver._fastpath", "resolver.dnssec.validator"} <= names
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_only_go_down(path):
+    assert upward(module_name(path), imports_of(path)) == []
+
+
+def test_an_upward_python_import_fails():
+    text = "import os\n\ndef late():\n    from resolver import server, ede\n"
+    imported = python_imports("resolver.ede", text)
+    assert imported == ["resolver.server", "resolver.ede"]
+    assert upward("resolver.ede", imported) == [
+        "resolver.ede (foundation) imports resolver.server (frontend), a layer above"]
+    # A relative import is resolved against the importer's package.
+    assert python_imports("resolver.dnssec.nsec", "from ..iterator import Iterator\n") == [
+        "resolver.iterator"]
+    assert upward("resolver.dnssec.nsec", ["resolver.iterator"]) != []
+
+
+def test_an_upward_cython_import_fails():
+    text = ('"""from resolver.server import docstrings are not imports"""\n'
+            "from libc.string cimport memcpy\n"
+            "from resolver.admission cimport Admission\n"
+            "from resolver.iterator import (Iterator,\n    Settings)\n"
+            "cimport resolver.server as s\n")
+    imported = cython_imports(text)
+    assert imported == ["resolver.admission", "resolver.iterator", "resolver.server"]
+    assert upward("resolver._fastverify", imported) == [
+        "resolver._fastverify (compiled cores and upstream I/O) imports resolver.iterator "
+        "(resolve), a layer above",
+        "resolver._fastverify (compiled cores and upstream I/O) imports resolver.server "
+        "(frontend), a layer above"]
+    assert upward("resolver.server", imported) == []
+
+
+def test_an_unplaced_module_fails():
+    assert upward("resolver.newthing", []) != []
+    assert upward("resolver.cli", ["resolver.newthing"]) != []
