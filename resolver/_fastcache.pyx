@@ -23,7 +23,7 @@ from libc.string cimport memchr, memcpy, memset
 
 from collections import OrderedDict
 
-from resolver.qtypes import NOT_SERVED
+from resolver import wire
 
 # --- wire constants ------------------------------------------------------------------------------
 
@@ -41,8 +41,6 @@ cdef enum:
     F_AD = 0x0020
     F_CD = 0x0010
     EDNS_DO = 0x8000     # RFC 3225 §3, in the OPT TTL's flags half
-    MIN_UDP = 512        # RFC 1035 §4.2.1; smaller EDNS payloads count as 512 (RFC 6891 §6.2.5)
-    MAX_UDP = 1232       # what we send over UDP at most, as the slow path does (DNS Flag Day 2020)
 
 # Bits of the key's last octet.
 cdef enum:
@@ -56,10 +54,14 @@ KEY_CD = K_CD
 KEY_AD_OR_DO = K_AD_OR_DO
 KEY_EDNS = K_EDNS
 
-# One bit per QTYPE: the types resolver.qtypes.NOT_SERVED names are never stored nor answered.
+# resolver.wire's UDP sizes, read once here: the full path's rule is the hit path's.
+cdef int MIN_UDP = wire.MIN_UDP
+cdef int MAX_UDP = wire.EDNS_PAYLOAD
+
+# One bit per QTYPE: the types resolver.wire.NOT_SERVED names are never stored nor answered.
 cdef unsigned char _NOT_SERVED[8192]
 memset(_NOT_SERVED, 0, sizeof(_NOT_SERVED))
-for _qtype in NOT_SERVED:
+for _qtype in wire.NOT_SERVED:
     _NOT_SERVED[<unsigned int>_qtype >> 3] |= 1 << (<unsigned int>_qtype & 7)
 del _qtype
 
@@ -199,7 +201,7 @@ cpdef object parse_query(bytes wire):
     else None: QR or TC set, an opcode other than QUERY, QDCOUNT other than 1, any answer or
     authority record, more than one additional record or one that is not an OPT of version 0 with
     well-formed options, a compressed question name, a class other than IN, a question type
-    resolver.qtypes.NOT_SERVED names (ANY, AXFR, RRSIG, ...), octets missing or left over.
+    resolver.wire.NOT_SERVED names (ANY, AXFR, RRSIG, ...), octets missing or left over.
     TypeError for anything but bytes."""
     cdef QInfo q
     cdef Py_ssize_t n = 0
@@ -403,11 +405,12 @@ cdef class WireCache:
         less the whole seconds since it was stored, floored at 0.
 
         None on a miss, on expiry (the entry is removed), and when the response is larger than
-        ``max_size`` (65535 over TCP). Over UDP (``max_size`` 0) the limit is 512 without EDNS and
-        the EDNS payload size, at least 512 (RFC 6891 §6.2.5) and at most 1232, with it; a larger
-        response is answered truncated, from the stored header: TC set, the question and the OPT
-        record only, so that the client asks again over TCP (RFC 2181 §9, RFC 7766 §5). Rendering
-        a large answer again only to truncate it would cost the slow path milliseconds."""
+        ``max_size`` (65535 over TCP). Over UDP (``max_size`` 0) the limit is
+        resolver.wire.udp_limit's (512 without EDNS, the EDNS payload size within 512..1232 with
+        it); a larger response is answered truncated, from the stored header: TC set, the
+        question and the OPT record only, so that the client asks again over TCP (RFC 2181 §9,
+        RFC 7766 §5). Rendering a large answer again only to truncate it would cost the slow
+        path milliseconds."""
         cdef QInfo q
         cdef Py_ssize_t n = 0, limit, i, k
         cdef const unsigned char *p = _wire(query, &n)

@@ -17,6 +17,9 @@ from libc.string cimport memcmp, memcpy, strerror
 import logging
 
 from resolver.admission cimport Admission
+from resolver.wire import MAX_TCP
+
+cdef Py_ssize_t _MAX_TCP = MAX_TCP  # a reply over TCP is at most this (resolver.wire)
 
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
@@ -118,7 +121,7 @@ cdef class HitPath:
                 return None
         cdef double now = _now()
         wirecache = fe.wirecache
-        reply = wirecache.answer(wire, scope, now, 65535 if tcp else 0)
+        reply = wirecache.answer(wire, scope, now, _MAX_TCP if tcp else 0)
         if reply is None:
             return None
         hit = wirecache.last_extra

@@ -36,11 +36,10 @@ from resolver._fastlog import HitTemplate, rfc3339
 from resolver._fastpath import HitPath, UdpListener
 from resolver.forensic import ForensicLogError, hit_template
 from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
-from resolver.qtypes import NOT_SERVED
+from resolver.wire import EDNS_PAYLOAD, MAX_TCP, MIN_UDP, NOT_SERVED, udp_limit
 
 log = logging.getLogger(__name__)
 
-OUR_PAYLOAD = 1232
 #: Octets asked for a UDP listener's receive buffer (the kernel caps it at net.core.rmem_max):
 #: datagrams that arrive while the event loop is busy wait there, where the listener sheds a
 #: flood's excess and answers hits in C, instead of being dropped by the kernel with the flood.
@@ -132,18 +131,18 @@ def header_only(wire: bytes, rcode: int) -> bytes | None:
 
 
 def _response(query: dns.message.Message, rcode: int) -> dns.message.Message:
-    response = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
+    response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
     response.flags |= dns.flags.RA | (query.flags & dns.flags.CD)
     response.set_rcode(rcode)
     if query.edns >= 0:
-        response.use_edns(0, query.ednsflags & dns.flags.DO, OUR_PAYLOAD)
+        response.use_edns(0, query.ednsflags & dns.flags.DO, EDNS_PAYLOAD)
     return response
 
 
 def _with_ede(response: dns.message.Message, ede: EDE, text: str) -> None:
     if response.edns >= 0:
         options = list(response.options) + [dns.edns.EDEOption(int(ede), text[:400])]
-        response.use_edns(0, response.ednsflags, OUR_PAYLOAD, options=options)
+        response.use_edns(0, response.ednsflags, EDNS_PAYLOAD, options=options)
 
 
 def build_answer(query: dns.message.Message, outcome: Outcome) -> dns.message.Message:
@@ -562,8 +561,8 @@ def _budget_name(reason: str) -> str:
 def _to_wire(query: dns.message.Message, response: dns.message.Message,
              max_size: int | None) -> bytes:
     if max_size is None:
-        return response.to_wire(max_size=65535)
-    limit = max(512, min(query.payload, OUR_PAYLOAD)) if query.edns >= 0 else 512
+        return response.to_wire(max_size=MAX_TCP)
+    limit = udp_limit(query.payload if query.edns >= 0 else None)
     try:
         return response.to_wire(max_size=limit)
     except dns.exception.TooBig:
@@ -602,7 +601,7 @@ class _UdpServer(UdpListener):
         task.add_done_callback(self.tasks.discard)
 
     async def _handle(self, data: bytes, addr) -> None:
-        reply = await _answer(self.frontend, data, "udp", self.listener, addr[:2], 512)
+        reply = await _answer(self.frontend, data, "udp", self.listener, addr[:2], MIN_UDP)
         if reply is not None and not self.closed:
             try:
                 self.sendto(reply, addr)  # counts a reply the socket refuses (OSError)

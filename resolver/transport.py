@@ -27,7 +27,8 @@ import dns.opcode
 import dns.rdataclass
 import dns.rdatatype
 
-EDNS_PAYLOAD = 1232  # DNS Flag Day 2020: no IP fragmentation
+from resolver.wire import EDNS_PAYLOAD
+
 OPT = 41
 _HEADER = struct.Struct("!6H")  # ID, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
 _QUESTION_OPT = struct.Struct("!HHBHHIH")  # QTYPE, QCLASS; OPT: root, type, size, TTL, RDLEN

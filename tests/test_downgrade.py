@@ -281,7 +281,7 @@ def _client(frontend: Frontend, name: dns.name.Name, rdtype: int) -> dns.message
 def test_a_query_of_type_rrsig_is_not_served():
     """Finding 6 (RFC 4034 §3): RRSIGs alone carry no signature, so they can be neither Secure
     nor proven Insecure: NOTIMP with EDE 21, nothing asked upstream, before and after the
-    same RRSIGs were validated with the A they sign and cached (resolver/qtypes.py)."""
+    same RRSIGs were validated with the A they sign and cached (resolver/wire.py)."""
     upstream = memory.Upstream()
     frontend = Frontend(Resolver(memory.settings(), Cache(), Admission(100, 10),
                                  exchange=upstream))

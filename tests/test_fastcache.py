@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from resolver import _fastcache as fc
-from resolver.qtypes import NOT_SERVED
+from resolver.wire import NOT_SERVED
 
 NOW = 1780272000.0
 SIG = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QA=="
@@ -313,7 +313,7 @@ def test_parse_query_refuses(wire):
 
 @pytest.mark.parametrize("qtype", sorted(NOT_SERVED), ids=dns.rdatatype.to_text)
 def test_types_not_served_are_never_stored_nor_answered(qtype):
-    """resolver.qtypes.NOT_SERVED, the full path's rule, is the hit path's too: a reply to an
+    """resolver.wire.NOT_SERVED, the full path's rule, is the hit path's too: a reply to an
     RRSIG or ANY question is never kept, so never given from the cache."""
     wire = _header() + b"\x03www\x07example\x00" + struct.pack("!HH", qtype, 1)
     assert fc.parse_query(wire) is None

@@ -6,7 +6,7 @@ import dns.message
 import dns.name
 import pytest
 
-from resolver import transport
+from resolver import transport, wire
 
 
 @pytest.mark.parametrize("name", [".", "Rsasha256.Example.", "a.b.c.d.e.f.", "x" * 63 + ".com."])
@@ -31,6 +31,6 @@ def test_made_queries_are_dnspythons_with_do_and_our_flags(recursion):
     """EDNS0 with DO and a 1232-octet payload (RFC 6891, RFC 3225); RD and CD to forwarders."""
     query = transport.make_query(dns.name.from_text("www.example."), 28, recursion=recursion)
     expected = dns.message.make_query("www.example.", "AAAA", use_edns=0, want_dnssec=True,
-                                      payload=transport.EDNS_PAYLOAD)
+                                      payload=wire.EDNS_PAYLOAD)
     expected.id, expected.flags = query.id, (0x0110 if recursion else 0)  # RD | CD
     assert query.to_wire() == expected.to_wire()

@@ -250,7 +250,7 @@ def test_malformed_and_unsupported_queries(resolver):
                               port=PORT, timeout=3)  # as README.md says
     assert any_reply.rcode() == dns.rcode.NOTIMP
     assert [(o.code, o.text) for o in any_reply.options] == [(21, "ANY is not served")]
-    for _ in range(2):  # and again, not from the cache either (resolver/qtypes.py)
+    for _ in range(2):  # and again, not from the cache either (resolver/wire.py)
         rrsig = ask("www.rsasha256.example.", "RRSIG")
         assert rrsig.rcode() == dns.rcode.NOTIMP and not rrsig.answer
         assert ede_of(rrsig) == [(21, "RRSIG is not served")]
