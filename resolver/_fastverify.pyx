@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from resolver.ede import EDE
+
 # --- RR types whose embedded names are lowercased in canonical form ---------------------------
 # RFC 4034 §6.2 item 3, less NSEC (RFC 6840 §5.1); layouts from the defining RFCs.
 cdef enum:
@@ -835,6 +837,17 @@ cpdef bint is_subdomain(tuple name, tuple ancestor):
     return m <= n and _labels_equal(name, n - m, ancestor, 0, m)
 
 
+# The RFC 8914 codes check_rrset reports, read from resolver.ede (their one source) at import.
+cdef int E_UNSUPPORTED_ALG = EDE.UNSUPPORTED_DNSKEY_ALGORITHM
+cdef int E_BOGUS = EDE.DNSSEC_BOGUS
+cdef int E_EXPIRED = EDE.SIGNATURE_EXPIRED
+cdef int E_NOT_YET_VALID = EDE.SIGNATURE_NOT_YET_VALID
+cdef int E_DNSKEY_MISSING = EDE.DNSKEY_MISSING
+cdef int E_RRSIGS_MISSING = EDE.RRSIGS_MISSING
+cdef int E_NO_ZONE_KEY_BIT = EDE.NO_ZONE_KEY_BIT_SET
+cdef int E_EXPIRED_BEFORE_VALID = EDE.SIGNATURE_EXPIRED_BEFORE_VALID
+
+
 @cython.freelist(8)  # one per check_rrset() call: reuse the memory
 cdef class _Failure:
     """The most telling reason seen so far for an RRset not (yet) proven."""
@@ -844,7 +857,7 @@ cdef class _Failure:
     cdef public Key key
 
     def __init__(self):
-        self.ede = 10
+        self.ede = E_RRSIGS_MISSING
         self.reason = "no RRSIG covers it"
 
     cdef void note(self, int ede, str reason, object rrsig, Key key=None):
@@ -859,15 +872,15 @@ cdef class _Failure:
 cdef inline int _rank(int ede) noexcept:
     # When no signature proves an RRset, report the most telling failure: a signature that
     # does not verify, then a validity window, a key that is not a zone key, a missing key.
-    if ede == 6:
+    if ede == E_BOGUS:
         return 6
-    if ede == 7 or ede == 8 or ede == 25:
+    if ede == E_EXPIRED or ede == E_NOT_YET_VALID or ede == E_EXPIRED_BEFORE_VALID:
         return 5
-    if ede == 11:
+    if ede == E_NO_ZONE_KEY_BIT:
         return 4
-    if ede == 9:
+    if ede == E_DNSKEY_MISSING:
         return 3
-    if ede == 1:
+    if ede == E_UNSUPPORTED_ALG:
         return 1
     return 0
 
@@ -926,26 +939,26 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
         _read_rrsig(rrsig, &f)
         alg = f.algorithm
         if not algorithm_usable(alg, allow_sha1):
-            failure.note(1, f"RRSIG algorithm {alg} is not supported", rrsig)
+            failure.note(E_UNSUPPORTED_ALG, f"RRSIG algorithm {alg} is not supported", rrsig)
             continue
         saw_usable_sig = True
         signer = rrsig.signer.labels
         if key_owner is None or not same_name(signer, key_owner):
-            failure.note(9, f"no DNSKEY set for signer {rrsig.signer}", rrsig)
+            failure.note(E_DNSKEY_MISSING, f"no DNSKEY set for signer {rrsig.signer}", rrsig)
             continue
         if not is_subdomain(owner_labels, signer):
-            failure.note(6, f"signer {rrsig.signer} is not an ancestor of the owner", rrsig)
+            failure.note(E_BOGUS, f"signer {rrsig.signer} is not an ancestor of the owner", rrsig)
             continue
         window = check_window(f.inception, f.expiration, now)
         if window == WINDOW_EXPIRED:
-            failure.note(7, f"signature by key {f.key_tag} expired", rrsig)
+            failure.note(E_EXPIRED, f"signature by key {f.key_tag} expired", rrsig)
             continue
         if window == WINDOW_NOT_YET_VALID:
-            failure.note(8, f"signature by key {f.key_tag} not yet valid", rrsig)
+            failure.note(E_NOT_YET_VALID, f"signature by key {f.key_tag} not yet valid", rrsig)
             continue
         if window == WINDOW_INVERTED:
-            failure.note(25, f"signature by key {f.key_tag} expires before its inception",
-                         rrsig)
+            failure.note(E_EXPIRED_BEFORE_VALID,
+                         f"signature by key {f.key_tag} expires before its inception", rrsig)
             continue
         tag = f.key_tag
         tried = 0
@@ -962,20 +975,20 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
                 try:
                     data = _rrsig_signed_data(&f, signer, owner_labels, rrset.rdclass, ordered)
                 except MalformedData as exc:
-                    failure.note(6, str(exc), rrsig)
+                    failure.note(E_BOGUS, str(exc), rrsig)
                     break
                 signature = rrsig.signature
             if not key.flags & ZONE_FLAG or key.flags & REVOKE_FLAG:
-                failure.note(11, f"DNSKEY {key.tag} is not a usable zone key "
+                failure.note(E_NO_ZONE_KEY_BIT, f"DNSKEY {key.tag} is not a usable zone key "
                                  "(zone bit clear or revoked)", rrsig, key)
                 continue
             if key.protocol != 3 or key.public is None:
-                failure.note(6, f"DNSKEY {key.tag}: {key.error or 'protocol is not 3'}", rrsig,
-                             key)
+                failure.note(E_BOGUS, f"DNSKEY {key.tag}: {key.error or 'protocol is not 3'}",
+                             rrsig, key)
                 continue
             if checks >= max_checks:
-                return (RRSET_BUDGET, 6, f"validation budget exhausted: {max_checks} signature "
-                        "checks per RRset", failure.key, failure.rrsig, 0)
+                return (RRSET_BUDGET, E_BOGUS, f"validation budget exhausted: {max_checks} "
+                        "signature checks per RRset", failure.key, failure.rrsig, 0)
             digest = None
             if verified is not None:
                 digest = verified.digest(key, signature, data)
@@ -988,14 +1001,17 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
                 if digest is not None:
                     verified.add(digest)
                 return _secure(rrset, rrsig, &f, key, now)
-            failure.note(6, f"signature by key {key.tag} algorithm {alg} does not verify",
+            failure.note(E_BOGUS, f"signature by key {key.tag} algorithm {alg} does not verify",
                          rrsig, key)
         if tried == 0:
-            failure.note(9, f"no DNSKEY with tag {tag} algorithm {alg} at {rrsig.signer}", rrsig)
-    if not saw_usable_sig and not usable_zone_key and keys and failure.ede in (1, 10):
-        return (NO_SUPPORTED_KEY, 1, "no supported algorithm among the zone's keys", None, None, 0)
-    if failure.ede == 1:
+            failure.note(E_DNSKEY_MISSING,
+                         f"no DNSKEY with tag {tag} algorithm {alg} at {rrsig.signer}", rrsig)
+    if (not saw_usable_sig and not usable_zone_key and keys
+            and (failure.ede == E_UNSUPPORTED_ALG or failure.ede == E_RRSIGS_MISSING)):
+        return (NO_SUPPORTED_KEY, E_UNSUPPORTED_ALG, "no supported algorithm among the zone's keys",
+                None, None, 0)
+    if failure.ede == E_UNSUPPORTED_ALG:
         # The zone has keys we support, yet nothing is signed with them (RFC 4035 §2.2).
-        return (BOGUS, 10, "no RRSIG by a supported algorithm of the zone's keys", None,
-                failure.rrsig, 0)
+        return (BOGUS, E_RRSIGS_MISSING, "no RRSIG by a supported algorithm of the zone's keys",
+                None, failure.rrsig, 0)
     return (BOGUS, failure.ede, failure.reason, failure.key, failure.rrsig, 0)
