@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from resolver.ede import EDE
+from resolver.errors import ResolverError
 
 # --- RR types whose embedded names are lowercased in canonical form ---------------------------
 # RFC 4034 §6.2 item 3, less NSEC (RFC 6840 §5.1); layouts from the defining RFCs.
@@ -101,7 +102,7 @@ cdef object _inet_pton = socket.inet_pton
 cdef int _AF_INET6 = socket.AF_INET6
 
 
-class MalformedData(ValueError):
+class MalformedData(ResolverError, ValueError):
     """Wire data that cannot be canonicalised or parsed."""
 
 

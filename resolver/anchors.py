@@ -18,6 +18,8 @@ import dns.rrset
 import dns.tokenizer
 import dns.zonefile
 
+from resolver.errors import ResolverError
+
 __all__ = [
     "DEFAULT_ANCHOR_TTL", "ROOT_HINTS", "ROOT_TRUST_ANCHORS", "RootHint", "TrustAnchorError",
     "builtin_trust_anchors", "load_trust_anchor_file", "parse_trust_anchors",
@@ -70,7 +72,7 @@ _REVOKE_FLAG = 0x0080  # RFC 5011 §3
 _DNSKEY_PROTOCOL = 3   # RFC 4034 §2.1.2
 
 
-class TrustAnchorError(ValueError):
+class TrustAnchorError(ResolverError, ValueError):
     """A trust anchor that cannot be used. ``index`` is the position of the offending item for
     :func:`parse_trust_anchors`, else ``None``; ``reason`` is the message without position;
     ``unreadable``: the file could not be read at all (rather than read and found wrong)."""
@@ -109,7 +111,7 @@ def _check(rrsets: Iterable[dns.rrset.RRset]) -> None:
                                        "3 (RFC 4034 §2.1.2)")
 
 
-class _RecordError(dns.exception.DNSException):
+class _RecordError(ResolverError, dns.exception.DNSException):
     """A record that does not parse, with the line it starts on."""
 
 

@@ -38,6 +38,7 @@ from resolver import __version__, status
 from resolver.anchors import (ROOT_HINTS, RootHint, TrustAnchorError, builtin_trust_anchors,
                               load_trust_anchor_file, parse_trust_anchors)
 from resolver.dnssec.config import Limits, ValidatorConfig
+from resolver.errors import ResolverError
 from resolver.outgoing import default_prefixes
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(ResolverError, ValueError):
     """A configuration that cannot be used: ``field`` is the path of the offending key (e.g.
     ``forward[0].zone``; for file and YAML errors the line, or empty), ``reason`` says why,
     ``status`` is the exit status of the kind of fault (:mod:`resolver.status`): an invalid

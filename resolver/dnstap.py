@@ -56,6 +56,7 @@ from collections.abc import Iterable
 import dns.name
 
 from resolver.config import DNSTAP_FILE, DnstapConfig
+from resolver.errors import ResolverError
 
 __all__ = ["CLIENT_QUERY", "CLIENT_RESPONSE", "CONTENT_TYPE", "FORWARDER_QUERY",
            "FORWARDER_RESPONSE", "RESOLVER_QUERY", "RESOLVER_RESPONSE", "Dnstap",
@@ -208,7 +209,7 @@ def control_frame(ctype: int, content_types: Iterable[bytes] = ()) -> bytes:
     return b"\0\0\0\0" + _BE32.pack(len(body)) + body
 
 
-class _ProtocolError(Exception):
+class _ProtocolError(ResolverError):
     """The collector broke the Frame Streams handshake."""
 
 
@@ -240,7 +241,7 @@ _SLICE = 0.2          # a blocked write looks at the abort flag this often
 _IDLE_CHECK = 1.0     # an idle writer looks this often whether the collector hung up
 
 
-class _Aborted(Exception):
+class _Aborted(ResolverError):
     pass
 
 

@@ -63,6 +63,7 @@ import orjson
 
 from resolver._fastlog import (DRAIN_ERROR, DRAIN_ROOM, GENESIS, HOLES, MAC_HMAC, MAC_SHA256,
                                SLOTS, Chain, Codebook, Digest, HitTemplate)
+from resolver.errors import ResolverError
 
 __all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
            "UnreadableKey", "canonical", "check_line", "continuation", "hasher", "hit_template",
@@ -77,7 +78,7 @@ NEEDS_KEY = ("the log is HMAC-protected (mac hmac-sha256): its chain cannot be c
              "the key")
 
 
-class ForensicLogError(Exception):
+class ForensicLogError(ResolverError):
     """The log cannot start, or could not write everything it accepted."""
 
 
@@ -309,7 +310,7 @@ def continuation(config: LogConfig, key: bytes | None) -> tuple[int, str] | None
     return rec["seq"] + 1, rec["hash"]
 
 
-class _Abort(Exception):
+class _Abort(ResolverError):
     """close() gave up waiting for a failing write."""
 
 

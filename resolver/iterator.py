@@ -31,6 +31,7 @@ from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.validator import Validator, find, rrsets_of, signers, weaker
 from resolver.dnssec.zone import Lru, Zone
 from resolver.ede import EDE
+from resolver.errors import ResolverError
 from resolver.outgoing import DoNotQuery
 
 A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
@@ -42,7 +43,7 @@ MAX_MINIMISE_LABELS = 10  # RFC 9156 §2.3: stop minimising deep names after thi
 MAX_NOT_QUERIED_SHOWN = 4  # addresses outgoing.do_not_query left out, named in a failure's text
 
 
-class Denied(Exception):
+class Denied(ResolverError):
     """A name in the resolution (a CNAME or DNAME target) is outside the client's policy: no
     query is sent for it. Carries the policy's decision."""
 

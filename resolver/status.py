@@ -3,6 +3,8 @@ or an init system can tell them apart (listed in README.md and ``dnssec-sidecar 
 
 from __future__ import annotations
 
+from resolver.errors import ResolverError
+
 OK = 0
 #: A check ran and found a problem: check-zone's data is not Secure, verify-log's chain broke.
 FOUND = 1
@@ -40,7 +42,7 @@ TABLE = (
 )
 
 
-class Failure(Exception):
+class Failure(ResolverError):
     """A command cannot go on: ``where`` names the configuration key or the file, ``reason``
     says why, ``status`` is the exit status. Printed as one line, never a traceback."""
 

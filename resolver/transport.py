@@ -27,6 +27,7 @@ import dns.opcode
 import dns.rdataclass
 import dns.rdatatype
 
+from resolver.errors import ResolverError
 from resolver.wire import EDNS_PAYLOAD
 
 OPT = 41
@@ -42,7 +43,7 @@ _OPT = dns.message.make_query(dns.name.root, dns.rdatatype.NS, use_edns=0, want_
                               payload=EDNS_PAYLOAD).opt
 
 
-class UpstreamError(Exception):
+class UpstreamError(ResolverError):
     """A query that got no usable answer: ``kind`` is timeout, network, formerr (a TCP reply
     that does not parse) or mismatch (a TCP reply to another question)."""
 

@@ -17,7 +17,8 @@ PACKAGE = ROOT / "resolver"
 
 #: Lowest first. A name ending in ".*" covers a package and every module in it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("resolver", "resolver.ede", "resolver.status", "resolver.wire")),
+    ("foundation", ("resolver", "resolver.ede", "resolver.errors", "resolver.status",
+                    "resolver.wire")),
     ("compiled cores and upstream I/O", ("resolver._fastverify", "resolver._fastlog",
                                          "resolver.admission", "resolver.transport",
                                          "resolver.outgoing")),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from resolver.errors import ResolverError
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -49,7 +51,7 @@ DEFAULT_LIMITS = Limits()
 DEFAULT_CONFIG = ValidatorConfig(limits=DEFAULT_LIMITS)
 
 
-class BudgetExhausted(Exception):
+class BudgetExhausted(ResolverError):
     """A per-query work limit was reached; the data is then Bogus with EDE 6."""
 
 

@@ -17,6 +17,7 @@ from resolver.dnssec.result import DenialResult, Verdict
 from resolver.dnssec.typemap import (DS, NS, SOA, blocks_below, closer_name, has_type,
                                      nodata_problem, wildcard_of, wildcard_parent)
 from resolver.ede import EDE
+from resolver.errors import ResolverError
 
 KIND = "nsec3"
 KIND_OPTOUT = "nsec3-optout"
@@ -55,7 +56,7 @@ class _Record:
         return bool(self.rdata.flags & OPT_OUT)
 
 
-class _Undecided(Exception):
+class _Undecided(ResolverError):
     """The records cannot prove anything: carries the DenialResult to return."""
 
     def __init__(self, result: DenialResult) -> None:

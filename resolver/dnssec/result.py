@@ -10,6 +10,7 @@ import dns.rdata
 import dns.rrset
 
 from resolver.ede import EDE
+from resolver.errors import ResolverError
 
 
 class Verdict(str, Enum):
@@ -106,7 +107,7 @@ class Answer:
         return self.verdicts.get(name, self.verdict)
 
 
-class ResolutionFailed(Exception):
+class ResolutionFailed(ResolverError):
     """The query cannot be answered: SERVFAIL with this EDE and reason (RFC 8914), and the
     proof gathered so far for the log."""
 
