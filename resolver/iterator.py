@@ -25,6 +25,7 @@ import dns.rrset
 
 from resolver import transport
 from resolver.cache import Answer, Cache, Proof
+from resolver.config import ResolverLimits, Timeouts
 from resolver.dnssec import Budget, ValidatorConfig, Verdict
 from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
@@ -52,6 +53,10 @@ class Denied(ResolverError):
         self.decision = decision
 
 
+#: The configuration's defaults (resolver.config), their one source.
+_LIMITS, _TIMEOUTS = ResolverLimits(), Timeouts()
+
+
 @dataclass(slots=True)
 class Settings:
     """What the iterator needs from the configuration."""
@@ -68,13 +73,13 @@ class Settings:
     #: Addresses learned from zones (glue, NS names' A/AAAA) that are never asked; root hints
     #: and forwarders are not filtered. The configuration's default is in resolver.outgoing.
     do_not_query: tuple = ()  # of ipaddress networks
-    max_upstream_queries: int = 64
-    max_referral_depth: int = 30
-    max_cname_chain: int = 12
-    max_ns_lookups: int = 8
-    max_ns_lookups_per_query: int = 16
-    upstream_timeout: float = 1.2
-    query_timeout: float = 4.0
+    max_upstream_queries: int = _LIMITS.max_upstream_queries
+    max_referral_depth: int = _LIMITS.max_referral_depth
+    max_cname_chain: int = _LIMITS.max_cname_chain
+    max_ns_lookups: int = _LIMITS.max_ns_lookups
+    max_ns_lookups_per_query: int = _LIMITS.max_ns_lookups_per_query
+    upstream_timeout: float = _TIMEOUTS.upstream_ms / 1000
+    query_timeout: float = _TIMEOUTS.query_ms / 1000
     max_zones: int = 10000  # zone cuts remembered (Iterator.zones)
     max_servers: int = 10000  # server addresses whose round-trip times are kept (Infra)
 
