@@ -24,7 +24,7 @@ from tests.testtree import memory
 A = dns.rdatatype.A
 N = dns.name.from_text
 HUGE_TTL = 2_000_000_000
-ADMISSION = Admission(100, 10)  # only client queries are counted: none here
+ADMISSION = Admission(100, 10, False, 10)  # only client queries are counted: none here
 
 
 def _twice(resolver: Resolver, name: str, rdtype: int = A):

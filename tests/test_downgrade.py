@@ -283,7 +283,7 @@ def test_a_query_of_type_rrsig_is_not_served():
     nor proven Insecure: NOTIMP with EDE 21, nothing asked upstream, before and after the
     same RRSIGs were validated with the A they sign and cached (resolver/wire.py)."""
     upstream = memory.Upstream()
-    frontend = Frontend(Resolver(memory.settings(), Cache(), Admission(100, 10),
+    frontend = Frontend(Resolver(memory.settings(), Cache(), Admission(100, 10, False, 10),
                                  exchange=upstream))
     refused = _client(frontend, WWW, dns.rdatatype.RRSIG)
     assert refused.rcode() == dns.rcode.NOTIMP and not refused.answer and not upstream.asked
