@@ -26,7 +26,7 @@ import dns.rrset
 from resolver import transport
 from resolver.cache import Answer, Cache, Proof
 from resolver.config import ResolverLimits, Timeouts
-from resolver.dnssec import Budget, ValidatorConfig, Verdict
+from resolver.dnssec import Budget, BudgetName, ValidatorConfig, Verdict
 from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.validator import Validator, find, rrsets_of, signers, weaker
@@ -178,7 +178,8 @@ class Iterator:
     def _spend_query(self, ctx: Context) -> None:
         if ctx.queries >= self.s.max_upstream_queries:
             raise ResolutionFailed(EDE.OTHER, f"budget exhausted: {self.s.max_upstream_queries} "
-                                   "upstream queries per client query")
+                                   "upstream queries per client query",
+                                   budget=BudgetName.UPSTREAM_QUERIES)
         ctx.queries += 1
         self.stats["upstream_queries"] += 1
 
@@ -397,7 +398,7 @@ class Iterator:
                                            "referrals")
                 if zone.security is Verdict.BOGUS:
                     raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason,
-                                           Proof(zone.name, notes=list(zone.proof)))
+                                           Proof(zone.name, notes=list(zone.proof)), zone.budget)
                 question = self._question(zone, name, qtype, labels, minimise)
                 qname, qt = question
                 if ahead is not None and ahead[0] is zone and ahead[1] == question:

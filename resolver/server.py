@@ -413,8 +413,8 @@ class Frontend:
             if decision.kind == "insecure":
                 m.child(m.events, "downgrade").inc()  # a zone expected signed answered insecure
         failure = outcome.failure if outcome is not None else None
-        if failure is not None and "budget exhausted" in failure.reason:
-            m.child(m.budgets, _budget_name(failure.reason)).inc()
+        if failure is not None and failure.budget is not None:
+            m.child(m.budgets, failure.budget.value).inc()
         proof = record["proof"]
         if proof and outcome is not None and not outcome.cache_hit:
             now = self.resolver.iterator.now()
@@ -543,17 +543,6 @@ def _listener_json(endpoint: tuple[str, int]) -> bytes:
 def _endpoint_text(endpoint: tuple[str, int]) -> str:
     host, port = endpoint[0], endpoint[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _budget_name(reason: str) -> str:
-    """The budget a failure names, as a metric label."""
-    for needle, name in (("upstream queries", "upstream_queries"),
-                         ("signature checks per RRset", "sig_checks_per_rrset"),
-                         ("signature checks per query", "sig_checks_per_query"),
-                         ("NSEC3 hashes", "nsec3_hashes"), ("NSEC3 records", "nsec3_records")):
-        if needle in reason:
-            return name
-    return "other"
 
 
 

@@ -9,7 +9,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from resolver.dnssec import EDE, Budget, Limits, ValidatorConfig, Verdict, denial
+from resolver.dnssec import EDE, Budget, BudgetName, Limits, ValidatorConfig, Verdict, denial
 
 ZONE = dns.name.from_text("example.")
 # name -> types present. b.example. is an empty non-terminal (x.b.example. exists);
@@ -230,12 +230,14 @@ def test_nsec3_record_flood_is_refused():
     chain = nsec3_chain(big)
     result = denial.prove_nxdomain(n("nope.example."), chain)
     assert result.verdict is Verdict.BOGUS and "budget" in result.reason
+    assert result.budget is BudgetName.NSEC3_RECORDS
 
 
 def test_nsec3_hash_budget_per_query():
     budget = Budget(Limits(max_nsec3_hashes_per_query=3))
     result = denial.prove_nxdomain(n("a.b.c.d.e.example."), NSEC3, budget=budget)
     assert result.verdict is Verdict.BOGUS and "NSEC3 hashes per query" in result.reason
+    assert result.budget is BudgetName.NSEC3_HASHES
 
 
 def test_nsec3_unknown_hash_algorithm_is_ignored():

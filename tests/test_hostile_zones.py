@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import dns.edns
 import dns.flags
@@ -118,6 +119,15 @@ def test_nsec3_flood_is_refused_before_any_signature_check(tree, fresh):
     response = _query("nonexistent.nsec3flood.test.", "A")
     (text,) = [o.text for o in response.options if o.otype == dns.edns.EDE]
     assert response.rcode() == dns.rcode.SERVFAIL and "NSEC3 records in one answer" in text
+    # The budget is counted by the name the failure carries (BudgetName), not read from text.
+    series = 'dnssec_sidecar_budget_exhausted_total{budget="nsec3_records"} 1.0'
+    for _ in range(50):  # bounded: the count follows the reply
+        with urllib.request.urlopen(f"http://{RESOLVER}:9153/metrics", timeout=5) as page:
+            if series in page.read().decode().splitlines():
+                break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no {series}")
 
 
 def test_near_64k_answer_over_tcp(tree, fresh):

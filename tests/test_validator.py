@@ -11,8 +11,8 @@ import dns.rrset
 import pytest
 
 from resolver import _fastverify as fv
-from resolver.dnssec import (EDE, Budget, Limits, ValidatorConfig, Verdict, authenticate_dnskeys,
-                             validate_rrset)
+from resolver.dnssec import (EDE, Budget, BudgetName, Limits, ValidatorConfig, Verdict,
+                             authenticate_dnskeys, validate_rrset)
 from resolver.dnssec import sigcrypt
 from tests.conftest import NOW, ZONE, Signer, rrset
 
@@ -215,6 +215,7 @@ def test_signature_flood_hits_the_rrset_budget(signer):
     sigs = _many_signatures(s, data, 20)
     result = _bogus(validate_rrset(data, sigs, s.keys, now=NOW), EDE.DNSSEC_BOGUS, "budget")
     assert "8 signature checks per RRset" in result.reason
+    assert result.budget is BudgetName.SIG_CHECKS_PER_RRSET  # the metric's label, typed
 
 
 def test_query_budget_spans_calls(signer):
@@ -224,8 +225,9 @@ def test_query_budget_spans_calls(signer):
         data = rrset(f"h{i}.example.test.")
         assert validate_rrset(data, s.sign(data), s.keys, now=NOW, budget=budget).secure
     data = rrset("h4.example.test.")
-    _bogus(validate_rrset(data, s.sign(data), s.keys, now=NOW, budget=budget),
-           EDE.DNSSEC_BOGUS, "3 signature checks per query")
+    result = _bogus(validate_rrset(data, s.sign(data), s.keys, now=NOW, budget=budget),
+                    EDE.DNSSEC_BOGUS, "3 signature checks per query")
+    assert result.budget is BudgetName.SIG_CHECKS_PER_QUERY
 
 
 def _same_tag_impostors(dnskey, count: int):

@@ -16,6 +16,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
+from resolver.dnssec.config import BudgetName
 from resolver.dnssec.result import ResolutionFailed, Verdict
 from resolver.dnssec.sigcrypt import dnskey_tag
 from resolver.dnssec import denial
@@ -80,6 +81,7 @@ class ChainOfTrust:
             return child
         if parent.security is Verdict.BOGUS:
             child.security, child.ede, child.reason = parent.security, parent.ede, parent.reason
+            child.budget = parent.budget
             return child
         if reply is None or not self._speaks_of_ds(name, parent, reply):
             reply, _ = await self.ask(parent, name, DS, ctx)
@@ -87,7 +89,7 @@ class ChainOfTrust:
             await asyncio.sleep(0)  # the queries sent ahead leave before the DS is validated
         judged = self.v.delegation(name, parent, reply, ctx.budget)
         if judged.verdict is Verdict.BOGUS:
-            return self.bogus(child, judged.ede, judged.reason)
+            return self.bogus(child, judged.ede, judged.reason, judged.budget)
         child.proof.append(judged.note)
         if judged.verdict is Verdict.INSECURE:
             child.security = Verdict.INSECURE
@@ -145,7 +147,7 @@ class ChainOfTrust:
             zone.proof.append(f"insecure {zone.name}: {result.reason}")
             return zone
         if not result.secure:
-            return self.bogus(zone, result.ede, result.reason)
+            return self.bogus(zone, result.ede, result.reason, result.budget)
         zone.security, zone.keys = Verdict.SECURE, keys
         tags = frozenset(dnskey_tag(rd) for rd in keys)
         seen = self.key_tags.get(zone.name)
@@ -158,8 +160,9 @@ class ChainOfTrust:
         return zone
 
     @staticmethod
-    def bogus(zone: Zone, ede: EDE | None, reason: str) -> Zone:
+    def bogus(zone: Zone, ede: EDE | None, reason: str, budget: BudgetName | None = None) -> Zone:
         zone.security, zone.ede, zone.reason = Verdict.BOGUS, ede or EDE.DNSSEC_BOGUS, reason
+        zone.budget = budget
         zone.expires = time.monotonic() + BOGUS_TTL
         return zone
 

@@ -4,6 +4,7 @@ NSEC3 hash floods, CVE-2023-50868)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from resolver.errors import ResolverError
 
@@ -51,8 +52,23 @@ DEFAULT_LIMITS = Limits()
 DEFAULT_CONFIG = ValidatorConfig(limits=DEFAULT_LIMITS)
 
 
+class BudgetName(StrEnum):
+    """Which work budget a failure ran out of: the label of the ``budget_exhausted`` metric,
+    carried by the failure from where the budget is spent (never read back from its text)."""
+
+    UPSTREAM_QUERIES = "upstream_queries"
+    SIG_CHECKS_PER_RRSET = "sig_checks_per_rrset"
+    SIG_CHECKS_PER_QUERY = "sig_checks_per_query"
+    NSEC3_HASHES = "nsec3_hashes"
+    NSEC3_RECORDS = "nsec3_records"
+
+
 class BudgetExhausted(ResolverError):
     """A per-query work limit was reached; the data is then Bogus with EDE 6."""
+
+    def __init__(self, reason: str, budget: BudgetName) -> None:
+        super().__init__(reason)
+        self.budget = budget
 
 
 class Budget:
@@ -69,12 +85,12 @@ class Budget:
         if self.sig_checks >= self.limits.max_sig_checks_per_query:
             raise BudgetExhausted(
                 f"validation budget exhausted: {self.limits.max_sig_checks_per_query} "
-                "signature checks per query")
+                "signature checks per query", BudgetName.SIG_CHECKS_PER_QUERY)
         self.sig_checks += 1
 
     def spend_nsec3_hash(self) -> None:
         if self.nsec3_hashes >= self.limits.max_nsec3_hashes_per_query:
             raise BudgetExhausted(
                 f"validation budget exhausted: {self.limits.max_nsec3_hashes_per_query} "
-                "NSEC3 hashes per query")
+                "NSEC3 hashes per query", BudgetName.NSEC3_HASHES)
         self.nsec3_hashes += 1

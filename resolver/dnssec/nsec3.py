@@ -12,7 +12,8 @@ import dns.rdatatype
 import dns.rrset
 
 from resolver import _fastverify as fv
-from resolver.dnssec.config import DEFAULT_CONFIG, Budget, BudgetExhausted, ValidatorConfig
+from resolver.dnssec.config import (DEFAULT_CONFIG, Budget, BudgetExhausted, BudgetName,
+                                    ValidatorConfig)
 from resolver.dnssec.result import DenialResult, Verdict
 from resolver.dnssec.typemap import (DS, NS, SOA, blocks_below, closer_name, has_type,
                                      nodata_problem, wildcard_of, wildcard_parent)
@@ -64,8 +65,9 @@ class _Undecided(ResolverError):
         self.result = result
 
 
-def _bogus(reason: str, ede: EDE = EDE.NSEC_MISSING, kind: str = KIND) -> _Undecided:
-    return _Undecided(DenialResult(Verdict.BOGUS, kind, ede, reason))
+def _bogus(reason: str, ede: EDE = EDE.NSEC_MISSING, kind: str = KIND,
+           budget: BudgetName | None = None) -> _Undecided:
+    return _Undecided(DenialResult(Verdict.BOGUS, kind, ede, reason, budget=budget))
 
 
 class _Proof:
@@ -96,7 +98,8 @@ class _Proof:
             raise _bogus("no usable NSEC3 record")
         if len(self.records) > limits.max_nsec3_per_proof:
             raise _bogus(f"validation budget exhausted: more than {limits.max_nsec3_per_proof} "
-                         "NSEC3 records in one proof", EDE.DNSSEC_BOGUS)
+                         "NSEC3 records in one proof", EDE.DNSSEC_BOGUS,
+                         budget=BudgetName.NSEC3_RECORDS)
         self.zone, self.salt, self.iterations = params
         if self.iterations > limits.nsec3_max_iterations:
             raise _Undecided(DenialResult(
@@ -169,7 +172,7 @@ def _run(prove, rrsets, config: ValidatorConfig | None, budget: Budget | None) -
     except _Undecided as exc:
         return exc.result
     except BudgetExhausted as exc:
-        return DenialResult(Verdict.BOGUS, KIND, EDE.DNSSEC_BOGUS, str(exc))
+        return DenialResult(Verdict.BOGUS, KIND, EDE.DNSSEC_BOGUS, str(exc), budget=exc.budget)
 
 
 def prove_nxdomain(qname: dns.name.Name, rrsets: Iterable[dns.rrset.RRset], *,

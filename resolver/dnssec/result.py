@@ -9,6 +9,7 @@ import dns.name
 import dns.rdata
 import dns.rrset
 
+from resolver.dnssec.config import BudgetName
 from resolver.ede import EDE
 from resolver.errors import ResolverError
 
@@ -49,6 +50,7 @@ class ValidationResult:
     rrsig: dns.rdata.Rdata | None = None
     ttl: int | None = None
     ds: dns.rdata.Rdata | None = None
+    budget: BudgetName | None = None  # the work budget a Bogus verdict ran out of
 
     @property
     def secure(self) -> bool:
@@ -68,6 +70,7 @@ class DenialResult:
     ede: EDE | None = None
     reason: str = ""
     closest_encloser: dns.name.Name | None = None
+    budget: BudgetName | None = None  # the work budget a Bogus verdict ran out of
 
     @property
     def secure(self) -> bool:
@@ -108,9 +111,10 @@ class Answer:
 
 
 class ResolutionFailed(ResolverError):
-    """The query cannot be answered: SERVFAIL with this EDE and reason (RFC 8914), and the
-    proof gathered so far for the log."""
+    """The query cannot be answered: SERVFAIL with this EDE and reason (RFC 8914), the proof
+    gathered so far for the log, and the work budget it ran out of, if that is why."""
 
-    def __init__(self, ede: EDE, reason: str, proof: Proof | None = None) -> None:
+    def __init__(self, ede: EDE, reason: str, proof: Proof | None = None,
+                 budget: BudgetName | None = None) -> None:
         super().__init__(reason)
-        self.ede, self.reason, self.proof = ede, reason, proof
+        self.ede, self.reason, self.proof, self.budget = ede, reason, proof, budget

@@ -15,7 +15,8 @@ import dns.rdatatype
 import dns.rrset
 
 from resolver import _fastverify as fv
-from resolver.dnssec.config import DEFAULT_CONFIG, Budget, BudgetExhausted, ValidatorConfig
+from resolver.dnssec.config import (DEFAULT_CONFIG, Budget, BudgetExhausted, BudgetName,
+                                    ValidatorConfig)
 from resolver.dnssec.result import KeyInfo, ValidationResult, Verdict
 from resolver.ede import EDE
 
@@ -73,7 +74,8 @@ def check_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
             max_checks, limits.max_keys_per_tag, config.allow_sha1, VERIFIED)
     except (BudgetExhausted, fv.MalformedData) as exc:
         return ValidationResult(Verdict.BOGUS, EDE.DNSSEC_BOGUS,
-                                f"{describe(rrset.name, rrset.rdtype)}: {exc}"), None
+                                f"{describe(rrset.name, rrset.rdtype)}: {exc}",
+                                budget=getattr(exc, "budget", None)), None
     info = None if key is None else key.info
     if key is not None and (info is None or info.owner is not key_owner):
         # Results share the key's KeyInfo for as long as its owner is the same Name object.
@@ -82,7 +84,8 @@ def check_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
         return ValidationResult(_VERDICT_SECURE, None, "", info, rrsig, ttl), key
     verdict = Verdict.INSECURE if outcome == fv.NO_SUPPORTED_KEY else Verdict.BOGUS
     return ValidationResult(verdict, EDE(ede), f"{describe(rrset.name, rrset.rdtype)}: {reason}",
-                            info, rrsig), None
+                            info, rrsig, budget=BudgetName.SIG_CHECKS_PER_RRSET
+                            if outcome == fv.RRSET_BUDGET else None), None
 
 
 def validate_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,

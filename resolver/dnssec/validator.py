@@ -21,7 +21,7 @@ import dns.rrset
 
 from resolver._fastverify import label_count
 from resolver.dnssec import denial
-from resolver.dnssec.config import Budget, ValidatorConfig
+from resolver.dnssec.config import Budget, BudgetName, ValidatorConfig
 from resolver.dnssec.result import Answer, Proof, ResolutionFailed, ValidationResult, Verdict
 from resolver.dnssec.sigcrypt import authenticate_dnskeys, validate_rrset
 from resolver.dnssec.zone import Zone
@@ -78,6 +78,7 @@ class Delegation:
     ede: EDE | None = None
     reason: str = ""
     note: str = ""
+    budget: BudgetName | None = None
 
 
 class Validator:
@@ -138,7 +139,8 @@ class Validator:
             result = validate_rrset(ds, sigs_of(where, name, DS), parent.keys, now=self.now(),
                                     budget=budget, config=self.config)
             if not result.secure:
-                return Delegation(Verdict.BOGUS, None, result.ede, f"DS of {name}: {result.reason}")
+                return Delegation(Verdict.BOGUS, None, result.ede, f"DS of {name}: {result.reason}",
+                                  budget=result.budget)
             return Delegation(Verdict.SECURE, ds, note=f"ds {name} " + " ".join(
                 f"{rd.key_tag}/{rd.algorithm}/{rd.digest_type}" for rd in ds))
         proof_rrsets = self.denial_rrsets(reply, parent.name)
@@ -150,7 +152,7 @@ class Validator:
             # referral or a signer name claimed: Bogus, and no cut is learned.
             raise ResolutionFailed(EDE.DNSSEC_BOGUS if proof_rrsets else EDE.NSEC_MISSING,
                                    f"zone {parent.name}: no delegation to {name} is proven: "
-                                   f"{proof.reason}")
+                                   f"{proof.reason}", budget=proof.budget)
         return Delegation(Verdict.INSECURE, note=f"no-ds {name} {proof.kind}")
 
     def dnskeys(self, name: dns.name.Name, trust: dns.rrset.RRset, reply: dns.message.Message,
@@ -174,7 +176,7 @@ class Validator:
         proof = Proof(zone.name, notes=[note for z in chain for note in z.proof],
                       zones=[str(z.name) for z in chain])
         if zone.security is Verdict.BOGUS:
-            raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason, proof)
+            raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason, proof, zone.budget)
         secure = zone.security is Verdict.SECURE
         if kind == "answer":
             answer = self.positive(zone, name, qtype, reply, proof, secure, budget)
@@ -221,7 +223,8 @@ class Validator:
                                         budget=budget, config=self.config)
                 if not result.secure:
                     raise ResolutionFailed(result.ede or EDE.DNSSEC_BOGUS,
-                                           f"zone {zone.name}: {result.reason}", proof)
+                                           f"zone {zone.name}: {result.reason}", proof,
+                                           result.budget)
                 ttl = min(ttl, result.ttl)
                 sig = result.rrsig
                 proof.signatures.append((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype),
@@ -236,7 +239,7 @@ class Validator:
                     if expansion.verdict is Verdict.BOGUS:
                         raise ResolutionFailed(expansion.ede or EDE.DNSSEC_BOGUS,
                                                f"wildcard answer for {rrset.name}: "
-                                               f"{expansion.reason}", proof)
+                                               f"{expansion.reason}", proof, expansion.budget)
                     verdict = weaker(verdict, expansion.verdict)
                     proof.denial = expansion.kind
                     for nsec in nsecs:
@@ -288,7 +291,7 @@ class Validator:
             result = denial.prove_nodata(name, qtype, nsecs, config=self.config, budget=budget)
         if result.verdict is Verdict.BOGUS:
             raise ResolutionFailed(result.ede or EDE.DNSSEC_BOGUS,
-                                   f"zone {zone.name}: {result.reason}", proof)
+                                   f"zone {zone.name}: {result.reason}", proof, result.budget)
         proof.denial = result.kind
         for rrset in checked:
             authority += [rrset] if rrset is not soa else []
@@ -312,7 +315,8 @@ class Validator:
             self.config.limits.max_nsec3_per_proof
         if count > limit:
             raise ResolutionFailed(EDE.DNSSEC_BOGUS, f"validation budget exhausted: {count} "
-                                   f"NSEC3 records in one answer, more than {limit} per proof")
+                                   f"NSEC3 records in one answer, more than {limit} per proof",
+                                   budget=BudgetName.NSEC3_RECORDS)
         return rrsets
 
     def check_signatures(self, rrsets: list[dns.rrset.RRset], reply: dns.message.Message,
@@ -327,7 +331,8 @@ class Validator:
                                     config=self.config)
             if not result.secure:
                 raise ResolutionFailed(result.ede or EDE.DNSSEC_BOGUS,
-                                       f"zone {zone.name}: {result.reason}")
+                                       f"zone {zone.name}: {result.reason}",
+                                       budget=result.budget)
             sig = result.rrsig
             evidence.append((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype),
                              str(sig.signer), sig.key_tag, int(sig.algorithm), sig.inception,

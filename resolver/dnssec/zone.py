@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 import dns.name
 import dns.rrset
 
+from resolver.dnssec.config import BudgetName
 from resolver.dnssec.result import Verdict
 from resolver.ede import EDE
 
@@ -62,6 +63,7 @@ class Zone:
     keys: dns.rrset.RRset | None = None
     ede: EDE | None = None
     reason: str = ""
+    budget: BudgetName | None = None  # the work budget a BOGUS verdict ran out of
     recursive: bool = False
     expires: float = float("inf")
     proof: list[str] = field(default_factory=list)  # how its security was established
