@@ -5,7 +5,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=cythonize(
         [
-            Extension("resolver._fastverify", ["resolver/_fastverify.pyx"]),
+            Extension("resolver.dnssec._fastverify", ["resolver/dnssec/_fastverify.pyx"]),
             Extension("resolver._fastcache", ["resolver/_fastcache.pyx"]),
             Extension("resolver._fastlog", ["resolver/_fastlog.pyx"]),
             Extension("resolver.admission", ["resolver/admission.pyx"]),

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from dns.dnssectypes import Algorithm
 
-from resolver import _fastverify as fv
+from resolver.dnssec import _fastverify as fv
 from resolver.dnssec import validate_rrset
 from resolver.dnssec import sigcrypt
 from resolver.dnssec.sigcrypt import KEY_CACHE

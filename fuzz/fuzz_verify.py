@@ -12,7 +12,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["dns", "resolver"]):
-    from resolver import _fastverify as fv
+    from resolver.dnssec import _fastverify as fv
 
 TYPES = (1, 2, 5, 6, 12, 15, 17, 18, 21, 24, 26, 30, 33, 35, 36, 38, 39, 46, 47, 48, 50)
 ALGORITHMS = (1, 5, 7, 8, 10, 13, 14, 15, 16, 200)

@@ -35,7 +35,7 @@ import dns.rrset
 import yaml
 
 from resolver import __version__, status
-from resolver.anchors import (ROOT_HINTS, RootHint, TrustAnchorError, builtin_trust_anchors,
+from resolver.dnssec.anchors import (ROOT_HINTS, RootHint, TrustAnchorError, builtin_trust_anchors,
                               load_trust_anchor_file, parse_trust_anchors)
 from resolver.dnssec.config import Limits, ValidatorConfig
 from resolver.errors import ResolverError

@@ -10,7 +10,7 @@ import dns.rdatatype
 import dns.rrset
 
 from resolver import preflight, status
-from resolver.anchors import ROOT_HINTS, builtin_trust_anchors
+from resolver.dnssec.anchors import ROOT_HINTS, builtin_trust_anchors
 from resolver.config import Config, ConfigError, Service, load_config, open_default_service
 from resolver.dnssec import dnskey_tag
 from resolver.outgoing import default_prefixes

@@ -1,4 +1,4 @@
-"""Built-in root hints and trust anchors, and trust-anchor parsing (resolver.anchors)."""
+"""Built-in root hints and trust anchors, and trust-anchor parsing (resolver.dnssec.anchors)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import dns.rdata
 import dns.rdatatype
 import pytest
 
-from resolver.anchors import (DEFAULT_ANCHOR_TTL, ROOT_HINTS, ROOT_TRUST_ANCHORS, TrustAnchorError,
+from resolver.dnssec.anchors import (DEFAULT_ANCHOR_TTL, ROOT_HINTS, ROOT_TRUST_ANCHORS, TrustAnchorError,
                               builtin_trust_anchors, load_trust_anchor_file, parse_trust_anchors)
 from resolver.dnssec import Verdict, authenticate_dnskeys
 from tests.testtree import NOW, ZONES_DIR, zonedata

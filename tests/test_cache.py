@@ -8,7 +8,7 @@ import dns.rcode
 import dns.rrset
 
 from resolver import cache as cache_module
-from resolver._fastverify import name_wire
+from resolver.dnssec._fastverify import name_wire
 from resolver.cache import Answer, Cache, Proof
 from resolver.dnssec import Verdict
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from resolver import configcheck
-from resolver.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, builtin_trust_anchors
+from resolver.dnssec.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, builtin_trust_anchors
 from resolver.config import (AllowRule, Budgets, CacheConfig, Config, ConfigError, Endpoint,
                              Forward, ResolverLimits, RootHint, Service, Timeouts, default_config,
                              load_config, open_default_service, parse_config, parse_endpoint,

@@ -8,7 +8,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from resolver import _fastverify as fv
+from resolver.dnssec import _fastverify as fv
 
 NAMES = ["example.", "WWW.Example.COM.", ".", "a\\.b.EXAMPLE.", "\\000.x.", "*.Wild.Test."]
 

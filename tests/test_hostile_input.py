@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from fuzz import mutate, tree
-from resolver import _fastverify as fv
+from resolver.dnssec import _fastverify as fv
 from resolver._fastcache import WireCache, parse_query
 from resolver.dnssec import (Budget, Limits, ValidatorConfig, Verdict, authenticate_dnskeys,
                              denial, validate_rrset)
@@ -115,7 +115,7 @@ def test_wire_cache_store_and_answer_never_raise(data):
             or stored
 
 
-# --- the compiled verification core (resolver/_fastverify.pyx) -----------------------------------
+# --- the compiled verification core (resolver/dnssec/_fastverify.pyx) -----------------------------------
 
 def _tree_rdatas():
     out = []

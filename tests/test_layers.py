@@ -19,10 +19,9 @@ PACKAGE = ROOT / "resolver"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("resolver", "resolver.ede", "resolver.errors", "resolver.status",
                     "resolver.wire")),
-    ("compiled cores and upstream I/O", ("resolver._fastverify", "resolver._fastlog",
-                                         "resolver.admission", "resolver.transport",
-                                         "resolver.outgoing")),
-    ("dnssec", ("resolver.dnssec", "resolver.dnssec.*", "resolver.anchors")),
+    ("compiled cores and upstream I/O", ("resolver._fastlog", "resolver.admission",
+                                         "resolver.transport", "resolver.outgoing")),
+    ("dnssec", ("resolver.dnssec", "resolver.dnssec.*")),
     ("forensic", ("resolver.forensic", "resolver.verifylog")),
     ("config", ("resolver.config",)),
     ("resolve", ("resolver.cache", "resolver._fastcache", "resolver.iterator")),
@@ -165,11 +164,9 @@ def test_an_upward_cython_import_fails():
             "cimport resolver.server as s\n")
     imported = cython_imports(text)
     assert imported == ["resolver.admission", "resolver.iterator", "resolver.server"]
-    assert upward("resolver._fastverify", imported) == [
-        "resolver._fastverify (compiled cores and upstream I/O) imports resolver.iterator "
-        "(resolve), a layer above",
-        "resolver._fastverify (compiled cores and upstream I/O) imports resolver.server "
-        "(frontend), a layer above"]
+    assert upward("resolver.dnssec._fastverify", imported) == [
+        "resolver.dnssec._fastverify (dnssec) imports resolver.iterator (resolve), a layer above",
+        "resolver.dnssec._fastverify (dnssec) imports resolver.server (frontend), a layer above"]
     assert upward("resolver.server", imported) == []
 
 

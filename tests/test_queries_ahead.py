@@ -17,7 +17,7 @@ import dns.rdatatype
 import pytest
 
 from resolver import transport
-from resolver.anchors import parse_trust_anchors
+from resolver.dnssec.anchors import parse_trust_anchors
 from resolver.cache import Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE

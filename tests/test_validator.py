@@ -10,7 +10,7 @@ import dns.rdata
 import dns.rrset
 import pytest
 
-from resolver import _fastverify as fv
+from resolver.dnssec import _fastverify as fv
 from resolver.dnssec import (EDE, Budget, BudgetName, Limits, ValidatorConfig, Verdict,
                              authenticate_dnskeys, validate_rrset)
 from resolver.dnssec import sigcrypt

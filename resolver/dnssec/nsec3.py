@@ -11,7 +11,7 @@ import dns.rdata
 import dns.rdatatype
 import dns.rrset
 
-from resolver import _fastverify as fv
+from resolver.dnssec import _fastverify as fv
 from resolver.dnssec.config import (DEFAULT_CONFIG, Budget, BudgetExhausted, BudgetName,
                                     ValidatorConfig)
 from resolver.dnssec.result import DenialResult, Verdict

@@ -14,7 +14,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from resolver import _fastverify as fv
+from resolver.dnssec import _fastverify as fv
 from resolver.dnssec.config import (DEFAULT_CONFIG, Budget, BudgetExhausted, BudgetName,
                                     ValidatorConfig)
 from resolver.dnssec.result import KeyInfo, ValidationResult, Verdict

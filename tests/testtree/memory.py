@@ -19,7 +19,7 @@ import dns.message
 import dns.name
 
 from resolver import transport
-from resolver.anchors import parse_trust_anchors
+from resolver.dnssec.anchors import parse_trust_anchors
 from resolver.iterator import Settings
 from tests.testtree import NOW, authority, zonedata
 
