@@ -7,7 +7,7 @@ setup(
         [
             Extension("resolver.dnssec._fastverify", ["resolver/dnssec/_fastverify.pyx"]),
             Extension("resolver._fastcache", ["resolver/_fastcache.pyx"]),
-            Extension("resolver._fastlog", ["resolver/_fastlog.pyx"]),
+            Extension("resolver.forensic._fastlog", ["resolver/forensic/_fastlog.pyx"]),
             Extension("resolver.admission", ["resolver/admission.pyx"]),
             Extension("resolver._fastpath", ["resolver/_fastpath.pyx"]),
         ],

@@ -73,8 +73,8 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def verify_log(args: argparse.Namespace) -> int:
-    from resolver import verifylog
-    return verifylog.run(args.files, args.hmac_key_file)
+    from resolver.forensic import verify
+    return verify.run(args.files, args.hmac_key_file)
 
 
 def build_parser() -> argparse.ArgumentParser:

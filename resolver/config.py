@@ -42,7 +42,7 @@ from resolver.errors import ResolverError
 from resolver.outgoing import default_prefixes
 
 if TYPE_CHECKING:
-    from resolver.forensic import LogConfig
+    from resolver.forensic.log import LogConfig
 
 __all__ = [
     "AllowRule", "Budgets", "CacheConfig", "Config", "ConfigError", "DnstapConfig", "Endpoint",
@@ -336,7 +336,7 @@ _BUDGET_BOUNDS = {
     "distinct_names_per_minute": (1, 1_000_000),
 }
 _MAX_QUERY_RATE = 1_000_000.0
-#: The forensic log's keys (resolver.forensic.LogConfig's fields) and their bounds.
+#: The forensic log's keys (resolver.forensic.log.LogConfig's fields) and their bounds.
 _LOG_KEYS = ("path", "fsync_interval_ms", "max_bytes", "max_age_s", "keep", "hmac_key_file",
              "queue_size", "enabled")
 _LOG_BOUNDS = {
@@ -901,9 +901,9 @@ def _merge_forwards(top_level: tuple[Forward, ...], services: tuple[Service, ...
 
 
 def _log_config(data: dict[str, Any], base_dir: str | None = None) -> LogConfig:
-    """A ``resolver.forensic.LogConfig`` from the ``log`` mapping, imported late so that
+    """A ``resolver.forensic.log.LogConfig`` from the ``log`` mapping, imported late so that
     reading a configuration does not load the log writer."""
-    from resolver.forensic import LogConfig
+    from resolver.forensic.log import LogConfig
     values: dict[str, Any] = _ints(data, "log", tuple(_LOG_BOUNDS), _LOG_BOUNDS)
     if 0 < values.get("max_bytes", 0) < _LOG_MIN_BYTES:
         raise ConfigError("log.max_bytes", f"{values['max_bytes']}: must be 0 (never rotate by "

@@ -32,9 +32,9 @@ from resolver.admission import Admission
 from resolver.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
-from resolver._fastlog import HitTemplate, rfc3339
+from resolver.forensic._fastlog import HitTemplate, rfc3339
 from resolver._fastpath import HitPath, UdpListener
-from resolver.forensic import ForensicLogError, hit_template
+from resolver.forensic.log import ForensicLogError, hit_template
 from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
 from resolver.wire import EDNS_PAYLOAD, MAX_TCP, MIN_UDP, NOT_SERVED, udp_limit
 

@@ -20,7 +20,7 @@ from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, for_worker, l
                              open_default_service, replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
 from resolver.dnstap import Dnstap, DnstapCollector
-from resolver.forensic import ForensicLog, ForensicLogError
+from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.iterator import Iterator, Settings
 from resolver.metrics import Health, HttpEndpoint, Metrics
 from resolver.policy import Policy

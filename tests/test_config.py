@@ -21,7 +21,7 @@ from resolver.config import (AllowRule, Budgets, CacheConfig, Config, ConfigErro
                              load_config, open_default_service, parse_config, parse_endpoint,
                              parse_time, replace_listen)
 from resolver.dnssec import Limits, ValidatorConfig
-from resolver.forensic import LogConfig
+from resolver.forensic.log import LogConfig
 from tests.testtree import ZONES_DIR
 
 NOW = 1780272000  # 2026-06-01T00:00:00Z

@@ -19,10 +19,10 @@ PACKAGE = ROOT / "resolver"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("resolver", "resolver.ede", "resolver.errors", "resolver.status",
                     "resolver.wire")),
-    ("compiled cores and upstream I/O", ("resolver._fastlog", "resolver.admission",
-                                         "resolver.transport", "resolver.outgoing")),
+    ("compiled cores and upstream I/O", ("resolver.admission", "resolver.transport",
+                                         "resolver.outgoing")),
     ("dnssec", ("resolver.dnssec", "resolver.dnssec.*")),
-    ("forensic", ("resolver.forensic", "resolver.verifylog")),
+    ("forensic", ("resolver.forensic", "resolver.forensic.*")),
     ("config", ("resolver.config",)),
     ("resolve", ("resolver.cache", "resolver._fastcache", "resolver.iterator")),
     ("frontend", ("resolver._fastpath", "resolver.policy", "resolver.server")),

@@ -162,13 +162,13 @@ STAGES = {  # stage: how to install its fault; the reply it must get is SERVFAIL
     "iterator": lambda m, f: m.setattr(Iterator, "chase", f),
     "transport": lambda m, f: m.setattr(transport, "_wire", f),  # a bug, not a network error
     "validator": lambda m, f: _patch_everywhere(m, "validate_rrset", f),
-    "log encoder": lambda m, f: m.setattr(resolver.forensic, "seal", _once(f)),
+    "log encoder": lambda m, f: m.setattr(resolver.forensic.log, "seal", _once(f)),
 }
 
 
 def _once(fault):
     """A fault that fires on the first call only, then the real function."""
-    real = resolver.forensic.seal
+    real = resolver.forensic.log.seal
 
     def seal(*args, **kwargs):
         if not fault.hits:
@@ -268,7 +268,7 @@ def test_send_and_encoder_failures_send_nothing_unlogged(tree, tmp_path, monkeyp
                             "the refused send counted")
             encoder = Fault()
             with monkeypatch.context() as m:
-                m.setattr(resolver.forensic, "seal", encoder)
+                m.setattr(resolver.forensic.log, "seal", encoder)
                 await client_send(f"encoder.{ZONE}")
                 await until(lambda: sidecar.count(metrics.dropped, "internal_error") == 1,
                             "the unsealed reply counted")

@@ -35,7 +35,7 @@ NOBODY = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else None
 # then dropping to the UID in argv[1] (0: stay).
 RUN = r"""
 import os, sys
-import resolver.cli, resolver.configcheck, resolver.checkzone, resolver.verifylog
+import resolver.cli, resolver.configcheck, resolver.checkzone, resolver.forensic.verify
 import resolver.preflight, resolver.service, uvloop
 uid = int(sys.argv[1])
 if uid:

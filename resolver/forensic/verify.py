@@ -7,7 +7,7 @@ key for ``mac: hmac-sha256``; such a log cannot be checked without the key), who
 the hash of the record before it and whose ``seq`` is one more, across files. A first record with
 ``seq`` 0 must have the genesis ``prev``; a later first record's ``prev`` is taken as given (the
 files before it were not given or were rotated away). The record format is in README (byte by
-byte, as other tools can check it) and ``resolver.forensic``.
+byte, as other tools can check it) and ``resolver.forensic.log``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import BinaryIO
 import orjson
 
 from resolver import status
-from resolver.forensic import (GENESIS, NEEDS_KEY, ForensicLogError, UnreadableKey, check_line,
+from resolver.forensic.log import (GENESIS, NEEDS_KEY, ForensicLogError, UnreadableKey, check_line,
                                hasher, load_hmac_key)
 
 __all__ = ["Problem", "Report", "main", "run", "verify"]
@@ -196,7 +196,7 @@ def run(paths: list[str], hmac_key_file: str | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m resolver.verifylog FILE... [--hmac-key-file F]``."""
+    """``python -m resolver.forensic.verify FILE... [--hmac-key-file F]``."""
     parser = argparse.ArgumentParser(prog="verify-log", description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", metavar="FILE", help="log files, oldest first")
     parser.add_argument("--hmac-key-file", help="the log's HMAC key file")

@@ -1,6 +1,6 @@
 """The forensic lookup log (issue #4): exactly one JSON Lines record per reply to a client,
-hash-chained so that a changed, removed or reordered record is detected (``resolver.verifylog``),
-written off the event loop, never dropped.
+hash-chained so that a changed, removed or reordered record is detected
+(``resolver.forensic.verify``), written off the event loop, never dropped.
 
 Record fields, as the server fills them (kept as given; the log only adds the chain fields):
 
@@ -61,9 +61,9 @@ from typing import Any
 
 import orjson
 
-from resolver._fastlog import (DRAIN_ERROR, DRAIN_ROOM, GENESIS, HOLES, MAC_HMAC, MAC_SHA256,
-                               SLOTS, Chain, Codebook, Digest, HitTemplate)
 from resolver.errors import ResolverError
+from resolver.forensic._fastlog import (DRAIN_ERROR, DRAIN_ROOM, GENESIS, HOLES, MAC_HMAC,
+                                        MAC_SHA256, SLOTS, Chain, Codebook, Digest, HitTemplate)
 
 __all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
            "UnreadableKey", "canonical", "check_line", "continuation", "hasher", "hit_template",
@@ -190,7 +190,7 @@ def seal(record: dict, seq: int, prev: str, key: bytes | None,
 def hit_template(record: dict, flags: tuple[bytes, bytes],
                  codebook: Codebook | None = None) -> HitTemplate:
     """The record of a cache hit on the answer ``record`` logs, for the compiled hit path
-    (resolver._fastlog, issue #5): its canonical encoding cut around the per-query fields
+    (resolver.forensic._fastlog, issue #5): its canonical encoding cut around the per-query fields
     (``HOLES``) and the chain's (mac, prev, seq, and where hash goes), so that a hit only fills
     them in. ``flags``: the query flags' JSON with RD clear and set; with a ``codebook`` the
     text is kept compressed while not in use."""
