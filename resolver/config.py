@@ -232,7 +232,7 @@ DNSTAP_FILE = "file"
 @dataclass(frozen=True, slots=True)
 class DnstapConfig:
     """The ``dnstap`` key: copies of the DNS messages, in the dnstap format, for existing DNS
-    analysis tools (``resolver.dnstap``). ``path`` is given as ``/run/dnstap.sock`` or
+    analysis tools (``resolver.ops.dnstap``). ``path`` is given as ``/run/dnstap.sock`` or
     ``unix:/run/dnstap.sock`` (a collector's socket) or ``file:/var/log/dns.tap``; stored here
     without the prefix, which goes to ``mode``."""
 

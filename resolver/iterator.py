@@ -163,7 +163,7 @@ class Iterator:
                       "not_queried": 0}
         self.on_rtt = None  # called with each upstream round trip in seconds
         self.on_event = None  # called with DNSSEC health events: "key_rollover", "nta_used"
-        self.tap = None  # resolver.dnstap.Dnstap: told of each upstream query and reply
+        self.tap = None  # resolver.ops.dnstap.Dnstap: told of each upstream query and reply
 
     # --- time, budgets, zones -------------------------------------------------------------
 

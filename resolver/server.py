@@ -189,7 +189,7 @@ DNSSEC_EDE = frozenset(range(1, 13)) | {25, 27}
 class Frontend:
     """Everything between a client's bytes and the reply: request checks, the client's service
     and its policy, resolution, the answer, and one forensic record per query, written (or
-    queued, with back-pressure) before the reply leaves. A ``tap`` (resolver.dnstap.Dnstap)
+    queued, with back-pressure) before the reply leaves. A ``tap`` (resolver.ops.dnstap.Dnstap)
     is given each query as received and each reply as it leaves."""
 
     def __init__(self, resolver: Resolver, policy=None, forensic=None, metrics=None,

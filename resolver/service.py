@@ -19,10 +19,10 @@ from resolver.admission import Admission
 from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, for_worker, load_config,
                              open_default_service, replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
-from resolver.dnstap import Dnstap, DnstapCollector
+from resolver.ops.dnstap import Dnstap, DnstapCollector
 from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.iterator import Iterator, Settings
-from resolver.metrics import Health, HttpEndpoint, Metrics
+from resolver.ops.metrics import Health, HttpEndpoint, Metrics
 from resolver.policy import Policy
 from resolver.preflight import bind_failure
 from resolver.server import Frontend, Resolver, Server

@@ -34,7 +34,7 @@ from resolver.config import ConfigError, parse_config
 from resolver.configcheck import summary
 from resolver.ede import EDE
 from resolver.iterator import Infra, Iterator, ResolutionFailed, Settings
-from resolver.metrics import OTHER_QTYPE, QTYPE_LABELS, Metrics
+from resolver.ops.metrics import OTHER_QTYPE, QTYPE_LABELS, Metrics
 from resolver.outgoing import DEFAULT_DO_NOT_QUERY, DoNotQuery, default_prefixes
 from tests.test_client_faults import Sidecar, sidecar_config, udp
 from tests.test_queries_ahead import _resolve

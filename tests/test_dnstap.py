@@ -33,16 +33,16 @@ import dns.rcode
 import pytest
 
 from resolver.config import ConfigError, DnstapConfig, parse_config
-from resolver.dnstap import (CLIENT_QUERY, CLIENT_RESPONSE, CONTENT_TYPE, FORWARDER_QUERY,
-                             FORWARDER_RESPONSE, RESOLVER_QUERY, RESOLVER_RESPONSE, Dnstap,
-                             DnstapCollector, encode_dnstap, encode_message)
+from resolver.ops.dnstap import (CLIENT_QUERY, CLIENT_RESPONSE, CONTENT_TYPE, FORWARDER_QUERY,
+                                 FORWARDER_RESPONSE, RESOLVER_QUERY, RESOLVER_RESPONSE, Dnstap,
+                                 DnstapCollector, encode_dnstap, encode_message)
 from tests.testtree import authority, zonedata
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 RESOLVER = "127.0.0.13"
 FAST = (0.02, 0.2)  # reconnect backoff for tests
 
-# Frame Streams, from the protocol description (not from resolver.dnstap).
+# Frame Streams, from the protocol description (not from resolver.ops.dnstap).
 ACCEPT, START, STOP, READY, FINISH = 1, 2, 3, 4, 5
 NAMES = {ACCEPT: "ACCEPT", START: "START", STOP: "STOP", READY: "READY", FINISH: "FINISH"}
 

@@ -44,7 +44,7 @@ from resolver.dnssec import _fastverify as fv
 from resolver._fastcache import WireCache, parse_query
 from resolver.dnssec import (Budget, Limits, ValidatorConfig, Verdict, authenticate_dnskeys,
                              denial, validate_rrset)
-from resolver.metrics import Metrics
+from resolver.ops.metrics import Metrics
 from resolver.server import header_only
 from tests.testtree import NOW, authority, zonedata
 

@@ -532,7 +532,7 @@ def test_scripts_are_posix_sh(script):
 
 # --- the Grafana dashboard ------------------------------------------------------------------
 
-#: The metric families the resolver exports (resolver/metrics.py), without the prefix.
+#: The metric families the resolver exports (resolver/ops/metrics.py), without the prefix.
 METRICS = {
     "queries_total": {"service", "qtype", "rcode"},
     "validation_total": {"verdict", "reason"},

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("config", ("resolver.config",)),
     ("resolve", ("resolver.cache", "resolver._fastcache", "resolver.iterator")),
     ("frontend", ("resolver._fastpath", "resolver.policy", "resolver.server")),
-    ("ops", ("resolver.metrics", "resolver.dnstap")),
+    ("ops", ("resolver.ops", "resolver.ops.*")),
     ("application", ("resolver.service", "resolver.preflight", "resolver.checkzone",
                      "resolver.configcheck", "resolver.cli")),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from resolver.metrics import Metrics
+from resolver.ops.metrics import Metrics
 
 
 def scrape(metrics: Metrics) -> list[str]:
