@@ -6,7 +6,7 @@ setup(
     ext_modules=cythonize(
         [
             Extension("resolver.dnssec._fastverify", ["resolver/dnssec/_fastverify.pyx"]),
-            Extension("resolver._fastcache", ["resolver/_fastcache.pyx"]),
+            Extension("resolver.resolve._fastcache", ["resolver/resolve/_fastcache.pyx"]),
             Extension("resolver.forensic._fastlog", ["resolver/forensic/_fastlog.pyx"]),
             Extension("resolver.admission", ["resolver/admission.pyx"]),
             Extension("resolver._fastpath", ["resolver/_fastpath.pyx"]),

@@ -1,6 +1,6 @@
-"""Cache hit path on raw bytes: resolver._fastcache.WireCache answer (hit and miss) and store
-rates, against dnspython parsing and rendering the same response (``dns.message.from_wire`` then
-``to_wire``: what the slow path costs per answer at the least) and against the floor of a bare
+"""Cache hit path on raw bytes: resolver.resolve._fastcache.WireCache answer (hit and miss)
+and store rates, against dnspython parsing and rendering the same response
+(``dns.message.from_wire`` then ``to_wire``: what the slow path costs per answer at the least) and against the floor of a bare
 responder that only patches the ID of stored bytes (``query[:2] + stored[2:]``).
 
 Each operation runs over a batch of 1,000 distinct names (0x20-mixed case, random IDs, TTLs
@@ -26,7 +26,7 @@ import dns.rcode
 import dns.rrset
 import dns.version
 
-from resolver import _fastcache as fc
+from resolver.resolve import _fastcache as fc
 
 NOW = 1780272000.0
 SIG = ("Kx3oKc2mzbfPgdn5w5gTXe5Ml2hQpTX9wpE4qtWwE0EMVPZbbdWVnm8Gcv5pRSJ6Iea0YujB4rLIgQPQWUSjgw==")

@@ -16,7 +16,7 @@ with atheris.instrument_imports(include=["dns", "resolver"]):
     import dns.message
     import dns.rcode
 
-    from resolver._fastcache import WireCache, parse_query
+    from resolver.resolve._fastcache import WireCache, parse_query
     from resolver.server import header_only
 
 from fuzz.tree import frontend

@@ -14,7 +14,7 @@ import dns.message
 import dns.name
 import yaml
 
-from resolver import transport
+from resolver.resolve import transport
 from resolver.config import parse_config
 from resolver.server import Frontend
 from resolver.service import build

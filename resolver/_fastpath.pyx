@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Compiled cache-hit path of the server (issue #5): a repeated question of a service answered
-from the bytes sent before (resolver._fastcache), its forensic record sealed into the log's
+from the bytes sent before (resolver.resolve._fastcache), its forensic record sealed into the log's
 chain (resolver.forensic._fastlog) and counted (:class:`Tally`), with no Python frame between a
 datagram and its reply; UDP datagrams are read and answered in batches (:class:`UdpListener`).
 Anything it cannot answer exactly goes to the full path (resolver.server.Frontend.handle).

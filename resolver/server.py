@@ -27,15 +27,15 @@ import dns.rdataclass
 import dns.rdatatype
 import orjson
 
-from resolver._fastcache import WireCache
+from resolver.resolve._fastcache import WireCache
 from resolver.admission import Admission
-from resolver.cache import Answer, Cache
+from resolver.resolve.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
 from resolver.forensic._fastlog import HitTemplate, rfc3339
 from resolver._fastpath import HitPath, UdpListener
 from resolver.forensic.log import ForensicLogError, hit_template
-from resolver.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
+from resolver.resolve.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
 from resolver.wire import EDNS_PAYLOAD, MAX_TCP, MIN_UDP, NOT_SERVED, udp_limit
 
 log = logging.getLogger(__name__)

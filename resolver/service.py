@@ -14,14 +14,14 @@ import dns.name
 import dns.rdatatype
 
 from resolver import status
-from resolver.cache import Cache
+from resolver.resolve.cache import Cache
 from resolver.admission import Admission
 from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, for_worker, load_config,
                              open_default_service, replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
 from resolver.ops.dnstap import Dnstap, DnstapCollector
 from resolver.forensic.log import ForensicLog, ForensicLogError
-from resolver.iterator import Iterator, Settings
+from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
 from resolver.policy import Policy
 from resolver.preflight import bind_failure

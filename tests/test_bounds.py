@@ -28,12 +28,12 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from resolver import transport
-from resolver.cache import Cache
+from resolver.resolve import transport
+from resolver.resolve.cache import Cache
 from resolver.config import ConfigError, parse_config
 from resolver.configcheck import summary
 from resolver.ede import EDE
-from resolver.iterator import Infra, Iterator, ResolutionFailed, Settings
+from resolver.resolve.iterator import Infra, Iterator, ResolutionFailed, Settings
 from resolver.ops.metrics import OTHER_QTYPE, QTYPE_LABELS, Metrics
 from resolver.outgoing import DEFAULT_DO_NOT_QUERY, DoNotQuery, default_prefixes
 from tests.test_client_faults import Sidecar, sidecar_config, udp

@@ -7,9 +7,9 @@ import dns.name
 import dns.rcode
 import dns.rrset
 
-from resolver import cache as cache_module
+from resolver.resolve import cache as cache_module
 from resolver.dnssec._fastverify import name_wire
-from resolver.cache import Answer, Cache, Proof
+from resolver.resolve.cache import Answer, Cache, Proof
 from resolver.dnssec import Verdict
 
 NSEC = ("*.wild.example.", 300, "IN", "NSEC", "zz.example. A RRSIG NSEC")

@@ -14,7 +14,7 @@ import dns.rdatatype
 import yaml
 
 from resolver.admission import Admission
-from resolver.cache import Cache
+from resolver.resolve.cache import Cache
 from resolver.config import parse_config
 from resolver.dnssec import Verdict
 from resolver.policy import Policy

@@ -17,11 +17,11 @@ import dns.rrset
 import pytest
 
 from resolver.admission import Admission
-from resolver.cache import Cache
+from resolver.resolve.cache import Cache
 from resolver.dnssec import Verdict
 from resolver.dnssec.chain import MAX_CUT_PROBES
 from resolver.ede import EDE
-from resolver.iterator import Iterator, ResolutionFailed
+from resolver.resolve.iterator import Iterator, ResolutionFailed
 from resolver.server import Frontend, Resolver
 from tests.testtree import authority, memory, zonedata
 

@@ -1,5 +1,5 @@
-"""The compiled cache hit path (resolver._fastcache) against dnspython: responses rendered by
-dnspython, stored, answered for other IDs and other cases, parsed back by dnspython."""
+"""The compiled cache hit path (resolver.resolve._fastcache) against dnspython: responses
+rendered by dnspython, stored, answered for other IDs and other cases, parsed back by dnspython."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from resolver import _fastcache as fc
+from resolver.resolve import _fastcache as fc
 from resolver.wire import NOT_SERVED
 
 NOW = 1780272000.0

@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fuzz import mutate, tree
 from resolver.dnssec import _fastverify as fv
-from resolver._fastcache import WireCache, parse_query
+from resolver.resolve._fastcache import WireCache, parse_query
 from resolver.dnssec import (Budget, Limits, ValidatorConfig, Verdict, authenticate_dnskeys,
                              denial, validate_rrset)
 from resolver.ops.metrics import Metrics
@@ -77,7 +77,7 @@ def _dnspython(wire: bytes) -> dns.message.Message | None:
         return None
 
 
-# --- the compiled hit path (resolver/_fastcache.pyx) ---------------------------------------------
+# --- the compiled hit path (resolver/resolve/_fastcache.pyx) ---------------------------------------------
 
 @FAST
 @given(mutated(tree.seed_queries()))

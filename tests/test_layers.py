@@ -19,12 +19,11 @@ PACKAGE = ROOT / "resolver"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("resolver", "resolver.ede", "resolver.errors", "resolver.status",
                     "resolver.wire")),
-    ("compiled cores and upstream I/O", ("resolver.admission", "resolver.transport",
-                                         "resolver.outgoing")),
+    ("limits", ("resolver.admission", "resolver.outgoing")),
     ("dnssec", ("resolver.dnssec", "resolver.dnssec.*")),
     ("forensic", ("resolver.forensic", "resolver.forensic.*")),
     ("config", ("resolver.config",)),
-    ("resolve", ("resolver.cache", "resolver._fastcache", "resolver.iterator")),
+    ("resolve", ("resolver.resolve", "resolver.resolve.*")),
     ("frontend", ("resolver._fastpath", "resolver.policy", "resolver.server")),
     ("ops", ("resolver.ops", "resolver.ops.*")),
     ("application", ("resolver.service", "resolver.preflight", "resolver.checkzone",
@@ -151,21 +150,22 @@ def test_an_upward_python_import_fails():
     assert upward("resolver.ede", imported) == [
         "resolver.ede (foundation) imports resolver.server (frontend), a layer above"]
     # A relative import is resolved against the importer's package.
-    assert python_imports("resolver.dnssec.nsec", "from ..iterator import Iterator\n") == [
-        "resolver.iterator"]
-    assert upward("resolver.dnssec.nsec", ["resolver.iterator"]) != []
+    assert python_imports("resolver.dnssec.nsec", "from ..resolve.iterator import Iterator\n") == [
+        "resolver.resolve.iterator"]
+    assert upward("resolver.dnssec.nsec", ["resolver.resolve.iterator"]) != []
 
 
 def test_an_upward_cython_import_fails():
     text = ('"""from resolver.server import docstrings are not imports"""\n'
             "from libc.string cimport memcpy\n"
             "from resolver.admission cimport Admission\n"
-            "from resolver.iterator import (Iterator,\n    Settings)\n"
+            "from resolver.resolve.iterator import (Iterator,\n    Settings)\n"
             "cimport resolver.server as s\n")
     imported = cython_imports(text)
-    assert imported == ["resolver.admission", "resolver.iterator", "resolver.server"]
+    assert imported == ["resolver.admission", "resolver.resolve.iterator", "resolver.server"]
     assert upward("resolver.dnssec._fastverify", imported) == [
-        "resolver.dnssec._fastverify (dnssec) imports resolver.iterator (resolve), a layer above",
+        "resolver.dnssec._fastverify (dnssec) imports resolver.resolve.iterator (resolve), a layer "
+        "above",
         "resolver.dnssec._fastverify (dnssec) imports resolver.server (frontend), a layer above"]
     assert upward("resolver.server", imported) == []
 

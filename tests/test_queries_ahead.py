@@ -1,5 +1,5 @@
-"""Queries sent ahead (resolver.iterator): after a referral to a signed child, the child's DNSKEY
-query and the lookup's next question leave together, before the DS and the DNSKEY set are
+"""Queries sent ahead (resolver.resolve.iterator): after a referral to a signed child, the
+child's DNSKEY query and the lookup's next question leave together, before the DS and the DNSKEY set are
 validated; their replies are used only once the zone's security is established
 (RFC 4035 §5.2), and a child that proves bogus answers nothing.
 
@@ -16,12 +16,12 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from resolver import transport
+from resolver.resolve import transport
 from resolver.dnssec.anchors import parse_trust_anchors
-from resolver.cache import Cache
+from resolver.resolve.cache import Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
-from resolver.iterator import Iterator, ResolutionFailed, Settings
+from resolver.resolve.iterator import Iterator, ResolutionFailed, Settings
 from tests.testtree import NOW, authority, zonedata
 
 

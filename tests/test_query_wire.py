@@ -1,4 +1,4 @@
-"""Upstream queries rendered directly (resolver.transport._wire) are byte for byte what
+"""Upstream queries rendered directly (resolver.resolve.transport._wire) are byte for byte what
 dnspython's renderer makes of them (RFC 1035 §4.1, RFC 6891 §6.1.2)."""
 
 import dns.edns
@@ -6,7 +6,8 @@ import dns.message
 import dns.name
 import pytest
 
-from resolver import transport, wire
+from resolver import wire
+from resolver.resolve import transport
 
 
 @pytest.mark.parametrize("name", [".", "Rsasha256.Example.", "a.b.c.d.e.f.", "x" * 63 + ".com."])

@@ -34,10 +34,10 @@ import dns.rcode
 import pytest
 
 import resolver
-from resolver import transport
-from resolver.cache import Cache
+from resolver.resolve import transport
+from resolver.resolve.cache import Cache
 from resolver.config import load_config
-from resolver.iterator import Iterator
+from resolver.resolve.iterator import Iterator
 from resolver.policy import Policy
 from resolver.server import _UdpServer
 from resolver.service import Service

@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from resolver._fastcache import WireCache
+from resolver.resolve._fastcache import WireCache
 from resolver.admission import CLIENT, PROCESS, Admission
 from resolver._fastpath import HitPath, UdpListener
 

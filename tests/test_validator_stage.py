@@ -19,7 +19,7 @@ from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.validator import Validator
 from resolver.dnssec.zone import Zone
 from resolver.ede import EDE
-from resolver.transport import make_query
+from resolver.resolve.transport import make_query
 from tests.testtree import NOW, authority, zonedata
 
 N = dns.name.from_text

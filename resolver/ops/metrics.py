@@ -13,7 +13,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from resolver import transport
+from resolver.resolve import transport
 from resolver._fastpath import Tally
 from resolver.dnssec import sigcrypt
 

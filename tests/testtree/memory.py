@@ -1,5 +1,5 @@
 """The test tree's authoritative servers in memory, for the iterator run in-process: an
-``exchange`` (resolver.transport.exchange's signature) that answers each query with
+``exchange`` (resolver.resolve.transport.exchange's signature) that answers each query with
 :class:`authority.Responder` for the zones the manifest puts on the address asked, with no
 socket. ``tamper(address, query, response)`` may rewrite any reply as an on-path attacker
 without the zones' private keys could, and ``extra`` adds servers (an attacker's) by address::
@@ -18,9 +18,9 @@ from collections.abc import Callable
 import dns.message
 import dns.name
 
-from resolver import transport
+from resolver.resolve import transport
 from resolver.dnssec.anchors import parse_trust_anchors
-from resolver.iterator import Settings
+from resolver.resolve.iterator import Settings
 from tests.testtree import NOW, authority, zonedata
 
 Tamper = Callable[[str, dns.message.Message, dns.message.Message], dns.message.Message]

@@ -23,8 +23,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from resolver import transport
-from resolver.cache import Answer, Cache, Proof
+from resolver.resolve import transport
+from resolver.resolve.cache import Answer, Cache, Proof
 from resolver.config import ResolverLimits, Timeouts
 from resolver.dnssec import Budget, BudgetName, ValidatorConfig, Verdict
 from resolver.dnssec.chain import ChainOfTrust

@@ -1,0 +1,3 @@
+"""Resolution: iteration from the root and forwarding (iterator), upstream queries over UDP and
+TCP (transport), and the cache of validated answers (cache) with its compiled hit path on raw
+bytes (_fastcache)."""
