@@ -13,7 +13,7 @@ neither a ``services`` nor a ``default_service`` key keeps the resolver open, it
 allowing every name (``allow: [{zone: ., require: insecure-ok}]``, no rebinding protection); as
 soon as either key is present (even null or empty, so that commenting every service out fails
 closed), ``default_service`` defaults to allowing nothing. The policy itself is applied by
-:mod:`resolver.policy`.
+:mod:`resolver.frontend.policy`.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class ResolverLimits:
     #: Nameserver address lookups per delegation step.
     max_ns_lookups: int = 8
     #: Client queries waiting for a resolution at once, per process, those joined to an
-    #: identical question in progress included (resolver.admission); formerly
+    #: identical question in progress included (resolver.frontend.admission); formerly
     #: ``max_concurrent_resolutions``, still read under that name.
     max_resolutions: int = 1000
     #: Client TCP connections open at once, per process (Unbound's incoming-num-tcp); at the
@@ -128,7 +128,7 @@ class ResolverLimits:
     over_limit: str = OVER_LIMIT_SERVFAIL
     #: With ``over_limit: servfail``, how many UDP queries a second of one client over a limit
     #: are still answered SERVFAIL; the rest are dropped in the listener without a reply or a
-    #: record (resolver.admission): a flood of misses is shed before it costs Python.
+    #: record (resolver.frontend.admission): a flood of misses is shed before it costs Python.
     over_limit_answers_per_second: int = 10
 
 

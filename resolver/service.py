@@ -15,7 +15,7 @@ import dns.rdatatype
 
 from resolver import status
 from resolver.resolve.cache import Cache
-from resolver.admission import Admission
+from resolver.frontend.admission import Admission
 from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, for_worker, load_config,
                              open_default_service, replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
@@ -23,9 +23,9 @@ from resolver.ops.dnstap import Dnstap, DnstapCollector
 from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
-from resolver.policy import Policy
+from resolver.frontend.policy import Policy
 from resolver.preflight import bind_failure
-from resolver.server import Frontend, Resolver, Server
+from resolver.frontend.server import Frontend, Resolver, Server
 from resolver.status import Failure
 
 log = logging.getLogger("dnssec-sidecar")
@@ -59,7 +59,7 @@ def settings_from(config: Config) -> Settings:
 
 
 def admission_limits(config: Config) -> tuple[int, int, bool, int]:
-    """resolver.admission's limits from a checked configuration."""
+    """resolver.frontend.admission's limits from a checked configuration."""
     limits = config.limits
     return (limits.max_resolutions, limits.max_resolutions_per_client,
             limits.over_limit == OVER_LIMIT_DROP, limits.over_limit_answers_per_second)

@@ -1,7 +1,7 @@
 """CNAME chains across zones (issue #15, findings 5 and 7): what the cache gives back is the
 whole chain, it lives as long as its shortest link within the cache's caps, and each link is
-judged by the policy of the zone that owns it. resolver.server.Resolver runs in-process over
-the test tree served from memory (tests/testtree/memory.py).
+judged by the policy of the zone that owns it. resolver.frontend.server.Resolver runs in-process
+over the test tree served from memory (tests/testtree/memory.py).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import dns.rcode
 import dns.rdatatype
 import yaml
 
-from resolver.admission import Admission
+from resolver.frontend.admission import Admission
 from resolver.resolve.cache import Cache
 from resolver.config import parse_config
 from resolver.dnssec import Verdict
-from resolver.policy import Policy
-from resolver.server import Frontend, Resolver
+from resolver.frontend.policy import Policy
+from resolver.frontend.server import Frontend, Resolver
 from tests.testtree import memory
 
 A = dns.rdatatype.A

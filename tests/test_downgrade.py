@@ -16,13 +16,13 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from resolver.admission import Admission
+from resolver.frontend.admission import Admission
 from resolver.resolve.cache import Cache
 from resolver.dnssec import Verdict
 from resolver.dnssec.chain import MAX_CUT_PROBES
 from resolver.ede import EDE
 from resolver.resolve.iterator import Iterator, ResolutionFailed
-from resolver.server import Frontend, Resolver
+from resolver.frontend.server import Frontend, Resolver
 from tests.testtree import authority, memory, zonedata
 
 ATTACKER = "127.0.0.99"  # the forged NS's glue: a server of the attacker's

@@ -45,7 +45,7 @@ from resolver.resolve._fastcache import WireCache, parse_query
 from resolver.dnssec import (Budget, Limits, ValidatorConfig, Verdict, authenticate_dnskeys,
                              denial, validate_rrset)
 from resolver.ops.metrics import Metrics
-from resolver.server import header_only
+from resolver.frontend.server import header_only
 from tests.testtree import NOW, authority, zonedata
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def _dnspython(wire: bytes) -> dns.message.Message | None:
         return None
 
 
-# --- the compiled hit path (resolver/resolve/_fastcache.pyx) ---------------------------------------------
+# --- the compiled hit path (resolver/resolve/_fastcache.pyx) -------------------------------------
 
 @FAST
 @given(mutated(tree.seed_queries()))
@@ -115,7 +115,7 @@ def test_wire_cache_store_and_answer_never_raise(data):
             or stored
 
 
-# --- the compiled verification core (resolver/dnssec/_fastverify.pyx) -----------------------------------
+# --- the compiled verification core (resolver/dnssec/_fastverify.pyx) ----------------------------
 
 def _tree_rdatas():
     out = []
@@ -367,7 +367,7 @@ def test_denial_proofs_on_mutated_and_random_records(data):
             assert result.verdict is not Verdict.SECURE  # RFC 9276 §3.2
 
 
-# --- the server front end (resolver/server.py) ---------------------------------------------------
+# --- the server front end (resolver/frontend/server.py) ------------------------------------------
 
 @pytest.mark.parametrize("rcode", [dns.rcode.FORMERR, dns.rcode.SERVFAIL])
 @FAST
@@ -589,7 +589,7 @@ def test_server_keeps_serving_under_a_spray_of_malformed_packets(tmp_path):
     assert "Traceback" not in stderr, stderr[-3000:]
 
 
-# --- atheris harnesses (fuzz/) --------------------------------------------------------------------
+# --- atheris harnesses (fuzz/) -------------------------------------------------------------------
 
 HARNESSES = sorted(p.name for p in (ROOT_DIR / "fuzz").glob("fuzz_*.py"))
 FUZZ_SECONDS = int(os.environ.get("FUZZ_SECONDS", "8"))

@@ -19,12 +19,12 @@ PACKAGE = ROOT / "resolver"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("resolver", "resolver.ede", "resolver.errors", "resolver.status",
                     "resolver.wire")),
-    ("limits", ("resolver.admission", "resolver.outgoing")),
+    ("outgoing", ("resolver.outgoing",)),
     ("dnssec", ("resolver.dnssec", "resolver.dnssec.*")),
     ("forensic", ("resolver.forensic", "resolver.forensic.*")),
     ("config", ("resolver.config",)),
     ("resolve", ("resolver.resolve", "resolver.resolve.*")),
-    ("frontend", ("resolver._fastpath", "resolver.policy", "resolver.server")),
+    ("frontend", ("resolver.frontend", "resolver.frontend.*")),
     ("ops", ("resolver.ops", "resolver.ops.*")),
     ("application", ("resolver.service", "resolver.preflight", "resolver.checkzone",
                      "resolver.configcheck", "resolver.cli")),
@@ -135,7 +135,8 @@ SOURCES = sorted(p for suffix in ("*.py", "*.pyx", "*.pxd") for p in PACKAGE.rgl
 
 def test_sources_are_found():
     names = {module_name(p) for p in SOURCES}
-    assert {"resolver.server", "resolver._fastpath", "resolver.dnssec.validator"} <= names
+    assert {"resolver.frontend.server", "resolver.frontend._fastpath",
+            "resolver.dnssec.validator"} <= names
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -144,11 +145,14 @@ def test_imports_only_go_down(path):
 
 
 def test_an_upward_python_import_fails():
-    text = "import os\n\ndef late():\n    from resolver import server, ede\n"
+    text = "import os\n\ndef late():\n    from resolver.frontend import server\n"
     imported = python_imports("resolver.ede", text)
-    assert imported == ["resolver.server", "resolver.ede"]
+    assert imported == ["resolver.frontend.server"]
     assert upward("resolver.ede", imported) == [
-        "resolver.ede (foundation) imports resolver.server (frontend), a layer above"]
+        "resolver.ede (foundation) imports resolver.frontend.server (frontend), a layer above"]
+    # ``from package import name``: the submodule when the name is one, else the package.
+    assert python_imports("resolver.cli", "from resolver import ede, __version__\n") == [
+        "resolver.ede", "resolver"]
     # A relative import is resolved against the importer's package.
     assert python_imports("resolver.dnssec.nsec", "from ..resolve.iterator import Iterator\n") == [
         "resolver.resolve.iterator"]
@@ -156,18 +160,20 @@ def test_an_upward_python_import_fails():
 
 
 def test_an_upward_cython_import_fails():
-    text = ('"""from resolver.server import docstrings are not imports"""\n'
+    text = ('"""from resolver.frontend.server import docstrings are not imports"""\n'
             "from libc.string cimport memcpy\n"
-            "from resolver.admission cimport Admission\n"
+            "from resolver.frontend.admission cimport Admission\n"
             "from resolver.resolve.iterator import (Iterator,\n    Settings)\n"
-            "cimport resolver.server as s\n")
+            "cimport resolver.frontend.server as s\n")
     imported = cython_imports(text)
-    assert imported == ["resolver.admission", "resolver.resolve.iterator", "resolver.server"]
+    assert imported == ["resolver.frontend.admission", "resolver.resolve.iterator",
+                        "resolver.frontend.server"]
     assert upward("resolver.dnssec._fastverify", imported) == [
-        "resolver.dnssec._fastverify (dnssec) imports resolver.resolve.iterator (resolve), a layer "
-        "above",
-        "resolver.dnssec._fastverify (dnssec) imports resolver.server (frontend), a layer above"]
-    assert upward("resolver.server", imported) == []
+        f"resolver.dnssec._fastverify (dnssec) imports {name} ({layer}), a layer above"
+        for name, layer in (("resolver.frontend.admission", "frontend"),
+                            ("resolver.resolve.iterator", "resolve"),
+                            ("resolver.frontend.server", "frontend"))]
+    assert upward("resolver.frontend.server", imported) == []
 
 
 def test_an_unplaced_module_fails():

@@ -1,5 +1,5 @@
-"""Per-service policy (resolver.policy): name matching, rules, answers, rebinding, budgets and
-the choice of service."""
+"""Per-service policy (resolver.frontend.policy): name matching, rules, answers, rebinding,
+budgets and the choice of service."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from resolver.config import AllowRule, Budgets, Config, Endpoint, Service, parse_config
 from resolver.dnssec import Verdict
-from resolver.policy import Decision, Policy, special_range
+from resolver.frontend.policy import Decision, Policy, special_range
 
 N = dns.name.from_text
 A, AAAA, TXT, SRV, ANY = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT,

@@ -38,8 +38,8 @@ from resolver.resolve import transport
 from resolver.resolve.cache import Cache
 from resolver.config import load_config
 from resolver.resolve.iterator import Iterator
-from resolver.policy import Policy
-from resolver.server import _UdpServer
+from resolver.frontend.policy import Policy
+from resolver.frontend.server import _UdpServer
 from resolver.service import Service
 from tests.test_resolver import _config_text
 from tests.testtree import authority
@@ -538,7 +538,7 @@ def test_limits_follow_a_reload_and_show_in_metrics(tmp_path):
 
 def test_admission_bookkeeping():
     """Counts per process and per client; a client's entry goes with its last query."""
-    from resolver.admission import CLIENT, PROCESS, Admission
+    from resolver.frontend.admission import CLIENT, PROCESS, Admission
     admission = Admission(3, 2, False, 10)
     assert [admission.admit("a"), admission.admit("a"), admission.admit("a")] == [
         None, None, CLIENT]

@@ -19,8 +19,8 @@ import dns.rrset
 import pytest
 
 from resolver.resolve._fastcache import WireCache
-from resolver.admission import CLIENT, PROCESS, Admission
-from resolver._fastpath import HitPath, UdpListener
+from resolver.frontend.admission import CLIENT, PROCESS, Admission
+from resolver.frontend._fastpath import HitPath, UdpListener
 
 BURST = 300  # datagrams per client: several batches of 64
 
@@ -222,8 +222,8 @@ def test_misses_over_a_limit_are_shed_beyond_the_allowance(limit, drop) -> None:
 
 
 def test_misses_handed_on_count_toward_the_limit_before_they_are_admitted() -> None:
-    """The misses of one read reach resolver.admission only after it: until then the listener
-    counts them, so a client with room for 10 more has 10 of a burst of 40 handed on, not all
+    """The misses of one read reach resolver.frontend.admission only after it: until then the
+    listener counts them, so a client with room for 10 more has 10 of a burst of 40 handed on, not all
     (no allowance here: the rest are shed)."""
     admission = Admission(1000, 10, False, 0)
     sock = client(socket.AF_INET, "127.0.0.2")

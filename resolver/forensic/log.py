@@ -19,7 +19,7 @@ Record fields, as the server fills them (kept as given; the log only adds the ch
 ``rcode``       the reply's RCODE; ``ede`` ``{code, text}`` (RFC 8914) or ``null``
 ``answer``      the answer section: ``[{name, type, ttl, rdata: [...]}]``
 ``verdict``     ``"secure"``/``"insecure"``/``"bogus"``/``"indeterminate"``; ``null`` if refused
-                or not resolved (an error, a query over a limit of resolver.admission)
+                or not resolved (an error, a query over a limit of resolver.frontend.admission)
 ``proof``       ``{zones, keys, signatures: [{owner, type, signer, key_tag, algorithm, inception,
                 expiration}], denial}`` for validated data, else ``null``
 ``duration_ms`` time from the query's arrival to the record

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from resolver.resolve import transport
-from resolver._fastpath import Tally
+from resolver.frontend._fastpath import Tally
 from resolver.dnssec import sigcrypt
 
 PREFIX = "dnssec_sidecar_"
@@ -76,7 +76,7 @@ class Metrics:
                                   "dropped: limits.over_limit, "
                                   "limits.over_limit_answers_per_second)", ["limit"], registry=r)
         self.resolutions = Gauge(PREFIX + "resolutions_in_progress", "Client queries waiting "
-                                 "for a resolution (resolver.admission)", registry=r)
+                                 "for a resolution (resolver.frontend.admission)", registry=r)
         self.sources: dict = {}
         r.register(_Snapshot(self.sources))
         self._children: dict = {}
@@ -84,7 +84,7 @@ class Metrics:
     def flush(self) -> None:
         """Add the counts kept in compiled code: the hit path's (``tally``), and the queries
         the UDP listener shed for being over a limit (``sources["admission"]``, a
-        resolver.admission.Admission)."""
+        resolver.frontend.admission.Admission)."""
         self.tally.flush()
         admission = self.sources.get("admission")
         if admission is not None and admission.shed:

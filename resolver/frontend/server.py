@@ -28,12 +28,12 @@ import dns.rdatatype
 import orjson
 
 from resolver.resolve._fastcache import WireCache
-from resolver.admission import Admission
+from resolver.frontend.admission import Admission
 from resolver.resolve.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
 from resolver.forensic._fastlog import HitTemplate, rfc3339
-from resolver._fastpath import HitPath, UdpListener
+from resolver.frontend._fastpath import HitPath, UdpListener
 from resolver.forensic.log import ForensicLogError, hit_template
 from resolver.resolve.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
 from resolver.wire import EDNS_PAYLOAD, MAX_TCP, MIN_UDP, NOT_SERVED, udp_limit
@@ -51,7 +51,8 @@ DNSSEC_TYPES = frozenset((dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype
 class Outcome:
     """What one client query came to: an answer, a failure, or a policy refusal met on the way
     (a CNAME target outside the service's zones). ``over_limit`` names the limit of
-    resolver.admission a query was over (then ``failure`` says so and nothing was resolved)."""
+    resolver.frontend.admission a query was over (then ``failure`` says so and nothing was
+    resolved)."""
 
     answer: Answer | None
     failure: ResolutionFailed | None = None
@@ -249,7 +250,7 @@ class Frontend:
                      client: tuple[str, int], max_size: int | None) -> bytes | None:
         """Answer one query message; ``max_size`` None for TCP. None means send nothing (a
         response message, a packet too short to answer, a UDP query over a limit of
-        resolver.admission with ``limits.over_limit: drop``).
+        resolver.frontend.admission with ``limits.over_limit: drop``).
 
         The one place where a full-path reply gets its forensic record: the reply is built,
         its record sealed into the log (queued, with back-pressure), and only then returned to

@@ -1,5 +1,5 @@
 # The limits on client queries waiting for resolutions, declared for the listener
-# (resolver._fastpath), which sheds a flood's excess before it reaches Python.
+# (resolver.frontend._fastpath), which sheds a flood's excess before it reaches Python.
 
 cdef class Admission:
     cdef readonly int total, per_client, answers_per_second, in_progress

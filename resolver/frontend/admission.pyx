@@ -3,15 +3,15 @@
 at once, in the whole process and per client address, and what happens to the excess.
 
 Every client query that misses the cache waits for a resolution, alone or joined with an
-identical question already in progress (resolver.server.Resolver), and holds its memory, and a
-resolution an upstream socket, for up to ``timeouts.query_ms``. A flood of unique names would
+identical question already in progress (resolver.frontend.server.Resolver), and holds its
+memory, and a resolution an upstream socket, for up to ``timeouts.query_ms``. A flood of unique names would
 otherwise grow that without bound. A query over either limit is not resolved: it is answered
 at once with SERVFAIL and EDE 0 naming the limit, or dropped (``limits.over_limit``), so a
 stub moves on to its next server instead of waiting (RFC 8914 §4.1, RFC 1035 §7.2).
 
 Answering the excess costs as much Python as any miss, too much for a flood of tens of
 thousands of names a second: the listener's socket would back up and healthy clients' cached
-answers be lost with the flood. So the UDP listener (resolver._fastpath.UdpListener) asks
+answers be lost with the flood. So the UDP listener (resolver.frontend._fastpath.UdpListener) asks
 :meth:`Admission.sheds` for each datagram the hit path cannot answer: while its client (or the
 process) is over a limit, only ``limits.over_limit_answers_per_second`` of that client's
 queries a second go on to be answered SERVFAIL (none with ``over_limit: drop``); the rest are

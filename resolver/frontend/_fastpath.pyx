@@ -3,7 +3,7 @@
 from the bytes sent before (resolver.resolve._fastcache), its forensic record sealed into the log's
 chain (resolver.forensic._fastlog) and counted (:class:`Tally`), with no Python frame between a
 datagram and its reply; UDP datagrams are read and answered in batches (:class:`UdpListener`).
-Anything it cannot answer exactly goes to the full path (resolver.server.Frontend.handle).
+Anything it cannot answer exactly goes to the full path (resolver.frontend.server.Frontend.handle).
 
 It reads the frontend's policy, log, metrics and tap at every query, so a reload (a new
 policy) or a log that stops writing takes effect at once.
@@ -16,7 +16,7 @@ from libc.string cimport memcmp, memcpy, strerror
 
 import logging
 
-from resolver.admission cimport Admission
+from resolver.frontend.admission cimport Admission
 from resolver.wire import MAX_TCP
 
 cdef Py_ssize_t _MAX_TCP = MAX_TCP  # a reply over TCP is at most this (resolver.wire)
@@ -69,7 +69,7 @@ cdef extern from "<time.h>" nogil:
     int clock_gettime(int clk_id, timespec *tp)
     enum: CLOCK_REALTIME
 
-log = logging.getLogger("resolver.server")
+log = logging.getLogger("resolver.frontend.server")
 
 cdef enum:
     MAX_SCOPES = 4096  # (listener, client address) pairs remembered per policy
@@ -169,7 +169,7 @@ cdef class UdpListener:
     answered here from the client's own address bytes; every other datagram goes to ``miss``
     (a subclass's method) with the client's address as the socket module gives it, and its
     reply, if any, comes back through :meth:`sendto`, unless ``admission`` sheds it (its client
-    or the process is over a limit on resolutions, resolver.admission): then it is dropped
+    or the process is over a limit on resolutions, resolver.frontend.admission): then it is dropped
     here, so a flood of misses costs no Python and the socket keeps being read for the hits.
     Datagrams longer than 4096 octets (no query needs that many) arrive cut (MSG_TRUNC) and go
     to ``miss`` as read, where they fail to parse."""
@@ -231,8 +231,8 @@ cdef class UdpListener:
     def readable(self):
         """The socket has datagrams: answer up to ``ROUNDS`` batches of them, then give the
         event loop back (it calls again while more wait). The misses handed on are counted
-        per client (``pending``): their tasks reach resolver.admission only once this returns,
-        and until then they count toward its limits here."""
+        per client (``pending``): their tasks reach resolver.frontend.admission only once this
+        returns, and until then they count toward its limits here."""
         cdef int n, i, rounds, nsend, pending = 0
         cdef long second
         cdef dict pending_client = {}
