@@ -26,7 +26,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import dns.exception
 import dns.name
@@ -41,12 +41,9 @@ from resolver.dnssec.config import Limits, ValidatorConfig
 from resolver.errors import ResolverError
 from resolver.outgoing import default_prefixes
 
-if TYPE_CHECKING:
-    from resolver.forensic.log import LogConfig
-
 __all__ = [
     "AllowRule", "Budgets", "CacheConfig", "Config", "ConfigError", "DnstapConfig", "Endpoint",
-    "Forward", "MetricsConfig",
+    "Forward", "LogConfig", "MetricsConfig",
     "ResolverLimits", "RootHint", "Service", "Timeouts", "default_config", "load_config",
     "for_worker", "open_default_service", "parse_config", "parse_endpoint", "parse_time",
     "replace_listen",
@@ -249,6 +246,29 @@ class DnstapConfig:
     queue_size: int = 10000
 
 
+@dataclass(frozen=True)
+class LogConfig:
+    """The ``log`` configuration key (issue #4): the forensic log (resolver.forensic.log)."""
+
+    path: str = "-"                 # "-": standard output (Kubernetes log collection)
+    fsync_interval_ms: int = 1000   # files only; 0: fsync after every batch
+    max_bytes: int = 104857600      # rotate when the file would exceed this (0: never)
+    max_age_s: int = 86400          # rotate when the file is older than this (0: never)
+    keep: int = 10                  # rotated files kept: path.1 (newest) ... path.N
+    hmac_key_file: str | None = None
+    queue_size: int = 10000         # records accepted but not yet written before appends wait
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("fsync_interval_ms", "max_bytes", "max_age_s", "keep"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"log.{name}: must not be negative")
+        if self.queue_size < 1:
+            raise ValueError("log.queue_size: must be at least 1")
+        if not self.path:
+            raise ValueError('log.path: empty (use "-" for standard output)')
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. ``source`` is the file it came from, or ``"<defaults>"``.
@@ -336,7 +356,7 @@ _BUDGET_BOUNDS = {
     "distinct_names_per_minute": (1, 1_000_000),
 }
 _MAX_QUERY_RATE = 1_000_000.0
-#: The forensic log's keys (resolver.forensic.log.LogConfig's fields) and their bounds.
+#: The forensic log's keys (LogConfig's fields) and their bounds.
 _LOG_KEYS = ("path", "fsync_interval_ms", "max_bytes", "max_age_s", "keep", "hmac_key_file",
              "queue_size", "enabled")
 _LOG_BOUNDS = {
@@ -901,9 +921,7 @@ def _merge_forwards(top_level: tuple[Forward, ...], services: tuple[Service, ...
 
 
 def _log_config(data: dict[str, Any], base_dir: str | None = None) -> LogConfig:
-    """A ``resolver.forensic.log.LogConfig`` from the ``log`` mapping, imported late so that
-    reading a configuration does not load the log writer."""
-    from resolver.forensic.log import LogConfig
+    """The ``LogConfig`` of the ``log`` mapping."""
     values: dict[str, Any] = _ints(data, "log", tuple(_LOG_BOUNDS), _LOG_BOUNDS)
     if 0 < values.get("max_bytes", 0) < _LOG_MIN_BYTES:
         raise ConfigError("log.max_bytes", f"{values['max_bytes']}: must be 0 (never rotate by "

@@ -17,11 +17,10 @@ import yaml
 from resolver import configcheck
 from resolver.dnssec.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, builtin_trust_anchors
 from resolver.config import (AllowRule, Budgets, CacheConfig, Config, ConfigError, Endpoint,
-                             Forward, ResolverLimits, RootHint, Service, Timeouts, default_config,
-                             load_config, open_default_service, parse_config, parse_endpoint,
-                             parse_time, replace_listen)
+                             Forward, LogConfig, ResolverLimits, RootHint, Service, Timeouts,
+                             default_config, load_config, open_default_service, parse_config,
+                             parse_endpoint, parse_time, replace_listen)
 from resolver.dnssec import Limits, ValidatorConfig
-from resolver.forensic.log import LogConfig
 from tests.testtree import ZONES_DIR
 
 NOW = 1780272000  # 2026-06-01T00:00:00Z

@@ -21,15 +21,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from resolver.forensic import log as forensic
-from resolver.forensic import verify as verifylog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from resolver.config import LogConfig
+from resolver.forensic import log as forensic
+from resolver.forensic import verify as verifylog
 from resolver.forensic._fastlog import Chain, Codebook
 from resolver.forensic._fastlog import rfc3339 as forensic_rfc3339
-from resolver.forensic.log import (GENESIS, ForensicLog, ForensicLogError, LogConfig, canonical,
-                               check_line, hasher, hit_template, load_hmac_key, record_hash, seal)
+from resolver.forensic.log import (GENESIS, ForensicLog, ForensicLogError, canonical, check_line,
+                                   hasher, hit_template, load_hmac_key, record_hash, seal)
 from resolver.forensic.verify import run as verify_run
 from resolver.forensic.verify import verify
 

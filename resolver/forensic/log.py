@@ -55,19 +55,19 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from resolver.config import LogConfig
 from resolver.errors import ResolverError
 from resolver.forensic._fastlog import (DRAIN_ERROR, DRAIN_ROOM, GENESIS, HOLES, MAC_HMAC,
                                         MAC_SHA256, SLOTS, Chain, Codebook, Digest, HitTemplate)
 
-__all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "LogConfig",
-           "UnreadableKey", "canonical", "check_line", "continuation", "hasher", "hit_template",
-           "load_hmac_key", "record_hash", "seal"]
+__all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "UnreadableKey",
+           "canonical", "check_line", "continuation", "hasher", "hit_template", "load_hmac_key",
+           "record_hash", "seal"]
 
 MIN_KEY_BYTES = 16
 _SORTED = orjson.OPT_SORT_KEYS
@@ -84,29 +84,6 @@ class ForensicLogError(ResolverError):
 
 class UnreadableKey(ForensicLogError):
     """The HMAC key file cannot be read at all (rather than read and found too short)."""
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    """The ``log`` configuration key (issue #4)."""
-
-    path: str = "-"                 # "-": standard output (Kubernetes log collection)
-    fsync_interval_ms: int = 1000   # files only; 0: fsync after every batch
-    max_bytes: int = 104857600      # rotate when the file would exceed this (0: never)
-    max_age_s: int = 86400          # rotate when the file is older than this (0: never)
-    keep: int = 10                  # rotated files kept: path.1 (newest) ... path.N
-    hmac_key_file: str | None = None
-    queue_size: int = 10000         # records accepted but not yet written before appends wait
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("fsync_interval_ms", "max_bytes", "max_age_s", "keep"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"log.{name}: must not be negative")
-        if self.queue_size < 1:
-            raise ValueError("log.queue_size: must be at least 1")
-        if not self.path:
-            raise ValueError('log.path: empty (use "-" for standard output)')
 
 
 # --- encoding and the chain ------------------------------------------------------------------
