@@ -17,7 +17,6 @@ sign. At ``ATTACKER`` the relay answers everything itself, as the server forged 
 from __future__ import annotations
 
 import asyncio
-import threading
 import traceback
 from collections.abc import Callable, Iterable
 
@@ -27,6 +26,8 @@ import dns.flags
 import dns.message
 import dns.rdatatype
 import dns.rrset
+
+from tests.testtree.authority import LoopThread
 
 ATTACKER = "127.0.0.199"  # the attacker's own name server: forged glue points here
 FORGED_A = "198.51.100.66"  # every forged address record carries this
@@ -75,45 +76,25 @@ class Relay:
         self.rewrite: Rewrite | None = None
         self.errors: list[str] = []
         self.rewritten = 0  # replies a rewrite changed or dropped
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._thread = LoopThread("onpath-relay", self._listen, self._close)
         self._closers: list = []
         self._tasks: set = set()
 
     # ------------------------------------------------------------------ life cycle
 
     def __enter__(self) -> "Relay":
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._listen())
-            except BaseException as exc:  # noqa: BLE001
-                failure.append(exc)
-            ready.set()
-            if not failure:
-                loop.run_forever()
-            for close in self._closers:
-                close()
-            for task in list(self._tasks):
-                task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="onpath-relay", daemon=True)
         self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            raise failure[0]
         return self
 
     def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        self._thread.stop()
+
+    async def _close(self) -> None:
+        for close in self._closers:
+            close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.sleep(0)
 
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()

@@ -641,6 +641,47 @@ def _formerr(wire: bytes) -> bytes | None:
 # ---------------------------------------------------------------------------- the tree
 
 
+
+class LoopThread:
+    """An asyncio loop in a daemon thread, for test servers: :meth:`start` runs ``open()`` on
+    it and returns once that is done (raising what it raised, after ``close()``); :meth:`stop`
+    ends the loop and runs ``close()`` there."""
+
+    def __init__(self, name: str, open_, close) -> None:
+        self.name, self._open, self._close = name, open_, close
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(self._open())
+            except BaseException as exc:  # noqa: BLE001
+                failure.append(exc)
+            else:
+                ready.set()
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._close())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
 class Tree:
     """A group of servers running on one event loop in a background thread."""
 
@@ -649,41 +690,13 @@ class Tree:
         self.servers = {s.address: s for s in servers}
         self.queries: list[Query] = queries if queries is not None else []
         self.errors: list[str] = errors if errors is not None else []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: LoopThread | None = None
 
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> "Tree":
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._start_all())
-            except BaseException as exc:  # noqa: BLE001
-                failure.append(exc)
-                loop.run_until_complete(self._close_all())
-                loop.close()
-                ready.set()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._close_all())
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="testtree-servers", daemon=True)
+        self._thread = LoopThread("testtree-servers", self._start_all, self._close_all)
         self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
         return self
 
     async def _start_all(self) -> None:
@@ -700,8 +713,7 @@ class Tree:
     def stop(self) -> None:
         if self._thread is None:
             return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        self._thread.stop()
         self._thread = None
 
     def __enter__(self) -> "Tree":
