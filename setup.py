@@ -5,7 +5,9 @@ from setuptools import Extension, setup
 setup(
     ext_modules=cythonize(
         [
-            Extension("resolver.dnssec._fastverify", ["resolver/dnssec/_fastverify.pyx"]),
+            Extension("resolver.dnssec.canonical", ["resolver/dnssec/canonical.pyx"]),
+            Extension("resolver.dnssec.crypto", ["resolver/dnssec/crypto.pyx"]),
+            Extension("resolver.dnssec.verify", ["resolver/dnssec/verify.pyx"]),
             Extension("resolver.resolve._fastcache", ["resolver/resolve/_fastcache.pyx"]),
             Extension("resolver.forensic._fastlog", ["resolver/forensic/_fastlog.pyx"]),
             Extension("resolver.frontend.admission", ["resolver/frontend/admission.pyx"]),

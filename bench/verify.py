@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from dns.dnssectypes import Algorithm
 
-from resolver.dnssec import _fastverify as fv
+from resolver.dnssec import canonical, crypto, verify
 from resolver.dnssec import validate_rrset
 from resolver.dnssec import sigcrypt
 from resolver.dnssec.sigcrypt import KEY_CACHE
@@ -72,10 +72,10 @@ def cases(algorithm: Algorithm):
         rrsig = dns.dnssec.sign(rrset, private, ZONE, dnskey, inception=NOW - 3600,
                                 expiration=NOW + 86400)
         sigs = dns.rrset.from_rdata(rrset.name, rrset.ttl, rrsig)
-        data = fv.signed_data(fv.rrsig_header(rrsig), fv.name_wire(rrset.name.labels),
+        data = verify.signed_data(verify.rrsig_header(rrsig), canonical.name_wire(rrset.name.labels),
                               rrset.rdtype, rrset.rdclass, rrsig.original_ttl,
-                              [fv.rdata_wire(rd) for rd in rrset])
-        public = KEY_CACHE.get(fv.rdata_wire(dnskey)).public
+                              [canonical.rdata_wire(rd) for rd in rrset])
+        public = KEY_CACHE.get(canonical.rdata_wire(dnskey)).public
         assert validate_rrset(rrset, sigs, keys, now=NOW).secure
         dns.dnssec.validate(rrset, sigs, {ZONE: keys}, now=NOW)
         bare_verify(algorithm, public, rrsig.signature, data)()
@@ -90,7 +90,7 @@ def cases(algorithm: Algorithm):
 
 
 #: The verified-signature cache of the "cached" measurement; the others run with none.
-CACHE = fv.VerifiedSignatures(1000)
+CACHE = crypto.VerifiedSignatures(1000)
 
 
 def rate(func, seconds: float) -> float:

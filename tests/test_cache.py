@@ -8,7 +8,7 @@ import dns.rcode
 import dns.rrset
 
 from resolver.resolve import cache as cache_module
-from resolver.dnssec._fastverify import name_wire
+from resolver.dnssec.canonical import name_wire
 from resolver.resolve.cache import Answer, Cache, Proof
 from resolver.dnssec import Verdict
 

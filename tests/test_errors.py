@@ -22,13 +22,13 @@ def test_every_exception_class_derives_from_the_base():
                 defined[f"{module.__name__}.{name}"] = value
     # The walk reaches the Python modules, the packages' and the compiled ones.
     assert {"resolver.config.ConfigError", "resolver.dnssec.result.ResolutionFailed",
-            "resolver.dnssec._fastverify.MalformedData"} <= set(defined)
+            "resolver.dnssec.canonical.MalformedData"} <= set(defined)
     assert [name for name, cls in defined.items() if not issubclass(cls, ResolverError)] == []
 
 
 def test_the_base_keeps_the_builtin_kinds():
     """Classes that were ValueErrors stay ValueErrors: callers catching those still do."""
-    from resolver.dnssec._fastverify import MalformedData
+    from resolver.dnssec.canonical import MalformedData
     from resolver.dnssec.anchors import TrustAnchorError
     from resolver.config import ConfigError
     for cls in (ConfigError, TrustAnchorError, MalformedData):

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from fuzz import mutate, tree
-from resolver.dnssec import _fastverify as fv
+from resolver.dnssec import canonical, crypto, verify
 from resolver.resolve._fastcache import WireCache, parse_query
 from resolver.dnssec import (Budget, Limits, ValidatorConfig, Verdict, authenticate_dnskeys,
                              denial, validate_rrset)
@@ -115,7 +115,7 @@ def test_wire_cache_store_and_answer_never_raise(data):
             or stored
 
 
-# --- the compiled verification core (resolver/dnssec/_fastverify.pyx) ----------------------------
+# --- the compiled verification core (resolver/dnssec/canonical.pyx, crypto.pyx, verify.pyx) ----------------------------
 
 def _tree_rdatas():
     out = []
@@ -139,16 +139,16 @@ def test_canonical_rdata_on_random_and_mutated_rdata(data):
     else:
         rdtype, wire = data.draw(st.sampled_from(TYPES)), data.draw(st.binary(max_size=80))
     try:
-        canonical = fv.canonical_rdata(rdtype, wire)
-    except fv.MalformedData:
+        canon = canonical.canonical_rdata(rdtype, wire)
+    except canonical.MalformedData:
         return
-    assert len(canonical) == len(wire)
+    assert len(canon) == len(wire)
     try:
         parsed = dns.rdata.from_wire(IN, rdtype, wire, 0, len(wire))
     except (dns.exception.DNSException, ValueError):
         return
     if rdtype != dns.rdatatype.NSEC:  # dnspython keeps NSEC's next name as is (RFC 6840 §5.1)
-        assert canonical == parsed.to_digestable(), (rdtype, wire.hex())
+        assert canon == parsed.to_digestable(), (rdtype, wire.hex())
 
 
 @FAST
@@ -156,12 +156,12 @@ def test_canonical_rdata_on_random_and_mutated_rdata(data):
 def test_keys_from_random_dnskey_bytes_never_verify_random_signatures(wire, signature, data):
     for algorithm in (5, 8, 10, 13, 14, 15, 16, 200, wire[3]):
         key_wire = wire[:3] + bytes([algorithm]) + wire[4:]
-        key = fv.Key(key_wire)
+        key = crypto.Key(key_wire)
         parsed = dns.rdata.from_wire(IN, dns.rdatatype.DNSKEY, key_wire, 0, len(key_wire))
         assert key.tag == dns.dnssec.key_id(parsed)
         assert (key.public is None) == (key.error is not None)
-        assert fv.verify_signature(key, signature, data) is False
-        digest = fv.ds_digest(2, b"\x07example\x00", key_wire)
+        assert crypto.verify_signature(key, signature, data) is False
+        digest = crypto.ds_digest(2, b"\x07example\x00", key_wire)
         assert digest == dns.dnssec.make_ds("example.", parsed, 2).digest
 
 
@@ -172,12 +172,12 @@ def test_nsec3_hash_and_names_agree_with_dnspython(labels, salt, iterations):
     try:
         name = dns.name.Name(labels + [b""])
     except dns.name.NameTooLong:
-        with pytest.raises(fv.MalformedData):
-            fv.name_wire(tuple(labels) + (b"",))
+        with pytest.raises(canonical.MalformedData):
+            canonical.name_wire(tuple(labels) + (b"",))
         return
-    wire = fv.name_wire(name.labels)
+    wire = canonical.name_wire(name.labels)
     assert wire == name.canonicalize().to_wire()
-    ours = fv.nsec3_hash(wire, salt, iterations)
+    ours = crypto.nsec3_hash(wire, salt, iterations)
     assert _base32hex(ours) == dns.dnssec.nsec3_hash(name, salt, iterations, 1).lower()
 
 
@@ -189,20 +189,20 @@ def _base32hex(digest: bytes) -> str:
 @given(st.binary(max_size=120), st.binary(max_size=300),
        st.lists(st.binary(max_size=70), max_size=5), st.integers(-5, 40))
 def test_signed_data_and_owner_on_random_input(header, owner, rdatas, labels):
-    data = fv.signed_data(header, owner, 1, 1, 3600, rdatas)
+    data = verify.signed_data(header, owner, 1, 1, 3600, rdatas)
     assert len(data) == len(header) + sum(len(owner) + 10 + len(r) for r in set(rdatas))
     name = dns.name.from_text("a.b.c.example.")
     try:
-        signed = fv.signed_owner(name.labels, labels)
-    except fv.MalformedData:
+        signed = verify.signed_owner(name.labels, labels)
+    except canonical.MalformedData:
         assert not 0 <= labels <= 4
     else:  # RFC 4035 §5.3.2: the owner, or the wildcard it was expanded from
         kept = dns.name.Name(name.labels[4 - labels:])
         assert signed == (kept if labels == 4 else dns.name.Name((b"*",) + kept.labels)).to_wire()
     for half in (0, 16, 32, 48, 64):
         try:
-            der = fv.ecdsa_der(header, half)
-        except fv.MalformedData:
+            der = crypto.ecdsa_der(header, half)
+        except canonical.MalformedData:
             continue
         assert len(header) == 2 * half and der[0] == 0x30
 
@@ -214,7 +214,7 @@ def test_a_stub_rsamd5_key_does_not_stop_validation():
     of key made key_tag raise, and with it validate_rrset and authenticate_dnskeys."""
     z = zonedata.load("ecdsap256.example.")
     stub = dns.rdata.from_wire(IN, dns.rdatatype.DNSKEY, b"\x01\x01\x03\x01\x00", 0, 5)
-    assert fv.key_tag(stub.to_digestable()) == dns.dnssec.key_id(stub)
+    assert crypto.key_tag(stub.to_digestable()) == dns.dnssec.key_id(stub)
     keys = dns.rrset.from_rdata_list(z.name, 300, [*z.dnskeys(), stub])
     assert validate_rrset(*z.pair("www.ecdsap256.example.", "A"), keys, now=NOW).secure
     trusted = authenticate_dnskeys(keys, z.rrsigs(z.name, "DNSKEY"), z.ds(), now=NOW)

@@ -691,10 +691,10 @@ def test_dockerignore_sends_only_the_sources_the_builder_needs():
     for path in needed:
         assert (ROOT / path).exists(), path
         assert not _dockerignore_excludes(patterns, path), path
-    assert not _dockerignore_excludes(patterns, "resolver/dnssec/_fastverify.pyx")
+    assert not _dockerignore_excludes(patterns, "resolver/dnssec/verify.pyx")
     assert not _dockerignore_excludes(patterns, "resolver/dnssec/sigcrypt.py")
     for path in (".git/config", "tests/test_k8s.py", "build/lib/x.py", ".ci-venv/bin/python",
-                 "resolver/dnssec/_fastverify.c", "resolver/dnssec/_fastverify.cpython-311-x86_64-linux-gnu.so",
+                 "resolver/dnssec/verify.c", "resolver/dnssec/verify.cpython-311-x86_64-linux-gnu.so",
                  "resolver/__pycache__/cli.cpython-311.pyc", "k8s/dashboard.json",
                  ".hypothesis/x"):
         assert _dockerignore_excludes(patterns, path), path

@@ -168,8 +168,8 @@ def test_an_upward_cython_import_fails():
     imported = cython_imports(text)
     assert imported == ["resolver.frontend.admission", "resolver.resolve.iterator",
                         "resolver.frontend.server"]
-    assert upward("resolver.dnssec._fastverify", imported) == [
-        f"resolver.dnssec._fastverify (dnssec) imports {name} ({layer}), a layer above"
+    assert upward("resolver.dnssec.verify", imported) == [
+        f"resolver.dnssec.verify (dnssec) imports {name} ({layer}), a layer above"
         for name, layer in (("resolver.frontend.admission", "frontend"),
                             ("resolver.resolve.iterator", "resolve"),
                             ("resolver.frontend.server", "frontend"))]

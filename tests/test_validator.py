@@ -10,7 +10,7 @@ import dns.rdata
 import dns.rrset
 import pytest
 
-from resolver.dnssec import _fastverify as fv
+from resolver.dnssec import crypto
 from resolver.dnssec import (EDE, Budget, BudgetName, Limits, ValidatorConfig, Verdict,
                              authenticate_dnskeys, validate_rrset)
 from resolver.dnssec import sigcrypt
@@ -365,7 +365,7 @@ def test_limits_reject_bad_values():
 def test_a_proven_signature_is_not_verified_again(signer, monkeypatch) -> None:
     """The second validation of the same RRSIG over the same data with the same key costs no
     public-key operation and no budget; the verdict and the proving key are the same."""
-    monkeypatch.setattr(sigcrypt, "VERIFIED", fv.VerifiedSignatures(100))
+    monkeypatch.setattr(sigcrypt, "VERIFIED", crypto.VerifiedSignatures(100))
     s = signer(13)
     data = rrset("www.example.test.")
     sigs = s.sign(data)
@@ -381,7 +381,7 @@ def test_a_proven_signature_is_not_verified_again(signer, monkeypatch) -> None:
 def test_the_cache_never_vouches_for_other_data_keys_or_times(signer, monkeypatch) -> None:
     """Only the exact (key, signature, signed data) is remembered: changed data, another key of
     the same tag or an expired window are checked as if the cache were empty."""
-    monkeypatch.setattr(sigcrypt, "VERIFIED", fv.VerifiedSignatures(100))
+    monkeypatch.setattr(sigcrypt, "VERIFIED", crypto.VerifiedSignatures(100))
     s = signer(13)
     data = rrset("www.example.test.")
     sigs = s.sign(data)
@@ -389,8 +389,8 @@ def test_the_cache_never_vouches_for_other_data_keys_or_times(signer, monkeypatc
     changed = rrset("www.example.test.", "A", "192.0.2.99")
     result = validate_rrset(changed, sigs, s.keys, now=NOW)
     assert result.verdict == Verdict.BOGUS and result.ede == EDE.DNSSEC_BOGUS
-    other = fv.Key(Signer(13).dnskey.to_wire())
-    key = fv.Key(s.dnskey.to_wire())
+    other = crypto.Key(Signer(13).dnskey.to_wire())
+    key = crypto.Key(s.dnskey.to_wire())
     signature = sigs[0].signature
     assert sigcrypt.VERIFIED.digest(key, signature, b"data") != \
         sigcrypt.VERIFIED.digest(other, signature, b"data")
@@ -402,11 +402,11 @@ def test_the_cache_never_vouches_for_other_data_keys_or_times(signer, monkeypatc
 
 
 def test_verified_signatures_are_bounded_lru() -> None:
-    cache = fv.VerifiedSignatures(2)
+    cache = crypto.VerifiedSignatures(2)
     for digest in (b"a", b"b", b"c"):
         cache.add(digest)
     assert len(cache) == 2 and not cache.known(b"a") and cache.known(b"b")
     cache.add(b"d")  # b was used last: c goes
     assert cache.known(b"b") and not cache.known(b"c")
     with pytest.raises(ValueError):
-        fv.VerifiedSignatures(0)
+        crypto.VerifiedSignatures(0)

@@ -18,6 +18,7 @@ import dns.rrset
 import dns.tokenizer
 import dns.zonefile
 
+from resolver.dnssec.crypto import DNSKEY_PROTOCOL, REVOKE_FLAG, ZONE_FLAG
 from resolver.errors import ResolverError
 
 __all__ = [
@@ -67,10 +68,6 @@ ROOT_TRUST_ANCHORS: tuple[str, ...] = (
 #: root DNSKEY RRset's TTL.
 DEFAULT_ANCHOR_TTL = 172800
 
-_ZONE_FLAG = 0x0100    # RFC 4034 §2.1.1
-_REVOKE_FLAG = 0x0080  # RFC 5011 §3
-_DNSKEY_PROTOCOL = 3   # RFC 4034 §2.1.2
-
 
 class TrustAnchorError(ResolverError, ValueError):
     """A trust anchor that cannot be used. ``index`` is the position of the offending item for
@@ -101,12 +98,12 @@ def _check(rrsets: Iterable[dns.rrset.RRset]) -> None:
         if rrset.rdtype != dns.rdatatype.DNSKEY:
             continue
         for key in rrset:
-            if not key.flags & _ZONE_FLAG:
+            if not key.flags & ZONE_FLAG:
                 raise TrustAnchorError(f"{_describe(rrset, key)}: not a zone key (flags lack "
                                        "bit 7, RFC 4034 §2.1.1)")
-            if key.flags & _REVOKE_FLAG:
+            if key.flags & REVOKE_FLAG:
                 raise TrustAnchorError(f"{_describe(rrset, key)}: key is revoked (RFC 5011)")
-            if key.protocol != _DNSKEY_PROTOCOL:
+            if key.protocol != DNSKEY_PROTOCOL:
                 raise TrustAnchorError(f"{_describe(rrset, key)}: protocol {key.protocol} is not "
                                        "3 (RFC 4034 §2.1.2)")
 

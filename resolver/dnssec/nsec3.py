@@ -11,7 +11,7 @@ import dns.rdata
 import dns.rdatatype
 import dns.rrset
 
-from resolver.dnssec import _fastverify as fv
+from resolver.dnssec import canonical, crypto
 from resolver.dnssec.config import (DEFAULT_CONFIG, Budget, BudgetExhausted, BudgetName,
                                     ValidatorConfig)
 from resolver.dnssec.result import DenialResult, Verdict
@@ -111,7 +111,7 @@ class _Proof:
         digest = self.hashes.get(name)
         if digest is None:
             self.budget.spend_nsec3_hash()
-            digest = fv.nsec3_hash(fv.name_wire(name.labels), self.salt, self.iterations)
+            digest = crypto.nsec3_hash(canonical.name_wire(name.labels), self.salt, self.iterations)
             self.hashes[name] = digest
         return digest
 

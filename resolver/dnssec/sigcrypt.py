@@ -2,7 +2,7 @@
 
 Like Unbound's ``val_sigcrypt``: given an RRset, its RRSIGs and candidate keys, find one
 signature that a usable key proves, spending no more work than the budget allows. The loop
-itself is compiled (``_fastverify.check_rrset``); this module frames its outcome.
+itself is compiled (``verify.check_rrset``); this module frames its outcome.
 """
 
 from __future__ import annotations
@@ -14,23 +14,23 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from resolver.dnssec import _fastverify as fv
+from resolver.dnssec import canonical, crypto, verify
 from resolver.dnssec.config import (DEFAULT_CONFIG, Budget, BudgetExhausted, BudgetName,
                                     ValidatorConfig)
 from resolver.dnssec.result import KeyInfo, ValidationResult, Verdict
 from resolver.ede import EDE
 
 #: Parsed DNSKEYs shared by every validation in the process, keyed by DNSKEY RDATA.
-KEY_CACHE = fv.KeyCache(10000)
+KEY_CACHE = crypto.KeyCache(10000)
 #: Signature checks that succeeded, shared likewise (None: verify every time, as benchmarks of
 #: the cryptography itself do).
-VERIFIED: fv.VerifiedSignatures | None = fv.VerifiedSignatures(20000)
+VERIFIED: crypto.VerifiedSignatures | None = crypto.VerifiedSignatures(20000)
 
 # Bound once for the hot path: reading an Enum member costs ~0.1 µs on Python 3.11.
-_check_rrset, _SECURE, _VERDICT_SECURE = fv.check_rrset, fv.SECURE, Verdict.SECURE
+_check_rrset, _SECURE, _VERDICT_SECURE = verify.check_rrset, verify.SECURE, Verdict.SECURE
 
 # RFC 4509 §3: ignore SHA-1 DS records when a stronger digest is present.
-_STRONGER_THAN_SHA1 = frozenset((fv.DIGEST_SHA256, fv.DIGEST_SHA384))
+_STRONGER_THAN_SHA1 = frozenset((crypto.DIGEST_SHA256, crypto.DIGEST_SHA384))
 
 
 def posix_time(now: float | int | datetime | None) -> int:
@@ -45,7 +45,7 @@ def posix_time(now: float | int | datetime | None) -> int:
 
 def dnskey_tag(dnskey) -> int:
     """The key tag of one DNSKEY rdata (RFC 4034 Appendix B)."""
-    return fv.key_tag(fv.rdata_wire(dnskey))
+    return crypto.key_tag(canonical.rdata_wire(dnskey))
 
 
 def describe(name: dns.name.Name, rdtype: int) -> str:
@@ -54,9 +54,9 @@ def describe(name: dns.name.Name, rdtype: int) -> str:
 
 
 def check_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
-                key_owner: dns.name.Name | None, keys: list[fv.Key], now: int,
+                key_owner: dns.name.Name | None, keys: list[crypto.Key], now: int,
                 budget: Budget | None, config: ValidatorConfig) -> tuple[ValidationResult,
-                                                                        fv.Key | None]:
+                                                                        crypto.Key | None]:
     """:func:`validate_rrset` with the keys already parsed and the time resolved; also returns
     the key that proved the RRset, if any. Without a budget the call is bounded by the smaller
     of the per-RRset and per-query limits, which is what a fresh budget would allow."""
@@ -72,7 +72,7 @@ def check_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
         outcome, ede, reason, key, rrsig, ttl = _check_rrset(
             rrset, rrsigs, None if key_owner is None else key_owner.labels, keys, now, spend,
             max_checks, limits.max_keys_per_tag, config.allow_sha1, VERIFIED)
-    except (BudgetExhausted, fv.MalformedData) as exc:
+    except (BudgetExhausted, canonical.MalformedData) as exc:
         return ValidationResult(Verdict.BOGUS, EDE.DNSSEC_BOGUS,
                                 f"{describe(rrset.name, rrset.rdtype)}: {exc}",
                                 budget=getattr(exc, "budget", None)), None
@@ -82,10 +82,10 @@ def check_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
         info = key.info = KeyInfo(key_owner, key.tag, key.algorithm, key.flags)
     if outcome == _SECURE:
         return ValidationResult(_VERDICT_SECURE, None, "", info, rrsig, ttl), key
-    verdict = Verdict.INSECURE if outcome == fv.NO_SUPPORTED_KEY else Verdict.BOGUS
+    verdict = Verdict.INSECURE if outcome == verify.NO_SUPPORTED_KEY else Verdict.BOGUS
     return ValidationResult(verdict, EDE(ede), f"{describe(rrset.name, rrset.rdtype)}: {reason}",
                             info, rrsig, budget=BudgetName.SIG_CHECKS_PER_RRSET
-                            if outcome == fv.RRSET_BUDGET else None), None
+                            if outcome == verify.RRSET_BUDGET else None), None
 
 
 def validate_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
@@ -123,38 +123,38 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
     otherwise."""
     config = config or DEFAULT_CONFIG
     what = describe(dnskeys.name, dns.rdatatype.DNSKEY)
-    owner_wire = fv.name_wire(dnskeys.name.labels)
-    wires = [fv.rdata_wire(rd) for rd in dnskeys]
-    if not fv.same_name(trust.name.labels, dnskeys.name.labels):
+    owner_wire = canonical.name_wire(dnskeys.name.labels)
+    wires = [canonical.rdata_wire(rd) for rd in dnskeys]
+    if not canonical.same_name(trust.name.labels, dnskeys.name.labels):
         return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
                                 f"{what}: trust is for {trust.name}, not this zone")
     matched: dict[bytes, object] = {}  # DNSKEY RDATA -> the DS or anchor that vouches for it
     if trust.rdtype == dns.rdatatype.DNSKEY:
-        anchors = {fv.rdata_wire(rd): rd for rd in trust}
+        anchors = {canonical.rdata_wire(rd): rd for rd in trust}
         matched = {w: anchors[w] for w in wires if w in anchors}
         if not matched:
             return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
                                     f"{what}: no DNSKEY matches a trust anchor")
     else:
-        usable = [ds for ds in trust if fv.algorithm_usable(ds.algorithm, config.allow_sha1)
-                  and ds.digest_type in fv.IMPLEMENTED_DIGESTS]
+        usable = [ds for ds in trust if crypto.algorithm_usable(ds.algorithm, config.allow_sha1)
+                  and ds.digest_type in crypto.IMPLEMENTED_DIGESTS]
         if not usable:
-            unsupported_alg = all(not fv.algorithm_usable(ds.algorithm, config.allow_sha1) for ds in trust)
+            unsupported_alg = all(not crypto.algorithm_usable(ds.algorithm, config.allow_sha1) for ds in trust)
             ede = (EDE.UNSUPPORTED_DNSKEY_ALGORITHM if unsupported_alg
                    else EDE.UNSUPPORTED_DS_DIGEST_TYPE)
             return ValidationResult(Verdict.INSECURE, ede, f"{what}: no DS of a supported "
                                     "algorithm and digest type: the zone is insecure")
         if any(ds.digest_type in _STRONGER_THAN_SHA1 for ds in usable):
-            usable = [ds for ds in usable if ds.digest_type != fv.DIGEST_SHA1]
+            usable = [ds for ds in usable if ds.digest_type != crypto.DIGEST_SHA1]
         by_tag: dict[tuple[int, int], list[bytes]] = {}
         for wire in wires:
             if len(wire) >= 4:
-                by_tag.setdefault((fv.key_tag(wire), wire[3]), []).append(wire)
+                by_tag.setdefault((crypto.key_tag(wire), wire[3]), []).append(wire)
         # Digests are cheap hashes, so every key sharing a DS's tag is compared: a zone may
         # legitimately have colliding tags. The per-tag cap bounds signature checks instead.
         for ds in usable[:config.limits.max_ds_per_zone]:
             for wire in by_tag.get((ds.key_tag, ds.algorithm), ()):
-                if fv.ds_digest(ds.digest_type, owner_wire, wire) == ds.digest:
+                if crypto.ds_digest(ds.digest_type, owner_wire, wire) == ds.digest:
                     matched.setdefault(wire, ds)
         if not matched:
             return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,

@@ -19,7 +19,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from resolver.dnssec._fastverify import label_count
+from resolver.dnssec.canonical import label_count
 from resolver.dnssec import denial
 from resolver.dnssec.config import Budget, BudgetName, ValidatorConfig
 from resolver.dnssec.result import Answer, Proof, ResolutionFailed, ValidationResult, Verdict

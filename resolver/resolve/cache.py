@@ -28,7 +28,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.wire
 
-from resolver.dnssec._fastverify import label_count, name_wire
+from resolver.dnssec.canonical import label_count, name_wire
 from resolver.dnssec import Verdict
 from resolver.dnssec.result import Answer, Proof  # noqa: F401 (the cache's unit, re-exported)
 from resolver.ede import EDE

@@ -1,0 +1,293 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Names and canonical form, compiled: what DNSSEC signs is the canonical form of an RRset
+(RFC 4034 §6), and the resolve layer keys its cache with the same canonical names.
+
+* names in uncompressed wire form, lowercased (RFC 1035 §3.1, RFC 4034 §6.2), their label count
+  as an RRSIG states it (RFC 4034 §3.1.3), and comparisons ignoring ASCII case (RFC 4343);
+* canonical RDATA: the names embedded in the RFC 4034 §6.2 types lowercased, less NSEC's
+  (RFC 6840 §5.1); canonical RR order with duplicates removed (RFC 4034 §6.3).
+
+Like Unbound's ``val_utils`` name helpers: nothing here knows about keys or signatures. The C
+functions other compiled modules share are declared in ``canonical.pxd``.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.string cimport memcpy
+
+import socket
+
+from resolver.errors import ResolverError
+
+# --- RR types whose embedded names are lowercased in canonical form ---------------------------
+# RFC 4034 §6.2 item 3, less NSEC (RFC 6840 §5.1); layouts from the defining RFCs.
+cdef enum:
+    T_A = 1
+    T_NS = 2
+    T_MD = 3
+    T_MF = 4
+    T_CNAME = 5
+    T_SOA = 6
+    T_MB = 7
+    T_MG = 8
+    T_MR = 9
+    T_PTR = 12
+    T_MINFO = 14
+    T_MX = 15
+    T_RP = 17
+    T_AFSDB = 18
+    T_RT = 21
+    T_SIG = 24
+    T_PX = 26
+    T_AAAA = 28
+    T_NXT = 30
+    T_SRV = 33
+    T_NAPTR = 35
+    T_KX = 36
+    T_A6 = 38
+    T_DNAME = 39
+    T_RRSIG = 46
+    T_DNSKEY = 48
+    T_CDNSKEY = 60
+
+cdef object _inet_pton = socket.inet_pton
+cdef int _AF_INET6 = socket.AF_INET6
+
+
+class MalformedData(ResolverError, ValueError):
+    """Wire data that cannot be canonicalised or parsed."""
+
+
+# --- names --------------------------------------------------------------------------------------
+
+cdef Py_ssize_t name_length(tuple labels, Py_ssize_t start) except -1:
+    """Wire length of the name ``labels[start:]``, which must be absolute with labels of at most
+    63 octets and at most 255 octets in all (RFC 1035 §2.3.4, §3.1), else MalformedData."""
+    cdef Py_ssize_t total = 0, i, n, count = len(given(labels))
+    cdef bytes label
+    for i in range(start, count):
+        label = labels[i]  # a checked assignment: bytes or None
+        n = PyBytes_GET_SIZE(given(label))
+        if n > 63:
+            raise MalformedData("label longer than 63 octets")
+        total += n + 1
+    if total == 0 or PyBytes_GET_SIZE(<bytes>labels[count - 1]) != 0:
+        raise MalformedData("name is not absolute")
+    if total > 255:
+        raise MalformedData("name longer than 255 octets")
+    return total
+
+
+cdef Py_ssize_t put_name(unsigned char *dst, tuple labels, Py_ssize_t start,
+                         bint lowercase) noexcept:
+    """Write ``labels[start:]``, checked by :func:`name_length`, at ``dst``; return its length."""
+    cdef Py_ssize_t pos = 0, i, j, n
+    cdef const unsigned char *src
+    for i in range(start, len(labels)):
+        n = PyBytes_GET_SIZE(<bytes>labels[i])
+        src = <const unsigned char *>PyBytes_AS_STRING(<bytes>labels[i])
+        dst[pos] = <unsigned char>n
+        pos += 1
+        if lowercase:
+            for j in range(n):
+                dst[pos + j] = lower(src[j])
+        else:
+            memcpy(dst + pos, src, n)
+        pos += n
+    return pos
+
+
+cpdef bytes name_wire(tuple labels, bint lowercase=True):
+    """Uncompressed wire form of a name given as ``dns.name.Name.labels`` (RFC 1035 §3.1),
+    lowercased for canonical form (RFC 4034 §6.2) unless ``lowercase`` is false."""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, name_length(labels, 0))
+    put_name(<unsigned char *>PyBytes_AS_STRING(out), labels, 0, lowercase)
+    return out
+
+
+cpdef int label_count(tuple labels):
+    """The RRSIG "labels" value of an owner name: labels less the root and a leading ``*``
+    (RFC 4034 §3.1.3)."""
+    cdef int n = len(labels) - 1
+    if n > 0 and <bytes>labels[0] == b"*":
+        n -= 1
+    return n
+
+
+cdef bint _labels_equal(tuple a, Py_ssize_t a_off, tuple b, Py_ssize_t b_off, Py_ssize_t n):
+    """Case-insensitive comparison of n labels of a from a_off and of b from b_off."""
+    cdef Py_ssize_t i, j, ln
+    cdef bytes la, lb
+    cdef const unsigned char *pa
+    cdef const unsigned char *pb
+    for i in range(n):
+        la = <bytes>a[a_off + i]
+        lb = <bytes>b[b_off + i]
+        if la is lb:
+            continue
+        ln = PyBytes_GET_SIZE(la)
+        if ln != PyBytes_GET_SIZE(lb):
+            return False
+        pa = <const unsigned char *>PyBytes_AS_STRING(la)
+        pb = <const unsigned char *>PyBytes_AS_STRING(lb)
+        for j in range(ln):
+            if lower(pa[j]) != lower(pb[j]):
+                return False
+    return True
+
+
+cpdef bint same_name(tuple a, tuple b):
+    """Whether two names (``Name.labels``) are equal, ignoring ASCII case (RFC 4343)."""
+    return a is b or (len(a) == len(b) and _labels_equal(a, 0, b, 0, len(a)))
+
+
+cpdef bint is_subdomain(tuple name, tuple ancestor):
+    """Whether ``name`` equals or lies below ``ancestor`` (both ``Name.labels``)."""
+    cdef Py_ssize_t n = len(name), m = len(ancestor)
+    return m <= n and _labels_equal(name, n - m, ancestor, 0, m)
+
+
+# --- canonical RDATA (RFC 4034 §6.2, RFC 6840 §5.1) -------------------------------------------
+
+cdef Py_ssize_t _lower_name_at(unsigned char *buf, Py_ssize_t pos, Py_ssize_t end) except -2:
+    """Lowercase the uncompressed name at ``pos`` in place; return the offset just past it."""
+    cdef Py_ssize_t n, i
+    while True:
+        if pos >= end:
+            raise MalformedData("name runs past the end of RDATA")
+        n = buf[pos]
+        if n & 0xC0:
+            raise MalformedData("compressed or extended label in RDATA")
+        pos += 1
+        if n == 0:
+            return pos
+        if pos + n > end:
+            raise MalformedData("label runs past the end of RDATA")
+        for i in range(pos, pos + n):
+            buf[i] = lower(buf[i])
+        pos += n
+
+
+cdef Py_ssize_t _skip_string(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end) except -2:
+    if pos >= end or pos + 1 + buf[pos] > end:
+        raise MalformedData("character-string runs past the end of RDATA")
+    return pos + 1 + buf[pos]
+
+
+cpdef bytes canonical_rdata(int rdtype, bytes wire):
+    """Canonical form of uncompressed RDATA: embedded names of the RFC 4034 §6.2 types lowercased,
+    except NSEC's next name (RFC 6840 §5.1). Other types are returned unchanged."""
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(wire), pos
+    cdef unsigned char *buf
+    cdef bytes out
+    cdef int prefix
+    given(wire)
+    if rdtype not in (T_NS, T_MD, T_MF, T_CNAME, T_SOA, T_MB, T_MG, T_MR, T_PTR, T_MINFO, T_MX,
+                      T_RP, T_AFSDB, T_RT, T_SIG, T_PX, T_NXT, T_SRV, T_NAPTR, T_KX, T_A6,
+                      T_DNAME, T_RRSIG):
+        return wire
+    out = PyBytes_FromStringAndSize(PyBytes_AS_STRING(wire), end)
+    buf = <unsigned char *>PyBytes_AS_STRING(out)
+    if rdtype in (T_NS, T_MD, T_MF, T_CNAME, T_MB, T_MG, T_MR, T_PTR, T_DNAME, T_NXT):
+        _lower_name_at(buf, 0, end)
+    elif rdtype in (T_SOA, T_MINFO, T_RP):
+        _lower_name_at(buf, _lower_name_at(buf, 0, end), end)
+    elif rdtype in (T_MX, T_AFSDB, T_RT, T_KX):
+        _lower_name_at(buf, 2, end)
+    elif rdtype == T_PX:
+        _lower_name_at(buf, _lower_name_at(buf, 2, end), end)
+    elif rdtype == T_SRV:
+        _lower_name_at(buf, 6, end)
+    elif rdtype in (T_SIG, T_RRSIG):
+        _lower_name_at(buf, 18, end)
+    elif rdtype == T_NAPTR:
+        pos = _skip_string(buf, 4, end)
+        pos = _skip_string(buf, pos, end)
+        pos = _skip_string(buf, pos, end)
+        _lower_name_at(buf, pos, end)
+    elif rdtype == T_A6:
+        if end < 1 or buf[0] > 128:
+            raise MalformedData("bad A6 prefix length")
+        prefix = buf[0]
+        pos = 1 + (128 - prefix + 7) // 8
+        if prefix:
+            _lower_name_at(buf, pos, end)
+    return out
+
+
+cdef bytes _ipv4_wire(str text):
+    cdef Py_ssize_t n, i
+    cdef const unsigned char *s = <const unsigned char *>PyUnicode_AsUTF8AndSize(given(text), &n)
+    cdef unsigned char out[4]
+    cdef int part = 0, value = 0, digits = 0
+    for i in range(n + 1):
+        if i == n or s[i] == 46:  # '.'
+            if digits == 0 or part > 3:
+                raise MalformedData("bad IPv4 address")
+            out[part] = <unsigned char>value
+            part += 1
+            value = 0
+            digits = 0
+        elif 48 <= s[i] <= 57 and digits < 3:
+            value = value * 10 + (s[i] - 48)
+            digits += 1
+            if value > 255:
+                raise MalformedData("bad IPv4 address")
+        else:
+            raise MalformedData("bad IPv4 address")
+    if part != 4:
+        raise MalformedData("bad IPv4 address")
+    return PyBytes_FromStringAndSize(<char *>out, 4)
+
+
+cpdef bytes rdata_wire(object rdata):
+    """Canonical RDATA wire form of a dnspython ``Rdata`` (RFC 4034 §6.2).
+
+    The common signed types are serialised straight from their fields; the rest go through
+    dnspython's uncompressed ``to_wire`` and :func:`canonical_rdata`."""
+    cdef int rdtype = rdata.rdtype
+    cdef bytes key, out
+    cdef unsigned char *p
+    cdef int flags
+    if rdtype == T_A:
+        return _ipv4_wire(rdata.address)
+    if rdtype == T_AAAA:
+        return _inet_pton(_AF_INET6, rdata.address)
+    if rdtype == T_DNSKEY or rdtype == T_CDNSKEY:
+        key = rdata.key
+        out = PyBytes_FromStringAndSize(NULL, 4 + PyBytes_GET_SIZE(key))
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        flags = rdata.flags
+        p[0] = (flags >> 8) & 0xFF
+        p[1] = flags & 0xFF
+        p[2] = <unsigned char>(<int>rdata.protocol)
+        p[3] = <unsigned char>(<int>rdata.algorithm)
+        memcpy(p + 4, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        return out
+    return canonical_rdata(rdtype, rdata.to_wire())
+
+
+# --- canonical order (RFC 4034 §6.3) -----------------------------------------------------------
+
+cdef list canonical_order(list rdatas):
+    """Sort canonical RDATA wire forms into canonical order and drop duplicates, in place
+    (RFC 4034 §6.3); return the list."""
+    cdef Py_ssize_t i = 1
+    if len(rdatas) < 2:
+        return rdatas
+    rdatas.sort()
+    while i < len(rdatas):
+        if rdatas[i] == rdatas[i - 1]:
+            del rdatas[i]
+        else:
+            i += 1
+    return rdatas
+
+
+cdef object members(object rdataset):
+    """What iterating a dnspython RRset or Rdataset yields, without its Python-level
+    ``__iter__``: the keys of the dict a ``dns.set.Set`` keeps them in. Other iterables are
+    returned as they are."""
+    cdef object items = getattr(rdataset, "items", None)
+    return items if type(items) is dict else rdataset
+
