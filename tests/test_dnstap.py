@@ -33,9 +33,10 @@ import dns.rcode
 import pytest
 
 from resolver.config import ConfigError, DnstapConfig, parse_config
-from resolver.ops.dnstap import (CLIENT_QUERY, CLIENT_RESPONSE, CONTENT_TYPE, FORWARDER_QUERY,
-                                 FORWARDER_RESPONSE, RESOLVER_QUERY, RESOLVER_RESPONSE, Dnstap,
-                                 DnstapCollector, encode_dnstap, encode_message)
+from resolver.ops.dnstap import Dnstap, DnstapCollector
+from resolver.ops.dnstap.message import (CLIENT_QUERY, CLIENT_RESPONSE, CONTENT_TYPE,
+                                         FORWARDER_QUERY, FORWARDER_RESPONSE, RESOLVER_QUERY,
+                                         RESOLVER_RESPONSE, encode_dnstap, encode_message)
 from tests.testtree import authority, zonedata
 
 ROOT_DIR = Path(__file__).resolve().parent.parent

@@ -1,41 +1,7 @@
-"""dnstap output (issue #4): copies of the DNS messages the resolver receives and sends, for
-existing DNS analysis tools (``dnstap-ldns``, the ``dnstap`` command of golang-dnstap,
-DNS-collector, Unbound's and Knot's readers).
-
-Format. Each event is a ``Dnstap`` protobuf message (dnstap.proto of the dnstap project, proto2,
-encoded here by hand: a handful of varint, fixed32 and length-delimited fields, numbers cited at
-the constants below) carried in a Frame Streams data frame with the content type
-``protobuf:dnstap.Dnstap``:
-
-- a **file** (``file:PATH``) is a unidirectional stream: a START control frame naming the
-  content type, the data frames, a STOP control frame when the resolver stops. A non-empty file
-  already at PATH is moved to ``PATH.1`` first (a stream cannot be appended to: readers stop at
-  the first STOP). A FIFO works as well (``mkfifo``, then a reader on it).
-- a **unix socket** (``unix:PATH`` or a bare path) is bidirectional: READY (with the content
-  type) is answered by the collector's ACCEPT, then START, the data frames, and at the end STOP,
-  answered by FINISH. When the collector is not there, or goes away, the writer connects again
-  with exponential backoff (0.1 s doubling to 5 s).
-
-Messages (dnstap.proto's recommended fields for each type):
-
-==================  ===========================================================================
-CLIENT_QUERY        socket family and protocol, the client's address and port (``query_*``)
-                    and the listener's (``response_*``), query time, the query as received
-CLIENT_RESPONSE     the same addresses, query and response times, the reply as sent
-RESOLVER_QUERY      family, protocol (UDP: the first try), the server's address and port,
-                    ``query_zone`` (the zone the server was asked as a server of), query time,
-                    the query as sent
-RESOLVER_RESPONSE   the same, and TCP if the reply came over TCP, response time, the reply as
-                    received
-==================  ===========================================================================
-
-Queries sent to a configured forwarder are FORWARDER_QUERY and FORWARDER_RESPONSE. The
-resolver's own address for upstream queries is not known (each goes from a fresh socket) and is
-left out, as dnstap.proto allows.
-
-Best effort. The event loop only appends a tuple to a bounded queue; the writer thread encodes and
-writes. When the queue is full (the collector is slow or away), the message is dropped and
-counted (``stats["dropped"]``): unlike the forensic log, dnstap never slows the resolver down.
+"""The tap (:class:`Dnstap`): the server and the iterator hand it copies of DNS messages, a
+writer thread encodes them (resolver.ops.dnstap.message) and writes them as Frame Streams data
+frames (resolver.ops.dnstap.framestream) to a file or a collector's unix socket, reconnecting
+with exponential backoff. Best effort: a full queue drops and counts, never slows the resolver.
 """
 
 from __future__ import annotations
@@ -48,190 +14,22 @@ import os
 import select
 import socket
 import stat
-import struct
 import threading
 import time
-from collections.abc import Iterable
 
 import dns.name
 
 from resolver.config import DNSTAP_FILE, DnstapConfig
 from resolver.errors import ResolverError
-
-__all__ = ["CLIENT_QUERY", "CLIENT_RESPONSE", "CONTENT_TYPE", "FORWARDER_QUERY",
-           "FORWARDER_RESPONSE", "RESOLVER_QUERY", "RESOLVER_RESPONSE", "Dnstap",
-           "DnstapCollector", "control_frame", "data_frame", "encode_dnstap", "encode_message"]
+from resolver.ops.dnstap.framestream import (CONTROL_ACCEPT, CONTROL_READY, CONTROL_START,
+                                             CONTROL_STOP, ProtocolError, control_frame,
+                                             data_frame, read_control)
+from resolver.ops.dnstap.message import (CLIENT_QUERY, CLIENT_RESPONSE, CONTENT_TYPE,
+                                         FORWARDER_QUERY, FORWARDER_RESPONSE, PROTOCOLS,
+                                         RESOLVER_QUERY, RESOLVER_RESPONSE, TCP, UDP,
+                                         encode_header, encode_message, wrap)
 
 log = logging.getLogger(__name__)
-
-# --- dnstap.proto ------------------------------------------------------------------------------
-
-#: Dnstap.Type MESSAGE = 1.
-DNSTAP_MESSAGE = 1
-#: Message.Type values.
-RESOLVER_QUERY = 3
-RESOLVER_RESPONSE = 4
-CLIENT_QUERY = 5
-CLIENT_RESPONSE = 6
-FORWARDER_QUERY = 7
-FORWARDER_RESPONSE = 8
-#: SocketFamily and SocketProtocol values.
-INET, INET6 = 1, 2
-UDP, TCP = 1, 2
-_PROTOCOLS = {"udp": UDP, "tcp": TCP}
-
-_VARINT, _FIXED32, _LENGTH = 0, 5, 2  # protobuf wire types
-
-
-def _tag(number: int, wire_type: int) -> bytes:
-    return bytes([number << 3 | wire_type])  # every field number here is below 16: one byte
-
-
-# Dnstap: identity = 1, version = 2 (bytes); message = 14 (Message); type = 15 (Type).
-_D_IDENTITY, _D_VERSION = _tag(1, _LENGTH), _tag(2, _LENGTH)
-_D_MESSAGE, _D_TYPE = _tag(14, _LENGTH), _tag(15, _VARINT)
-# Message: type = 1, socket_family = 2, socket_protocol = 3 (enums); query_address = 4,
-# response_address = 5 (bytes); query_port = 6, response_port = 7 (uint32); query_time_sec = 8
-# (uint64), query_time_nsec = 9 (fixed32); query_message = 10, query_zone = 11 (bytes);
-# response_time_sec = 12 (uint64), response_time_nsec = 13 (fixed32); response_message = 14.
-_M_TYPE, _M_FAMILY, _M_PROTOCOL = _tag(1, _VARINT), _tag(2, _VARINT), _tag(3, _VARINT)
-_M_QADDR, _M_RADDR = _tag(4, _LENGTH), _tag(5, _LENGTH)
-_M_QPORT, _M_RPORT = _tag(6, _VARINT), _tag(7, _VARINT)
-_M_QSEC, _M_QNSEC = _tag(8, _VARINT), _tag(9, _FIXED32)
-_M_QMSG, _M_QZONE = _tag(10, _LENGTH), _tag(11, _LENGTH)
-_M_RSEC, _M_RNSEC = _tag(12, _VARINT), _tag(13, _FIXED32)
-_M_RMSG = _tag(14, _LENGTH)
-
-_FIXED = struct.Struct("<I")
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: bytes, data: bytes) -> bytes:
-    return tag + _varint(len(data)) + data
-
-
-def _time(parts: list, sec_tag: bytes, nsec_tag: bytes, ns: int) -> None:
-    sec, nsec = divmod(ns, 1_000_000_000)
-    parts += (sec_tag, _varint(sec), nsec_tag, _FIXED.pack(nsec))
-
-
-def _address(host: str) -> tuple[int, bytes]:
-    """The SocketFamily and the packed address (4 or 16 octets); a scope (``%eth0``) is cut."""
-    if ":" in host:
-        return INET6, socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
-    return INET, socket.inet_pton(socket.AF_INET, host)
-
-
-def encode_message(mtype: int, protocol: int, *, initiator: tuple[str, int] | None = None,
-                   responder: tuple[str, int] | None = None, query_time: int | None = None,
-                   query_message: bytes | None = None, query_zone: bytes | None = None,
-                   response_time: int | None = None, response_message: bytes | None = None,
-                   ) -> bytes:
-    """A dnstap ``Message``. ``initiator`` and ``responder`` are (address, port) of the query's
-    sender and of its receiver; times are nanoseconds since the epoch; ``query_zone`` is a name
-    in wire format. Fields are written in field-number order."""
-    family = 0
-    qaddr = raddr = None
-    if initiator is not None:
-        family, qaddr = _address(initiator[0])
-    if responder is not None:
-        family, raddr = _address(responder[0])
-    parts = [_M_TYPE, _varint(mtype)]
-    if family:
-        parts += (_M_FAMILY, _varint(family))
-    parts += (_M_PROTOCOL, _varint(protocol))
-    if qaddr is not None:
-        parts.append(_field(_M_QADDR, qaddr))
-    if raddr is not None:
-        parts.append(_field(_M_RADDR, raddr))
-    if initiator is not None:
-        parts += (_M_QPORT, _varint(initiator[1]))
-    if responder is not None:
-        parts += (_M_RPORT, _varint(responder[1]))
-    if query_time is not None:
-        _time(parts, _M_QSEC, _M_QNSEC, query_time)
-    if query_message is not None:
-        parts.append(_field(_M_QMSG, query_message))
-    if query_zone is not None:
-        parts.append(_field(_M_QZONE, query_zone))
-    if response_time is not None:
-        _time(parts, _M_RSEC, _M_RNSEC, response_time)
-    if response_message is not None:
-        parts.append(_field(_M_RMSG, response_message))
-    return b"".join(parts)
-
-
-def _header(identity: bytes, version: bytes) -> bytes:
-    """The Dnstap fields before ``message``, the same for every message of a writer."""
-    return (_field(_D_IDENTITY, identity) if identity else b"") + (
-        _field(_D_VERSION, version) if version else b"")
-
-
-_TRAILER = _D_TYPE + _varint(DNSTAP_MESSAGE)
-
-
-def encode_dnstap(message: bytes, identity: bytes = b"", version: bytes = b"") -> bytes:
-    """A ``Dnstap`` of type MESSAGE around an encoded ``Message``."""
-    return _header(identity, version) + _field(_D_MESSAGE, message) + _TRAILER
-
-
-# --- Frame Streams -----------------------------------------------------------------------------
-
-CONTENT_TYPE = b"protobuf:dnstap.Dnstap"
-#: Control frame types and the one control field type of the Frame Streams protocol.
-CONTROL_ACCEPT, CONTROL_START, CONTROL_STOP, CONTROL_READY, CONTROL_FINISH = 1, 2, 3, 4, 5
-FIELD_CONTENT_TYPE = 1
-#: The longest control frame a reader accepts (libfstrm's FSTRM_CONTROL_FRAME_LENGTH_MAX).
-MAX_CONTROL_FRAME = 512
-_BE32 = struct.Struct(">I")
-
-
-def data_frame(payload: bytes) -> bytes:
-    """A data frame: the payload's length (big-endian, never 0), the payload."""
-    return _BE32.pack(len(payload)) + payload
-
-
-def control_frame(ctype: int, content_types: Iterable[bytes] = ()) -> bytes:
-    """A control frame: the escape (a zero length), the frame's length, its type, then a
-    CONTENT_TYPE field for each content type."""
-    body = _BE32.pack(ctype) + b"".join(
-        struct.pack(">II", FIELD_CONTENT_TYPE, len(ct)) + ct for ct in content_types)
-    return b"\0\0\0\0" + _BE32.pack(len(body)) + body
-
-
-class _ProtocolError(ResolverError):
-    """The collector broke the Frame Streams handshake."""
-
-
-def _parse_control(body: bytes) -> tuple[int, list[bytes]]:
-    if len(body) < 4:
-        raise _ProtocolError("control frame too short")
-    ctype, = _BE32.unpack_from(body)
-    fields, at = [], 4
-    while at < len(body):
-        if at + 8 > len(body):
-            raise _ProtocolError("truncated control field")
-        ftype, length = struct.unpack_from(">II", body, at)
-        at += 8
-        if at + length > len(body):
-            raise _ProtocolError("control field longer than its frame")
-        if ftype == FIELD_CONTENT_TYPE:
-            fields.append(body[at:at + length])
-        at += length
-    return ctype, fields
-
-
-# --- the writer --------------------------------------------------------------------------------
 
 BACKOFF_MIN = 0.1     # seconds before the first reconnect; doubled after each failure
 BACKOFF_MAX = 5.0
@@ -254,8 +52,8 @@ class Dnstap:
         self.config = config
         self._file = config.mode == DNSTAP_FILE
         self._limit = config.queue_size
-        self._header = _header(config.identity.encode("utf-8", "surrogatepass"),
-                               config.version.encode("utf-8", "surrogatepass"))
+        self._header = encode_header(config.identity.encode("utf-8", "surrogatepass"),
+                                     config.version.encode("utf-8", "surrogatepass"))
         self._backoff = backoff
         self._cond = threading.Condition(threading.Lock())
         self._q: collections.deque[tuple] = collections.deque()
@@ -276,7 +74,7 @@ class Dnstap:
     def client_query(self, wire: bytes, client: tuple[str, int], listener: tuple[str, int],
                      transport: str, t: int) -> None:
         """A client's query as received: ``t`` in nanoseconds since the epoch."""
-        self._put((CLIENT_QUERY, _PROTOCOLS.get(transport, UDP), client, listener, t, wire,
+        self._put((CLIENT_QUERY, PROTOCOLS.get(transport, UDP), client, listener, t, wire,
                    None, None, None))
 
     def client_response(self, query_wire: bytes, reply_wire: bytes, client: tuple[str, int],
@@ -284,7 +82,7 @@ class Dnstap:
                         t_response: int) -> None:
         """Our reply to a client, about to be sent. The query is in the CLIENT_QUERY message,
         so it is not repeated here (dnstap.proto's recommended CLIENT_RESPONSE fields)."""
-        self._put((CLIENT_RESPONSE, _PROTOCOLS.get(transport, UDP), client, listener, t_query,
+        self._put((CLIENT_RESPONSE, PROTOCOLS.get(transport, UDP), client, listener, t_query,
                    None, t_response, reply_wire, None))
 
     def resolver_query(self, wire: bytes, server: tuple[str, int], zone: dns.name.Name | None,
@@ -378,7 +176,7 @@ class Dnstap:
                         break
                     try:
                         self._open()
-                    except (OSError, _ProtocolError) as exc:
+                    except (OSError, ProtocolError) as exc:
                         self._note_error(f"cannot open {self._where()}: {exc}")
                         self._stats["connect_errors"] += 1
                         if not failing:
@@ -452,7 +250,7 @@ class Dnstap:
                 unusable += 1
                 self._note_error(f"message not encodable: {exc}")
                 continue
-            frame = data_frame(header + _field(_D_MESSAGE, message) + _TRAILER)
+            frame = data_frame(wrap(header, message))
             chunks.append(frame)
             end += len(frame)
             ends.append(end)
@@ -547,37 +345,19 @@ class Dnstap:
             sock.settimeout(HANDSHAKE_TIMEOUT)
             sock.connect(self.config.path)
             sock.sendall(control_frame(CONTROL_READY, [CONTENT_TYPE]))
-            ctype, types = self._read_control(sock)
+            ctype, types = read_control(sock)
             if ctype != CONTROL_ACCEPT:
-                raise _ProtocolError(f"expected ACCEPT, got control frame type {ctype}")
+                raise ProtocolError(f"expected ACCEPT, got control frame type {ctype}")
             if types and CONTENT_TYPE not in types:
-                raise _ProtocolError("the collector does not accept "
-                                     f"{CONTENT_TYPE.decode()}: it offers "
-                                     + ", ".join(t.decode("ascii", "replace") for t in types))
+                raise ProtocolError("the collector does not accept "
+                                    f"{CONTENT_TYPE.decode()}: it offers "
+                                    + ", ".join(t.decode("ascii", "replace") for t in types))
             sock.sendall(control_frame(CONTROL_START, [CONTENT_TYPE]))
             sock.settimeout(_SLICE)
         except BaseException:
             sock.close()
             raise
         self._out = sock
-
-    @staticmethod
-    def _read_exactly(sock: socket.socket, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise _ProtocolError("the collector closed the connection")
-            data += chunk
-        return data
-
-    def _read_control(self, sock: socket.socket) -> tuple[int, list[bytes]]:
-        escape, length = struct.unpack(">II", self._read_exactly(sock, 8))
-        if escape != 0:
-            raise _ProtocolError("expected a control frame, got a data frame")
-        if not 4 <= length <= MAX_CONTROL_FRAME:
-            raise _ProtocolError(f"control frame of {length} bytes")
-        return _parse_control(self._read_exactly(sock, length))
 
     def _check_peer(self) -> None:
         """A collector that closed its end (or sent anything: it has nothing to say before
@@ -603,8 +383,8 @@ class Dnstap:
                 out.settimeout(FINISH_TIMEOUT)
                 out.sendall(control_frame(CONTROL_STOP))
                 try:
-                    self._read_control(out)  # FINISH; anything else ends the stream anyway
-                except (OSError, _ProtocolError):
+                    read_control(out)  # FINISH; anything else ends the stream anyway
+                except (OSError, ProtocolError):
                     pass
             elif out is not None:
                 self._write_fd(out, control_frame(CONTROL_STOP))
@@ -620,24 +400,3 @@ class Dnstap:
                 os.close(out)
         except OSError:
             pass
-
-
-class DnstapCollector:
-    """Prometheus metrics of a tap, read at scrape time (register it on a registry)."""
-
-    def __init__(self, tap: Dnstap, prefix: str = "dnssec_sidecar_") -> None:
-        self.tap, self.prefix = tap, prefix
-
-    def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-        stats, p = self.tap.stats, self.prefix
-        yield CounterMetricFamily(p + "dnstap_messages", "dnstap messages written",
-                                  value=stats["messages"])
-        yield CounterMetricFamily(p + "dnstap_dropped", "dnstap messages dropped (queue full, "
-                                  "or lost with the connection)", value=stats["dropped"])
-        yield CounterMetricFamily(p + "dnstap_connects", "dnstap outputs opened or connected",
-                                  value=stats["connects"])
-        yield GaugeMetricFamily(p + "dnstap_connected", "1 while the dnstap output is open",
-                                value=1 if stats["connected"] else 0)
-        yield GaugeMetricFamily(p + "dnstap_queue_depth", "dnstap messages waiting",
-                                value=stats["queue_depth"])
