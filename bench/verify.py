@@ -72,9 +72,10 @@ def cases(algorithm: Algorithm):
         rrsig = dns.dnssec.sign(rrset, private, ZONE, dnskey, inception=NOW - 3600,
                                 expiration=NOW + 86400)
         sigs = dns.rrset.from_rdata(rrset.name, rrset.ttl, rrsig)
-        data = verify.signed_data(verify.rrsig_header(rrsig), canonical.name_wire(rrset.name.labels),
-                              rrset.rdtype, rrset.rdclass, rrsig.original_ttl,
-                              [canonical.rdata_wire(rd) for rd in rrset])
+        data = verify.signed_data(verify.rrsig_header(rrsig),
+                                  canonical.name_wire(rrset.name.labels),
+                                  rrset.rdtype, rrset.rdclass, rrsig.original_ttl,
+                                  [canonical.rdata_wire(rd) for rd in rrset])
         public = KEY_CACHE.get(canonical.rdata_wire(dnskey)).public
         assert validate_rrset(rrset, sigs, keys, now=NOW).secure
         dns.dnssec.validate(rrset, sigs, {ZONE: keys}, now=NOW)

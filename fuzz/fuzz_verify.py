@@ -34,7 +34,7 @@ def one_input(data: bytes) -> None:
     assert 0 <= key.tag <= 0xFFFF and (key.public is None) == (key.error is not None)
     signature = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 600))
     signed = verify.signed_data(fdp.ConsumeBytes(40), fdp.ConsumeBytes(40), rdtype, 1,
-                            fdp.ConsumeInt(4) & 0xFFFFFFFF, [rdata, canonical_or(rdata)])
+                                fdp.ConsumeInt(4) & 0xFFFFFFFF, [rdata, canonical_or(rdata)])
     crypto.verify_signature(key, signature, signed)
     try:
         crypto.ecdsa_der(signature, (32, 48)[fdp.ConsumeIntInRange(0, 1)])

@@ -1,4 +1,6 @@
-"""Extended DNS Error codes (RFC 8914 §4 and the IANA registry)."""
+"""Extended DNS Error codes (RFC 8914 §4 and the IANA registry), defined here once: the
+compiled RRSIG loop (resolver.dnssec.verify) reads the ones it reports from this enum when it
+is imported, and every failure the resolver answers carries one (RFC 8914 §2)."""
 
 from enum import IntEnum
 

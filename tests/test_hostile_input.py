@@ -115,7 +115,7 @@ def test_wire_cache_store_and_answer_never_raise(data):
             or stored
 
 
-# --- the compiled verification core (resolver/dnssec/canonical.pyx, crypto.pyx, verify.pyx) ----------------------------
+# --- the compiled verification core (resolver/dnssec/canonical, crypto, verify) -------------------
 
 def _tree_rdatas():
     out = []

@@ -126,8 +126,8 @@ def test_ds_digest(digest_type):
     rd = dns.rdata.from_text("IN", "DNSKEY", KEYS[1])
     owner = dns.name.from_text("Example.Test.")
     expected = dns.dnssec.make_ds(owner, rd, digest_type, policy=dns.dnssec.allow_all_policy)
-    assert crypto.ds_digest(digest_type, canonical.name_wire(owner.labels), canonical.rdata_wire(rd)) == \
-        expected.digest
+    assert crypto.ds_digest(digest_type, canonical.name_wire(owner.labels),
+                            canonical.rdata_wire(rd)) == expected.digest
 
 
 def test_ds_digest_unknown_type_is_none():
@@ -149,7 +149,7 @@ def test_nsec3_hash(name, salt, iterations):
 def test_rfc5155_appendix_a_hash():
     # RFC 5155 App. A: H(example) = 0p9mhaveqvm6t7vbl5lop2u3t2rp3tom, salt aabbccdd, 12 iterations
     digest = crypto.nsec3_hash(canonical.name_wire(dns.name.from_text("example.").labels),
-                           bytes.fromhex("aabbccdd"), 12)
+                               bytes.fromhex("aabbccdd"), 12)
     import base64
     table = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghijklmnopqrstuv")
     assert base64.b32encode(digest).translate(table) == b"0p9mhaveqvm6t7vbl5lop2u3t2rp3tom"

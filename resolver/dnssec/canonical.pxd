@@ -1,5 +1,11 @@
 """C declarations of resolver/dnssec/canonical.pyx shared with the other compiled modules of the
-DNSSEC core (crypto.pyx, verify.pyx): names and canonical form (RFC 4034 §6)."""
+DNSSEC core (crypto.pyx, verify.pyx) and with the cache hit path (resolver/resolve/_fastcache.pyx):
+the sizes of a name, names and canonical form (RFC 4034 §6)."""
+
+cdef enum:
+    MAX_LABEL = 63     # RFC 1035 §2.3.4, octets of a label
+    MAX_NAME = 255     # RFC 1035 §2.3.4, octets of a name in wire form
+    RRSIG_SIGNER = 18  # RFC 4034 §3.1: where the signer's name starts in (SIG and) RRSIG RDATA
 
 
 cdef inline object given(object value):

@@ -68,12 +68,12 @@ cdef Py_ssize_t name_length(tuple labels, Py_ssize_t start) except -1:
     for i in range(start, count):
         label = labels[i]  # a checked assignment: bytes or None
         n = PyBytes_GET_SIZE(given(label))
-        if n > 63:
+        if n > MAX_LABEL:
             raise MalformedData("label longer than 63 octets")
         total += n + 1
     if total == 0 or PyBytes_GET_SIZE(<bytes>labels[count - 1]) != 0:
         raise MalformedData("name is not absolute")
-    if total > 255:
+    if total > MAX_NAME:
         raise MalformedData("name longer than 255 octets")
     return total
 
@@ -199,7 +199,7 @@ cpdef bytes canonical_rdata(int rdtype, bytes wire):
     elif rdtype == T_SRV:
         _lower_name_at(buf, 6, end)
     elif rdtype in (T_SIG, T_RRSIG):
-        _lower_name_at(buf, 18, end)
+        _lower_name_at(buf, RRSIG_SIGNER, end)
     elif rdtype == T_NAPTR:
         pos = _skip_string(buf, 4, end)
         pos = _skip_string(buf, pos, end)

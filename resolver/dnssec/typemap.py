@@ -1,4 +1,7 @@
-"""Facts read off NSEC and NSEC3 records that both denial proofs use."""
+"""Facts read off NSEC and NSEC3 records that both denial proofs use: the type bitmap
+(RFC 4034 §4.1.2, RFC 5155 §3.2.1), what it says of a zone cut (RFC 6840 §4.1) and of a NODATA
+answer (RFC 4035 §5.4, RFC 6840 §4.3, RFC 5155 §8.5-§8.6), and the names a proof is about: the
+next closer name (RFC 5155 §1.3) and the wildcard at the closest encloser (RFC 4592 §2.1.1)."""
 
 from __future__ import annotations
 

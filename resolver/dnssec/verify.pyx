@@ -18,8 +18,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport int32_t, int64_t, uint32_t
 from libc.string cimport memcpy
 
-from resolver.dnssec.canonical cimport (canonical_order, given, is_subdomain, label_count,
-                                        members, name_length, put_name, rdata_wire, same_name)
+from resolver.dnssec.canonical cimport (MAX_NAME, RRSIG_SIGNER, canonical_order, given,
+                                        is_subdomain, label_count, members, name_length,
+                                        put_name, rdata_wire, same_name)
 from resolver.dnssec.crypto cimport (PROTOCOL_DNSSEC, REVOKED_KEY, ZONE_KEY, Key,
                                      VerifiedSignatures, algorithm_usable, signature_valid)
 from resolver.dnssec.canonical import MalformedData
@@ -66,7 +67,7 @@ cdef int _read_rrsig(object rrsig, RrsigFields *f) except -1:
 
 cdef Py_ssize_t _put_header(unsigned char *p, const RrsigFields *f, tuple signer) except -1:
     """Write the RRSIG RDATA up to and including the canonical signer name (RFC 4034 §3.1.8.1)
-    at ``p``, which has room for 18 + 255 octets; return its length."""
+    at ``p``, which has room for RRSIG_SIGNER + MAX_NAME octets; return its length."""
     name_length(signer, 0)
     p[0] = (f.type_covered >> 8) & 0xFF
     p[1] = f.type_covered & 0xFF
@@ -77,19 +78,19 @@ cdef Py_ssize_t _put_header(unsigned char *p, const RrsigFields *f, tuple signer
     _put32(p + 12, f.inception)
     p[16] = (f.key_tag >> 8) & 0xFF
     p[17] = f.key_tag & 0xFF
-    return 18 + put_name(p + 18, signer, 0, True)
+    return RRSIG_SIGNER + put_name(p + RRSIG_SIGNER, signer, 0, True)
 
 
 cpdef bytes rrsig_header(object rrsig):
     """RRSIG RDATA up to and including the canonical signer name (RFC 4034 §3.1.8.1)."""
-    cdef unsigned char buf[18 + 255]
+    cdef unsigned char buf[RRSIG_SIGNER + MAX_NAME]
     cdef RrsigFields f
     _read_rrsig(rrsig, &f)
     return PyBytes_FromStringAndSize(<char *>buf, _put_header(buf, &f, rrsig.signer.labels))
 
 
 cdef Py_ssize_t _put_owner(unsigned char *p, tuple owner_labels, int rrsig_labels) except -1:
-    """Write the canonical owner name as signed at ``p`` (room for 255 octets): the owner itself,
+    """Write the canonical owner name as signed at ``p`` (room for MAX_NAME octets): the owner itself,
     or the wildcard ``*.<rightmost labels>`` it was expanded from when the RRSIG labels field is
     smaller (RFC 4035 §5.3.2); return its length. MalformedData when the labels field exceeds
     the owner's label count."""
@@ -112,7 +113,7 @@ cpdef bytes signed_owner(tuple owner_labels, int rrsig_labels):
     """Canonical owner name as signed: the owner itself, or the wildcard ``*.<rightmost labels>``
     it was expanded from when the RRSIG labels field is smaller (RFC 4035 §5.3.2).
     Raises MalformedData when the labels field exceeds the owner's label count."""
-    cdef unsigned char buf[255]
+    cdef unsigned char buf[MAX_NAME]
     return PyBytes_FromStringAndSize(<char *>buf, _put_owner(buf, owner_labels, rrsig_labels))
 
 
@@ -164,8 +165,8 @@ cdef bytes _rrsig_signed_data(const RrsigFields *f, tuple signer, tuple owner_la
                               list ordered):
     """:func:`signed_data` for an RRSIG over an RRset of its covered type owned by
     ``owner_labels`` whose canonical RDATA are ``ordered``, built without intermediate objects."""
-    cdef unsigned char header[18 + 255]
-    cdef unsigned char owner[255]
+    cdef unsigned char header[RRSIG_SIGNER + MAX_NAME]
+    cdef unsigned char owner[MAX_NAME]
     cdef Py_ssize_t on = _put_owner(owner, owner_labels, f.labels)
     cdef Py_ssize_t hn = _put_header(header, f, signer)
     return _build(header, hn, owner, on, f.type_covered, rdclass, f.original_ttl, ordered)

@@ -21,6 +21,8 @@ from libc.stdint cimport uint16_t, uint32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memchr, memcpy, memset
 
+from resolver.dnssec.canonical cimport MAX_NAME, lower
+
 from collections import OrderedDict
 
 from resolver import wire
@@ -29,7 +31,6 @@ from resolver import wire
 
 cdef enum:
     HEADER = 12          # RFC 1035 §4.1.1
-    MAX_NAME = 255       # RFC 1035 §2.3.4, octets of a name in wire form
     MAX_MESSAGE = 65535  # TTL offsets are kept in 16 bits
     CLASS_IN = 1
     T_OPT = 41           # RFC 6891 §6.1.1
@@ -76,12 +77,6 @@ cdef struct QInfo:
     unsigned char key[MAX_NAME + 3]
 
 
-cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
-    if 65 <= c <= 90:
-        return c + 32
-    return c
-
-
 cdef inline unsigned int _get16(const unsigned char *p) noexcept nogil:
     return (p[0] << 8) | p[1]
 
@@ -119,7 +114,7 @@ cdef bint _parse_query(const unsigned char *p, Py_ssize_t n, QInfo *q) noexcept 
             return False
         q.key[pos - HEADER] = <unsigned char>l
         for i in range(pos + 1, pos + 1 + l):
-            q.key[i - HEADER] = _lower(p[i])
+            q.key[i - HEADER] = lower(p[i])
         pos += 1 + l
     q.qname_len = pos - HEADER
     q.key[q.qname_len - 1] = 0
@@ -294,7 +289,7 @@ cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned cha
     # and class exactly.
     pos = HEADER + q.qname_len
     for i in range(HEADER, pos):
-        if _lower(p[i]) != _lower(query[i]):
+        if lower(p[i]) != lower(query[i]):
             return None
     if p[pos] != query[pos] or p[pos + 1] != query[pos + 1] or p[pos + 2] != query[pos + 2] \
             or p[pos + 3] != query[pos + 3]:

@@ -55,7 +55,6 @@ def parse_control(body: bytes) -> tuple[int, list[bytes]]:
     return ctype, fields
 
 
-
 def _read_exactly(sock: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
