@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from resolver import configcheck
-from resolver.dnssec.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, builtin_trust_anchors
+from resolver.dnssec.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, RootHint, builtin_trust_anchors
+from resolver.config import sections
 from resolver.config import (AllowRule, Budgets, CacheConfig, Config, ConfigError, Endpoint,
-                             Forward, LogConfig, ResolverLimits, RootHint, Service, Timeouts,
+                             Forward, LogConfig, ResolverLimits, Service, Timeouts,
                              default_config, load_config, open_default_service, parse_config,
                              parse_endpoint, parse_time, replace_listen)
 from resolver.dnssec import Limits, ValidatorConfig
@@ -63,6 +64,21 @@ def test_defaults():
             config.log.max_age_s, config.log.keep, config.log.hmac_key_file,
             config.log.queue_size, config.log.enabled) == (
         "-", 1000, 104857600, 86400, 10, None, 10000, True)
+
+
+def test_the_schema_holds_the_parsers_defaults():
+    """``Config()`` (the schema's defaults) is what an empty file reads as: the parser takes
+    each default from the schema rather than restating it."""
+    assert Config() == default_config()
+    assert Config().trust_anchors is not Config().trust_anchors  # RRsets are mutable: fresh
+
+
+def test_every_limit_has_its_bounds():
+    """``limits`` reads each integer field of ResolverLimits and of the validator's Limits
+    within bounds; a field without bounds would be an unknown key."""
+    integers = {f.name for f in dataclasses.fields(ResolverLimits) if f.type == "int"}
+    assert set(sections._RESOLVER_LIMIT_BOUNDS) == integers
+    assert set(sections._DNSSEC_LIMIT_BOUNDS) == {f.name for f in dataclasses.fields(Limits)}
 
 
 def test_dataclass_defaults_are_the_documented_ones():

@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "resolver.wire")),
     ("outgoing", ("resolver.outgoing",)),
     ("dnssec", ("resolver.dnssec", "resolver.dnssec.*")),
-    ("config", ("resolver.config",)),
+    ("config", ("resolver.config", "resolver.config.*")),
     ("forensic", ("resolver.forensic", "resolver.forensic.*")),
     ("resolve", ("resolver.resolve", "resolver.resolve.*")),
     ("frontend", ("resolver.frontend", "resolver.frontend.*")),

@@ -1,5 +1,9 @@
 """Validator settings and the per-client-query work budget (KeyTrap, CVE-2023-50387;
-NSEC3 hash floods, CVE-2023-50868)."""
+NSEC3 hash floods, CVE-2023-50868).
+
+``Limits`` and ``ValidatorConfig`` are configuration types (the ``limits`` and ``validation``
+keys, read by resolver.config) defined here, not in resolver.config.schema, because the
+validator needs them and the dnssec layer is below config: it may not import upward."""
 
 from __future__ import annotations
 
