@@ -73,6 +73,22 @@ def test_the_schema_holds_the_parsers_defaults():
     assert Config().trust_anchors is not Config().trust_anchors  # RRsets are mutable: fresh
 
 
+def test_the_iterator_settings_are_the_configurations_fields():
+    """Settings.from_config takes each field by its name in Config: a field renamed on one side
+    only would leave the iterator on a default."""
+    from resolver.resolve.iterator import Settings
+    config = parse_config({"qname_minimisation": False, "limits": {"max_cname_chain": 3},
+                           "timeouts": {"upstream_ms": 500}, "outgoing": {"ipv6": False}})
+    settings = Settings.from_config(config)
+    own = {"max_zones", "max_servers"}  # bounds of the iterator's own tables
+    assert {f.name for f in dataclasses.fields(Settings)} - set(Config.__dataclass_fields__) \
+        == own
+    for field in dataclasses.fields(Settings):
+        if field.name not in own:
+            assert getattr(settings, field.name) == getattr(config, field.name), field.name
+    assert (settings.upstream_timeout, settings.query_timeout) == (0.5, 4.0)
+
+
 def test_every_limit_has_its_bounds():
     """``limits`` reads each integer field of ResolverLimits and of the validator's Limits
     within bounds; a field without bounds would be an unknown key."""

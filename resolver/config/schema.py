@@ -1,14 +1,14 @@
 """The configuration's schema: every dataclass of the YAML file, each setting's default (defined
-once, here), the words some keys take, and :class:`ConfigError`; and the two derived views of a
-configuration, ``serve --listen``'s (:func:`replace_listen`) and a worker's (:func:`for_worker`).
+once, here: ``Config()`` is the default configuration), the words some keys take, and
+:class:`ConfigError`; and the two derived views of a configuration, ``serve --listen``'s
+(:func:`replace_listen`) and a worker's (:func:`for_worker`).
 
 Two types of the configuration live in the layer below, :mod:`resolver.dnssec.config`: the
-validator's work limits (:class:`~resolver.dnssec.config.Limits`, read from the ``limits`` key
-beside :class:`ResolverLimits`) and :class:`~resolver.dnssec.config.ValidatorConfig` (``validation``),
-because the validator needs them and a layer never imports one above it. Likewise
-:class:`~resolver.dnssec.anchors.RootHint` and the default root hints and trust anchors
-(RFC 9609 §3, RFC 7958) are the DNSSEC layer's. Reading and checking the YAML is
-:mod:`resolver.config.parse`'s.
+validator's work limits (``Limits``, read from the ``limits`` key beside
+:class:`ResolverLimits`) and ``ValidatorConfig`` (``validation``), because the validator needs
+them and a layer never imports one above it. Likewise ``RootHint`` and the built-in root hints
+and trust anchors (RFC 9609 §3, RFC 7958) are :mod:`resolver.dnssec.anchors`'. Reading and
+checking the YAML is the other modules' job (resolver.config.parse).
 """
 
 from __future__ import annotations
