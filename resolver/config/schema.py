@@ -297,12 +297,18 @@ def replace_listen(config: Config, listen: tuple[Endpoint, ...]) -> Config:
     """``config`` listening on ``listen`` instead (``serve --listen``); a ConfigError naming
     ``services[i].listeners[j]`` if a service's listener is no longer among them."""
     for index, service in enumerate(config.services):
-        for position, endpoint in enumerate(service.listeners):
-            if endpoint not in listen:
-                raise ConfigError(f"services[{index}].listeners[{position}]",
-                                  f"'{endpoint}' is not one of listen ("
-                                  + ", ".join(map(str, listen)) + ")")
+        check_listeners(service.listeners, listen, f"services[{index}].listeners")
     return dataclasses.replace(config, listen=tuple(listen))
+
+
+def check_listeners(listeners: tuple[Endpoint, ...], listen: tuple[Endpoint, ...],
+                    path: str) -> None:
+    """A service's ``listeners`` must each be one of ``listen``; else a ConfigError naming
+    ``path[i]``."""
+    for index, endpoint in enumerate(listeners):
+        if endpoint not in listen:
+            raise ConfigError(f"{path}[{index}]", f"'{endpoint}' is not one of listen ("
+                              + ", ".join(map(str, listen)) + ")")
 
 
 def for_worker(config: Config, index: int) -> Config:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import fields
 from datetime import date, datetime
 from typing import Any
 
@@ -69,8 +68,7 @@ _DNSSEC_LIMIT_FIELDS = tuple(_DNSSEC_LIMIT_BOUNDS)  # every field of Limits (a t
 _RESOLVER_LIMIT_FIELDS = tuple(_RESOLVER_LIMIT_BOUNDS)  # the integers; over_limit is a word
 _FORMER_LIMIT_NAMES = {"max_concurrent_resolutions": "max_resolutions"}
 #: The forensic log's keys (LogConfig's fields) and their bounds.
-_LOG_KEYS = ("path", "fsync_interval_ms", "max_bytes", "max_age_s", "keep", "hmac_key_file",
-             "queue_size", "enabled")
+_LOG_KEYS = tuple(f.name for f in dataclasses.fields(LogConfig))
 _LOG_BOUNDS = {
     "fsync_interval_ms": (0, 3_600_000),  # 0: after every batch
     "max_bytes": (0, 1 << 40),            # 0: never rotate by size

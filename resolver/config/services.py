@@ -23,7 +23,7 @@ import dns.rdatatype
 
 from resolver.config.schema import (DEFAULT_SERVICE_NAME, REFUSE_NXDOMAIN, REFUSE_REFUSED,
                                     REQUIRE_INSECURE_OK, REQUIRE_SECURE, AllowRule, Budgets,
-                                    ConfigError, Endpoint, Forward, Service,
+                                    ConfigError, Endpoint, Forward, Service, check_listeners,
                                     open_default_service)
 from resolver.config.sections import _forward
 from resolver.config.values import (_bool, _choice, _endpoint, _given, _ints, _kind, _list,
@@ -110,11 +110,8 @@ def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: b
             items = [_endpoint(item, f"{path}.listeners[{i}]", None) for i, item in enumerate(
                 _nonempty(data["listeners"], f"{path}.listeners"))]
             _unique(items, f"{path}.listeners", lambda e: e, lambda e: repr(str(e)))
-            for index, endpoint in enumerate(items):
-                if endpoint not in listen:
-                    raise ConfigError(f"{path}.listeners[{index}]", f"'{endpoint}' is not one of "
-                                      "listen (" + ", ".join(map(str, listen)) + ")")
             listeners = tuple(items)
+            check_listeners(listeners, listen, f"{path}.listeners")
         if _given(data, "clients"):
             clients = _prefixes(data["clients"], f"{path}.clients")
         if not listeners and not clients:
