@@ -21,18 +21,13 @@ from libc.stdlib cimport free, realloc
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 
-from resolver.forensic._queue cimport Queue, realtime, time_t
+from libc.time cimport gmtime_r, strftime, time_t, tm
+from resolver.forensic._queue cimport Queue, realtime
 
 import hashlib
 import zlib
 
 import orjson
-
-cdef extern from "<time.h>" nogil:
-    cdef struct tm:
-        pass
-    tm *gmtime_r(const time_t *timer, tm *result)
-    size_t strftime(char *s, size_t maxsize, const char *fmt, const tm *t)
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
@@ -54,7 +49,7 @@ cdef enum:
 (FILL_ADDRESS, FILL_PORT, FILL_ELAPSED, FILL_FLAGS, FILL_ID, FILL_LISTENER, FILL_STARTED,
  FILL_TRANSPORT, FILL_MAC, FILL_PREV, FILL_SEQ, FILL_HASH) = range(FILLS)
 cdef enum:
-    MAX_SLOTS = 16
+    MAX_HOLES = 16
     HEX = 64  # a SHA-256 in hex
 
 
@@ -70,14 +65,14 @@ cdef class HitTemplate:
     cdef bytes packed
     cdef Codebook codebook
     cdef int n
-    cdef unsigned char kinds[MAX_SLOTS]
+    cdef unsigned char kinds[MAX_HOLES]
     cdef unsigned char hash_key  # octets of the text before the hash that open its member
-    cdef uint32_t ends[MAX_SLOTS + 1]
+    cdef uint32_t ends[MAX_HOLES + 1]
     cdef readonly tuple flags
 
     def __init__(self, texts, fills, flags, Codebook codebook=None):
         cdef Py_ssize_t at = 0
-        if len(texts) != len(fills) + 1 or len(fills) > MAX_SLOTS:
+        if len(texts) != len(fills) + 1 or len(fills) > MAX_HOLES:
             raise ValueError("a template has one text more than holes, and at most 16 holes")
         if list(fills).count(F_HASH) != 1 or any(not 0 <= f < FILLS for f in fills):
             raise ValueError("template holes are FILL_* codes, one of them FILL_HASH")

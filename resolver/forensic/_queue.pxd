@@ -2,13 +2,7 @@
 """Declarations of :class:`Queue` (``_queue.pyx``): the queue of sealed lines, which the
 forensic chain (``_fastlog.Chain``) extends, and the real-time clock both read."""
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk_id, timespec *tp)
-    enum: CLOCK_REALTIME, CLOCK_MONOTONIC
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_mutex_t:

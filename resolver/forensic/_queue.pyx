@@ -17,8 +17,8 @@ from libc.string cimport memcpy, memmove, memset
 
 import select
 
-cdef extern from "<time.h>" nogil:
-    int nanosleep(const timespec *req, timespec *rem)
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
+from posix.types cimport time_t
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_condattr_t:

@@ -19,7 +19,7 @@ from resolver.forensic._fastlog import (FILL_ADDRESS, FILL_ELAPSED, FILL_FLAGS, 
                                         FILL_ID, FILL_LISTENER, FILL_MAC, FILL_PORT, FILL_PREV,
                                         FILL_SEQ, FILL_STARTED, FILL_TRANSPORT, rfc3339)
 
-__all__ = ["CHAIN", "FIELDS", "HOLES", "QUERY", "STORED", "Field", "arrival", "finish", "flags",
+__all__ = ["CHAIN", "FIELDS", "QUERY", "STORED", "Field", "arrival", "finish", "flags",
            "reply"]
 
 #: Where a field's value comes from: the query (a hole of a hit's template, filled per query);
@@ -100,10 +100,6 @@ FIELDS: tuple[Field, ...] = (
           "only on a record with a value JSON cannot carry (stringified): what was wrong",
           always=False),
 )
-
-#: The per-query fields of a cache hit's record: its template's holes.
-HOLES = tuple(f.name for f in FIELDS if f.source == QUERY)
-
 
 def arrival(seconds: float, worker: int | None, client: tuple[str, int], transport: str,
             listener: str) -> dict:

@@ -2,9 +2,9 @@
 ``resolver.forensic.record``) becomes one line, chained to the one before it, and a line is
 checked on its own (:func:`check_line`, for the writer continuing a file and ``verify-log``).
 
-Canonical encoding: orjson with keys sorted at every level, UTF-8, no whitespace (RFC 8259
-JSON, in the spirit of RFC 8785's canonical form; README states it byte by byte, for checkers
-written elsewhere). Each line is the canonical encoding of the whole record (``hash``
+Canonical encoding: orjson with keys sorted by code point at every level, UTF-8, no
+whitespace (RFC 8259 JSON; close to RFC 8785's JCS, which sorts by UTF-16 unit and writes
+numbers its own way; README states ours byte by byte, for checkers written elsewhere). Each line is the canonical encoding of the whole record (``hash``
 included) and ``"\\n"``, so re-encoding a parsed line gives the same bytes; ``hash`` is the
 hex SHA-256, or HMAC-SHA-256 (RFC 2104) under the key, of the line less its ``"\\n"`` and
 its ``"hash":"<hex>",`` member (see :func:`seal`). A cache hit's record is sealed in C from a
