@@ -32,7 +32,9 @@ class Field(NamedTuple):
     docstring), what it says, and for the hit path either ``fill`` (a hole: what the compiled
     code writes there, a ``_fastlog.FILL_*`` code, or a dict of them for an object's members)
     or ``hit`` (a stored field whose value on a cache hit is this, not the stored one); ``always``
-    False for a field only some records have."""
+    False for a field only a record with an encoding error has. (A query that cannot be
+    parsed has a shorter record: its reply step gives only id, qname, qtype, policy and rcode,
+    and service, ede, verdict and proof when the server failed on it; resolver.frontend.)"""
 
     name: str
     shape: str
@@ -49,7 +51,7 @@ FIELDS: tuple[Field, ...] = (
           "arrival, RFC 3339 UTC with microseconds, e.g. 2026-06-01T00:00:00.123456Z",
           fill=FILL_STARTED),
     Field("worker", "int | null", STORED, "arrival",
-          "the serving process (config workers); null with one process"),
+          "the serving process's index (config workers); null with one process"),
     Field("client", "{address: string, port: int}", QUERY, "arrival",
           "the querying client", fill={"address": FILL_ADDRESS, "port": FILL_PORT}),
     Field("transport", '"udp" | "tcp"', QUERY, "arrival", "how the query came",
