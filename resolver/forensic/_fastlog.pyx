@@ -20,8 +20,8 @@ from libc.stdio cimport snprintf
 from libc.stdlib cimport free, realloc
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
-
 from libc.time cimport gmtime_r, strftime, time_t, tm
+
 from resolver.forensic._queue cimport Queue, realtime
 
 import hashlib
@@ -66,7 +66,8 @@ cdef class HitTemplate:
     cdef Codebook codebook
     cdef int n
     cdef unsigned char kinds[MAX_HOLES]
-    cdef unsigned char hash_key  # octets of the text before the hash that open its member
+    cdef unsigned char hash_hole  # which hole is the hash's
+    cdef unsigned char hash_key  # octets of the text before it that open its member
     cdef uint32_t ends[MAX_HOLES + 1]
     cdef readonly tuple flags
 
@@ -84,6 +85,7 @@ cdef class HitTemplate:
                 if not (opens.endswith(b'":"') and opens.rfind(b',"') >= 0
                         and closes.startswith(b'"')):
                     raise ValueError("the hash's hole is a string member, not the first")
+                self.hash_hole = i
                 self.hash_key = len(opens) - opens.rindex(b',"')
         for i, text in enumerate(texts):
             at += len(<bytes?>text)
@@ -273,7 +275,7 @@ cdef class Chain(Queue):
         o = self.buf
         for i in range(t.n + 1):
             end = t.ends[i]
-            if i < t.n and t.kinds[i] == F_HASH:
+            if i == t.hash_hole:
                 key = end - t.hash_key  # where the hash's member opens, in the text
                 end = key
             memcpy(o + at, text + start, end - start)

@@ -7,18 +7,16 @@ to do (:meth:`Queue.drain`). ``resolver.forensic.log`` runs the writer; ``_fastl
 extends the queue with the hash chain.
 """
 
-cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.errno cimport EAGAIN, EINTR, EIO, errno
 from libc.stdlib cimport free, realloc
 from libc.math cimport INFINITY
 from libc.string cimport memcpy, memmove, memset
-
-import select
-
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
 from posix.types cimport time_t
+
+import select
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_condattr_t:
