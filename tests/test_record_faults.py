@@ -37,6 +37,7 @@ import resolver
 from resolver.resolve import transport
 from resolver.resolve.cache import Cache
 from resolver.config import load_config
+from resolver.forensic.record import FIELDS
 from resolver.resolve.iterator import Iterator
 from resolver.frontend.policy import Policy
 from resolver.frontend.server import _UdpServer
@@ -309,6 +310,8 @@ def test_a_hit_whose_counting_fails_is_answered_and_logged_once(tree, tmp_path):
     records = sidecar.records()
     assert [r["cache_hit"] for r in records] == [False, True, True]
     assert sorted(r["id"] for r in records) == sorted(r.id for r in replies)
+    # The full path's record and the hit path's hold the fields of the one table.
+    assert all(set(r) == {f.name for f in FIELDS if f.always} for r in records)
 
 
 def test_reload_renaming_the_service_of_a_query_in_flight(tree, tmp_path):

@@ -32,9 +32,10 @@ from resolver.frontend.admission import Admission
 from resolver.resolve.cache import Answer, Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
-from resolver.forensic._fastlog import HitTemplate, rfc3339
+from resolver.forensic import record as fields
+from resolver.forensic._fastlog import HitTemplate
 from resolver.frontend._fastpath import HitPath, UdpListener
-from resolver.forensic.log import ForensicLogError, hit_template
+from resolver.forensic.seal import ForensicLogError, hit_template
 from resolver.resolve.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
 from resolver.wire import EDNS_PAYLOAD, MAX_TCP, MIN_UDP, NOT_SERVED, udp_limit
 
@@ -233,10 +234,7 @@ class Frontend:
         template without a log: it is most of an entry's memory)."""
         template = None
         if self.forensic is not None:
-            flags = record["flags"]
-            template = hit_template(dict(record, cache_hit=True, upstream=[]),
-                                    _flags_json(flags["ad"], flags["cd"], flags["do"]),
-                                    self.forensic.codebook)
+            template = hit_template(record, self.forensic.codebook)
         m = self.metrics
         counters = None
         if m is not None:
@@ -263,9 +261,8 @@ class Frontend:
         tap = self.tap
         if tap is not None:
             _quietly(tap.client_query, wire, client, listener, transport, received)
-        base = {"time": rfc3339(time.time()), "worker": self.worker,
-                "client": {"address": client[0], "port": client[1]},
-                "transport": transport, "listener": _endpoint_text(listener)}
+        base = fields.arrival(time.time(), self.worker, client, transport,
+                              _endpoint_text(listener))
         record = dict(base)
         try:
             reply, done = await self._reply(wire, transport, listener, client, max_size,
@@ -466,13 +463,15 @@ class Frontend:
         else:
             verdict = "bogus" if int(failure.ede) in DNSSEC_EDE else "indeterminate"
         proof = answer.proof if answer is not None else (failure.proof if failure else None)
-        record.update(
+        fields.reply(
+            record,
             service=service.name if service is not None else None,
             id=query.id,
             qname=question.name.to_text() if question is not None else None,
             qtype=dns.rdatatype.to_text(question.rdtype) if question is not None else None,
-            flags={"rd": bool(query.flags & dns.flags.RD), "do": do,
-                   "cd": bool(query.flags & dns.flags.CD), "ad": bool(query.flags & dns.flags.AD)},
+            flags=fields.flags(rd=bool(query.flags & dns.flags.RD), do=do,
+                               cd=bool(query.flags & dns.flags.CD),
+                               ad=bool(query.flags & dns.flags.AD)),
             policy={"decision": "refuse" if refused else "allow",
                     "rule": decision.rule if decision is not None else None,
                     "reason": decision.reason if refused else None},
@@ -491,7 +490,7 @@ class Frontend:
                 "denial": proof.denial})
 
     async def _log(self, record: dict, started: float) -> None:
-        record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        fields.finish(record, time.perf_counter() - started)
         if self.forensic is not None and not self.forensic.append_nowait(record):
             await self.forensic.append(record)  # back-pressure: wait rather than drop
 
@@ -526,14 +525,6 @@ class _Hit(NamedTuple):
     metric children a repeat counts in (queries, validation)."""
     template: HitTemplate | None
     counters: tuple | None
-
-
-@functools.lru_cache(maxsize=None)
-def _flags_json(ad: bool, cd: bool, do: bool) -> tuple[bytes, bytes]:
-    """A hit record's query flags as JSON, with RD clear and set: 8 pairs shared by every
-    cached answer (issue #5, memory)."""
-    return tuple(orjson.dumps({"ad": ad, "cd": cd, "do": do, "rd": rd},
-                              option=orjson.OPT_SORT_KEYS) for rd in (False, True))
 
 
 def _listener_json(endpoint: tuple[str, int]) -> bytes:
