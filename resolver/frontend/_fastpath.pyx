@@ -3,9 +3,9 @@
 from the bytes sent before (resolver.resolve._fastcache), its forensic record sealed into the log's
 chain (resolver.forensic._fastlog), counted and tapped (:class:`Report`), with no Python frame
 between a datagram and its reply; UDP datagrams are read and answered in batches
-(:class:`UdpListener`, RFC 1035 §4.2.1; replies over 512 octets or the client's EDNS payload
-size are truncated by the cache, RFC 6891 §6.2.5, RFC 2181 §9). Anything it cannot answer
-exactly goes to the full path (resolver.frontend.pipeline.Frontend.handle).
+(:class:`UdpListener`, RFC 1035 §4.2.1; a reply larger than resolver.wire allows the client
+is truncated by the cache, RFC 6891 §6.2.5, RFC 2181 §9). Anything it cannot answer exactly
+goes to the full path (resolver.frontend.pipeline.Frontend.handle).
 
 Everything here is given what it uses when it is built: the WireCache, the log's chain, the
 :class:`Report` and the policy (swapped with :meth:`HitPath.use_policy`), and the callbacks of
@@ -101,9 +101,10 @@ cdef inline long long _now_ns() noexcept nogil:
 
 
 cdef class Tally:
-    """What the hit path counts, kept here for metrics.HitTally to add to Prometheus in bulk:
-    hits per tuple of metric children (``counts``), and per transport the cells of a latency
-    histogram (``latency``: one per bucket bound, one for +Inf, then the sum of seconds)."""
+    """What the replies to clients count, on both paths (through :class:`Report`), kept here
+    for resolver.ops.metrics.HitTally to add to Prometheus in bulk at a scrape: replies per
+    tuple of metric children (``counts``), and per transport the cells of a latency histogram
+    (``latency``: one per bucket bound, one for +Inf, then the sum of seconds)."""
 
     cdef public dict counts, latency
     cdef double bounds[MAX_BOUNDS]
