@@ -4,7 +4,7 @@ number (resolver.frontend.admission), and every failure comes back as an outcome
 built from: SERVFAIL with an Extended DNS Error (RFC 8914), never an exception.
 
 Only class IN is resolved (RFC 1035 §3.2.4); an outcome does not depend on the query's DO, CD or
-AD bits (RFC 4035 §3.2, RFC 6840 §5.7-§5.9), which shape each reply, not the resolution.
+AD bits (RFC 4035 §3.2, RFC 6840 §5.7-§5.8), which shape each reply, not the resolution.
 """
 
 from __future__ import annotations
