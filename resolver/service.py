@@ -25,7 +25,9 @@ from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
 from resolver.frontend.policy import Policy
 from resolver.preflight import bind_failure
-from resolver.frontend.server import Frontend, Resolver, Server
+from resolver.frontend.listeners import Server
+from resolver.frontend.pipeline import Frontend
+from resolver.frontend.resolution import Resolver
 from resolver.status import Failure
 
 log = logging.getLogger("dnssec-sidecar")
@@ -277,9 +279,7 @@ class Service:
             if getattr(new, field) != getattr(self.config, field):
                 log.warning("reload: %s changed; that takes a restart", field)
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
-        frontend = self.server.frontend
-        frontend.policy = Policy(new)
-        frontend.wirecache.clear()  # stored answers carry the old policy's decisions
+        self.server.frontend.use_policy(Policy(new))
         self.resolver.admission.configure(*admission_limits(new))
         settings = Settings.from_config(new)
         if settings != self.resolver.settings:

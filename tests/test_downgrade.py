@@ -23,7 +23,8 @@ from resolver.dnssec import Verdict
 from resolver.dnssec.chain import MAX_CUT_PROBES
 from resolver.ede import EDE
 from resolver.resolve.iterator import Iterator, ResolutionFailed
-from resolver.frontend.server import Frontend, Resolver
+from resolver.frontend.pipeline import Frontend
+from resolver.frontend.resolution import Resolver
 from tests.testtree import authority, memory, zonedata
 
 ATTACKER = "127.0.0.99"  # the forged NS's glue: a server of the attacker's
