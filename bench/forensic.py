@@ -21,7 +21,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from resolver.config import LogConfig  # noqa: E402
-from resolver.forensic.log import GENESIS, ForensicLog, hasher, seal  # noqa: E402
+from resolver.forensic._fastlog import GENESIS  # noqa: E402
+from resolver.forensic.log import ForensicLog  # noqa: E402
+from resolver.forensic.seal import hasher, seal  # noqa: E402
 
 RECORD = {
     "time": "2026-06-01T00:00:00.123456Z",

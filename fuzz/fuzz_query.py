@@ -17,7 +17,7 @@ with atheris.instrument_imports(include=["dns", "resolver"]):
     import dns.rcode
 
     from resolver.resolve._fastcache import WireCache, parse_query
-    from resolver.frontend.server import header_only
+    from resolver.frontend.answers import header_only
 
 from fuzz.tree import frontend
 

@@ -16,7 +16,7 @@ import yaml
 
 from resolver.resolve import transport
 from resolver.config import parse_config
-from resolver.frontend.server import Frontend
+from resolver.frontend.pipeline import Frontend
 from resolver.service import build
 from tests.testtree import authority, zonedata
 

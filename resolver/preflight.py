@@ -14,7 +14,8 @@ import socket
 
 from resolver import status
 from resolver.config import DNSTAP_FILE, Config, Endpoint, for_worker
-from resolver.forensic.log import ForensicLogError, UnreadableKey, continuation, load_hmac_key
+from resolver.forensic.files import continuation
+from resolver.forensic.seal import ForensicLogError, UnreadableKey, load_hmac_key
 from resolver.status import Failure
 
 #: Why binding a port can be refused (ip(7)): ports below net.ipv4.ip_unprivileged_port_start

@@ -25,37 +25,15 @@ from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
 from resolver.frontend.policy import Policy
 from resolver.preflight import bind_failure
-from resolver.frontend.server import Frontend, Resolver, Server
+from resolver.frontend.listeners import Server
+from resolver.frontend.pipeline import Frontend
+from resolver.frontend.resolution import Resolver
 from resolver.status import Failure
 
 log = logging.getLogger("dnssec-sidecar")
 
 WATCH_INTERVAL = 2.0  # seconds between looks at the config file
 LOG_WATCH_INTERVAL = 0.25  # seconds between looks at the forensic log's health
-
-
-def settings_from(config: Config) -> Settings:
-    """The iterator's settings from a checked configuration."""
-    return Settings(
-        root_hints=[(hint.name, list(hint.addresses)) for hint in config.root_hints],
-        trust_anchors=list(config.trust_anchors),
-        forward=[(fwd.zone, [(ep.host, ep.port) for ep in fwd.servers])
-                 for fwd in config.forward],
-        validator=config.validator,
-        validation_time=config.validation_time,
-        qname_minimisation=config.qname_minimisation,
-        negative_trust_anchors=list(config.negative_trust_anchors),
-        ipv4=config.outgoing_ipv4,
-        ipv6=config.outgoing_ipv6,
-        do_not_query=config.outgoing_do_not_query,
-        max_upstream_queries=config.limits.max_upstream_queries,
-        max_referral_depth=config.limits.max_referral_depth,
-        max_cname_chain=config.limits.max_cname_chain,
-        max_ns_lookups=config.limits.max_ns_lookups,
-        max_ns_lookups_per_query=config.limits.max_ns_lookups_per_query,
-        upstream_timeout=config.timeouts.upstream_ms / 1000,
-        query_timeout=config.timeouts.query_ms / 1000,
-    )
 
 
 def admission_limits(config: Config) -> tuple[int, int, bool, int]:
@@ -77,8 +55,8 @@ def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=
     client messages at the frontend, resolver messages at the iterator."""
     cache = Cache(config.cache.max_entries, config.cache.max_ttl, config.cache.max_negative_ttl,
                   config.cache.min_ttl)
-    resolver = Resolver(settings_from(config), cache, Admission(*admission_limits(config)),
-                        exchange=exchange)
+    resolver = Resolver(Settings.from_config(config), cache,
+                        Admission(*admission_limits(config)), exchange=exchange)
     resolver.iterator.tap = _tap_for(config, tap, "resolver")
     server = Server(Frontend(resolver, policy, forensic, metrics, _tap_for(config, tap, "client"),
                              wire_entries=config.cache.max_entries, worker=worker),
@@ -301,11 +279,9 @@ class Service:
             if getattr(new, field) != getattr(self.config, field):
                 log.warning("reload: %s changed; that takes a restart", field)
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
-        frontend = self.server.frontend
-        frontend.policy = Policy(new)
-        frontend.wirecache.clear()  # stored answers carry the old policy's decisions
+        self.server.frontend.use_policy(Policy(new))
         self.resolver.admission.configure(*admission_limits(new))
-        settings = settings_from(new)
+        settings = Settings.from_config(new)
         if settings != self.resolver.settings:
             if _trust(settings) != _trust(self.resolver.settings):
                 self.resolver.cache.clear()

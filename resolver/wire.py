@@ -1,7 +1,7 @@
 """Wire rules both client paths follow, each defined once: the full path
-(resolver.frontend.server) and the compiled hit path (resolver.resolve._fastcache, which reads
-these values when it is imported); resolver.resolve.transport sends our EDNS payload size
-upstream.
+(resolver.frontend.answers and pipeline) and the compiled hit path (resolver.resolve._fastcache,
+which reads these values when it is imported); resolver.resolve.transport sends our EDNS payload
+size upstream.
 
 UDP sizes (RFC 1035 §4.2.1, RFC 6891 §6.2.3-§6.2.5): without EDNS a UDP reply is at most 512
 octets; with it, the client's payload size, counted as 512 when smaller and capped at 1232, the

@@ -30,8 +30,9 @@ from prometheus_client import generate_latest
 
 from resolver.resolve import transport
 from resolver.resolve.cache import Cache
-from resolver.config import ConfigError, parse_config
+from resolver.config import ConfigError, Endpoint, Forward, parse_config
 from resolver.configcheck import summary
+from resolver.dnssec.anchors import RootHint
 from resolver.ede import EDE
 from resolver.resolve.iterator import Infra, Iterator, ResolutionFailed, Settings
 from resolver.ops.metrics import OTHER_QTYPE, QTYPE_LABELS, Metrics
@@ -58,7 +59,7 @@ def test_infra_forgets_the_server_updated_least_recently():
 
 
 def test_the_iterator_bounds_its_infra_cache_by_settings():
-    iterator = Iterator(Settings(root_hints=[], trust_anchors=[], max_servers=2), Cache())
+    iterator = Iterator(Settings(root_hints=(), trust_anchors=[], max_servers=2), Cache())
     for n in range(5):
         iterator.infra.success((f"192.0.2.{n}", 53), 0.01)
     assert len(iterator.infra.srtt) == 2
@@ -201,10 +202,11 @@ WORLD = {
 
 
 def _world_iterator(asked: list[str]) -> Iterator:
-    settings = Settings(root_hints=[(dns.name.from_text("a.root."), [ROOT_HINT])],
+    settings = Settings(root_hints=(RootHint(dns.name.from_text("a.root."), (ROOT_HINT,)),),
                         trust_anchors=[], qname_minimisation=False,
-                        forward=[(dns.name.from_text("fwd.test."), [(FORWARDER, 53)])],
-                        do_not_query=default_prefixes())
+                        forward=(Forward(dns.name.from_text("fwd.test."),
+                                         (Endpoint(FORWARDER, 53),)),),
+                        outgoing_do_not_query=default_prefixes())
 
     async def exchange(query, host, port=53, **kwargs):
         asked.append(host)

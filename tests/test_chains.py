@@ -1,6 +1,6 @@
 """CNAME chains across zones (issue #15, findings 5 and 7): what the cache gives back is the
 whole chain, it lives as long as its shortest link within the cache's caps, and each link is
-judged by the policy of the zone that owns it. resolver.frontend.server.Resolver runs in-process
+judged by the policy of the zone that owns it. resolver.frontend.resolution.Resolver runs in-process
 over the test tree served from memory (tests/testtree/memory.py).
 """
 
@@ -18,7 +18,8 @@ from resolver.resolve.cache import Cache
 from resolver.config import parse_config
 from resolver.dnssec import Verdict
 from resolver.frontend.policy import Policy
-from resolver.frontend.server import Frontend, Resolver
+from resolver.frontend.pipeline import Frontend
+from resolver.frontend.resolution import Resolver
 from tests.testtree import memory
 
 A = dns.rdatatype.A

@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from resolver import configcheck
-from resolver.dnssec.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, builtin_trust_anchors
+from resolver.dnssec.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, RootHint, builtin_trust_anchors
+from resolver.config import sections
 from resolver.config import (AllowRule, Budgets, CacheConfig, Config, ConfigError, Endpoint,
-                             Forward, LogConfig, ResolverLimits, RootHint, Service, Timeouts,
+                             Forward, LogConfig, ResolverLimits, Service, Timeouts,
                              default_config, load_config, open_default_service, parse_config,
                              parse_endpoint, parse_time, replace_listen)
 from resolver.dnssec import Limits, ValidatorConfig
@@ -63,6 +64,37 @@ def test_defaults():
             config.log.max_age_s, config.log.keep, config.log.hmac_key_file,
             config.log.queue_size, config.log.enabled) == (
         "-", 1000, 104857600, 86400, 10, None, 10000, True)
+
+
+def test_the_schema_holds_the_parsers_defaults():
+    """``Config()`` (the schema's defaults) is what an empty file reads as: the parser takes
+    each default from the schema rather than restating it."""
+    assert Config() == default_config()
+    assert Config().trust_anchors is not Config().trust_anchors  # RRsets are mutable: fresh
+
+
+def test_the_iterator_settings_are_the_configurations_fields():
+    """Settings.from_config takes each field by its name in Config: a field renamed on one side
+    only would leave the iterator on a default."""
+    from resolver.resolve.iterator import Settings
+    config = parse_config({"qname_minimisation": False, "limits": {"max_cname_chain": 3},
+                           "timeouts": {"upstream_ms": 500}, "outgoing": {"ipv6": False}})
+    settings = Settings.from_config(config)
+    own = {"max_zones", "max_servers"}  # bounds of the iterator's own tables
+    assert {f.name for f in dataclasses.fields(Settings)} - set(Config.__dataclass_fields__) \
+        == own
+    for field in dataclasses.fields(Settings):
+        if field.name not in own:
+            assert getattr(settings, field.name) == getattr(config, field.name), field.name
+    assert (settings.upstream_timeout, settings.query_timeout) == (0.5, 4.0)
+
+
+def test_every_limit_has_its_bounds():
+    """``limits`` reads each integer field of ResolverLimits and of the validator's Limits
+    within bounds; a field without bounds would be an unknown key."""
+    integers = {f.name for f in dataclasses.fields(ResolverLimits) if f.type == "int"}
+    assert set(sections._RESOLVER_LIMIT_BOUNDS) == integers
+    assert set(sections._DNSSEC_LIMIT_BOUNDS) == {f.name for f in dataclasses.fields(Limits)}
 
 
 def test_dataclass_defaults_are_the_documented_ones():

@@ -603,7 +603,7 @@ def test_service_wires_the_tap_and_a_reload_keeps_it(tmp_path, caplog):
     path.write_text(text % ("true", tmp_path / "a.sock"))
     service = Service(load_config(str(path)), str(path))
     assert service.tap is not None and service.tap.config.path == str(tmp_path / "a.sock")
-    assert service.server.frontend.tap is None
+    assert service.server.frontend.report.tap is None
     assert service.resolver.iterator.tap is service.tap
     path.write_text(text % ("false", tmp_path / "b.sock"))
     assert asyncio.run(service.reload("test"))

@@ -18,11 +18,13 @@ import pytest
 
 from resolver.frontend.admission import Admission
 from resolver.resolve.cache import Cache
+from resolver.config import Endpoint, Forward
 from resolver.dnssec import Verdict
 from resolver.dnssec.chain import MAX_CUT_PROBES
 from resolver.ede import EDE
 from resolver.resolve.iterator import Iterator, ResolutionFailed
-from resolver.frontend.server import Frontend, Resolver
+from resolver.frontend.pipeline import Frontend
+from resolver.frontend.resolution import Resolver
 from tests.testtree import authority, memory, zonedata
 
 ATTACKER = "127.0.0.99"  # the forged NS's glue: a server of the attacker's
@@ -245,7 +247,7 @@ def test_island_of_security_behind_a_forwarder():
     validated from that anchor (RFC 4035 §4.4), not judged insecure from an unanchored root,
     and nothing above the island is asked for."""
     anchor = zonedata.load("rsasha256.example.").ds()
-    forward = [(ZONE, [(authority.FORWARDER, 53)])]
+    forward = (Forward(ZONE, (Endpoint(authority.FORWARDER, 53),)),)
     upstream = memory.Upstream()
     iterator = Iterator(memory.settings(trust_anchors=[anchor], forward=forward), Cache(),
                         exchange=upstream)
@@ -257,7 +259,7 @@ def test_island_of_security_behind_a_forwarder():
 def test_chain_of_trust_tables_stay_within_max_zones():
     """Issue #14 §5: the tables keyed by zone names a query stream chooses (zone cuts, the
     security of forwarded zones, the key tags seen) hold at most ``max_zones`` entries."""
-    forward = [(dns.name.root, [(authority.FORWARDER, 53)])]
+    forward = (Forward(dns.name.root, (Endpoint(authority.FORWARDER, 53),)),)
     iterator = Iterator(memory.settings(forward=forward, max_zones=3), Cache(),
                         exchange=memory.Upstream())
     for zone in zonedata.zone_names("child"):

@@ -21,7 +21,7 @@ def test_every_exception_class_derives_from_the_base():
                     and value.__module__ == module.__name__):
                 defined[f"{module.__name__}.{name}"] = value
     # The walk reaches the Python modules, the packages' and the compiled ones.
-    assert {"resolver.config.ConfigError", "resolver.dnssec.result.ResolutionFailed",
+    assert {"resolver.config.schema.ConfigError", "resolver.dnssec.result.ResolutionFailed",
             "resolver.dnssec.canonical.MalformedData"} <= set(defined)
     assert [name for name, cls in defined.items() if not issubclass(cls, ResolverError)] == []
 

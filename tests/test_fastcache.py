@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from resolver.resolve import _fastcache as fc
-from resolver.wire import NOT_SERVED
+from resolver.wire import NOT_SERVED, udp_limit
 
 NOW = 1780272000.0
 SIG = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QA=="
@@ -520,7 +520,7 @@ def test_size_limits(n_records, edns, payload):
     cache = fc.WireCache()
     assert cache.store(q.to_wire(), "s", wire, NOW, 60)
     ask = make_query("big.example.test.", "AAAA", edns=edns, payload=payload)
-    limit = max(512, min(payload, 1232)) if edns else 512
+    limit = udp_limit(payload if edns else None)  # the one definition (resolver.wire)
     got = cache.answer(ask.to_wire(), "s", NOW)
     if len(wire) <= limit:
         assert got is not None

@@ -27,10 +27,12 @@ from hypothesis import strategies as st
 from resolver.config import LogConfig
 from resolver.forensic import log as forensic
 from resolver.forensic import verify as verifylog
-from resolver.forensic._fastlog import Chain, Codebook
+from resolver.forensic import record as fields
+from resolver.forensic._fastlog import GENESIS, Chain, Codebook
 from resolver.forensic._fastlog import rfc3339 as forensic_rfc3339
-from resolver.forensic.log import (GENESIS, ForensicLog, ForensicLogError, canonical, check_line,
-                                   hasher, hit_template, load_hmac_key, record_hash, seal)
+from resolver.forensic.log import ForensicLog
+from resolver.forensic.seal import (ForensicLogError, canonical, check_line, hasher, hit_template,
+                                    load_hmac_key, record_hash, seal)
 from resolver.forensic.verify import run as verify_run
 from resolver.forensic.verify import verify
 
@@ -200,7 +202,8 @@ def expected_hit(static: dict, line: bytes, address: str, port: int, query: byte
     duration = orjson.loads(line)["duration_ms"]
     before, after = ((t - started) * 1000 for t in sealed)
     assert before - 0.001 <= duration <= after + 0.001, (before, duration, after)
-    return {**static, "client": {"address": address, "port": port}, "duration_ms": duration,
+    return {**static, "cache_hit": True, "upstream": [],
+            "client": {"address": address, "port": port}, "duration_ms": duration,
             "flags": _FLAGS[query[2] & 1], "id": query[0] << 8 | query[1],
             "listener": listener, "time": rfc3339(started), "transport": "tcp" if tcp else "udp"}
 
@@ -218,7 +221,8 @@ def test_hit_records_seal_to_the_same_bytes_as_the_dict(static, address, port, q
     """A cache hit's record filled and sealed in C (``Chain.append_hit``) is exactly the line
     and hash the writer makes of the same record as a dict."""
     key = b"k" * 32 if hmac_key else None
-    template = hit_template(static, tuple(canonical(f) for f in _FLAGS))
+    static = dict(static, flags=_FLAGS[0])  # the answer's query flags: a hit's differ in RD only
+    template = hit_template(static)
     chain = open_chain(seq, "ab" * 32, key)
     before = time.time()
     assert chain.append_hit(template, (address, port), query, canonical(listener), started, tcp)
@@ -239,8 +243,7 @@ def test_records_on_disk_check_by_the_readme_alone(tmp_path, with_key) -> None:
     path, key_file = tmp_path / "log", tmp_path / "key"
     key_file.write_bytes(b"0123456789abcdef-key\n")
     key = readme_key(key_file) if with_key else None
-    template = hit_template(dict(record(0), qname="hé.example."),
-                            tuple(canonical(f) for f in _FLAGS))
+    template = hit_template(dict(record(0), qname="hé.example."))
 
     async def go() -> None:
         log = ForensicLog(LogConfig(path=str(path), max_bytes=8000, keep=20,
@@ -267,10 +270,9 @@ def test_compressed_templates_seal_the_same_bytes() -> None:
     """Templates kept compressed by a Codebook (preset dictionary learned from the first ones,
     3 kept unpacked) seal exactly what uncompressed ones do, in and out of the hot ones."""
     codebook = Codebook(learn=3000, hot=3)
-    flags = tuple(canonical(f) for f in _FLAGS)
-    records = [dict(record(i), cache_hit=True, upstream=[]) for i in range(12)]
-    packed = [hit_template(r, flags, codebook) for r in records]
-    plain = [hit_template(r, flags) for r in records]
+    records = [record(i) for i in range(12)]
+    packed = [hit_template(r, codebook) for r in records]
+    plain = [hit_template(r) for r in records]
     assert codebook.zdict is not None
     assert sum(sys.getsizeof(t) for t in packed[6:]) < sum(sys.getsizeof(t) for t in plain[6:]) / 2
     one, other = open_chain(), open_chain()
@@ -288,8 +290,7 @@ def test_compressed_templates_seal_the_same_bytes() -> None:
 
 def test_hit_fields_in_the_template_are_filled_per_query() -> None:
     """Fields of the answer's record named like the per-query ones are replaced, not kept."""
-    static = dict(record(0), cache_hit=True, upstream=[])
-    template = hit_template(static, tuple(canonical(f) for f in _FLAGS))
+    template = hit_template(record(0))
     chain = open_chain()
     query = b"\x12\x34\x01\x00" + bytes(8)
     assert chain.append_hit(template, ("192.0.2.7", 5300), query, b'"127.0.0.2:53"', 1e9, False)
@@ -301,13 +302,100 @@ def test_hit_fields_in_the_template_are_filled_per_query() -> None:
 
 
 def test_a_full_or_closed_chain_seals_nothing() -> None:
-    template = hit_template({"answer": 1}, (b"{}", b"{}"))
+    template = hit_template({"answer": 1, "flags": _FLAGS[0]})
     chain = Chain(collections.deque(), 1)
     args = (template, ("::1", 1), bytes(12), b'"x"', 0.0, True)
     assert not chain.append_hit(*args)  # not open
     chain.open = True
     assert chain.append_hit(*args) and not chain.append_hit(*args)  # queue_size 1
     assert chain.seq == 1 and len(chain.lines) == 1
+
+
+HOLES = tuple(f.name for f in fields.FIELDS if f.source == fields.QUERY)  # a hit's per query
+
+
+def test_the_table_names_each_field_once_and_a_hole_for_each_fill() -> None:
+    """One row per field; every per-query and chain field a record always has is a hole of
+    the hit template, each filled its own way; the hash sorts neither first (the hit template
+    cuts the comma before it) nor last (seal() cuts the one after it)."""
+    names = [f.name for f in fields.FIELDS]
+    assert len(names) == len(set(names))
+    fills = []
+    for f in fields.FIELDS:
+        if f.source != fields.STORED and f.always:
+            fills += list(f.fill.values()) if isinstance(f.fill, dict) else [f.fill]
+        else:
+            assert f.fill is None, f
+    assert None not in fills and len(fills) == len(set(fills))
+    assert HOLES == ("time", "client", "transport", "listener", "id", "flags",
+                            "duration_ms")
+    assert sorted(names)[0] != "hash" != sorted(names)[-1]
+
+
+def full_path_record() -> dict:
+    """A record as the full path builds it, with the field table's builders."""
+    rec = fields.arrival(1780272000.25, 2, ("192.0.2.1", 5353), "udp", "127.0.0.1:53")
+    fields.reply(rec, service="web", id=513, qname="a.example.", qtype="A",
+                 flags=fields.flags(rd=True, do=True, cd=False, ad=False),
+                 policy={"decision": "allow", "rule": "example.", "reason": None},
+                 cache_hit=False, upstream=["127.0.0.10"], rcode="NOERROR", ede=None,
+                 answer=[{"name": "a.example.", "type": "A", "ttl": 300,
+                          "rdata": ["192.0.2.9"]}], verdict="secure", proof=None)
+    fields.finish(rec, 0.0123456)
+    return rec
+
+
+@pytest.mark.parametrize("key", [None, b"k" * 32], ids=["sha256", "hmac-sha256"])
+def test_full_path_and_hit_records_have_exactly_the_tables_fields(key) -> None:
+    """The record the full path builds and seals in Python and a hit's on the same answer,
+    filled and sealed in C, have the table's fields, no more, no fewer."""
+    rec = full_path_record()
+    assert rec["time"] == "2026-06-01T00:00:00.250000Z" and rec["duration_ms"] == 12.346
+    line, digest = seal(rec, 0, GENESIS, key)
+    chain = open_chain(1, digest, key)
+    assert chain.append_hit(hit_template(rec), ("::1", 1), b"\x02\x01\x00" + bytes(9),
+                            b'"[::1]:53"', time.time(), True)
+    always = {f.name for f in fields.FIELDS if f.always}
+    full, hit = orjson.loads(line), orjson.loads(chain.lines[0])
+    assert set(full) == always == set(hit)
+    assert hit["cache_hit"] and hit["upstream"] == [] and not hit["flags"]["rd"]
+    assert {k: v for k, v in hit.items() if k not in HOLES + ("cache_hit", "upstream",
+                                                                       "seq", "prev", "hash")} \
+        == {k: v for k, v in full.items() if k not in HOLES + ("cache_hit", "upstream",
+                                                                         "seq", "prev", "hash")}
+    readme_check([line, chain.lines[0]], key)
+
+
+def test_a_reply_sets_every_reply_field() -> None:
+    rec = full_path_record()
+    with pytest.raises(TypeError, match="missing .*'verdict'.*unknown .*'verdicts'"):
+        fields.reply(rec, **dict({k: rec[k] for k in ("service", "id", "qname", "qtype",
+                                                      "flags", "policy", "cache_hit", "upstream",
+                                                      "rcode", "ede", "answer", "proof")},
+                                 verdicts="secure"))
+
+
+VECTORS = Path(__file__).parent / "vectors" / "forensic-d119c4a"
+
+
+@pytest.mark.parametrize("chain", ["sha256", "hmac"])
+def test_logs_written_before_the_field_table_verify_and_seal_the_same(chain) -> None:
+    """Logs written by the code before the field table (commit d119c4a; README of
+    tests/vectors): dict and hit records, rotated once. verify-log checks them, and each
+    record sealed again from its fields is the same line, byte for byte (a hit's line is what
+    seal() makes of its record: test_hit_records_seal_to_the_same_bytes_as_the_dict)."""
+    key_file = VECTORS / chain / "key"
+    key = load_hmac_key(str(key_file)) if key_file.exists() else None
+    files = [str(VECTORS / chain / "log.1"), str(VECTORS / chain / "log")]
+    report = verify(files, hmac_key=key)
+    assert report.ok and report.records == 12, report.text()
+    hits = 0
+    for line in (line for f in files for line in lines(f)):
+        rec = orjson.loads(line)
+        body = {k: v for k, v in rec.items() if k not in ("seq", "prev", "mac", "hash")}
+        assert seal(body, rec["seq"], rec["prev"], key) == (line, rec["hash"])
+        hits += rec["cache_hit"]
+    assert hits == 4
 
 
 def test_record_time_format() -> None:
@@ -317,7 +405,7 @@ def test_record_time_format() -> None:
 
 def test_dicts_and_hit_records_share_one_chain(tmp_path) -> None:
     path = tmp_path / "log"
-    template = hit_template(record(0), tuple(canonical(f) for f in _FLAGS))
+    template = hit_template(record(0))
 
     async def go() -> None:
         log = ForensicLog(LogConfig(path=str(path)))

@@ -45,7 +45,7 @@ from resolver.resolve._fastcache import WireCache, parse_query
 from resolver.dnssec import (Budget, Limits, ValidatorConfig, Verdict, authenticate_dnskeys,
                              denial, validate_rrset)
 from resolver.ops.metrics import Metrics
-from resolver.frontend.server import header_only
+from resolver.frontend.answers import header_only
 from tests.testtree import NOW, authority, zonedata
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -367,7 +367,7 @@ def test_denial_proofs_on_mutated_and_random_records(data):
             assert result.verdict is not Verdict.SECURE  # RFC 9276 §3.2
 
 
-# --- the server front end (resolver/frontend/server.py) ------------------------------------------
+# --- the server front end (resolver/frontend/) -----------------------------------------------------
 
 @pytest.mark.parametrize("rcode", [dns.rcode.FORMERR, dns.rcode.SERVFAIL])
 @FAST

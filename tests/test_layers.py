@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "resolver.wire")),
     ("outgoing", ("resolver.outgoing",)),
     ("dnssec", ("resolver.dnssec", "resolver.dnssec.*")),
-    ("config", ("resolver.config",)),
+    ("config", ("resolver.config", "resolver.config.*")),
     ("forensic", ("resolver.forensic", "resolver.forensic.*")),
     ("resolve", ("resolver.resolve", "resolver.resolve.*")),
     ("frontend", ("resolver.frontend", "resolver.frontend.*")),
@@ -135,7 +135,9 @@ SOURCES = sorted(p for suffix in ("*.py", "*.pyx", "*.pxd") for p in PACKAGE.rgl
 
 def test_sources_are_found():
     names = {module_name(p) for p in SOURCES}
-    assert {"resolver.frontend.server", "resolver.frontend._fastpath",
+    assert {"resolver.frontend.resolution", "resolver.frontend.answers",
+            "resolver.frontend.pipeline", "resolver.frontend.listeners",
+            "resolver.frontend._fastpath", "resolver.resolve._fastcache",
             "resolver.dnssec.validator"} <= names
 
 
@@ -145,11 +147,11 @@ def test_imports_only_go_down(path):
 
 
 def test_an_upward_python_import_fails():
-    text = "import os\n\ndef late():\n    from resolver.frontend import server\n"
+    text = "import os\n\ndef late():\n    from resolver.frontend import pipeline\n"
     imported = python_imports("resolver.ede", text)
-    assert imported == ["resolver.frontend.server"]
+    assert imported == ["resolver.frontend.pipeline"]
     assert upward("resolver.ede", imported) == [
-        "resolver.ede (foundation) imports resolver.frontend.server (frontend), a layer above"]
+        "resolver.ede (foundation) imports resolver.frontend.pipeline (frontend), a layer above"]
     # ``from package import name``: the submodule when the name is one, else the package.
     assert python_imports("resolver.cli", "from resolver import ede, __version__\n") == [
         "resolver.ede", "resolver"]
@@ -160,20 +162,20 @@ def test_an_upward_python_import_fails():
 
 
 def test_an_upward_cython_import_fails():
-    text = ('"""from resolver.frontend.server import docstrings are not imports"""\n'
+    text = ('"""from resolver.frontend.pipeline import docstrings are not imports"""\n'
             "from libc.string cimport memcpy\n"
             "from resolver.frontend.admission cimport Admission\n"
             "from resolver.resolve.iterator import (Iterator,\n    Settings)\n"
-            "cimport resolver.frontend.server as s\n")
+            "cimport resolver.frontend.pipeline as s\n")
     imported = cython_imports(text)
     assert imported == ["resolver.frontend.admission", "resolver.resolve.iterator",
-                        "resolver.frontend.server"]
+                        "resolver.frontend.pipeline"]
     assert upward("resolver.dnssec.verify", imported) == [
         f"resolver.dnssec.verify (dnssec) imports {name} ({layer}), a layer above"
         for name, layer in (("resolver.frontend.admission", "frontend"),
                             ("resolver.resolve.iterator", "resolve"),
-                            ("resolver.frontend.server", "frontend"))]
-    assert upward("resolver.frontend.server", imported) == []
+                            ("resolver.frontend.pipeline", "frontend"))]
+    assert upward("resolver.frontend.pipeline", imported) == []
 
 
 def test_an_unplaced_module_fails():

@@ -17,7 +17,7 @@ import dns.rdatatype
 import pytest
 
 from resolver.resolve import transport
-from resolver.dnssec.anchors import parse_trust_anchors
+from resolver.dnssec.anchors import RootHint, parse_trust_anchors
 from resolver.resolve.cache import Cache
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
@@ -38,7 +38,7 @@ def tree():
 def _iterator(log: list[tuple[str, str, str]]) -> Iterator:
     """An iterator over the tree whose exchanges log ("send"/"reply", qname, qtype)."""
     (hint_name, hint_address), = zonedata.manifest()["root_hints"].items()
-    settings = Settings(root_hints=[(dns.name.from_text(hint_name), [hint_address])],
+    settings = Settings(root_hints=(RootHint(dns.name.from_text(hint_name), (hint_address,)),),
                         trust_anchors=parse_trust_anchors(authority.trust_anchor_lines()),
                         validation_time=NOW)
 

@@ -37,9 +37,10 @@ import resolver
 from resolver.resolve import transport
 from resolver.resolve.cache import Cache
 from resolver.config import load_config
+from resolver.forensic.record import FIELDS
 from resolver.resolve.iterator import Iterator
 from resolver.frontend.policy import Policy
-from resolver.frontend.server import _UdpServer
+from resolver.ops.metrics import HitTally
 from resolver.service import Service
 from tests.test_resolver import _config_text
 from tests.testtree import authority
@@ -261,8 +262,9 @@ def test_send_and_encoder_failures_send_nothing_unlogged(tree, tmp_path, monkeyp
             metrics = sidecar.service.metrics
             got.append(await udp(WARM))
             send = Fault()
-            with monkeypatch.context() as m:
-                m.setattr(_UdpServer, "sendto", send)
+            listener = sidecar.service.server._udp[0]
+            with monkeypatch.context() as m:  # the full path's reply: the hit path is in C
+                m.setattr(listener, "io", types.SimpleNamespace(sendto=send))
                 await client_send(f"send.{ZONE}")
                 await until(lambda: sidecar.count(metrics.dropped, "send_failed") == 1,
                             "the refused send counted")
@@ -294,21 +296,22 @@ async def client_send(name: str) -> None:
 def test_a_hit_whose_counting_fails_is_answered_and_logged_once(tree, tmp_path):
     """§4: an exception after a cache hit's record is sealed (counting it) must not send the
     query down the full path, which would log it a second time."""
-    class Broken:
-        def count(self, *args):
-            raise RuntimeError("injected fault")
-
     async def go() -> tuple[Sidecar, list]:
         async with Sidecar(tmp_path) as sidecar:
             first = await udp(WARM)
-            sidecar.service.metrics.tally = Broken()
-            hits = [await udp(WARM), await tcp(WARM)]
+            fault = Fault()
+            with pytest.MonkeyPatch.context() as m:  # the hit path calls it through its Report
+                m.setattr(HitTally, "count", fault)
+                hits = [await udp(WARM), await tcp(WARM)]
+            assert fault.hits == 2
             return sidecar, [first] + hits
 
     sidecar, replies = asyncio.run(go())
     records = sidecar.records()
     assert [r["cache_hit"] for r in records] == [False, True, True]
     assert sorted(r["id"] for r in records) == sorted(r.id for r in replies)
+    # The full path's record and the hit path's hold the fields of the one table.
+    assert all(set(r) == {f.name for f in FIELDS if f.always} for r in records)
 
 
 def test_reload_renaming_the_service_of_a_query_in_flight(tree, tmp_path):

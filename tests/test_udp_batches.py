@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from types import SimpleNamespace
 
 import dns.edns
 import dns.message
@@ -20,18 +19,22 @@ import pytest
 
 from resolver.resolve._fastcache import WireCache
 from resolver.frontend.admission import CLIENT, PROCESS, Admission
-from resolver.frontend._fastpath import HitPath, UdpListener
+from resolver.frontend._fastpath import HitPath, Report, UdpListener
 
 BURST = 300  # datagrams per client: several batches of 64
 
 
-class Listener(UdpListener):
-    """Misses are answered REFUSED through ``sendto``, and remembered."""
+class Listener:
+    """A compiled listener whose misses are answered REFUSED through its ``sendto``, and
+    remembered, as are the replies it could not send (the callbacks its owner passes in)."""
 
     def __init__(self, hits: HitPath, sock: socket.socket, admission: Admission) -> None:
-        super().__init__(hits, sock, sock.getsockname()[:2], admission)
+        self.sock = sock
         self.missed: list[tuple[bytes, tuple]] = []
         self.failed: list[str] = []
+        self.io = UdpListener(hits, sock, sock.getsockname()[:2], admission, self.miss,
+                              self.failed.append)
+        self.readable = self.io.readable
 
     def miss(self, data: bytes, addr: tuple) -> None:
         self.missed.append((data, addr))
@@ -40,31 +43,27 @@ class Listener(UdpListener):
         except Exception:
             return
         reply.set_rcode(dns.rcode.REFUSED)
-        self.sendto(reply.to_wire(), addr)
-
-    def send_failed(self, reason: str) -> None:
-        self.failed.append(reason)
+        self.io.sendto(reply.to_wire(), addr)
 
 
-def cached(frontend, name: str) -> None:
+def cached(wirecache: WireCache, name: str) -> None:
     """An answer for ``name`` A in the wire cache, as the full path would have stored it."""
     query = dns.message.make_query(name, "A")
     response = dns.message.make_response(query)
     response.answer.append(dns.rrset.from_text(name, 300, "IN", "A", "192.0.2.1"))
-    assert frontend.wirecache.store(query.to_wire(), "", response.to_wire(), time.time(), 300,
-                                    (None, None))
+    assert wirecache.store(query.to_wire(), "", response.to_wire(), time.time(), 300,
+                           (None, None))
 
 
 def serve(family: int, host: str, admission: Admission | None = None):
     """A listener on ``host`` (port chosen by the kernel) with one cached name, its misses
     counted by ``admission`` (by default, limits no test here reaches)."""
-    frontend = SimpleNamespace(policy=None, forensic=None, metrics=None, tap=None,
-                               wirecache=WireCache(1000))
-    cached(frontend, "hit.example.")
+    wirecache = WireCache(1000)
+    cached(wirecache, "hit.example.")
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
     sock.bind((host, 0))
-    return Listener(HitPath(frontend, None, None), sock,
+    return Listener(HitPath(wirecache, None, Report(), None, None, None), sock,
                     admission or Admission(1000, 500, False, 10))
 
 

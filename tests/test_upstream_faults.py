@@ -28,7 +28,7 @@ RESOLVER = "127.0.0.141"
 ONE_SERVER = "insecure.example."  # served by 127.0.0.30 alone
 NO_TCP = "insecure.test."  # 127.0.0.31: truncates every UDP answer and has no TCP listener
 GOOD, BAD = "127.0.0.50", "127.0.0.51"  # lame.example.'s two servers (ns2, ns1)
-#: In the EDE text of a resolution cut off at ``timeouts.query_ms`` (resolver/frontend/server.py).
+#: In the EDE text of a resolution cut off at ``timeouts.query_ms`` (resolver/frontend/resolution.py).
 OVERALL_TIMEOUT = "did not finish within"
 
 

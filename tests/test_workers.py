@@ -18,7 +18,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from resolver import config as config_module
+from resolver.config import sections
 from resolver.config import ConfigError, available_cores, parse_config
 from tests.testtree import authority, zonedata
 
@@ -125,7 +125,7 @@ def test_workers_auto_is_the_cpus_available(tmp_path, monkeypatch):
     assert available_cores(str(tmp_path), str(membership)) == len(os.sched_getaffinity(0))
     assert available_cores(str(tmp_path / "none"), str(membership)) == \
         len(os.sched_getaffinity(0))  # no cgroup v2 here: the affinity mask alone
-    monkeypatch.setattr(config_module, "available_cores", lambda: 4)
+    monkeypatch.setattr(sections, "available_cores", lambda: 4)
     assert parse_config({"workers": "auto", "log": log}).workers == 4
     with pytest.raises(ConfigError, match=r"workers: auto: 4 CPUs here; more than one worker"):
         parse_config({"workers": "auto"})

@@ -2,7 +2,10 @@
 NSEC3 hash floods, CVE-2023-50868): the one definition of each limit. The compiled RRSIG loop
 (resolver.dnssec.verify) is handed them by sigcrypt.py and the denial proofs read them here;
 the algorithms validated follow RFC 8624 §3.1 and RFC 9905 §2, NSEC3 iterations RFC 9276 §3.2.
-"""
+
+``Limits`` and ``ValidatorConfig`` are configuration types (the ``limits`` and ``validation``
+keys, read by resolver.config) defined here, not in resolver.config.schema, because the
+validator needs them and the dnssec layer is below config: it may not import upward."""
 
 from __future__ import annotations
 

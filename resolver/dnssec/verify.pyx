@@ -90,10 +90,10 @@ cpdef bytes rrsig_header(object rrsig):
 
 
 cdef Py_ssize_t _put_owner(unsigned char *p, tuple owner_labels, int rrsig_labels) except -1:
-    """Write the canonical owner name as signed at ``p`` (room for MAX_NAME octets): the owner itself,
-    or the wildcard ``*.<rightmost labels>`` it was expanded from when the RRSIG labels field is
-    smaller (RFC 4035 §5.3.2); return its length. MalformedData when the labels field exceeds
-    the owner's label count."""
+    """Write the canonical owner name as signed at ``p`` (room for MAX_NAME octets): the owner
+    itself, or the wildcard ``*.<rightmost labels>`` it was expanded from when the RRSIG labels
+    field is smaller (RFC 4035 §5.3.2); return its length. MalformedData when the labels field
+    exceeds the owner's label count."""
     cdef int have = label_count(given(owner_labels))
     cdef Py_ssize_t start = len(owner_labels) - 1 - rrsig_labels
     if rrsig_labels > have:

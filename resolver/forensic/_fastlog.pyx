@@ -1,77 +1,33 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled end of the forensic log (issues #4 and #5): the hash chain and the queue of sealed
-lines, and the cache-hit path's record filled and sealed in C.
+"""Compiled end of the forensic log (issues #4, #5, #16): the hash chain, and the cache hit's
+record filled and sealed in C.
 
 Each record carries ``seq``, ``prev`` (the previous record's hash) and ``hash``: the hex SHA-256,
 or HMAC-SHA-256 under a key (RFC 2104), of the record's canonical encoding without ``hash``.
-A cache hit's record differs from the one logged when its answer was resolved only in a few
-per-query fields (``HOLES``), so forensic.split_template encodes the rest once per cached answer
-(a :class:`HitTemplate`) and :meth:`Chain.append_hit` writes the line in C: the same bytes
-forensic.seal() makes of the record as a dict (property-tested), without a Python frame.
+A cache hit's record differs from the one logged when its answer was resolved only in its
+per-query fields, so ``resolver.forensic.seal.hit_template`` encodes the rest once per cached
+answer (a :class:`HitTemplate`) with a hole per query field and chain field, each named by the
+``FILL_*`` code the field table (``resolver.forensic.record``) gives it; :meth:`Chain.append_hit`
+fills them in C: the same bytes ``seal()`` makes of the record as a dict (property-tested),
+without a Python frame. No field name is written here: they all come from the table. The chain
+extends the queue of sealed lines the writer thread drains (``_queue``).
 """
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.stdio cimport snprintf
-from libc.errno cimport EAGAIN, EINTR, EIO, errno
 from libc.stdlib cimport free, realloc
 from libc.stdint cimport uint32_t
-from libc.math cimport INFINITY
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcpy
+from libc.time cimport gmtime_r, strftime, time_t, tm
+
+from resolver.forensic._queue cimport Queue, realtime
 
 import hashlib
-import select
 import zlib
 
 import orjson
-
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    cdef struct tm:
-        pass
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    tm *gmtime_r(const time_t *timer, tm *result)
-    size_t strftime(char *s, size_t maxsize, const char *fmt, const tm *t)
-    int clock_gettime(int clk_id, timespec *tp)
-    int nanosleep(const timespec *req, timespec *rem)
-    enum: CLOCK_REALTIME, CLOCK_MONOTONIC
-
-cdef extern from "<pthread.h>" nogil:
-    ctypedef struct pthread_mutex_t:
-        pass
-    ctypedef struct pthread_cond_t:
-        pass
-    ctypedef struct pthread_condattr_t:
-        pass
-    int pthread_mutex_init(pthread_mutex_t *mutex, const void *attr)
-    int pthread_mutex_destroy(pthread_mutex_t *mutex)
-    int pthread_mutex_lock(pthread_mutex_t *mutex)
-    int pthread_mutex_unlock(pthread_mutex_t *mutex)
-    int pthread_condattr_init(pthread_condattr_t *attr)
-    int pthread_condattr_setclock(pthread_condattr_t *attr, int clock)
-    int pthread_condattr_destroy(pthread_condattr_t *attr)
-    int pthread_cond_init(pthread_cond_t *cond, const pthread_condattr_t *attr)
-    int pthread_cond_destroy(pthread_cond_t *cond)
-    int pthread_cond_signal(pthread_cond_t *cond)
-    int pthread_cond_timedwait(pthread_cond_t *cond, pthread_mutex_t *mutex, const timespec *t)
-
-cdef extern from "<unistd.h>" nogil:
-    ssize_t write(int fd, const void *buf, size_t count)
-
-cdef extern from "<fcntl.h>" nogil:
-    int sync_file_range(int fd, long long offset, long long nbytes, unsigned int flags)
-    enum: SYNC_FILE_RANGE_WRITE
-
-cdef extern from "<poll.h>" nogil:
-    cdef struct pollfd:
-        int fd
-        short events
-        short revents
-    int poll(pollfd *fds, unsigned long nfds, int timeout)
-    enum: POLLOUT
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
@@ -81,41 +37,56 @@ GENESIS = "0" * 64  # the prev of a chain's first record
 MAC_SHA256 = "sha256"
 MAC_HMAC = "hmac-sha256"
 
-# The per-query fields of a cache hit's record, then the chain's; a template's slots name them.
-HOLES = ("client", "duration_ms", "flags", "id", "listener", "time", "transport")
-SLOTS = HOLES + ("mac", "prev", "seq", "hash")
+# What the hit path writes into a hole of a template (the field table names one per hole):
+# the client's address (a JSON string) and port; the time from the query's arrival to the
+# record in ms; the query's flags (the template's JSON, by the query's RD bit) and its message
+# ID; the listener's JSON text; the arrival time (RFC 3339); "udp" or "tcp"; the chain's mac
+# name, prev hash and seq; and where the line carries the record's hash (the hashed body, the
+# record without its hash, has nothing there).
 cdef enum:
-    S_CLIENT, S_DURATION, S_FLAGS, S_ID, S_LISTENER, S_TIME, S_TRANSPORT, S_MAC, S_PREV, S_SEQ
-    S_HASH
-    MAX_SLOTS = 16
+    F_ADDRESS, F_PORT, F_ELAPSED, F_FLAGS, F_ID, F_LISTENER, F_STARTED, F_TRANSPORT, F_MAC
+    F_PREV, F_SEQ, F_HASH, FILLS
+(FILL_ADDRESS, FILL_PORT, FILL_ELAPSED, FILL_FLAGS, FILL_ID, FILL_LISTENER, FILL_STARTED,
+ FILL_TRANSPORT, FILL_MAC, FILL_PREV, FILL_SEQ, FILL_HASH) = range(FILLS)
+cdef enum:
+    MAX_HOLES = 16
     HEX = 64  # a SHA-256 in hex
-    HASH_PAIR = 9 + HEX + 1  # ,"hash":"<hex>"
 
 
 cdef class HitTemplate:
-    """A cached answer's record as text around its slots (``texts[i]``, slot ``slots[i]``,
-    ..., ``texts[-1]``): the answer's own fields encoded once; ``hash`` marks where the line
-    carries the hash and the hashed body nothing. ``flags`` is the query flags' JSON with RD
-    clear and set (the only query flag a hit may differ in). With a :class:`Codebook` the
-    text is kept compressed while the template is not in use."""
+    """A cached answer's record as text around its holes (``texts[i]``, hole ``fills[i]``,
+    ..., ``texts[-1]``): the answer's own fields encoded once. The hash's hole sits between
+    the text that opens its member (``,"<name>":"``) and the one that closes it (``"``), which
+    the line has and the hashed body has not. ``flags`` is the query flags' JSON with RD clear
+    and set (the only query flag a hit may differ in). With a :class:`Codebook` the text is
+    kept compressed while the template is not in use."""
 
     cdef bytes text  # None while packed
     cdef bytes packed
     cdef Codebook codebook
     cdef int n
-    cdef unsigned char kinds[MAX_SLOTS]
-    cdef uint32_t ends[MAX_SLOTS + 1]
+    cdef unsigned char kinds[MAX_HOLES]
+    cdef unsigned char hash_hole  # which hole is the hash's
+    cdef unsigned char hash_key  # octets of the text before it that open its member
+    cdef uint32_t ends[MAX_HOLES + 1]
     cdef readonly tuple flags
 
-    def __init__(self, texts, slots, flags, Codebook codebook=None):
+    def __init__(self, texts, fills, flags, Codebook codebook=None):
         cdef Py_ssize_t at = 0
-        if len(texts) != len(slots) + 1 or len(slots) > MAX_SLOTS:
-            raise ValueError("a template has one text more than slots, and at most 16 slots")
-        if list(slots).count("hash") != 1 or any(s not in SLOTS for s in slots):
-            raise ValueError(f"template slots must be among {SLOTS}, with one 'hash'")
-        self.n = len(slots)
-        for i, slot in enumerate(slots):
-            self.kinds[i] = SLOTS.index(slot)
+        if len(texts) != len(fills) + 1 or len(fills) > MAX_HOLES:
+            raise ValueError("a template has one text more than holes, and at most 16 holes")
+        if list(fills).count(F_HASH) != 1 or any(not 0 <= f < FILLS for f in fills):
+            raise ValueError("template holes are FILL_* codes, one of them FILL_HASH")
+        self.n = len(fills)
+        for i, fill in enumerate(fills):
+            self.kinds[i] = fill
+            if fill == F_HASH:
+                opens, closes = <bytes?>texts[i], <bytes?>texts[i + 1]
+                if not (opens.endswith(b'":"') and opens.rfind(b',"') >= 0
+                        and closes.startswith(b'"')):
+                    raise ValueError("the hash's hole is a string member, not the first")
+                self.hash_hole = i
+                self.hash_key = len(opens) - opens.rindex(b',"')
         for i, text in enumerate(texts):
             at += len(<bytes?>text)
             if at > 0xFFFFFFFF:
@@ -229,130 +200,28 @@ cdef class Digest:
         return outer.hexdigest()
 
 
-cdef struct Lines:  # sealed lines back to back (size of cap octets) and where each ends
-    char *buf
-    Py_ssize_t size, cap
-    Py_ssize_t *ends
-    Py_ssize_t count, slots
-
-
-cdef int _reserve(Lines *q, Py_ssize_t octets, Py_ssize_t lines) noexcept nogil:
-    """Room in ``q`` for ``lines`` more lines of ``octets`` in all; -1 when out of memory."""
-    cdef Py_ssize_t cap
-    cdef char *buf
-    cdef Py_ssize_t *ends
-    if q.size + octets > q.cap:
-        cap = max(q.cap * 2, q.size + octets, 65536)
-        buf = <char *>realloc(q.buf, cap)
-        if buf == NULL:
-            return -1
-        q.buf, q.cap = buf, cap
-    if q.count + lines > q.slots:
-        cap = max(q.slots * 2, q.count + lines, 256)
-        ends = <Py_ssize_t *>realloc(q.ends, cap * sizeof(Py_ssize_t))
-        if ends == NULL:
-            return -1
-        q.ends, q.slots = ends, cap
-    return 0
-
-
-cdef int _push(Lines *q, const char *line, Py_ssize_t n) except -1 nogil:
-    if _reserve(q, n, 1) < 0:
-        with gil:
-            raise MemoryError()
-    memcpy(q.buf + q.size, line, n)
-    q.size += n
-    q.ends[q.count] = q.size
-    q.count += 1
-    return 0
-
-
-cdef void _release(Lines *q) noexcept nogil:
-    free(q.buf)
-    free(q.ends)
-    memset(q, 0, sizeof(Lines))
-
-
-cdef inline double _monotonic() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
-
-
-cdef inline void _pause(double seconds) noexcept nogil:
-    cdef timespec ts
-    ts.tv_sec = <time_t>seconds
-    ts.tv_nsec = <long>((seconds - ts.tv_sec) * 1e9)
-    nanosleep(&ts, NULL)
-
-
-# What Chain.drain returned for: the deadline passed; the log has something for Python to do
-# (waiters, flushers, stopping: see Chain.attend); lines arrived while the writer waited; the
-# next line does not fit the room left (rotate first); a write failed.
-cdef enum:
-    D_DEADLINE, D_ATTEND, D_WOKE, D_ROOM, D_ERROR
-DRAIN_DEADLINE, DRAIN_ATTEND, DRAIN_WOKE, DRAIN_ROOM, DRAIN_ERROR = (
-    D_DEADLINE, D_ATTEND, D_WOKE, D_ROOM, D_ERROR)
-cdef enum:
-    BATCH = 256  # lines: a batch this large is written without lingering
-    KEEP_BYTES = 1 << 20  # a written buffer larger than this is freed, not kept for reuse
-    WRITEBACK_BYTES = 1 << 20  # written octets after which their writeback is started
-
-
 @cython.final
-cdef class Chain:
-    """The log's end: the next ``seq``, ``prev`` and the digest (the event loop's alone), and
-    the queue of sealed lines the writer thread drains (:meth:`drain`) without the GIL. The
-    event loop appends (:meth:`offer`) under a mutex of the queue's own, held only to copy a
-    line in or hand a batch over, so neither thread waits on the other, nor on the GIL, while
-    the log keeps up. ``outstanding`` (accepted, not yet written, bounded by ``limit``),
-    ``accepted``, ``written``, ``written_bytes`` and ``batches`` count the queue; ``waiters``
-    is the log's deque of appends waiting for room."""
+cdef class Chain(Queue):
+    """The log's end: the next ``seq``, ``prev`` and the digest (the event loop's alone) over
+    the queue of sealed lines (:class:`_queue.Queue`: ``offer``, ``drain`` and the counts)."""
 
     cdef readonly long long seq
     cdef readonly str prev
     cdef readonly Digest digest
-    cdef readonly long long outstanding, accepted, written, written_bytes, batches
-    cdef public bint open  # records may be appended (the log is started and not closed)
-    cdef public bint healthy  # the writer's last write succeeded
-    cdef Py_ssize_t limit
-    cdef object waiters
     cdef char *buf  # where a hit's record is put together
     cdef Py_ssize_t cap
-    cdef pthread_mutex_t mu
-    cdef pthread_cond_t cv
-    cdef Lines pending  # offered, not yet taken by the writer (under mu)
-    cdef Lines taken  # the writer's batch (the writer's alone)
-    cdef Py_ssize_t taken_at, taken_done  # octets of it written, and lines
-    cdef Py_ssize_t unstarted  # octets written since writeback was last started
-    cdef bint idle  # the writer waits on cv (under mu)
-    cdef bint attending  # the writer returns to Python after each batch (under mu)
 
     def __cinit__(self):
-        cdef pthread_condattr_t attr
         self.buf = NULL
         self.cap = 0
-        memset(&self.pending, 0, sizeof(Lines))
-        memset(&self.taken, 0, sizeof(Lines))
-        pthread_mutex_init(&self.mu, NULL)
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(&self.cv, &attr)
-        pthread_condattr_destroy(&attr)
 
     def __init__(self, waiters, Py_ssize_t limit, key=None):
-        self.waiters = waiters
-        self.limit = limit
+        Queue.__init__(self, waiters, limit)
         self.seq, self.prev = 0, GENESIS
         self.digest = Digest(key)
-        self.healthy = True
 
     def __dealloc__(self):
         free(self.buf)
-        _release(&self.pending)
-        _release(&self.taken)
-        pthread_cond_destroy(&self.cv)
-        pthread_mutex_destroy(&self.mu)
 
     def use_key(self, key):
         """Hash from now on under ``key`` (None: plain SHA-256)."""
@@ -367,214 +236,6 @@ cdef class Chain:
         self.seq += 1
         self.prev = digest
 
-    @property
-    def lines(self):
-        """The lines accepted and not yet written, oldest first (a copy)."""
-        cdef Py_ssize_t i, start
-        out = []
-        pthread_mutex_lock(&self.mu)
-        try:
-            start = self.taken.ends[self.taken_done - 1] if self.taken_done else 0
-            for i in range(self.taken_done, self.taken.count):
-                out.append(self.taken.buf[start:self.taken.ends[i]])
-                start = self.taken.ends[i]
-            start = 0
-            for i in range(self.pending.count):
-                out.append(self.pending.buf[start:self.pending.ends[i]])
-                start = self.pending.ends[i]
-        finally:
-            pthread_mutex_unlock(&self.mu)
-        return out
-
-    cpdef bint has_room(self):
-        """A record may be queued without waiting: none waits and the queue is not full."""
-        return self.outstanding < self.limit and not self.waiters
-
-    cpdef void offer(self, bytes line) except *:
-        """Queue a sealed line (room checked by the caller) and wake an idle writer."""
-        pthread_mutex_lock(&self.mu)
-        try:
-            _push(&self.pending, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
-            self.outstanding += 1
-            self.accepted += 1
-            if self.idle:
-                pthread_cond_signal(&self.cv)
-        finally:
-            pthread_mutex_unlock(&self.mu)
-
-    def attend(self, bint wanted):
-        """While ``wanted``, the writer comes back to Python after every batch, and at once
-        when idle: the log has appends waiting for room, flushes or a stop to see to."""
-        pthread_mutex_lock(&self.mu)
-        self.attending = wanted
-        if wanted and self.idle:
-            pthread_cond_signal(&self.cv)
-        pthread_mutex_unlock(&self.mu)
-
-    def drain(self, int fd, long long room, bint empty, double linger, double wait_until,
-              double write_until, double age_at=INFINITY, long long planned=-1, write=None):
-        """Write queued lines to ``fd`` in batches, on the writer thread, until there is
-        something for Python to do; returns ``(why, value, octets written)``, ``why`` one of
-        the DRAIN_* codes. A batch is what is queued once the writer has lingered ``linger``
-        seconds for more (unless ``BATCH`` lines are there), cut to the lines that fit
-        ``room`` octets (all when negative; none once the real time, as time.time, has
-        reached ``age_at``; the first always when ``empty``): a line that does not fit returns
-        DRAIN_ROOM with its length, to rotate first. Idle, the writer waits for lines until
-        ``wait_until`` (CLOCK_MONOTONIC seconds, as time.monotonic); after a batch it returns
-        once ``write_until`` has passed. With ``planned`` (the count of lines ``accepted``
-        when the caller decided ``room``, for a clock of its own) lines accepted since return
-        DRAIN_WOKE first. A failed write returns DRAIN_ERROR with the errno; what was not
-        written stays first in line. Without ``write`` the system call is made with the GIL
-        released; with it (``write(fd, data) -> octets``, as os.write) that is called."""
-        cdef long long before = self.written_bytes
-        cdef int why, value = 0
-        while True:
-            if self.taken_at == self.taken.size:
-                with nogil:
-                    why = self._take(room, empty, linger, wait_until, age_at, planned, &value)
-                if why >= 0:
-                    return why, value, self.written_bytes - before
-            if write is None:
-                with nogil:
-                    value = self._write_native(fd)
-            else:
-                value = self._write_python(fd, write)
-            if value:
-                return D_ERROR, value, self.written_bytes - before
-            self.healthy = True
-            if room >= 0:
-                room = max(0, room - (self.written_bytes - before))
-            empty = empty and self.written_bytes == before
-            if self.attending or _monotonic() >= write_until:
-                return (D_ATTEND if self.attending else D_DEADLINE), 0, \
-                    self.written_bytes - before
-
-    cdef int _take(self, long long room, bint empty, double linger, double wait_until,
-                   double age_at, long long planned, int *value) except -2 nogil:
-        """Hand the writer its next batch (-1), or say why not (a D_* code)."""
-        cdef double now
-        cdef timespec until
-        cdef Py_ssize_t k, i, cut
-        cdef Lines swap
-        pthread_mutex_lock(&self.mu)
-        while self.pending.count == 0:
-            if self.attending:
-                pthread_mutex_unlock(&self.mu)
-                return D_ATTEND
-            now = _monotonic()
-            if now >= wait_until:
-                pthread_mutex_unlock(&self.mu)
-                return D_DEADLINE
-            now = min(wait_until, now + 3600.0)
-            until.tv_sec = <time_t>now
-            until.tv_nsec = <long>((now - until.tv_sec) * 1e9)
-            self.idle = True
-            pthread_cond_timedwait(&self.cv, &self.mu, &until)
-            self.idle = False
-        if planned >= 0 and self.accepted != planned:
-            pthread_mutex_unlock(&self.mu)
-            return D_WOKE
-        if self.pending.count < BATCH and not self.attending and linger > 0 and planned < 0:
-            pthread_mutex_unlock(&self.mu)
-            _pause(linger)
-            pthread_mutex_lock(&self.mu)
-        k = self.pending.count
-        if _now() >= age_at:
-            room = 0
-        if room >= 0:
-            k = 0
-            while k < self.pending.count and self.pending.ends[k] <= room:
-                k += 1
-            if k == 0 and not empty:
-                value[0] = <int>min(self.pending.ends[0], 0x7FFFFFFF)
-                pthread_mutex_unlock(&self.mu)
-                return D_ROOM
-            k = max(k, 1)
-        if self.taken.cap > KEEP_BYTES:
-            _release(&self.taken)
-        if k == self.pending.count:
-            swap = self.taken
-            self.taken = self.pending
-            self.pending = swap
-            self.pending.size = self.pending.count = 0
-        else:  # a batch cut short by the room left: the rest stays pending
-            self.taken.size = self.taken.count = 0
-            cut = self.pending.ends[k - 1]
-            if _reserve(&self.taken, cut, k) < 0:
-                pthread_mutex_unlock(&self.mu)
-                with gil:
-                    raise MemoryError()
-            memcpy(self.taken.buf, self.pending.buf, cut)
-            memcpy(self.taken.ends, self.pending.ends, k * sizeof(Py_ssize_t))
-            self.taken.size, self.taken.count = cut, k
-            memmove(self.pending.buf, self.pending.buf + cut, self.pending.size - cut)
-            for i in range(k, self.pending.count):
-                self.pending.ends[i - k] = self.pending.ends[i] - cut
-            self.pending.size -= cut
-            self.pending.count -= k
-        self.taken_at = self.taken_done = 0
-        self.batches += 1
-        pthread_mutex_unlock(&self.mu)
-        return -1
-
-    cdef int _write_native(self, int fd) noexcept nogil:
-        """Write the rest of the batch; 0, or the errno of a failed write."""
-        cdef ssize_t n
-        cdef pollfd wait
-        cdef int failed = 0
-        while self.taken_at < self.taken.size:
-            n = write(fd, self.taken.buf + self.taken_at, self.taken.size - self.taken_at)
-            if n >= 0:
-                self._wrote(n)
-                continue
-            if errno == EINTR:
-                continue
-            if errno == EAGAIN:  # a non-blocking standard output: wait until it drains
-                wait.fd, wait.events = fd, POLLOUT
-                poll(&wait, 1, 1000)
-                continue
-            failed = errno
-            break
-        if failed == 0:
-            self.unstarted += self.taken.size
-            if self.unstarted >= WRITEBACK_BYTES:
-                # Start writing the last megabyte to disk now (asynchronously; a pipe's ESPIPE
-                # is of no matter): the fsync then finds little left, and the device gets an
-                # even stream of large writes: not a second's worth of pages at once, nor a
-                # request per batch (4x the requests at 40k records/s).
-                sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
-                self.unstarted = 0
-        return failed
-
-    cdef int _write_python(self, int fd, write) except? -1:
-        """:meth:`_write_native` through ``write``, with the GIL."""
-        while self.taken_at < self.taken.size:
-            try:
-                n = write(fd, PyMemoryView_FromMemory(self.taken.buf + self.taken_at,
-                                                      self.taken.size - self.taken_at,
-                                                      PyBUF_READ))
-            except BlockingIOError:
-                select.select([], [fd], [], 1.0)
-                continue
-            except OSError as exc:
-                return exc.errno or EIO
-            self._wrote(n)
-        return 0
-
-    cdef void _wrote(self, Py_ssize_t n) noexcept nogil:
-        """``n`` more octets of the batch are written: count the lines completed."""
-        cdef Py_ssize_t done = 0
-        self.taken_at += n
-        while self.taken_done < self.taken.count and \
-                self.taken.ends[self.taken_done] <= self.taken_at:
-            self.taken_done += 1
-            done += 1
-        pthread_mutex_lock(&self.mu)
-        self.outstanding -= done
-        self.written += done
-        self.written_bytes += n
-        pthread_mutex_unlock(&self.mu)
-
     cpdef bint append_hit(self, HitTemplate template, tuple client, bytes query,
                           bytes listener, double started, bint tcp):
         """Seal and queue a cache hit's record: ``client`` (address, port), the ``query``
@@ -588,7 +249,7 @@ cdef class Chain:
 
     cdef bytes _seal_hit(self, HitTemplate t, tuple client, bytes query, bytes listener,
                          double started, bint tcp):
-        cdef Py_ssize_t alen = 0, at = 0, start = 0, hash_at = -1, i, need
+        cdef Py_ssize_t alen = 0, at = 0, start = 0, end, hash_at = -1, key = 0, i, need
         cdef int kind
         cdef const char *address = PyUnicode_AsUTF8AndSize(<str?>client[0], &alen)
         cdef long port = client[1]
@@ -598,7 +259,7 @@ cdef class Chain:
         cdef bytes raw = t._text()
         cdef const char *text = PyBytes_AS_STRING(raw)
         cdef char *o
-        cdef double now = _now()
+        cdef double now = realtime()
         cdef str digest
         cdef bytes line
         cdef char *out
@@ -613,14 +274,17 @@ cdef class Chain:
             self.buf, self.cap = o, need
         o = self.buf
         for i in range(t.n + 1):
-            memcpy(o + at, text + start, t.ends[i] - start)
-            at += t.ends[i] - start
+            end = t.ends[i]
+            if i == t.hash_hole:
+                key = end - t.hash_key  # where the hash's member opens, in the text
+                end = key
+            memcpy(o + at, text + start, end - start)
+            at += end - start
             start = t.ends[i]
             if i == t.n:
                 break
             kind = t.kinds[i]
-            if kind == S_CLIENT:
-                at += _put(o + at, b'{"address":', 11)
+            if kind == F_ADDRESS:
                 if escaped is None:
                     o[at] = b'"'
                     at += 1 + _put(o + at + 1, address, alen)
@@ -628,46 +292,46 @@ cdef class Chain:
                     at += 1
                 else:
                     at += _put(o + at, PyBytes_AS_STRING(escaped), PyBytes_GET_SIZE(escaped))
-                at += _put(o + at, b',"port":', 8)
+            elif kind == F_PORT:
                 at += _digits(o + at, port)
-                o[at] = b"}"
-                at += 1
-            elif kind == S_DURATION:
+            elif kind == F_ELAPSED:
                 at += _millis(o + at, (now - started) * 1000)
-            elif kind == S_FLAGS:
+            elif kind == F_FLAGS:
                 at += _put(o + at, PyBytes_AS_STRING(flags), PyBytes_GET_SIZE(flags))
-            elif kind == S_ID:
+            elif kind == F_ID:
                 at += _digits(o + at, (q[0] << 8 | q[1]) if PyBytes_GET_SIZE(query) > 1 else 0)
-            elif kind == S_LISTENER:
+            elif kind == F_LISTENER:
                 at += _put(o + at, PyBytes_AS_STRING(listener), PyBytes_GET_SIZE(listener))
-            elif kind == S_TIME:
+            elif kind == F_STARTED:
                 o[at] = b'"'
                 at += 1 + _rfc3339(o + at + 1, started)
                 o[at] = b'"'
                 at += 1
-            elif kind == S_TRANSPORT:
+            elif kind == F_TRANSPORT:
                 at += _put(o + at, b'"tcp"' if tcp else b'"udp"', 5)
-            elif kind == S_MAC:
+            elif kind == F_MAC:
                 at += _put(o + at, PyBytes_AS_STRING(self.digest.mac_json),
                            PyBytes_GET_SIZE(self.digest.mac_json))
-            elif kind == S_PREV:
+            elif kind == F_PREV:
                 o[at] = b'"'
                 at += 1 + _put(o + at + 1, PyUnicode_AsUTF8AndSize(self.prev, &alen), alen)
                 o[at] = b'"'
                 at += 1
-            elif kind == S_SEQ:
+            elif kind == F_SEQ:
                 at += _digits(o + at, self.seq)
-            else:
+            else:  # F_HASH: the body has no hash member; its closing quote is skipped too
                 hash_at = at
+                start += 1
         digest = self.digest.hex(PyMemoryView_FromMemory(o, at, PyBUF_READ))
-        line = PyBytes_FromStringAndSize(NULL, at + HASH_PAIR + 1)
+        # The line: the body with the hash member put back where it was cut out.
+        line = PyBytes_FromStringAndSize(NULL, at + t.hash_key + HEX + 2)
         out = PyBytes_AS_STRING(line)
         memcpy(out, o, hash_at)
-        memcpy(out + hash_at, b',"hash":"', 9)
-        memcpy(out + hash_at + 9, PyUnicode_AsUTF8AndSize(digest, &alen), HEX)
-        out[hash_at + 9 + HEX] = b'"'
-        memcpy(out + hash_at + HASH_PAIR, o + hash_at, at - hash_at)
-        out[at + HASH_PAIR] = b"\n"
+        memcpy(out + hash_at, text + key, t.hash_key)
+        memcpy(out + hash_at + t.hash_key, PyUnicode_AsUTF8AndSize(digest, &alen), HEX)
+        out[hash_at + t.hash_key + HEX] = b'"'
+        memcpy(out + hash_at + t.hash_key + HEX + 1, o + hash_at, at - hash_at)
+        out[at + t.hash_key + HEX + 1] = b"\n"
         self.seq += 1
         self.prev = digest
         return line
@@ -703,12 +367,6 @@ def rfc3339(double seconds):
     cdef char out[40]
     cdef Py_ssize_t n = _rfc3339(out, seconds)
     return out[:n].decode("ascii")
-
-
-cdef inline double _now() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef inline Py_ssize_t _put(char *o, const char *s, Py_ssize_t n) noexcept nogil:

@@ -2,44 +2,11 @@
 hash-chained so that a changed, removed or reordered record is detected
 (``resolver.forensic.verify``), written off the event loop, never dropped.
 
-Record fields, as the server fills them (kept as given; the log only adds the chain fields):
-
-==============  =================================================================================
-``time``        RFC 3339 UTC with microseconds, e.g. ``2026-06-01T00:00:00.123456Z``
-``client``      ``{address, port}`` of the querying client
-``transport``   ``"udp"`` or ``"tcp"``
-``listener``    the address the query arrived on, e.g. ``"127.0.0.1:53"``
-``service``     the service the client was matched to (``null`` without policy)
-``id``          the DNS message id; ``qname``, ``qtype`` the question (``null`` if none)
-``flags``       ``{rd, do, cd, ad}``: the query's flags as the client sent them, not the reply's
-                (whether the reply had AD follows from ``verdict`` and the query's DO and AD)
-``policy``      ``{decision: "allow"/"refuse"/"malformed"/"error", rule, reason}``: "error" is
-                a query the server failed on (SERVFAIL, EDE 0), the reason its exception
-``cache_hit``   answered from the cache; ``upstream`` the servers asked
-``rcode``       the reply's RCODE; ``ede`` ``{code, text}`` (RFC 8914) or ``null``
-``answer``      the answer section: ``[{name, type, ttl, rdata: [...]}]``
-``verdict``     ``"secure"``/``"insecure"``/``"bogus"``/``"indeterminate"``; ``null`` if refused
-                or not resolved (an error, a query over a limit of resolver.frontend.admission)
-``proof``       ``{zones, keys, signatures: [{owner, type, signer, key_tag, algorithm, inception,
-                expiration}], denial}`` for validated data, else ``null``
-``duration_ms`` time from the query's arrival to the record
-==============  =================================================================================
-
-Chain fields, added as the log accepts a record (on the event loop's thread):
-
-``seq``   0 for the first record of a fresh chain, +1 per record, continuing across restarts and
-          rotated files.
-``prev``  the ``hash`` of the record before, :data:`GENESIS` (64 zeros) for ``seq`` 0.
-``mac``   ``"sha256"``, or ``"hmac-sha256"`` when an HMAC key is configured (a verifier without
-          the key then knows it cannot check the chain).
-``hash``  hex SHA-256, or HMAC-SHA-256 under the key, of the record's canonical encoding without
-          ``hash`` (so it covers ``prev``, chaining the records).
-
-Canonical encoding: orjson with sorted keys, UTF-8, no whitespace (README states it byte by
-byte, for checkers written elsewhere). Each line is the canonical encoding of the whole record
-(``hash`` included) and ``"\\n"``, so re-encoding a parsed line gives the same bytes, and the
-hashed body is the line less its ``"\\n"`` and its ``"hash":"<hex>",`` pair (see :func:`seal`).
-A rotated file's first record has as ``prev`` the last hash of the file before.
+The record's fields are those of the table in ``resolver.forensic.record``; the log keeps them as
+given and adds the chain fields as it accepts a record, on the event loop's thread
+(``resolver.forensic.seal``). This module is the writer: the bounded queue with back-pressure,
+the thread that writes batches and fsyncs them, and rotation by size and age
+(``resolver.forensic.files``).
 """
 
 from __future__ import annotations
@@ -47,244 +14,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
-import hashlib
-import hmac
 import math
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
-
-import orjson
 
 from resolver.config import LogConfig
 from resolver.errors import ResolverError
-from resolver.forensic._fastlog import (DRAIN_ERROR, DRAIN_ROOM, GENESIS, HOLES, MAC_HMAC,
-                                        MAC_SHA256, SLOTS, Chain, Codebook, Digest, HitTemplate)
+from resolver.forensic._fastlog import Chain, Codebook
+from resolver.forensic._queue import DRAIN_ERROR, DRAIN_ROOM
+from resolver.forensic.files import continuation, first_time, rotation
+from resolver.forensic.seal import ForensicLogError, load_hmac_key, seal
 
-__all__ = ["GENESIS", "MAC_HMAC", "MAC_SHA256", "ForensicLog", "ForensicLogError", "UnreadableKey",
-           "canonical", "check_line", "continuation", "hasher", "hit_template", "load_hmac_key",
-           "record_hash", "seal"]
-
-MIN_KEY_BYTES = 16
-_SORTED = orjson.OPT_SORT_KEYS
-_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
-_PLACEHOLDER = secrets.token_hex(32)
-_PLACEHOLDER_PAIR = b'"hash":"' + _PLACEHOLDER.encode() + b'",'
-NEEDS_KEY = ("the log is HMAC-protected (mac hmac-sha256): its chain cannot be checked without "
-             "the key")
-
-
-class ForensicLogError(ResolverError):
-    """The log cannot start, or could not write everything it accepted."""
-
-
-class UnreadableKey(ForensicLogError):
-    """The HMAC key file cannot be read at all (rather than read and found too short)."""
-
-
-# --- encoding and the chain ------------------------------------------------------------------
-
-def load_hmac_key(path: str) -> bytes:
-    """The HMAC key: the file's raw bytes less one trailing newline; at least 16 bytes. Errors
-    name the file; the caller names the setting (log.hmac_key_file, --hmac-key-file)."""
-    try:
-        with open(path, "rb") as f:
-            key = f.read()
-    except OSError as exc:
-        raise UnreadableKey(f"{path}: cannot read: {exc.strerror}") from exc
-    if key.endswith(b"\r\n"):
-        key = key[:-2]
-    elif key.endswith(b"\n"):
-        key = key[:-1]
-    if len(key) < MIN_KEY_BYTES:
-        raise ForensicLogError(f"{path} holds {len(key)} bytes; an HMAC key "
-                               f"needs at least {MIN_KEY_BYTES} (e.g. head -c 32 /dev/urandom)")
-    return key
-
-
-def canonical(record: dict) -> bytes:
-    """The canonical encoding: orjson, keys sorted at every level, UTF-8."""
-    return orjson.dumps(record, option=_SORTED)
-
-
-def record_hash(body: bytes, key: bytes | None) -> str:
-    """Hex SHA-256 of ``body``, or HMAC-SHA-256 (RFC 2104) under ``key``."""
-    if key is None:
-        return hashlib.sha256(body).hexdigest()
-    return hmac.digest(key, body, "sha256").hex()
-
-
-def hasher(key: bytes | None) -> Callable[[bytes], str]:
-    """:func:`record_hash` with the key bound (compiled; for HMAC the padded-key states of
-    RFC 2104 are hashed once and copied per record)."""
-    return Digest(key)
-
-
-def _sanitize(value: Any) -> Any:
-    """A JSON-safe copy of a value orjson refused: other keys and objects become strings."""
-    if isinstance(value, dict):
-        return {str(k): _sanitize(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_sanitize(v) for v in value]
-    if value is None or isinstance(value, (bool, float)):
-        return value
-    if isinstance(value, int):
-        return value if -(1 << 63) <= value < (1 << 64) else str(value)
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return str(value)
-
-
-def seal(record: dict, seq: int, prev: str, key: bytes | None,
-         digest_of: Callable[[bytes], str] | None = None) -> tuple[bytes, str]:
-    """The line to write for ``record`` at ``seq`` after ``prev``, and its hash (``digest_of``:
-    ``hasher(key)``, if the caller has it). The record is copied, not changed; values JSON
-    cannot carry are stringified (noted in ``encode_error``)."""
-    rec = dict(record)
-    rec["seq"], rec["prev"], rec["mac"] = seq, prev, MAC_HMAC if key is not None else MAC_SHA256
-    # One encoding instead of two: encode with a placeholder hash that is random per process,
-    # then cut the placeholder pair out for the hashed body (it is never the last key: mac,
-    # prev and seq sort after it) and put the digest in its place for the line. The bytes are
-    # those of encoding without, then with, the hash.
-    rec["hash"] = _PLACEHOLDER
-    try:
-        template = orjson.dumps(rec, option=_LINE)
-    except TypeError as exc:  # never drop a record for a value the server should not have sent
-        rec = _sanitize(rec)
-        rec["encode_error"] = str(exc)
-        template = orjson.dumps(rec, option=_LINE)
-    digest_of = digest_of or hasher(key)
-    at = template.find(_PLACEHOLDER_PAIR)
-    end = at + len(_PLACEHOLDER_PAIR)
-    digest = digest_of(template[:at] + template[end:-1])
-    return b"".join((template[:at], b'"hash":"', digest.encode(), b'",', template[end:])), digest
-
-
-def hit_template(record: dict, flags: tuple[bytes, bytes],
-                 codebook: Codebook | None = None) -> HitTemplate:
-    """The record of a cache hit on the answer ``record`` logs, for the compiled hit path
-    (resolver.forensic._fastlog, issue #5): its canonical encoding cut around the per-query fields
-    (``HOLES``) and the chain's (mac, prev, seq, and where hash goes), so that a hit only fills
-    them in. ``flags``: the query flags' JSON with RD clear and set; with a ``codebook`` the
-    text is kept compressed while not in use."""
-    token = secrets.token_hex(16)
-    rec = {k: v for k, v in record.items() if k not in HOLES}
-    rec.update({key: f"{token}:{key}" for key in SLOTS})
-    text = canonical(rec)
-    pairs = {k: b'"%s":"%s:%s"' % (k.encode(), token.encode(), k.encode()) for k in SLOTS}
-    spots = sorted((text.index(pair), k) for k, pair in pairs.items())
-    texts: list[bytes] = []
-    at = 0
-    for spot, key in spots:
-        # The line has ',"hash":"<hex>"' where the body has nothing: cut the comma before it.
-        texts.append(text[at:spot - 1] if key == "hash" else text[at:spot + len(key) + 3])
-        at = spot + len(pairs[key])
-    texts.append(text[at:])
-    return HitTemplate(texts, [key for _, key in spots], flags, codebook)
-
-
-def check_line(line: bytes, key: bytes | None, digest_of: Callable[[bytes], str] | None = None,
-               ) -> tuple[dict | None, str | None]:
-    """Parse one log line and check it on its own: ``(record, None)`` or ``(record or None,
-    what is wrong)``. Shared by the writer (continuing a file) and ``verify-log``."""
-    if not line.endswith(b"\n"):
-        return None, "truncated line (no newline): the record was cut off or changed"
-    try:
-        rec = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        return None, f"line does not parse ({exc}): the record was truncated or changed"
-    if not isinstance(rec, dict):
-        return None, "line is not a JSON object: the record was changed"
-    seq, digest = rec.get("seq"), rec.get("hash")
-    if type(seq) is not int or seq < 0 or not isinstance(rec.get("prev"), str) \
-            or not isinstance(digest, str):
-        return rec, "chain fields (seq, prev, hash) missing or malformed: the record was changed"
-    mac = rec.get("mac")
-    if mac not in (MAC_SHA256, MAC_HMAC):
-        return rec, f"unknown mac {mac!r}: the record was changed"
-    if key is not None and mac != MAC_HMAC:
-        return rec, ("mac is sha256 but an HMAC key was given: the log was re-hashed without the "
-                     "key (forged), or it was not written with an HMAC key")
-    if key is None and mac == MAC_HMAC:
-        return rec, NEEDS_KEY
-    body = dict(rec)
-    del body["hash"]
-    if not hmac.compare_digest((digest_of or hasher(key))(canonical(body)), digest):
-        extra = " (or the HMAC key is not the one it was written with)" if key else ""
-        return rec, "hash mismatch: record changed" + extra
-    if orjson.dumps(rec, option=_LINE) != line:
-        return rec, ("line is not in canonical form (re-encoded, or duplicate keys): "
-                     "the record was changed")
-    return rec, None
-
-
-def _last_line(path: str) -> bytes | None:
-    """The file's last line (with its newline, if any), None if the file is empty."""
-    with open(path, "rb") as f:
-        pos = f.seek(0, os.SEEK_END)
-        buf = b""
-        while pos > 0:
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            buf = f.read(step) + buf
-            cut = buf.rfind(b"\n", 0, len(buf) - 1)
-            if cut >= 0:
-                return buf[cut + 1:]
-        return buf or None
-
-
-def _first_time(path: str) -> float | None:
-    """The ``time`` of a file's first record as a POSIX timestamp (the file's age), if any."""
-    try:
-        with open(path, "rb") as f:
-            rec = orjson.loads(f.readline(1 << 20))
-        return datetime.fromisoformat(rec["time"]).timestamp()
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
-
-
-# --- the writer --------------------------------------------------------------------------------
+__all__ = ["ForensicLog"]
 
 _write = os.write    # the writer's system calls, by name so that tests can make them fail
 _fsync = os.fsync
-
-
-def continuation(config: LogConfig, key: bytes | None) -> tuple[int, str] | None:
-    """The seq and hash a log file continues from: its last record, or the last of ``.1``
-    when it was rotated and stopped before its first record; None for a new chain. That
-    record must verify on its own, else :class:`ForensicLogError` (the chain is not forked)."""
-    path = config.path
-    source = path if _size(path) > 0 else None
-    if source is None and config.keep > 0 and _size(path + ".1") > 0:
-        source = path + ".1"  # rotated, then stopped before the new file's first record
-    if source is None:
-        return None
-    try:
-        line = _last_line(source)
-    except OSError as exc:
-        raise ForensicLogError(f"cannot read forensic log {source}: {exc.strerror}") from exc
-    rec, problem = check_line(line or b"", key)
-    if problem == NEEDS_KEY:
-        problem = ("it was written with an HMAC key (mac hmac-sha256) and no "
-                   "log.hmac_key_file is configured")
-    if problem is not None:
-        raise ForensicLogError(
-            f"forensic log {source}: its last record cannot be continued: {problem}. Refusing "
-            f"to fork the chain: check it with 'dnssec-sidecar verify-log', then move the "
-            f"log files aside to start a new chain")
-    return rec["seq"] + 1, rec["hash"]
 
 
 class _Abort(ResolverError):
@@ -502,7 +248,7 @@ class ForensicLog:
         except OSError as exc:
             raise ForensicLogError(f"cannot open forensic log {path}: {exc.strerror}") from exc
         self._size = os.fstat(self._fd).st_size
-        started = _first_time(path) if self._size else None
+        started = first_time(path) if self._size else None
         self._opened_at = started if started is not None else self._clock()
 
     # -- the writer thread
@@ -644,15 +390,7 @@ class ForensicLog:
                 return
             if self._dirty:
                 self._fsync()
-            path = cfg.path
-            plan = [(f"{path}.{n}", f"{path}.{n + 1}") for n in range(cfg.keep - 1, 0, -1)
-                    if os.path.exists(f"{path}.{n}")]
-            plan.append((path, f"{path}.1" if cfg.keep else ""))
-            n = cfg.keep + 1
-            while os.path.exists(f"{path}.{n}"):  # left over from a larger `keep`
-                plan.insert(0, (f"{path}.{n}", ""))
-                n += 1
-            self._renames = plan
+            self._renames = rotation(cfg.path, cfg.keep)
             fd, self._fd = self._fd, None
             try:
                 os.close(fd)

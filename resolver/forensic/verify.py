@@ -7,7 +7,8 @@ key for ``mac: hmac-sha256``; such a log cannot be checked without the key), who
 the hash of the record before it and whose ``seq`` is one more, across files. A first record with
 ``seq`` 0 must have the genesis ``prev``; a later first record's ``prev`` is taken as given (the
 files before it were not given or were rotated away). The record format is in README (byte by
-byte, as other tools can check it) and ``resolver.forensic.log``.
+byte, as other tools can check it), ``resolver.forensic.record`` (the fields) and
+``resolver.forensic.seal`` (the encoding and the chain).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import BinaryIO
 import orjson
 
 from resolver import status
-from resolver.forensic.log import (GENESIS, NEEDS_KEY, ForensicLogError, UnreadableKey, check_line,
-                               hasher, load_hmac_key)
+from resolver.forensic._fastlog import GENESIS
+from resolver.forensic.seal import (NEEDS_KEY, ForensicLogError, UnreadableKey, check_line, hasher,
+                                    load_hmac_key)
 
 __all__ = ["Problem", "Report", "main", "run", "verify"]
 

@@ -1,12 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Compiled cache-hit path of the server (issue #5): a repeated question of a service answered
 from the bytes sent before (resolver.resolve._fastcache), its forensic record sealed into the log's
-chain (resolver.forensic._fastlog) and counted (:class:`Tally`), with no Python frame between a
-datagram and its reply; UDP datagrams are read and answered in batches (:class:`UdpListener`).
-Anything it cannot answer exactly goes to the full path (resolver.frontend.server.Frontend.handle).
+chain (resolver.forensic._fastlog), counted and tapped (:class:`Report`), with no Python frame
+between a datagram and its reply; UDP datagrams are read and answered in batches
+(:class:`UdpListener`, RFC 1035 §4.2.1; a reply larger than resolver.wire allows the client
+is truncated by the cache, RFC 6891 §6.2.5, RFC 2181 §9). Anything it cannot answer exactly
+goes to the full path (resolver.frontend.pipeline.Frontend.handle).
 
-It reads the frontend's policy, log, metrics and tap at every query, so a reload (a new
-policy) or a log that stops writing takes effect at once.
+Everything here is given what it uses when it is built: the WireCache, the log's chain, the
+:class:`Report` and the policy (swapped with :meth:`HitPath.use_policy`), and the callbacks of
+its owner (resolver.frontend.listeners) for the datagrams it does not answer. It never reaches
+back into the Python frontend.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -14,9 +18,12 @@ from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, strerror
 
+cimport cython
+
 import logging
 
 from resolver.frontend.admission cimport Admission
+from resolver.resolve._fastcache cimport WireCache
 from resolver.wire import MAX_TCP
 
 cdef Py_ssize_t _MAX_TCP = MAX_TCP  # a reply over TCP is at most this (resolver.wire)
@@ -69,7 +76,7 @@ cdef extern from "<time.h>" nogil:
     int clock_gettime(int clk_id, timespec *tp)
     enum: CLOCK_REALTIME
 
-log = logging.getLogger("resolver.frontend.server")
+log = logging.getLogger(__name__)
 
 cdef enum:
     MAX_SCOPES = 4096  # (listener, client address) pairs remembered per policy
@@ -87,44 +94,124 @@ cdef inline double _now() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
-cdef class HitPath:
-    """The hit path of one frontend. ``service_scope(listener, address)`` gives the cache scope
-    of a client's service (its name), or None when its queries must take the full path (a
-    service with budgets to count); ``listener_json(listener)`` the listener's JSON text for
-    the record. Both are remembered: they are the same for every query of a client."""
+cdef inline long long _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec
 
-    cdef object frontend, service_scope, listener_json
-    cdef object _policy  # the policy the remembered scopes come from
+
+cdef class Tally:
+    """What the replies to clients count, on both paths (through :class:`Report`), kept here
+    for resolver.ops.metrics.HitTally to add to Prometheus in bulk at a scrape: replies per
+    tuple of metric children (``counts``), and per transport the cells of a latency histogram
+    (``latency``: one per bucket bound, one for +Inf, then the sum of seconds)."""
+
+    cdef public dict counts, latency
+    cdef double bounds[MAX_BOUNDS]
+    cdef int n
+
+    def __init__(self, bounds):
+        if len(bounds) > MAX_BOUNDS or list(bounds) != sorted(bounds):
+            raise ValueError(f"at most {MAX_BOUNDS} latency bounds, in ascending order")
+        self.n = len(bounds)
+        for i, bound in enumerate(bounds):
+            self.bounds[i] = bound
+        self.counts = {}
+        self.latency = {}
+
+    cpdef void count(self, tuple children, str transport, double seconds):
+        """One hit: a count for ``children``, and ``seconds`` in the first bucket whose bound
+        is at least it (a bound is inclusive, as prometheus-client's ``observe``)."""
+        cdef int i = 0
+        self.counts[children] = self.counts.get(children, 0) + 1
+        cells = self.latency.get(transport)
+        if cells is None:
+            cells = self.latency[transport] = [0] * (self.n + 1) + [0.0]
+        while i < self.n and self.bounds[i] < seconds:
+            i += 1
+        cells[i] += 1
+        cells[self.n + 1] += seconds
+
+
+@cython.final
+cdef class Report:
+    """How a reply to a client is counted and tapped, the same on both paths (the hit path
+    here, the full path in resolver.frontend.pipeline): the metric children its answer counts
+    in (``counters``: the full path takes them from the record, the hit path keeps them with
+    the answer's bytes) and the time it took go into ``tally`` (None: no metrics), and the
+    dnstap client pair (``tap``, resolver.ops.dnstap.Dnstap, None: no client messages):
+    CLIENT_QUERY stamped when the query arrived, CLIENT_RESPONSE as the reply leaves."""
+
+    cdef readonly Tally tally
+    cdef readonly object tap
+
+    def __init__(self, Tally tally=None, tap=None):
+        self.tally = tally
+        self.tap = tap
+
+    cpdef void received(self, bytes wire, tuple client, tuple listener, str transport,
+                        long long t):
+        """A client's query, received at ``t`` (nanoseconds since the epoch)."""
+        if self.tap is not None:
+            self.tap.client_query(wire, client[:2], listener, transport, t)
+
+    cpdef void answered(self, bytes wire, bytes reply, tuple client, tuple listener,
+                        str transport, long long t_query, tuple counters, double seconds):
+        """The reply to ``wire``, received at ``t_query``, about to leave ``seconds`` after
+        the query was taken up: a count for each of ``counters`` (None: none) and the
+        latency, then the tap's CLIENT_RESPONSE."""
+        if self.tally is not None and counters is not None:
+            self.tally.count(counters, transport, seconds)
+        if self.tap is not None:
+            self.tap.client_response(wire, reply, client[:2], listener, transport, t_query,
+                                     _now_ns())
+
+
+cdef class HitPath:
+    """The hit path of one frontend: its ``wirecache``, its log's ``chain`` (None without a
+    log: then no record is written) and its ``report``. ``service_scope(policy, listener,
+    address)`` gives the cache scope of a client's service (its name), or None when its
+    queries must take the full path (a service with budgets to count); ``listener_json(
+    listener)`` the listener's JSON text for the record. Both are remembered: they are the same
+    for every query of a client under one policy."""
+
+    cdef WireCache wirecache
+    cdef object chain
+    cdef Report report
+    cdef object policy, service_scope, listener_json
     cdef dict _scopes, _listeners
 
-    def __init__(self, frontend, service_scope, listener_json):
-        self.frontend = frontend
+    def __init__(self, WireCache wirecache not None, chain, Report report not None, policy,
+                 service_scope, listener_json):
+        self.wirecache = wirecache
+        self.chain = chain
+        self.report = report
         self.service_scope = service_scope
         self.listener_json = listener_json
-        self._policy = None
-        self._scopes = {}
         self._listeners = {}
+        self.use_policy(policy)
+
+    def use_policy(self, policy):
+        """Judge clients by ``policy`` (None: no services, one scope) from the next query on,
+        forgetting the scopes the previous one gave."""
+        self.policy = policy
+        self._scopes = {}
 
     cpdef bytes answer(self, bytes wire, bint tcp, tuple listener, tuple client):
         """The reply to a query answered from the cache, or None for the full path (a miss, a
         service with budgets, a log that cannot take the record now). It raises only before
         the hit's record is sealed: once it is, the reply is returned."""
-        fe = self.frontend
-        scope = self._scope(fe.policy, listener, client[0])
+        scope = self._scope(listener, client[0])
         if scope is None:
             return None
-        forensic = fe.forensic
-        chain = None
-        if forensic is not None:
-            chain = forensic.chain
-            if not chain.healthy:
-                return None
+        chain = self.chain
+        if chain is not None and not chain.healthy:
+            return None
         cdef double now = _now()
-        wirecache = fe.wirecache
-        reply = wirecache.answer(wire, scope, now, _MAX_TCP if tcp else 0)
+        reply = self.wirecache.answer(wire, scope, now, _MAX_TCP if tcp else 0)
         if reply is None:
             return None
-        hit = wirecache.last_extra
+        hit = self.wirecache.last_extra
         if chain is not None:
             listener_json = self._listeners.get(listener)
             if listener_json is None:
@@ -133,32 +220,26 @@ cdef class HitPath:
                 return None
         # The record is sealed: this reply leaves whatever happens now (issue #14 §4), or the
         # full path would answer, and log, the query a second time.
+        cdef long long sent
         try:
             transport = "tcp" if tcp else "udp"
-            metrics = fe.metrics
-            if metrics is not None:
-                metrics.tally.count(hit[1], transport, _now() - now)
-            tap = fe.tap
-            if tap is not None:
-                sent = int(_now() * 1e9)
-                tap.client_query(wire, client[:2], listener, transport, sent)
-                tap.client_response(wire, reply, client[:2], listener, transport, sent, sent)
+            sent = _now_ns()
+            self.report.received(wire, client, listener, transport, sent)
+            self.report.answered(wire, reply, client, listener, transport, sent, hit[1],
+                                 _now() - now)
         except Exception:
             log.exception("after a cache hit's reply: counting or dnstap failed")
         return reply
 
-    cdef object _scope(self, policy, tuple listener, str address):
-        if policy is None:
+    cdef object _scope(self, tuple listener, str address):
+        if self.policy is None:
             return ""
-        if policy is not self._policy:
-            self._policy = policy
-            self._scopes = {}
         key = (listener, address)
         scope = self._scopes.get(key, False)
         if scope is False:
             if len(self._scopes) >= MAX_SCOPES:
                 self._scopes = {}
-            scope = self._scopes[key] = self.service_scope(policy, listener, address)
+            scope = self._scopes[key] = self.service_scope(self.policy, listener, address)
         return scope
 
 
@@ -167,7 +248,7 @@ cdef class UdpListener:
     ``recvmmsg`` and their hits' replies by 16 per ``sendmmsg``, so the per-datagram system calls
     and Python objects of an event loop's datagram transport are paid once per batch. Hits are
     answered here from the client's own address bytes; every other datagram goes to ``miss``
-    (a subclass's method) with the client's address as the socket module gives it, and its
+    (its owner's callback) with the client's address as the socket module gives it, and its
     reply, if any, comes back through :meth:`sendto`, unless ``admission`` sheds it (its client
     or the process is over a limit on resolutions, resolver.frontend.admission): then it is dropped
     here, so a flood of misses costs no Python and the socket keeps being read for the hits.
@@ -178,6 +259,7 @@ cdef class UdpListener:
     cdef readonly tuple listener
     cdef HitPath hits
     cdef Admission admission
+    cdef object miss, send_failed  # the owner's callbacks: (data, addr), (reason)
     cdef int fd
     cdef mmsghdr *rmsg
     cdef mmsghdr *smsg
@@ -195,10 +277,13 @@ cdef class UdpListener:
         self.names = NULL
         self.bufs = NULL
 
-    def __init__(self, HitPath hits, sock, tuple listener, Admission admission not None):
+    def __init__(self, HitPath hits not None, sock, tuple listener, Admission admission not None,
+                 miss, send_failed):
         cdef int i
         self.hits = hits
         self.admission = admission
+        self.miss = miss
+        self.send_failed = send_failed
         self.sock = sock
         self.listener = listener
         self.fd = sock.fileno()
@@ -326,35 +411,3 @@ cdef class UdpListener:
         if name.ss_family == AF_INET:
             return (self.last_host, ntohs(v4.sin_port))
         return (self.last_host, ntohs(v6.sin6_port), ntohl(v6.sin6_flowinfo), v6.sin6_scope_id)
-
-
-cdef class Tally:
-    """What the hit path counts, kept here for metrics.HitTally to add to Prometheus in bulk:
-    hits per tuple of metric children (``counts``), and per transport the cells of a latency
-    histogram (``latency``: one per bucket bound, one for +Inf, then the sum of seconds)."""
-
-    cdef public dict counts, latency
-    cdef double bounds[MAX_BOUNDS]
-    cdef int n
-
-    def __init__(self, bounds):
-        if len(bounds) > MAX_BOUNDS or list(bounds) != sorted(bounds):
-            raise ValueError(f"at most {MAX_BOUNDS} latency bounds, in ascending order")
-        self.n = len(bounds)
-        for i, bound in enumerate(bounds):
-            self.bounds[i] = bound
-        self.counts = {}
-        self.latency = {}
-
-    cpdef void count(self, tuple children, str transport, double seconds):
-        """One hit: a count for ``children``, and ``seconds`` in the first bucket whose bound
-        is at least it (a bound is inclusive, as prometheus-client's ``observe``)."""
-        cdef int i = 0
-        self.counts[children] = self.counts.get(children, 0) + 1
-        cells = self.latency.get(transport)
-        if cells is None:
-            cells = self.latency[transport] = [0] * (self.n + 1) + [0.0]
-        while i < self.n and self.bounds[i] < seconds:
-            i += 1
-        cells[i] += 1
-        cells[self.n + 1] += seconds

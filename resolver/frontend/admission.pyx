@@ -3,7 +3,7 @@
 at once, in the whole process and per client address, and what happens to the excess.
 
 Every client query that misses the cache waits for a resolution, alone or joined with an
-identical question already in progress (resolver.frontend.server.Resolver), and holds its
+identical question already in progress (resolver.frontend.resolution.Resolver), and holds its
 memory, and a resolution an upstream socket, for up to ``timeouts.query_ms``. A flood of unique names would
 otherwise grow that without bound. A query over either limit is not resolved: it is answered
 at once with SERVFAIL and EDE 0 naming the limit, or dropped (``limits.over_limit``), so a

@@ -94,9 +94,10 @@ class Metrics:
             admission.shed.clear()
 
     def query_counter(self, service: str | None, qtype: str | None, rcode: str):
-        """The ``queries_total`` child of a reply (the full path counts with it, the hit path
-        keeps it with the answer's bytes): ``qtype`` is the question's type as text, None for
-        a query without one; types outside :data:`QTYPE_LABELS` count as ``other``."""
+        """The ``queries_total`` child of a reply (resolver.frontend.pipeline counts it through
+        the Tally, and keeps it with a cached answer's bytes for the hit path): ``qtype`` is
+        the question's type as text, None for a query without one; types outside
+        :data:`QTYPE_LABELS` count as ``other``."""
         label = "" if qtype is None else qtype if qtype in QTYPE_LABELS else OTHER_QTYPE
         return self.child(self.queries, service or "", label, rcode)
 
@@ -111,10 +112,11 @@ class Metrics:
 
 
 class HitTally(Tally):
-    """What the cache-hit path counts (compiled: ``_fastpath.Tally``), added to the Prometheus
-    metrics in bulk at every scrape: prometheus-client takes a lock per increment and walks the
-    buckets per observation, which costs more than the hit itself (issue #5). Used on the event
-    loop's thread only."""
+    """What every reply to a client counts, on the hit path and the full path alike (compiled:
+    ``_fastpath.Tally``, fed by ``_fastpath.Report``), added to the Prometheus metrics in bulk
+    at every scrape: prometheus-client takes a lock per increment and walks the buckets per
+    observation, which costs more than a cache hit itself (issue #5). Used on the event loop's
+    thread only."""
 
     def __init__(self, metrics: Metrics) -> None:
         super().__init__(LATENCY_BUCKETS)

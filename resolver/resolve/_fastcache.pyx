@@ -382,11 +382,7 @@ cdef class WireCache:
     removed it and ``oversize`` found it larger than the client may receive; ``evictions``.
     Arguments that are not bytes, and unhashable scopes, raise TypeError; wire contents never
     raise."""
-    cdef object _entries  # OrderedDict: popitem(last=False) is O(1); a dict's is not
-    cdef readonly Py_ssize_t max_entries
-    cdef readonly unsigned long long hits, misses, expired, oversize, evictions
-    cdef readonly object last_extra  # the ``extra`` stored with the entry the last hit came from
-    cdef unsigned long long _stores  # entries stored so far: the age of an entry's position
+    # Its attributes are declared in _fastcache.pxd.
 
     def __init__(self, Py_ssize_t max_entries=100000):
         if max_entries < 1:

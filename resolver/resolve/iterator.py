@@ -12,7 +12,8 @@ import asyncio
 import random
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 
 import dns.flags
 import dns.message
@@ -25,8 +26,9 @@ import dns.rrset
 
 from resolver.resolve import transport
 from resolver.resolve.cache import Answer, Cache, Proof
-from resolver.config import ResolverLimits, Timeouts
+from resolver.config.schema import Config, Forward, ResolverLimits, Timeouts, default
 from resolver.dnssec import Budget, BudgetName, ValidatorConfig, Verdict
+from resolver.dnssec.anchors import RootHint
 from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.validator import Validator, find, rrsets_of, signers, weaker
@@ -53,35 +55,47 @@ class Denied(ResolverError):
         self.decision = decision
 
 
-#: The configuration's defaults (resolver.config), their one source.
-_LIMITS, _TIMEOUTS = ResolverLimits(), Timeouts()
-
-
 @dataclass(slots=True)
 class Settings:
-    """What the iterator needs from the configuration."""
+    """What the iterator reads from the configuration: the fields of resolver.config's
+    ``Config`` of the same names, types and defaults (:meth:`from_config` takes them by name),
+    and the bounds of two tables of the iterator's own."""
 
-    root_hints: list[tuple[dns.name.Name, list[str]]]
-    trust_anchors: list[dns.rrset.RRset]
-    forward: list[tuple[dns.name.Name, list[tuple[str, int]]]] = field(default_factory=list)
-    validator: ValidatorConfig = field(default_factory=ValidatorConfig)
-    validation_time: int | None = None
-    qname_minimisation: bool = True
-    negative_trust_anchors: list[dns.name.Name] = field(default_factory=list)
-    ipv4: bool = True
-    ipv6: bool = True
+    root_hints: tuple[RootHint, ...]
+    trust_anchors: Sequence[dns.rrset.RRset]
+    forward: tuple[Forward, ...] = default("forward")
+    validator: ValidatorConfig = default("validator")
+    validation_time: int | None = default("validation_time")
+    qname_minimisation: bool = default("qname_minimisation")
+    negative_trust_anchors: Sequence[dns.name.Name] = default("negative_trust_anchors")
+    outgoing_ipv4: bool = default("outgoing_ipv4")
+    outgoing_ipv6: bool = default("outgoing_ipv6")
     #: Addresses learned from zones (glue, NS names' A/AAAA) that are never asked; root hints
-    #: and forwarders are not filtered. The configuration's default is in resolver.outgoing.
-    do_not_query: tuple = ()  # of ipaddress networks
-    max_upstream_queries: int = _LIMITS.max_upstream_queries
-    max_referral_depth: int = _LIMITS.max_referral_depth
-    max_cname_chain: int = _LIMITS.max_cname_chain
-    max_ns_lookups: int = _LIMITS.max_ns_lookups
-    max_ns_lookups_per_query: int = _LIMITS.max_ns_lookups_per_query
-    upstream_timeout: float = _TIMEOUTS.upstream_ms / 1000
-    query_timeout: float = _TIMEOUTS.query_ms / 1000
+    #: and forwarders are not filtered. Unlike the configuration's default (resolver.outgoing),
+    #: an iterator built without it filters nothing.
+    outgoing_do_not_query: tuple = ()  # of ipaddress networks
+    limits: ResolverLimits = default("limits")
+    timeouts: Timeouts = default("timeouts")
     max_zones: int = 10000  # zone cuts remembered (Iterator.zones)
     max_servers: int = 10000  # server addresses whose round-trip times are kept (Infra)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Settings:
+        """The settings of a checked configuration: each of its fields named here."""
+        return cls(**{name: getattr(config, name) for name in _FROM_CONFIG})
+
+    @property
+    def upstream_timeout(self) -> float:
+        """Seconds for one try of one upstream server."""
+        return self.timeouts.upstream_ms / 1000
+
+    @property
+    def query_timeout(self) -> float:
+        """Seconds for the whole of one client query."""
+        return self.timeouts.query_ms / 1000
+
+
+_FROM_CONFIG = tuple(f.name for f in fields(Settings) if f.name in Config.__dataclass_fields__)
 
 
 @dataclass(slots=True)
@@ -152,10 +166,11 @@ class Iterator:
         self.cache = cache
         self.exchange = exchange
         self.infra = Infra(settings.max_servers)
-        self.do_not_query = DoNotQuery(settings.do_not_query)
+        self.do_not_query = DoNotQuery(settings.outgoing_do_not_query)
         self.zones: Lru[dns.name.Name, Zone] = Lru(settings.max_zones)  # the zone cuts
-        self.forwards = {name: servers for name, servers in settings.forward}
-        self.validator = Validator(settings.validator, self.now, settings.max_cname_chain)
+        self.forwards = {fwd.zone: [(ep.host, ep.port) for ep in fwd.servers]
+                         for fwd in settings.forward}
+        self.validator = Validator(settings.validator, self.now, settings.limits.max_cname_chain)
         self.trust = ChainOfTrust(self.validator, settings.trust_anchors,
                                   settings.negative_trust_anchors, settings.max_zones,
                                   self._ask, self.lookup, self._event)
@@ -176,8 +191,9 @@ class Iterator:
         return Context(Budget(self.s.validator.limits), time.monotonic() + self.s.query_timeout)
 
     def _spend_query(self, ctx: Context) -> None:
-        if ctx.queries >= self.s.max_upstream_queries:
-            raise ResolutionFailed(EDE.OTHER, f"budget exhausted: {self.s.max_upstream_queries} "
+        most = self.s.limits.max_upstream_queries
+        if ctx.queries >= most:
+            raise ResolutionFailed(EDE.OTHER, f"budget exhausted: {most} "
                                    "upstream queries per client query",
                                    budget=BudgetName.UPSTREAM_QUERIES)
         ctx.queries += 1
@@ -196,13 +212,13 @@ class Iterator:
     def _root(self) -> Zone:
         zone = self._known_zone(ROOT)
         if zone is None:
-            servers = [(addr, 53) for _, addrs in self.s.root_hints for addr in addrs
+            servers = [(addr, 53) for hint in self.s.root_hints for addr in hint.addresses
                        if self._family_ok(addr)]
-            zone = self._remember(Zone(ROOT, servers, [n for n, _ in self.s.root_hints]))
+            zone = self._remember(Zone(ROOT, servers, [hint.name for hint in self.s.root_hints]))
         return zone
 
     def _family_ok(self, addr: str) -> bool:
-        return self.s.ipv6 if ":" in addr else self.s.ipv4
+        return self.s.outgoing_ipv6 if ":" in addr else self.s.outgoing_ipv4
 
     def _closest_zone(self, name: dns.name.Name) -> Zone:
         """The deepest known zone cut or forward zone enclosing ``name``."""
@@ -300,20 +316,20 @@ class Iterator:
         client query; a name whose A lookup is NXDOMAIN gets no AAAA lookup (RFC 8020)."""
         lookups = 0
         for ns in zone.ns_names:
-            if lookups >= self.s.max_ns_lookups or zone.name in ctx.ns_exhausted or \
-                    ctx.ns_lookups >= self.s.max_ns_lookups_per_query:
+            if lookups >= self.s.limits.max_ns_lookups or zone.name in ctx.ns_exhausted or \
+                    ctx.ns_lookups >= self.s.limits.max_ns_lookups_per_query:
                 ctx.ns_exhausted.add(zone.name)  # not again for a retry without minimisation
                 raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, (
                     f"no address for the NS names of {zone.name} within the NS lookup budget "
-                    f"({self.s.max_ns_lookups} per delegation, "
-                    f"{self.s.max_ns_lookups_per_query} per query)"))
+                    f"({self.s.limits.max_ns_lookups} per delegation, "
+                    f"{self.s.limits.max_ns_lookups_per_query} per query)"))
             if ns in ctx.resolving_ns or ns.is_subdomain(zone.name):
                 continue  # in-bailiwick names need glue; asking the zone itself would loop
             ctx.resolving_ns.add(ns)
             ctx.ns_lookups += 1
             lookups += 1
             try:
-                for rdtype, wanted in ((A, self.s.ipv4), (AAAA, self.s.ipv6)):
+                for rdtype, wanted in ((A, self.s.outgoing_ipv4), (AAAA, self.s.outgoing_ipv6)):
                     if not wanted:
                         continue
                     try:
@@ -343,12 +359,13 @@ class Iterator:
         verdicts: dict[dns.name.Name, Verdict] = {}  # each link's, by the names it holds
         proof = Proof()
         name, seen, ttl = qname, {qname}, 2**31
-        for _ in range(self.s.max_cname_chain + 1):
+        most = self.s.limits.max_cname_chain
+        for _ in range(most + 1):
             answer = await self.lookup(name, qtype, ctx)
             rrsets += answer.rrsets
-            if sum(r.rdtype == CNAME for r in rrsets) > self.s.max_cname_chain:
+            if sum(r.rdtype == CNAME for r in rrsets) > most:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
-                                       f"{self.s.max_cname_chain}", proof)
+                                       f"{most}", proof)
             verdict = weaker(verdict, answer.verdict)
             for owner in [name] + [r.name for r in answer.rrsets]:
                 verdicts[owner] = weaker(verdicts.get(owner, Verdict.SECURE), answer.verdict)
@@ -373,8 +390,7 @@ class Iterator:
                     raise Denied(decision)
             seen.add(target)
             name = target
-        raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {self.s.max_cname_chain}",
-                               proof)
+        raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {most}", proof)
 
     async def lookup(self, name: dns.name.Name, qtype: int, ctx: Context) -> Answer:
         """The validated answer for exactly ``name``/``qtype`` (a CNAME at the name counts)."""
@@ -393,9 +409,9 @@ class Iterator:
         ahead = None  # (zone, question, task): sent while the zone was being established
         try:
             while True:
-                if ctx.referrals > self.s.max_referral_depth:
-                    raise ResolutionFailed(EDE.OTHER, f"more than {self.s.max_referral_depth} "
-                                           "referrals")
+                if ctx.referrals > self.s.limits.max_referral_depth:
+                    raise ResolutionFailed(EDE.OTHER, f"more than "
+                                           f"{self.s.limits.max_referral_depth} referrals")
                 if zone.security is Verdict.BOGUS:
                     raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason,
                                            Proof(zone.name, notes=list(zone.proof)), zone.budget)
@@ -472,7 +488,7 @@ class Iterator:
             return known
         ns_names = [rd.target for rd in ns]
         servers, not_queried = [], []
-        for rdtype, wanted in ((A, self.s.ipv4), (AAAA, self.s.ipv6)):
+        for rdtype, wanted in ((A, self.s.outgoing_ipv4), (AAAA, self.s.outgoing_ipv6)):
             if not wanted:
                 continue
             for rrset in rrsets_of(reply.additional, rdtype):

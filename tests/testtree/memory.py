@@ -19,7 +19,7 @@ import dns.message
 import dns.name
 
 from resolver.resolve import transport
-from resolver.dnssec.anchors import parse_trust_anchors
+from resolver.dnssec.anchors import RootHint, parse_trust_anchors
 from resolver.resolve.iterator import Settings
 from tests.testtree import NOW, authority, zonedata
 
@@ -29,7 +29,7 @@ Tamper = Callable[[str, dns.message.Message, dns.message.Message], dns.message.M
 def settings(**overrides) -> Settings:
     """Iterator settings for the tree: its root hint and trust anchor, its validation time."""
     (hint_name, hint_address), = zonedata.manifest()["root_hints"].items()
-    values = dict(root_hints=[(dns.name.from_text(hint_name), [hint_address])],
+    values = dict(root_hints=(RootHint(dns.name.from_text(hint_name), (hint_address,)),),
                   trust_anchors=parse_trust_anchors(authority.trust_anchor_lines()),
                   validation_time=NOW)
     values.update(overrides)

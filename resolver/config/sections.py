@@ -1,0 +1,343 @@
+"""The sections of the configuration file other than the services (resolver.config.services):
+each reads one top-level key into its schema dataclass, checking every value and its bounds.
+
+The bounds below are inclusive, with lower bounds of 1 where 0 would stop all work. ``limits``
+holds the resolver's budgets (:class:`~resolver.config.schema.ResolverLimits`) and the
+validator's (:class:`~resolver.dnssec.config.Limits`: KeyTrap, CVE-2023-50387; NSEC3 hash floods,
+CVE-2023-50868; RFC 9276 §3.2). ``limits.max_concurrent_resolutions`` is the documented former
+name of ``limits.max_resolutions``, still read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from datetime import date, datetime
+from typing import Any
+
+import dns.name
+import dns.rrset
+
+from resolver import status
+from resolver.config.schema import (DNSTAP_FILE, DNSTAP_UNIX, OVER_LIMIT_DROP,
+                                    OVER_LIMIT_SERVFAIL, CacheConfig, ConfigError, DnstapConfig,
+                                    Endpoint, Forward, LogConfig, MetricsConfig, ResolverLimits,
+                                    Timeouts, default)
+from resolver.config.values import (_address, _bool, _choice, _endpoint, _given, _int, _ints,
+                                    _kind, _list, _mapping, _name, _nonempty, _required, _str,
+                                    _unique, parse_time)
+from resolver.dnssec.anchors import (RootHint, TrustAnchorError, load_trust_anchor_file,
+                                     parse_trust_anchors)
+from resolver.dnssec.config import Limits
+
+#: Inclusive bounds of every integer setting. Lower bounds of 1 where 0 would stop all work.
+_RESOLVER_LIMIT_BOUNDS = {
+    "max_upstream_queries": (1, 10_000),
+    "max_referral_depth": (1, 128),  # a name has at most 127 labels below the root
+    "max_cname_chain": (0, 64),
+    "max_ns_lookups": (0, 64),
+    "max_ns_lookups_per_query": (0, 256),
+    "max_resolutions": (1, 1_000_000),
+    "max_resolutions_per_client": (1, 1_000_000),
+    "tcp_clients": (1, 100_000),
+    "tcp_pipeline": (1, 1_000),
+    "over_limit_answers_per_second": (0, 100_000),
+}
+_DNSSEC_LIMIT_BOUNDS = {
+    "max_sig_checks_per_rrset": (1, 1_000),
+    "max_keys_per_tag": (1, 100),
+    "max_ds_per_zone": (1, 100),
+    "max_nsec3_per_proof": (1, 100),
+    "max_sig_checks_per_query": (1, 100_000),
+    "max_nsec3_hashes_per_query": (1, 1_000_000),
+    "nsec3_max_iterations": (0, 2_500),  # RFC 5155 §10.3's ceiling for 4096-bit keys
+}
+_TIMEOUT_BOUNDS = {
+    "upstream_ms": (10, 60_000),
+    "query_ms": (100, 600_000),
+    "tcp_idle_ms": (100, 3_600_000),
+}
+_CACHE_BOUNDS = {
+    "max_entries": (1, 100_000_000),
+    "max_ttl": (1, 604_800),          # a week
+    "max_negative_ttl": (0, 86_400),  # RFC 2308 §5: more than a day is problematic
+    "min_ttl": (0, 3_600),
+}
+_DNSSEC_LIMIT_FIELDS = tuple(_DNSSEC_LIMIT_BOUNDS)  # every field of Limits (a test checks)
+_RESOLVER_LIMIT_FIELDS = tuple(_RESOLVER_LIMIT_BOUNDS)  # the integers; over_limit is a word
+_FORMER_LIMIT_NAMES = {"max_concurrent_resolutions": "max_resolutions"}
+#: The forensic log's keys (LogConfig's fields) and their bounds.
+_LOG_KEYS = tuple(f.name for f in dataclasses.fields(LogConfig))
+_LOG_BOUNDS = {
+    "fsync_interval_ms": (0, 3_600_000),  # 0: after every batch
+    "max_bytes": (0, 1 << 40),            # 0: never rotate by size
+    "max_age_s": (0, 366 * 86400),        # 0: never rotate by age
+    "keep": (0, 100_000),
+    "queue_size": (1, 10_000_000),
+}
+_LOG_MIN_BYTES = 4096
+_DNSTAP_KEYS = ("path", "identity", "version", "client", "resolver", "queue_size")
+_DNSTAP_QUEUE_BOUNDS = (1, 10_000_000)
+_DNSTAP_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.S)
+_DNSTAP_TEXT_MAX = 255   # bytes of identity or version, as for an NSID (RFC 5001) or TXT string
+_SUN_PATH_MAX = 107      # sockaddr_un.sun_path holds 108 bytes with the final NUL (unix(7))
+
+
+def _listen(value: object) -> tuple[Endpoint, ...]:
+    items = [_endpoint(item, f"listen[{i}]", None) for i, item in enumerate(
+        _nonempty(value, "listen"))]
+    _unique(items, "listen", lambda e: e, lambda e: repr(str(e)))
+    return tuple(items)
+
+
+def _root_hints(value: object) -> tuple[RootHint, ...]:
+    hints = []
+    for index, item in enumerate(_nonempty(value, "root_hints")):
+        path = f"root_hints[{index}]"
+        data = _mapping(item, path, ("name", "addresses"))
+        name = _name(_required(data, "name", path), f"{path}.name")
+        addresses = []
+        for i, address in enumerate(_nonempty(_required(data, "addresses", path),
+                                              f"{path}.addresses")):
+            where = f"{path}.addresses[{i}]"
+            try:
+                addresses.append(_address(_str(address, where, "an IP address")))
+            except ValueError as exc:
+                if isinstance(exc, ConfigError):
+                    raise
+                raise ConfigError(where, str(exc)) from None
+        _unique(addresses, f"{path}.addresses", lambda a: a, repr)
+        hints.append(RootHint(name, tuple(addresses)))
+    _unique(hints, "root_hints", lambda h: h.name, lambda h: f"name {h.name}")
+    return tuple(hints)
+
+
+def _trust_anchors(data: dict[str, Any], base_dir: str | None) -> tuple[dns.rrset.RRset, ...]:
+    if _given(data, "trust_anchors") and _given(data, "trust_anchor_file"):
+        raise ConfigError("trust_anchor_file", "conflicts with trust_anchors (give one of them)")
+    if _given(data, "trust_anchor_file"):
+        path = _str(data["trust_anchor_file"], "trust_anchor_file", "a file path")
+        if not path.strip():
+            raise ConfigError("trust_anchor_file", "empty path")
+        if base_dir is not None and not os.path.isabs(path):
+            path = os.path.join(base_dir, path)
+        try:
+            return tuple(load_trust_anchor_file(path))
+        except TrustAnchorError as exc:
+            raise ConfigError("trust_anchor_file", str(exc), status.UNREADABLE if exc.unreadable
+                              else status.INVALID) from None
+    if _given(data, "trust_anchors"):
+        lines = _nonempty(data["trust_anchors"], "trust_anchors")
+        try:
+            return tuple(parse_trust_anchors(lines))
+        except TrustAnchorError as exc:
+            raise ConfigError(f"trust_anchors[{exc.index}]", exc.reason) from None
+    return default("trust_anchors")
+
+
+def _forward(value: object, where: str = "forward") -> tuple[Forward, ...]:
+    forwards = []
+    for index, item in enumerate(_list(value, where)):
+        path = f"{where}[{index}]"
+        data = _mapping(item, path, ("zone", "addresses"))
+        zone = _name(_required(data, "zone", path), f"{path}.zone")
+        servers = [_endpoint(address, f"{path}.addresses[{i}]", 53) for i, address in enumerate(
+            _nonempty(_required(data, "addresses", path), f"{path}.addresses"))]
+        _unique(servers, f"{path}.addresses", lambda e: e, lambda e: repr(str(e)))
+        forwards.append(Forward(zone, tuple(servers)))
+    for index, item in enumerate(forwards):
+        if any(item.zone == other.zone for other in forwards[:index]):
+            raise ConfigError(f"{where}[{index}].zone", f"{item.zone}: duplicate zone")
+    return tuple(forwards)
+
+
+def _negative_trust_anchors(value: object) -> tuple[dns.name.Name, ...]:
+    names = []
+    for index, item in enumerate(_list(value, "negative_trust_anchors")):
+        name = _name(item, f"negative_trust_anchors[{index}]")
+        if name == dns.name.root:
+            raise ConfigError(f"negative_trust_anchors[{index}]",
+                              "the root cannot be a negative trust anchor: it would turn "
+                              "validation off (RFC 7646)")
+        names.append(name)
+    _unique(names, "negative_trust_anchors", lambda n: n, str)
+    return tuple(names)
+
+
+def _validation(value: object) -> tuple[int | None, dict[str, bool]]:
+    """``validation.time`` (None: absent) and the ValidatorConfig fields given (``allow_sha1``;
+    their defaults are ValidatorConfig's)."""
+    data = _mapping(value, "validation", ("time", "allow_sha1"))
+    when = default("validation_time")
+    if _given(data, "time"):
+        raw = data["time"]
+        if isinstance(raw, date) and not isinstance(raw, datetime):
+            raise ConfigError("validation.time", f"{raw.isoformat()}: a date needs a time and a "
+                                                 "UTC offset, as in 2026-06-01T00:00:00Z")
+        if not isinstance(raw, (str, int, datetime)) or isinstance(raw, bool):
+            raise ConfigError("validation.time", f"expected an RFC 3339 time or epoch seconds, "
+                                                 f"got {_kind(raw)}")
+        try:
+            when = parse_time(raw)
+        except ValueError as exc:
+            raise ConfigError("validation.time", str(exc)) from None
+    if _given(data, "allow_sha1"):
+        return when, {"allow_sha1": _bool(data["allow_sha1"], "validation.allow_sha1")}
+    return when, {}
+
+
+def _limits(value: object) -> tuple[ResolverLimits, Limits]:
+    data = dict(_mapping(value, "limits", _RESOLVER_LIMIT_FIELDS + _DNSSEC_LIMIT_FIELDS
+                         + ("over_limit",) + tuple(_FORMER_LIMIT_NAMES)))
+    for former, name in _FORMER_LIMIT_NAMES.items():
+        if former in data:
+            if name in data:
+                raise ConfigError(f"limits.{former}", f"the former name of limits.{name}; "
+                                                      "give only one of them")
+            data[name] = _int(data.pop(former), f"limits.{former}",
+                              _RESOLVER_LIMIT_BOUNDS[name])
+    resolver = ResolverLimits(**_ints(data, "limits", _RESOLVER_LIMIT_BOUNDS))
+    if _given(data, "over_limit"):
+        resolver = dataclasses.replace(resolver, over_limit=_choice(
+            data["over_limit"], "limits.over_limit", (OVER_LIMIT_SERVFAIL, OVER_LIMIT_DROP)))
+    dnssec = Limits(**_ints(data, "limits", _DNSSEC_LIMIT_BOUNDS))
+    return resolver, dnssec
+
+
+def _timeouts(value: object) -> Timeouts:
+    timeouts = Timeouts(**_ints(_mapping(value, "timeouts", tuple(_TIMEOUT_BOUNDS)), "timeouts",
+                                _TIMEOUT_BOUNDS))
+    if timeouts.query_ms < timeouts.upstream_ms:
+        raise ConfigError("timeouts.query_ms", f"{timeouts.query_ms} is less than "
+                                               f"timeouts.upstream_ms ({timeouts.upstream_ms})")
+    return timeouts
+
+
+def _cache(value: object) -> CacheConfig:
+    cache = CacheConfig(**_ints(_mapping(value, "cache", tuple(_CACHE_BOUNDS)), "cache",
+                                _CACHE_BOUNDS))
+    if cache.min_ttl > cache.max_ttl:
+        raise ConfigError("cache.min_ttl", f"{cache.min_ttl} is more than cache.max_ttl "
+                                           f"({cache.max_ttl})")
+    return cache
+
+
+def _metrics(value: object) -> MetricsConfig:
+    section = _mapping(value, "metrics", ("listen", "enabled"))
+    config = MetricsConfig()
+    if _given(section, "listen"):
+        config = dataclasses.replace(config, listen=_endpoint(section["listen"],
+                                                              "metrics.listen", None))
+    if _given(section, "enabled"):
+        config = dataclasses.replace(config, enabled=_bool(section["enabled"],
+                                                           "metrics.enabled"))
+    return config
+
+
+def _log_config(data: dict[str, Any], base_dir: str | None = None) -> LogConfig:
+    """The ``LogConfig`` of the ``log`` mapping."""
+    values: dict[str, Any] = _ints(data, "log", _LOG_BOUNDS)
+    if 0 < values.get("max_bytes", 0) < _LOG_MIN_BYTES:
+        raise ConfigError("log.max_bytes", f"{values['max_bytes']}: must be 0 (never rotate by "
+                                           f"size) or at least {_LOG_MIN_BYTES}")
+    if _given(data, "path"):
+        path = _str(data["path"], "log.path", 'a file path or "-"')
+        if not path.strip():
+            raise ConfigError("log.path", 'empty path (use "-" for standard output)')
+        values["path"] = path
+    if _given(data, "hmac_key_file"):
+        key_file = _str(data["hmac_key_file"], "log.hmac_key_file", "a file path")
+        if not key_file.strip():
+            raise ConfigError("log.hmac_key_file", "empty path")
+        if base_dir is not None and not os.path.isabs(key_file):
+            key_file = os.path.join(base_dir, key_file)
+        values["hmac_key_file"] = key_file
+    if _given(data, "enabled"):
+        values["enabled"] = _bool(data["enabled"], "log.enabled")
+    return LogConfig(**values)
+
+
+def _dnstap(value: object) -> DnstapConfig | None:
+    """The ``dnstap`` mapping; absent or null: off."""
+    if value is None:
+        return None
+    data = _mapping(value, "dnstap", _DNSTAP_KEYS)
+    text = _str(_required(data, "path", "dnstap"), "dnstap.path",
+                'a path: "/run/dnstap.sock", "unix:/run/dnstap.sock" or "file:/var/log/dns.tap"')
+    mode, path = DNSTAP_UNIX, text
+    if (scheme := _DNSTAP_SCHEME.fullmatch(text)) and not text.startswith(("/", ".")):
+        mode, path = scheme.group(1).lower(), scheme.group(2)
+        if mode not in (DNSTAP_UNIX, DNSTAP_FILE):
+            raise ConfigError("dnstap.path", f"{text!r}: unsupported output {mode!r} (unix: "
+                                             "for a collector's socket, file: for a file)")
+        if path.startswith("//"):
+            raise ConfigError("dnstap.path", f"{text!r}: not a URL: write {mode}:/PATH")
+    if not path.strip():
+        raise ConfigError("dnstap.path", f"{text!r}: empty path")
+    if "\0" in path:
+        raise ConfigError("dnstap.path", f"{text!r}: NUL in the path")
+    if mode == DNSTAP_UNIX and len(os.fsencode(path)) > _SUN_PATH_MAX:
+        raise ConfigError("dnstap.path", f"{text!r}: a unix socket path is at most "
+                                         f"{_SUN_PATH_MAX} bytes")
+    values: dict[str, Any] = {"path": path, "mode": mode}
+    for key in ("identity", "version"):
+        if _given(data, key):
+            item = _str(data[key], f"dnstap.{key}")
+            if len(item.encode("utf-8", "surrogatepass")) > _DNSTAP_TEXT_MAX:
+                raise ConfigError(f"dnstap.{key}", f"longer than {_DNSTAP_TEXT_MAX} bytes")
+            values[key] = item
+    for key in ("client", "resolver"):
+        if _given(data, key):
+            values[key] = _bool(data[key], f"dnstap.{key}")
+    if _given(data, "queue_size"):
+        values["queue_size"] = _int(data["queue_size"], "dnstap.queue_size",
+                                    _DNSTAP_QUEUE_BOUNDS)
+    config = DnstapConfig(**values)
+    if not config.client and not config.resolver:
+        raise ConfigError("dnstap", "client and resolver are both false: nothing to send "
+                                    "(leave dnstap out to turn it off)")
+    return config
+
+
+MAX_WORKERS = 64
+
+
+def available_cores(cgroup_root: str = "/sys/fs/cgroup",
+                    membership: str = "/proc/self/cgroup") -> int:
+    """The CPUs this process may use: its affinity mask, bounded by its cgroup v2 CPU quota
+    (``cpu.max``, which a container's CPU limit sets), rounded up; at least 1."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        with open(membership) as cgroup:
+            paths = [line.rstrip("\n").split(":", 2)[2] for line in cgroup if line.startswith("0::")]
+        with open(f"{cgroup_root}{paths[0] if paths else ''}/cpu.max") as limit:
+            quota, period = limit.read().split()
+        if quota != "max":
+            cores = min(cores, -(-int(quota) // int(period)))
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(1, min(cores, MAX_WORKERS))
+
+
+def _workers(top: dict) -> int:
+    """``workers``: 1 to 64, or ``auto`` for the CPUs available (:func:`available_cores`). More
+    than one needs the log in a file: each worker keeps its own chain in ``<path>.w<N>``, which
+    standard output could only interleave."""
+    if not _given(top, "workers"):
+        return 1
+    auto = top["workers"] == "auto"
+    if auto:
+        workers = available_cores()
+    elif isinstance(top["workers"], str):
+        raise ConfigError("workers", f'expected an integer or "auto", got {top["workers"]!r}')
+    else:
+        workers = _int(top["workers"], "workers", (1, MAX_WORKERS))
+    log = top.get("log") or {}
+    if workers > 1 and (not isinstance(log, dict) or log.get("path", "-") == "-") and \
+            (not isinstance(log, dict) or log.get("enabled", True) is not False):
+        raise ConfigError("workers", (f"auto: {workers} CPUs here; " if auto else "") +
+                          "more than one worker needs log.path to be a file "
+                          "(each worker writes its own chain)")
+    return workers
+

@@ -1,0 +1,175 @@
+"""Services (``services``, ``default_service``): per-service allowlists of expected zones.
+
+A query is given to the first service, in file order, whose ``listeners`` contain the local
+endpoint it arrived on and/or whose ``clients`` contain its source address (both must match when
+both are given); a query matching no service gets ``default_service``. Compatibility rule: a
+file with neither a ``services`` nor a ``default_service`` key keeps the resolver open, its
+default service allowing every name (``allow: [{zone: ., require: insecure-ok}]``, no rebinding
+protection); as soon as either key is present (even null or empty, so that commenting every
+service out fails closed), ``default_service`` defaults to allowing nothing. Names compare by
+whole labels, case-insensitively (RFC 4343). The policy itself is applied by
+:mod:`resolver.frontend.policy`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.rdatatype
+
+from resolver.config.schema import (DEFAULT_SERVICE_NAME, REFUSE_NXDOMAIN, REFUSE_REFUSED,
+                                    REQUIRE_INSECURE_OK, REQUIRE_SECURE, AllowRule, Budgets,
+                                    ConfigError, Endpoint, Forward, Service, check_listeners,
+                                    open_default_service)
+from resolver.config.sections import _forward
+from resolver.config.values import (_bool, _choice, _endpoint, _given, _ints, _kind, _list,
+                                    _mapping, _name, _nonempty, _prefixes, _required, _str,
+                                    _unique)
+
+_SERVICE_KEYS = ("name", "listeners", "clients", "allow", "refuse_with", "rebinding_protection",
+                 "forward", "budgets")
+_DEFAULT_SERVICE_KEYS = _SERVICE_KEYS[3:]
+_RULE_KEYS = ("zone", "require", "types", "allow_private")
+_SERVICE_NAME = re.compile(r"[a-z0-9_.-]{1,63}")
+_BUDGET_BOUNDS = {
+    "max_label_length": (1, 63),
+    "distinct_names_per_minute": (1, 1_000_000),
+}
+_MAX_QUERY_RATE = 1_000_000.0
+
+
+def _overlaps(a: dns.name.Name, b: dns.name.Name) -> bool:
+    return a.is_subdomain(b) or b.is_subdomain(a)
+
+
+def _types(value: object, path: str) -> frozenset[int]:
+    codes: list[int] = []
+    for index, item in enumerate(_nonempty(value, path)):
+        where = f"{path}[{index}]"
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise ConfigError(where, f"expected a type name such as AAAA, got {_kind(item)}")
+        try:
+            code = (dns.rdatatype.RdataType.make(item) if isinstance(item, int)
+                    else dns.rdatatype.from_text(item.strip()))
+        except (ValueError, dns.exception.DNSException):
+            raise ConfigError(where, f"{item!r}: not a DNS type") from None
+        if code in (dns.rdatatype.NONE, dns.rdatatype.OPT):
+            raise ConfigError(where, f"{item!r}: not a query type")
+        codes.append(int(code))
+    _unique(codes, path, lambda c: c, lambda c: dns.rdatatype.to_text(c))
+    return frozenset(codes)
+
+
+def _allow(value: object, path: str) -> tuple[AllowRule, ...]:
+    rules = []
+    for index, item in enumerate(_list(value, path)):
+        where = f"{path}[{index}]"
+        data = _mapping(item, where, _RULE_KEYS)
+        zone = _name(_required(data, "zone", where), f"{where}.zone")
+        require = _choice(data["require"], f"{where}.require", (
+            REQUIRE_SECURE, REQUIRE_INSECURE_OK)) if _given(data, "require") else REQUIRE_SECURE
+        types = _types(data["types"], f"{where}.types") if _given(data, "types") else None
+        allow_private = _bool(data["allow_private"], f"{where}.allow_private") if _given(
+            data, "allow_private") else False
+        rules.append(AllowRule(zone, require, types, allow_private))
+    for index, rule in enumerate(rules):
+        if any(rule.zone == other.zone for other in rules[:index]):
+            raise ConfigError(f"{path}[{index}].zone", f"{rule.zone}: duplicate zone")
+    return tuple(rules)
+
+
+def _budgets(value: object, path: str) -> Budgets:
+    data = _mapping(value, path, tuple(f.name for f in fields(Budgets)))
+    rate: float | None = None
+    if _given(data, "query_rate"):
+        raw = data["query_rate"]
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise ConfigError(f"{path}.query_rate", f"expected a number, got {_kind(raw)}")
+        if not 0 < raw <= _MAX_QUERY_RATE:  # also false for NaN
+            raise ConfigError(f"{path}.query_rate",
+                              f"{raw} is out of range (0, {_MAX_QUERY_RATE:g}]")
+        rate = float(raw)
+    return Budgets(query_rate=rate, **_ints(data, path, _BUDGET_BOUNDS))
+
+
+def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: bool) -> Service:
+    """One entry of ``services`` (``named``), or ``default_service``."""
+    data = _mapping(value, path, _SERVICE_KEYS if named else _DEFAULT_SERVICE_KEYS)
+    name, listeners, clients = DEFAULT_SERVICE_NAME, (), ()
+    if named:
+        name = _str(_required(data, "name", path), f"{path}.name")
+        if not _SERVICE_NAME.fullmatch(name):
+            raise ConfigError(f"{path}.name", f"{name!r}: must be 1 to 63 of a-z 0-9 - _ .")
+        if name == DEFAULT_SERVICE_NAME:
+            raise ConfigError(f"{path}.name", f"{name!r} is reserved for default_service")
+        if _given(data, "listeners"):
+            items = [_endpoint(item, f"{path}.listeners[{i}]", None) for i, item in enumerate(
+                _nonempty(data["listeners"], f"{path}.listeners"))]
+            _unique(items, f"{path}.listeners", lambda e: e, lambda e: repr(str(e)))
+            listeners = tuple(items)
+            check_listeners(listeners, listen, f"{path}.listeners")
+        if _given(data, "clients"):
+            clients = _prefixes(data["clients"], f"{path}.clients")
+        if not listeners and not clients:
+            raise ConfigError(path, "needs listeners or clients (or both) to say whose queries "
+                                    "it serves")
+    allow = _allow(data["allow"], f"{path}.allow") if _given(data, "allow") else ()
+    refuse_with = _choice(data["refuse_with"], f"{path}.refuse_with", (
+        REFUSE_REFUSED, REFUSE_NXDOMAIN)) if _given(data, "refuse_with") else REFUSE_REFUSED
+    rebinding = _bool(data["rebinding_protection"], f"{path}.rebinding_protection") if _given(
+        data, "rebinding_protection") else True
+    forward = _forward(data["forward"], f"{path}.forward") if _given(data, "forward") else ()
+    for index, item in enumerate(forward):
+        if not any(_overlaps(item.zone, rule.zone) for rule in allow):
+            raise ConfigError(f"{path}.forward[{index}].zone",
+                              f"{item.zone} is outside every zone of {path}.allow")
+    return Service(name, listeners, clients, allow, refuse_with, rebinding, forward,
+                   _budgets(data.get("budgets"), f"{path}.budgets"))
+
+
+def _services(top: dict[str, Any], listen: tuple[Endpoint, ...],
+              ) -> tuple[tuple[Service, ...], Service]:
+    """``services`` and ``default_service``, with the compatibility rule of the module
+    docstring: neither key present keeps the resolver open."""
+    if "services" not in top and "default_service" not in top:
+        return (), open_default_service()
+    services = []
+    if _given(top, "services"):
+        services = [_service(item, f"services[{index}]", listen, named=True)
+                    for index, item in enumerate(_list(top["services"], "services"))]
+        _unique(services, "services", lambda s: s.name, lambda s: f"name {s.name!r}")
+    default = _service(top.get("default_service"), "default_service", listen, named=False)
+    return tuple(services), default
+
+
+def _merge_forwards(top_level: tuple[Forward, ...], services: tuple[Service, ...],
+                    default: Service) -> tuple[tuple[Forward, ...], list[tuple[str, Forward]]]:
+    """The resolver's one forward table from the top-level ``forward`` and every service's own,
+    and every entry with its field path. A zone forwarded to two different sets of addresses is
+    an error naming both places."""
+    entries = [(f"forward[{i}]", fwd) for i, fwd in enumerate(top_level)]
+    for index, service in enumerate(services):
+        entries += [(f"services[{index}].forward[{i}]", fwd)
+                    for i, fwd in enumerate(service.forward)]
+    entries += [(f"default_service.forward[{i}]", fwd) for i, fwd in enumerate(default.forward)]
+    names = {f"services[{i}]": s.name for i, s in enumerate(services)}
+    merged: dict[dns.name.Name, tuple[str, Forward]] = {}
+    for path, forward in entries:
+        if forward.zone not in merged:
+            merged[forward.zone] = (path, forward)
+            continue
+        first_path, first = merged[forward.zone]
+        if set(first.servers) != set(forward.servers):
+            owner = first_path.split(".")[0]
+            by = f"{first_path} ({names[owner]})" if owner in names else first_path
+            raise ConfigError(
+                f"{path}.zone", f"{forward.zone} is forwarded to "
+                + ", ".join(map(str, forward.servers)) + " here but to "
+                + ", ".join(map(str, first.servers)) + f" by {by}: the resolver has one "
+                "forward table")
+    return tuple(forward for _, forward in merged.values()), entries
+

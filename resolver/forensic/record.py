@@ -1,0 +1,132 @@
+"""The forensic record's fields (issues #4, #5, #16): the one table of what a record holds, which
+both encoders follow. The full path builds a record as a dict (:func:`arrival`, :func:`reply`,
+:func:`finish`) and ``seal`` encodes it; a cache hit's record is the answer's record encoded
+once (``hit_template``) with holes the compiled hit path fills per query (``Chain.append_hit``),
+each hole filled as its field's ``fill`` says. Both give the same bytes (property-tested).
+
+Each field is set at one step of a query: on ``arrival``, with the ``reply``, when ``logged``
+(the record is handed to the log) or ``sealed`` (the log adds the chain fields, and
+``encode_error`` when a value could not be encoded; see :mod:`resolver.forensic.seal`).
+Times are RFC 3339 (§5.6) UTC with microseconds; the encoding is canonical JSON (RFC 8259,
+keys sorted, no whitespace), as README states byte by byte.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from resolver.forensic._fastlog import (FILL_ADDRESS, FILL_ELAPSED, FILL_FLAGS, FILL_HASH,
+                                        FILL_ID, FILL_LISTENER, FILL_MAC, FILL_PORT, FILL_PREV,
+                                        FILL_SEQ, FILL_STARTED, FILL_TRANSPORT, rfc3339)
+
+__all__ = ["CHAIN", "FIELDS", "QUERY", "STORED", "Field", "arrival", "finish", "flags",
+           "reply"]
+
+#: Where a field's value comes from: the query (a hole of a hit's template, filled per query);
+#: the stored answer's record (a hit repeats it, or the field's ``hit`` value); the log's chain.
+QUERY, STORED, CHAIN = "query", "stored", "chain"
+
+
+class Field(NamedTuple):
+    """One field of the record: its JSON ``shape``, ``source`` and ``step`` (see the module
+    docstring), what it says, and for the hit path either ``fill`` (a hole: what the compiled
+    code writes there, a ``_fastlog.FILL_*`` code, or a dict of them for an object's members)
+    or ``hit`` (a stored field whose value on a cache hit is this, not the stored one); ``always``
+    False for a field only a record with an encoding error has. (A query that cannot be
+    parsed has a shorter record: its reply step gives only id, qname, qtype, policy and rcode,
+    and service, ede, verdict and proof when the server failed on it; resolver.frontend.)"""
+
+    name: str
+    shape: str
+    source: str
+    step: str
+    text: str
+    fill: int | dict[str, int] | None = None
+    hit: Any = None
+    always: bool = True
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("time", "string", QUERY, "arrival",
+          "arrival, RFC 3339 UTC with microseconds, e.g. 2026-06-01T00:00:00.123456Z",
+          fill=FILL_STARTED),
+    Field("worker", "int | null", STORED, "arrival",
+          "the serving process's index (config workers); null with one process"),
+    Field("client", "{address: string, port: int}", QUERY, "arrival",
+          "the querying client", fill={"address": FILL_ADDRESS, "port": FILL_PORT}),
+    Field("transport", '"udp" | "tcp"', QUERY, "arrival", "how the query came",
+          fill=FILL_TRANSPORT),
+    Field("listener", "string", QUERY, "arrival",
+          'the address the query arrived on, e.g. "127.0.0.1:53"', fill=FILL_LISTENER),
+    Field("service", "string | null", STORED, "reply",
+          "the service the client was matched to (null without policy)"),
+    Field("id", "int", QUERY, "reply", "the DNS message id", fill=FILL_ID),
+    Field("qname", "string | null", STORED, "reply", "the question's name (null if none)"),
+    Field("qtype", "string | null", STORED, "reply", "the question's type (null if none)"),
+    Field("flags", "{rd, do, cd, ad: bool}", QUERY, "reply",
+          "the query's flags as the client sent them, not the reply's (whether the reply had "
+          "AD follows from verdict and the query's DO and AD)", fill=FILL_FLAGS),
+    Field("policy", '{decision: "allow" | "refuse" | "malformed" | "error", rule, reason}',
+          STORED, "reply",
+          'the policy decision; "error" is a query the server failed on (SERVFAIL, EDE 0), '
+          "the reason its exception"),
+    Field("cache_hit", "bool", STORED, "reply", "answered from the cache", hit=True),
+    Field("upstream", "[string]", STORED, "reply", "the servers asked", hit=[]),
+    Field("rcode", "string", STORED, "reply", "the reply's RCODE"),
+    Field("ede", "{code: int, text: string} | null", STORED, "reply",
+          "the reply's Extended DNS Error (RFC 8914)"),
+    Field("answer", "[{name, type, ttl, rdata: [string]}]", STORED, "reply",
+          "the answer section"),
+    Field("verdict", '"secure" | "insecure" | "bogus" | "indeterminate" | null', STORED,
+          "reply", "null if refused or not resolved (an error, a query over a limit of "
+          "resolver.frontend.admission)"),
+    Field("proof", "{zones, keys, signatures: [{owner, type, signer, key_tag, algorithm, "
+          "inception, expiration}], denial} | null", STORED, "reply",
+          "what a verdict on validated data rests on, else null"),
+    Field("duration_ms", "number", QUERY, "logged",
+          "time from the query's arrival to the record, in ms to 3 decimals",
+          fill=FILL_ELAPSED),
+    Field("seq", "int", CHAIN, "sealed",
+          "0 for the first record of a fresh chain, +1 per record, continuing across restarts "
+          "and rotated files", fill=FILL_SEQ),
+    Field("prev", "string", CHAIN, "sealed",
+          "the hash of the record before; GENESIS (64 zeros) for seq 0, and for a rotated "
+          "file's first record the last hash of the file before", fill=FILL_PREV),
+    Field("mac", '"sha256" | "hmac-sha256"', CHAIN, "sealed",
+          "hmac-sha256 when an HMAC key is configured (a verifier without the key then knows "
+          "it cannot check the chain)", fill=FILL_MAC),
+    Field("hash", "string", CHAIN, "sealed",
+          "hex SHA-256, or HMAC-SHA-256 (RFC 2104) under the key, of the record's canonical "
+          "encoding without hash (so it covers prev, chaining the records)", fill=FILL_HASH),
+    Field("encode_error", "string", CHAIN, "sealed",
+          "only on a record with a value JSON cannot carry (stringified): what was wrong",
+          always=False),
+)
+
+def arrival(seconds: float, worker: int | None, client: tuple[str, int], transport: str,
+            listener: str) -> dict:
+    """A record's first fields, as a query arrives at ``seconds`` (time.time)."""
+    return {"time": rfc3339(seconds), "worker": worker,
+            "client": {"address": client[0], "port": client[1]},
+            "transport": transport, "listener": listener}
+
+
+_REPLY = frozenset(f.name for f in FIELDS if f.step == "reply")
+
+
+def reply(record: dict, **values: Any) -> None:
+    """Set the fields a reply gives: every one (a TypeError names those missing or unknown)."""
+    if values.keys() != _REPLY:
+        raise TypeError(f"a record's reply fields are {sorted(_REPLY)}; missing "
+                        f"{sorted(_REPLY - values.keys())}, unknown {sorted(values.keys() - _REPLY)}")
+    record.update(values)
+
+
+def finish(record: dict, seconds: float) -> None:
+    """The record is handed to the log ``seconds`` after its query arrived."""
+    record["duration_ms"] = round(seconds * 1000, 3)
+
+
+def flags(rd: bool, do: bool, cd: bool, ad: bool) -> dict:
+    """The ``flags`` field: the query's RD, DO, CD and AD bits."""
+    return {"rd": rd, "do": do, "cd": cd, "ad": ad}

@@ -1,0 +1,431 @@
+"""The per-query steps of the full path, between a client's bytes and the reply: request checks
+(RFC 1035 §4.1.1: a response or an unparsable message is dropped or answered FORMERR, one
+question, opcode QUERY, class IN, the types of resolver.wire.NOT_SERVED answered NOTIMP with EDE
+21, RFC 8914 §4.22), the client's service and its policy (resolver.frontend.policy), resolution
+(resolver.frontend.resolution), the answer (resolver.frontend.answers), one forensic record per
+query sealed before the reply leaves (resolver.forensic), and what follows it: the metrics and
+the dnstap client messages (through the same :class:`~resolver.frontend._fastpath.Report` as
+the hit path), and the reply's bytes kept for the hit path.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import NamedTuple
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import orjson
+
+from resolver.ede import EDE
+from resolver.forensic import record as fields
+from resolver.forensic._fastlog import HitTemplate
+from resolver.forensic.seal import ForensicLogError, hit_template
+from resolver.frontend._fastpath import HitPath, Report
+from resolver.frontend.answers import DNSSEC_TYPES, build_answer, header_only, refuse, to_wire
+from resolver.frontend.resolution import Resolver
+from resolver.resolve._fastcache import WireCache
+from resolver.resolve.cache import Answer
+from resolver.wire import NOT_SERVED
+
+log = logging.getLogger(__name__)
+
+#: EDE codes of DNSSEC failures (RFC 8914 §4.2-§4.13, §4.26, §4.28): a failed resolution with one
+#: of them is recorded as bogus, any other as indeterminate.
+DNSSEC_EDE = frozenset(range(1, 13)) | {25, 27}
+
+
+class Frontend:
+    """Everything between a client's bytes and the reply: request checks, the client's service
+    and its policy, resolution, the answer, and one forensic record per query, written (or
+    queued, with back-pressure) before the reply leaves. Each reply is counted in ``metrics``
+    (resolver.ops.metrics.Metrics) and given, with its query, to a ``tap``
+    (resolver.ops.dnstap.Dnstap) through ``report``, which the hit path uses too.
+
+    The policy is set once here and swapped by :meth:`use_policy` (a reload); the log, the
+    metrics and the tap are fixed for the frontend's life."""
+
+    def __init__(self, resolver: Resolver, policy=None, forensic=None, metrics=None,
+                 tap=None, wire_entries: int = 100_000, worker: int | None = None) -> None:
+        self.resolver = resolver
+        self.worker = worker  # in every record when several processes serve (config workers)
+        self.policy = policy
+        self.forensic = forensic
+        self.metrics = metrics
+        self.report = Report(metrics.tally if metrics is not None else None, tap)
+        # Responses sent, by service and question, answered again from their bytes (issue #5).
+        self.wirecache = WireCache(max(1, wire_entries))
+        self._counters: dict[tuple, tuple] = {}  # the metric children of replies, shared
+        self.hits = HitPath(self.wirecache, forensic.chain if forensic is not None else None,
+                            self.report, policy, _service_scope, _listener_json)
+
+    def use_policy(self, policy) -> None:
+        """Judge queries by ``policy`` from the next one on (a reload), on both paths at once:
+        the hit path forgets the services it matched clients to and the answers stored under
+        the old policy's decisions. A query in flight finishes under the policy it arrived
+        under, and its answer is not stored."""
+        self.policy = policy
+        self.hits.use_policy(policy)
+        self.wirecache.clear()
+
+    def fast(self, wire: bytes, transport: str, listener: tuple[str, int],
+             client: tuple[str, int]) -> bytes | None:
+        """The hit path (compiled: ``_fastpath.HitPath``): a repeated question of a service
+        answered from the bytes sent before (``_fastcache``), its forensic record sealed from
+        the template stored with them (``_fastlog``). None sends the query down the full path:
+        a miss, a service with budgets to count, a log that is unhealthy or full (the full path
+        then waits for it)."""
+        return self.hits.answer(wire, transport == "tcp", listener, client)
+
+    def _remember(self, wire: bytes, reply: bytes, service, decision, outcome,
+                  record: dict) -> None:
+        """Keep an allowed, validated answer's bytes and record for the hit path, for as long
+        as the answer may be cached."""
+        if outcome is None or outcome.answer is None or outcome.denied is not None:
+            return
+        if decision is not None and not decision.allowed:
+            return
+        if service is not None and _has_budgets(service):
+            return
+        self.wirecache.store(wire, service.name if service else "", reply, time.time(),
+                             outcome.answer.ttl, self._hit_record(record))
+
+    def _hit_record(self, record: dict) -> _Hit:
+        """What the hit path needs to log and count a repeat of this answer (no record
+        template without a log: it is most of an entry's memory)."""
+        template = None
+        if self.forensic is not None:
+            template = hit_template(record, self.forensic.codebook)
+        return _Hit(template, self._counters_of(record))
+
+    def _counters_of(self, record: dict) -> tuple | None:
+        """The metric children a reply with ``record`` counts in, on either path (None without
+        metrics): ``queries`` by service, type and rcode, and ``validation`` by verdict and
+        EDE code when it carries a verdict. One tuple per label set, shared by the cached
+        answers that count in it."""
+        m = self.metrics
+        if m is None:
+            return None
+        counters = (m.query_counter(record["service"], record["qtype"], record["rcode"]),)
+        if record["verdict"] is not None:
+            ede = record["ede"]
+            counters += (m.child(m.validation, record["verdict"],
+                                 str(ede["code"]) if ede else ""),)
+        return self._counters.setdefault(counters, counters)
+
+    async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
+                     client: tuple[str, int], max_size: int | None) -> bytes | None:
+        """Answer one query message; ``max_size`` None for TCP. None means send nothing (a
+        response message, a packet too short to answer, a UDP query over a limit of
+        resolver.frontend.admission with ``limits.over_limit: drop``).
+
+        The one place where a full-path reply gets its forensic record: the reply is built,
+        its record sealed into the log (queued, with back-pressure), and only then returned to
+        be sent. An internal error on the way (policy, cache, iteration, transport, validation,
+        the reply itself) is answered SERVFAIL with EDE 0 naming it, never FORMERR, and so is a
+        record the log cannot encode. What follows the seal (metrics, storing the reply for
+        the hit path, dnstap) cannot change or stop the reply."""
+        started = time.perf_counter()
+        received = time.time_ns()
+        _quietly(self.report.received, wire, client, listener, transport, received)
+        base = fields.arrival(time.time(), self.worker, client, transport,
+                              endpoint_text(listener))
+        record = dict(base)
+        try:
+            reply, done = await self._reply(wire, transport, listener, client, max_size,
+                                            record)
+        except Exception as exc:  # noqa: BLE001 - a worker never dies on one query
+            log.exception("%s query from %s: internal error", transport.upper(), client[0])
+            record = dict(base)
+            reply, done = self._internal_error(wire, record, exc, max_size)
+        if reply is None:
+            return None
+        try:
+            await self._log(record, started)
+        except ForensicLogError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the record could not be encoded
+            log.exception("the forensic record of a %s query from %s could not be sealed",
+                          transport.upper(), client[0])
+            record = dict(base)
+            reply, done = self._internal_error(wire, record, exc, max_size)
+            await self._log(record, started)  # failing again: no reply either (see respond)
+        counters = _quietly(done) if done is not None else None
+        _quietly(self.report.answered, wire, reply, client, listener, transport, received,
+                 counters, time.perf_counter() - started)
+        return reply
+
+    async def respond(self, wire: bytes, transport: str, listener: tuple[str, int],
+                      client: tuple[str, int], max_size: int | None) -> bytes | None:
+        """The reply to one client message, or None to send nothing.
+
+        While the forensic log cannot write (a full disk, I/O errors), queries are answered
+        SERVFAIL with EDE 14 Not Ready (RFC 8914 §4.15) naming the log's error, and nothing is
+        resolved for them: a stub fails over to its next server at once rather than waiting out
+        a timeout, and the operator reads why in the answer, the process log, the metrics and
+        /readyz. Their records wait in the log's bounded queue and are written when the disk
+        takes them again. Once that queue is full too, a query is dropped (no reply) and counted
+        in ``queries_dropped{reason="log_unavailable"}``: no reply leaves without its record, and
+        waiting for room would pile up queries without bound."""
+        try:
+            return await self.handle(wire, transport, listener, client, max_size)
+        except ForensicLogError:
+            if self.metrics is not None:
+                self.metrics.child(self.metrics.dropped, "log_unavailable").inc()
+            return None
+        except Exception:  # noqa: BLE001 - not even the record of an internal error sealed
+            log.exception("%s query from %s: no record sealed, no reply", transport.upper(),
+                          client[0])
+            if self.metrics is not None:
+                self.metrics.child(self.metrics.dropped, "internal_error").inc()
+            return None
+
+    async def _reply(self, wire: bytes, transport: str, listener: tuple[str, int],
+                     client: tuple[str, int], max_size: int | None, record: dict):
+        """The reply to ``wire`` (None: none) with ``record`` filled, and what to do once the
+        record is sealed, which gives the metric children the reply counts in (None: the
+        reply is not counted, nor kept)."""
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException as exc:
+            reply = header_only(wire, dns.rcode.FORMERR)
+            self._malformed(transport, reply)
+            if reply is not None:
+                record.update(id=int.from_bytes(wire[:2], "big"), qname=None, qtype=None,
+                              policy={"decision": "malformed", "rule": None, "reason": str(exc)},
+                              rcode="FORMERR")
+            return reply, None
+        if query.flags & dns.flags.QR:
+            self._malformed(transport, None)
+            return None, None
+        policy = self.policy  # the whole query is judged by one policy, whatever a reload does
+        service = policy.service_for(listener, client[0]) if policy else None
+        outcome, decision, response = None, None, None
+        question = query.question[0] if len(query.question) == 1 else None
+        if query.opcode() != dns.opcode.QUERY:
+            response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED, "only QUERY is supported")
+        elif question is None:
+            response = refuse(query, dns.rcode.FORMERR, EDE.INVALID_DATA, "one question expected")
+            self._malformed(transport, response)
+        elif question.rdclass != dns.rdataclass.IN:
+            response = refuse(query, dns.rcode.REFUSED, EDE.NOT_SUPPORTED, "class IN only")
+        elif question.rdtype in NOT_SERVED:
+            response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED,
+                              f"{dns.rdatatype.to_text(question.rdtype)} is not served")
+        elif self.forensic is not None and not self.forensic.healthy:
+            response = refuse(query, dns.rcode.SERVFAIL, EDE.NOT_READY,  # see respond
+                              f"forensic log unavailable ({self.forensic.stats['last_error']}): "
+                              "not answering unlogged")
+        else:
+            if service is not None:
+                decision = policy.check_question(service, question.name, question.rdtype)
+            if decision is None or decision.allowed:
+                permit = None if service is None else (
+                    lambda name, s=service: policy.check_name(s, name))
+                outcome = await self.resolver.resolve(
+                    question.name, question.rdtype, permit=permit,
+                    scope=(policy, service.name) if service else "", client=client[0])
+                if outcome.over_limit is not None:
+                    # TCP is answered: its source is not forged, and a dropped query would
+                    # hold the connection until the client gives up.
+                    drop = self.resolver.admission.drop and transport == "udp"
+                    self._over_limit(outcome.over_limit, drop)
+                    if drop:
+                        return None, None
+                if outcome.denied is not None:
+                    decision = outcome.denied
+                elif outcome.answer is not None and service is not None:
+                    decision = self._check_answer(policy, service, question.name,
+                                                  outcome.answer)
+            if decision is not None and not decision.allowed:
+                response = refuse(query, decision.rcode, EDE(decision.ede), decision.reason)
+                if decision.rcode == dns.rcode.NXDOMAIN:
+                    response.flags &= ~dns.flags.AD
+            else:
+                response = build_answer(query, outcome)
+        reply = to_wire(query, response, max_size)
+        self._fill(record, query, service, decision, outcome, response)
+
+        def done() -> tuple | None:
+            if self.metrics is not None:
+                _quietly(self._count, record, decision, outcome)
+            if policy is self.policy:  # not under a policy a reload replaced meanwhile
+                _quietly(self._remember, wire, reply, service, decision, outcome, record)
+            return self._counters_of(record)
+        return reply, done
+
+    def _internal_error(self, wire: bytes, record: dict, exc: Exception, max_size: int | None):
+        """SERVFAIL with EDE 0 (RFC 8914 §4.1) for a query the server failed on, and its
+        record; a header-only SERVFAIL if the query cannot even be parsed again."""
+        text = f"internal error ({type(exc).__name__}); see the resolver's log"
+        detail = {"decision": "error", "rule": None, "reason": f"{type(exc).__name__}: {exc}"}
+        try:
+            query = dns.message.from_wire(wire)
+            response = refuse(query, dns.rcode.SERVFAIL, EDE.OTHER, text)
+            reply = to_wire(query, response, max_size)
+            self._fill(record, query, None, None, None, response)
+            record["policy"] = detail
+        except Exception:  # noqa: BLE001 - the query itself is what fails
+            reply = header_only(wire, dns.rcode.SERVFAIL)
+            record.update(id=int.from_bytes(wire[:2], "big"), service=None, qname=None,
+                          qtype=None, policy=detail, rcode="SERVFAIL", ede=None, verdict=None,
+                          proof=None)
+        return reply, functools.partial(self._counters_of, record)
+
+    def _over_limit(self, limit: str, dropped: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.child(self.metrics.over_limit, limit).inc()
+            if dropped:
+                self.metrics.child(self.metrics.dropped, "over_limit").inc()
+
+    def _malformed(self, transport: str, reply) -> None:
+        """Count a client packet that is no well-formed query: answered FORMERR, or dropped
+        (``reply`` None)."""
+        if self.metrics is not None:
+            action = "dropped" if reply is None else "formerr"
+            self.metrics.child(self.metrics.malformed, transport, action).inc()
+
+    def _count(self, record: dict, decision, outcome) -> None:
+        """What a full-path reply counts beyond :meth:`_counters_of`: refusals, downgrades,
+        exhausted budgets, signatures near expiry."""
+        m = self.metrics
+        if decision is not None and not decision.allowed:
+            m.child(m.refusals, record["service"] or "", decision.rule or decision.kind).inc()
+            if decision.kind == "insecure":
+                m.child(m.events, "downgrade").inc()  # a zone expected signed answered insecure
+        failure = outcome.failure if outcome is not None else None
+        if failure is not None and failure.budget is not None:
+            m.child(m.budgets, failure.budget.value).inc()
+        proof = record["proof"]
+        if proof and outcome is not None and not outcome.cache_hit:
+            now = self.resolver.iterator.now()
+            if any(0 <= (sig["expiration"] - now) % 2**32 < NEAR_EXPIRY
+                   for sig in proof["signatures"]):
+                m.child(m.events, "signature_near_expiry").inc()
+
+    @staticmethod
+    def _check_answer(policy, service, qname: dns.name.Name, answer: Answer):
+        """The whole answer, not only the question: every name in the chain (CNAME and DNAME
+        targets) must be allowed, and each name's data meet the requirement of the rule of
+        the zone that owns it (security, rebinding), with that link's own verdict."""
+        data = [r for r in answer.rrsets if r.rdtype not in DNSSEC_TYPES]
+        cnames = [rd.target for r in data if r.rdtype == dns.rdatatype.CNAME for rd in r]
+        # Owners and CNAME targets (those synthesised from a DNAME included): a DNAME's own
+        # target is only a suffix, so the synthesised CNAME stands for it, unless the DNAME
+        # is itself the data asked for (its owner on the chain).
+        chain = {qname, *cnames}
+        names = [qname] + [r.name for r in data] + cnames + [
+            r[0].target for r in data if r.rdtype == dns.rdatatype.DNAME and r.name in chain]
+        decision = None
+        for name in dict.fromkeys(names):
+            decision = policy.check_name(service, name)
+            if not decision.allowed:
+                return decision
+        for name in dict.fromkeys([qname] + [r.name for r in data] + list(answer.verdicts)):
+            rule = policy.rule_for(service, name)
+            addresses = [rd.address for r in data if r.name == name
+                         and r.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rd in r]
+            decision = policy.check_answer(service, rule, answer.verdict_of(name).value,
+                                           addresses)
+            if not decision.allowed:
+                return decision
+        return decision
+
+    def _fill(self, record: dict, query, service, decision, outcome, response) -> None:
+        question = query.question[0] if query.question else None
+        do = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
+        ede = next(((int(o.code), o.text) for o in response.options
+                    if o.otype == dns.edns.EDE), None)
+        answer = outcome.answer if outcome is not None else None
+        failure = outcome.failure if outcome is not None else None
+        refused = decision is not None and not decision.allowed
+        if refused or outcome is None or outcome.over_limit is not None:
+            verdict = None
+        elif answer is not None:
+            verdict = answer.verdict.value
+        else:
+            verdict = "bogus" if int(failure.ede) in DNSSEC_EDE else "indeterminate"
+        proof = answer.proof if answer is not None else (failure.proof if failure else None)
+        fields.reply(
+            record,
+            service=service.name if service is not None else None,
+            id=query.id,
+            qname=question.name.to_text() if question is not None else None,
+            qtype=dns.rdatatype.to_text(question.rdtype) if question is not None else None,
+            flags=fields.flags(rd=bool(query.flags & dns.flags.RD), do=do,
+                               cd=bool(query.flags & dns.flags.CD),
+                               ad=bool(query.flags & dns.flags.AD)),
+            policy={"decision": "refuse" if refused else "allow",
+                    "rule": decision.rule if decision is not None else None,
+                    "reason": decision.reason if refused else None},
+            cache_hit=bool(outcome and outcome.cache_hit),
+            upstream=list(outcome.upstream) if outcome is not None else [],
+            rcode=dns.rcode.to_text(response.rcode()),
+            ede={"code": ede[0], "text": ede[1]} if ede else None,
+            answer=[{"name": r.name.to_text(), "type": dns.rdatatype.to_text(r.rdtype),
+                     "ttl": r.ttl, "rdata": [rd.to_text() for rd in r]} for r in response.answer],
+            verdict=verdict,
+            proof=None if proof is None else {
+                "zones": list(proof.zones), "keys": list(proof.notes),
+                "signatures": [{"owner": o, "type": t, "signer": s, "key_tag": k,
+                                "algorithm": a, "inception": i, "expiration": e}
+                               for o, t, s, k, a, i, e in proof.signatures],
+                "denial": proof.denial})
+
+    async def _log(self, record: dict, started: float) -> None:
+        fields.finish(record, time.perf_counter() - started)
+        if self.forensic is not None and not self.forensic.append_nowait(record):
+            await self.forensic.append(record)  # back-pressure: wait rather than drop
+
+
+NEAR_EXPIRY = 3 * 86400  # seconds: a signature this close to expiry is worth an alert
+
+
+def _quietly(step, *args):
+    """``step(*args)``, an observer of a reply (metrics, dnstap, the hit path's store): its
+    failure is logged, returns None and changes nothing for the client."""
+    try:
+        return step(*args)
+    except Exception:  # noqa: BLE001
+        log.exception("after a reply: %s failed", getattr(step, "__qualname__", step))
+        return None
+
+
+def _service_scope(policy, listener: tuple[str, int], address: str) -> str | None:
+    """The hit path's cache scope for a client: its service's name, or None when the service
+    has budgets to count (its queries take the full path)."""
+    service = policy.service_for(listener, address)
+    return None if _has_budgets(service) else service.name
+
+
+def _has_budgets(service) -> bool:
+    budgets = service.budgets
+    return (budgets.query_rate is not None or budgets.max_label_length is not None
+            or budgets.distinct_names_per_minute is not None)
+
+
+class _Hit(NamedTuple):
+    """Stored with a cached answer's bytes: its record template (None without a log) and the
+    metric children a repeat counts in (``Frontend._counters_of``)."""
+    template: HitTemplate | None
+    counters: tuple | None
+
+
+def _listener_json(endpoint: tuple[str, int]) -> bytes:
+    return orjson.dumps(endpoint_text(endpoint))
+
+
+@functools.lru_cache(maxsize=1024)
+def endpoint_text(endpoint: tuple[str, int]) -> str:
+    """``host:port``, ``[host]:port`` for IPv6 (RFC 3986 §3.2.2), as records name listeners."""
+    host, port = endpoint[0], endpoint[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,17 @@
+# The compiled cache of responses sent, declared for the hit path (resolver.frontend._fastpath),
+# which is given its owner's WireCache and calls it without a Python frame.
+
+cimport cython
+
+
+@cython.final
+cdef class WireCache:
+    cdef object _entries  # OrderedDict: popitem(last=False) is O(1); a dict's is not
+    cdef readonly Py_ssize_t max_entries
+    cdef readonly unsigned long long hits, misses, expired, oversize, evictions
+    cdef readonly object last_extra  # the ``extra`` stored with the entry the last hit came from
+    cdef unsigned long long _stores  # entries stored so far: the age of an entry's position
+
+    cpdef bytes answer(self, bytes query, object scope, double now, Py_ssize_t max_size=*)
+    cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl,
+                     object extra=*)
