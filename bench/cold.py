@@ -16,7 +16,9 @@ order rotated from round to round (ours, Unbound; Unbound, ours; ...). Priming i
 timed query alike: dnssec-sidecar primes the root at start (RFC 8109) and the others on the
 first query. Reported per case: each side's median, the ratio of the medians, and ``paired``,
 the median of the per-round ratios to Unbound: on a busy machine the two sides of one round
-share its load, so that is the figure to quote.
+share its load, so that is the figure to quote. ``CPU`` is the resolver's CPU time for the timed
+query (all its threads, schedstat, until 50 ms after the answer: our log record included),
+which a busy machine disturbs far less than wall time; ``CPU paired`` its per-round ratio.
 
     sudo unshare -n sh -c 'ip link set lo up && python3 bench/cold.py'   # --rounds 15 --case a
 
@@ -89,13 +91,14 @@ class Series:
     """One peer's figures over the rounds of one case."""
 
     times: list[float]
+    cpu: list[float]  # the resolver's CPU time for the timed query (all threads)
     upstream: list[int]  # queries the tree received for the timed query
 
 
 def one_round(case: Case, candidates: list[peers.Peer], order: int, tree: peers.Running,
-              tree_info: peers.Tree, tmp: Path) -> dict[str, tuple[float, int]]:
+              tree_info: peers.Tree, tmp: Path) -> dict[str, tuple[float, float, int]]:
     """Start every peer afresh, prime each, then time the case's name on each, the order
-    rotated by ``order``: {peer name: (seconds, upstream queries)}."""
+    rotated by ``order``: {peer name: (seconds, CPU seconds, upstream queries)}."""
     running: dict[str, peers.Running] = {}
     try:
         for peer in candidates:
@@ -110,10 +113,11 @@ def one_round(case: Case, candidates: list[peers.Peer], order: int, tree: peers.
         up = up[order % len(up):] + up[:order % len(up)] if up else up
         result = {}
         for peer in up:
-            before = tree.lines()
+            pid = running[peer.name].process.pid
+            before, cpu = tree.lines(), peers.cpu_seconds(pid)
             elapsed = ask(peer, case.name, case.secure)
             time.sleep(0.05)  # lets the tree print the last queries it received
-            result[peer.name] = (elapsed, tree.lines() - before)
+            result[peer.name] = (elapsed, peers.cpu_seconds(pid) - cpu, tree.lines() - before)
         return result
     finally:
         for process in running.values():
@@ -124,7 +128,7 @@ def measure(case: Case, candidates: list[peers.Peer], rounds: int, tree: peers.R
             tree_info: peers.Tree, tmp: Path) -> dict[str, Series]:
     """``rounds`` paired rounds (one more before them warms the page cache, not counted);
     a peer missing from any round is dropped, so every series stays paired."""
-    series: dict[str, Series] = {p.name: Series([], []) for p in candidates}
+    series: dict[str, Series] = {p.name: Series([], [], []) for p in candidates}
     for round_ in range(rounds + 1):
         result = one_round(case, [p for p in candidates if p.name in series], round_, tree,
                            tree_info, tmp)
@@ -133,7 +137,8 @@ def measure(case: Case, candidates: list[peers.Peer], rounds: int, tree: peers.R
                 del series[name]
             elif round_:
                 series[name].times.append(result[name][0])
-                series[name].upstream.append(result[name][1])
+                series[name].cpu.append(result[name][1])
+                series[name].upstream.append(result[name][2])
     return series
 
 
@@ -141,17 +146,20 @@ def report(key: str, case: Case, series: dict[str, Series]) -> None:
     print(f"\n# case {key}: {case.name} A with DO after {case.prime} "
           f"{'NS' if case.prime == '.' else 'A'}: {case.about}")
     print(f"{'server':24s} {'median':>9s} {'min':>9s} {'max':>9s} {'upstream':>8s}"
-          f" {'vs unbound':>10s} {'paired':>7s}")
+          f" {'vs unbound':>10s} {'paired':>7s} {'CPU':>9s} {'CPU paired':>10s}")
     base = series.get(peers.BASELINE)
     for name, s in series.items():
         median = statistics.median(s.times)
-        ratio = paired = "-"
+        ratio = paired = cpu_paired = "-"
         if base:
             ratio = f"{median / statistics.median(base.times):.2f}x"
             paired = f"{peers.median_ratio(s.times, base.times):.2f}x"
+            if min(base.cpu) > 0:
+                cpu_paired = f"{peers.median_ratio(s.cpu, base.cpu):.2f}x"
         print(f"{name:24s} {median * 1e3:6.2f} ms {min(s.times) * 1e3:6.2f} ms"
               f" {max(s.times) * 1e3:6.2f} ms {statistics.median(s.upstream):8.0f}"
-              f" {ratio:>10s} {paired:>7s}", flush=True)
+              f" {ratio:>10s} {paired:>7s} {statistics.median(s.cpu) * 1e3:6.2f} ms"
+              f" {cpu_paired:>10s}", flush=True)
 
 
 def main() -> None:

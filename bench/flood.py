@@ -33,6 +33,7 @@ count and time; nothing is asserted: these are figures.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import random
@@ -338,15 +339,24 @@ def main() -> int:
 
 
 def summary(figures: dict[str, list[tuple[float, float, int, int]]]) -> None:
-    """Each resolver's healthy client per round, and our p99 over Unbound's, paired by round."""
-    print("\n# healthy client while the flood runs: p50, p99 (ms), answered/asked, per round")
+    """Each resolver's healthy client per round, and our p99 over Unbound's, paired by round.
+    Here a query not answered within HEALTHY_TIMEOUT counts as infinitely late (the p99 of
+    the answered ones alone would hide the queries that got nothing)."""
+    print(f"\n# healthy client while the flood runs, per round: p50 and p99 (ms) of all asked,"
+          f" a query unanswered in {HEALTHY_TIMEOUT:g} s counting as later than any; answered")
     for name, rounds in figures.items():
-        print(f"{name:16s} " + "; ".join(f"p50 {p50:.1f}, p99 {p99:.1f}, {ok}/{asked}"
+        print(f"{name:16s} " + "; ".join(f"p50 {late(p50)}, p99 {late(p99)}, {ok}/{asked}"
                                          for p50, p99, ok, asked in rounds))
     ours, theirs = figures.get("dnssec-sidecar"), figures.get("unbound")
-    if ours and theirs and len(ours) == len(theirs) and min(r[1] for r in theirs) > 0:
-        ratio = peers.median_ratio([r[1] for r in ours], [r[1] for r in theirs])
-        print(f"healthy p99, dnssec-sidecar / unbound: {ratio:.2f}x (median of per-round ratios)")
+    if ours and theirs and len(ours) == len(theirs):
+        p99s = [r[1] for r in ours], [r[1] for r in theirs]
+        if all(math.isfinite(v) and v > 0 for side in p99s for v in side):
+            print(f"healthy p99, dnssec-sidecar / unbound: {peers.median_ratio(*p99s):.2f}x "
+                  "(median of per-round ratios)")
+
+
+def late(ms: float) -> str:
+    return f"{ms:.1f}" if math.isfinite(ms) else f">{HEALTHY_TIMEOUT * 1000:.0f}"
 
 
 def run(args, zone: str, subject: Subject) -> tuple[float, float, int, int]:
@@ -391,8 +401,9 @@ def run(args, zone: str, subject: Subject) -> tuple[float, float, int, int]:
            None if upstream is None else upstream - (upstream_before or 0.0),
            None if shed is None else shed - (shed_before or 0.0),
            udp_receive_drops() - drops_before, cpu)
-    ok = [p[1] * 1000 for p in probes if p[2] in ANSWERED]
-    return percentile(ok, 0.5), percentile(ok, 0.99), len(ok), len(probes)
+    every = [p[1] * 1000 if p[2] in ANSWERED else math.inf for p in probes]
+    answered = sum(1 for p in probes if p[2] in ANSWERED)
+    return percentile(every, 0.5), percentile(every, 0.99), answered, len(probes)
 
 
 def report(args, before, samples, probes, flood_counts, upstream, shed, drops: int,

@@ -300,18 +300,25 @@ def unbound_stats(directory: Path) -> dict[str, float]:
     return stats
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of all of a process's threads, in seconds at nanosecond resolution: the sum of
-    the first field (time on a CPU) of /proc/<pid>/task/*/schedstat. The utime and stime of
-    /proc/<pid>/stat count 10 ms clock ticks, too coarse for one query. Threads that ended
-    before the read are not counted (neither resolver ends any while it serves)."""
-    total = 0
+def schedstat(pid: int) -> tuple[float, float]:
+    """Seconds all of a process's threads spent on a CPU and waiting for one (runnable, on a
+    run queue): the sums of the first two fields of /proc/<pid>/task/*/schedstat, in ns.
+    Threads that ended before the read are not counted (neither resolver ends any while it
+    serves)."""
+    on_cpu = waiting = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            total += int((task / "schedstat").read_text().split()[0])
+            fields = (task / "schedstat").read_text().split()
         except (FileNotFoundError, ProcessLookupError):
             continue  # the thread ended meanwhile
-    return total / 1e9
+        on_cpu, waiting = on_cpu + int(fields[0]), waiting + int(fields[1])
+    return on_cpu / 1e9, waiting / 1e9
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of all of a process's threads at nanosecond resolution (``schedstat``): the
+    utime and stime of /proc/<pid>/stat count 10 ms clock ticks, too coarse for one query."""
+    return schedstat(pid)[0]
 
 
 def median_ratio(ours: list[float], theirs: list[float]) -> float:
