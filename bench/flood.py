@@ -25,8 +25,10 @@ Then the flood stops and the resolver is watched while it drains (at most 20 s),
 It prints a row per 5 s (RSS, descriptors, flood sent and answered, healthy answers and latency)
 and a summary: the flood's queries the resolver dropped over a limit (ours: shed by its
 listener; Unbound: its request list exceeded or jostled, ``unbound-control stats``), the
-datagrams the kernel dropped, and the resolver's CPU time; then the healthy client's p50 and p99
-of each resolver and round, and the median of the per-round p99 ratios. Every loop is bounded in
+datagrams the kernel dropped, and the resolver's CPU time and time runnable but waiting for a
+CPU (schedstat: on a busy machine, how much of the run it was starved); then the healthy client's
+p50 and p99 of each resolver and round (a query unanswered in 2 s counts as later than any), and
+the median of the per-round p99 ratios. Every loop is bounded in
 count and time; nothing is asserted: these are figures.
 """
 
@@ -361,11 +363,11 @@ def late(ms: float) -> str:
 
 def run(args, zone: str, subject: Subject) -> tuple[float, float, int, int]:
     """One flood of ``subject``: prints its table, returns the healthy client's (p50 ms,
-    p99 ms, answered, asked)."""
+    p99 ms, the unanswered counted as later than any; answered, asked)."""
     pid = subject.pid
     print(f"resolver pid {pid}: descriptor limit {fd_limit(pid)}", flush=True)
     before = (rss_mib(pid), open_fds(pid))
-    cpu_before = peers.cpu_seconds(pid)
+    sched_before = peers.schedstat(pid)
     upstream_before, shed_before = subject.counters()
     drops_before = udp_receive_drops()
     sent, answered, servfail = (multiprocessing.Value("q", 0) for _ in range(3))
@@ -395,7 +397,7 @@ def run(args, zone: str, subject: Subject) -> tuple[float, float, int, int]:
     probes = results.get(timeout=HEALTHY_TIMEOUT * 3 + args.seconds)
     flooder.join(timeout=30)
     prober.join(timeout=30)
-    cpu = peers.cpu_seconds(pid) - cpu_before
+    cpu = tuple(after - was for after, was in zip(peers.schedstat(pid), sched_before))
     upstream, shed = subject.counters()
     report(args, before, samples, probes, (sent.value, answered.value, servfail.value),
            None if upstream is None else upstream - (upstream_before or 0.0),
@@ -407,7 +409,7 @@ def run(args, zone: str, subject: Subject) -> tuple[float, float, int, int]:
 
 
 def report(args, before, samples, probes, flood_counts, upstream, shed, drops: int,
-           cpu: float) -> None:
+           cpu: tuple[float, float]) -> None:
     print()
     print("  t (s) | RSS MiB | fds   | flood sent | flood answered | healthy ok/asked | "
           "p50 ms | p99 ms")
@@ -435,8 +437,9 @@ def report(args, before, samples, probes, flood_counts, upstream, shed, drops: i
           f"{'?' if upstream is None else f'{upstream:.0f}'}; dropped by the resolver over a "
           f"limit: {'?' if shed is None else f'{shed:.0f}'}; datagrams the kernel dropped "
           f"(a receive buffer full, any socket of the namespace): {drops}")
-    print(f"resolver CPU: {cpu:.1f} s over the {samples[-1][0]:.0f} s sampled "
-          f"({100 * cpu / samples[-1][0]:.0f}% of one CPU)")
+    print(f"resolver CPU: {cpu[0]:.1f} s over the {samples[-1][0]:.0f} s sampled "
+          f"({100 * cpu[0] / samples[-1][0]:.0f}% of one CPU); runnable but waiting for a CPU "
+          f"(the machine's other work): {cpu[1]:.1f} s")
     print(f"healthy: {len(ok)}/{len(probes)} answered (NOERROR, NXDOMAIN), {late} without an answer within "
           f"{HEALTHY_TIMEOUT:g} s; latency p50 {percentile(ok, 0.5):.1f} ms, p99 "
           f"{percentile(ok, 0.99):.1f} ms, max {max(ok, default=float('nan')):.1f} ms")

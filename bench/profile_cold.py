@@ -11,7 +11,7 @@ time off CPU, hence the plain one). Two views of the rounds together:
 * the plain lookups' wall time split by the process's schedstat (all threads): on a CPU,
   runnable but waiting for a CPU (the machine's load), and the rest, off CPU: waiting on the
   network, which here is the test tree's authoritative servers answering;
-* the CPU samples (py-spy leaves idle threads out) by what the innermost recognised frame of
+* the CPU samples (threads blocked in a wait left out) by what the innermost recognised frame of
   each stack does: parse (dnspython's from_wire), render (to_wire), signature crypto (the
   compiled verifier, cryptography, hashlib), classify (which sections of a reply answer, refer
   or deny: ``Validator.classify`` and its helpers, ``Iterator._delegation``), validate (the rest
