@@ -56,8 +56,9 @@ CATEGORIES = [
     ("parse", re.compile(r"(from_wire|_WireReader|_get_question|_get_section|"
                          r"dns/wire\.py)")),
     ("render", re.compile(r"(to_wire|dns/renderer\.py)")),
-    ("signature crypto", re.compile(r"(_fastverify|cryptography/|hashlib|libcrypto|_openssl|"
-                                    r"_rust)")),
+    ("signature crypto", re.compile(r"(resolver/dnssec/(crypto|verify)\.pyx|6dnssec_6crypto_|6dnssec_6verify_|"
+                                    r"cryptography/|hashlib|"
+                                    r"libcrypto|_openssl|_rust)")),
     ("classify", re.compile(r"^(Validator\.classify|rrsets_of|sigs_of|signers|find|"
                             r"Iterator\._delegation|chain_end) \(resolver/")),
     ("validate", re.compile(r"(resolver/dnssec/|to_digestable)")),
