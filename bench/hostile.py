@@ -59,6 +59,19 @@ def ask(name: str, rdtype: str) -> dns.message.Message:
     return response
 
 
+def in_own_namespace(marker: str) -> None:
+    """Run this script again as root in a new network namespace (the tree binds
+    127.0.0.x:53; never outside our own namespace), ``marker`` the environment variable that
+    says it is there."""
+    if os.geteuid() != 0:
+        raise SystemExit("needs root: the tree listens on port 53")
+    if os.environ.get(marker) != "1":
+        os.environ[marker] = "1"
+        os.execvp("unshare", ["unshare", "-n", "sh", "-c",
+                              'ip link set lo up && exec "$0" "$@"', sys.executable,
+                              *sys.argv])
+
+
 def start_resolver(directory: str) -> subprocess.Popen:
     config = Path(directory, "config.yaml")
     config.write_text(resolve.config_text(ADDRESS) + f"log: {{path: {directory}/log.jsonl}}\n")
@@ -119,13 +132,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200, help="attack queries per scenario")
     parser.add_argument("--healthy", type=int, default=200, help="healthy queries meanwhile")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("needs root: the tree listens on port 53")
-    if os.environ.get("HOSTILE_BENCH_NETNS") != "1":  # never bind outside our own namespace
-        os.environ["HOSTILE_BENCH_NETNS"] = "1"
-        os.execvp("unshare", ["unshare", "-n", "sh", "-c",
-                              'ip link set lo up && exec "$0" "$@"', sys.executable,
-                              *sys.argv])
+    in_own_namespace("HOSTILE_BENCH_NETNS")
     print(f"# {platform.machine()} Python {platform.python_version()}, {os.cpu_count()} CPUs; "
           f"per attack: fresh resolver, 1 cold query, then {args.burst} attack queries "
           f"(4 in flight) while a second client asks {HEALTHY} A {args.healthy} times")
