@@ -245,8 +245,27 @@ def test_expired_signatures_and_ttls_are_not_used():
     assert ranges.answer(name, A, NOW, config, Budget()).rcode == dns.rcode.NXDOMAIN
     assert ranges.answer(name, A, EXPIRATION_EPOCH + 1, config, Budget()) is None  # RFC 4035 §5.3.1
     ranges = _ranges_of("ed448.test.", clock)
-    clock.now += 3601  # past the TTL
+    clock.now += 100  # counted down like any cached answer
+    assert ranges.answer(name, A, NOW, config, Budget()).ttl == 3500
+    clock.now += 3501  # past the TTL
     assert ranges.answer(name, A, NOW, config, Budget()) is None
+
+
+def test_a_negative_answers_ttl_is_capped_by_the_soa():
+    """RFC 8198 §5.4, RFC 9077: never longer than the SOA's TTL and MINIMUM, even when the
+    NSEC records were learned for longer (from a wildcard answer, say)."""
+    ranges = _ranges_of("ed448.test.")
+    zone = zonedata.load("ed448.test.")
+    soa, sigs = zone.pair("ed448.test.", "SOA")
+    evidence = ("ed448.test.", "SOA", "ed448.test.", sigs[0].key_tag, sigs[0].algorithm,
+                sigs[0].inception, sigs[0].expiration)
+    proof = Proof(dns.name.from_text("ed448.test."), [], [evidence], "nsec")
+    ranges.learn(dns.name.from_text("other.ed448.test."),  # the SOA again, 600 s left
+                 Answer(dns.rcode.NXDOMAIN, Verdict.SECURE, [], [soa, sigs], proof=proof,
+                        ttl=600), 600)
+    answer = ranges.answer(dns.name.from_text("nothere.ed448.test."), A, NOW,
+                           ValidatorConfig(), Budget())
+    assert answer.ttl == 600
 
 
 def test_nsec3_iterations_over_the_cap_are_never_used(tree):
