@@ -163,12 +163,7 @@ def main() -> None:
                         "(0: no burst)")
     parser.add_argument("--healthy", type=int, default=200, help="healthy queries meanwhile")
     args = parser.parse_args()
-    peers.require_root()
-    if os.environ.get("HOSTILE_BENCH_NETNS") != "1":  # never bind outside our own namespace
-        os.environ["HOSTILE_BENCH_NETNS"] = "1"
-        os.execvp("unshare", ["unshare", "-n", "sh", "-c",
-                              'ip link set lo up && exec "$0" "$@"', sys.executable,
-                              *sys.argv])
+    peers.in_own_namespace("HOSTILE_BENCH_NETNS")
     candidates = [p for p in peers.PEERS if p.name in (OURS, peers.BASELINE)]
     print(f"# {platform.machine()} Python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "

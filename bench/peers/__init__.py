@@ -331,3 +331,15 @@ def median_ratio(ours: list[float], theirs: list[float]) -> float:
 def require_root() -> None:
     if os.geteuid() != 0:
         raise SystemExit("needs root: every server listens on port 53 of 127.0.0.x")
+
+
+def in_own_namespace(marker: str) -> None:
+    """Run this script again, as root, in a new network namespace with only loopback up (the
+    servers bind 127.0.0.x:53; never outside our own namespace); ``marker``, an environment
+    variable, says it is already there."""
+    require_root()
+    if os.environ.get(marker) != "1":
+        os.environ[marker] = "1"
+        os.execvp("unshare", ["unshare", "-n", "sh", "-c",
+                              'ip link set lo up && exec "$0" "$@"', sys.executable,
+                              *sys.argv])
