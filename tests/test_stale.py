@@ -136,6 +136,7 @@ def test_stale_answer_when_the_authority_dies_after_expiry():
         assert [str(rd) for r in response.answer for rd in r if r.rdtype == 1] == \
             [str(rd) for r in fresh.answer for rd in r if r.rdtype == 1]
         assert record["stale"] and record["verdict"] == "secure" and record["ede"]["code"] == 3
+        assert record["upstream"], "the servers the failed resolution asked"
         assert frontend.resolver.stale.served == 1
         # Not kept for the hit path: every stale answer is judged again when served.
         wire = dns.message.make_query(NAME, "A", want_dnssec=True).to_wire()
@@ -262,6 +263,7 @@ def test_after_a_failure_the_name_is_asked_again_only_after_the_recheck_timer():
         authorities.down = False
         again, record = await _ask(frontend)  # within the recheck timer: stale, nobody asked
         assert record["stale"] and len(authorities.upstream.asked) == asked
+        assert record["upstream"] == [] and "failed within the last" in record["ede"]["text"]
         clock.now += stale_module.RECHECK
         response, record = await _ask(frontend)  # the authorities are back
         assert not record["stale"] and response.rcode() == 0 and not _ede(response)

@@ -27,7 +27,7 @@ from resolver.ede import EDE
 from resolver.frontend.admission import Admission
 from resolver.resolve.cache import Answer, Cache
 from resolver.resolve.prefetch import Prefetch
-from resolver.resolve.stale import Stale
+from resolver.resolve.stale import RECHECK, Stale
 from resolver.resolve.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,8 @@ class Resolver:
         try:
             stale = self.stale
             if stale is not None and stale.recheck_pending(qname, qtype):
-                outcome = await self._stale(qname, qtype, permit, "upstream failed just before")
+                outcome = await self._stale(qname, qtype, permit, "the authorities failed "
+                                            f"within the last {RECHECK:g} s")
                 if outcome is not None:
                     return outcome
             shared = self._inflight.get((qname, qtype, scope))
@@ -101,9 +102,11 @@ class Resolver:
             done, _ = await asyncio.wait([shared], timeout=stale.client_timeout)
             if done and not stale.wanted(shared.result().failure):
                 return shared.result()
-            why = (shared.result().failure.reason if done else
+            failed = shared.result() if done else None
+            why = (failed.failure.reason if failed else
                    f"no answer within {stale.client_timeout * 1000:.0f} ms")
-            outcome = await self._stale(qname, qtype, permit, why)
+            outcome = await self._stale(qname, qtype, permit, why,
+                                        failed.upstream if failed else [])
             if outcome is None:
                 return await asyncio.shield(shared)
             return outcome
@@ -134,9 +137,12 @@ class Resolver:
                                      self.stale.resolved(qname, qtype, done.result().failure))
         return shared
 
-    async def _stale(self, qname: dns.name.Name, qtype: int, permit, why: str) -> Outcome | None:
+    async def _stale(self, qname: dns.name.Name, qtype: int, permit, why: str,
+                     upstream: list[str] = ()) -> Outcome | None:
+        """The stale answer as an outcome (``upstream``: the servers the failed resolution
+        asked), or None when there is none to give."""
         answer = await self.stale.answer(self.iterator, qname, qtype, permit, why)
-        return None if answer is None else Outcome(answer, stale=True)
+        return None if answer is None else Outcome(answer, upstream=list(upstream), stale=True)
 
     async def _resolve(self, qname: dns.name.Name, qtype: int, permit,
                        refresh_until: float = 0.0) -> Outcome:
