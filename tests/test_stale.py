@@ -160,6 +160,24 @@ def test_a_negative_answer_is_served_stale_too(name, rdtype, rcode, ede):
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("name,secure", [("cname-out.rsasha256.example.", True),
+                                         ("cname-insecure.rsasha256.example.", False)],
+                         ids=["secure-chain-across-zones", "into-an-unsigned-zone"])
+def test_a_chain_is_served_stale_link_by_link(name, secure):
+    """Each link of a CNAME chain is its own cache entry: the stale answer follows them all,
+    from the cache alone; a chain into a proven unsigned zone is served stale as Insecure."""
+    async def run():
+        frontend, authorities, clock, fresh = await _dead_after_expiry(name)
+        clock.now += 3600  # the zones' TTL: every link has expired now
+        response, record = await _ask(frontend, name)
+        assert response.rcode() == 0 and record["stale"], response
+        assert [r.rdtype for r in response.answer if r.rdtype != dns.rdatatype.RRSIG] == \
+            [r.rdtype for r in fresh.answer if r.rdtype != dns.rdatatype.RRSIG]
+        assert bool(response.flags & dns.flags.AD) is secure
+        assert record["verdict"] == ("secure" if secure else "insecure")
+    asyncio.run(run())
+
+
 def test_off_by_default():
     config = parse_config({})
     assert config.cache.serve_stale is None and config.cache.prefetch is False
