@@ -53,10 +53,13 @@ def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=
           tap=None, worker: int | None = None) -> tuple[Resolver, Server]:
     """The resolver and its listeners. A ``tap`` is wired to what ``config.dnstap`` asks for:
     client messages at the frontend, resolver messages at the iterator."""
+    stale = config.cache.serve_stale
     cache = Cache(config.cache.max_entries, config.cache.max_ttl, config.cache.max_negative_ttl,
-                  config.cache.min_ttl, aggressive_nsec=config.cache.aggressive_nsec)
+                  config.cache.min_ttl, aggressive_nsec=config.cache.aggressive_nsec,
+                  max_stale=stale.max_stale if stale is not None else 0)
     resolver = Resolver(Settings.from_config(config), cache,
-                        Admission(*admission_limits(config)), exchange=exchange)
+                        Admission(*admission_limits(config)), exchange=exchange,
+                        serve_stale=stale, prefetch=config.cache.prefetch)
     resolver.iterator.tap = _tap_for(config, tap, "resolver")
     server = Server(Frontend(resolver, policy, forensic, metrics, _tap_for(config, tap, "client"),
                              wire_entries=config.cache.max_entries, worker=worker),
@@ -93,6 +96,7 @@ class Service:
         self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
                                     wirecache=self.server.frontend.wirecache,
                                     server=self.server, admission=self.resolver.admission,
+                                    resolver=self.resolver,
                                     iterator=lambda: self.resolver.iterator)
         self.metrics.resolutions.set_function(lambda: self.resolver.admission.in_progress)
         if self.tap is not None:

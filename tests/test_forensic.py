@@ -48,8 +48,8 @@ def record(i: int) -> dict:
             "listener": "127.0.0.1:53", "service": "web", "id": i, "qname": f"n{i}.example.",
             "qtype": "A", "flags": {"rd": True, "do": False, "cd": False, "ad": False},
             "policy": {"decision": "allow", "rule": "example.", "reason": None},
-            "cache_hit": False, "upstream": ["127.0.0.10"], "rcode": "NOERROR", "ede": None,
-            "answer": [{"name": f"n{i}.example.", "type": "A", "ttl": 300,
+            "cache_hit": False, "stale": False, "upstream": ["127.0.0.10"], "rcode": "NOERROR",
+            "ede": None, "answer": [{"name": f"n{i}.example.", "type": "A", "ttl": 300,
                         "rdata": ["192.0.2.1"]}],
             "verdict": "secure", "proof": {"zones": [".", "example."], "keys": [],
                                            "signatures": [], "denial": None},
@@ -202,7 +202,7 @@ def expected_hit(static: dict, line: bytes, address: str, port: int, query: byte
     duration = orjson.loads(line)["duration_ms"]
     before, after = ((t - started) * 1000 for t in sealed)
     assert before - 0.001 <= duration <= after + 0.001, (before, duration, after)
-    return {**static, "cache_hit": True, "upstream": [],
+    return {**static, "cache_hit": True, "stale": False, "upstream": [],
             "client": {"address": address, "port": port}, "duration_ms": duration,
             "flags": _FLAGS[query[2] & 1], "id": query[0] << 8 | query[1],
             "listener": listener, "time": rfc3339(started), "transport": "tcp" if tcp else "udp"}
@@ -338,8 +338,8 @@ def full_path_record() -> dict:
     fields.reply(rec, service="web", id=513, qname="a.example.", qtype="A",
                  flags=fields.flags(rd=True, do=True, cd=False, ad=False),
                  policy={"decision": "allow", "rule": "example.", "reason": None},
-                 cache_hit=False, upstream=["127.0.0.10"], rcode="NOERROR", ede=None,
-                 answer=[{"name": "a.example.", "type": "A", "ttl": 300,
+                 cache_hit=False, stale=False, upstream=["127.0.0.10"], rcode="NOERROR",
+                 ede=None, answer=[{"name": "a.example.", "type": "A", "ttl": 300,
                           "rdata": ["192.0.2.9"]}], verdict="secure", proof=None)
     fields.finish(rec, 0.0123456)
     return rec

@@ -122,8 +122,19 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeStale:
+    """``cache.serve_stale`` (RFC 8767): answers kept ``max_stale`` seconds past their expiry,
+    served when upstream fails or has not answered within ``client_timeout_ms`` (§5's client
+    response timer)."""
+
+    max_stale: int = 86400
+    client_timeout_ms: int = 1800
+
+
+@dataclass(frozen=True, slots=True)
 class CacheConfig:
-    """Cache size and TTL clamps, in entries and seconds."""
+    """Cache size and TTL clamps, in entries and seconds; serve-stale (None: off) and prefetch
+    (an answer asked for in the last 10 % of its TTL refreshed in the background)."""
 
     max_entries: int = 100000
     max_ttl: int = 86400
@@ -132,6 +143,8 @@ class CacheConfig:
     min_ttl: int = 0
     #: Answer names that validated NSEC or NSEC3 records cover from those records (RFC 8198).
     aggressive_nsec: bool = True
+    serve_stale: ServeStale | None = None
+    prefetch: bool = False
 
 
 #: ``AllowRule.require``: the answer must be Secure (RFC 4035 §4.3), or may also be Insecure.

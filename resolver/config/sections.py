@@ -23,10 +23,10 @@ from resolver import status
 from resolver.config.schema import (DNSTAP_FILE, DNSTAP_UNIX, OVER_LIMIT_DROP,
                                     OVER_LIMIT_SERVFAIL, CacheConfig, ConfigError, DnstapConfig,
                                     Endpoint, Forward, LogConfig, MetricsConfig, ResolverLimits,
-                                    Timeouts, default)
-from resolver.config.values import (_address, _bool, _choice, _endpoint, _given, _int, _ints,
-                                    _kind, _list, _mapping, _name, _nonempty, _required, _str,
-                                    _unique, parse_time)
+                                    ServeStale, Timeouts, default)
+from resolver.config.values import (_address, _bool, _choice, _duration, _endpoint, _given,
+                                    _int, _ints, _kind, _list, _mapping, _name, _nonempty,
+                                    _required, _str, _unique, parse_time)
 from resolver.dnssec.anchors import (RootHint, TrustAnchorError, load_trust_anchor_file,
                                      parse_trust_anchors)
 from resolver.dnssec.config import Limits
@@ -64,6 +64,8 @@ _CACHE_BOUNDS = {
     "max_negative_ttl": (0, 86_400),  # RFC 2308 §5: more than a day is problematic
     "min_ttl": (0, 3_600),
 }
+_MAX_STALE_BOUNDS = (1, 604_800)  # seconds past expiry: a week at most (RFC 8767 §5: 1-3 days)
+_CLIENT_TIMEOUT_BOUNDS = (0, 600_000)  # ms before a stale answer; 0: at once (RFC 8767 §5)
 _DNSSEC_LIMIT_FIELDS = tuple(_DNSSEC_LIMIT_BOUNDS)  # every field of Limits (a test checks)
 _RESOLVER_LIMIT_FIELDS = tuple(_RESOLVER_LIMIT_BOUNDS)  # the integers; over_limit is a word
 _FORMER_LIMIT_NAMES = {"max_concurrent_resolutions": "max_resolutions"}
@@ -215,15 +217,35 @@ def _timeouts(value: object) -> Timeouts:
 
 
 def _cache(value: object) -> CacheConfig:
-    data = _mapping(value, "cache", (*_CACHE_BOUNDS, "aggressive_nsec"))
+    data = _mapping(value, "cache", (*_CACHE_BOUNDS, "aggressive_nsec", "serve_stale", "prefetch"))
     cache = CacheConfig(**_ints(data, "cache", _CACHE_BOUNDS))
-    if _given(data, "aggressive_nsec"):
-        cache = dataclasses.replace(cache, aggressive_nsec=_bool(data["aggressive_nsec"],
-                                                                 "cache.aggressive_nsec"))
     if cache.min_ttl > cache.max_ttl:
         raise ConfigError("cache.min_ttl", f"{cache.min_ttl} is more than cache.max_ttl "
                                            f"({cache.max_ttl})")
+    if _given(data, "aggressive_nsec"):
+        cache = dataclasses.replace(cache, aggressive_nsec=_bool(data["aggressive_nsec"],
+                                                                 "cache.aggressive_nsec"))
+    if _given(data, "prefetch"):
+        cache = dataclasses.replace(cache, prefetch=_bool(data["prefetch"], "cache.prefetch"))
+    if _given(data, "serve_stale") and data["serve_stale"] is not False:
+        cache = dataclasses.replace(cache, serve_stale=_serve_stale(data["serve_stale"]))
     return cache
+
+
+def _serve_stale(value: object) -> ServeStale:
+    """``cache.serve_stale``: true or a mapping turns it on (RFC 8767), false leaves it off."""
+    if value is True:
+        return ServeStale()
+    data = _mapping(value, "cache.serve_stale", ("max_stale", "client_timeout_ms"))
+    stale = ServeStale()
+    if _given(data, "max_stale"):
+        stale = dataclasses.replace(stale, max_stale=_duration(
+            data["max_stale"], "cache.serve_stale.max_stale", _MAX_STALE_BOUNDS))
+    if _given(data, "client_timeout_ms"):
+        stale = dataclasses.replace(stale, client_timeout_ms=_int(
+            data["client_timeout_ms"], "cache.serve_stale.client_timeout_ms",
+            _CLIENT_TIMEOUT_BOUNDS))
+    return stale
 
 
 def _metrics(value: object) -> MetricsConfig:

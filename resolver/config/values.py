@@ -172,6 +172,22 @@ def _int(value: object, path: str, bounds: tuple[int, int]) -> int:
     return value
 
 
+#: Units of a duration (``90s``, ``30m``, ``12h``, ``1d``), in seconds.
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: object, path: str, bounds: tuple[int, int]) -> int:
+    """Seconds from an integer or a string of digits with an optional unit (s, m, h, d),
+    within ``bounds`` (inclusive, in seconds)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d{1,9})\s*([smhd]?)\s*", value)
+        if match is None:
+            raise ConfigError(path, f"{value!r}: expected seconds, or a number with a unit "
+                                    "s, m, h or d (e.g. 1d)")
+        value = int(match[1]) * _DURATION_UNITS[match[2] or "s"]
+    return _int(value, path, bounds)
+
+
 def _str(value: object, path: str, what: str = "a string") -> str:
     if not isinstance(value, str):
         raise ConfigError(path, f"expected {what}, got {_kind(value)}")

@@ -71,6 +71,9 @@ FIELDS: tuple[Field, ...] = (
           'the policy decision; "error" is a query the server failed on (SERVFAIL, EDE 0), '
           "the reason its exception"),
     Field("cache_hit", "bool", STORED, "reply", "answered from the cache", hit=True),
+    Field("stale", "bool", STORED, "reply",
+          "answered with expired data (serve-stale, RFC 8767; EDE 3 or 19, TTL 30); a stale "
+          "answer is never kept for the hit path", hit=False),
     Field("upstream", "[string]", STORED, "reply", "the servers asked", hit=[]),
     Field("rcode", "string", STORED, "reply", "the reply's RCODE"),
     Field("ede", "{code: int, text: string} | null", STORED, "reply",

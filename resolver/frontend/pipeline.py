@@ -5,7 +5,9 @@ question, opcode QUERY, class IN, the types of resolver.wire.NOT_SERVED answered
 (resolver.frontend.resolution), the answer (resolver.frontend.answers), one forensic record per
 query sealed before the reply leaves (resolver.forensic), and what follows it: the metrics and
 the dnstap client messages (through the same :class:`~resolver.frontend._fastpath.Report` as
-the hit path), and the reply's bytes kept for the hit path.
+the hit path), and the reply's bytes kept for the hit path (not a stale answer's, RFC 8767:
+each is judged again when served). A kept reply used in the last tenth of its TTL is resolved
+again in the background when prefetch is on (resolver.resolve.prefetch).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from resolver.frontend.answers import DNSSEC_TYPES, build_answer, header_only, r
 from resolver.frontend.resolution import Resolver
 from resolver.resolve._fastcache import WireCache
 from resolver.resolve.cache import Answer
+from resolver.resolve.prefetch import FRACTION
 from resolver.wire import NOT_SERVED
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,9 @@ class Frontend:
         self.metrics = metrics
         self.report = Report(metrics.tally if metrics is not None else None, tap)
         # Responses sent, by service and question, answered again from their bytes (issue #5).
-        self.wirecache = WireCache(max(1, wire_entries))
+        self.wirecache = WireCache(max(1, wire_entries),
+                                   self._prefetch if resolver.prefetch is not None else None,
+                                   FRACTION)
         self._counters: dict[tuple, tuple] = {}  # the metric children of replies, shared
         self.hits = HitPath(self.wirecache, forensic.chain if forensic is not None else None,
                             self.report, policy, _service_scope, _listener_json)
@@ -76,6 +81,24 @@ class Frontend:
         self.policy = policy
         self.hits.use_policy(policy)
         self.wirecache.clear()
+        self.resolver.cache.new_epoch()  # nothing judged before is served stale (RFC 8767)
+
+    def _prefetch(self, wire: bytes, scope: str, seconds_left: float) -> None:
+        """The hit path's callback for a kept reply used in the last tenth of its TTL: resolve
+        its question again in the background, under the service it was kept for."""
+        try:
+            question = dns.message.from_wire(wire).question[0]
+            policy, permit, key = self.policy, None, ""
+            if policy is not None:
+                service = next(s for s in (*policy.services, policy.default_service)
+                               if s.name == scope)
+                permit = lambda name, s=service: policy.check_name(s, name)  # noqa: E731
+                key = (policy, service.name)
+            self.resolver.refresh(question.name, question.rdtype,
+                                  self.resolver.prefetch.until(seconds_left), permit=permit,
+                                  scope=key)
+        except Exception:  # noqa: BLE001 - a prefetch never costs the hit its reply
+            log.exception("prefetch from the hit path failed")
 
     def fast(self, wire: bytes, transport: str, listener: tuple[str, int],
              client: tuple[str, int]) -> bytes | None:
@@ -90,7 +113,8 @@ class Frontend:
                   record: dict) -> None:
         """Keep an allowed, validated answer's bytes and record for the hit path, for as long
         as the answer may be cached."""
-        if outcome is None or outcome.answer is None or outcome.denied is not None:
+        if outcome is None or outcome.answer is None or outcome.denied is not None \
+                or outcome.stale:
             return
         if decision is not None and not decision.allowed:
             return
@@ -368,6 +392,7 @@ class Frontend:
                     "rule": decision.rule if decision is not None else None,
                     "reason": decision.reason if refused else None},
             cache_hit=bool(outcome and outcome.cache_hit),
+            stale=bool(outcome and outcome.stale),
             upstream=list(outcome.upstream) if outcome is not None else [],
             rcode=dns.rcode.to_text(response.rcode()),
             ede={"code": ede[0], "text": ede[1]} if ede else None,

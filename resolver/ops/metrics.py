@@ -172,6 +172,15 @@ class _Snapshot:
             yield _gauge("wire_cache_entries", "Answers kept as bytes for the hit path", len(wire))
             yield _counter("wire_cache_evictions", "Hit-path answers evicted for space",
                            wire.evictions)
+        resolver = self.sources.get("resolver")
+        if resolver is not None:
+            stale, prefetch = resolver.stale, resolver.prefetch
+            yield _counter("stale_answers", "Answers served from expired data (serve-stale, "
+                           "RFC 8767)", stale.served if stale is not None else 0)
+            yield _counter("stale_refused", "Expired data not served: a signature of it had "
+                           "expired at the validation time", stale.refused if stale else 0)
+            yield _counter("prefetches", "Answers resolved again in the last tenth of their TTL",
+                           prefetch.started if prefetch is not None else 0)
         server = self.sources.get("server")
         if server is not None:
             yield _gauge("tcp_connections", "Open client TCP connections",

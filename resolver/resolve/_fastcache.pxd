@@ -11,6 +11,8 @@ cdef class WireCache:
     cdef readonly unsigned long long hits, misses, expired, oversize, evictions
     cdef readonly object last_extra  # the ``extra`` stored with the entry the last hit came from
     cdef unsigned long long _stores  # entries stored so far: the age of an entry's position
+    cdef object on_expiring  # the owner's prefetch callback (query, scope, seconds left), or None
+    cdef double fraction  # of an entry's TTL, the last part in which a hit calls it
 
     cpdef bytes answer(self, bytes query, object scope, double now, Py_ssize_t max_size=*)
     cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl,

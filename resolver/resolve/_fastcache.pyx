@@ -9,7 +9,9 @@ No dnspython object is built on this path; anything it cannot answer exactly is 
 full resolver answers it.
 
 Nothing here knows about validation or policy: the caller decides what may be stored and for how
-long, and scopes entries (per service) so that different policies never share an answer.
+long, and scopes entries (per service) so that different policies never share an answer. For
+prefetch (resolver.resolve.prefetch), the owner may pass a callback that a hit calls once per
+entry, when the entry is in the last part of its TTL the owner names: no other hit leaves C.
 """
 
 cimport cython
@@ -267,6 +269,7 @@ cdef class _Entry:
     cdef bytes data
     cdef object extra
     cdef double stored_at, expires
+    cdef bint prefetched  # the owner's callback was called for it
     cdef unsigned long long moved  # the cache's store count when it last became the newest
     cdef uint16_t size, n_ttl
     cdef uint16_t opt_at, opt_len  # the OPT RR, if any (a truncated reply carries it)
@@ -384,11 +387,15 @@ cdef class WireCache:
     raise."""
     # Its attributes are declared in _fastcache.pxd.
 
-    def __init__(self, Py_ssize_t max_entries=100000):
+    def __init__(self, Py_ssize_t max_entries=100000, on_expiring=None, double fraction=0.1):
+        """``on_expiring(query, scope, seconds_left)``, when given, is called by the first hit
+        of an entry in the last ``fraction`` of its TTL (a prefetch), before the reply returns."""
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._entries = OrderedDict()
+        self.on_expiring = on_expiring
+        self.fraction = fraction
 
     cpdef bytes answer(self, bytes query, object scope, double now, Py_ssize_t max_size=0):
         """The stored response for ``query`` in ``scope`` at time ``now``, patched: the query's ID,
@@ -471,6 +478,10 @@ cdef class WireCache:
                 o[k + 3] = ttl & 0xFF
         self.hits += 1
         self.last_extra = entry.extra
+        if self.on_expiring is not None and not entry.prefetched \
+                and entry.expires - now <= (entry.expires - entry.stored_at) * self.fraction:
+            entry.prefetched = True
+            self.on_expiring(query, scope, entry.expires - now)
         return out
 
     cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl,

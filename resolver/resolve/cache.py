@@ -14,6 +14,10 @@ last entry holding it goes. The entries used last keep their parsed RRsets as we
 
 With ``aggressive_nsec`` (the default), the NSEC and NSEC3 records of Secure answers are kept
 apart as well (resolver.resolve.negative) and answer other names they cover (RFC 8198).
+
+With serve-stale on (``max_stale``, RFC 8767 §4), an expired entry is kept that much longer, a
+miss for every lookup but one that asks for stale data (resolver.resolve.stale), and only if
+stored in the current ``epoch``: a reload starts a new one (:meth:`Cache.new_epoch`).
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ class _Entry:
     reason: str
     proof: _Held
     expires: float
+    ttl: int  # as stored: prefetch refreshes an entry in its last tenth (resolver.resolve.prefetch)
+    epoch: int  # the cache's epoch when stored: only the current one's are served stale
 
 
 def _key(wire: bytes, rdtype: int) -> bytes:
@@ -167,8 +173,9 @@ class Cache:
 
     def __init__(self, max_entries: int = 100_000, max_ttl: int = 86400,
                  max_negative_ttl: int = 3600, min_ttl: int = 0, clock=time.monotonic,
-                 aggressive_nsec: bool = True) -> None:
+                 aggressive_nsec: bool = True, max_stale: int = 0) -> None:
         self.max_entries = max_entries
+        self.max_stale, self.epoch = max_stale, 0
         self.max_ttl, self.max_negative_ttl, self.min_ttl = max_ttl, max_negative_ttl, min_ttl
         self.clock = clock
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
@@ -182,9 +189,12 @@ class Cache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, name: dns.name.Name, rdtype: int) -> Answer | None:
+    def get(self, name: dns.name.Name, rdtype: int, *, stale: bool = False,
+            refresh_until: float = 0.0) -> Answer | None:
         """The answer for ``name``/``rdtype`` with its TTL counted down, or a cached name error
-        for ``name``; None when absent or expired."""
+        for ``name``; None when absent or expired. With ``stale``, an expired entry kept for
+        serve-stale comes back too, with TTL 0; an entry expiring before ``refresh_until``
+        (the cache's clock) is a miss, so that a prefetch asks again."""
         now = self.clock()
         wire = name_wire(name.labels)
         for key in (_key(wire, rdtype), _key(wire, ANY_TYPE)):
@@ -192,7 +202,12 @@ class Cache:
             if entry is None:
                 continue
             if entry.expires <= now:
-                self._drop(self._entries.pop(key))
+                if entry.expires + self.max_stale <= now or entry.epoch != self.epoch:
+                    self._drop(self._entries.pop(key))
+                    continue
+                if not stale:
+                    continue
+            if entry.expires < refresh_until:
                 continue
             self._entries.move_to_end(key)
             self.hits += 1
@@ -205,7 +220,7 @@ class Cache:
                 self._keep_hot(key, entry, rrsets, authority)
             return Answer(entry.rcode, entry.verdict, rrsets, authority, entry.ede,
                           entry.reason, _proof(entry.proof.value, entry.owner),
-                          int(entry.expires - now))
+                          max(0, int(entry.expires - now)))
         self.misses += 1
         return None
 
@@ -224,7 +239,8 @@ class Cache:
         owner = name.to_text()
         entry = _Entry(owner, None, len(answer.rrsets), answer.rcode, answer.verdict,
                        answer.ede, answer.reason,
-                       self._shared.take(_proof_tuple(answer.proof, owner)), self.clock() + ttl)
+                       self._shared.take(_proof_tuple(answer.proof, owner)), self.clock() + ttl,
+                       ttl, self.epoch)
         old = self._entries.pop(key, None)
         if old is not None:
             self._drop(old)
@@ -245,6 +261,22 @@ class Cache:
         if answer is not None:
             self.put(name, rdtype, answer)
         return answer
+
+    def expiring(self, name: dns.name.Name, rdtype: int, fraction: float) -> float | None:
+        """When the fresh entry for ``name``/``rdtype`` expires (the cache's clock), if it is
+        in the last ``fraction`` of its TTL; else None."""
+        wire = name_wire(name.labels)
+        for key in (_key(wire, rdtype), _key(wire, ANY_TYPE)):
+            entry = self._entries.get(key)
+            if entry is not None:
+                left = entry.expires - self.clock()
+                return entry.expires if 0 < left <= entry.ttl * fraction else None
+        return None
+
+    def new_epoch(self) -> None:
+        """Entries stored from now on are a new epoch: those before are never served stale
+        (a reload may have changed the policy or the trust they were judged by)."""
+        self.epoch += 1
 
     def ttl_for(self, answer: Answer, *, negative: bool) -> int:
         """How long ``answer`` may be kept, here or as the bytes sent: its TTL within

@@ -110,6 +110,8 @@ class Context:
     resolving_ns: set = field(default_factory=set)
     ns_exhausted: set = field(default_factory=set)  # zones whose NS lookup budget ran out
     servers_asked: list[str] = field(default_factory=list)
+    stale: bool = False  # cached data past its TTL may answer (resolver.resolve.stale)
+    refresh_until: float = 0.0  # cached data expiring before this is asked again (prefetch)
 
 
 class Infra:
@@ -395,9 +397,10 @@ class Iterator:
 
     async def lookup(self, name: dns.name.Name, qtype: int, ctx: Context) -> Answer:
         """The validated answer for exactly ``name``/``qtype`` (a CNAME at the name counts)."""
-        cached = self.cache.get(name, qtype)
+        use = {"stale": ctx.stale, "refresh_until": ctx.refresh_until}
+        cached = self.cache.get(name, qtype, **use)
         if cached is None and qtype != CNAME:
-            alias = self.cache.get(name, CNAME)
+            alias = self.cache.get(name, CNAME, **use)
             if alias is not None and alias.rrsets:
                 cached = alias  # a CNAME stands for every type (RFC 1034 §3.6.2); its NODATA not
         if cached is None:  # proven by NSEC or NSEC3 records kept (RFC 8198)
