@@ -167,9 +167,9 @@ class _Connection:
             IGNORED["id"] += 1
             return
         query, future = entry
-        reply, reason = _check(query, data)
         if future.done():
             return
+        reply, reason = _check(query, data)
         if reply is not None:
             self.answered += 1
             future.set_result((reply, data))
