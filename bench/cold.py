@@ -1,15 +1,30 @@
-"""Cold resolution: time to resolve and validate a name three levels under the test root
-(default ``www.rsasha256.example.``: root, TLD and child DNSKEYs, two DS RRsets and the answer,
-RFC 4035 §5) from an empty cache, dnssec-sidecar against Unbound, Knot Resolver and PowerDNS
-Recursor (bench/peers). Every round starts each resolver afresh (new process, new cache
-directory), lets it settle, and times one query with DO; the resolvers are alternated within
-each round, and the medians are compared with Unbound's; ``paired`` is the median of the
-per-round ratios, which holds better on a busy machine (a round's resolvers share its load).
+"""Cold lookups after priming, paired against Unbound (issue #20): the time to resolve and
+validate (RFC 4035 §5) a name whose zones no resolver has seen yet, once each resolver knows the
+root. Three cases over the signed test tree (tests/testtree):
 
-    sudo unshare -n sh -c 'ip link set lo up && python3 bench/cold.py'   # --rounds 15
+* ``a``: ``www.rsasha256.example.`` after ``. NS``: two new signed zones below the root (the
+  TLD ``example.`` and its child): two DS RRsets, two DNSKEY sets and the answer to validate;
+* ``b``: ``www.ecdsap256.example.`` after ``www.rsasha256.example.``: a sibling, one new signed
+  zone under a TLD already known and validated;
+* ``c``: ``www.insecure.rsasha256.example.`` after ``. NS``: a fourth-level name, three new
+  zones (``example.``, ``rsasha256.example.`` and the unsigned ``insecure.rsasha256.example.``,
+  proven insecure by the NSEC of its parent: RFC 4035 §5.2), answered without AD.
 
-Needs root (port 53 of 127.0.0.x) and the Debian packages of the peers (unbound, knot-resolver,
-pdns-recursor); a peer that is missing or does not start is left out, saying why.
+Every round restarts every resolver (new process, new directory, empty cache), primes each with
+the case's one untimed query, lets them settle, then times the case's name on each in turn, the
+order rotated from round to round (ours, Unbound; Unbound, ours; ...). Priming is outside every
+timed query alike: dnssec-sidecar primes the root at start (RFC 8109) and the others on the
+first query. Reported per case: each side's median, the ratio of the medians, and ``paired``,
+the median of the per-round ratios to Unbound: on a busy machine the two sides of one round
+share its load, so that is the figure to quote. ``CPU`` is the resolver's CPU time for the timed
+query (all its threads, schedstat, until 50 ms after the answer: our log record included),
+which a busy machine disturbs far less than wall time; ``CPU paired`` its per-round ratio.
+
+    sudo unshare -n sh -c 'ip link set lo up && python3 bench/cold.py'   # --rounds 15 --case a
+
+Needs root (port 53 of 127.0.0.x), in a network namespace of its own, and the Debian packages of
+the peers (unbound; knot-resolver and pdns-recursor are timed too when installed); a peer that
+is missing or does not start is left out, saying why.
 """
 
 from __future__ import annotations
@@ -17,10 +32,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dns.flags
@@ -32,81 +49,153 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import peers  # noqa: E402
 
-SETTLE_S = 0.3  # after a resolver accepts connections, before the timed query
+SETTLE_S = 0.3  # after the priming query, before the timed one: background fetches end
+OURS = "dnssec-sidecar, log on"
 
 
-def timed(peer: peers.Peer, name: str, tree: peers.Running) -> tuple[float, int]:
-    """One query for ``name`` A with DO: (seconds to a validated answer, upstream queries)."""
-    query = dns.message.make_query(name, "A", want_dnssec=True)
-    before = tree.lines()
+@dataclass(frozen=True)
+class Case:
+    """One cold figure: ``prime`` asked untimed first, then ``name`` A with DO timed."""
+
+    about: str
+    prime: str
+    name: str
+    secure: bool  # the answer has AD (else: NOERROR, proven insecure)
+
+
+CASES = {
+    "a": Case("two new signed zones below the root", ".", "www.rsasha256.example.", True),
+    "b": Case("a sibling zone (one new zone under a known TLD)", "www.rsasha256.example.",
+              "www.ecdsap256.example.", True),
+    "c": Case("a fourth-level name (three new zones, the last unsigned)", ".",
+              "www.insecure.rsasha256.example.", False),
+}
+
+
+def ask(peer: peers.Peer, name: str, secure: bool | None) -> float:
+    """One query with DO (``name`` A, or ``. NS`` for the root): seconds to the answer, which
+    must be NOERROR with AD when ``secure``, without when False (None: either)."""
+    query = dns.message.make_query(name, "NS" if name == "." else "A", want_dnssec=True)
     start = time.perf_counter()
     answer = dns.query.udp(query, peer.address, port=peers.PORT, timeout=10)
     elapsed = time.perf_counter() - start
-    if answer.rcode() != dns.rcode.NOERROR or not answer.flags & dns.flags.AD:
-        raise SystemExit(f"{peer.name}: {name} did not validate: "
-                         f"{dns.rcode.to_text(answer.rcode())}, flags {answer.flags!r}")
-    time.sleep(0.05)  # lets the tree print the last queries it received
-    return elapsed, tree.lines() - before
+    ad = bool(answer.flags & dns.flags.AD)
+    if answer.rcode() != dns.rcode.NOERROR or (secure is not None and ad != secure):
+        raise SystemExit(f"{peer.name}: {name}: {dns.rcode.to_text(answer.rcode())}, "
+                         f"AD {ad}, expected AD {secure}")
+    return elapsed
+
+
+@dataclass
+class Series:
+    """One peer's figures over the rounds of one case."""
+
+    times: list[float]
+    cpu: list[float]  # the resolver's CPU time for the timed query (all threads)
+    upstream: list[int]  # queries the tree received for the timed query
+
+
+def one_round(case: Case, candidates: list[peers.Peer], order: int, tree: peers.Running,
+              tree_info: peers.Tree, tmp: Path) -> dict[str, tuple[float, float, int]]:
+    """Start every peer afresh, prime each, then time the case's name on each, the order
+    rotated by ``order``: {peer name: (seconds, CPU seconds, upstream queries)}."""
+    running: dict[str, peers.Running] = {}
+    try:
+        for peer in candidates:
+            process, why = peers.start(peer, tree_info, tmp / peer.address)
+            if process is None:
+                print(f"# {peer.name} left out: {why}", flush=True)
+                continue
+            running[peer.name] = process
+            ask(peer, case.prime, None)
+        time.sleep(SETTLE_S)
+        up = [p for p in candidates if p.name in running]
+        up = up[order % len(up):] + up[:order % len(up)] if up else up
+        result = {}
+        for peer in up:
+            pid = running[peer.name].process.pid
+            before, cpu = tree.lines(), peers.cpu_seconds(pid)
+            elapsed = ask(peer, case.name, case.secure)
+            time.sleep(0.05)  # lets the tree print the last queries it received
+            result[peer.name] = (elapsed, peers.cpu_seconds(pid) - cpu, tree.lines() - before)
+        return result
+    finally:
+        for process in running.values():
+            process.stop()
+
+
+def measure(case: Case, candidates: list[peers.Peer], rounds: int, tree: peers.Running,
+            tree_info: peers.Tree, tmp: Path) -> dict[str, Series]:
+    """``rounds`` paired rounds (one more before them warms the page cache, not counted);
+    a peer missing from any round is dropped, so every series stays paired."""
+    series: dict[str, Series] = {p.name: Series([], [], []) for p in candidates}
+    for round_ in range(rounds + 1):
+        result = one_round(case, [p for p in candidates if p.name in series], round_, tree,
+                           tree_info, tmp)
+        for name in list(series):
+            if name not in result:
+                del series[name]
+            elif round_:
+                series[name].times.append(result[name][0])
+                series[name].cpu.append(result[name][1])
+                series[name].upstream.append(result[name][2])
+    return series
+
+
+def report(key: str, case: Case, series: dict[str, Series]) -> None:
+    print(f"\n# case {key}: {case.name} A with DO after {case.prime} "
+          f"{'NS' if case.prime == '.' else 'A'}: {case.about}")
+    print(f"{'server':24s} {'median':>9s} {'min':>9s} {'max':>9s} {'upstream':>8s}"
+          f" {'vs unbound':>10s} {'paired':>7s} {'CPU':>9s} {'CPU paired':>10s}")
+    base = series.get(peers.BASELINE)
+    for name, s in series.items():
+        median = statistics.median(s.times)
+        ratio = paired = cpu_paired = "-"
+        if base:
+            ratio = f"{median / statistics.median(base.times):.2f}x"
+            paired = f"{peers.median_ratio(s.times, base.times):.2f}x"
+            if min(base.cpu) > 0:
+                cpu_paired = f"{peers.median_ratio(s.cpu, base.cpu):.2f}x"
+        print(f"{name:24s} {median * 1e3:6.2f} ms {min(s.times) * 1e3:6.2f} ms"
+              f" {max(s.times) * 1e3:6.2f} ms {statistics.median(s.upstream):8.0f}"
+              f" {ratio:>10s} {paired:>7s} {statistics.median(s.cpu) * 1e3:6.2f} ms"
+              f" {cpu_paired:>10s}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--name", default="www.rsasha256.example.")
+    parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=sorted(CASES))
+    parser.add_argument("--name", help="time this name instead of the cases (after . NS; "
+                        "the answer must have AD)")
     args = parser.parse_args()
     peers.require_root()
+    cases = {key: CASES[key] for key in args.case}
+    if args.name:
+        cases = {"name": Case("given on the command line", ".", args.name, True)}
     tree_info = peers.Tree.load()
-    candidates = [p for p in peers.PEERS if p.name in ("dnssec-sidecar, log on", "unbound",
-                                                       "knot-resolver", "pdns-recursor")]
-    times: dict[str, list[float]] = {}
-    upstream: dict[str, list[int]] = {}
-    at_start: dict[str, list[int]] = {}  # upstream queries before the timed one (priming)
+    candidates = []
+    for peer in peers.PEERS:
+        if peer.name in (OURS, peers.BASELINE, "knot-resolver", "pdns-recursor"):
+            if shutil.which(peer.program) is None:
+                print(f"# {peer.name} left out: {peer.program} not installed")
+            else:
+                candidates.append(peer)
+    print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
+          + ", ".join(sorted(peers.version(p) for p in candidates)))
+    print(f"# every round: each resolver restarted, primed with one untimed query, settled "
+          f"{SETTLE_S:g} s, then the name timed on each in rotated order; {args.rounds} rounds "
+          "(+1 warm-up); medians; paired = median of per-round ratios to unbound")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         tree = peers.start_tree(tmp)
         try:
-            for round_ in range(args.rounds + 1):  # round 0 warms the page cache, not counted
-                for peer in candidates:
-                    if round_ and peer.name not in times:
-                        continue
-                    before = tree.lines()
-                    running, why = peers.start(peer, tree_info, tmp / peer.address)
-                    if running is None:
-                        print(f"# {peer.name} left out: {why}")
-                        continue
-                    try:
-                        time.sleep(SETTLE_S)
-                        primed = tree.lines() - before
-                        elapsed, sent = timed(peer, args.name, tree)
-                    finally:
-                        running.stop()
-                    if round_:
-                        times[peer.name].append(elapsed)
-                        upstream[peer.name].append(sent)
-                        at_start[peer.name].append(primed)
-                    else:
-                        times[peer.name], upstream[peer.name], at_start[peer.name] = [], [], []
+            for key, case in cases.items():
+                report(key, case, measure(case, candidates, args.rounds, tree, tree_info, tmp))
         finally:
             tree.stop()
-
-    print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}; "
-          + ", ".join(sorted({peers.version(p) for p in candidates if p.name in times})))
-    print(f"# cold {args.name} A with DO, empty cache, fresh process each time, {args.rounds} "
-          "alternating rounds; medians")
-    base = statistics.median(times[peers.BASELINE]) if peers.BASELINE in times else None
-    print(f"{'server':24s} {'median':>9s} {'min':>9s} {'max':>9s} {'upstream':>8s}"
-          f" {'at start':>8s} {'vs unbound':>10s} {'paired':>7s}")
-    for name, values in times.items():
-        median = statistics.median(values)
-        ratio = f"{median / base:9.2f}x" if base else f"{'-':>10s}"
-        paired = f"{'-':>7s}"
-        if base and len(values) == len(times[peers.BASELINE]):
-            per_round = [v / b for v, b in zip(values, times[peers.BASELINE])]
-            paired = f"{statistics.median(per_round):6.2f}x"
-        print(f"{name:24s} {median * 1e3:6.2f} ms {min(values) * 1e3:6.2f} ms"
-              f" {max(values) * 1e3:6.2f} ms {statistics.median(upstream[name]):8.0f}"
-              f" {statistics.median(at_start[name]):8.0f} {ratio} {paired}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""Flood of unique names at a dead upstream (issue #14 §5): the resolver's RSS and open
+"""Flood of unique names at a dead upstream (issues #14 §5 and #20): the resolver's RSS and open
 descriptors while one client sends unique names under a zone whose server never answers, and
-what healthy clients asking cached names get meanwhile.
+what healthy clients asking cached names get meanwhile; dnssec-sidecar, then Unbound (bench/peers:
+one thread, its default limits, the same 4 MiB receive buffer) under the same flood.
 
     unshare -n sh -c 'ip link set lo up && python3 bench/flood.py [--rate 50000] [--seconds 60]
-                      [--limits "{max_resolutions_per_client: 100}"]'
+                      [--limits "{max_resolutions_per_client: 100}"] [--peers ours unbound]
+                      [--rounds 1]'
 
 As root (the tree and the resolver use port 53), in a network namespace of its own: it refuses
 to run where any interface but ``lo`` exists. It starts the test tree (``python -m
 tests.testtree``) with the server of ``--zone`` (default ``ed448.test.``, 127.0.0.25) dropping
 every query, and ``dnssec-sidecar serve`` on 127.0.0.2 with the tree's config and its default
-limits (or ``--limits``) and timeouts. After warming the cache with names of other zones, for
-``--seconds``:
+limits (or ``--limits``) and timeouts, and Unbound on 127.0.0.72. ``--rounds`` times, each
+resolver in turn (the order rotated each round) is started, its cache warmed with names of
+other zones, then for ``--seconds``:
 
 - a flooder (127.0.0.200) sends ``--rate`` unique names per second (``<n>.<zone> A``, paced
   every 5 ms, not waiting for replies; it counts the replies that come);
@@ -18,19 +21,25 @@ limits (or ``--limits``) and timeouts. After warming the cache with names of oth
   second, each with a 2 s timeout, and notes each answer's rcode and latency;
 - the resolver's RSS (VmRSS) and open descriptors (/proc/<pid>/fd) are sampled every second.
 
-Then the flood stops and the resolver is watched while it drains (at most 20 s). It prints a
-row per 5 s (RSS, descriptors, flood sent and answered, healthy answers and latency) and a
-summary: the flood's queries the resolver dropped over a limit (shed by its listener), the
-datagrams the kernel dropped, and the resolver's CPU time. Every loop is bounded in count and
-time; nothing is asserted: these are figures.
+Then the flood stops and the resolver is watched while it drains (at most 20 s), and stopped.
+It prints a row per 5 s (RSS, descriptors, flood sent and answered, healthy answers and latency)
+and a summary: the flood's queries the resolver dropped over a limit (ours: shed by its
+listener; Unbound: its request list exceeded or jostled, ``unbound-control stats``), the
+datagrams the kernel dropped, and the resolver's CPU time and time runnable but waiting for a
+CPU (schedstat: on a busy machine, how much of the run it was starved); then the healthy client's
+p50 and p99 of each resolver and round (a query unanswered in 2 s counts as later than any), and
+the median of the per-round p99 ratios. Every loop is bounded in
+count and time; nothing is asserted: these are figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import random
+import shutil
 import socket
 import struct
 import subprocess
@@ -43,6 +52,7 @@ from pathlib import Path
 ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
+from bench import peers  # noqa: E402
 from bench.soak import rss_mib  # noqa: E402
 from tests.testtree import authority, zonedata  # noqa: E402
 
@@ -66,7 +76,8 @@ def query_wire(name: str, qid: int, rdtype: int = 1) -> bytes:
             + struct.pack("!HH", rdtype, 1) + b"\x00\x00\x29\x04\xd0\x00\x00\x80\x00\x00\x00")
 
 
-def flood(zone: str, rate: int, seconds: float, sent, answered, servfail, stop) -> None:
+def flood(address: str, zone: str, rate: int, seconds: float, sent, answered, servfail,
+          stop) -> None:
     """Send ``rate`` unique names a second for ``seconds``; count replies as they come, and
     after the last query until ``stop`` is set (at most ``DRAIN_SECONDS`` more)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -86,7 +97,7 @@ def flood(zone: str, rate: int, seconds: float, sent, answered, servfail, stop) 
         tick_end = start + (n // per_tick + 1) * TICK
         for _ in range(min(per_tick, total - n)):
             try:
-                sock.sendto(query_wire(f"f{prefix}{n:08x}.{zone}", n & 0xFFFF), (RESOLVER, 53))
+                sock.sendto(query_wire(f"f{prefix}{n:08x}.{zone}", n & 0xFFFF), (address, 53))
             except BlockingIOError:
                 pass  # the socket's buffer is full: that query is lost, as on a busy host
             n += 1
@@ -111,7 +122,7 @@ def flood(zone: str, rate: int, seconds: float, sent, answered, servfail, stop) 
     sock.close()
 
 
-def healthy(rate: float, seconds: float, results) -> None:
+def healthy(address: str, rate: float, seconds: float, results) -> None:
     """Ask the warmed names at ``rate`` a second, each with its own ID, without waiting for
     the replies (a client's stub does not wait for another client's); put (seconds since start,
     latency or None, rcode or None) for each query on ``results``."""
@@ -126,7 +137,7 @@ def healthy(rate: float, seconds: float, results) -> None:
         if len(sent_at) < count and time.monotonic() >= start + len(sent_at) / rate:
             qid = len(sent_at)
             sent_at.append(time.monotonic())
-            sock.sendto(query_wire(WARM_NAMES[qid % len(WARM_NAMES)], qid), (RESOLVER, 53))
+            sock.sendto(query_wire(WARM_NAMES[qid % len(WARM_NAMES)], qid), (address, 53))
             continue
         due = start + len(sent_at) / rate if len(sent_at) < count else end
         sock.settimeout(max(0.0005, min(due, end) - time.monotonic()))
@@ -145,12 +156,6 @@ def healthy(rate: float, seconds: float, results) -> None:
                     else None))
     results.put(out)
     sock.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """The process's user and system CPU time (/proc/<pid>/stat utime, stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def open_fds(pid: int) -> int:
@@ -216,6 +221,68 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+class Subject:
+    """One resolver under the flood: its address and process, and its counters of upstream
+    queries and of queries it dropped over a limit (None where it has none)."""
+
+    def __init__(self, name: str, address: str, process, counters) -> None:
+        self.name, self.address, self.process, self._counters = name, address, process, counters
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def counters(self) -> tuple[float | None, float | None]:
+        return self._counters()
+
+
+def start_ours(args, tmp: Path, logs: Path, round_: int) -> Subject:
+    """dnssec-sidecar on RESOLVER with the tree's config, a fresh forensic log each start."""
+    log_dir = None
+    if args.log != "off":
+        log_dir = logs / f"ours-{round_}"
+        log_dir.mkdir()
+    config = tmp / f"config-{round_}.yaml"
+    config.write_text(config_text(None if log_dir is None else str(log_dir), args.limits))
+    stderr_path = tmp / f"stderr-{round_}.txt"
+    with open(stderr_path, "w") as stderr:
+        server = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
+                                   str(config)], cwd=ROOT_DIR, stderr=stderr)
+    subject = Subject("dnssec-sidecar", RESOLVER, server, lambda: (
+        scrape("dnssec_sidecar_upstream_queries_total"), scrape(SHED)))
+    if not wait_answering(RESOLVER, WARM_NAMES[0], 30):
+        stop(server)
+        raise SystemExit("the resolver did not start: " + stderr_path.read_text()[-2000:])
+    return subject
+
+
+def start_unbound(tmp: Path, round_: int) -> Subject:
+    """Unbound as bench/peers configures it; its request list's overflows count as shed."""
+    peer = next(p for p in peers.PEERS if p.name == peers.BASELINE)
+    directory = tmp / f"unbound-{round_}"
+    running, why = peers.start(peer, peers.Tree.load(), directory)
+    if running is None:
+        raise SystemExit(f"unbound did not start: {why}")
+
+    def counters() -> tuple[float | None, float | None]:
+        stats = peers.unbound_stats(directory)
+        if not stats:
+            return None, None
+        return None, (stats.get("total.requestlist.exceeded", 0.0)
+                      + stats.get("total.requestlist.overwritten", 0.0))
+    return Subject("unbound", peer.address, running.process, counters)
+
+
+def stop(process) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=50000, help="unique names per second")
@@ -226,63 +293,89 @@ def main() -> int:
                         help="where the forensic log goes (64 MiB, one rotated file kept)")
     parser.add_argument("--limits", help="the resolver's limits, a YAML flow mapping "
                         "(default: none given, the defaults)")
+    parser.add_argument("--peers", nargs="+", choices=("ours", "unbound"),
+                        default=["ours", "unbound"], help="the resolvers flooded, in turn")
+    parser.add_argument("--rounds", type=int, default=1, help="floods of each resolver")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root: the tree and the resolver listen on port 53")
     if [name for _, name in socket.if_nameindex()] != ["lo"]:
         raise SystemExit("run in a network namespace of its own: unshare -n sh -c 'ip link set "
                          "lo up && python3 bench/flood.py'")
+    if "unbound" in args.peers and not shutil.which("unbound"):
+        raise SystemExit("needs unbound (apt-get install unbound), or --peers ours")
     zone = args.zone if args.zone.endswith(".") else args.zone + "."
     dead = zonedata.entry(zone)["server"]
     print(f"flood: {args.rate} unique names/s under {zone} (its server {dead} drops every "
           f"query) for {args.seconds:g} s; healthy client: {args.healthy_rate:g} queries/s of "
-          f"{len(WARM_NAMES)} cached names; forensic log: {args.log}", flush=True)
-    processes: list[subprocess.Popen] = []
+          f"{len(WARM_NAMES)} cached names; forensic log: {args.log}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    healthy_figures: dict[str, list[tuple[float, float, int, int]]] = {}
     with tempfile.TemporaryDirectory() as tmp, \
             tempfile.TemporaryDirectory(dir="/dev/shm" if args.log == "tmpfs" else None) as logs:
+        tree = subprocess.Popen([sys.executable, "-m", "tests.testtree", "--fault",
+                                 f"{zone}:drop"], cwd=ROOT_DIR, stdout=subprocess.DEVNULL)
         try:
-            tree = subprocess.Popen([sys.executable, "-m", "tests.testtree", "--fault",
-                                     f"{zone}:drop"], cwd=ROOT_DIR, stdout=subprocess.DEVNULL)
-            processes.append(tree)
             if not wait_answering("127.0.0.10", ".", 30):
                 raise SystemExit("the test tree did not start")
-            Path(tmp, "config.yaml").write_text(config_text(None if args.log == "off" else logs,
-                                                            args.limits))
-            with open(Path(tmp, "stderr.txt"), "w") as stderr:
-                server = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve",
-                                           "--config", f"{tmp}/config.yaml"], cwd=ROOT_DIR,
-                                          stderr=stderr)
-            processes.append(server)
-            if not wait_answering(RESOLVER, WARM_NAMES[0], 30):
-                raise SystemExit("the resolver did not start: "
-                                 + Path(tmp, "stderr.txt").read_text()[-2000:])
-            for _ in range(2):  # warm: every healthy name in the cache
-                for name in WARM_NAMES:
-                    wait_answering(RESOLVER, name, 5)
-            return run(args, zone, server.pid)
+            for round_ in range(args.rounds):
+                turn = round_ % len(args.peers)
+                order = args.peers[turn:] + args.peers[:turn]
+                for name in order:
+                    subject = (start_ours(args, Path(tmp), Path(logs), round_) if name == "ours"
+                               else start_unbound(Path(tmp), round_))
+                    try:
+                        for _ in range(2):  # warm: every healthy name in the cache
+                            for warm in WARM_NAMES:
+                                wait_answering(subject.address, warm, 5)
+                        print(f"\n## {subject.name} on {subject.address}, round {round_ + 1}",
+                              flush=True)
+                        healthy_figures.setdefault(subject.name, []).append(
+                            run(args, zone, subject))
+                    finally:
+                        stop(subject.process)
         finally:
-            for process in reversed(processes):
-                if process.poll() is None:
-                    process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(tree)
+    summary(healthy_figures)
+    return 0
 
 
-def run(args, zone: str, pid: int) -> int:
+def summary(figures: dict[str, list[tuple[float, float, int, int]]]) -> None:
+    """Each resolver's healthy client per round, and our p99 over Unbound's, paired by round.
+    Here a query not answered within HEALTHY_TIMEOUT counts as infinitely late (the p99 of
+    the answered ones alone would hide the queries that got nothing)."""
+    print(f"\n# healthy client while the flood runs, per round: p50 and p99 (ms) of all asked,"
+          f" a query unanswered in {HEALTHY_TIMEOUT:g} s counting as later than any; answered")
+    for name, rounds in figures.items():
+        print(f"{name:16s} " + "; ".join(f"p50 {late(p50)}, p99 {late(p99)}, {ok}/{asked}"
+                                         for p50, p99, ok, asked in rounds))
+    ours, theirs = figures.get("dnssec-sidecar"), figures.get("unbound")
+    if ours and theirs and len(ours) == len(theirs):
+        p99s = [r[1] for r in ours], [r[1] for r in theirs]
+        if all(math.isfinite(v) and v > 0 for side in p99s for v in side):
+            print(f"healthy p99, dnssec-sidecar / unbound: {peers.median_ratio(*p99s):.2f}x "
+                  "(median of per-round ratios)")
+
+
+def late(ms: float) -> str:
+    return f"{ms:.1f}" if math.isfinite(ms) else f">{HEALTHY_TIMEOUT * 1000:.0f}"
+
+
+def run(args, zone: str, subject: Subject) -> tuple[float, float, int, int]:
+    """One flood of ``subject``: prints its table, returns the healthy client's (p50 ms,
+    p99 ms, the unanswered counted as later than any; answered, asked)."""
+    pid = subject.pid
     print(f"resolver pid {pid}: descriptor limit {fd_limit(pid)}", flush=True)
     before = (rss_mib(pid), open_fds(pid))
-    cpu_before = cpu_seconds(pid)
-    upstream_before = scrape("dnssec_sidecar_upstream_queries_total") or 0.0
-    shed_before = scrape(SHED) or 0.0
+    sched_before = peers.schedstat(pid)
+    upstream_before, shed_before = subject.counters()
     drops_before = udp_receive_drops()
     sent, answered, servfail = (multiprocessing.Value("q", 0) for _ in range(3))
-    results, stop = multiprocessing.Queue(), multiprocessing.Event()
-    flooder = multiprocessing.Process(target=flood, args=(zone, args.rate, args.seconds, sent,
-                                                          answered, servfail, stop))
-    prober = multiprocessing.Process(target=healthy, args=(args.healthy_rate, args.seconds,
-                                                           results))
+    results, stop_event = multiprocessing.Queue(), multiprocessing.Event()
+    flooder = multiprocessing.Process(target=flood, args=(
+        subject.address, zone, args.rate, args.seconds, sent, answered, servfail, stop_event))
+    prober = multiprocessing.Process(target=healthy, args=(subject.address, args.healthy_rate,
+                                                           args.seconds, results))
     start = time.monotonic()
     flooder.start()
     prober.start()
@@ -300,22 +393,23 @@ def run(args, zone: str, pid: int) -> int:
             break
         if now >= drain_end or (now >= flood_end + 3 and samples[-1][2] <= before[1]):
             break
-    stop.set()
+    stop_event.set()
     probes = results.get(timeout=HEALTHY_TIMEOUT * 3 + args.seconds)
     flooder.join(timeout=30)
     prober.join(timeout=30)
-    cpu = cpu_seconds(pid) - cpu_before
-    upstream = scrape("dnssec_sidecar_upstream_queries_total")
-    shed = scrape(SHED)
+    cpu = tuple(after - was for after, was in zip(peers.schedstat(pid), sched_before))
+    upstream, shed = subject.counters()
     report(args, before, samples, probes, (sent.value, answered.value, servfail.value),
-           None if upstream is None else upstream - upstream_before,
-           None if shed is None else shed - shed_before,
+           None if upstream is None else upstream - (upstream_before or 0.0),
+           None if shed is None else shed - (shed_before or 0.0),
            udp_receive_drops() - drops_before, cpu)
-    return 0
+    every = [p[1] * 1000 if p[2] in ANSWERED else math.inf for p in probes]
+    answered = sum(1 for p in probes if p[2] in ANSWERED)
+    return percentile(every, 0.5), percentile(every, 0.99), answered, len(probes)
 
 
 def report(args, before, samples, probes, flood_counts, upstream, shed, drops: int,
-           cpu: float) -> None:
+           cpu: tuple[float, float]) -> None:
     print()
     print("  t (s) | RSS MiB | fds   | flood sent | flood answered | healthy ok/asked | "
           "p50 ms | p99 ms")
@@ -343,8 +437,9 @@ def report(args, before, samples, probes, flood_counts, upstream, shed, drops: i
           f"{'?' if upstream is None else f'{upstream:.0f}'}; dropped by the resolver over a "
           f"limit: {'?' if shed is None else f'{shed:.0f}'}; datagrams the kernel dropped "
           f"(a receive buffer full, any socket of the namespace): {drops}")
-    print(f"resolver CPU: {cpu:.1f} s over the {samples[-1][0]:.0f} s sampled "
-          f"({100 * cpu / samples[-1][0]:.0f}% of one CPU)")
+    print(f"resolver CPU: {cpu[0]:.1f} s over the {samples[-1][0]:.0f} s sampled "
+          f"({100 * cpu[0] / samples[-1][0]:.0f}% of one CPU); runnable but waiting for a CPU "
+          f"(the machine's other work): {cpu[1]:.1f} s")
     print(f"healthy: {len(ok)}/{len(probes)} answered (NOERROR, NXDOMAIN), {late} without an answer within "
           f"{HEALTHY_TIMEOUT:g} s; latency p50 {percentile(ok, 0.5):.1f} ms, p99 "
           f"{percentile(ok, 0.99):.1f} ms, max {max(ok, default=float('nan')):.1f} ms")

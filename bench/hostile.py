@@ -1,17 +1,27 @@
-"""Hostile zones of the test tree (issue #7) against the real `dnssec-sidecar serve` process.
+"""Hostile zones of the test tree (issues #7 and #20): the CPU one hostile query costs, and what a
+healthy client gets while hostile queries run, dnssec-sidecar (forensic log on disk) paired with
+Unbound (bench/peers: one thread, default limits) in the same rounds.
 
-For each attack of tree.json "scenarios" in a hostile zone, a fresh resolver (empty cache,
-primed with one healthy query) gets:
+For each attack of tree.json "scenarios" in a hostile zone (KeyTrap-style same-tag keys and
+signature floods, NSEC3 salts, iterations and floods, a near-64 KiB answer, long CNAME chains,
+referrals back up, deep delegations, NXNS), each round restarts both resolvers (empty caches),
+primes each with one healthy query, then, in an order rotated from round to round:
 
-* cold: the attack query once: the resolver's CPU time (utime + stime of the process from
-  /proc/<pid>/stat) and the upstream queries it sent (the test tree records every query);
-* burst: ATTACK_QUERIES more attack queries, 4 in flight, while a second client asks a healthy,
-  cached name HEALTHY_QUERIES times: CPU time per attack query and the healthy client's
-  latency (p50/p99) and answers.
+* cold: the attack query once on each: the resolver's CPU time for it (every thread's time on a
+  CPU from /proc/<pid>/task/*/schedstat, in ns, read before the query and SETTLE_S after the
+  answer, so that work the query left running is counted too) and the upstream queries the
+  tree received;
+* burst: ``--burst`` more attack queries, 4 in flight, while a second client asks the cached
+  healthy name ``--healthy`` times, one at a time: CPU time per client query over the burst,
+  upstream queries per attack query, and the healthy client's latency (p50/p99) and answers.
 
-    python bench/hostile.py [--burst 200] [--healthy 200]
+Printed per attack and resolver: the medians over the rounds and ``paired``, the median of the
+per-round ratios of our cold CPU to Unbound's; then the worst attack of each side.
 
-Needs root; runs itself in a new network namespace (the tree binds 127.0.0.x:53).
+    python bench/hostile.py [--rounds 3] [--burst 200] [--healthy 200]
+
+Needs root and unbound (Debian); runs itself in a new network namespace (the tree binds
+127.0.0.x:53).
 """
 
 from __future__ import annotations
@@ -21,10 +31,10 @@ import concurrent.futures
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dns.edns
@@ -37,32 +47,20 @@ import dns.rcode
 ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
-from bench import resolve  # noqa: E402
-from tests.testtree import authority, zonedata  # noqa: E402
+from bench import peers  # noqa: E402
+from tests.testtree import zonedata  # noqa: E402
 
-ADDRESS, PORT = "127.0.0.122", 53
 HEALTHY = "www.rsasha256.example."
-TICK = os.sysconf("SC_CLK_TCK")
+OURS = "dnssec-sidecar, log on"
+SETTLE_S = 0.2  # after an answer: work the query started elsewhere (logging, lookups) ends
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def ask(name: str, rdtype: str) -> dns.message.Message:
+def ask(address: str, name: str, rdtype: str) -> dns.message.Message:
     query = dns.message.make_query(name, rdtype, want_dnssec=True)
-    response = dns.query.udp(query, ADDRESS, port=PORT, timeout=10)
+    response = dns.query.udp(query, address, port=peers.PORT, timeout=10)
     if response.flags & dns.flags.TC:
-        response = dns.query.tcp(query, ADDRESS, port=PORT, timeout=10)
+        response = dns.query.tcp(query, address, port=peers.PORT, timeout=10)
     return response
-
-
-def start_resolver(directory: str) -> subprocess.Popen:
-    config = Path(directory, "config.yaml")
-    config.write_text(resolve.config_text(ADDRESS) + f"log: {{path: {directory}/log.jsonl}}\n")
-    return resolve.start_resolver(config, ADDRESS)
 
 
 def hostile_scenarios() -> list[dict]:
@@ -78,68 +76,130 @@ def outcome(response: dns.message.Message) -> str:
     return f"{dns.rcode.to_text(response.rcode())}{ad}" + (f" EDE {','.join(ede)}" if ede else "")
 
 
-def measure(tree, scenario: dict, burst: int, healthy: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        process = start_resolver(tmp)
-        try:
-            ask(HEALTHY, "A")  # priming, root keys, the healthy name cached
-            tree.clear()
-            before = cpu_seconds(process.pid)
-            answer = ask(scenario["qname"], scenario["qtype"])
-            cold_cpu = cpu_seconds(process.pid) - before
-            upstream = len(tree.queries)
-            latencies, answered = [], 0
-            before = cpu_seconds(process.pid)
-            with concurrent.futures.ThreadPoolExecutor(4) as pool:
-                attack = [pool.submit(ask, scenario["qname"], scenario["qtype"])
-                          for _ in range(burst)]
-                for _ in range(healthy):
-                    start = time.perf_counter()
-                    response = ask(HEALTHY, "A")
-                    latencies.append(time.perf_counter() - start)
-                    answered += response.rcode() == dns.rcode.NOERROR
-                for future in attack:
-                    future.result()
-            burst_cpu = cpu_seconds(process.pid) - before
-            burst_upstream = len(tree.queries) - upstream
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+@dataclass
+class Figures:
+    """One resolver's figures for one attack, a value per round."""
+
+    outcome: str = ""
+    cold_cpu_ms: list[float] = field(default_factory=list)
+    upstream: list[int] = field(default_factory=list)
+    burst_cpu_ms: list[float] = field(default_factory=list)  # per client query of the burst
+    burst_upstream: list[float] = field(default_factory=list)  # per attack query
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    answered: list[int] = field(default_factory=list)
+
+
+def cold(peer: peers.Peer, pid: int, tree: peers.Running, scenario: dict,
+         figures: Figures) -> None:
+    before_upstream = tree.lines()
+    before = peers.cpu_seconds(pid)
+    answer = ask(peer.address, scenario["qname"], scenario["qtype"])
+    time.sleep(SETTLE_S)
+    figures.cold_cpu_ms.append((peers.cpu_seconds(pid) - before) * 1000)
+    figures.upstream.append(tree.lines() - before_upstream)
+    figures.outcome = outcome(answer)
+
+
+def burst(peer: peers.Peer, pid: int, tree: peers.Running, scenario: dict, attacks: int,
+          healthy: int, figures: Figures) -> None:
+    latencies, answered = [], 0
+    before_upstream = tree.lines()
+    before = peers.cpu_seconds(pid)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        attack = [pool.submit(ask, peer.address, scenario["qname"], scenario["qtype"])
+                  for _ in range(attacks)]
+        for _ in range(healthy):
+            start = time.perf_counter()
+            response = ask(peer.address, HEALTHY, "A")
+            latencies.append(time.perf_counter() - start)
+            answered += response.rcode() == dns.rcode.NOERROR
+        for future in attack:
+            future.result()
+    time.sleep(SETTLE_S)
+    figures.burst_cpu_ms.append((peers.cpu_seconds(pid) - before) * 1000 / (attacks + healthy))
+    figures.burst_upstream.append((tree.lines() - before_upstream) / max(1, attacks))
     latencies.sort()
-    return {"name": scenario["name"], "outcome": outcome(answer), "cold_cpu_ms": cold_cpu * 1000,
-            "upstream": upstream, "burst_cpu_ms": burst_cpu * 1000 / (burst + healthy),
-            "burst_upstream": burst_upstream / burst,
-            "p50": statistics.median(latencies) * 1000,
-            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-            "answered": f"{answered}/{healthy}"}
+    figures.p50.append(statistics.median(latencies) * 1000)
+    figures.p99.append(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000)
+    figures.answered.append(answered)
+
+
+def measure(candidates: list[peers.Peer], tree: peers.Running, scenario: dict,
+            args: argparse.Namespace, tmp: Path) -> dict[str, Figures]:
+    figures = {p.name: Figures() for p in candidates}
+    tree_info = peers.Tree.load()
+    for round_ in range(args.rounds):
+        running: dict[str, peers.Running] = {}
+        try:
+            for peer in candidates:
+                process, why = peers.start(peer, tree_info, tmp / peer.address)
+                if process is None:
+                    raise SystemExit(f"{peer.name} did not start: {why}")
+                running[peer.name] = process
+                ask(peer.address, HEALTHY, "A")  # priming, root keys, the healthy name cached
+            time.sleep(SETTLE_S)
+            order = candidates[round_ % 2:] + candidates[:round_ % 2]
+            for peer in order:
+                cold(peer, running[peer.name].process.pid, tree, scenario, figures[peer.name])
+            if args.burst:
+                for peer in order:
+                    burst(peer, running[peer.name].process.pid, tree, scenario, args.burst,
+                          args.healthy, figures[peer.name])
+        finally:
+            for process in running.values():
+                process.stop()
+    return figures
+
+
+def med(values: list[float], spec: str) -> str:
+    return format(statistics.median(values), spec) if values else "-"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--burst", type=int, default=200, help="attack queries per scenario")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh resolver pairs per attack")
+    parser.add_argument("--burst", type=int, default=200, help="attack queries per round "
+                        "(0: no burst)")
     parser.add_argument("--healthy", type=int, default=200, help="healthy queries meanwhile")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("needs root: the tree listens on port 53")
-    if os.environ.get("HOSTILE_BENCH_NETNS") != "1":  # never bind outside our own namespace
-        os.environ["HOSTILE_BENCH_NETNS"] = "1"
-        os.execvp("unshare", ["unshare", "-n", "sh", "-c",
-                              'ip link set lo up && exec "$0" "$@"', sys.executable,
-                              *sys.argv])
-    print(f"# {platform.machine()} Python {platform.python_version()}, {os.cpu_count()} CPUs; "
-          f"per attack: fresh resolver, 1 cold query, then {args.burst} attack queries "
-          f"(4 in flight) while a second client asks {HEALTHY} A {args.healthy} times")
-    print(f"{'attack':26} {'answer':18} {'cold CPU ms':>11} {'upstream':>8} "
-          f"{'burst CPU ms/q':>14} {'upstream/q':>10} {'healthy p50':>11} {'p99 ms':>7} "
-          f"{'answered':>9}")
-    with authority.start_tree() as tree:
-        for scenario in hostile_scenarios():
-            r = measure(tree, scenario, args.burst, args.healthy)
-            print(f"{r['name']:26} {r['outcome']:18} {r['cold_cpu_ms']:11.1f} {r['upstream']:8d} "
-                  f"{r['burst_cpu_ms']:14.2f} {r['burst_upstream']:10.2f} {r['p50']:11.2f} "
-                  f"{r['p99']:7.2f} {r['answered']:>9}", flush=True)
-        if tree.errors:
-            print("tree errors:", *tree.errors, sep="\n")
+    peers.in_own_namespace("HOSTILE_BENCH_NETNS")
+    candidates = [p for p in peers.PEERS if p.name in (OURS, peers.BASELINE)]
+    print(f"# {platform.machine()} Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
+          + ", ".join(peers.version(p) for p in candidates))
+    print(f"# per attack, {args.rounds} rounds of: both resolvers restarted and primed; the attack"
+          f" once (cold CPU: all threads, schedstat, {SETTLE_S:g} s after the answer included);"
+          f" then {args.burst} attack queries (4 in flight) while a second client asks {HEALTHY}"
+          f" A {args.healthy} times; medians over the rounds; paired = median of per-round"
+          " ratios of cold CPU to unbound's")
+    print(f"{'attack':25} {'resolver':23} {'answer':18} {'cold CPU ms':>11} {'paired':>7} "
+          f"{'upstream':>8} {'burst CPU ms/q':>14} {'upstream/q':>10} {'healthy p50':>11} "
+          f"{'p99 ms':>7} {'answered':>9}")
+    worst: dict[str, tuple[float, str]] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        tree = peers.start_tree(tmp)
+        try:
+            for scenario in hostile_scenarios():
+                figures = measure(candidates, tree, scenario, args, tmp)
+                base = figures[peers.BASELINE].cold_cpu_ms
+                for name, f in figures.items():
+                    cpu = statistics.median(f.cold_cpu_ms)
+                    if cpu > worst.get(name, (-1.0, ""))[0]:
+                        worst[name] = (cpu, scenario["name"])
+                    paired = f"{peers.median_ratio(f.cold_cpu_ms, base):.2f}x" if min(base) > 0 \
+                        else "-"
+                    print(f"{scenario['name']:25} {name:23} {f.outcome:18} {cpu:11.2f} "
+                          f"{paired:>7} {med(f.upstream, '8.0f'):>8} "
+                          f"{med(f.burst_cpu_ms, '14.2f'):>14} "
+                          f"{med(f.burst_upstream, '10.2f'):>10} {med(f.p50, '11.2f'):>11} "
+                          f"{med(f.p99, '7.2f'):>7} "
+                          f"{med(f.answered, '.0f'):>5}/{args.healthy}", flush=True)
+        finally:
+            tree.stop()
+    for name, (cpu, attack) in worst.items():
+        print(f"# worst cold CPU, {name}: {cpu:.2f} ms ({attack})")
 
 
 if __name__ == "__main__":

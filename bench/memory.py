@@ -1,15 +1,21 @@
-"""Resident memory of dnssec-sidecar with 100k cached names (issue #5 target: <= 250 MB).
+"""Resident memory with 100k cached names (issue #5 target: <= 250 MB; issue #20: <= 150 MiB),
+dnssec-sidecar (forensic log on) and then Unbound (bench/peers: one thread, 64 MiB message and
+128 MiB RRset caches) filled with the same names.
 
-Fills the cache of the real server with distinct validated names over the test tree (wildcard
+Fills the cache of each real server with distinct validated names over the test tree (wildcard
 expansions: each one a signed answer with its RRSIG and NSEC/NSEC3 proof, the heaviest common
-entry) using dnsperf, then reads VmRSS from /proc.
+entry) using dnsperf, then reads VmRSS from /proc, and each one's count of cached entries (ours:
+the ``dnssec_sidecar_cache_entries`` metric; Unbound: ``msg.cache.count`` and
+``rrset.cache.count`` of ``unbound-control stats``) so that a cache that evicted is seen.
 
-    sudo python bench/memory.py [--names 100000]     # needs: apt-get install dnsperf
+    sudo unshare -n sh -c 'ip link set lo up && python3 bench/memory.py'   # [--names 100000]
+    # needs: apt-get install dnsperf unbound (Unbound is left out, saying so, when missing)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import socket
@@ -23,6 +29,7 @@ from pathlib import Path
 ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
+from bench import peers  # noqa: E402
 from tests.testtree import authority, zonedata  # noqa: E402
 
 ADDRESS = "127.0.0.73"
@@ -41,6 +48,42 @@ def metric(name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     return float("nan")
+
+
+def fill(address: str, queries: Path) -> float:
+    """Each name of ``queries`` asked once, 64 in flight: the seconds it took."""
+    start = time.monotonic()
+    subprocess.run(["dnsperf", "-s", address, "-d", str(queries), "-n", "1", "-q", "64",
+                    "-t", "10"], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+def unbound(tmp: Path, queries: Path) -> str:
+    """Unbound filled with the same names: its summary line, or why it was left out."""
+    base = next(p for p in peers.PEERS if p.name == peers.BASELINE)
+
+    def configure(peer: peers.Peer, tree: peers.Tree, directory: Path) -> list[str]:
+        argv = base.configure(peer, tree, directory)
+        with (directory / "unbound.conf").open("a") as conf:  # a second server: clause
+            conf.write("server:\n  extended-statistics: yes\n")  # cache counts and memory
+        return argv
+    peer = dataclasses.replace(base, configure=configure)
+    running, why = peers.start(peer, peers.Tree.load(), tmp / "unbound")
+    if running is None:
+        return f"unbound left out: {why}"
+    try:
+        idle = rss_mib(running.process.pid)
+        filled = fill(peer.address, queries)
+        full = rss_mib(running.process.pid)
+        stats = peers.unbound_stats(tmp / "unbound")
+    finally:
+        running.stop()
+    cache_memory = stats.get("mem.cache.message", 0) + stats.get("mem.cache.rrset", 0)
+    return (f"{peers.version(peer)}: RSS idle {idle:.1f} MiB, with the names {full:.1f} MiB "
+            f"(message cache {stats.get('msg.cache.count', float('nan')):,.0f} entries, "
+            f"RRset cache {stats.get('rrset.cache.count', float('nan')):,.0f}; "
+            f"cache memory {cache_memory / 2**20:.1f} MiB); "
+            f"filled in {filled:.1f} s")
 
 
 def main() -> None:
@@ -77,20 +120,20 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.05)
             idle = rss_mib(server.pid)
-            start = time.monotonic()
-            subprocess.run(["dnsperf", "-s", ADDRESS, "-d", str(queries), "-n", "1", "-q", "64",
-                            "-t", "10"], check=True, stdout=subprocess.DEVNULL)
-            filled = time.monotonic() - start
+            filled = fill(ADDRESS, queries)
             entries = metric("dnssec_sidecar_cache_entries")
             full = rss_mib(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"# {platform.node()} {platform.machine()} Python {platform.python_version()}")
+        theirs = unbound(Path(tmp), queries)
+    print(f"# {platform.node()} {platform.machine()} Python {platform.python_version()}, "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"RSS idle (trust primed lazily):     {idle:8.1f} MiB")
     print(f"RSS with {entries:,.0f} cache entries: {full:8.1f} MiB "
           f"({(full - idle) * 1024 / max(entries, 1):.2f} KiB per entry)")
     print(f"filled in {filled:.1f} s ({args.names / filled:,.0f} uncached validated queries/s)")
+    print(theirs)
 
 
 if __name__ == "__main__":

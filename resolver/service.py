@@ -54,7 +54,7 @@ def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=
     """The resolver and its listeners. A ``tap`` is wired to what ``config.dnstap`` asks for:
     client messages at the frontend, resolver messages at the iterator."""
     cache = Cache(config.cache.max_entries, config.cache.max_ttl, config.cache.max_negative_ttl,
-                  config.cache.min_ttl)
+                  config.cache.min_ttl, aggressive_nsec=config.cache.aggressive_nsec)
     resolver = Resolver(Settings.from_config(config), cache,
                         Admission(*admission_limits(config)), exchange=exchange)
     resolver.iterator.tap = _tap_for(config, tap, "resolver")

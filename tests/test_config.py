@@ -101,7 +101,7 @@ def test_every_limit_has_its_bounds():
 def test_dataclass_defaults_are_the_documented_ones():
     assert ResolverLimits() == ResolverLimits(64, 30, 12, 8, 1000)
     assert Timeouts() == Timeouts(1200, 4000, 10000)
-    assert CacheConfig() == CacheConfig(100000, 86400, 3600, 0)
+    assert CacheConfig() == CacheConfig(100000, 86400, 3600, 0, aggressive_nsec=True)
 
 
 @pytest.mark.parametrize("text", ["", "{}", "# only a comment\n", "cache:\nlimits:\n"])
@@ -147,6 +147,7 @@ cache:
   max_ttl: 3600
   max_negative_ttl: 900
   min_ttl: 5
+  aggressive_nsec: false
 """ % HEX32
 
 
@@ -172,7 +173,7 @@ def test_full_example(tmp_path):
                                            max_ns_lookups_per_query=12)
     assert config.limits.max_resolutions == 50  # given under its former name
     assert config.timeouts == Timeouts(800, 4500, 2000)
-    assert config.cache == CacheConfig(5000, 3600, 900, 5)
+    assert config.cache == CacheConfig(5000, 3600, 900, 5, aggressive_nsec=False)
     assert config.source == str(tmp_path / "config.yaml")
 
 
@@ -535,6 +536,7 @@ ERRORS = [
     ("cache: {min_ttl: 600, max_ttl: 300}", "cache.min_ttl",
      "600 is more than cache.max_ttl (300)"),
     ("cache: {size: 5}", "cache.size", "unknown key"),
+    ("cache: {aggressive_nsec: 1}", "cache.aggressive_nsec", "expected true or false"),
     # services
     ("services: {name: a}", "services", "expected a list, got mapping"),
     ("services: [a]", "services[0]", "expected a mapping, got string"),

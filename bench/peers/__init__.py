@@ -5,7 +5,8 @@ validating the signed test tree (tests/testtree) from its root trust anchor (RFC
 * dnssec-sidecar with the forensic log on (in the run's directory, on disk), on in tmpfs
   (/dev/shm: what the log costs without the disk under it) and off (``workers`` from
   $WORKERS, default 1);
-* Unbound (Debian ``unbound``), one thread, validation time pinned like ours;
+* Unbound (Debian ``unbound``), one thread, validation time pinned like ours, the 4 MiB UDP
+  receive buffer ours asks for (``so-rcvbuf``), and a control socket for its counters;
 * Knot Resolver (Debian ``knot-resolver``, ``kresd``), one process;
 * PowerDNS Recursor (Debian ``pdns-recursor``), one thread.
 
@@ -21,6 +22,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,6 +125,10 @@ def _unbound(peer: Peer, tree: Tree, directory: Path) -> list[str]:
   rrset-cache-size: 128m
   access-control: 127.0.0.0/8 allow
   module-config: "validator iterator"
+  so-rcvbuf: 4m
+remote-control:
+  control-enable: yes
+  control-interface: "{directory}/unbound.ctl"
 """)
     return [peer.program, "-d", "-c", str(config)]
 
@@ -187,6 +193,8 @@ def version(peer: Peer) -> str:
     """The peer's program and version, for the table headers."""
     if peer.program == sys.executable:
         return f"dnssec-sidecar (Python {sys.version.split()[0]})"
+    if shutil.which(peer.program) is None:
+        return f"{peer.program} not installed"
     flag = "-V" if peer.program == "unbound" else "--version"
     out = subprocess.run([peer.program, flag], capture_output=True, text=True, timeout=10)
     found = re.search(r"\d+\.\d+\.\d+", out.stdout + out.stderr)
@@ -273,6 +281,65 @@ def start_tree(directory: Path) -> Running:
     return tree
 
 
+def unbound_stats(directory: Path) -> dict[str, float]:
+    """Unbound's counters (``unbound-control stats_noreset`` over the control socket that
+    ``_unbound`` configures in ``directory``): cache counts and memory, e.g. ``msg.cache.count``,
+    ``mem.cache.rrset``. Empty when unbound-control is missing or does not answer in 10 s."""
+    try:
+        out = subprocess.run(["unbound-control", "-c", str(directory / "unbound.conf"),
+                              "stats_noreset"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    stats = {}
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        try:
+            stats[key] = float(value)
+        except ValueError:
+            continue
+    return stats
+
+
+def schedstat(pid: int) -> tuple[float, float]:
+    """Seconds all of a process's threads spent on a CPU and waiting for one (runnable, on a
+    run queue): the sums of the first two fields of /proc/<pid>/task/*/schedstat, in ns.
+    Threads that ended before the read are not counted (neither resolver ends any while it
+    serves)."""
+    on_cpu = waiting = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
+        on_cpu, waiting = on_cpu + int(fields[0]), waiting + int(fields[1])
+    return on_cpu / 1e9, waiting / 1e9
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of all of a process's threads at nanosecond resolution (``schedstat``): the
+    utime and stime of /proc/<pid>/stat count 10 ms clock ticks, too coarse for one query."""
+    return schedstat(pid)[0]
+
+
+def median_ratio(ours: list[float], theirs: list[float]) -> float:
+    """The median of per-round ratios ``ours[i] / theirs[i]`` (paired rounds: both sides of a
+    ratio ran under the same load, which holds on a busy machine where medians of each side
+    drift apart)."""
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise SystemExit("needs root: every server listens on port 53 of 127.0.0.x")
+
+
+def in_own_namespace(marker: str) -> None:
+    """Run this script again, as root, in a new network namespace with only loopback up (the
+    servers bind 127.0.0.x:53; never outside our own namespace); ``marker``, an environment
+    variable, says it is already there."""
+    require_root()
+    if os.environ.get(marker) != "1":
+        os.environ[marker] = "1"
+        os.execvp("unshare", ["unshare", "-n", "sh", "-c",
+                              'ip link set lo up && exec "$0" "$@"', sys.executable,
+                              *sys.argv])

@@ -1,8 +1,9 @@
 """Cached queries per second, latency at half load and an offered-load sweep: dnsperf against
 dnssec-sidecar (log on disk, in tmpfs, off), Unbound, Knot Resolver and PowerDNS Recursor
-(bench/peers), one worker/thread each, caches warm, the same 1,000 names over the test tree,
-every measurement alternated across the servers (A B C A B C ...) so that ratios hold on a
-noisy machine; and a control at half load with the disk kept busy by a side thread.
+(bench/peers; ``--peers`` picks some), one worker/thread each, caches warm, the same 1,000 names
+over the test tree, every measurement alternated across the servers (A B C A B C ...) so that
+ratios hold on a noisy machine (``paired``: the median of the per-round ratios of maximum qps
+to Unbound's); and a control at half load with the disk kept busy by a side thread.
 
 Run through ``bench/qps.sh``; prints the tables of bench/RESULTS.md and writes the figures as
 JSON for bench/plot.py.
@@ -100,7 +101,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float,
                         default=float(os.environ.get("SECONDS_PER_RUN", 10)))
     parser.add_argument("--half-seconds", type=float, default=6.0)
-    parser.add_argument("--sweep-seconds", type=float, default=4.0)
+    parser.add_argument("--sweep-seconds", type=float, default=4.0, help="0: no sweep")
+    parser.add_argument("--peers", nargs="+", metavar="NAME", choices=[p.name for p in peers.PEERS],
+                        default=[p.name for p in peers.PEERS],
+                        help="the servers measured (default: all of bench/peers)")
     parser.add_argument("--json", type=Path, default=peers.ROOT_DIR / "bench" / "qps.json")
     args = parser.parse_args()
     peers.require_root()
@@ -112,7 +116,7 @@ def main() -> None:
         queries.write_text("\n".join(lines) + "\n")
         running, servers = [peers.start_tree(tmp)], []
         try:
-            for peer in peers.PEERS:
+            for peer in (p for p in peers.PEERS if p.name in args.peers):
                 process, why = peers.start(peer, tree, tmp / peer.address)
                 if process is None:
                     print(f"# {peer.name} left out: {why}")
@@ -173,7 +177,7 @@ def report(servers: list[peers.Peer], tree: peers.Running, lines: list[str], que
             busy = alternate(controls, args.rounds, lambda p: dnsperf(
                 p.address, queries, args.half_seconds, top[p.name] / 2))
     sweep: dict[str, list[Run]] = {n: [] for n in names}
-    for percent in SWEEP:
+    for percent in SWEEP if args.sweep_seconds > 0 else ():
         step = alternate(servers, 1, lambda p: dnsperf(p.address, queries, args.sweep_seconds,
                                                         top[p.name] * percent / 100))
         for n in names:
@@ -182,13 +186,17 @@ def report(servers: list[peers.Peer], tree: peers.Running, lines: list[str], que
     base = top.get(peers.BASELINE)
     about = header(servers, args)
     print("\n".join(about))
-    print(f"{'server':24s} {'qps':>8s} {'avg':>9s} {'lost':>5s} {'vs unbound':>10s}"
+    print(f"{'server':24s} {'qps':>8s} {'avg':>9s} {'lost':>5s} {'vs unbound':>10s} {'paired':>7s}"
           f" {'p50 @50%':>9s} {'p99 @50%':>9s} {'lost @50%':>9s} {'upstream':>8s}")
     for n in names:
         ratio = f"{top[n] / base:9.2f}x" if base else f"{'-':>10s}"
+        paired = f"{'-':>7s}"
+        if base:
+            qps = [r.qps for r in best[n]]
+            paired = f"{peers.median_ratio(qps, [r.qps for r in best[peers.BASELINE]]):6.2f}x"
         figures = at_half(half[n])
         print(f"{n:24s} {top[n]:8.0f} {statistics.median(r.avg_ms for r in best[n]):6.3f} ms"
-              f" {sum(r.lost for r in best[n]):5d} {ratio}"
+              f" {sum(r.lost for r in best[n]):5d} {ratio} {paired}"
               f" {figures['p50_ms']:6.3f} ms {figures['p99_ms']:6.3f} ms {figures['lost']:9d}"
               f" {sum(r.upstream for r in best[n]) / sum(r.qps * args.seconds for r in best[n]):8.4f}")
     if busy:

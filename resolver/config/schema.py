@@ -150,6 +150,8 @@ class CacheConfig:
     #: Cap on negative answers' TTL (RFC 2308 §5).
     max_negative_ttl: int = 3600
     min_ttl: int = 0
+    #: Answer names that validated NSEC or NSEC3 records cover from those records (RFC 8198).
+    aggressive_nsec: bool = True
 
 
 #: ``AllowRule.require``: the answer must be Secure (RFC 4035 §4.3), or may also be Insecure.

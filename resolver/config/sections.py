@@ -264,8 +264,11 @@ def _timeouts(value: object) -> Timeouts:
 
 
 def _cache(value: object) -> CacheConfig:
-    cache = CacheConfig(**_ints(_mapping(value, "cache", tuple(_CACHE_BOUNDS)), "cache",
-                                _CACHE_BOUNDS))
+    data = _mapping(value, "cache", (*_CACHE_BOUNDS, "aggressive_nsec"))
+    cache = CacheConfig(**_ints(data, "cache", _CACHE_BOUNDS))
+    if _given(data, "aggressive_nsec"):
+        cache = dataclasses.replace(cache, aggressive_nsec=_bool(data["aggressive_nsec"],
+                                                                 "cache.aggressive_nsec"))
     if cache.min_ttl > cache.max_ttl:
         raise ConfigError("cache.min_ttl", f"{cache.min_ttl} is more than cache.max_ttl "
                                            f"({cache.max_ttl})")

@@ -38,7 +38,7 @@ def _bogus(reason: str, ede: EDE = EDE.NSEC_MISSING) -> DenialResult:
     return DenialResult(Verdict.BOGUS, KIND, ede, reason)
 
 
-def _find_cover(name: dns.name.Name, recs: list[Record]) -> Record | None:
+def find_cover(name: dns.name.Name, recs: list[Record]) -> Record | None:
     """The record that proves ``name`` does not exist, unless an ancestor delegation or DNAME
     record is all there is (RFC 6840 §4.1)."""
     for owner, rd in recs:
@@ -55,7 +55,7 @@ def _match(name: dns.name.Name, recs: list[Record]) -> dns.rdata.Rdata | None:
     return None
 
 
-def _closest_encloser(name: dns.name.Name, cover: Record) -> dns.name.Name:
+def closest_encloser(name: dns.name.Name, cover: Record) -> dns.name.Name:
     """The deepest ancestor of ``name`` that exists, read off the NSEC covering it: the longer
     of the names it shares with the NSEC owner and with its next name."""
     owner, rd = cover
@@ -67,7 +67,7 @@ def _no_wildcard(ce: dns.name.Name, recs: list[Record]) -> str | None:
     wildcard = wildcard_of(ce)
     if _match(wildcard, recs) is not None:
         return f"the wildcard {wildcard} exists"
-    if _find_cover(wildcard, recs) is None:
+    if find_cover(wildcard, recs) is None:
         return f"no NSEC proves that {wildcard} does not exist"
     return None
 
@@ -78,10 +78,12 @@ def prove_nxdomain(qname: dns.name.Name, rrsets: Iterable[dns.rrset.RRset]) -> D
     recs = records(rrsets)
     if _match(qname, recs) is not None:
         return _bogus(f"an NSEC shows that {qname} exists", EDE.DNSSEC_BOGUS)
-    cover = _find_cover(qname, recs)
+    cover = find_cover(qname, recs)
     if cover is None:
         return _bogus(f"no NSEC proves that {qname} does not exist")
-    ce = _closest_encloser(qname, cover)
+    ce = closest_encloser(qname, cover)
+    if ce == qname:
+        return _bogus(f"{qname} is an empty non-terminal: it exists", EDE.DNSSEC_BOGUS)
     problem = _no_wildcard(ce, recs)
     if problem:
         return _bogus(problem)
@@ -101,7 +103,7 @@ def prove_nodata(qname: dns.name.Name, qtype: int,
         if problem:
             return _bogus(f"NSEC at {qname}: {problem}", EDE.DNSSEC_BOGUS)
         return DenialResult(Verdict.SECURE, KIND, closest_encloser=qname)
-    cover = _find_cover(qname, recs)
+    cover = find_cover(qname, recs)
     if cover is not None and cover[1].next.is_subdomain(qname):
         return DenialResult(Verdict.SECURE, KIND, closest_encloser=qname)
     return _wildcard_nodata(qname, qtype, recs)
@@ -115,10 +117,10 @@ def prove_wildcard_nodata(qname: dns.name.Name, qtype: int,
 
 
 def _wildcard_nodata(qname: dns.name.Name, qtype: int, recs: list[Record]) -> DenialResult:
-    cover = _find_cover(qname, recs)
+    cover = find_cover(qname, recs)
     if cover is None:
         return _bogus(f"no NSEC proves that {qname} has no {dns.rdatatype.to_text(qtype)}")
-    ce = _closest_encloser(qname, cover)
+    ce = closest_encloser(qname, cover)
     wildcard = wildcard_of(ce)
     rd = _match(wildcard, recs)
     if rd is None:
@@ -138,10 +140,10 @@ def prove_wildcard_answer(qname: dns.name.Name, wildcard: dns.name.Name,
         ce = wildcard_parent(wildcard)
     except ValueError as exc:
         return _bogus(str(exc), EDE.DNSSEC_BOGUS)
-    cover = _find_cover(qname, recs)
+    cover = find_cover(qname, recs)
     if cover is None:
         return _bogus(f"no NSEC proves that {qname} does not exist")
-    found = _closest_encloser(qname, cover)
+    found = closest_encloser(qname, cover)
     if found != ce:
         return _bogus(f"the closest encloser of {qname} is {found}, not {ce}",
                       EDE.DNSSEC_BOGUS)

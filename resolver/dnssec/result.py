@@ -86,6 +86,9 @@ class Proof:
     signatures: list = field(default_factory=list)  # (owner, type, signer, key tag, alg, inc, exp)
     denial: str | None = None  # "nsec", "nsec3", "nsec3-optout"
     notes: list[str] = field(default_factory=list)
+    #: The NSEC or NSEC3 records ("owner type") a cached proof answered with, no server asked
+    #: (RFC 8198); empty for an answer fetched.
+    synthesised: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -233,7 +233,8 @@ class Validator:
                 if sig.labels < label_count(rrset.name.labels):
                     wildcard = dns.name.Name((b"*",) + rrset.name.labels[-(sig.labels + 1):])
                     nsecs = self.denial_rrsets(reply, zone.name)
-                    self.check_signatures(nsecs, reply, zone, budget)
+                    proof.signatures += [e[:7] for e in
+                                         self.check_signatures(nsecs, reply, zone, budget)]
                     expansion = denial.prove_wildcard_answer(rrset.name, wildcard, nsecs,
                                                              config=self.config, budget=budget)
                     if expansion.verdict is Verdict.BOGUS:

@@ -81,8 +81,10 @@ FIELDS: tuple[Field, ...] = (
           "reply", "null if refused or not resolved (an error, a query over a limit of "
           "resolver.frontend.admission)"),
     Field("proof", "{zones, keys, signatures: [{owner, type, signer, key_tag, algorithm, "
-          "inception, expiration}], denial} | null", STORED, "reply",
-          "what a verdict on validated data rests on, else null"),
+          "inception, expiration}], denial, synthesised: [string]} | null", STORED, "reply",
+          "what a verdict on validated data rests on, else null; synthesised names the NSEC "
+          'or NSEC3 records ("owner type") kept from earlier answers that proved this one '
+          "with no server asked (RFC 8198, cache.aggressive_nsec), [] for an answer fetched"),
     Field("duration_ms", "number", QUERY, "logged",
           "time from the query's arrival to the record, in ms to 3 decimals",
           fill=FILL_ELAPSED),

@@ -379,7 +379,7 @@ class Frontend:
                 "signatures": [{"owner": o, "type": t, "signer": s, "key_tag": k,
                                 "algorithm": a, "inception": i, "expiration": e}
                                for o, t, s, k, a, i, e in proof.signatures],
-                "denial": proof.denial})
+                "denial": proof.denial, "synthesised": list(proof.synthesised)})
 
     async def _log(self, record: dict, started: float) -> None:
         fields.finish(record, time.perf_counter() - started)

@@ -86,7 +86,10 @@ class Resolver:
         try:
             async with asyncio.timeout(self.settings.query_timeout):
                 answer = await self.iterator.chase(qname, qtype, ctx, permit)
-                return Outcome(answer, upstream=ctx.servers_asked)
+                # Proven from kept NSEC or NSEC3 records alone (RFC 8198): a cache hit.
+                return Outcome(answer, cache_hit=bool(answer.proof.synthesised
+                                                      and not ctx.servers_asked),
+                               upstream=ctx.servers_asked)
         except Denied as denied:
             return Outcome(None, upstream=ctx.servers_asked, denied=denied.decision)
         except ResolutionFailed as failure:

@@ -163,6 +163,11 @@ class _Snapshot:
             yield _counter("cache_misses", "Cache misses", cache.misses)
             yield _counter("cache_evictions", "Entries evicted for space", cache.evictions)
             yield _gauge("cache_entries", "Entries in the cache", len(cache))
+            if cache.ranges is not None:
+                yield _counter("aggressive_nsec_answers", "Answers proven from kept NSEC or "
+                               "NSEC3 records, no server asked (RFC 8198)", cache.ranges.answered)
+                yield _gauge("aggressive_nsec_records", "NSEC, NSEC3 and wildcard RRsets kept "
+                             "for that", len(cache.ranges))
         if wire is not None:
             yield _gauge("wire_cache_entries", "Answers kept as bytes for the hit path", len(wire))
             yield _counter("wire_cache_evictions", "Hit-path answers evicted for space",

@@ -11,6 +11,9 @@ the owner left out when it is the entry's own name. What does not depend on that
 zone's SOA, NSEC and NSEC3 records with their RRSIGs, a wildcard's signature, the proof's chain
 of zones and keys) is the same for many entries and is held once in a table, counted, until the
 last entry holding it goes. The entries used last keep their parsed RRsets as well.
+
+With ``aggressive_nsec`` (the default), the NSEC and NSEC3 records of Secure answers are kept
+apart as well (resolver.resolve.negative) and answer other names they cover (RFC 8198).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import dns.wire
 
 from resolver.dnssec.canonical import label_count, name_wire
 from resolver.dnssec import Verdict
+from resolver.dnssec.config import Budget, ValidatorConfig
 from resolver.dnssec.result import Answer, Proof  # noqa: F401 (the cache's unit, re-exported)
 from resolver.ede import EDE
+from resolver.resolve.negative import Ranges
 
 HOT_ENTRIES = 4096  # answers kept parsed as well as packed
 ANY_TYPE = 255  # the key of a name error: it covers every type (RFC 2308 §5)
@@ -138,28 +143,31 @@ def _shared(rrset: dns.rrset.RRset, name: dns.name.Name) -> bool:
 
 
 def _proof_tuple(proof: Proof, owner: str) -> tuple:
-    """The proof as (zone, zones, signatures, denial, notes), immutable and with its texts
-    interned; a signature of the entry's own name has None for its owner, so that the proofs
+    """The proof as (zone, zones, signatures, denial, notes, synthesised), immutable and with
+    its texts interned; a signature of the entry's own name has None for its owner, so that the proofs
     of a zone's names are equal as often as their signatures allow."""
     signatures = tuple(
         (None if signature[0] == owner else sys.intern(signature[0]),)
         + tuple(sys.intern(v) if type(v) is str else v for v in signature[1:])
         for signature in proof.signatures)
     return (proof.zone, tuple(map(sys.intern, proof.zones)), signatures, proof.denial,
-            tuple(map(sys.intern, proof.notes)))
+            tuple(map(sys.intern, proof.notes)), tuple(proof.synthesised))
 
 
 def _proof(stored: tuple, owner: str) -> Proof:
-    zone, zones, signatures, denial, notes = stored
+    zone, zones, signatures, denial, notes, synthesised = stored
     return Proof(zone, list(zones), [(owner,) + s[1:] if s[0] is None else s
-                                     for s in signatures], denial, list(notes))
+                                     for s in signatures], denial, list(notes),
+                 list(synthesised))
 
 
 class Cache:
-    """Validated answers by (name, type), bounded by ``max_entries``."""
+    """Validated answers by (name, type), bounded by ``max_entries``; ``ranges`` the NSEC and
+    NSEC3 records kept for aggressive use (None when ``aggressive_nsec`` is off)."""
 
     def __init__(self, max_entries: int = 100_000, max_ttl: int = 86400,
-                 max_negative_ttl: int = 3600, min_ttl: int = 0, clock=time.monotonic) -> None:
+                 max_negative_ttl: int = 3600, min_ttl: int = 0, clock=time.monotonic,
+                 aggressive_nsec: bool = True) -> None:
         self.max_entries = max_entries
         self.max_ttl, self.max_negative_ttl, self.min_ttl = max_ttl, max_negative_ttl, min_ttl
         self.clock = clock
@@ -169,6 +177,7 @@ class Cache:
         self._hot: OrderedDict[bytes, tuple] = OrderedDict()
         self._hot_size = min(max_entries, HOT_ENTRIES)
         self.hits = self.misses = self.evictions = 0
+        self.ranges = Ranges(lambda: self.clock()) if aggressive_nsec else None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -208,6 +217,8 @@ class Cache:
         ttl = self.ttl_for(answer, negative=not answer.rrsets)
         if ttl <= 0:
             return
+        if self.ranges is not None:
+            self.ranges.learn(name, answer, ttl)
         key = _key(name_wire(name.labels),
                    ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
         owner = name.to_text()
@@ -222,6 +233,18 @@ class Cache:
         while len(self._entries) > self.max_entries:
             self._drop(self._entries.popitem(last=False)[1])
             self.evictions += 1
+
+    def synthesise(self, name: dns.name.Name, rdtype: int, now: int, config: ValidatorConfig,
+                   budget: Budget) -> Answer | None:
+        """The answer the kept NSEC or NSEC3 records prove for ``name``/``rdtype`` at the
+        validation time ``now`` (RFC 8198), stored like one fetched; None when they prove
+        nothing or ``aggressive_nsec`` is off."""
+        if self.ranges is None:
+            return None
+        answer = self.ranges.answer(name, rdtype, now, config, budget)
+        if answer is not None:
+            self.put(name, rdtype, answer)
+        return answer
 
     def ttl_for(self, answer: Answer, *, negative: bool) -> int:
         """How long ``answer`` may be kept, here or as the bytes sent: its TTL within
@@ -262,6 +285,8 @@ class Cache:
                 old.packed = self._pack(old, old_rrsets, old_authority)
 
     def clear(self) -> None:
+        if self.ranges is not None:
+            self.ranges.clear()
         self._entries.clear()
         self._hot.clear()
         self._shared.clear()

@@ -376,6 +376,7 @@ class Iterator:
             proof.zone = answer.proof.zone
             proof.zones += [z for z in answer.proof.zones if z not in proof.zones]
             proof.denial = answer.proof.denial or proof.denial
+            proof.synthesised += answer.proof.synthesised
             ttl = min(ttl, answer.ttl)
             target = chain_end(name, qtype, answer.rrsets)
             if target is None or not answer.rrsets:
@@ -401,6 +402,8 @@ class Iterator:
             alias = self.cache.get(name, CNAME)
             if alias is not None and alias.rrsets:
                 cached = alias  # a CNAME stands for every type (RFC 1034 §3.6.2); its NODATA not
+        if cached is None:  # proven by NSEC or NSEC3 records kept (RFC 8198)
+            cached = self.cache.synthesise(name, qtype, self.now(), self.s.validator, ctx.budget)
         if cached is not None:
             return cached
         zone = self._closest_zone(name.parent() if qtype == DS and name != ROOT else name)

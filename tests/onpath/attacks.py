@@ -333,6 +333,18 @@ def wildcard_labels(server, query, reply):
     return reply
 
 
+def _nsec_span_forged(signed: bool):
+    """The true NXDOMAIN for ``nx.S``, and beside its proof an NSEC made up to span the whole
+    zone, unsigned or with a made-up RRSIG: kept for aggressive use (RFC 8198), it would deny
+    every name of S with no query."""
+    def rewrite(server, query, reply):
+        if server == _server(S) and _at(query, "nx." + S, "A"):
+            forged = dns.rrset.from_text("a." + S, 3600, "IN", "NSEC", f"zzz.{S} A RRSIG NSEC")
+            reply.authority += [forged] + ([_fake_rrsig(forged, S)] if signed else [])
+        return reply
+    return rewrite
+
+
 # ---------------------------------------------------------------------------- mixed zones
 
 
@@ -391,6 +403,11 @@ ATTACKS = [
     Attack("nxdomain-proof-of-other-name-nsec3", "www." + E, "A", nxdomain_other_name_nsec3,
            zones=(E,), bystanders=(("mail." + E, "A"), ("www." + S, "A"))),
     Attack("nxdomain-proof-of-other-zone", "www." + S, "A", nxdomain_other_zone),
+    Attack("nsec-span-forged-unsigned", "nx." + S, "A", _nsec_span_forged(False),
+           honest_rcode="NXDOMAIN", bystanders=(("www." + S, "A"), ("mail." + S, "A")),
+           note="never kept: www and mail, inside the forged span, stay Secure"),
+    Attack("nsec-span-forged-signature", "nx." + S, "A", _nsec_span_forged(True),
+           honest_rcode="NXDOMAIN", bystanders=(("www." + S, "A"), ("mail." + S, "A"))),
     Attack("nodata-without-proof", "www." + S, "A", nodata_no_proof),
     Attack("nodata-without-proof-nsec3", "www." + E, "A", nodata_no_proof_nsec3, zones=(E,),
            bystanders=(("mail." + E, "A"), ("www." + S, "A"))),
