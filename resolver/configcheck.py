@@ -4,6 +4,7 @@ wrong with it."""
 from __future__ import annotations
 
 import sys
+from base64 import b64encode
 from datetime import datetime, timezone
 
 import dns.rdatatype
@@ -11,7 +12,8 @@ import dns.rrset
 
 from resolver import preflight, status
 from resolver.dnssec.anchors import ROOT_HINTS, builtin_trust_anchors
-from resolver.config import Config, ConfigError, Service, load_config, open_default_service
+from resolver.config import (Config, ConfigError, Forward, Service, load_config,
+                             open_default_service)
 from resolver.dnssec import dnskey_tag
 from resolver.outgoing import default_prefixes
 from resolver.status import Failure
@@ -45,6 +47,19 @@ def _time(seconds: int | None) -> str:
     return f"{moment.strftime('%Y-%m-%dT%H:%M:%SZ')} ({seconds})"
 
 
+def _forward(forward: Forward) -> str:
+    """A forward entry: its zone, addresses, and how a TLS server is authenticated."""
+    text = f"{forward.zone} -> " + ", ".join(str(server) for server in forward.servers)
+    tls = forward.tls
+    if tls is None:
+        return text
+    how = [f"name {tls.name}" + (f" (CAs of {tls.ca_file})" if tls.ca_file else
+                                 " (the system's CAs)")] if tls.name else []
+    how += [f"spki_pins {', '.join(b64encode(pin).decode() for pin in tls.spki_pins)}"] \
+        if tls.spki_pins else []
+    return f"{text} over TLS, authenticated by " + " and ".join(how)
+
+
 def _service(service: Service, indent: str) -> list[str]:
     """A service's rules, refusal, protection, budgets and forwards, one line each."""
     lines = []
@@ -66,8 +81,7 @@ def _service(service: Service, indent: str) -> list[str]:
         ("distinct_names_per_minute", budgets.distinct_names_per_minute)) if value is not None]
     if parts:
         lines.append(f"{indent}budgets: " + ", ".join(parts))
-    lines += [f"{indent}forward {forward.zone} -> " + ", ".join(str(s) for s in forward.servers)
-              for forward in service.forward]
+    lines += [f"{indent}forward {_forward(forward)}" for forward in service.forward]
     return lines
 
 
@@ -146,8 +160,7 @@ def summary(config: Config) -> list[str]:
     lines += [f"    {line}" for rrset in config.trust_anchors for line in _anchor(rrset)]
     if config.forward:
         lines.append("  forward:")
-        lines += [f"    {forward.zone} -> " + ", ".join(str(s) for s in forward.servers)
-                  for forward in config.forward]
+        lines += [f"    {_forward(forward)}" for forward in config.forward]
     else:
         lines.append("  forward: none")
     lines += [

@@ -1,6 +1,7 @@
 """What ``serve`` needs from the host beyond a valid file, checked before anything starts (and
-by ``check-config``): the files it reads can be read, the files it writes can be created,
-appended to and rotated, the addresses it listens on can be bound.
+by ``check-config``): the files it reads can be read (``forward[].tls.ca_file`` loaded as TLS
+loads it), the files it writes can be created, appended to and rotated, the addresses it
+listens on can be bound.
 
 The first fault raises :class:`resolver.status.Failure` naming the key, the file or address,
 and the reason. What cannot be told from here is a note: a privileged port when the check
@@ -11,11 +12,13 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import ssl
 
 from resolver import status
 from resolver.config import DNSTAP_FILE, Config, Endpoint, for_worker
 from resolver.forensic.files import continuation
 from resolver.forensic.seal import ForensicLogError, UnreadableKey, load_hmac_key
+from resolver.resolve.tls import client_context
 from resolver.status import Failure
 
 #: Why binding a port can be refused (ip(7)): ports below net.ipv4.ip_unprivileged_port_start
@@ -93,6 +96,23 @@ def _dnstap(config: Config, notes: list[str]) -> None:
                       status.UNWRITABLE)
 
 
+def forward_tls(config: Config) -> None:
+    """Every ``forward[].tls.ca_file`` holds authorities TLS can load, as serve loads them
+    (resolver.resolve.tls); also checked before a reload is applied."""
+    for forward in config.forward:
+        if forward.tls is None or forward.tls.ca_file is None:
+            continue
+        key, path = f"{forward.tls.where}.ca_file", forward.tls.ca_file
+        try:
+            client_context(forward.tls)
+        except ssl.SSLError as exc:  # before OSError, its base
+            raise Failure(key, f"{path}: no CA certificate in PEM form ({exc.reason or exc})",
+                          status.INVALID) from None
+        except OSError as exc:
+            raise Failure(key, f"{path}: cannot read: {exc.strerror or exc}",
+                          status.UNREADABLE) from None
+
+
 def _bind_reason(key: str, exc: OSError, endpoint: Endpoint) -> str:
     if exc.errno == errno.EADDRINUSE:
         setting = key.split("[")[0]
@@ -142,6 +162,7 @@ def check(config: Config, *, serving: bool, listen_key: str = "listen") -> list[
     notes: list[str] = []
     _log(config)
     _dnstap(config, notes)
+    forward_tls(config)
     for index, endpoint in enumerate(config.listen):
         key = f"listen[{index}]" if listen_key == "listen" else listen_key
         _bindable(key, endpoint, (socket.SOCK_DGRAM, socket.SOCK_STREAM), serving, notes)

@@ -24,7 +24,7 @@ from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
 from resolver.frontend.policy import Policy
-from resolver.preflight import bind_failure
+from resolver.preflight import bind_failure, forward_tls
 from resolver.frontend.listeners import Server
 from resolver.frontend.pipeline import Frontend
 from resolver.frontend.resolution import Resolver
@@ -275,7 +275,8 @@ class Service:
             if self.listen_override:
                 new = replace_listen(new, self.listen_override)
             new = for_worker(new, self.worker or 0)
-        except ConfigError as exc:
+            forward_tls(new)  # a new ca_file is read before it replaces the running one
+        except (ConfigError, Failure) as exc:
             log.error("reload (%s) rejected, keeping the running configuration: %s", why, exc)
             self.metrics.reloads.labels("rejected").inc()
             return False

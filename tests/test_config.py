@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import socket
@@ -18,7 +19,7 @@ from resolver import configcheck
 from resolver.dnssec.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, RootHint, builtin_trust_anchors
 from resolver.config import sections
 from resolver.config import (AllowRule, Budgets, CacheConfig, Config, ConfigError, Endpoint,
-                             Forward, LogConfig, ResolverLimits, Service, Timeouts,
+                             Forward, ForwardTls, LogConfig, ResolverLimits, Service, Timeouts,
                              default_config, load_config, open_default_service, parse_config,
                              parse_endpoint, parse_time, replace_listen)
 from resolver.dnssec import Limits, ValidatorConfig
@@ -667,6 +668,39 @@ ERRORS = [
     ("outgoing: {ipv4: false}\nservices: [{name: a, clients: ['10.0.0.0/8'], "
      "allow: [{zone: corp.}], forward: [{zone: corp., addresses: ['192.0.2.1']}]}]",
      "services[0].forward[0].addresses", "no address usable: outgoing.ipv4 is false"),
+    # forward[].tls (DNS over TLS, RFC 8310 strict privacy)
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {}}]", "forward[0].tls.name",
+     "missing: the server is authenticated by its name, spki_pins or both"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {spki_pins: []}}]",
+     "forward[0].tls.spki_pins", "must not be empty"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {ca_file: ca.pem, spki_pins: "
+     f"['{'A' * 43}=']}}}}]", "forward[0].tls.name", "missing: ca_file's authorities vouch for "
+     "a name"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {name: dot.test, "
+     "spki_pins: ['bm90IGEgZGlnZXN0']}}]", "forward[0].tls.spki_pins[0]",
+     "'bm90IGEgZGlnZXN0': not the base64 of a SHA-256 digest"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {spki_pins: ['not base64!']}}]",
+     "forward[0].tls.spki_pins[0]", "not the base64 of a SHA-256 digest"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {spki_pins: "
+     f"['{'A' * 43}=', ' {'A' * 43}=']}}}}]", "forward[0].tls.spki_pins[1]", "duplicate"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {name: 'dot test'}}]",
+     "forward[0].tls.name", "'dot test': not a host name or IP address"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {name: dot.test, ca_file: ''}}]",
+     "forward[0].tls.ca_file", "empty path"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {name: dot.test, port: 853}}]",
+     "forward[0].tls.port", "unknown key (expected one of: name, spki_pins, ca_file)"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: yes}]", "forward[0].tls",
+     "expected a mapping, got boolean"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {name: dot.test}},\n"
+     "          {zone: b., addresses: ['192.0.2.1:853']}]", "forward[1].addresses[0]",
+     "192.0.2.1:853 is also forward[0]'s, with tls: an address is asked one way"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1:853']}]\nservices: [{name: s, clients: "
+     "['10.0.0.0/8'], allow: [{zone: b.}], forward: [{zone: b., addresses: ['192.0.2.1'], "
+     "tls: {name: dot.test}}]}]", "services[0].forward[0].addresses[0]",
+     "192.0.2.1:853 is also forward[0]'s, without tls"),
+    ("forward: [{zone: a., addresses: ['192.0.2.1'], tls: {name: one.test}},\n"
+     "          {zone: b., addresses: ['192.0.2.1'], tls: {name: two.test}}]",
+     "forward[1].addresses[0]", "with other tls settings"),
     # default_service
     ("default_service: []", "default_service", "expected a mapping, got list"),
     ("default_service: {name: x}", "default_service.name",
@@ -713,6 +747,73 @@ def test_error_message_format_from_the_brief():
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+# --- forward[].tls ---------------------------------------------------------------------------
+
+PIN = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="  # base64 of a SHA-256 digest
+
+
+def test_forward_tls(tmp_path):
+    path = write(tmp_path, f"""\
+        forward:
+          - {{zone: ., addresses: ["192.0.2.1", "192.0.2.2:8853"],
+              tls: {{name: Resolver.Example., ca_file: certs/ca.pem, spki_pins: ["{PIN}"]}}}}
+          - {{zone: corp., addresses: ["192.0.2.3"], tls: {{spki_pins: ["{PIN}"]}}}}
+          - {{zone: lan., addresses: ["192.0.2.4"], tls: {{name: "192.0.2.4"}}}}
+        """)
+    root, corp, lan = load_config(path).forward
+    assert root.servers == (Endpoint("192.0.2.1", 853), Endpoint("192.0.2.2", 8853))  # RFC 7858
+    assert root.tls == ForwardTls("resolver.example", (base64.b64decode(PIN),),
+                                  str(tmp_path / "certs" / "ca.pem"))  # beside the file
+    assert root.tls.where == "forward[0].tls"
+    assert corp.tls == ForwardTls(None, (base64.b64decode(PIN),))
+    assert lan.tls.name == "192.0.2.4"  # an IP address certificate (RFC 8310 §8.1)
+    assert parse("forward: [{zone: a., addresses: ['192.0.2.1'], tls: null}]").forward[0] == \
+        Forward(N("a."), (Endpoint("192.0.2.1", 53),))  # null: no TLS
+
+
+def test_forward_tls_in_a_service_and_merged():
+    config = parse(f"""\
+        forward: [{{zone: a., addresses: ['192.0.2.1'], tls: {{name: dot.test}}}}]
+        services:
+          - {{name: s, clients: ['10.0.0.0/8'], allow: [{{zone: a.}}],
+              forward: [{{zone: a., addresses: ['192.0.2.1'], tls: {{name: dot.test}}}}]}}
+        """)
+    assert config.forward[0].tls.where == "forward[0].tls"
+    assert config.services[0].forward[0].tls.where == "services[0].forward[0].tls"
+
+
+def test_check_config_shows_how_a_forwarder_is_authenticated(tmp_path, capsys):
+    from tests.test_dot import make_pki
+    pki = make_pki(tmp_path)
+    path = write(tmp_path, f"""\
+        forward:
+          - {{zone: ., addresses: ["192.0.2.1"], tls: {{name: dot.test, ca_file: ca.pem}}}}
+          - {{zone: corp., addresses: ["192.0.2.3"], tls: {{spki_pins: ["{pki.pin}"]}}}}
+        """)
+    assert configcheck.run(path, host=False) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"    . -> 192.0.2.1:853 over TLS, authenticated by name dot.test (CAs of " \
+           f"{tmp_path / 'ca.pem'})" in out
+    assert f"    corp. -> 192.0.2.3:853 over TLS, authenticated by spki_pins {pki.pin}" in out
+
+
+@pytest.mark.parametrize("content, status, reason", [
+    (None, 4, "cannot read: No such file or directory"),
+    ("not a certificate\n", 3, "no CA certificate in PEM form"),
+])
+def test_check_config_reads_the_ca_file(tmp_path, capsys, content, status, reason):
+    if content is not None:
+        (tmp_path / "ca.pem").write_text(content)
+    path = write(tmp_path, """\
+        forward: [{zone: ., addresses: ["192.0.2.1"], tls: {name: dot.test, ca_file: ca.pem}}]
+        """)  # read before the addresses are bound
+    assert configcheck.run(path) == status
+    assert capsys.readouterr().err == (f"check-config: {path}: forward[0].tls.ca_file: "
+                                       f"{tmp_path / 'ca.pem'}: {reason}") + (
+        "\n" if status == 4 else " (NO_CERTIFICATE_OR_CRL_FOUND)\n")
+    assert configcheck.run(path, host=False) == 0  # a file for another machine
 
 
 # --- trust_anchor_file ------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from resolver.config.schema import (DEFAULT_LISTEN, DEFAULT_SERVICE_NAME, DNSTAP
                                     DNSTAP_UNIX, OVER_LIMIT_DROP, OVER_LIMIT_SERVFAIL,
                                     REFUSE_NXDOMAIN, REFUSE_REFUSED, REQUIRE_INSECURE_OK,
                                     REQUIRE_SECURE, AllowRule, Budgets, CacheConfig, Config,
-                                    ConfigError, DnstapConfig, Endpoint, Forward, LogConfig,
+                                    ConfigError, DnstapConfig, Endpoint, Forward, ForwardTls,
+                                    LogConfig,
                                     MetricsConfig, ResolverLimits, Service, Timeouts, for_worker,
                                     open_default_service, replace_listen)
 from resolver.config.sections import MAX_WORKERS, available_cores
@@ -33,8 +34,8 @@ __all__ = [
     "DEFAULT_LISTEN", "DEFAULT_SERVICE_NAME", "DNSTAP_FILE", "DNSTAP_UNIX", "MAX_WORKERS",
     "OVER_LIMIT_DROP", "OVER_LIMIT_SERVFAIL", "REFUSE_NXDOMAIN", "REFUSE_REFUSED",
     "REQUIRE_INSECURE_OK", "REQUIRE_SECURE", "AllowRule", "Budgets", "CacheConfig", "Config",
-    "ConfigError", "DnstapConfig", "Endpoint", "Forward", "LogConfig", "MetricsConfig",
-    "ResolverLimits", "Service", "Timeouts", "available_cores", "default_config",
-    "for_worker", "load_config", "open_default_service", "parse_config", "parse_endpoint",
-    "parse_time", "replace_listen",
+    "ConfigError", "DnstapConfig", "Endpoint", "Forward", "ForwardTls", "LogConfig",
+    "MetricsConfig", "ResolverLimits", "Service", "Timeouts", "available_cores",
+    "default_config", "for_worker", "load_config", "open_default_service", "parse_config",
+    "parse_endpoint", "parse_time", "replace_listen",
 ]

@@ -15,7 +15,7 @@ import dns.name
 import yaml
 
 from resolver import status
-from resolver.config.schema import Config, ConfigError, Forward, default
+from resolver.config.schema import Config, ConfigError, Endpoint, Forward, default
 from resolver.config.sections import (_LOG_KEYS, _cache, _dnstap, _forward, _limits, _listen,
                                       _log_config, _metrics, _negative_trust_anchors,
                                       _root_hints, _timeouts, _trust_anchors, _validation,
@@ -34,12 +34,14 @@ _TOP_KEYS = ("listen", "root_hints", "trust_anchors", "trust_anchor_file", "forw
 def parse_config(data: object, source: str = "<string>", *, base_dir: str | None = None,
                  ) -> Config:
     """A :class:`Config` from parsed YAML (``None`` gives the defaults). A relative
-    ``trust_anchor_file`` is taken from ``base_dir`` if given, else the working directory."""
+    file path (``trust_anchor_file``, ``log.hmac_key_file``, ``forward[].tls.ca_file``) is taken
+    from ``base_dir`` if given, else the working directory."""
     top = _mapping(data, "", _TOP_KEYS)
     listen = _listen(top["listen"]) if _given(top, "listen") else default("listen")
     hints = _root_hints(top["root_hints"]) if _given(top, "root_hints") else default("root_hints")
     anchors = _trust_anchors(top, base_dir)
-    forward = _forward(top["forward"]) if _given(top, "forward") else default("forward")
+    forward = _forward(top["forward"], base_dir=base_dir) if _given(top, "forward") else default(
+        "forward")
     when, sha1 = _validation(top.get("validation"))
     qmin = _bool(top["qname_minimisation"], "qname_minimisation") if _given(
         top, "qname_minimisation") else default("qname_minimisation")
@@ -54,8 +56,9 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
         if _given(outgoing, "do_not_query") else default("outgoing_do_not_query")
     if not ipv4 and not ipv6:
         raise ConfigError("outgoing", "ipv4 and ipv6 cannot both be false")
-    services, default_service = _services(top, listen)
+    services, default_service = _services(top, listen, base_dir)
     forward, forward_entries = _merge_forwards(forward, services, default_service)
+    _check_tls_servers(forward_entries)
     _check_families(hints, forward_entries, ipv4, ipv6, _given(top, "root_hints"))
     resolver_limits, dnssec_limits = _limits(top.get("limits"))
     return Config(
@@ -90,6 +93,22 @@ def _check_families(hints: tuple[RootHint, ...], forwards: list[tuple[str, Forwa
         raise ConfigError("root_hints" if hints_given else "outgoing",
                           f"no root hint address usable: {off}")
 
+
+
+def _check_tls_servers(forwards: list[tuple[str, Forward]]) -> None:
+    """A forwarder's address is asked one way: every entry naming it has the same ``tls``
+    (none, or the same name, pins and CAs), since its connection is shared (RFC 7766 §6.2.1)
+    and a query never goes in clear text to a server meant to be asked over TLS (RFC 8310 §5).
+    ``forwards`` pairs each forward entry with its field path."""
+    seen: dict[Endpoint, tuple[str, Forward]] = {}
+    for path, forward in forwards:
+        for index, server in enumerate(forward.servers):
+            first_path, first = seen.setdefault(server, (path, forward))
+            if first.tls != forward.tls:
+                how = ("without tls" if first.tls is None else "with tls" if forward.tls is None
+                       else "with other tls settings")
+                raise ConfigError(f"{path}.addresses[{index}]", f"{server} is also {first_path}'s"
+                                  f", {how}: an address is asked one way")
 
 
 def default_config() -> Config:

@@ -60,13 +60,33 @@ class Endpoint:
 DEFAULT_LISTEN = (Endpoint("127.0.0.1", 53),)
 
 
+#: The port of DNS over TLS (RFC 7858 §3.1): ``forward[].addresses`` without a port, with
+#: ``tls``.
+DOT_PORT = 853
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardTls:
+    """``forward[].tls``: DNS over TLS to the forwarders (RFC 7858), in the strict privacy
+    profile (RFC 8310 §5): every connection is authenticated, by ``name`` (the certificate
+    checked against it, from ``ca_file``'s CAs or the system's) and/or ``spki_pins`` (the
+    SHA-256 digests of certificate keys' SubjectPublicKeyInfo, RFC 7858 §4.2, RFC 7469 §2.4),
+    or nothing is sent. ``where`` is the key's path (``forward[0].tls``), for messages."""
+
+    name: str | None
+    spki_pins: tuple[bytes, ...]
+    ca_file: str | None = None
+    where: str = dataclasses.field(default="", compare=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Forward:
     """Queries at or below ``zone`` go to ``servers`` (as recursive queries) instead of being
-    iterated; their answers are still validated."""
+    iterated, over TLS with ``tls``; their answers are still validated."""
 
     zone: dns.name.Name
     servers: tuple[Endpoint, ...]
+    tls: ForwardTls | None = None
 
 
 #: ``limits.over_limit``: what a query over a resolution limit gets.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from base64 import b64decode, b64encode
 from datetime import date, datetime
 from typing import Any
 
@@ -22,10 +23,10 @@ import dns.rrset
 from resolver import status
 from resolver.config.schema import (DNSTAP_FILE, DNSTAP_UNIX, OVER_LIMIT_DROP,
                                     OVER_LIMIT_SERVFAIL, CacheConfig, ConfigError, DnstapConfig,
-                                    Endpoint, Forward, LogConfig, MetricsConfig, ResolverLimits,
-                                    ServeStale, Timeouts, default)
+                                    DOT_PORT, Endpoint, Forward, ForwardTls, LogConfig,
+                                    MetricsConfig, ResolverLimits, ServeStale, Timeouts, default)
 from resolver.config.values import (_address, _bool, _choice, _duration, _endpoint, _given,
-                                    _int, _ints, _kind, _list, _mapping, _name, _nonempty,
+                                    _int, _ints, _kind, _list, _mapping, _name, _nonempty, _path,
                                     _required, _str, _unique, parse_time)
 from resolver.dnssec.anchors import (RootHint, TrustAnchorError, load_trust_anchor_file,
                                      parse_trust_anchors)
@@ -83,6 +84,8 @@ _DNSTAP_KEYS = ("path", "identity", "version", "client", "resolver", "queue_size
 _DNSTAP_QUEUE_BOUNDS = (1, 10_000_000)
 _DNSTAP_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.S)
 _DNSTAP_TEXT_MAX = 255   # bytes of identity or version, as for an NSID (RFC 5001) or TXT string
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+SPKI_PIN_OCTETS = 32     # a SHA-256 digest (RFC 7469 §2.4)
 _SUN_PATH_MAX = 107      # sockaddr_un.sun_path holds 108 bytes with the final NUL (unix(7))
 
 
@@ -119,11 +122,7 @@ def _trust_anchors(data: dict[str, Any], base_dir: str | None) -> tuple[dns.rrse
     if _given(data, "trust_anchors") and _given(data, "trust_anchor_file"):
         raise ConfigError("trust_anchor_file", "conflicts with trust_anchors (give one of them)")
     if _given(data, "trust_anchor_file"):
-        path = _str(data["trust_anchor_file"], "trust_anchor_file", "a file path")
-        if not path.strip():
-            raise ConfigError("trust_anchor_file", "empty path")
-        if base_dir is not None and not os.path.isabs(path):
-            path = os.path.join(base_dir, path)
+        path = _path(data["trust_anchor_file"], "trust_anchor_file", base_dir)
         try:
             return tuple(load_trust_anchor_file(path))
         except TrustAnchorError as exc:
@@ -138,20 +137,70 @@ def _trust_anchors(data: dict[str, Any], base_dir: str | None) -> tuple[dns.rrse
     return default("trust_anchors")
 
 
-def _forward(value: object, where: str = "forward") -> tuple[Forward, ...]:
+def _forward(value: object, where: str = "forward", base_dir: str | None = None,
+             ) -> tuple[Forward, ...]:
     forwards = []
     for index, item in enumerate(_list(value, where)):
         path = f"{where}[{index}]"
-        data = _mapping(item, path, ("zone", "addresses"))
+        data = _mapping(item, path, ("zone", "addresses", "tls"))
         zone = _name(_required(data, "zone", path), f"{path}.zone")
-        servers = [_endpoint(address, f"{path}.addresses[{i}]", 53) for i, address in enumerate(
-            _nonempty(_required(data, "addresses", path), f"{path}.addresses"))]
+        tls = _forward_tls(data["tls"], f"{path}.tls", base_dir) if _given(data, "tls") else None
+        port = 53 if tls is None else DOT_PORT
+        servers = [_endpoint(address, f"{path}.addresses[{i}]", port) for i, address in
+                   enumerate(_nonempty(_required(data, "addresses", path), f"{path}.addresses"))]
         _unique(servers, f"{path}.addresses", lambda e: e, lambda e: repr(str(e)))
-        forwards.append(Forward(zone, tuple(servers)))
+        forwards.append(Forward(zone, tuple(servers), tls))
     for index, item in enumerate(forwards):
         if any(item.zone == other.zone for other in forwards[:index]):
             raise ConfigError(f"{where}[{index}].zone", f"{item.zone}: duplicate zone")
     return tuple(forwards)
+
+
+def _forward_tls(value: object, path: str, base_dir: str | None) -> ForwardTls:
+    """``forward[].tls``: the server must be authenticated (RFC 8310 §5), by ``name`` and/or
+    ``spki_pins``; ``ca_file`` vouches for a name, so it needs one."""
+    data = _mapping(value, path, ("name", "spki_pins", "ca_file"))
+    pins: list[bytes] = []
+    if _given(data, "spki_pins"):
+        pins = [_spki_pin(item, f"{path}.spki_pins[{i}]") for i, item in enumerate(
+            _nonempty(data["spki_pins"], f"{path}.spki_pins"))]
+        _unique(pins, f"{path}.spki_pins", lambda p: p, lambda p: repr(b64encode(p).decode()))
+    name = _host(data["name"], f"{path}.name") if _given(data, "name") else None
+    ca_file = _path(data["ca_file"], f"{path}.ca_file", base_dir) if _given(
+        data, "ca_file") else None
+    if name is None and ca_file is not None:
+        raise ConfigError(f"{path}.name", "missing: ca_file's authorities vouch for a name, the "
+                                          "one the server's certificate must carry")
+    if name is None and not pins:
+        raise ConfigError(f"{path}.name", "missing: the server is authenticated by its name, "
+                                          "spki_pins or both (RFC 8310 strict privacy)")
+    return ForwardTls(name, tuple(pins), ca_file, path)
+
+
+def _host(value: object, path: str) -> str:
+    """The name a server's certificate carries: a host name, or an IP address (RFC 8310 §8)."""
+    text = _str(value, path, "a host name").strip().rstrip(".")
+    try:
+        return _address(text)
+    except ValueError:
+        pass
+    if len(text) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in text.split(".")):
+        raise ConfigError(path, f"{value!r}: not a host name or IP address")
+    return text.lower()
+
+
+def _spki_pin(value: object, path: str) -> bytes:
+    """An RFC 7469 §2.4 pin: the base64 of a SHA-256 digest (32 octets, 44 characters)."""
+    text = _str(value, path, "the base64 of a SHA-256 digest")
+    try:
+        digest = b64decode(text.strip(), validate=True)
+    except ValueError:
+        digest = b""
+    if len(digest) != SPKI_PIN_OCTETS:
+        raise ConfigError(path, f"{text!r}: not the base64 of a SHA-256 digest (44 characters, "
+                                "as `openssl pkey -pubin -outform der | openssl dgst -sha256 "
+                                "-binary | base64` prints)")
+    return digest
 
 
 def _negative_trust_anchors(value: object) -> tuple[dns.name.Name, ...]:
@@ -272,12 +321,7 @@ def _log_config(data: dict[str, Any], base_dir: str | None = None) -> LogConfig:
             raise ConfigError("log.path", 'empty path (use "-" for standard output)')
         values["path"] = path
     if _given(data, "hmac_key_file"):
-        key_file = _str(data["hmac_key_file"], "log.hmac_key_file", "a file path")
-        if not key_file.strip():
-            raise ConfigError("log.hmac_key_file", "empty path")
-        if base_dir is not None and not os.path.isabs(key_file):
-            key_file = os.path.join(base_dir, key_file)
-        values["hmac_key_file"] = key_file
+        values["hmac_key_file"] = _path(data["hmac_key_file"], "log.hmac_key_file", base_dir)
     if _given(data, "enabled"):
         values["enabled"] = _bool(data["enabled"], "log.enabled")
     return LogConfig(**values)

@@ -96,7 +96,8 @@ def _budgets(value: object, path: str) -> Budgets:
     return Budgets(query_rate=rate, **_ints(data, path, _BUDGET_BOUNDS))
 
 
-def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: bool) -> Service:
+def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: bool,
+             base_dir: str | None = None) -> Service:
     """One entry of ``services`` (``named``), or ``default_service``."""
     data = _mapping(value, path, _SERVICE_KEYS if named else _DEFAULT_SERVICE_KEYS)
     name, listeners, clients = DEFAULT_SERVICE_NAME, (), ()
@@ -122,7 +123,8 @@ def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: b
         REFUSE_REFUSED, REFUSE_NXDOMAIN)) if _given(data, "refuse_with") else REFUSE_REFUSED
     rebinding = _bool(data["rebinding_protection"], f"{path}.rebinding_protection") if _given(
         data, "rebinding_protection") else True
-    forward = _forward(data["forward"], f"{path}.forward") if _given(data, "forward") else ()
+    forward = _forward(data["forward"], f"{path}.forward", base_dir) if _given(
+        data, "forward") else ()
     for index, item in enumerate(forward):
         if not any(_overlaps(item.zone, rule.zone) for rule in allow):
             raise ConfigError(f"{path}.forward[{index}].zone",
@@ -131,18 +133,20 @@ def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: b
                    _budgets(data.get("budgets"), f"{path}.budgets"))
 
 
-def _services(top: dict[str, Any], listen: tuple[Endpoint, ...],
+def _services(top: dict[str, Any], listen: tuple[Endpoint, ...], base_dir: str | None = None,
               ) -> tuple[tuple[Service, ...], Service]:
     """``services`` and ``default_service``, with the compatibility rule of the module
-    docstring: neither key present keeps the resolver open."""
+    docstring: neither key present keeps the resolver open. Relative file paths (a forward's
+    ``tls.ca_file``) are taken from ``base_dir``."""
     if "services" not in top and "default_service" not in top:
         return (), open_default_service()
     services = []
     if _given(top, "services"):
-        services = [_service(item, f"services[{index}]", listen, named=True)
+        services = [_service(item, f"services[{index}]", listen, named=True, base_dir=base_dir)
                     for index, item in enumerate(_list(top["services"], "services"))]
         _unique(services, "services", lambda s: s.name, lambda s: f"name {s.name!r}")
-    default = _service(top.get("default_service"), "default_service", listen, named=False)
+    default = _service(top.get("default_service"), "default_service", listen, named=False,
+                       base_dir=base_dir)
     return tuple(services), default
 
 

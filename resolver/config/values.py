@@ -9,6 +9,7 @@ Names with a leading underscore are the package's own (read by its other modules
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Callable
 from datetime import date, datetime
@@ -231,6 +232,17 @@ def _nonempty(value: object, path: str) -> list[Any]:
     if not items:
         raise ConfigError(path, "must not be empty")
     return items
+
+
+def _path(value: object, path: str, base_dir: str | None) -> str:
+    """A file path, relative ones taken from ``base_dir`` (the configuration file's directory)
+    when given, else from the working directory."""
+    text = _str(value, path, "a file path")
+    if not text.strip():
+        raise ConfigError(path, "empty path")
+    if base_dir is not None and not os.path.isabs(text):
+        return os.path.join(base_dir, text)
+    return text
 
 
 def _given(data: dict[str, Any], key: str) -> bool:

@@ -13,7 +13,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from resolver.resolve import transport
+from resolver.resolve import tls, transport
 from resolver.frontend._fastpath import Tally
 from resolver.dnssec import sigcrypt
 
@@ -200,6 +200,13 @@ class _Snapshot:
             for reason, count in sorted(transport.IGNORED.items()):
                 ignored.add_metric([reason], count)
             yield ignored
+            connections = CounterMetricFamily(
+                PREFIX + "upstream_tls_connections", "TLS connections to forwarders "
+                "(forward[].tls) by result: ok (authenticated), certificate, pin, tls, network, "
+                "timeout, ca_file (failed: the forwarder is not asked)", labels=["result"])
+            for result, count in sorted(tls.CONNECTIONS.items()):
+                connections.add_metric([result], count)
+            yield connections
         verified = sigcrypt.VERIFIED
         if verified is not None:
             yield _counter("signature_cache_hits", "Signature checks answered by the verified-"

@@ -24,7 +24,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from resolver.resolve import transport
+from resolver.resolve import tls, transport
 from resolver.resolve.cache import Answer, Cache, Proof
 from resolver.config.schema import Config, Forward, ResolverLimits, Timeouts, default
 from resolver.dnssec import Budget, BudgetName, ValidatorConfig, Verdict
@@ -172,6 +172,7 @@ class Iterator:
         self.zones: Lru[dns.name.Name, Zone] = Lru(settings.max_zones)  # the zone cuts
         self.forwards = {fwd.zone: [(ep.host, ep.port) for ep in fwd.servers]
                          for fwd in settings.forward}
+        self.tls = tls.upstreams(settings.forward)  # forwarders asked only over TLS (RFC 8310)
         self.validator = Validator(settings.validator, self.now, settings.limits.max_cname_chain)
         self.trust = ChainOfTrust(self.validator, settings.trust_anchors,
                                   settings.negative_trust_anchors, settings.max_zones,
@@ -262,9 +263,10 @@ class Iterator:
             if tap is not None:
                 query_wire, sent = query.to_wire(), time.time_ns()
                 tap.resolver_query(query_wire, server, zone.name, sent, forwarder=zone.recursive)
+            upstream = self.tls.get(server) if zone.recursive else None
+            send = self.exchange if upstream is None else upstream.exchange
             try:
-                reply = await self.exchange(query, server[0], server[1],
-                                            timeout=self.s.upstream_timeout)
+                reply = await send(query, server[0], server[1], timeout=self.s.upstream_timeout)
             except transport.UpstreamError as exc:
                 self.infra.failure(server, self.s.upstream_timeout)
                 if exc.kind == "timeout":

@@ -45,7 +45,8 @@ _OPT = dns.message.make_query(dns.name.root, dns.rdatatype.NS, use_edns=0, want_
 
 class UpstreamError(ResolverError):
     """A query that got no usable answer: ``kind`` is timeout, network, formerr (a TCP reply
-    that does not parse) or mismatch (a TCP reply to another question)."""
+    that does not parse), mismatch (a TCP reply to another question) or tls (a forwarder's
+    TLS connection not authenticated or not established: resolver.resolve.tls)."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")
@@ -107,6 +108,17 @@ def _check(query: dns.message.Message, wire: bytes) -> tuple[dns.message.Message
     return reply, ""
 
 
+def stream_failure(reason: str, host: str, stream: str) -> UpstreamError | None:
+    """Over a stream (TCP, TLS) the peer is the server itself: a reply with the query's ID that
+    does not parse, or that answers another question, is a broken server, not a forgery, and
+    ends the exchange (RFC 7766 §7); None for a reason that is only skipped."""
+    if reason == "unparseable":
+        return UpstreamError("formerr", f"unparseable reply from {host} over {stream}")
+    if reason == "question":
+        return UpstreamError("mismatch", f"{host} answered another question over {stream}")
+    return None
+
+
 async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
                timeout: float) -> tuple[dns.message.Message, bytes]:
     """Over a connected socket of our own (a third of the cost of a datagram endpoint),
@@ -150,10 +162,9 @@ async def _tcp(query: dns.message.Message, wire: bytes, host: str, port: int,
                 if reply is not None:
                     return reply, data
                 IGNORED[reason] += 1
-                if reason == "unparseable":
-                    raise UpstreamError("formerr", f"unparseable reply from {host} over TCP")
-                if reason == "question":
-                    raise UpstreamError("mismatch", f"{host} answered another question over TCP")
+                broken = stream_failure(reason, host, "TCP")
+                if broken is not None:
+                    raise broken
     except TimeoutError:
         raise UpstreamError("timeout", f"no answer from {host} over TCP") from None
     except (OSError, asyncio.IncompleteReadError) as exc:
