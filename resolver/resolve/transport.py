@@ -28,7 +28,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from resolver.errors import ResolverError
-from resolver.wire import EDNS_PAYLOAD
+from resolver.wire import EDNS_PAYLOAD, MAX_MESSAGE
 
 OPT = 41
 _HEADER = struct.Struct("!6H")  # ID, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
@@ -121,7 +121,7 @@ async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
         sock.send(wire)
         async with asyncio.timeout(timeout):
             while True:
-                data = await loop.sock_recv(sock, 65535)
+                data = await loop.sock_recv(sock, MAX_MESSAGE)
                 reply, reason = _check(query, data)
                 if reply is not None:
                     return reply, data
