@@ -10,7 +10,9 @@ answer (a :class:`HitTemplate`) with a hole per query field and chain field, eac
 ``FILL_*`` code the field table (``resolver.forensic.record``) gives it; :meth:`Chain.append_hit`
 fills them in C: the same bytes ``seal()`` makes of the record as a dict (property-tested),
 without a Python frame. No field name is written here: they all come from the table. The chain
-extends the queue of sealed lines the writer thread drains (``_queue``).
+extends the queue of sealed lines the writer thread drains (``_queue``). The classes' fields are
+declared in ``_fastlog.pxd``, so that the hit path (resolver.frontend._fastpath) holds a typed
+:class:`Chain`.
 """
 
 cimport cython
