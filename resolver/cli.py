@@ -1,7 +1,7 @@
 """dnssec-sidecar: a strict DNSSEC-validating recursive resolver (RFC 4033-4035) beside a
-workload. serve runs it; check-config, check-zone and verify-log check a configuration file,
-a signed zone file and the forensic log's hash chain, offline. Every failure is one line on
-standard error and an exit status of its kind (below), never a traceback."""
+workload. serve runs it; check-config checks a configuration file (and this host for it),
+check-zone a signed zone file, verify-log the forensic log's hash chain. Every failure is one
+line on standard error and an exit status of its kind (below), never a traceback."""
 
 from __future__ import annotations
 
