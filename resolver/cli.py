@@ -1,4 +1,7 @@
-"""The ``dnssec-sidecar`` command."""
+"""dnssec-sidecar: a strict DNSSEC-validating recursive resolver (RFC 4033-4035) beside a
+workload. serve runs it; check-config checks a configuration file (and this host for it),
+check-zone a signed zone file, verify-log the forensic log's hash chain. Every failure is one
+line on standard error and an exit status of its kind (below), never a traceback."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""``dnssec-sidecar check-config FILE``: load a configuration and summarise it, or say what is
-wrong with it."""
+"""``dnssec-sidecar check-config FILE``: load a configuration as serve would
+(resolver.config, every key checked) and check this host as serve would start on it
+(resolver.preflight); print a summary of what it would serve (listeners, root hints, trust
+anchors by key tag (RFC 4034 Appendix B), forwarders, validation settings, services and their
+allowlists, the log), or the key at fault and why, with its exit status (resolver.status)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
-"""The running service: cache, resolver, policy, forensic log and listeners assembled from a
-configuration; metrics and health; reload on SIGHUP or when the mounted file changes; graceful
-shutdown on SIGTERM."""
+"""The running service (``dnssec-sidecar serve``): the cache, the resolver (resolver.resolve),
+the policy, the forensic log and the listeners (resolver.frontend) assembled from a checked
+configuration (resolver.config); metrics and health (resolver.ops); reload on SIGHUP or when
+the mounted file changes (the policy swapped between two queries; the cache kept unless the
+trust changes; listen, log, metrics and dnstap take a restart); graceful shutdown on SIGTERM
+(no new queries, those in flight finished, the log flushed). With ``workers`` above one, a
+supervisor forks that many processes on SO_REUSEPORT sockets and restarts one that dies."""
 
 from __future__ import annotations
 

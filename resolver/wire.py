@@ -1,7 +1,7 @@
 """Wire rules both client paths follow, each defined once: the full path
 (resolver.frontend.answers and pipeline) and the compiled hit path (resolver.resolve._fastcache,
 which reads these values when it is imported); resolver.resolve.transport sends our EDNS payload
-size upstream.
+size upstream and reads replies of up to MAX_MESSAGE octets.
 
 UDP sizes (RFC 1035 §4.2.1, RFC 6891 §6.2.3-§6.2.5): without EDNS a UDP reply is at most 512
 octets; with it, the client's payload size, counted as 512 when smaller and capped at 1232, the
@@ -27,8 +27,9 @@ import dns.rdatatype
 EDNS_PAYLOAD = 1232
 #: A UDP reply's limit without EDNS, and the least an EDNS payload size counts as.
 MIN_UDP = 512
-#: The most a reply over TCP is (its two-octet length prefix).
-MAX_TCP = 65535
+#: The largest DNS message, whatever the transport: over TCP its length is a two-octet prefix
+#: (RFC 1035 §4.2.2); a UDP datagram read upstream is never larger.
+MAX_MESSAGE = 65535
 
 NOT_SERVED = frozenset((dns.rdatatype.ANY, dns.rdatatype.AXFR, dns.rdatatype.IXFR,
                         dns.rdatatype.MAILA, dns.rdatatype.MAILB, dns.rdatatype.OPT,

@@ -4,7 +4,9 @@
 describes it). A module may import its own layer and the layers below it, never one above. Every
 module of resolver/ is read: Python ``import``/``from`` statements anywhere in the file (inside
 functions too), and in the compiled ``.pyx``/``.pxd`` sources ``cimport`` and ``import`` as well.
-A module no layer names fails the test, so a new module is placed on purpose.
+A module no layer names fails the test, so a new module is placed on purpose. README's Layout
+table must name every module once, in a row of its package and of its layer, rows in the
+layers' order, so that the table cannot drift from the code.
 """
 import ast
 import re
@@ -17,8 +19,8 @@ PACKAGE = ROOT / "resolver"
 
 #: Lowest first. A name ending in ".*" covers a package and every module in it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("resolver", "resolver.ede", "resolver.errors", "resolver.status",
-                    "resolver.wire")),
+    ("foundation", ("resolver", "resolver.clock", "resolver.ede", "resolver.errors",
+                    "resolver.status", "resolver.wire")),
     ("outgoing", ("resolver.outgoing",)),
     ("dnssec", ("resolver.dnssec", "resolver.dnssec.*")),
     ("config", ("resolver.config", "resolver.config.*")),
@@ -181,3 +183,53 @@ def test_an_upward_cython_import_fails():
 def test_an_unplaced_module_fails():
     assert upward("resolver.newthing", []) != []
     assert upward("resolver.cli", ["resolver.newthing"]) != []
+
+
+def layout_rows() -> list[tuple[str, str, set[str]]]:
+    """README's Layout table: (layer, package path, the names in backticks of its modules
+    cell) per row, in order."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    table = section.split("\n| layer | path |", 1)[1].split("\n\n", 1)[0]
+    rows = []
+    for line in table.splitlines()[2:]:
+        layer, path, modules = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        rows.append((layer, re.search(r"`([^`]+)`", path)[1],
+                     set(re.findall(r"`(\w+)`", modules))))
+    return rows
+
+
+def layout_problems(rows: list[tuple[str, str, set[str]]]) -> list[str]:
+    """How ``rows`` (README's Layout table) differ from the code: rows out of the layers' order,
+    a module of resolver/ named in no row of its package or in several, or in a row of another
+    layer than ``LAYERS`` gives it."""
+    order = [name for name, _ in LAYERS]
+    layers = [layer for layer, _, _ in rows]
+    problems = [] if layers == sorted(layers, key=order.index) else ["rows out of layer order"]
+    for module in sorted({module_name(p) for p in SOURCES if p.name != "__init__.py"}):
+        package, _, stem = module.rpartition(".")
+        path = package.replace(".", "/") + "/"
+        naming = [layer for layer, where, names in rows if where == path and stem in names]
+        if len(naming) != 1:
+            problems.append(f"{module}: named in {len(naming)} rows of {path}")
+        elif naming[0] != LAYERS[layer_of(module)][0]:
+            problems.append(f"{module}: in a {naming[0]} row, LAYERS has it in "
+                            f"{LAYERS[layer_of(module)][0]}")
+    return problems
+
+
+def test_readme_layout_names_every_module_once_in_its_layer():
+    assert layout_problems(layout_rows()) == []
+
+
+def test_readme_layout_check_fails_on_a_missing_or_misplaced_module():
+    rows = layout_rows()
+    without_wire = [(layer, path, names - {"wire"}) for layer, path, names in rows]
+    assert layout_problems(without_wire) == ["resolver.wire: named in 0 rows of resolver/"]
+    twice = rows + [("application", "resolver/", {"wire"})]
+    assert layout_problems(twice) == ["resolver.wire: named in 2 rows of resolver/"]
+    moved = [(layer if path != "resolver/config/" else "forensic", path, names)
+             for layer, path, names in rows]
+    assert "resolver.config.parse: in a forensic row, LAYERS has it in config" in \
+        layout_problems(moved)
+    assert layout_problems(rows[::-1])[0] == "rows out of layer order"

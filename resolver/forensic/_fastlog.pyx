@@ -10,7 +10,9 @@ answer (a :class:`HitTemplate`) with a hole per query field and chain field, eac
 ``FILL_*`` code the field table (``resolver.forensic.record``) gives it; :meth:`Chain.append_hit`
 fills them in C: the same bytes ``seal()`` makes of the record as a dict (property-tested),
 without a Python frame. No field name is written here: they all come from the table. The chain
-extends the queue of sealed lines the writer thread drains (``_queue``).
+extends the queue of sealed lines the writer thread drains (``_queue``). The classes' fields are
+declared in ``_fastlog.pxd``, so that the hit path (resolver.frontend._fastpath) holds a typed
+:class:`Chain`.
 """
 
 cimport cython
@@ -18,11 +20,11 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.stdio cimport snprintf
 from libc.stdlib cimport free, realloc
-from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 from libc.time cimport gmtime_r, strftime, time_t, tm
 
-from resolver.forensic._queue cimport Queue, realtime
+from resolver.clock cimport realtime
+from resolver.forensic._queue cimport Queue
 
 import hashlib
 import zlib
@@ -49,7 +51,6 @@ cdef enum:
 (FILL_ADDRESS, FILL_PORT, FILL_ELAPSED, FILL_FLAGS, FILL_ID, FILL_LISTENER, FILL_STARTED,
  FILL_TRANSPORT, FILL_MAC, FILL_PREV, FILL_SEQ, FILL_HASH) = range(FILLS)
 cdef enum:
-    MAX_HOLES = 16
     HEX = 64  # a SHA-256 in hex
 
 
@@ -60,16 +61,6 @@ cdef class HitTemplate:
     the line has and the hashed body has not. ``flags`` is the query flags' JSON with RD clear
     and set (the only query flag a hit may differ in). With a :class:`Codebook` the text is
     kept compressed while the template is not in use."""
-
-    cdef bytes text  # None while packed
-    cdef bytes packed
-    cdef Codebook codebook
-    cdef int n
-    cdef unsigned char kinds[MAX_HOLES]
-    cdef unsigned char hash_hole  # which hole is the hash's
-    cdef unsigned char hash_key  # octets of the text before it that open its member
-    cdef uint32_t ends[MAX_HOLES + 1]
-    cdef readonly tuple flags
 
     def __init__(self, texts, fills, flags, Codebook codebook=None):
         cdef Py_ssize_t at = 0
@@ -123,13 +114,6 @@ cdef class Codebook:
     a template keeps about a seventh of its size. The ``hot`` templates used last keep their
     text unpacked; one that drops out of them is packed again (its packed text was kept)."""
 
-    cdef readonly bytes zdict  # None while learning
-    cdef list samples
-    cdef Py_ssize_t learned, want
-    cdef list ring
-    cdef Py_ssize_t at
-    cdef object _compressobj, _decompressobj
-
     def __init__(self, Py_ssize_t learn=16384, Py_ssize_t hot=4096):
         self.zdict = None
         self.samples = []
@@ -171,10 +155,6 @@ cdef class Digest:
     """A record's hash: hex SHA-256 of the body, or HMAC-SHA-256 under ``key`` (RFC 2104), the
     padded-key states of RFC 2104 §2 hashed once and copied per record."""
 
-    cdef readonly object key
-    cdef readonly bytes mac_json  # the record's ``mac`` field, as JSON text
-    cdef object _inner, _outer, _sha256
-
     def __init__(self, key=None):
         self.key = key
         self._sha256 = hashlib.sha256
@@ -204,12 +184,6 @@ cdef class Digest:
 cdef class Chain(Queue):
     """The log's end: the next ``seq``, ``prev`` and the digest (the event loop's alone) over
     the queue of sealed lines (:class:`_queue.Queue`: ``offer``, ``drain`` and the counts)."""
-
-    cdef readonly long long seq
-    cdef readonly str prev
-    cdef readonly Digest digest
-    cdef char *buf  # where a hit's record is put together
-    cdef Py_ssize_t cap
 
     def __cinit__(self):
         self.buf = NULL

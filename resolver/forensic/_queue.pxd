@@ -1,21 +1,12 @@
 # cython: language_level=3
 """Declarations of :class:`Queue` (``_queue.pyx``): the queue of sealed lines, which the
-forensic chain (``_fastlog.Chain``) extends, and the real-time clock both read."""
-
-from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+forensic chain (``_fastlog.Chain``) extends."""
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_mutex_t:
         pass
     ctypedef struct pthread_cond_t:
         pass
-
-
-cdef inline double realtime() noexcept nogil:
-    """The real time (as time.time), in seconds."""
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef struct Lines:  # sealed lines back to back (size of cap octets) and where each ends

@@ -13,8 +13,10 @@ from libc.errno cimport EAGAIN, EINTR, EIO, errno
 from libc.stdlib cimport free, realloc
 from libc.math cimport INFINITY
 from libc.string cimport memcpy, memmove, memset
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
+from posix.time cimport CLOCK_MONOTONIC, nanosleep, timespec
 from posix.types cimport time_t
+
+from resolver.clock cimport monotonic, realtime
 
 import select
 
@@ -87,12 +89,6 @@ cdef void _release(Lines *q) noexcept nogil:
     free(q.buf)
     free(q.ends)
     memset(q, 0, sizeof(Lines))
-
-
-cdef inline double _monotonic() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef inline void _pause(double seconds) noexcept nogil:
@@ -220,7 +216,7 @@ cdef class Queue:
             if room >= 0:
                 room = max(0, room - (self.written_bytes - before))
             empty = empty and self.written_bytes == before
-            if self.attending or _monotonic() >= write_until:
+            if self.attending or monotonic() >= write_until:
                 return (D_ATTEND if self.attending else D_DEADLINE), 0, \
                     self.written_bytes - before
 
@@ -236,7 +232,7 @@ cdef class Queue:
             if self.attending:
                 pthread_mutex_unlock(&self.mu)
                 return D_ATTEND
-            now = _monotonic()
+            now = monotonic()
             if now >= wait_until:
                 pthread_mutex_unlock(&self.mu)
                 return D_DEADLINE

@@ -22,11 +22,13 @@ cimport cython
 
 import logging
 
+from resolver.clock cimport realtime, realtime_ns
+from resolver.forensic._fastlog cimport Chain
 from resolver.frontend.admission cimport Admission
 from resolver.resolve._fastcache cimport WireCache
-from resolver.wire import MAX_TCP
+from resolver.wire import MAX_MESSAGE
 
-cdef Py_ssize_t _MAX_TCP = MAX_TCP  # a reply over TCP is at most this (resolver.wire)
+cdef Py_ssize_t _MAX_MESSAGE = MAX_MESSAGE  # a reply over TCP is at most this (resolver.wire)
 
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
@@ -68,14 +70,6 @@ cdef extern from "<netinet/in.h>" nogil:
 cdef extern from "<arpa/inet.h>" nogil:
     const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk_id, timespec *tp)
-    enum: CLOCK_REALTIME
-
 log = logging.getLogger(__name__)
 
 cdef enum:
@@ -86,18 +80,6 @@ cdef enum:
     DGRAM = 4096  # octets read of a datagram
     ROUNDS = 64  # batches per readiness callback: a few ms in C, as much as a flood sends
     # while one event loop iteration does its Python work (bench/flood.py)
-
-
-cdef inline double _now() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
-
-
-cdef inline long long _now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec
 
 
 cdef class Tally:
@@ -164,7 +146,7 @@ cdef class Report:
             self.tally.count(counters, transport, seconds)
         if self.tap is not None:
             self.tap.client_response(wire, reply, client[:2], listener, transport, t_query,
-                                     _now_ns())
+                                     realtime_ns())
 
 
 cdef class HitPath:
@@ -176,12 +158,12 @@ cdef class HitPath:
     for every query of a client under one policy."""
 
     cdef WireCache wirecache
-    cdef object chain
+    cdef Chain chain
     cdef Report report
     cdef object policy, service_scope, listener_json
     cdef dict _scopes, _listeners
 
-    def __init__(self, WireCache wirecache not None, chain, Report report not None, policy,
+    def __init__(self, WireCache wirecache not None, Chain chain, Report report not None, policy,
                  service_scope, listener_json):
         self.wirecache = wirecache
         self.chain = chain
@@ -204,11 +186,11 @@ cdef class HitPath:
         scope = self._scope(listener, client[0])
         if scope is None:
             return None
-        chain = self.chain
+        cdef Chain chain = self.chain
         if chain is not None and not chain.healthy:
             return None
-        cdef double now = _now()
-        reply = self.wirecache.answer(wire, scope, now, _MAX_TCP if tcp else 0)
+        cdef double now = realtime()
+        reply = self.wirecache.answer(wire, scope, now, _MAX_MESSAGE if tcp else 0)
         if reply is None:
             return None
         hit = self.wirecache.last_extra
@@ -223,10 +205,10 @@ cdef class HitPath:
         cdef long long sent
         try:
             transport = "tcp" if tcp else "udp"
-            sent = _now_ns()
+            sent = realtime_ns()
             self.report.received(wire, client, listener, transport, sent)
             self.report.answered(wire, reply, client, listener, transport, sent, hit[1],
-                                 _now() - now)
+                                 realtime() - now)
         except Exception:
             log.exception("after a cache hit's reply: counting or dnstap failed")
         return reply
@@ -333,7 +315,7 @@ cdef class UdpListener:
                     log.warning("UDP %s: receiving: %s", self.listener, strerror(errno).decode())
                 return
             nsend = 0
-            second = <long>_now()
+            second = <long>realtime()
             for i in range(n):
                 data = PyBytes_FromStringAndSize(self.bufs + i * DGRAM, self.rmsg[i].msg_len)
                 addr = self._address(&self.names[i])

@@ -1,5 +1,7 @@
-# The limits on client queries waiting for resolutions, declared for the listener
-# (resolver.frontend._fastpath), which sheds a flood's excess before it reaches Python.
+# cython: language_level=3
+"""Declarations of :class:`Admission` (``admission.pyx``): the limits on client queries
+waiting for resolutions (issue #14 §5), for the compiled listener (resolver.frontend._fastpath),
+which sheds a flood's excess before it reaches Python."""
 
 cdef class Admission:
     cdef readonly int total, per_client, answers_per_second, in_progress

@@ -23,7 +23,7 @@ import dns.rdatatype
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
 from resolver.frontend.resolution import Outcome
-from resolver.wire import EDNS_PAYLOAD, MAX_TCP, udp_limit
+from resolver.wire import EDNS_PAYLOAD, MAX_MESSAGE, udp_limit
 
 #: The DNSSEC record types a reply carries only for a client that set DO (RFC 4035 §3.2.1).
 DNSSEC_TYPES = frozenset((dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3))
@@ -98,7 +98,7 @@ def to_wire(query: dns.message.Message, response: dns.message.Message,
     resolver.wire.udp_limit of the query's EDNS payload size, else header, question and OPT
     only with TC set, so that the client asks again over TCP (RFC 2181 §9, RFC 7766 §5)."""
     if max_size is None:
-        return response.to_wire(max_size=MAX_TCP)
+        return response.to_wire(max_size=MAX_MESSAGE)
     limit = udp_limit(query.payload if query.edns >= 0 else None)
     try:
         return response.to_wire(max_size=limit)

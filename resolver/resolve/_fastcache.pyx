@@ -33,7 +33,6 @@ from resolver import wire
 
 cdef enum:
     HEADER = 12          # RFC 1035 §4.1.1
-    MAX_MESSAGE = 65535  # TTL offsets are kept in 16 bits
     CLASS_IN = 1
     T_OPT = 41           # RFC 6891 §6.1.1
     # header flags, second 16-bit word (RFC 1035 §4.1.1, RFC 4035 §3.2)
@@ -57,9 +56,11 @@ KEY_CD = K_CD
 KEY_AD_OR_DO = K_AD_OR_DO
 KEY_EDNS = K_EDNS
 
-# resolver.wire's UDP sizes, read once here: the full path's rule is the hit path's.
+# resolver.wire's sizes, read once here: the full path's rule is the hit path's. A message is
+# at most MAX_MESSAGE (65535) octets, so an entry keeps its sizes and TTL offsets in 16 bits.
 cdef int MIN_UDP = wire.MIN_UDP
 cdef int MAX_UDP = wire.EDNS_PAYLOAD
+cdef Py_ssize_t MAX_MESSAGE = wire.MAX_MESSAGE
 
 # One bit per QTYPE: the types resolver.wire.NOT_SERVED names are never stored nor answered.
 cdef unsigned char _NOT_SERVED[8192]

@@ -28,9 +28,8 @@ import dns.rdataclass
 import dns.rdatatype
 
 from resolver.errors import ResolverError
-from resolver.wire import EDNS_PAYLOAD
+from resolver.wire import EDNS_PAYLOAD, MAX_MESSAGE
 
-OPT = 41
 _HEADER = struct.Struct("!6H")  # ID, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
 _QUESTION_OPT = struct.Struct("!HHBHHIH")  # QTYPE, QCLASS; OPT: root, type, size, TTL, RDLEN
 
@@ -85,8 +84,8 @@ def _wire(query: dns.message.Message) -> bytes:
         return query.to_wire()
     question = query.question[0]
     return (_HEADER.pack(query.id, query.flags, 1, 0, 0, 1) + question.name.to_wire()
-            + _QUESTION_OPT.pack(question.rdtype, question.rdclass, 0, OPT, opt.rdclass,
-                                 opt.ttl, 0))
+            + _QUESTION_OPT.pack(question.rdtype, question.rdclass, 0, dns.rdatatype.OPT,
+                                 opt.rdclass, opt.ttl, 0))
 
 
 def _check(query: dns.message.Message, wire: bytes) -> tuple[dns.message.Message | None, str]:
@@ -133,7 +132,7 @@ async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
         sock.send(wire)
         async with asyncio.timeout(timeout):
             while True:
-                data = await loop.sock_recv(sock, 65535)
+                data = await loop.sock_recv(sock, MAX_MESSAGE)
                 reply, reason = _check(query, data)
                 if reply is not None:
                     return reply, data

@@ -1,0 +1,64 @@
+# cython: language_level=3
+"""Declarations of the compiled end of the forensic log (``_fastlog.pyx``): the hit's record
+template, the codebook that packs templates, the record's digest and the :class:`Chain` that
+extends the queue of sealed lines (``_queue.Queue``), so the hit path
+(resolver.frontend._fastpath) calls :meth:`Chain.append_hit` through C, typed."""
+
+cimport cython
+from libc.stdint cimport uint32_t
+
+from resolver.forensic._queue cimport Queue
+
+cdef enum:
+    MAX_HOLES = 16  # holes of a hit template at most
+
+
+cdef class HitTemplate:
+    cdef bytes text  # None while packed
+    cdef bytes packed
+    cdef Codebook codebook
+    cdef int n
+    cdef unsigned char kinds[MAX_HOLES]
+    cdef unsigned char hash_hole  # which hole is the hash's
+    cdef unsigned char hash_key  # octets of the text before it that open its member
+    cdef uint32_t ends[MAX_HOLES + 1]
+    cdef readonly tuple flags
+
+    cdef bytes _text(self)
+
+
+@cython.final
+cdef class Codebook:
+    cdef readonly bytes zdict  # None while learning
+    cdef list samples
+    cdef Py_ssize_t learned, want
+    cdef list ring
+    cdef Py_ssize_t at
+    cdef object _compressobj, _decompressobj
+
+    cdef bytes pack(self, bytes text)
+    cdef bytes unpack(self, bytes packed)
+    cdef void hold(self, HitTemplate template)
+
+
+@cython.final
+cdef class Digest:
+    cdef readonly object key
+    cdef readonly bytes mac_json  # the record's ``mac`` field, as JSON text
+    cdef object _inner, _outer, _sha256
+
+    cpdef str hex(self, body)
+
+
+@cython.final
+cdef class Chain(Queue):
+    cdef readonly long long seq
+    cdef readonly str prev
+    cdef readonly Digest digest
+    cdef char *buf  # where a hit's record is put together
+    cdef Py_ssize_t cap
+
+    cpdef bint append_hit(self, HitTemplate template, tuple client, bytes query,
+                          bytes listener, double started, bint tcp)
+    cdef bytes _seal_hit(self, HitTemplate t, tuple client, bytes query, bytes listener,
+                         double started, bint tcp)
