@@ -188,7 +188,7 @@ def test_resolution_limits(tmp_path):
     default = load_config(write(tmp_path, "")).limits
     assert (default.max_resolutions, default.max_resolutions_per_client,
             default.over_limit, default.over_limit_answers_per_second,
-            default.max_misses_per_client_per_second) == (1000, 500, "servfail", 10, 200)
+            default.max_misses_per_client_per_second) == (1000, 500, "servfail", 10, 100)
 
 
 def test_config_is_frozen():

@@ -568,7 +568,7 @@ def test_limits_follow_a_reload_and_show_in_metrics(tmp_path):
     sidecar = Sidecar(tmp_path, "limits: {max_resolutions: 5}\n")
     admission = sidecar.service.resolver.admission
     assert (admission.total, admission.per_client, admission.drop,
-            admission.answers_per_second, admission.misses_per_second) == (5, 500, False, 10, 200)
+            admission.answers_per_second, admission.misses_per_second) == (5, 500, False, 10, 100)
     sidecar.path.write_text(config_text(sidecar.log, "limits: {max_resolutions: 7, "
                                         "max_resolutions_per_client: 3, over_limit: drop, "
                                         "over_limit_answers_per_second: 2, "

@@ -110,7 +110,7 @@ class ResolverLimits:
     #: Cache misses of one client address resolved in a second (Unbound's ip-ratelimit); the
     #: excess is over a limit like the two above (0: no limit). bench/RESULTS.md: a client
     #: flooding unique names is held to this much of the full path's Python.
-    max_misses_per_client_per_second: int = 200
+    max_misses_per_client_per_second: int = 100
 
 
 @dataclass(frozen=True, slots=True)
