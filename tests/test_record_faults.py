@@ -488,11 +488,11 @@ def test_a_flood_over_the_per_client_limit_is_shed_in_the_listener(tree, tmp_pat
     assert [r["cache_hit"] for r in records if r["qname"] == WARM] == [False, True]
 
 
-def test_misses_over_the_rate_limit_per_client(tree, tmp_path):
+def test_misses_over_the_rate_limit_per_client(tree, tmp_path, caplog):
     """limits.max_misses_per_client_per_second: of a burst of unique names from one client,
     that many are resolved, over_limit_answers_per_second more are answered SERVFAIL naming
-    the limit, the rest are dropped in the listener, all counted; another client's miss in the
-    same second is resolved."""
+    the limit, the rest are dropped in the listener, all counted, and the process log says
+    so; another client's miss in the same second is resolved."""
     rate, allowance = 3, 2
     burst = [query(f"rate{i}.{ZONE}") for i in range(30)]
 
@@ -527,6 +527,7 @@ def test_misses_over_the_rate_limit_per_client(tree, tmp_path):
         assert "limits.max_misses_per_client_per_second" in ede(reply)[1]
     assert dropped == len(burst) - len(replies) and counted == len(burst) - len(resolved)
     assert other.rcode() == dns.rcode.NXDOMAIN
+    assert f"client {CLIENT_A} is over limits.max_misses_per_client_per_second" in caplog.text
 
 
 def test_identical_questions_share_one_resolution(tree, tmp_path):

@@ -125,6 +125,8 @@ cdef class Admission:
         limit = self.over(client, pending, pending_client)
         if limit is None:
             return False
+        if limit is MISSES:
+            self._log_over(client)
         cdef int answered
         if not self.drop:
             if second != self._second:
