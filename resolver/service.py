@@ -40,11 +40,12 @@ WATCH_INTERVAL = 2.0  # seconds between looks at the config file
 LOG_WATCH_INTERVAL = 0.25  # seconds between looks at the forensic log's health
 
 
-def admission_limits(config: Config) -> tuple[int, int, bool, int]:
+def admission_limits(config: Config) -> tuple[int, int, bool, int, int]:
     """resolver.frontend.admission's limits from a checked configuration."""
     limits = config.limits
     return (limits.max_resolutions, limits.max_resolutions_per_client,
-            limits.over_limit == OVER_LIMIT_DROP, limits.over_limit_answers_per_second)
+            limits.over_limit == OVER_LIMIT_DROP, limits.over_limit_answers_per_second,
+            limits.max_misses_per_client_per_second)
 
 
 def _trust(settings: Settings) -> tuple:

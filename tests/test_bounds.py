@@ -34,7 +34,8 @@ from resolver.config import ConfigError, Endpoint, Forward, parse_config
 from resolver.configcheck import summary
 from resolver.dnssec.anchors import RootHint
 from resolver.ede import EDE
-from resolver.resolve.iterator import Infra, Iterator, ResolutionFailed, Settings
+from resolver.resolve.failures import Infra
+from resolver.resolve.iterator import Iterator, ResolutionFailed, Settings
 from resolver.ops.metrics import OTHER_QTYPE, QTYPE_LABELS, Metrics
 from resolver.outgoing import DEFAULT_DO_NOT_QUERY, DoNotQuery, default_prefixes
 from tests.test_client_faults import Sidecar, sidecar_config, udp

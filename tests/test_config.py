@@ -182,13 +182,15 @@ def test_resolution_limits(tmp_path):
     them (issue #14 §5)."""
     limits = load_config(write(tmp_path, "limits: {max_resolutions: 64, "
                                          "max_resolutions_per_client: 8, over_limit: drop, "
-                                         "over_limit_answers_per_second: 0}")).limits
+                                         "over_limit_answers_per_second: 0, "
+                                         "max_misses_per_client_per_second: 0}")).limits
     assert (limits.max_resolutions, limits.max_resolutions_per_client,
-            limits.over_limit, limits.over_limit_answers_per_second) == (64, 8, "drop", 0)
+            limits.over_limit, limits.over_limit_answers_per_second,
+            limits.max_misses_per_client_per_second) == (64, 8, "drop", 0, 0)
     default = load_config(write(tmp_path, "")).limits
     assert (default.max_resolutions, default.max_resolutions_per_client,
-            default.over_limit, default.over_limit_answers_per_second) == (
-                1000, 500, "servfail", 10)
+            default.over_limit, default.over_limit_answers_per_second,
+            default.max_misses_per_client_per_second) == (1000, 500, "servfail", 10, 100)
 
 
 def test_config_is_frozen():
@@ -513,6 +515,8 @@ ERRORS = [
     ("limits: {over_limit: 1}", "limits.over_limit", "got integer"),
     ("limits: {over_limit_answers_per_second: -1}", "limits.over_limit_answers_per_second",
      "-1 is out of range 0..100000"),
+    ("limits: {max_misses_per_client_per_second: -1}",
+     "limits.max_misses_per_client_per_second", "-1 is out of range 0..1000000"),
     ("limits: {tcp_clients: 0}", "limits.tcp_clients", "0 is out of range 1..100000"),
     ("limits: {tcp_pipeline: 1001}", "limits.tcp_pipeline", "1001 is out of range 1..1000"),
     ("limits: {tcp_clients: 1.5}", "limits.tcp_clients", "got number"),

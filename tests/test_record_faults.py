@@ -488,6 +488,48 @@ def test_a_flood_over_the_per_client_limit_is_shed_in_the_listener(tree, tmp_pat
     assert [r["cache_hit"] for r in records if r["qname"] == WARM] == [False, True]
 
 
+def test_misses_over_the_rate_limit_per_client(tree, tmp_path, caplog):
+    """limits.max_misses_per_client_per_second: of a burst of unique names from one client,
+    that many are resolved, over_limit_answers_per_second more are answered SERVFAIL naming
+    the limit, the rest are dropped in the listener, all counted, and the process log says
+    so; another client's miss in the same second is resolved."""
+    rate, allowance = 3, 2
+    burst = [query(f"rate{i}.{ZONE}") for i in range(30)]
+
+    async def go():
+        extra = (f"limits: {{max_misses_per_client_per_second: {rate}, "
+                 f"over_limit_answers_per_second: {allowance}}}\n")
+        async with Sidecar(tmp_path, extra) as sidecar:
+            metrics = sidecar.service.metrics
+            await udp(WARM, source=CLIENT_B)
+            loop = asyncio.get_running_loop()
+            flooder, collect = await loop.create_datagram_endpoint(
+                Collect, local_addr=(CLIENT_A, 0), remote_addr=(ADDRESS, 53))
+            try:
+                for message in burst:
+                    flooder.sendto(message.to_wire())
+                other = await udp(f"other.{ZONE}", source=CLIENT_B)
+                await until(lambda: len(collect.replies)
+                            + sidecar.count(metrics.dropped, "over_limit") == len(burst),
+                            "every query of the burst answered or dropped")
+            finally:
+                flooder.close()
+            return (collect.replies, other, sidecar.count(metrics.dropped, "over_limit"),
+                    sidecar.count(metrics.over_limit, "max_misses_per_client_per_second"))
+
+    replies, other, dropped, counted = asyncio.run(go())
+    resolved = [r for r in replies if r.rcode() == dns.rcode.NXDOMAIN]
+    refused = [r for r in replies if r.rcode() == dns.rcode.SERVFAIL]
+    # Per second: a burst that straddles a second's turn gets twice.
+    assert rate <= len(resolved) <= 2 * rate and allowance <= len(refused) <= 2 * allowance
+    assert len(resolved) + len(refused) == len(replies)
+    for reply in refused:
+        assert "limits.max_misses_per_client_per_second" in ede(reply)[1]
+    assert dropped == len(burst) - len(replies) and counted == len(burst) - len(resolved)
+    assert other.rcode() == dns.rcode.NXDOMAIN
+    assert f"client {CLIENT_A} is over limits.max_misses_per_client_per_second" in caplog.text
+
+
 def test_identical_questions_share_one_resolution(tree, tmp_path):
     """Identical questions in progress (DO, CD and AD aside) are resolved once upstream; each
     client query still gets its own reply, shaped by its own flags, and its own record."""
@@ -527,13 +569,14 @@ def test_limits_follow_a_reload_and_show_in_metrics(tmp_path):
     sidecar = Sidecar(tmp_path, "limits: {max_resolutions: 5}\n")
     admission = sidecar.service.resolver.admission
     assert (admission.total, admission.per_client, admission.drop,
-            admission.answers_per_second) == (5, 500, False, 10)
+            admission.answers_per_second, admission.misses_per_second) == (5, 500, False, 10, 100)
     sidecar.path.write_text(config_text(sidecar.log, "limits: {max_resolutions: 7, "
                                         "max_resolutions_per_client: 3, over_limit: drop, "
-                                        "over_limit_answers_per_second: 2}\n"))
+                                        "over_limit_answers_per_second: 2, "
+                                        "max_misses_per_client_per_second: 5}\n"))
     assert asyncio.run(sidecar.service.reload("test"))
     assert (admission.total, admission.per_client, admission.drop,
-            admission.answers_per_second) == (7, 3, True, 2)
+            admission.answers_per_second, admission.misses_per_second) == (7, 3, True, 2, 5)
     assert admission.admit("192.0.2.1") is None
     text = generate_latest(sidecar.service.metrics.registry).decode()
     assert "dnssec_sidecar_resolutions_in_progress 1.0" in text

@@ -18,7 +18,7 @@ import dns.rrset
 import pytest
 
 from resolver.resolve._fastcache import WireCache
-from resolver.frontend.admission import CLIENT, PROCESS, Admission
+from resolver.frontend.admission import CLIENT, MISSES, PROCESS, Admission
 from resolver.frontend._fastpath import HitPath, Report, UdpListener
 
 BURST = 300  # datagrams per client: several batches of 64
@@ -229,3 +229,33 @@ def test_misses_handed_on_count_toward_the_limit_before_they_are_admitted() -> N
     _, replies, missed = read_once(admission, {sock: 60})
     assert len(missed[sock]) == 10 and admission.shed == {CLIENT: 30}
     assert len(replies[sock]) == 20 + 10
+
+
+def test_misses_over_the_rate_limit_are_shed_per_client() -> None:
+    """limits.max_misses_per_client_per_second: of one read, each client has as many misses
+    handed on as its rate allows (counted per client: the flooder's do not use up another's),
+    the rest are shed in the listener, and the hits are answered all the same."""
+    admission = Admission(1000, 500, False, 0, 10)
+    flooder, other = client(socket.AF_INET, "127.0.0.2"), client(socket.AF_INET, "127.0.0.3")
+    _, replies, missed = read_once(admission, {flooder: 60, other: 30})
+    assert len(missed[flooder]) == 10 and len(missed[other]) == 10
+    assert admission.shed == {MISSES: 30 + 10}
+    assert sum(r.rcode() == dns.rcode.NOERROR for r in replies[flooder]) == 20
+    assert sum(r.rcode() == dns.rcode.NOERROR for r in replies[other]) == 10
+
+
+def test_the_miss_rate_is_counted_when_admitted_per_second() -> None:
+    """A client's misses beyond its rate in one second are over MISSES, another client's are
+    admitted; a new second starts afresh; 0 is no limit."""
+    for _ in range(5):  # bounded: the checks below must fall within one second
+        second = int(time.time())
+        admission = Admission(1000, 500, False, 10, 3)
+        admitted = [admission.admit("a") for _ in range(4)]
+        other = admission.admit("b")
+        if int(time.time()) == second:
+            break
+    assert admitted == [None, None, None, MISSES] and other is None
+    assert admission.in_progress == 4
+    assert "limits.max_misses_per_client_per_second" in admission.reason(MISSES)
+    unlimited = Admission(1000, 500, False, 10, 0)
+    assert [unlimited.admit("a") for _ in range(100)] == [None] * 100

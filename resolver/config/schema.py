@@ -127,6 +127,10 @@ class ResolverLimits:
     #: are still answered SERVFAIL; the rest are dropped in the listener without a reply or a
     #: record (resolver.frontend.admission): a flood of misses is shed before it costs Python.
     over_limit_answers_per_second: int = 10
+    #: Cache misses of one client address resolved in a second (Unbound's ip-ratelimit); the
+    #: excess is over a limit like the two above (0: no limit). bench/RESULTS.md: a client
+    #: flooding unique names is held to this much of the full path's Python.
+    max_misses_per_client_per_second: int = 100
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ _RESOLVER_LIMIT_BOUNDS = {
     "tcp_clients": (1, 100_000),
     "tcp_pipeline": (1, 1_000),
     "over_limit_answers_per_second": (0, 100_000),
+    "max_misses_per_client_per_second": (0, 1_000_000),
 }
 _DNSSEC_LIMIT_BOUNDS = {
     "max_sig_checks_per_rrset": (1, 1_000),

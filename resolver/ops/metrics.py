@@ -71,8 +71,9 @@ class Metrics:
                                "an internal error's record could be sealed)",
                                ["reason"], registry=r)
         self.over_limit = Counter(PREFIX + "resolutions_over_limit", "Client queries not "
-                                  "resolved for being over limits.max_resolutions or "
-                                  "limits.max_resolutions_per_client (answered SERVFAIL, or "
+                                  "resolved for being over limits.max_resolutions, "
+                                  "limits.max_resolutions_per_client or "
+                                  "limits.max_misses_per_client_per_second (answered SERVFAIL, or "
                                   "dropped: limits.over_limit, "
                                   "limits.over_limit_answers_per_second)", ["limit"], registry=r)
         self.resolutions = Gauge(PREFIX + "resolutions_in_progress", "Client queries waiting "

@@ -9,9 +9,7 @@ from the closest known secure zone.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
@@ -26,6 +24,7 @@ import dns.rrset
 
 from resolver.resolve import tls, transport
 from resolver.resolve.cache import Answer, Cache, Proof
+from resolver.resolve.failures import Holds, Infra
 from resolver.config.schema import Config, Forward, ResolverLimits, Timeouts, default
 from resolver.dnssec import Budget, BudgetName, ValidatorConfig, Verdict
 from resolver.dnssec.anchors import RootHint
@@ -114,33 +113,6 @@ class Context:
     refresh_until: float = 0.0  # cached data expiring before this is asked again (prefetch)
 
 
-class Infra:
-    """Smoothed round-trip times per server address, for choosing whom to ask (like Unbound's
-    infra cache): unknown servers first in random order, then the fastest; timeouts back off.
-    Zones name the addresses, so at most ``max_servers`` are remembered: the one updated least
-    recently is forgotten first (it is then an unknown server again)."""
-
-    def __init__(self, max_servers: int) -> None:
-        self.max_servers = max_servers
-        self.srtt: OrderedDict[tuple[str, int], float] = OrderedDict()
-
-    def order(self, servers: list[tuple[str, int]]) -> list[tuple[str, int]]:
-        return sorted(servers, key=lambda s: self.srtt.get(s, random.uniform(0, 0.005)))
-
-    def success(self, server: tuple[str, int], rtt: float) -> None:
-        old = self.srtt.get(server)
-        self._set(server, rtt if old is None else 0.7 * old + 0.3 * rtt)
-
-    def failure(self, server: tuple[str, int], timeout: float) -> None:
-        self._set(server, min(max(self.srtt.get(server, 0.0) * 2, timeout), 120.0))
-
-    def _set(self, server: tuple[str, int], srtt: float) -> None:
-        self.srtt[server] = srtt
-        self.srtt.move_to_end(server)
-        if len(self.srtt) > self.max_servers:
-            self.srtt.popitem(last=False)
-
-
 def _import_rdata_classes() -> None:
     """dnspython imports a record type's module when it first parses one: done at start-up,
     not inside a client's first query (about 2 ms for a referral's NS and A records)."""
@@ -160,6 +132,13 @@ def _retrieve(task: asyncio.Future) -> None:
         task.exception()
 
 
+def _failed_early(task: asyncio.Future) -> bool:
+    """A query sent ahead that failed before its zone was established: held while the zone's
+    DNSKEY query, sent with it, was the one trying a held server again (RFC 9520 §3.2). It is
+    asked again, not taken as the zone's answer."""
+    return task.done() and not task.cancelled() and task.exception() is not None
+
+
 class Iterator:
     """Resolves names iteratively from the root hints, or through forwarders, validating."""
 
@@ -167,7 +146,9 @@ class Iterator:
         self.s = settings
         self.cache = cache
         self.exchange = exchange
-        self.infra = Infra(settings.max_servers)
+        self.infra = Infra(settings.max_servers, settings.upstream_timeout)
+        # Zones none of whose servers answered (RFC 9520 §3.2, resolver.resolve.failures).
+        self.zone_holds: Holds[dns.name.Name] = Holds(settings.max_zones, settings.query_timeout)
         self.do_not_query = DoNotQuery(settings.outgoing_do_not_query)
         self.zones: Lru[dns.name.Name, Zone] = Lru(settings.max_zones)  # the zone cuts
         self.forwards = {fwd.zone: [(ep.host, ep.port) for ep in fwd.servers]
@@ -224,9 +205,15 @@ class Iterator:
         return self.s.outgoing_ipv6 if ":" in addr else self.s.outgoing_ipv4
 
     def _closest_zone(self, name: dns.name.Name) -> Zone:
-        """The deepest known zone cut or forward zone enclosing ``name``."""
+        """The deepest known zone cut or forward zone enclosing ``name``; a zone held after
+        its servers failed (RFC 9520 §3.2) on the way raises its failure again."""
         candidate = name
         while True:
+            hold = self.zone_holds.held(candidate)
+            if hold is not None:
+                left = max(0.0, hold.until - self.zone_holds.clock())
+                raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, f"{hold.what} (cached "
+                                       f"failure, RFC 9520: {candidate} retried in {left:.1f} s)")
             if candidate in self.forwards:
                 return self._forward_zone(candidate)
             zone = self._known_zone(candidate)
@@ -253,9 +240,15 @@ class Iterator:
         if zone.not_queried and not zone.servers:
             last += (" outside outgoing.do_not_query (not asked: "
                      f"{', '.join(zone.not_queried)})")
+        unresponsive = bool(zone.servers)  # every server timed out, unreachable, or held
         for server in self.infra.order(zone.servers):
             if time.monotonic() >= ctx.deadline:
+                unresponsive = False
                 break
+            hold = self.infra.holds.held(server)
+            if hold is not None:  # RFC 9520 §3.2: not asked while its failure is cached
+                last = f"{server[0]}: {hold.what} (cached failure, not asked)"
+                continue
             self._spend_query(ctx)
             query = transport.make_query(qname, qtype, recursion=zone.recursive)
             ctx.servers_asked.append(f"{server[0]}:{server[1]}")
@@ -268,10 +261,14 @@ class Iterator:
             try:
                 reply = await send(query, server[0], server[1], timeout=self.s.upstream_timeout)
             except transport.UpstreamError as exc:
-                self.infra.failure(server, self.s.upstream_timeout)
+                last = f"{server[0]}: {exc}"
+                if exc.kind in ("timeout", "network"):
+                    self.infra.unresponsive(server, self.s.upstream_timeout, str(exc))
+                else:
+                    self.infra.failure(server, self.s.upstream_timeout)
+                    unresponsive = False
                 if exc.kind == "timeout":
                     self.stats["upstream_timeouts"] += 1
-                last = f"{server[0]}: {exc}"
                 continue
             if tap is not None:
                 tap.resolver_response(query_wire, reply.wire or reply.message.to_wire(), server,
@@ -284,11 +281,15 @@ class Iterator:
                 self.infra.failure(server, self.s.upstream_timeout)  # ask the others first
                 last = (f"{server[0]} answered {dns.rcode.to_text(reply.message.rcode())} "
                         f"for {qname} in {zone.name}")
+                unresponsive = False
                 continue
             self.infra.success(server, reply.rtt)
+            self.zone_holds.answered(zone.name)
             return reply.message, kind
-        raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY,
-                               f"no server of {zone.name} answered for {qname}: {last}")
+        reason = f"no server of {zone.name} answered for {qname}: {last}"
+        if unresponsive:
+            self.zone_holds.failed(zone.name, reason)
+        raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, reason)
 
     def _ask_ahead(self, zone: Zone, qname: dns.name.Name, qtype: int,
                    ctx: Context) -> asyncio.Future:
@@ -425,7 +426,8 @@ class Iterator:
                                            Proof(zone.name, notes=list(zone.proof)), zone.budget)
                 question = self._question(zone, name, qtype, labels, minimise)
                 qname, qt = question
-                if ahead is not None and ahead[0] is zone and ahead[1] == question:
+                if ahead is not None and ahead[0] is zone and ahead[1] == question and \
+                        not _failed_early(ahead[2]):
                     sent = ahead[2]
                 else:
                     if ahead is not None:
