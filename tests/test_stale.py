@@ -38,6 +38,7 @@ from resolver.resolve import stale as stale_module
 from resolver.resolve import transport
 from resolver.resolve._fastcache import WireCache
 from resolver.resolve.cache import Cache
+from resolver.resolve.failures import MAX_HOLD
 from resolver.resolve.prefetch import FRACTION
 from tests.test_resolver import _start, _stop, ask, ede_of
 from tests.test_resolver import tree  # noqa: F401 (the tree's servers, a fixture)
@@ -85,6 +86,8 @@ def _frontend(stale: ServeStale | None = ServeStale(), prefetch: bool = False, p
     cache = Cache(clock=clock, max_stale=stale.max_stale if stale else 0)
     resolver = Resolver(memory.settings(), cache, Admission(100, 100, False, 10),
                         exchange=authorities, serve_stale=stale, prefetch=prefetch)
+    # Servers and zones that did not answer are held back (RFC 9520) on the same clock.
+    resolver.iterator.infra.holds.clock = resolver.iterator.zone_holds.clock = clock
     return Frontend(resolver, policy, None, None, None), authorities, clock
 
 
@@ -242,6 +245,7 @@ def test_not_served_stale_across_a_reload():
         assert response.rcode() == dns.rcode.SERVFAIL and not record["stale"]
         # Stored after the reload: served stale again.
         authorities.down = False
+        clock.now += MAX_HOLD  # the failures just cached (RFC 9520) are over, backoff included
         await _ask(frontend)
         _expire(frontend, clock)
         authorities.down = True
