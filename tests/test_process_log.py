@@ -163,9 +163,11 @@ def test_a_dead_upstream_is_a_servfail_with_ede_22_before_the_stub_gives_up(tmp_
     ede = [(option.code, option.text) for option in reply.options
            if option.otype == dns.edns.EDE]
     assert ede and ede[0][0] == 22, ede  # No Reachable Authority
-    # Cut off at query_ms, or sooner: servers that the start-up's priming found dead are
-    # held (RFC 9520), and the query fails from that cached failure.
-    assert f"within {query_ms / 1000}s" in ede[0][1] or "cached failure" in ede[0][1], ede
+    # Cut off at query_ms, or sooner: every root server timed out for this query's own
+    # priming, or the start-up's priming found them dead and they are held (RFC 9520), and
+    # the query fails from that cached failure.
+    assert any(cause in ede[0][1] for cause in (f"within {query_ms / 1000}s", "cached failure",
+                                                "no server of . answered")), ede
     # A generous bound only (the machine may be loaded): the reply waited for query_ms, not
     # for every server's try.
     assert elapsed < query_ms / 1000 + 10, elapsed
