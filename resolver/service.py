@@ -285,7 +285,7 @@ class Service:
             log.error("reload (%s) rejected, keeping the running configuration: %s", why, exc)
             self.metrics.reloads.labels("rejected").inc()
             return False
-        for field in ("listen", "log", "metrics", "dnstap"):
+        for field in RESTART_ONLY:
             if getattr(new, field) != getattr(self.config, field):
                 log.warning("reload: %s changed; that takes a restart", field)
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
@@ -302,6 +302,11 @@ class Service:
         self.metrics.reloads.labels("applied").inc()
         self._say(f"reload ({why}) applied; services: {_services_text(new)}")
         return True
+
+
+#: Configuration keys a reload cannot apply: sockets and files held open, processes started,
+#: and the cache's size and behaviour. A change is logged and the running value kept.
+RESTART_ONLY = ("listen", "log", "metrics", "dnstap", "cache", "workers")
 
 
 def _anchor_tags(rrset) -> list[int]:

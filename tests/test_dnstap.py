@@ -592,25 +592,29 @@ def test_check_config_summary(tmp_path, capsys):
 
 def test_service_wires_the_tap_and_a_reload_keeps_it(tmp_path, caplog):
     """Client messages at the frontend, resolver messages at the iterator, as configured; a
-    changed dnstap key takes a restart, and a new iterator made by a reload is wired again."""
+    changed dnstap (or cache) key takes a restart, and a new iterator made by a reload is wired
+    again."""
     import asyncio
 
     from resolver.config import load_config
     from resolver.service import Service
     path = tmp_path / "c.yaml"
     text = ('listen: ["127.0.0.13:53"]\nlog: {enabled: false}\nmetrics: {enabled: false}\n'
-            'qname_minimisation: %s\ndnstap: {path: "%s", client: false}\n')
-    path.write_text(text % ("true", tmp_path / "a.sock"))
+            'qname_minimisation: %s\ndnstap: {path: "%s", client: false}\n'
+            'cache: {prefetch: %s}\n')
+    path.write_text(text % ("true", tmp_path / "a.sock", "false"))
     service = Service(load_config(str(path)), str(path))
     assert service.tap is not None and service.tap.config.path == str(tmp_path / "a.sock")
     assert service.server.frontend.report.tap is None
     assert service.resolver.iterator.tap is service.tap
-    path.write_text(text % ("false", tmp_path / "b.sock"))
+    path.write_text(text % ("false", tmp_path / "b.sock", "true"))
     assert asyncio.run(service.reload("test"))
     assert service.resolver.settings.qname_minimisation is False  # a new iterator
     assert service.resolver.iterator.tap is service.tap
     assert service.config.dnstap.path == str(tmp_path / "a.sock")
     assert "dnstap changed; that takes a restart" in caplog.text
+    assert "cache changed; that takes a restart" in caplog.text
+    assert service.config.cache.prefetch is False and service.resolver.prefetch is None
 
 
 # --- the real resolver -----------------------------------------------------------------------
