@@ -57,7 +57,7 @@ class Stale:
         the recheck timer, anything else stops it."""
         key = (qname, qtype)
         self._failed.pop(key, None)
-        if failure is not None and failure.ede in UNREACHABLE:
+        if self.wanted(failure):
             self._failed[key] = self.clock()
             if len(self._failed) > MAX_FAILING:
                 self._failed.popitem(last=False)
