@@ -128,8 +128,8 @@ class HitTally(Tally):
             for child in children:
                 child.inc(n)
         self.counts.clear()
-        for transport, cells in self.latency.items():
-            child = self.metrics.child(self.metrics.duration, transport)
+        for protocol, cells in self.latency.items():
+            child = self.metrics.child(self.metrics.duration, protocol)
             for bucket, n in zip(child._buckets, cells):  # no bulk observe in the public API
                 if n:
                     bucket.inc(n)
