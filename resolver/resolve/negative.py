@@ -29,6 +29,7 @@ from resolver.dnssec import Budget, ValidatorConfig, Verdict, nsec, nsec3
 from resolver.dnssec.canonical import label_count
 from resolver.dnssec.result import Answer, DenialResult, Proof
 from resolver.dnssec.typemap import wildcard_of
+from resolver.dnssec.verify import WINDOW_OK, check_window
 
 SOA, DS, RRSIG, NSEC, NSEC3 = (dns.rdatatype.SOA, dns.rdatatype.DS, dns.rdatatype.RRSIG,
                                dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
@@ -51,11 +52,9 @@ class _Held:
     expires: float
 
     def usable(self, now: int, clock: float) -> bool:
-        """Within its TTL and its signature's validity window (RFC 4034 §3.1.5, serial
-        arithmetic)."""
-        inception, expiration = self.evidence[5], self.evidence[6]
-        return self.expires > clock and (now - inception) % 2**32 < 2**31 \
-            and (expiration - now) % 2**32 < 2**31
+        """Within its TTL and its signature's validity window (RFC 4034 §3.1.5)."""
+        return self.expires > clock and \
+            check_window(self.evidence[5], self.evidence[6], now) == WINDOW_OK
 
 
 class _Zone:
