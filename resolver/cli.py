@@ -1,6 +1,7 @@
 """dnssec-sidecar: a strict DNSSEC-validating recursive resolver (RFC 4033-4035) beside a
 workload. serve runs it; check-config checks a configuration file (and this host for it),
-check-zone a signed zone file, verify-log the forensic log's hash chain. Every failure is one
+check-zone a signed zone file, verify-log the forensic log's hash chain, posture shows the
+DNSSEC posture of the expected zones. Every failure is one
 line on standard error and an exit status of its kind (below), never a traceback."""
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def verify_log(args: argparse.Namespace) -> int:
     return verify.run(args.files, args.hmac_key_file)
 
 
+def posture(args: argparse.Namespace) -> int:
+    from resolver.monitor import report
+    return report.run(args.api, args.log)
+
+
 def build_parser() -> argparse.ArgumentParser:
     epilog = "exit status:\n" + "\n".join(f"  {code:3d}  {text}" for code, text in status.TABLE)
     parser = argparse.ArgumentParser(prog="dnssec-sidecar", description=__doc__, epilog=epilog,
@@ -115,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--hmac-key-file", metavar="FILE",
                         help="the key the log was written with, for HMAC chains")
     verify.set_defaults(run=verify_log)
+    show = commands.add_parser(
+        "posture", help="the DNSSEC posture of the expected zones",
+        description="A table of the zones the services expect and the zone cuts above them: "
+                    "state, keys, DS, denial, SOA serial, earliest signature expiry, last "
+                    "change; from a running resolver or its forensic log.")
+    source = show.add_mutually_exclusive_group(required=True)
+    source.add_argument("--api", metavar="ADDR:PORT",
+                        help="a running resolver's metrics.listen address (GET /posture)")
+    source.add_argument("--log", metavar="FILE", nargs="+",
+                        help="forensic log files, oldest first (their event records)")
+    show.set_defaults(run=posture)
     check = commands.add_parser(
         "check-zone", help="validate every RRset of a signed zone file",
         description="Validate the DNSKEY set of a signed zone file from a DS or DNSKEY trust "

@@ -27,6 +27,8 @@ from resolver.ops.dnstap import Dnstap, DnstapCollector
 from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
+from resolver.monitor.check import Monitor
+from resolver.monitor.events import Events
 from resolver.frontend.policy import Policy
 from resolver.preflight import bind_failure, forward_tls
 from resolver.frontend.listeners import Server
@@ -104,6 +106,12 @@ class Service:
                                     resolver=self.resolver,
                                     iterator=lambda: self.resolver.iterator)
         self.metrics.resolutions.set_function(lambda: self.resolver.admission.in_progress)
+        # The expected zones' posture (issue #18), fed by the chain of trust and the frontend.
+        self.monitor = Monitor(config, lambda: self.resolver.iterator, Events(
+            self.forensic, worker if config.workers > 1 else None,
+            lambda kind: self.metrics.events.labels(kind).inc()))
+        self.metrics.sources["posture"] = self.monitor
+        self.server.frontend.on_unexpected = self.monitor.unexpected
         if self.tap is not None:
             self.metrics.registry.register(DnstapCollector(self.tap))
         self._hook_iterator(self.resolver.iterator)
@@ -113,6 +121,7 @@ class Service:
         iterator.on_rtt = self.metrics.upstream_rtt.observe
         iterator.on_event = lambda event: self.metrics.events.labels(event).inc()
         iterator.tap = _tap_for(self.config, self.tap, "resolver")
+        iterator.trust.observer = self.monitor.observe_zone
 
     async def run(self) -> None:
         """Serve until SIGINT or SIGTERM; then stop accepting, let queries in flight finish,
@@ -146,7 +155,8 @@ class Service:
             loop.add_signal_handler(signal.SIGHUP,
                                     lambda: asyncio.ensure_future(self.reload("SIGHUP")))
             tasks = [asyncio.ensure_future(self.health.watch_loop()),
-                     asyncio.ensure_future(self._readiness())]
+                     asyncio.ensure_future(self._readiness()),
+                     asyncio.ensure_future(self.monitor.run())]
             if self.path:
                 tasks.append(asyncio.ensure_future(self._watch_file()))
             for line in self.summary():
@@ -196,8 +206,9 @@ class Service:
     async def _readiness(self) -> None:
         """Ready once the DNSKEY sets of the anchors' zones validate (through the forwarders
         when forwarded), or, failing that, every forwarder answers; and while the
-        forensic log writes (queries get SERVFAIL while it cannot). Trust is checked every
-        60 s once established (2 s before), the log every LOG_WATCH_INTERVAL."""
+        forensic log writes (queries get SERVFAIL while it cannot), and while no validation
+        canary resolves (monitor.canary, checked by the monitor). Trust is checked every 60 s
+        once established (2 s before), the log every LOG_WATCH_INTERVAL."""
         loop = asyncio.get_running_loop()
         trusted, why, next_check = False, "", 0.0
         failing_since = None
@@ -206,8 +217,9 @@ class Service:
                 trusted, why = await self._check_ready()
                 next_check = loop.time() + (60 if trusted else 2)
             failing_since, log_problem = self._log_health(failing_since, loop.time())
-            self.health.ready = trusted and log_problem is None
-            self.health.ready_reason = log_problem or why
+            canary = self.monitor.problem
+            self.health.ready = trusted and log_problem is None and canary is None
+            self.health.ready_reason = log_problem or canary or why
             await asyncio.sleep(LOG_WATCH_INTERVAL)
 
     def _log_health(self, failing_since: float | None, now: float,
@@ -290,6 +302,7 @@ class Service:
                 log.warning("reload: %s changed; that takes a restart", field)
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
         self.server.frontend.use_policy(Policy(new))
+        self.monitor.configure(new)
         self.resolver.admission.configure(*admission_limits(new))
         settings = Settings.from_config(new)
         if settings != self.resolver.settings:

@@ -617,7 +617,7 @@ ERRORS = [
      "services[0].allow[0].allow_private", "expected true or false, got integer"),
     ("services: [{name: a, clients: ['10.0.0.0/8'], allow: [{zone: a., ttl: 5}]}]",
      "services[0].allow[0].ttl", "unknown key (expected one of: zone, require, types, "
-     "allow_private)"),
+     "allow_private, expect)"),
     ("services: [{name: a, clients: ['10.0.0.0/8'], refuse_with: servfail}]",
      "services[0].refuse_with", "must be refused or nxdomain"),
     ("services: [{name: a, clients: ['10.0.0.0/8'], refuse_with: REFUSED}]",

@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("forensic", ("resolver.forensic", "resolver.forensic.*")),
     ("resolve", ("resolver.resolve", "resolver.resolve.*")),
     ("frontend", ("resolver.frontend", "resolver.frontend.*")),
+    ("monitor", ("resolver.monitor", "resolver.monitor.*")),
     ("ops", ("resolver.ops", "resolver.ops.*")),
     ("application", ("resolver.service", "resolver.preflight", "resolver.checkzone",
                      "resolver.configcheck", "resolver.cli")),

@@ -17,7 +17,8 @@ import yaml
 from resolver import status
 from resolver.config.schema import Config, ConfigError, Endpoint, Forward, default
 from resolver.config.sections import (_LOG_KEYS, _cache, _dnstap, _forward, _limits, _listen,
-                                      _log_config, _metrics, _negative_trust_anchors,
+                                      _log_config, _metrics, _monitor,
+                                      _negative_trust_anchors,
                                       _root_hints, _timeouts, _trust_anchors, _validation,
                                       _workers)
 from resolver.config.services import _merge_forwards, _services
@@ -28,7 +29,7 @@ from resolver.dnssec.config import ValidatorConfig
 _TOP_KEYS = ("listen", "root_hints", "trust_anchors", "trust_anchor_file", "forward",
              "validation", "qname_minimisation", "negative_trust_anchors", "outgoing", "limits",
              "timeouts", "cache", "services", "default_service", "log", "metrics",
-             "dnstap", "workers")
+             "dnstap", "workers", "monitor")
 
 
 def parse_config(data: object, source: str = "<string>", *, base_dir: str | None = None,
@@ -70,7 +71,8 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
         default_service=default_service,
         log=_log_config(_mapping(top.get("log"), "log", _LOG_KEYS), base_dir),
         metrics=_metrics(top.get("metrics")), dnstap=_dnstap(top.get("dnstap")),
-        workers=_workers(top), outgoing_do_not_query=do_not_query)
+        workers=_workers(top), outgoing_do_not_query=do_not_query,
+        monitor=_monitor(top.get("monitor")))
 
 
 def _check_families(hints: tuple[RootHint, ...], forwards: list[tuple[str, Forward]],

@@ -188,12 +188,15 @@ class AllowRule:
     ``require`` is ``"secure"`` (an Insecure answer is refused: how a removed DS is caught) or
     ``"insecure-ok"`` (a zone proven unsigned may be answered); Bogus is never answered.
     ``types`` limits the query types (None: all). ``allow_private`` lets answers carry private
-    addresses despite the service's rebinding protection."""
+    addresses despite the service's rebinding protection. ``expect`` (``expect.addresses``)
+    pins the prefixes its A and AAAA data must fall in (None: any): a validated answer
+    outside them is refused, since a compromised publisher can sign anything (issue #18)."""
 
     zone: dns.name.Name
     require: str
     types: frozenset[int] | None
     allow_private: bool
+    expect: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +233,23 @@ def open_default_service() -> Service:
     return Service(DEFAULT_SERVICE_NAME, (), (),
                    (AllowRule(dns.name.root, REQUIRE_INSECURE_OK, None, False),),
                    REFUSE_REFUSED, False, (), Budgets())
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """``monitor`` (issue #18, resolver.monitor): the DNSSEC posture of the expected zones (the
+    allow rules' zones and the zone cuts above them), checked in the background."""
+
+    #: Seconds between background checks of each zone's DS, DNSKEY, SOA and NSEC3PARAM.
+    interval: int = 300
+    #: Seconds: an earliest signature expiration closer than this is ``signatures_expiring``.
+    expiry_warning: int = 72 * 3600
+    #: Lookups the background check may make in one interval (canaries first); zones left
+    #: over are checked in the next interval.
+    budget: int = 200
+    #: Names that must fail validation; one that resolves fails /readyz.
+    canary: tuple[dns.name.Name, ...] = ()
+    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +343,7 @@ class Config:
     dnstap: DnstapConfig | None = None
     #: Serving processes on SO_REUSEPORT sockets, each with its own cache and log chain.
     workers: int = 1
+    monitor: MonitorConfig = MonitorConfig()
 
 
 def default(name: str) -> Any:

@@ -24,7 +24,7 @@ from resolver import status
 from resolver.config.schema import (DNSTAP_FILE, DNSTAP_UNIX, OVER_LIMIT_DROP,
                                     OVER_LIMIT_SERVFAIL, CacheConfig, ConfigError, DnstapConfig,
                                     DOT_PORT, Endpoint, Forward, ForwardTls, LogConfig,
-                                    MetricsConfig, ResolverLimits, ServeStale, Timeouts, default)
+                                    MetricsConfig, MonitorConfig, ResolverLimits, ServeStale, Timeouts, default)
 from resolver.config.values import (_address, _bool, _choice, _duration, _endpoint, _given,
                                     _int, _ints, _kind, _list, _mapping, _name, _nonempty, _path,
                                     _required, _str, _unique, parse_time)
@@ -296,6 +296,38 @@ def _serve_stale(value: object) -> ServeStale:
             data["client_timeout_ms"], "cache.serve_stale.client_timeout_ms",
             _CLIENT_TIMEOUT_BOUNDS))
     return stale
+
+
+#: ``monitor``'s bounds, in seconds and lookups (issue #18).
+_MONITOR_INTERVAL_BOUNDS = (1, 86_400)
+_MONITOR_WARNING_BOUNDS = (3600, 366 * 86400)
+_MONITOR_BUDGET_BOUNDS = (1, 100_000)
+MAX_CANARIES = 16
+
+
+def _monitor(value: object) -> MonitorConfig:
+    """``monitor``: the background check of the expected zones' posture (resolver.monitor)."""
+    data = _mapping(value, "monitor", ("interval", "expiry_warning", "budget", "canary",
+                                       "enabled"))
+    values: dict[str, Any] = {}
+    if _given(data, "interval"):
+        values["interval"] = _duration(data["interval"], "monitor.interval",
+                                       _MONITOR_INTERVAL_BOUNDS)
+    if _given(data, "expiry_warning"):
+        values["expiry_warning"] = _duration(data["expiry_warning"], "monitor.expiry_warning",
+                                             _MONITOR_WARNING_BOUNDS)
+    if _given(data, "budget"):
+        values["budget"] = _int(data["budget"], "monitor.budget", _MONITOR_BUDGET_BOUNDS)
+    if _given(data, "canary"):
+        names = [_name(item, f"monitor.canary[{i}]")
+                 for i, item in enumerate(_list(data["canary"], "monitor.canary"))]
+        if len(names) > MAX_CANARIES:
+            raise ConfigError("monitor.canary", f"{len(names)} names; at most {MAX_CANARIES}")
+        _unique(names, "monitor.canary", lambda n: n, lambda n: str(n))
+        values["canary"] = tuple(names)
+    if _given(data, "enabled"):
+        values["enabled"] = _bool(data["enabled"], "monitor.enabled")
+    return MonitorConfig(**values)
 
 
 def _metrics(value: object) -> MetricsConfig:

@@ -33,7 +33,7 @@ from resolver.config.values import (_bool, _choice, _endpoint, _given, _ints, _k
 _SERVICE_KEYS = ("name", "listeners", "clients", "allow", "refuse_with", "rebinding_protection",
                  "forward", "budgets")
 _DEFAULT_SERVICE_KEYS = _SERVICE_KEYS[3:]
-_RULE_KEYS = ("zone", "require", "types", "allow_private")
+_RULE_KEYS = ("zone", "require", "types", "allow_private", "expect")
 _SERVICE_NAME = re.compile(r"[a-z0-9_.-]{1,63}")
 _BUDGET_BOUNDS = {
     "max_label_length": (1, 63),
@@ -75,11 +75,19 @@ def _allow(value: object, path: str) -> tuple[AllowRule, ...]:
         types = _types(data["types"], f"{where}.types") if _given(data, "types") else None
         allow_private = _bool(data["allow_private"], f"{where}.allow_private") if _given(
             data, "allow_private") else False
-        rules.append(AllowRule(zone, require, types, allow_private))
+        expect = _expect(data["expect"], f"{where}.expect") if _given(data, "expect") else None
+        rules.append(AllowRule(zone, require, types, allow_private, expect))
     for index, rule in enumerate(rules):
         if any(rule.zone == other.zone for other in rules[:index]):
             raise ConfigError(f"{path}[{index}].zone", f"{rule.zone}: duplicate zone")
     return tuple(rules)
+
+
+def _expect(value: object, path: str) -> tuple:
+    """``allow[].expect``: ``{addresses: [prefixes]}``, the ranges the rule's A and AAAA answers
+    must fall in (issue #18)."""
+    data = _mapping(value, path, ("addresses",))
+    return _prefixes(_required(data, "addresses", path), f"{path}.addresses")
 
 
 def _budgets(value: object, path: str) -> Budgets:

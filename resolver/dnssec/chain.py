@@ -36,7 +36,9 @@ class ChainOfTrust:
     """Zone security for the iterator: ``ask(zone, qname, qtype, ctx)`` sends one query to a
     zone's servers and returns (reply, kind); ``lookup(name, qtype, ctx)`` resolves and
     validates a whole answer (used for the DS walk under forwarders); ``event(name)`` is told of
-    DNSSEC health events ("key_rollover", "nta_used")."""
+    DNSSEC health events ("key_rollover", "nta_used"); ``observer(zone)``, when its owner sets
+    one, of every zone cut whose security :meth:`establish` or :meth:`prime_root` decided (the
+    posture of expected zones, resolver.monitor)."""
 
     def __init__(self, validator: Validator, anchors: list[dns.rrset.RRset],
                  negative_anchors: list[dns.name.Name], max_zones: int,
@@ -50,6 +52,7 @@ class ChainOfTrust:
         # queries so a forwarded walk never redirects iterative resolution.
         self.secured: Lru[dns.name.Name, Zone] = Lru(max_zones)
         self.key_tags: Lru[dns.name.Name, frozenset[int]] = Lru(max_zones)  # rollover events
+        self.observer: Callable[[Zone], None] | None = None
 
     def nta_for(self, name: dns.name.Name) -> dns.name.Name | None:
         """The negative trust anchor ``name`` is at or below, its use counted and logged
@@ -67,6 +70,15 @@ class ChainOfTrust:
         leads to its DNSKEY set (``keys``: its query, sent ahead); a proven unsigned delegation
         makes it insecure; a claimed cut (a referral, a signer name) that the parent's signed
         data does not prove raises ResolutionFailed, and no zone is learned."""
+        return self._observed(await self._establish(child, parent, reply, ctx, keys))
+
+    def _observed(self, zone: Zone) -> Zone:
+        if self.observer is not None:
+            self.observer(zone)
+        return zone
+
+    async def _establish(self, child: Zone, parent: Zone, reply: dns.message.Message | None,
+                         ctx, keys: asyncio.Future | None) -> Zone:
         name = child.name
         nta = self.nta_for(name)
         if nta is not None:
@@ -149,6 +161,8 @@ class ChainOfTrust:
         if not result.secure:
             return self.bogus(zone, result.ede, result.reason, result.budget)
         zone.security, zone.keys = Verdict.SECURE, keys
+        zone.ds, zone.key_expiration = (trust if trust.rdtype == DS else None), \
+            result.rrsig.expiration
         tags = frozenset(dnskey_tag(rd) for rd in keys)
         seen = self.key_tags.get(zone.name)
         if seen is not None and seen != tags:
@@ -175,7 +189,7 @@ class ChainOfTrust:
             root.security = Verdict.INSECURE
             root.proof.append("no trust anchor for the root")
             return root
-        return await self.load_keys(root, anchor, ctx, "root trust anchor")
+        return self._observed(await self.load_keys(root, anchor, ctx, "root trust anchor"))
 
     # --- zones behind forwarders -----------------------------------------------------------
 

@@ -61,6 +61,8 @@ class Zone:
     ns_names: list[dns.name.Name] = field(default_factory=list)
     security: Verdict = Verdict.INDETERMINATE
     keys: dns.rrset.RRset | None = None
+    ds: dns.rrset.RRset | None = None  # the parent's validated DS set that authenticated keys
+    key_expiration: int | None = None  # of the RRSIG that authenticated keys (RFC 4034 §3.1.5)
     ede: EDE | None = None
     reason: str = ""
     budget: BudgetName | None = None  # the work budget a BOGUS verdict ran out of

@@ -19,12 +19,13 @@ from resolver.forensic._fastlog import (FILL_ADDRESS, FILL_ELAPSED, FILL_FLAGS, 
                                         FILL_ID, FILL_LISTENER, FILL_MAC, FILL_PORT, FILL_PREV,
                                         FILL_SEQ, FILL_STARTED, FILL_TRANSPORT, rfc3339)
 
-__all__ = ["CHAIN", "FIELDS", "QUERY", "STORED", "Field", "arrival", "finish", "flags",
-           "reply"]
+__all__ = ["CHAIN", "EVENT", "EVENT_FIELDS", "FIELDS", "QUERY", "STORED", "Field", "arrival",
+           "event", "finish", "flags", "reply"]
 
 #: Where a field's value comes from: the query (a hole of a hit's template, filled per query);
-#: the stored answer's record (a hit repeats it, or the field's ``hit`` value); the log's chain.
-QUERY, STORED, CHAIN = "query", "stored", "chain"
+#: the stored answer's record (a hit repeats it, or the field's ``hit`` value); the log's chain;
+#: an event of the zones' posture (an event record, :data:`EVENT_FIELDS`).
+QUERY, STORED, CHAIN, EVENT = "query", "stored", "chain", "event"
 
 
 class Field(NamedTuple):
@@ -107,6 +108,32 @@ FIELDS: tuple[Field, ...] = (
           "only on a record with a value JSON cannot carry (stringified): what was wrong",
           always=False),
 )
+
+#: An event record (issue #18, resolver.monitor): a change in the DNSSEC posture of an expected
+#: zone, in the same chain as the replies' records and told apart by its ``event`` field, which
+#: no reply's record has. ``verify-log`` checks its chain like any record's.
+EVENT_FIELDS: tuple[Field, ...] = (
+    Field("time", "string", EVENT, "event", "when it was seen, RFC 3339 UTC with microseconds"),
+    Field("worker", "int | null", EVENT, "event", "as in a reply's record"),
+    Field("event", "string", EVENT, "event",
+          "became_insecure, became_bogus, dnskey_changed, ds_changed, algorithm_changed, "
+          "nsec3_changed, signatures_expiring, answer_unexpected, canary_resolved, zone_seen "
+          "(resolver.monitor.events.KINDS)"),
+    Field("zone", "string", EVENT, "event", "the zone it is about (a canary's name)"),
+    Field("detail", "object", EVENT, "event",
+          "what changed: added and removed key tags or DS, the states before and after, the "
+          "expiry, the refused answer"),
+    Field("posture", "{state, ds, dnskey, denial, expiry, serial, checked} | null", EVENT,
+          "event", "the zone's posture after the event (resolver.monitor.posture)"),
+) + tuple(f for f in FIELDS if f.source == CHAIN)
+
+
+def event(seconds: float, worker: int | None, kind: str, zone: str, detail: dict,
+          posture: dict | None) -> dict:
+    """An event record's fields but the chain's (:data:`EVENT_FIELDS`)."""
+    return {"time": rfc3339(seconds), "worker": worker, "event": kind, "zone": zone,
+            "detail": detail, "posture": posture}
+
 
 def arrival(seconds: float, worker: int | None, client: tuple[str, int], transport: str,
             listener: str) -> dict:

@@ -72,6 +72,10 @@ class Frontend:
         self._counters: dict[tuple, tuple] = {}  # the metric children of replies, shared
         self.hits = HitPath(self.wirecache, forensic.chain if forensic is not None else None,
                             self.report, policy, _service_scope, _listener_json)
+        #: Told of each answer refused for an address outside its rule's ``expect`` (its owner's
+        #: resolver.monitor): ``on_unexpected(service, zone, qname, reason)``. Such an answer
+        #: is never kept for the hit path (:meth:`_remember` keeps allowed answers only).
+        self.on_unexpected = None
 
     def use_policy(self, policy) -> None:
         """Judge queries by ``policy`` from the next one on (a reload), on both paths at once:
@@ -282,6 +286,9 @@ class Frontend:
         def done() -> tuple | None:
             if self.metrics is not None:
                 _quietly(self._count, record, decision, outcome)
+            if decision is not None and decision.kind == "unexpected" and self.on_unexpected:
+                _quietly(self.on_unexpected, record["service"], decision.zone, record["qname"],
+                         decision.reason)
             if policy is self.policy:  # not under a policy a reload replaced meanwhile
                 _quietly(self._remember, wire, reply, service, decision, outcome, record)
             return self._counters_of(record)

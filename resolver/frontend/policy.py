@@ -10,7 +10,8 @@ the server asks, in this order:
    RFC 6672): a chain may not lead out of the allowed zones.
 4. :meth:`Policy.check_answer` with the validation verdict (RFC 4035 §4.3) and the addresses of
    the answer: ``require: secure`` refuses Insecure data (a removed DS), Bogus is never allowed,
-   and rebinding protection refuses private addresses.
+   rebinding protection refuses private addresses, and a rule's ``expect.addresses`` refuses
+   any address outside them (issue #18: a publisher that was compromised can sign anything).
 
 A refusal is a :class:`Decision` carrying the rcode (REFUSED, or NXDOMAIN per ``refuse_with``),
 EDE 18 Prohibited (RFC 8914 §4.19) and an EXTRA-TEXT naming the service and the rule.
@@ -98,7 +99,8 @@ class Decision:
     NXDOMAIN per ``refuse_with``; ``ede`` is 18 Prohibited when refused (0, unused, when
     allowed). ``kind`` classifies a refusal for counters and the log: ``not-allowed``,
     ``not-absolute``, ``type``, ``chain``, ``insecure``, ``bogus``, ``rebinding``,
-    ``budget:query_rate``, ``budget:max_label_length``, ``budget:distinct_names_per_minute``;
+    ``budget:query_rate``, ``budget:max_label_length``, ``budget:distinct_names_per_minute``,
+    ``unexpected`` (outside the rule's ``expect``, whose ``zone`` is set);
     ``allowed`` otherwise."""
 
     allowed: bool
@@ -108,6 +110,7 @@ class Decision:
     rcode: int
     ede: int
     kind: str = "allowed"
+    zone: str | None = None
 
 
 class _Compiled:
@@ -236,13 +239,14 @@ class Policy:
         return None if index is None else service.allow[index]
 
     def _refuse(self, compiled: _Compiled, kind: str, reason: str,
-                index: int | None = None, rule_text: str | None = None) -> Decision:
+                index: int | None = None, rule_text: str | None = None,
+                zone: str | None = None) -> Decision:
         name = compiled.service.name
         self.stats[(name, kind)] += 1
         if index is not None:
             rule_text = compiled.rule_texts[index]
         return Decision(False, name, rule_text, f"service {name}: {reason}", compiled.rcode,
-                        int(EDE.PROHIBITED), kind)
+                        int(EDE.PROHIBITED), kind, zone)
 
     def check_question(self, service: Service, qname: dns.name.Name, qtype: int) -> Decision:
         """May ``service`` ask for ``qname``/``qtype``? The most specific rule decides, then
@@ -314,7 +318,8 @@ class Policy:
         ``"indeterminate"`` or a :class:`~resolver.dnssec.Verdict`) and carrying ``addresses``
         (A and AAAA data) be given under ``rule``? Bogus and Indeterminate never are (RFC 4035
         §5.5); Insecure is refused when the rule requires Secure; with rebinding protection on,
-        an address in a special range is refused unless the rule has ``allow_private``."""
+        an address in a special range is refused unless the rule has ``allow_private``; with
+        the rule's ``expect``, an address outside its prefixes is refused."""
         compiled = self._get(service)
         index = compiled.rule_index.get(rule) if rule is not None else None
         if rule is None:
@@ -339,6 +344,15 @@ class Policy:
                     return self._refuse(compiled, "rebinding",
                                         f"answer address {address} is {found[1]} ({found[0]}): "
                                         f"rebinding protection ({text})", index, text)
+        if rule.expect is not None:
+            for address in addresses:
+                ip = _host(str(address))
+                if ip is None or not any(ip in prefix for prefix in rule.expect
+                                         if prefix.version == ip.version):
+                    return self._refuse(compiled, "unexpected",
+                                        f"answer address {address} is outside expect.addresses "
+                                        f"({', '.join(map(str, rule.expect))}) of {text}",
+                                        index, text, rule.zone.to_text())
         if index is not None:
             return compiled.allowed[index]
         return Decision(True, service.name, text, f"service {service.name}: allowed by {text}",

@@ -1,7 +1,8 @@
 """Operations: Prometheus metrics (``prometheus-client``), and an HTTP endpoint serving
-``/metrics``, ``/healthz`` (the process and its event loop respond) and ``/readyz`` (trust
+``/metrics``, ``/healthz`` (the process and its event loop respond), ``/readyz`` (trust
 established: the DNSKEY set of each trust anchor's zone validated, or the forwarders
-answering).
+answering; no validation canary resolving) and ``/posture`` (the expected zones' DNSSEC
+posture as JSON, resolver.monitor).
 
 Counters are bumped where things happen; sizes and queue depths are read at scrape time."""
 
@@ -10,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import orjson
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from resolver.resolve import tls, transport
 from resolver.frontend._fastpath import Tally
 from resolver.dnssec import sigcrypt
+from resolver.monitor.posture import STATES
 
 PREFIX = "dnssec_sidecar_"
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -214,6 +218,9 @@ class _Snapshot:
                            "signature cache (no public-key operation)", verified.hits)
             yield _counter("signature_cache_misses", "Signature checks not in that cache",
                            verified.misses)
+        monitor = self.sources.get("posture")
+        if monitor is not None:
+            yield from _posture(monitor)
         forensic = self.sources.get("forensic")
         if forensic is not None:
             stats = forensic.stats
@@ -225,6 +232,35 @@ class _Snapshot:
             yield _counter("log_bytes", "Forensic log bytes written", stats.get("bytes", 0))
             yield _counter("log_write_errors", "Forensic log write errors",
                            stats.get("write_errors", 0))
+
+
+def _posture(monitor):
+    """The expected zones' posture (resolver.monitor.check.Monitor): a state gauge per zone and
+    state (1 for the current one), the earliest signature expiration, the key changes seen, the
+    canaries."""
+    state = GaugeMetricFamily(PREFIX + "zone_state", "DNSSEC state of each expected zone and "
+                              "zone cut above one: 1 for the current state", labels=["zone",
+                                                                                     "state"])
+    expiry = GaugeMetricFamily(PREFIX + "zone_signature_expiry_timestamp_seconds", "Earliest "
+                               "expiration among the zone's RRSIGs seen (POSIX seconds)",
+                               labels=["zone"])
+    for name, posture in sorted(monitor.zones.items()):
+        if posture.state is not None:
+            for one in STATES:
+                state.add_metric([posture.zone, one], 1 if posture.state == one else 0)
+        if posture.expiry is not None:
+            expiry.add_metric([posture.zone], posture.expiry)
+    changes = CounterMetricFamily(PREFIX + "zone_key_changes", "Changes seen in a zone's "
+                                  "DNSKEY set, DS set, algorithms or NSEC3 parameters",
+                                  labels=["zone", "kind"])
+    for (zone, kind), count in sorted(monitor.events.key_changes.items()):
+        changes.add_metric([zone, kind], count)
+    canary = GaugeMetricFamily(PREFIX + "canary_resolved", "1 while a validation canary "
+                               "(monitor.canary) resolves: validation is not working",
+                               labels=["name"])
+    for name, what in sorted(monitor.canaries.items()):
+        canary.add_metric([name.to_text()], 1 if what else 0)
+    yield from (state, expiry, changes, canary)
 
 
 def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
@@ -304,4 +340,9 @@ class HttpEndpoint:
             if self.health.ready:
                 return b"200 OK", text, b"ready\n"
             return b"503 Service Unavailable", text, self.health.ready_reason.encode() + b"\n"
-        return b"404 Not Found", text, b"/metrics /healthz /readyz\n"
+        if path == b"/posture":
+            monitor = self.metrics.sources.get("posture")
+            if monitor is None:
+                return b"404 Not Found", text, b"no posture: monitor.enabled is false\n"
+            return b"200 OK", b"application/json", orjson.dumps(monitor.report()) + b"\n"
+        return b"404 Not Found", text, b"/metrics /healthz /readyz /posture\n"
