@@ -552,9 +552,14 @@ METRICS = {
     "budget_exhausted_total": {"budget"},
     "dnssec_events_total": {"event"},
     "config_reloads_total": {"result"},
+    "zone_state": {"zone", "state"},
+    "zone_signature_expiry_timestamp_seconds": {"zone"},
+    "zone_key_changes_total": {"zone", "kind"},
+    "canary_resolved": {"name"},
 }
 HISTOGRAMS = {"upstream_rtt_seconds", "query_duration_seconds"}
-GAUGES = {"cache_entries", "log_queue_depth"}
+GAUGES = {"cache_entries", "log_queue_depth", "zone_state",
+          "zone_signature_expiry_timestamp_seconds", "canary_resolved"}
 #: Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "node", "le"}
 
@@ -599,6 +604,42 @@ def test_dashboard_charts_every_metric_correctly():
                 base = re.sub(r"_(bucket|sum|count)$", "", metric)
                 assert names <= METRICS[base] | TARGET_LABELS, expr
     assert used == set(METRICS), f"not charted: {set(METRICS) - used}"
+
+
+def test_prometheus_rule_alerts_on_expiry_state_changes_and_canaries():
+    """k8s/monitoring (issue #18): a PrometheusRule (Prometheus Operator) whose alerts read
+    only metrics the resolver exports, with their labels, counters through increase()."""
+    kustomization = yaml.safe_load((K8S / "monitoring" / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["prometheusrule.yaml"]
+    rule = yaml.safe_load((K8S / "monitoring" / "prometheusrule.yaml").read_text())
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert rule["metadata"]["name"] and not set(rule) - {"apiVersion", "kind", "metadata",
+                                                         "spec"}
+    alerts = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    names = [a["alert"] for a in alerts]
+    assert len(names) == len(set(names))
+    read: dict[str, str] = {}
+    for alert in alerts:
+        assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}, alert
+        assert alert["labels"]["severity"] in ("info", "warning", "critical")
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+        expr = alert["expr"]
+        assert expr.count("(") == expr.count(")"), expr
+        for name in re.findall(r"dnssec_sidecar_([a-z_]+)", expr):
+            assert name in METRICS, f"{alert['alert']}: unknown metric {name}"
+            if name not in GAUGES:
+                assert re.search(rf"increase\(dnssec_sidecar_{name}\b", expr), expr
+            read[name] = alert["alert"]
+            for label in re.findall(r"by \(([^)]*)\)", expr):
+                labels = {part.strip() for part in label.split(",")}
+                assert labels <= METRICS[name] | TARGET_LABELS, expr
+        for label in re.findall(r"\$labels\.([a-z_]+)", str(alert["annotations"])):
+            by = re.findall(r"by \(([^)]*)\)", expr)
+            assert any(label in {p.strip() for p in b.split(",")} for b in by), (alert, label)
+    assert {"zone_signature_expiry_timestamp_seconds", "zone_state", "canary_resolved",
+            "zone_key_changes_total", "dnssec_events_total"} <= set(read)
+    changes = " ".join(a["expr"] for a in alerts if "dnssec_events_total" in a["expr"])
+    assert "became_insecure" in changes and "became_bogus" in changes
 
 
 # --- the image ------------------------------------------------------------------------------
