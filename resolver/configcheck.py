@@ -72,6 +72,9 @@ def _service(service: Service, indent: str) -> list[str]:
             extra += " types " + ", ".join(sorted(dns.rdatatype.to_text(t) for t in rule.types))
         if rule.allow_private:
             extra += ", private addresses allowed" if extra else " private addresses allowed"
+        if rule.expect is not None:
+            extra += ("," if extra else "") + " addresses expected in " + \
+                ", ".join(map(str, rule.expect))
         lines.append(f"{indent}allow[{index}] {rule.zone} {rule.require}{extra}")
     if not service.allow:
         lines.append(f"{indent}allows nothing")
@@ -114,6 +117,16 @@ def _dnstap(config: Config) -> str:
                                                ("resolver", tap.resolver)) if on)
     return (f"  dnstap: {where}, {kinds} messages, identity {tap.identity!r}, version "
             f"{tap.version!r}, queue {tap.queue_size}")
+
+
+def _monitor(config: Config) -> str:
+    monitor = config.monitor
+    if not monitor.enabled:
+        return "  monitor: off"
+    canaries = ", ".join(str(name) for name in monitor.canary) or "none"
+    return (f"  monitor: the expected zones checked every {monitor.interval} s within "
+            f"{monitor.budget} lookups, expiry warning {monitor.expiry_warning} s, canaries "
+            f"{canaries}")
 
 
 def _services(config: Config) -> list[str]:
@@ -177,6 +190,7 @@ def summary(config: Config) -> list[str]:
         _dnstap(config),
     ]
     lines += _services(config)
+    lines.append(_monitor(config))
     lines.append(_log(config))
     if config.timeouts.query_ms >= STUB_TIMEOUT_MS:
         lines.append(f"  warning: timeouts.query_ms {config.timeouts.query_ms} is not below "
