@@ -125,8 +125,8 @@ def _monitor(config: Config) -> str:
         return "  monitor: off"
     canaries = ", ".join(str(name) for name in monitor.canary) or "none"
     return (f"  monitor: the expected zones checked every {monitor.interval} s within "
-            f"{monitor.budget} lookups, expiry warning {monitor.expiry_warning} s, canaries "
-            f"{canaries}")
+            f"{monitor.budget} lookups, signatures_expiring {monitor.expiry_warning} s ahead, "
+            f"canaries {canaries}")
 
 
 def _services(config: Config) -> list[str]:

@@ -1009,6 +1009,8 @@ def test_check_config_summary_of_services(tmp_path, capsys):
         "  default service (clients matching no service):",
         "    allow[0] ntp.org. insecure-ok",
         "    refused with REFUSED, rebinding protection on",
+        "  monitor: the expected zones checked every 300 s within 200 lookups, "
+        "signatures_expiring 259200 s ahead, canaries none",
         f"  log: {log}, fsync after every batch, rotated at "
         f"1048576 bytes or 3600 s, 3 kept, HMAC key {tmp_path / 'keys' / 'log.key'}",
     ]
@@ -1034,11 +1036,13 @@ def test_check_config_defaults(tmp_path, capsys):
     assert "trust anchors (built-in IANA root):" in out
     assert ". DS 38696 algorithm 8 digest type 2" in out
     assert "validation time: now" in out
-    assert out.splitlines()[-5:] == [
+    assert out.splitlines()[-6:] == [
         "  services: none (an open resolver)",
         "  default service (clients matching no service):",
         "    allow[0] . insecure-ok",
         "    refused with REFUSED, rebinding protection off",
+        "  monitor: the expected zones checked every 300 s within 200 lookups, "
+        "signatures_expiring 259200 s ahead, canaries none",
         "  log: standard output, no HMAC key",
     ]
 
