@@ -67,6 +67,7 @@ class Hierarchy:
         self.keys = {zone: _keys() for zone in RECORDS}
         self.no_ds: set[str] = set()
         self.wrong_ds = {"bogus.pt.": _keys()}  # pt. vouches for a key bogus.pt. never uses
+        self.nsec3: dict[str, dict] = {}  # zone -> NSEC3 parameters (default: NSEC)
         self.version = 0
         self.servers = {address: {"zones": zones} for address, zones in SERVERS.items()}
         self.zones = self._signed()
@@ -89,11 +90,16 @@ class Hierarchy:
                         and child not in self.no_ds:
                     text += "".join(f"{child} 300 IN DS {line}\n" for line in self.ds(child))
             z = dns.zone.from_text(text, origin=zone, relativize=False)
-            dns.dnssec.sign_zone(z, keys=self.keys[zone], inception=NOW - 86400,
-                                 expiration=EXPIRATION, policy=dns.dnssec.allow_all_policy)
+            if zone in self.nsec3:  # the scenario runner's NSEC3 chain, signed by the KSK alone
+                denial = runner._sign(z, {"nsec3": self.nsec3[zone]}, NOW,
+                                      {13: self.keys[zone][0]})
+            else:
+                denial = "nsec"
+                dns.dnssec.sign_zone(z, keys=self.keys[zone], inception=NOW - 86400,
+                                     expiration=EXPIRATION, policy=dns.dnssec.allow_all_policy)
             path = self.directory / f"{zone.rstrip('.') or 'root'}-{self.version}.zone"
             path.write_text(z.to_text(relativize=False))
-            out[zone] = zonedata.TestZone(zone, {"file": str(path), "denial": "nsec",
+            out[zone] = zonedata.TestZone(zone, {"file": str(path), "denial": denial,
                                                  "kind": "scenario"})
         return out
 
@@ -331,6 +337,17 @@ def test_a_ds_of_another_key_makes_the_zone_bogus(hierarchy, start):
     assert event["detail"]["from"] == "secure" and "DS" in event["detail"]["reason"]
     assert metric("dnssec_sidecar_zone_state", zone="app.pt.", state="bogus") == 1
     assert ask("www.app.pt.").rcode() == dns.rcode.SERVFAIL
+
+
+def test_a_switch_to_nsec3_is_seen(hierarchy, start):
+    sidecar = start()
+    assert sidecar.wait_event("zone_seen", "app.pt.")["posture"]["denial"] == "nsec"
+    hierarchy.nsec3["app.pt."] = {"iterations": 0, "salt": "cafe"}
+    hierarchy.resign()
+    event = sidecar.wait_event("nsec3_changed", "app.pt.")
+    assert event["detail"] == {"from": "nsec", "to": "nsec3 iterations 0 salt cafe"}
+    assert metric("dnssec_sidecar_zone_key_changes_total", zone="app.pt.", kind="nsec3") == 1
+    assert event["posture"]["state"] == "secure"
 
 
 def checked_after(when: str, zone: str) -> None:

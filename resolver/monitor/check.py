@@ -189,12 +189,14 @@ class Monitor:
 
     async def _check_zone(self, name: dns.name.Name, budget: int,
                           todo: set[dns.name.Name]) -> int:
-        """Check one zone afresh: its cut forgotten, so that it is established again from
-        its parent; SOA first (its proof names the zone cuts down to it: those above are
+        """Check one zone afresh: its cut and the NSEC or NSEC3 records kept of it forgotten,
+        so that it is established again from its parent; SOA first (its proof names the zone cuts down to it: those above are
         expected too), then, at a zone's apex, DS, DNSKEY and NSEC3PARAM. Returns lookups."""
         iterator = self.iterator()
         iterator.zones.pop(name)
         iterator.trust.secured.pop(name)
+        if iterator.cache.ranges is not None:  # nothing proven from records kept (RFC 8198)
+            iterator.cache.ranges.forget(name)
         soa = await self._lookup(name, SOA)
         spent = 1
         if isinstance(soa, ResolutionFailed):

@@ -137,6 +137,11 @@ class Ranges:
     def clear(self) -> None:
         self._zones.clear()
 
+    def forget(self, zone: dns.name.Name) -> None:
+        """Drop the records kept for ``zone``: its denial is to be asked of its servers afresh
+        (the posture check, resolver.monitor)."""
+        self._zones.pop(zone, None)
+
     # --- learning -------------------------------------------------------------------------
 
     def learn(self, name: dns.name.Name, answer: Answer, ttl: int) -> None:
