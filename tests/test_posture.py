@@ -474,3 +474,69 @@ def test_expect_judges_every_address_of_the_rule():
         assert decision.ede == 18 and decision.zone == "example." and outside in decision.reason
     assert policy.check_answer(service, rule, "secure", ["::ffff:192.0.2.7"]).allowed
     assert policy.check_answer(service, other, "secure", ["198.51.100.1"]).allowed
+
+
+class _FakeIterator:
+    """What the monitor uses of the iterator, answering every question Secure from a chain
+    ., pt., app.pt., and recording the questions."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        from resolver.dnssec.zone import Lru
+        self.asked: list[tuple[str, str]] = []
+        self.zones, self.trust = Lru(10), SimpleNamespace(secured=Lru(10))
+        self.cache, self.s = SimpleNamespace(ranges=None), SimpleNamespace(query_timeout=5)
+
+    def now(self) -> int:
+        return NOW
+
+    def new_context(self):
+        from types import SimpleNamespace
+        return SimpleNamespace(refresh_until=0.0)
+
+    async def chase(self, name, rdtype, ctx):
+        import math
+
+        import dns.rdatatype
+        import dns.rrset
+
+        from resolver.dnssec import Verdict
+        from resolver.dnssec.result import Answer, Proof
+        assert ctx.refresh_until == math.inf  # nothing cached is taken
+        text = dns.rdatatype.to_text(rdtype)
+        self.asked.append((name.to_text(), text))
+        chain = [".", "pt.", "app.pt."][:len(name.labels)]
+        data = {"SOA": "ns0. hostmaster. 7 3600 600 86400 300", "DS": "1 13 2 " + "00" * 32,
+                "DNSKEY": "257 3 13 " + "A" * 88}.get(text)
+        rrsets = [dns.rrset.from_text(name, 300, "IN", text, data)] if data else []
+        return Answer(0, Verdict.SECURE, rrsets, proof=Proof(name, zones=chain))
+
+
+def test_the_background_check_keeps_to_its_budget_and_goes_round():
+    import asyncio
+
+    from resolver.monitor.check import Monitor
+    from resolver.monitor.events import Events
+    config = parse_config({"monitor": {"budget": 5}, "services": [
+        {"name": "a", "clients": ["10.0.0.0/8"], "allow": [{"zone": "app.pt."}]}]})
+    fake = _FakeIterator()
+    events = Events()
+    monitor = Monitor(config, lambda: fake, events)
+    assert asyncio.run(monitor.check()) == 5
+    assert fake.asked == [("app.pt.", "SOA"), ("app.pt.", "DS"), ("app.pt.", "DNSKEY"),
+                          ("app.pt.", "NSEC3PARAM"), (".", "SOA")]
+    assert monitor.zones[dns.name.from_text("app.pt.")].serial == 7
+    assert events.counts["zone_seen"] == 1  # the root's check was cut short by the budget
+    fake.asked.clear()
+    assert asyncio.run(monitor.check()) == 5  # zones not fully checked first, parents first
+    assert fake.asked[:3] == [(".", "SOA"), (".", "DNSKEY"), (".", "NSEC3PARAM")]
+    assert fake.asked[3:] == [("pt.", "SOA"), ("pt.", "DS")]
+    fake.asked.clear()
+    assert asyncio.run(monitor.check()) == 5  # then the one checked longest ago
+    assert fake.asked[0] == ("pt.", "SOA") and fake.asked[4] == ("app.pt.", "SOA")
+    # A reload that expects other zones forgets those no rule leads to (and their metrics).
+    monitor.configure(parse_config({"services": [{"name": "a", "clients": ["10.0.0.0/8"],
+                                                  "allow": [{"zone": "other."}]}]}))
+    assert set(monitor.zones) == {dns.name.root}
+    assert [z["zone"] for z in monitor.report()["zones"]] == ["."]

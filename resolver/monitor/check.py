@@ -27,7 +27,7 @@ from resolver.dnssec.zone import Lru, Zone
 from resolver.ede import EDE
 from resolver.frontend.pipeline import DNSSEC_EDE
 from resolver.monitor.events import Events
-from resolver.monitor.posture import SEP, Posture, absolute
+from resolver.monitor.posture import SEP, STATES, Posture, absolute
 
 log = logging.getLogger("dnssec-sidecar")
 
@@ -60,12 +60,16 @@ class Monitor:
         self.expected = sorted({rule.zone for s in services for rule in s.allow},
                                key=lambda n: (len(n.labels), n))
         self.canaries = {name: self.canaries.get(name) for name in self.config.canary}
+        # Zones no rule expects any more are forgotten (their metrics go with them).
+        self.zones = {n: p for n, p in self.zones.items() if self.tracks(n)}
+        self.cuts = {n for n in self.cuts if self.tracks(n)}
+        self.holder = {n: h for n, h in self.holder.items() if n in self.expected}
 
     # --- what is expected ----------------------------------------------------------------
 
     def tracks(self, name: dns.name.Name) -> bool:
         """Whether ``name`` is an expected zone or a zone cut above one."""
-        return name in self.zones or any(zone.is_subdomain(name) for zone in self.expected)
+        return any(zone.is_subdomain(name) for zone in self.expected)
 
     def _posture(self, name: dns.name.Name) -> Posture | None:
         found = self.zones.get(name)
@@ -90,6 +94,8 @@ class Monitor:
         if not self.config.enabled or zone.recursive or not self.tracks(zone.name):
             return
         state = zone.security.value
+        if state not in STATES:
+            return
         view: dict = {"state": state, "reason": zone.reason}
         if state == "secure":
             view["dnskey"] = _keys(zone.keys)
@@ -219,8 +225,12 @@ class Monitor:
         self.holder[name] = name
         expiries = _expiries(soa, name)
         view: dict = {"serial": apex[0].serial, "state": soa.verdict.value}
+        complete = True
         for rdtype in (DS, DNSKEY, NSEC3PARAM):
-            if spent >= budget or (rdtype == DS and name == ROOT):
+            if rdtype == DS and name == ROOT:
+                continue
+            if spent >= budget:  # the rest next round: not counted as checked
+                complete = False
                 continue
             spent += 1
             result = await self._lookup(name, rdtype)
@@ -233,9 +243,10 @@ class Monitor:
         if expiries:
             view["expiry"] = min(absolute(e, iterator.now()) for e in expiries)
         posture = self._view(name, **view)
-        if posture is not None and posture.checked is None:  # the baseline, for `posture --log`
-            self.events.emit("zone_seen", posture.zone, {}, posture.as_dict())
-        self._checked(name)
+        if complete and posture is not None and posture.checked is None:  # `posture --log`
+            self.events.emit("zone_seen", posture.zone, {}, posture.as_dict())  # baseline
+        if complete:
+            self._checked(name)
         return spent
 
     def _read(self, name: dns.name.Name, rdtype: int, answer: Answer, view: dict) -> None:
@@ -284,7 +295,7 @@ class Monitor:
 
 
 def _keys(rrset) -> frozenset:
-    return frozenset((dnskey_tag(rd), int(rd.algorithm), rd.flags & SEP) for rd in rrset)
+    return frozenset((dnskey_tag(rd), int(rd.algorithm), int(rd.flags) & SEP) for rd in rrset)
 
 
 def _ds(rrset) -> frozenset:
