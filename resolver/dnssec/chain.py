@@ -73,8 +73,12 @@ class ChainOfTrust:
         return self._observed(await self._establish(child, parent, reply, ctx, keys))
 
     def _observed(self, zone: Zone) -> Zone:
+        """``zone``, after telling the observer: its failure never fails a resolution."""
         if self.observer is not None:
-            self.observer(zone)
+            try:
+                self.observer(zone)
+            except Exception:  # noqa: BLE001
+                log.exception("zone observer failed on %s", zone.name)
         return zone
 
     async def _establish(self, child: Zone, parent: Zone, reply: dns.message.Message | None,
