@@ -111,7 +111,7 @@ class Service:
             self.forensic, worker if config.workers > 1 else None,
             lambda kind: self.metrics.events.labels(kind).inc()))
         self.metrics.sources["posture"] = self.monitor
-        self.server.frontend.on_unexpected = self.monitor.unexpected
+        self.server.frontend.posture = self.monitor
         if self.tap is not None:
             self.metrics.registry.register(DnstapCollector(self.tap))
         self._hook_iterator(self.resolver.iterator)

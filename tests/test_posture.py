@@ -535,6 +535,13 @@ def test_the_background_check_keeps_to_its_budget_and_goes_round():
     fake.asked.clear()
     assert asyncio.run(monitor.check()) == 5  # then the one checked longest ago
     assert fake.asked[0] == ("pt.", "SOA") and fake.asked[4] == ("app.pt.", "SOA")
+    # A fetched answer's signature expiring earlier than what the check saw: the earliest.
+    app = monitor.zones[dns.name.from_text("app.pt.")]
+    monitor.signed([{"signer": "app.pt.", "expiration": NOW + 3600},
+                    {"signer": "elsewhere.", "expiration": NOW + 60}])
+    assert app.expiry == NOW + 3600 and events.counts["signatures_expiring"] == 1
+    asyncio.run(monitor.check())  # kept through the next check of the zone
+    assert app.expiry == NOW + 3600 and events.counts["signatures_expiring"] == 1
     # A reload that expects other zones forgets those no rule leads to (and their metrics).
     monitor.configure(parse_config({"services": [{"name": "a", "clients": ["10.0.0.0/8"],
                                                   "allow": [{"zone": "other."}]}]}))

@@ -72,10 +72,12 @@ class Frontend:
         self._counters: dict[tuple, tuple] = {}  # the metric children of replies, shared
         self.hits = HitPath(self.wirecache, forensic.chain if forensic is not None else None,
                             self.report, policy, _service_scope, _listener_json)
-        #: Told of each answer refused for an address outside its rule's ``expect`` (its owner's
-        #: resolver.monitor): ``on_unexpected(service, zone, qname, reason)``. Such an answer
-        #: is never kept for the hit path (:meth:`_remember` keeps allowed answers only).
-        self.on_unexpected = None
+        #: The posture of expected zones (its owner's resolver.monitor Monitor), told after
+        #: each full-path reply of an answer refused for an address outside its rule's
+        #: ``expect`` (``unexpected(service, zone, qname, reason)``; such an answer is never
+        #: kept for the hit path: :meth:`_remember` keeps allowed answers only) and of the
+        #: signatures a fetched answer was validated with (``signed(signatures)``).
+        self.posture = None
 
     def use_policy(self, policy) -> None:
         """Judge queries by ``policy`` from the next one on (a reload), on both paths at once:
@@ -286,9 +288,12 @@ class Frontend:
         def done() -> tuple | None:
             if self.metrics is not None:
                 _quietly(self._count, record, decision, outcome)
-            if decision is not None and decision.kind == "unexpected" and self.on_unexpected:
-                _quietly(self.on_unexpected, record["service"], decision.zone, record["qname"],
-                         decision.reason)
+            posture = self.posture
+            if posture is not None and decision is not None and decision.kind == "unexpected":
+                _quietly(posture.unexpected, record["service"], decision.zone,
+                         record["qname"], decision.reason)
+            if posture is not None and record["proof"] and not record["cache_hit"]:
+                _quietly(posture.signed, record["proof"]["signatures"])
             if policy is self.policy:  # not under a policy a reload replaced meanwhile
                 _quietly(self._remember, wire, reply, service, decision, outcome, record)
             return self._counters_of(record)

@@ -51,6 +51,8 @@ class Monitor:
         self.cuts: set[dns.name.Name] = set()  # the zone cuts met on the way to them
         self.canaries: dict[dns.name.Name, str | None] = {}  # name -> what it resolved to
         self._unexpected: Lru[tuple, float] = Lru(SEEN_UNEXPECTED)
+        self._by_text: dict[str, dns.name.Name] = {}  # the zones' names as signers write them
+        self._seen: dict[dns.name.Name, int] = {}  # earliest expiry seen since the last check
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -62,6 +64,7 @@ class Monitor:
         self.canaries = {name: self.canaries.get(name) for name in self.config.canary}
         # Zones no rule expects any more are forgotten (their metrics go with them).
         self.zones = {n: p for n, p in self.zones.items() if self.tracks(n)}
+        self._by_text = {p.zone: n for n, p in self.zones.items()}
         self.cuts = {n for n in self.cuts if self.tracks(n)}
         self.holder = {n: h for n, h in self.holder.items() if n in self.expected}
 
@@ -75,6 +78,7 @@ class Monitor:
         found = self.zones.get(name)
         if found is None and len(self.zones) < MAX_ZONES:
             found = self.zones[name] = Posture(name.to_text())
+            self._by_text[found.zone] = name
         return found
 
     def _view(self, name: dns.name.Name, **view) -> Posture | None:
@@ -110,6 +114,24 @@ class Monitor:
         elif any(note.startswith("no-ds ") for note in zone.proof):
             view["ds"] = frozenset()  # the parent's signed denial proves no DS (RFC 4035 §5.2)
         self._view(zone.name, **view)
+
+    def signed(self, signatures: list[dict]) -> None:
+        """The frontend's callback with the signatures (``proof.signatures`` of the forensic
+        record) a fetched answer was validated with: an expected zone's earliest expiry may
+        be earlier than its SOA's and DNSKEY set's."""
+        if not self.config.enabled:
+            return
+        now = None
+        for sig in signatures:
+            name = self._by_text.get(sig["signer"])
+            posture = self.zones.get(name) if name is not None else None
+            if posture is None:
+                continue
+            now = now if now is not None else self.iterator().now()
+            expiry = absolute(sig["expiration"], now)
+            self._seen[name] = min(expiry, self._seen.get(name, expiry))
+            if posture.expiry is None or expiry < posture.expiry:
+                self._view(name, expiry=expiry)
 
     def unexpected(self, service: str, zone: str, qname: str, reason: str) -> None:
         """The frontend's callback for an answer refused by ``allow[].expect``: an
@@ -220,7 +242,9 @@ class Monitor:
         apex = next((r for r in soa.rrsets if r.rdtype == SOA and r.name == name), None)
         if apex is None:  # not a zone's apex: the cut holding it is checked instead
             self.holder[name] = cuts[-1] if cuts else ROOT
-            self.zones.pop(name, None)
+            gone = self.zones.pop(name, None)
+            if gone is not None:
+                self._by_text.pop(gone.zone, None)
             return spent
         self.holder[name] = name
         expiries = _expiries(soa, name)
@@ -240,8 +264,11 @@ class Monitor:
                 continue
             expiries += _expiries(result, name)
             self._read(name, rdtype, result, view)
-        if expiries:
-            view["expiry"] = min(absolute(e, iterator.now()) for e in expiries)
+        seen = self._seen.pop(name, None)
+        expiries = [absolute(e, iterator.now()) for e in expiries] + \
+            ([seen] if seen is not None else [])
+        if expiries:  # what this check saw and answers since the last one
+            view["expiry"] = min(expiries)
         posture = self._view(name, **view)
         if complete and posture is not None and posture.checked is None:  # `posture --log`
             self.events.emit("zone_seen", posture.zone, {}, posture.as_dict())  # baseline
