@@ -6,7 +6,8 @@ from __future__ import annotations
 from resolver.errors import ResolverError
 
 OK = 0
-#: A check ran and found a problem: check-zone's data is not Secure, verify-log's chain broke.
+#: A check ran and found a problem: check-zone's data is not Secure, verify-log's chain broke,
+#: posture shows a bogus zone or a canary that resolves.
 FOUND = 1
 #: The command line is wrong (argparse's own status), or verify-log lacks the HMAC key.
 USAGE = 2
@@ -29,7 +30,8 @@ INTERRUPTED = 130
 #: The ``--help`` text, in the order above.
 TABLE = (
     (OK, "success"),
-    (FOUND, "a check found a problem (check-zone: data not Secure; verify-log: chain broken)"),
+    (FOUND, "a check found a problem (check-zone: data not Secure; verify-log: chain broken; "
+            "posture: a zone bogus or a canary resolving)"),
     (USAGE, "wrong command line; verify-log of an HMAC log without the key"),
     (INVALID, "invalid input: a configuration key's value, YAML, a zone or key file's content"),
     (UNREADABLE, "a file cannot be read (missing, no permission, a directory)"),

@@ -547,3 +547,21 @@ def test_the_background_check_keeps_to_its_budget_and_goes_round():
                                                   "allow": [{"zone": "other."}]}]}))
     assert set(monitor.zones) == {dns.name.root}
     assert [z["zone"] for z in monitor.report()["zones"]] == ["."]
+
+
+def test_posture_command_names_what_it_cannot_read(tmp_path):
+    missing = posture_command("--log", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 4 and missing.stdout == ""
+    assert missing.stderr.strip() == f"posture: --log: {tmp_path / 'nope.jsonl'}: cannot read: " \
+                                     "No such file or directory"
+    refused = posture_command("--api", "127.0.0.1:1")
+    assert refused.returncode == 4 and refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith("posture: --api 127.0.0.1:1: cannot read:")
+    usage = posture_command()
+    assert usage.returncode == 2 and "one of the arguments --api --log is required" in usage.stderr
+    # A log of replies only (no event records) is an empty table, not an error.
+    (tmp_path / "log").write_text('{"qname":"www.example.","seq":0}\nnot json\n')
+    empty = posture_command("--log", str(tmp_path / "log"))
+    assert empty.returncode == 0 and empty.stdout.split() == list(
+        " ".join(("ZONE", "STATE", "KEYS", "DS", "DENIAL", "SERIAL", "EARLIEST EXPIRY",
+                  "LAST CHANGE")).split())
