@@ -88,6 +88,11 @@ FIELDS: tuple[Field, ...] = (
           "what a verdict on validated data rests on, else null; synthesised names the NSEC "
           'or NSEC3 records ("owner type") kept from earlier answers that proved this one '
           "with no server asked (RFC 8198, cache.aggressive_nsec), [] for an answer fetched"),
+    Field("pin", "{added: [{address, timeout}], error: string | null} | null", STORED, "reply",
+          "services[].pin: the addresses of the answer committed to the service's nftables "
+          "sets before the reply left, each with its timeout in seconds (TTL + grace), or the "
+          "error that made the answer SERVFAIL (EDE 14); null for a service without pin or an "
+          "answer with no address (a pinned service's answers never take the hit path)"),
     Field("duration_ms", "number", QUERY, "logged",
           "time from the query's arrival to the record, in ms to 3 decimals",
           fill=FILL_ELAPSED),

@@ -296,14 +296,15 @@ class Policy:
         compiled.tokens -= 1.0
         return True
 
-    def check_name(self, service: Service, name: dns.name.Name) -> Decision:
-        """May an answer lead to ``name`` (a CNAME or DNAME target, RFC 1034 §3.6.2, RFC 6672)?
-        Types are not applied and budgets are not spent."""
+    def check_name(self, service: Service, name: dns.name.Name,
+                   role: str = "in the answer's CNAME/DNAME chain") -> Decision:
+        """May an answer lead to ``name`` (a CNAME or DNAME target, RFC 1034 §3.6.2, RFC 6672;
+        an SVCB, HTTPS or SRV target, RFC 9460 §2.5, RFC 2782: ``role`` says which, for the
+        refusal's text)? Types are not applied and budgets are not spent."""
         compiled = self._get(service)
         index = self._match(compiled, name)
         if index is None:
-            return self._refuse(compiled, "chain", f"{name} (in the answer's CNAME/DNAME chain) "
-                                "is not in an allowed zone")
+            return self._refuse(compiled, "chain", f"{name} ({role}) is not in an allowed zone")
         return compiled.allowed[index]
 
     # --- answers ---------------------------------------------------------------------------
@@ -312,7 +313,7 @@ class Policy:
                      addresses: Iterable[str]) -> Decision:
         """May an answer validated as ``verdict`` (``"secure"``, ``"insecure"``, ``"bogus"``,
         ``"indeterminate"`` or a :class:`~resolver.dnssec.Verdict`) and carrying ``addresses``
-        (A and AAAA data) be given under ``rule``? Bogus and Indeterminate never are (RFC 4035
+        (A and AAAA data, SVCB/HTTPS hints: resolver.frontend.addresses) be given under ``rule``? Bogus and Indeterminate never are (RFC 4035
         §5.5); Insecure is refused when the rule requires Secure; with rebinding protection on,
         an address in a special range is refused unless the rule has ``allow_private``."""
         compiled = self._get(service)

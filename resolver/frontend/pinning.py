@@ -1,0 +1,365 @@
+"""Pinning (issue #17, ``services[].pin``): the addresses a service's answers give (A, AAAA,
+SVCB/HTTPS hints: resolver.frontend.addresses) added to the service's nftables sets, so that
+a firewall that drops egress except to those sets lets the workload reach exactly the
+addresses its validated, allowed answers named: not a raw IP, not an address some other name
+once had (the rebinding of a name to an internal address is refused before it is pinned).
+
+Each address gets a timeout of its record's TTL (as sent, counted down) plus ``grace``,
+refreshed by every answer that carries it, and never shortened by one: the kernel element's
+timeout is the latest expiry any name of the service gave it. ``add element`` of an element
+already present does not change its timeout on every kernel (before Linux 6.10 it is a no-op),
+so each address is written as ``add``, ``delete``, ``add`` in one transaction: atomic, the
+element never absent in between, its timeout set on every kernel.
+
+The pins of concurrent answers go to libnftables (resolver.nft) as one command list, one
+netlink transaction, run in a thread of its own so that the event loop never waits on the
+kernel; answers that arrive while a transaction runs make the next one. :meth:`Pinner.pin`
+returns once the transaction is committed, and the frontend releases the answer only then
+(a client's connect never races its rule); when it fails, it raises :class:`PinError` and the
+client gets SERVFAIL (fail closed). A failed batch of several answers is retried one answer at
+a time, so that one bad answer fails alone.
+
+The names that led to each address (the question's name and the owner of the record) are kept
+with their expiry, for proxies: :meth:`Pinner.lookup` tells which validated names pointed at
+an address for a service and until when, so that a proxy can check SNI or Host against them.
+:meth:`Pinner.forget` removes a service's pins at once (a revoked rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import dns.name
+
+from resolver.config import Pin, Service
+from resolver.errors import ResolverError
+from resolver.frontend.addresses import addresses
+from resolver.nft import Nft, NftError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MAX_PINS", "PinError", "Pinned", "Pinner", "check_set", "elements"]
+
+#: Addresses remembered per service: beyond it, a new address is not pinned (SERVFAIL), so a
+#: workload cannot grow the table without bound; expired ones are dropped first.
+MAX_PINS = 65536
+#: Seconds between sweeps of expired pins from the table (the kernel drops its own).
+SWEEP_EVERY = 10.0
+#: The set type each IP version needs (libnftables-json(5) names).
+SET_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
+
+
+class PinError(ResolverError):
+    """A pin could not be committed; the text says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """One address of an answer to pin: where it came from and for how long."""
+
+    address: str
+    version: int
+    owner: str     # the record's owner name
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """What one answer pinned: ``(address, timeout in seconds)`` each, as committed."""
+
+    added: tuple[tuple[str, int], ...]
+
+
+def elements(rrsets: Iterable) -> list[Element]:
+    """The addresses of an answer's RRsets (resolver.frontend.addresses), each with its
+    record's TTL."""
+    found = []
+    for rrset in rrsets:
+        for address in addresses(rrset):
+            version = 6 if ":" in address else 4
+            found.append(Element(address, version, rrset.name.to_text(), rrset.ttl))
+    return found
+
+
+def check_set(nft: Nft, pin: Pin, version: int) -> str | None:
+    """Why the set of IP ``version`` that ``pin`` names cannot be pinned into (no table, no
+    set, the wrong type, no ``timeout`` flag, no permission: libnftables' words), or None."""
+    name = pin.set4 if version == 4 else pin.set6
+    try:
+        info = nft.set_info(pin.family, pin.table, name)
+    except NftError as exc:
+        text = str(exc)
+        return text if text.startswith("no ") else f"set {pin.family} {pin.table} {name}: {text}"
+    if info.get("type") != SET_TYPES[version]:
+        return (f"set {pin.family} {pin.table} {name}: type {info.get('type')}, not "
+                f"{SET_TYPES[version]}")
+    if "timeout" not in info.get("flags", ()):
+        return (f"set {pin.family} {pin.table} {name}: no 'flags timeout' (pins expire with "
+                "their TTL)")
+    return None
+
+
+class _Address:
+    """A pinned address of a service: when its element expires, and each name that led to it
+    with the expiry that name gave."""
+
+    __slots__ = ("expires", "names")
+
+    def __init__(self) -> None:
+        self.expires = 0.0
+        self.names: dict[str, float] = {}
+
+
+class _Request:
+    """One answer's pins (``found``), or the pins of a service to remove (``found`` None):
+    ``gone`` addresses from ``pin``'s sets, or every address the service has (``gone`` None)."""
+
+    __slots__ = ("service", "qname", "found", "pin", "gone", "future")
+
+    def __init__(self, service: str, qname: str = "", found: list[Element] | None = None,
+                 pin: Pin | None = None, gone: list[str] | None = None) -> None:
+        self.service, self.qname, self.found, self.pin, self.gone = (service, qname, found,
+                                                                    pin, gone)
+        self.future: asyncio.Future | None = None
+
+
+class Pinner:
+    """The pins of every service with ``pin``, in the kernel's sets and in a table of names.
+    ``nft`` is a resolver.nft.Nft (made here when there is a service to pin for; a missing
+    library raises NftError); ``clock`` gives seconds since the epoch. One event loop uses it;
+    libnftables runs in one thread of its own."""
+
+    def __init__(self, services: Iterable[Service], nft: Nft | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._pins: dict[str, dict[str, _Address]] = {}
+        self._targets: dict[str, Pin] = {}
+        self._nft = nft
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[_Request] = []
+        self._task: asyncio.Task | None = None
+        self._swept = 0.0
+        #: Transactions committed, commands sent, answers refused for a failed pin.
+        self.stats = {"transactions": 0, "commands": 0, "failures": 0}
+        self.configure(services)
+
+    def configure(self, services: Iterable[Service]) -> None:
+        """Pin for ``services`` from now on (a reload). The pins of a service removed, or whose
+        sets changed, are removed from their sets at once (from within a running event loop;
+        in the background: a failure is logged)."""
+        targets = {s.name: s.pin for s in services if s.pin is not None}
+        if targets and self._nft is None:
+            self._nft = Nft()
+        for name, pin in self._targets.items():
+            table = self._pins.pop(name, None) if targets.get(name) != pin else None
+            if table:
+                future = self._enqueue(_Request(name, pin=pin, gone=list(table)))
+                future.add_done_callback(_log_failure)
+        self._targets = targets
+
+    def wants(self, service: Service | None) -> bool:
+        """Whether answers of ``service`` are pinned."""
+        return service is not None and service.name in self._targets
+
+    async def pin(self, service: str, qname: dns.name.Name, found: list[Element]) -> Pinned:
+        """Add the addresses ``found`` in an answer to ``qname`` to ``service``'s sets; return
+        once committed, or raise :class:`PinError`. An address of a version the service has
+        no set for is not pinned."""
+        pin = self._targets.get(service)
+        if pin is None:
+            raise PinError(f"service {service} does not pin")
+        wanted = [e for e in found if (pin.set4 if e.version == 4 else pin.set6) is not None]
+        if not wanted:
+            return Pinned(())
+        return await self._enqueue(_Request(service, qname.to_text(), wanted))
+
+    async def forget(self, service: str) -> int:
+        """Remove every pin of ``service`` from its sets and the table at once (a revoked rule
+        or a removed service); the number of addresses removed."""
+        if not self._pins.get(service):
+            return 0
+        return await self._enqueue(_Request(service, pin=self._targets.get(service)))
+
+    def lookup(self, service: str, address: str) -> list[tuple[str, float]]:
+        """The validated names that pointed at ``address`` for ``service`` and the time (epoch
+        seconds) each pin ends, latest first; [] when it is not pinned."""
+        entry = self._pins.get(service, {}).get(_normal(address))
+        now = self.clock()
+        if entry is None or entry.expires <= now:
+            return []
+        return sorted(((n, t) for n, t in entry.names.items() if t > now),
+                      key=lambda item: (-item[1], item[0]))
+
+    def snapshot(self, service: str) -> list[dict]:
+        """Every live pin of ``service``: ``{"address", "expires", "names": {name: expires}}``,
+        by address."""
+        now = self.clock()
+        return [{"address": address, "expires": entry.expires,
+                 "names": {n: t for n, t in entry.names.items() if t > now}}
+                for address, entry in sorted(self._pins.get(service, {}).items())
+                if entry.expires > now]
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._nft is not None:
+            self._nft.close()
+
+    # --- the batches -----------------------------------------------------------------------
+
+    def _enqueue(self, request: _Request) -> asyncio.Future:
+        """Queue ``request`` for the next transaction; its future gets the result."""
+        loop = asyncio.get_running_loop()
+        request.future = loop.create_future()
+        self._pending.append(request)
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
+        return request.future
+
+    async def _drain(self) -> None:
+        """Commit what is pending, batch after batch, until nothing is."""
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="nft")
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._commit(loop, batch, retry=len(batch) > 1)
+        finally:
+            self._task = None
+
+    async def _commit(self, loop, batch: list[_Request], retry: bool) -> None:
+        now = self.clock()
+        self._sweep(now)
+        try:
+            commands, staged, results = self._plan(batch, now)
+            if commands:
+                await loop.run_in_executor(self._executor, self._nft.run, commands)
+        except (NftError, PinError) as exc:
+            if retry:
+                for request in batch:
+                    await self._commit(loop, [request], retry=False)
+                return
+            self.stats["failures"] += len(batch)
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(
+                        exc if isinstance(exc, PinError) else PinError(f"nftables: {exc}"))
+            return
+        except Exception as exc:  # noqa: BLE001 - a waiting answer never hangs
+            log.exception("pinning failed")
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(PinError(f"internal error: {exc!r}"))
+            return
+        self.stats["transactions"] += bool(commands)
+        self.stats["commands"] += len(commands)
+        for (service, address), entry in staged.items():
+            table = self._pins.setdefault(service, {})
+            if entry is None:
+                table.pop(address, None)
+            else:
+                table[address] = entry
+        for request, result in zip(batch, results):
+            if not request.future.done():
+                request.future.set_result(result)
+
+    def _plan(self, batch: list[_Request], now: float):
+        """The commands of ``batch`` in order, the table's entries they change (None: gone),
+        and each request's result."""
+        commands: list[dict] = []
+        staged: dict[tuple[str, str], _Address | None] = {}
+        results: list = []
+
+        def current(service: str, address: str) -> _Address | None:
+            key = (service, address)
+            return staged[key] if key in staged else self._pins.get(service, {}).get(address)
+
+        for request in batch:
+            if request.found is None:  # pins to remove
+                live = self._pins.get(request.service, {})
+                gone = request.gone if request.gone is not None else [
+                    a for a in dict.fromkeys([*live, *(a for s, a in staged
+                                                       if s == request.service)])
+                    if current(request.service, a) is not None]
+                for address in gone:
+                    if request.gone is None:
+                        staged[(request.service, address)] = None
+                    if request.pin is not None:
+                        commands += _remove(request.pin, address)
+                results.append(len(gone))
+                continue
+            pin = self._targets.get(request.service)
+            if pin is None:
+                raise PinError(f"service {request.service} does not pin (any more)")
+            added = []
+            for element in request.found:
+                address = _normal(element.address)
+                old = current(request.service, address)
+                if old is None and len(self._pins.get(request.service, {})) >= MAX_PINS:
+                    raise PinError(f"{MAX_PINS} addresses pinned for service "
+                                   f"{request.service}: the table is full")
+                entry = _Address()
+                if old is not None:
+                    entry.expires, entry.names = old.expires, dict(old.names)
+                until = now + element.ttl + pin.grace
+                entry.expires = max(entry.expires, until)
+                for name in dict.fromkeys((request.qname, element.owner)):
+                    entry.names[name] = max(entry.names.get(name, 0.0), until)
+                staged[(request.service, address)] = entry
+                timeout = max(1, math.ceil(entry.expires - now))
+                commands += _refresh(pin, element.version, address, timeout)
+                added.append((address, element.ttl + pin.grace))
+            results.append(Pinned(tuple(added)))
+        return commands, staged, results
+
+    def _sweep(self, now: float) -> None:
+        """Drop the table's expired pins (every SWEEP_EVERY seconds at most)."""
+        if now - self._swept < SWEEP_EVERY:
+            return
+        self._swept = now
+        for table in self._pins.values():
+            for address in [a for a, e in table.items() if e.expires <= now]:
+                del table[address]
+
+
+def _log_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("pins of a service removed or changed by a reload: %s", future.exception())
+
+
+def _normal(address: str) -> str:
+    """One text per address (``2001:DB8::0:1`` -> ``2001:db8::1``), as the table's key."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
+
+
+def _element(pin: Pin, version: int, elem) -> dict:
+    return {"element": {"family": pin.family, "table": pin.table,
+                        "name": pin.set4 if version == 4 else pin.set6, "elem": [elem]}}
+
+
+def _refresh(pin: Pin, version: int, address: str, timeout: int) -> list[dict]:
+    """``add``, ``delete``, ``add``: the element present with ``timeout`` on any kernel."""
+    value = {"elem": {"val": address, "timeout": timeout}}
+    return [{"add": _element(pin, version, value)}, {"delete": _element(pin, version, address)},
+            {"add": _element(pin, version, value)}]
+
+
+def _remove(pin: Pin, address: str) -> list[dict]:
+    """``add`` then ``delete``: gone whether or not the kernel had expired it already (a
+    ``delete`` of an absent element would fail the whole transaction)."""
+    version = 6 if ":" in address else 4
+    if (pin.set4 if version == 4 else pin.set6) is None:
+        return []
+    value = {"elem": {"val": address, "timeout": 1}}
+    return [{"add": _element(pin, version, value)}, {"delete": _element(pin, version, address)}]

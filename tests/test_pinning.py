@@ -1,0 +1,176 @@
+"""Pinning (issue #17, ``services[].pin``): the configuration, the addresses and targets an answer
+carries (SVCB/HTTPS hints under rebinding protection, SVCB/HTTPS/SRV targets under the
+allowlist), and, each in a network namespace of its own (tests/pinning_netns.py), the Pinner
+against the kernel's nftables sets and a sandbox whose client reaches only what it resolved."""
+
+from __future__ import annotations
+
+import ctypes.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dns.rdatatype
+import dns.rrset
+import pytest
+import yaml
+
+from resolver.config import ConfigError, parse_config
+from resolver.frontend.addresses import addresses, targets
+from resolver.frontend.pinning import elements
+from resolver.frontend.pipeline import _service_scope
+from resolver.frontend.policy import Policy
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _netns_skip() -> str | None:
+    """Why the namespace cases cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root to make a network namespace with nftables (unshare -n)"
+    if shutil.which("unshare") is None:
+        return "needs unshare (util-linux)"
+    if ctypes.util.find_library("nftables") is None:
+        return "needs libnftables (Debian package libnftables1) and nft (package nftables)"
+    if shutil.which("nft") is None:
+        return "needs the nft command (Debian package nftables) to set up the ruleset"
+    return None
+
+
+netns = pytest.mark.skipif(_netns_skip() is not None, reason=str(_netns_skip()))
+
+
+def run_case(case: str, directory: Path) -> dict:
+    done = subprocess.run(["unshare", "-n", sys.executable, "-m", "tests.pinning_netns", case,
+                           str(directory)], cwd=ROOT_DIR, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def config(pin: str, extra: str = "") -> object:
+    return parse_config(yaml.safe_load(
+        'services:\n  - {name: s, clients: ["10.0.0.0/8"], allow: [{zone: example.}], '
+        f"pin: {pin}}}\n" + extra))
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+def test_pin_config():
+    pin = config('{nft: {table: "inet sandbox", set4: a4, set6: a6}, grace: 60}').services[0].pin
+    assert (pin.family, pin.table, pin.set4, pin.set6, pin.grace) == ("inet", "sandbox", "a4",
+                                                                      "a6", 60)
+    pin = config('{nft: {table: "ip6 t", set6: a6}}').services[0].pin
+    assert (pin.set4, pin.grace, pin.sets()) == (None, 300, ((6, "a6"),))
+
+
+@pytest.mark.parametrize("pin, field, text", [
+    ("{grace: 5}", "services[0].pin.nft", "missing"),
+    ('{nft: {table: "inet t"}}', "services[0].pin.nft", "needs set4 or set6"),
+    ('{nft: {table: "inet t", set4: a, set6: a}}', "services[0].pin.nft.set6", "set4 too"),
+    ('{nft: {table: "ip t", set6: a}}', "services[0].pin.nft.set6", "family ip holds no IPv6"),
+    ('{nft: {table: "foo t", set4: a}}', "services[0].pin.nft.table", "family 'foo'"),
+    ('{nft: {table: "inet t x", set4: a}}', "services[0].pin.nft.table", "expected"),
+    ('{nft: {table: "inet t", set4: "a b"}}', "services[0].pin.nft.set4", "not an nftables"),
+    ('{nft: {table: "inet t", set4: a}, grace: -1}', "services[0].pin.grace", "out of range"),
+    ('{nft: {table: "inet t", set4: a}, timeout: 1}', "services[0].pin.timeout", "unknown"),
+])
+def test_pin_config_errors(pin, field, text):
+    with pytest.raises(ConfigError) as caught:
+        config(pin)
+    assert caught.value.field == field and text in str(caught.value)
+
+
+def test_each_service_pins_into_its_own_sets():
+    with pytest.raises(ConfigError) as caught:
+        config('{nft: {table: "inet t", set4: a}}',
+               'default_service: {pin: {nft: {table: "inet t", set4: a}}}')
+    assert caught.value.field == "default_service.pin.nft.set4"
+    assert "also services[0]'s" in str(caught.value)
+
+
+def test_pinned_services_take_the_full_path():
+    """The compiled hit path cannot wait for a commit: a pinned service gets no hit-path
+    scope, so each cached answer is pinned again (shown end to end in test_sandbox)."""
+    cfg = config('{nft: {table: "inet t", set4: a}}',
+                 'default_service: {allow: [{zone: example.}]}')
+    policy = Policy(cfg)
+    assert _service_scope(policy, ("127.0.0.1", 53), "10.1.2.3") is None
+    assert _service_scope(policy, ("127.0.0.1", 53), "192.0.2.9") == "default"
+
+
+# --- what an answer carries ------------------------------------------------------------------
+
+def rrset(text: str) -> dns.rrset.RRset:
+    name, ttl, rdtype, *rdata = text.split(maxsplit=3)
+    return dns.rrset.from_text(name, int(ttl), "IN", rdtype, *rdata)
+
+
+def test_addresses_and_targets():
+    https = rrset('svc.example. 60 HTTPS 1 . alpn="h2" ipv4hint="192.0.2.4,192.0.2.5" '
+                  'ipv6hint="2001:db8::4"')
+    assert addresses(https) == ["192.0.2.4", "192.0.2.5", "2001:db8::4"]
+    assert targets(https) == []  # "." is the owner itself
+    alias = rrset("alias.example. 60 SVCB 0 pool.other.")
+    assert targets(alias) == [dns.name.from_text("pool.other.")] and addresses(alias) == []
+    srv = rrset("_x._tcp.example. 60 SRV 0 0 443 host.other.")
+    assert targets(srv) == [dns.name.from_text("host.other.")]
+    assert targets(rrset("_x._tcp.example. 60 SRV 0 0 0 .")) == []  # no service
+    assert addresses(rrset("www.example. 60 A 192.0.2.1")) == ["192.0.2.1"]
+    assert addresses(rrset("www.example. 60 TXT hello")) == []
+    found = elements([https, rrset("www.example. 30 AAAA 2001:db8::1")])
+    assert [(e.address, e.version, e.owner, e.ttl) for e in found] == [
+        ("192.0.2.4", 4, "svc.example.", 60), ("192.0.2.5", 4, "svc.example.", 60),
+        ("2001:db8::4", 6, "svc.example.", 60), ("2001:db8::1", 6, "www.example.", 30)]
+
+
+# --- against the kernel, in a namespace of its own -------------------------------------------
+
+@netns
+def test_pinner_against_nftables(tmp_path):
+    seen = run_case("pinner", tmp_path)
+    assert seen["first"] == [["192.0.2.1", 150], ["2001:db8::1", 150]]  # TTL 50 + grace 100
+    assert seen["after_first"]["192.0.2.1"]["timeout"] == 150
+    assert seen["after_first"]["2001:db8::1"]["timeout"] == 150
+    assert seen["longer"]["timeout"] == 600  # refreshed on an existing element
+    assert seen["shorter"]["timeout"] == 600  # never shortened by another name's answer
+    assert seen["lookup"] == [["www.example.", 1000600.0], ["cdn.example.", 1000105.0]]
+    assert seen["lookup_none"] == []
+    assert seen["concurrent_transactions"] == 1  # 20 answers at once: one transaction
+    assert seen["concurrent_elements"] == [f"192.0.2.{i}" for i in range(10, 30)]
+    assert seen["snapshot"] == seen["forgotten"] == 22
+    assert seen["after_forget"] == {} and seen["lookup_after_forget"] == []
+    assert "No such file or directory" in seen["failed"]  # the table is gone: fail closed
+    assert seen["batch_good"] == [["192.0.2.5", 150]]  # a failed answer fails alone
+    assert seen["batch_bad"] == "PinError" and seen["lookup_failed"] == []
+    assert seen["lookup_expired"] == []
+
+
+@netns
+def test_sandbox(tmp_path):
+    seen = run_case("sandbox", tmp_path)
+    refused = "ECONNREFUSED"  # the ruleset's reject (the README's drops)
+    assert set(seen["before"].values()) == {refused}
+    for key in ("www_a", "www_aaaa", "svc"):
+        assert seen[key]["rcode"] == 0, seen[key]
+    assert seen["denied"]["rcode"] == 5
+    assert "loopback" in seen["rebind"]["ede"] and seen["rebind"]["rcode"] == 5
+    assert "the target of srv.allowed.sc. SRV" in seen["srv"]["ede"]
+    assert "the target of out.allowed.sc. HTTPS" in seen["out"]["ede"]
+    assert sorted(seen["pinned"]) == ["192.0.2.1", "192.0.2.4", "2001:db8::1", "2001:db8::4"]
+    assert all(e["timeout"] == 3 for e in seen["pinned"].values())  # TTL 2 + grace 1
+    assert seen["after"] == {"192.0.2.1": "ok", "192.0.2.2": refused, "192.0.2.3": refused,
+                             "192.0.2.4": "ok", "2001:db8::1": "ok", "2001:db8::4": "ok"}
+    assert seen["expired"] == {}
+    assert seen["after_expiry"] == {"192.0.2.1": refused, "2001:db8::1": refused}
+    records = {(r["qname"], r["qtype"], r["cache_hit"]): r for r in seen["records"]}
+    assert records[("www.allowed.sc.", "A", False)]["pin"] == {
+        "added": [{"address": "192.0.2.1", "timeout": 3}], "error": None}
+    again = records[("www.allowed.sc.", "A", True)]  # a cache hit is pinned again
+    assert again["pin"]["added"][0]["address"] == "192.0.2.1" and again["pin"]["error"] is None
+    assert records[("svc.allowed.sc.", "HTTPS", False)]["pin"]["added"] == [
+        {"address": "192.0.2.4", "timeout": 3}, {"address": "2001:db8::4", "timeout": 3}]
+    assert records[("www.denied.sc.", "A", False)]["pin"] is None
