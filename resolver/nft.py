@@ -31,6 +31,9 @@ _INPUT_JSON = 1 << 1       # NFT_CTX_INPUT_JSON (libnftables 1.0.7 and later)
 #: What libnftables puts before its messages for JSON input.
 _ERROR_PREFIX = re.compile(r"^\S*:\d+:\d+-\d+: (Error: )?")
 
+#: The table :meth:`Nft.updates_timeouts` makes and deletes.
+_PROBE_TABLE = "dnssec_sidecar_probe"
+
 #: Address families of nftables tables, and which sets of addresses a table of each may hold.
 FAMILIES = ("ip", "ip6", "inet", "bridge", "netdev", "arp")
 
@@ -119,6 +122,25 @@ class Nft:
         if not any(item.get("table", {}).get("name") == table for item in tables):
             raise NftError(f"no table {family} {table}")
         raise NftError(f"no set {name} in table {family} {table}")
+
+    def updates_timeouts(self) -> bool:
+        """Whether ``add element`` of an element already in a set sets its timeout anew (Linux
+        6.10 and later) rather than leaving it as it was: tried on a table of its own, made
+        and deleted here."""
+        table = {"family": "inet", "name": _PROBE_TABLE}
+        element = {"family": "inet", "table": _PROBE_TABLE, "name": "probe"}
+        self.run([{"add": {"table": table}}, {"delete": {"table": table}},
+                  {"add": {"table": table}},
+                  {"add": {"set": {**element, "type": "ipv4_addr", "flags": ["timeout"]}}}])
+        try:
+            for timeout in (10, 100):
+                self.run([{"add": {"element": {**element, "elem": [
+                    {"elem": {"val": "192.0.2.1", "timeout": timeout}}]}}}])
+            info = self.set_info("inet", _PROBE_TABLE, "probe")
+            return any(item.get("elem", {}).get("timeout") == 100
+                       for item in info.get("elem", []) if isinstance(item, dict))
+        finally:
+            self.run([{"delete": {"table": table}}])
 
     def close(self) -> None:
         """Free the context (idempotent)."""

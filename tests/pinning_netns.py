@@ -5,8 +5,8 @@ that nothing touches the host's ruleset.
 
 - ``pinner``: resolver.frontend.pinning.Pinner against the kernel: timeouts set and refreshed
   (never shortened), concurrent answers in one transaction, forget, lookup, a failed update.
-- ``sandbox``: the README's ruleset (with ``reject`` for ``drop``, so that a refused connect
-  fails at once), a signed zone served by the scenario runner, the sidecar with ``pin``: a
+- ``sandbox``: the README's ruleset (with a last ``reject``, so that a refused connect fails
+  at once), a signed zone served by the scenario runner, the sidecar with ``pin``: a
   client connects to the addresses it resolved, not to one never resolved nor to one of a
   refused name; the hint of an HTTPS record is pinned, a loopback hint refused; after TTL +
   grace the pin is gone; IPv4 and IPv6.
@@ -27,21 +27,14 @@ import dns.name
 import dns.rdatatype
 import yaml
 
-RULESET = """
-table inet sandbox {
-    set allowed4 { type ipv4_addr; flags timeout; }
-    set allowed6 { type ipv6_addr; flags timeout; }
-    chain egress {
-        type filter hook output priority filter; policy drop;
-        ct state established,related accept
-        ip daddr 127.0.0.0/8 accept
-        ip6 daddr ::1 accept
-        ip daddr @allowed4 accept
-        ip6 daddr @allowed6 accept
-        meta l4proto tcp reject with tcp reset
-    }
-}
-"""
+ROOT_DIR = Path(__file__).resolve().parent.parent
+
+
+def readme_ruleset() -> str:
+    """The sandbox ruleset of README.md (its first ``nft`` block), so that the one the README
+    gives is the one tested."""
+    text = (ROOT_DIR / "README.md").read_text()
+    return text.split("```nft\n", 1)[1].split("```", 1)[0]
 
 
 def sh(command: str) -> str:
@@ -65,14 +58,19 @@ def elements(set_name: str) -> dict[str, dict]:
 
 
 def setup() -> None:
+    """lo up, README's ruleset, and a last rule that rejects what the README's drops, so that
+    a refused connect fails at once instead of timing out."""
     sh("ip link set lo up")
-    sh(f"nft -f - <<'EOF'\n{RULESET}\nEOF")
+    subprocess.run(["nft", "-f", "-"], input=readme_ruleset(), text=True, check=True)
+    sh("nft add rule inet sandbox egress meta l4proto tcp reject with tcp reset")
 
 
 # --- pinner ----------------------------------------------------------------------------------
 
-def case_pinner(directory: Path) -> dict:
-    from resolver.config import Pin, parse_config
+def case_pinner(directory: Path, readd: bool | None = None) -> dict:
+    """``readd``: refresh with add, delete, add (True), add alone (False), or as the kernel
+    allows (None)."""
+    from resolver.config import parse_config
     from resolver.frontend.pinning import Element, Pinner, PinError
     setup()
     config = parse_config(yaml.safe_load("""
@@ -83,10 +81,13 @@ def case_pinner(directory: Path) -> dict:
              pin: {nft: {table: "ip spare", set4: spare4}}}
         """))
     sh("nft add table ip spare && nft add set ip spare spare4 '{ type ipv4_addr; flags timeout; }'")
+    sh("nft add set ip spare scratch '{ type ipv4_addr; flags timeout; }' && "
+       "nft add element ip spare scratch '{ 192.0.2.1 timeout 10s }' && "
+       "nft add element ip spare scratch '{ 192.0.2.1 timeout 100s }'")
+    out: dict = {"kernel_updates": "timeout 1m40s" in sh("nft list set ip spare scratch")}
     now = [1_000_000.0]
-    pinner = Pinner(config.services, clock=lambda: now[0])
+    pinner = Pinner(config.services, clock=lambda: now[0], readd=readd)
     name = dns.name.from_text("www.example.")
-    out: dict = {}
 
     async def run() -> None:
         first = await pinner.pin("a", name, [Element("192.0.2.1", 4, "www.example.", 50),
@@ -124,7 +125,7 @@ def case_pinner(directory: Path) -> dict:
         out["lookup_failed"] = pinner.lookup("b", "192.0.2.3")
         now[0] += 200  # past TTL + grace of 192.0.2.5 in the table
         out["lookup_expired"] = pinner.lookup("a", "192.0.2.5")
-        out["pin_type"] = type(config.services[0].pin).__name__ == Pin.__name__
+        out["readd"] = pinner.readd
 
     asyncio.run(run())
     pinner.close()
@@ -220,7 +221,8 @@ def case_sandbox(directory: Path) -> dict:
     return out
 
 
-CASES = {"pinner": case_pinner, "sandbox": case_sandbox}
+CASES = {"pinner": case_pinner, "pinner-readd": lambda d: case_pinner(d, readd=True),
+         "sandbox": case_sandbox}
 
 if __name__ == "__main__":
     result = CASES[sys.argv[1]](Path(sys.argv[2]))

@@ -13,15 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dns.rdatatype
+import dns.name
 import dns.rrset
 import pytest
 import yaml
 
 from resolver.config import ConfigError, parse_config
+from resolver.dnssec import Verdict
 from resolver.frontend.addresses import addresses, targets
 from resolver.frontend.pinning import elements
-from resolver.frontend.pipeline import _service_scope
+from resolver.frontend.pipeline import Frontend, _service_scope
 from resolver.frontend.policy import Policy
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -127,11 +128,50 @@ def test_addresses_and_targets():
         ("2001:db8::4", 6, "svc.example.", 60), ("2001:db8::1", 6, "www.example.", 30)]
 
 
+class _Answer:
+    """What Frontend._check_answer reads of a validated answer: its RRsets, all Secure."""
+
+    def __init__(self, *texts: str) -> None:
+        self.rrsets = [rrset(text) for text in texts]
+        self.verdicts: dict = {}
+
+    def verdict_of(self, name):
+        return Verdict.SECURE
+
+
+@pytest.mark.parametrize("data, allowed, text", [
+    (["svc.example. 60 HTTPS 1 . ipv4hint=192.0.2.4 ipv6hint=2001:db8::4"], True, None),
+    (["svc.example. 60 HTTPS 1 . ipv4hint=192.0.2.4,127.0.0.1"], False,
+     "answer address 127.0.0.1 is loopback"),
+    (["svc.example. 60 SVCB 1 . ipv6hint=::1"], False, "answer address ::1 is loopback"),
+    (["svc.example. 60 HTTPS 1 . ipv6hint=::ffff:10.0.0.1"], False, "IPv4-mapped private"),
+    (["svc.example. 60 HTTPS 1 pool.example."], True, None),
+    (["svc.example. 60 HTTPS 0 pool.other."], False,
+     "pool.other. (the target of svc.example. HTTPS) is not in an allowed zone"),
+    (["svc.example. 60 SRV 0 0 443 host.other."], False,
+     "host.other. (the target of svc.example. SRV) is not in an allowed zone"),
+    (["svc.example. 60 SRV 0 0 443 host.example."], True, None),
+])
+def test_hints_and_targets_are_judged_like_addresses_and_cnames(data, allowed, text):
+    """RFC 9460 §7.3: a client may connect to a hint before its A/AAAA answer, so rebinding
+    protection judges hints; SVCB, HTTPS and SRV targets must be in an allowed zone."""
+    cfg = config('{nft: {table: "inet t", set4: a}}')
+    policy = Policy(cfg)
+    decision = Frontend._check_answer(policy, cfg.services[0], dns.name.from_text("svc.example."),
+                                      _Answer(*data))
+    assert decision.allowed is allowed, decision
+    assert text is None or text in decision.reason
+
+
 # --- against the kernel, in a namespace of its own -------------------------------------------
 
 @netns
-def test_pinner_against_nftables(tmp_path):
-    seen = run_case("pinner", tmp_path)
+@pytest.mark.parametrize("case", ["pinner", "pinner-readd"])
+def test_pinner_against_nftables(case, tmp_path):
+    """The Pinner with the kernel's own refresh (Linux 6.10 and later updates an element's
+    timeout on ``add``), and with add, delete, add, as on an older kernel."""
+    seen = run_case(case, tmp_path)
+    assert seen["readd"] is (True if case == "pinner-readd" else not seen["kernel_updates"])
     assert seen["first"] == [["192.0.2.1", 150], ["2001:db8::1", 150]]  # TTL 50 + grace 100
     assert seen["after_first"]["192.0.2.1"]["timeout"] == 150
     assert seen["after_first"]["2001:db8::1"]["timeout"] == 150
@@ -174,3 +214,13 @@ def test_sandbox(tmp_path):
     assert records[("svc.allowed.sc.", "HTTPS", False)]["pin"]["added"] == [
         {"address": "192.0.2.4", "timeout": 3}, {"address": "2001:db8::4", "timeout": 3}]
     assert records[("www.denied.sc.", "A", False)]["pin"] is None
+
+
+@netns
+def test_k8s_ruleset_loads():
+    """The pod ruleset of k8s/README.md is one nft accepts (in a namespace of its own)."""
+    text = (ROOT_DIR / "k8s" / "README.md").read_text()
+    ruleset = text.split("```nft\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(["unshare", "-n", "nft", "-f", "-"], input=ruleset, text=True,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr

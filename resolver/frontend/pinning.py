@@ -7,9 +7,10 @@ once had (the rebinding of a name to an internal address is refused before it is
 Each address gets a timeout of its record's TTL (as sent, counted down) plus ``grace``,
 refreshed by every answer that carries it, and never shortened by one: the kernel element's
 timeout is the latest expiry any name of the service gave it. ``add element`` of an element
-already present does not change its timeout on every kernel (before Linux 6.10 it is a no-op),
-so each address is written as ``add``, ``delete``, ``add`` in one transaction: atomic, the
-element never absent in between, its timeout set on every kernel.
+already present sets its timeout anew since Linux 6.10 and is a no-op before, which
+:meth:`resolver.nft.Nft.updates_timeouts` finds out at start; on an older kernel each address
+is written as ``add``, ``delete``, ``add`` in one transaction: atomic, the element never
+absent in between, its timeout set.
 
 The pins of concurrent answers go to libnftables (resolver.nft) as one command list, one
 netlink transaction, run in a thread of its own so that the event loop never waits on the
@@ -137,8 +138,10 @@ class Pinner:
     libnftables runs in one thread of its own."""
 
     def __init__(self, services: Iterable[Service], nft: Nft | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, readd: bool | None = None) -> None:
         self.clock = clock
+        #: Whether a refresh is written ``add``, ``delete``, ``add`` (None: probe the kernel).
+        self.readd = readd
         self._pins: dict[str, dict[str, _Address]] = {}
         self._targets: dict[str, Pin] = {}
         self._nft = nft
@@ -157,6 +160,13 @@ class Pinner:
         targets = {s.name: s.pin for s in services if s.pin is not None}
         if targets and self._nft is None:
             self._nft = Nft()
+        if targets and self.readd is None:
+            try:
+                self.readd = not self._nft.updates_timeouts()
+            except NftError as exc:
+                log.warning("pinning: cannot tell whether this kernel updates an element's "
+                            "timeout (%s): refreshing with add, delete, add", exc)
+                self.readd = True
         for name, pin in self._targets.items():
             table = self._pins.pop(name, None) if targets.get(name) != pin else None
             if table:
@@ -315,7 +325,7 @@ class Pinner:
                     entry.names[name] = max(entry.names.get(name, 0.0), until)
                 staged[(request.service, address)] = entry
                 timeout = max(1, math.ceil(entry.expires - now))
-                commands += _refresh(pin, element.version, address, timeout)
+                commands += _refresh(pin, element.version, address, timeout, self.readd)
                 added.append((address, element.ttl + pin.grace))
             results.append(Pinned(tuple(added)))
         return commands, staged, results
@@ -348,11 +358,13 @@ def _element(pin: Pin, version: int, elem) -> dict:
                         "name": pin.set4 if version == 4 else pin.set6, "elem": [elem]}}
 
 
-def _refresh(pin: Pin, version: int, address: str, timeout: int) -> list[dict]:
-    """``add``, ``delete``, ``add``: the element present with ``timeout`` on any kernel."""
-    value = {"elem": {"val": address, "timeout": timeout}}
-    return [{"add": _element(pin, version, value)}, {"delete": _element(pin, version, address)},
-            {"add": _element(pin, version, value)}]
+def _refresh(pin: Pin, version: int, address: str, timeout: int, readd: bool) -> list[dict]:
+    """The element present with ``timeout``: ``add`` where that sets it, else ``add``,
+    ``delete``, ``add``."""
+    value = {"add": _element(pin, version, {"elem": {"val": address, "timeout": timeout}})}
+    if not readd:
+        return [value]
+    return [value, {"delete": _element(pin, version, address)}, value]
 
 
 def _remove(pin: Pin, address: str) -> list[dict]:

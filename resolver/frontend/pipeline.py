@@ -2,7 +2,8 @@
 (RFC 1035 §4.1.1: a response or an unparsable message is dropped or answered FORMERR, one
 question, opcode QUERY, class IN, the types of resolver.wire.NOT_SERVED answered NOTIMP with EDE
 21, RFC 8914 §4.22), the client's service and its policy (resolver.frontend.policy), resolution
-(resolver.frontend.resolution), the answer (resolver.frontend.answers), one forensic record per
+(resolver.frontend.resolution), the answer (resolver.frontend.answers), its addresses committed
+to the service's nftables sets when it pins (resolver.frontend.pinning), one forensic record per
 query sealed before the reply leaves (resolver.forensic), and what follows it: the metrics and
 the dnstap client messages (through the same :class:`~resolver.frontend._fastpath.Report` as
 the hit path), and the reply's bytes kept for the hit path (not a stale answer's, RFC 8767:
@@ -109,8 +110,8 @@ class Frontend:
         """The hit path (compiled: ``_fastpath.HitPath``): a repeated question of a service
         answered from the bytes sent before (``_fastcache``), its forensic record sealed from
         the template stored with them (``_fastlog``). None sends the query down the full path:
-        a miss, a service with budgets to count, a log that is unhealthy or full (the full path
-        then waits for it)."""
+        a miss, a service with budgets to count or pins to commit, a log that is unhealthy or
+        full (the full path then waits for it)."""
         return self.hits.answer(wire, transport == "tcp", listener, client)
 
     def _remember(self, wire: bytes, reply: bytes, service, decision, outcome,

@@ -7,9 +7,10 @@ the server asks, in this order:
 2. :meth:`Policy.check_question` before anything is sent upstream or looked up: a denied name
    never leaves the sidecar, not even as a minimised query (RFC 9156).
 3. :meth:`Policy.check_name` for every CNAME and DNAME target of the answer (RFC 1034 §3.6.2,
-   RFC 6672): a chain may not lead out of the allowed zones.
+   RFC 6672), and SVCB, HTTPS and SRV target (RFC 9460 §2.5, RFC 2782): a chain may not lead
+   out of the allowed zones.
 4. :meth:`Policy.check_answer` with the validation verdict (RFC 4035 §4.3) and the addresses of
-   the answer: ``require: secure`` refuses Insecure data (a removed DS), Bogus is never allowed,
+   the answer (A, AAAA, SVCB/HTTPS hints: resolver.frontend.addresses): ``require: secure`` refuses Insecure data (a removed DS), Bogus is never allowed,
    and rebinding protection refuses private addresses.
 
 A refusal is a :class:`Decision` carrying the rcode (REFUSED, or NXDOMAIN per ``refuse_with``),
