@@ -27,7 +27,7 @@ from resolver.ops.dnstap import Dnstap, DnstapCollector
 from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
-from resolver.frontend.pinning import Pinner
+from resolver.frontend.pinning import Pinner, PinError
 from resolver.frontend.policy import Policy
 from resolver.preflight import bind_failure, forward_tls, pin_sets
 from resolver.frontend.listeners import Server
@@ -296,7 +296,10 @@ class Service:
                 log.warning("reload: %s changed; that takes a restart", field)
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
         self.server.frontend.use_policy(Policy(new))
-        self.pinner.configure(_all_services(new))  # pins of removed or changed services go
+        try:  # pins of services removed or changed, of names no longer allowed, go now
+            await self.pinner.follow(self.server.frontend.policy)
+        except PinError as exc:
+            log.error("reload: pins no longer allowed could not be removed: %s", exc)
         self.resolver.admission.configure(*admission_limits(new))
         settings = Settings.from_config(new)
         if settings != self.resolver.settings:

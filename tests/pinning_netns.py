@@ -9,7 +9,8 @@ that nothing touches the host's ruleset.
   at once), a signed zone served by the scenario runner, the sidecar with ``pin``: a
   client connects to the addresses it resolved, not to one never resolved nor to one of a
   refused name; the hint of an HTTPS record is pinned, a loopback hint refused; after TTL +
-  grace the pin is gone; IPv4 and IPv6.
+  grace the pin is gone; IPv4 and IPv6; a reload's narrower rule removes pins at once; with
+  the sets gone, answers are SERVFAIL.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -72,6 +74,7 @@ def case_pinner(directory: Path, readd: bool | None = None) -> dict:
     allows (None)."""
     from resolver.config import parse_config
     from resolver.frontend.pinning import Element, Pinner, PinError
+    from resolver.frontend.policy import Policy
     setup()
     config = parse_config(yaml.safe_load("""
         services:
@@ -101,6 +104,10 @@ def case_pinner(directory: Path, readd: bool | None = None) -> dict:
         out["shorter"] = elements("allowed4")["192.0.2.1"]
         out["lookup"] = pinner.lookup("a", "192.0.2.1")
         out["lookup_none"] = pinner.lookup("a", "192.0.2.99")
+        await pinner.pin("a", dns.name.from_text("old.other."),
+                         [Element("192.0.2.7", 4, "old.other.", 50)])
+        out["revoked"] = await pinner.follow(Policy(config))  # old.other. is in no rule
+        out["after_revoke"] = sorted(elements("allowed4"))
         before = dict(pinner.stats)
         await asyncio.gather(*(pinner.pin("a", name, [Element(f"192.0.2.{i}", 4, "www.example.",
                                                               60)]) for i in range(10, 30)))
@@ -136,10 +143,10 @@ def case_pinner(directory: Path, readd: bool | None = None) -> dict:
 
 SIDECAR, LISTEN_PORT = "127.0.0.53", 8443
 ZONE_RECORDS = (
-    "www 2 IN A 192.0.2.1\n"
-    "www 2 IN AAAA 2001:db8::1\n"
+    "www 4 IN A 192.0.2.1\n"
+    "www 4 IN AAAA 2001:db8::1\n"
     "other 300 IN A 192.0.2.2\n"          # never resolved
-    "svc 2 IN HTTPS 1 . alpn=h2 ipv4hint=192.0.2.4 ipv6hint=2001:db8::4\n"
+    "svc 300 IN HTTPS 1 . alpn=h2 ipv4hint=192.0.2.4 ipv6hint=2001:db8::4\n"
     "rebind 300 IN HTTPS 1 . ipv4hint=127.0.0.1 ipv6hint=::1\n"
     "srv 300 IN SRV 0 0 443 www.denied.sc.\n"
     "out 300 IN HTTPS 1 www.denied.sc.\n")
@@ -150,7 +157,7 @@ services:
   - name: sandbox
     listeners: ["127.0.0.53:53"]
     allow: [{zone: allowed.sc.}]
-    pin: {nft: {table: "inet sandbox", set4: allowed4, set6: allowed6}, grace: 1}
+    pin: {nft: {table: "inet sandbox", set4: allowed4, set6: allowed6}, grace: 2}
 """
 
 
@@ -205,14 +212,25 @@ def case_sandbox(directory: Path) -> dict:
         out["out"] = ask("out.allowed.sc.", "HTTPS")
         out["pinned"] = {**elements("allowed4"), **elements("allowed6")}
         out["after"] = {a: connects(a) for a in ADDRESSES}
+        # a reload that narrows the rule to www: svc's pins (TTL 300) go at once
+        path = directory / "sidecar" / "sidecar.yaml"
+        path.write_text(path.read_text().replace("{zone: allowed.sc.}", "{zone: www.allowed.sc.}"))
+        sidecar.process.send_signal(signal.SIGHUP)
+        for _ in range(300):
+            if "reload (SIGHUP) applied" in sidecar.log.read_text():
+                break
+            time.sleep(0.05)
+        out["reloaded"] = {**elements("allowed4"), **elements("allowed6")}
         out["www_again"] = ask("www.allowed.sc.", "A")  # from the cache: pinned again
-        # TTL (2 s) + grace (1 s): wait, bounded, for the kernel to drop the pins
+        # TTL (4 s) + grace (2 s): wait, bounded, for the kernel to drop the pins
         for _ in range(300):
             if not {**elements("allowed4"), **elements("allowed6")}:
                 break
             time.sleep(0.1)
         out["expired"] = {**elements("allowed4"), **elements("allowed6")}
         out["after_expiry"] = {a: connects(a) for a in ("192.0.2.1", "2001:db8::1")}
+        sh("nft flush ruleset")  # the sets are gone: answers fail closed
+        out["unpinnable"] = ask("www.allowed.sc.", "A")
         sidecar.stop()
         out["records"] = [json.loads(line) for line in
                           (directory / "sidecar" / "lookups.log").read_text().splitlines()]

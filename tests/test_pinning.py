@@ -179,6 +179,7 @@ def test_pinner_against_nftables(case, tmp_path):
     assert seen["shorter"]["timeout"] == 600  # never shortened by another name's answer
     assert seen["lookup"] == [["www.example.", 1000600.0], ["cdn.example.", 1000105.0]]
     assert seen["lookup_none"] == []
+    assert seen["revoked"] == 1 and seen["after_revoke"] == ["192.0.2.1"]  # a reload's rules
     assert seen["concurrent_transactions"] == 1  # 20 answers at once: one transaction
     assert seen["concurrent_elements"] == [f"192.0.2.{i}" for i in range(10, 30)]
     assert seen["snapshot"] == seen["forgotten"] == 22
@@ -201,19 +202,32 @@ def test_sandbox(tmp_path):
     assert "the target of srv.allowed.sc. SRV" in seen["srv"]["ede"]
     assert "the target of out.allowed.sc. HTTPS" in seen["out"]["ede"]
     assert sorted(seen["pinned"]) == ["192.0.2.1", "192.0.2.4", "2001:db8::1", "2001:db8::4"]
-    assert all(e["timeout"] == 3 for e in seen["pinned"].values())  # TTL 2 + grace 1
+    timeouts = {a: e["timeout"] for a, e in seen["pinned"].items()}
+    assert timeouts == {"192.0.2.1": 6, "2001:db8::1": 6,  # TTL 4 + grace 2
+                        "192.0.2.4": 302, "2001:db8::4": 302}
     assert seen["after"] == {"192.0.2.1": "ok", "192.0.2.2": refused, "192.0.2.3": refused,
                              "192.0.2.4": "ok", "2001:db8::1": "ok", "2001:db8::4": "ok"}
+    # a reload removed svc's rule: its pins (TTL 300) went at once; www's stay while they last
+    assert not {"192.0.2.4", "2001:db8::4"} & set(seen["reloaded"])
     assert seen["expired"] == {}
     assert seen["after_expiry"] == {"192.0.2.1": refused, "2001:db8::1": refused}
-    records = {(r["qname"], r["qtype"], r["cache_hit"]): r for r in seen["records"]}
+    records: dict = {}  # the first record of each question, and whether it was a cache hit
+    for r in seen["records"]:
+        records.setdefault((r["qname"], r["qtype"], r["cache_hit"]), r)
     assert records[("www.allowed.sc.", "A", False)]["pin"] == {
-        "added": [{"address": "192.0.2.1", "timeout": 3}], "error": None}
+        "added": [{"address": "192.0.2.1", "timeout": 6}], "error": None}
     again = records[("www.allowed.sc.", "A", True)]  # a cache hit is pinned again
     assert again["pin"]["added"][0]["address"] == "192.0.2.1" and again["pin"]["error"] is None
     assert records[("svc.allowed.sc.", "HTTPS", False)]["pin"]["added"] == [
-        {"address": "192.0.2.4", "timeout": 3}, {"address": "2001:db8::4", "timeout": 3}]
+        {"address": "192.0.2.4", "timeout": 302}, {"address": "2001:db8::4", "timeout": 302}]
     assert records[("www.denied.sc.", "A", False)]["pin"] is None
+    # fail closed: with the ruleset flushed, the answer is SERVFAIL, EDE 14, and says why
+    assert seen["unpinnable"]["rcode"] == 2 and seen["unpinnable"]["answer"] == []
+    assert "pin failed" in seen["unpinnable"]["ede"]
+    assert "not answering unpinned" in seen["unpinnable"]["ede"]
+    failed = [r for r in seen["records"] if r["rcode"] == "SERVFAIL"]
+    assert len(failed) == 1 and failed[0]["ede"]["code"] == 14
+    assert failed[0]["pin"]["added"] == [] and "No such file" in failed[0]["pin"]["error"]
 
 
 @netns

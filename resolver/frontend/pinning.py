@@ -119,15 +119,16 @@ class _Address:
 
 
 class _Request:
-    """One answer's pins (``found``), or the pins of a service to remove (``found`` None):
-    ``gone`` addresses from ``pin``'s sets, or every address the service has (``gone`` None)."""
+    """One answer's pins (``found``), or pins to remove (``found`` None): those of ``service``
+    in ``pin``'s sets except the addresses whose names ``keep`` keeps (None: keeps none)."""
 
-    __slots__ = ("service", "qname", "found", "pin", "gone", "future")
+    __slots__ = ("service", "qname", "found", "pin", "keep", "future")
 
     def __init__(self, service: str, qname: str = "", found: list[Element] | None = None,
-                 pin: Pin | None = None, gone: list[str] | None = None) -> None:
-        self.service, self.qname, self.found, self.pin, self.gone = (service, qname, found,
-                                                                    pin, gone)
+                 pin: Pin | None = None,
+                 keep: Callable[[dict[str, float]], bool] | None = None) -> None:
+        self.service, self.qname, self.found, self.pin, self.keep = (service, qname, found,
+                                                                    pin, keep)
         self.future: asyncio.Future | None = None
 
 
@@ -149,6 +150,7 @@ class Pinner:
         self._pending: list[_Request] = []
         self._task: asyncio.Task | None = None
         self._swept = 0.0
+        self._last_error: str | None = None
         #: Transactions committed, commands sent, answers refused for a failed pin.
         self.stats = {"transactions": 0, "commands": 0, "failures": 0}
         self.configure(services)
@@ -168,11 +170,22 @@ class Pinner:
                             "timeout (%s): refreshing with add, delete, add", exc)
                 self.readd = True
         for name, pin in self._targets.items():
-            table = self._pins.pop(name, None) if targets.get(name) != pin else None
-            if table:
-                future = self._enqueue(_Request(name, pin=pin, gone=list(table)))
-                future.add_done_callback(_log_failure)
+            if targets.get(name) != pin and self._pins.get(name):
+                self._enqueue(_Request(name, pin=pin)).add_done_callback(_log_failure)
         self._targets = targets
+
+    async def follow(self, policy) -> int:
+        """Pin for the services of ``policy`` (resolver.frontend.policy.Policy) from now on (a
+        reload, a runtime change): as :meth:`configure`, and the pins none of whose names an
+        allow rule of their service still covers go at once; the number of those removed."""
+        services = (*policy.services, policy.default_service)
+        self.configure(services)
+        removed = 0
+        for service in services:
+            if service.pin is not None and self._pins.get(service.name):
+                removed += await self.revoke(service.name, lambda name, s=service: policy.rule_for(
+                    s, dns.name.from_text(name)) is not None)
+        return removed
 
     def wants(self, service: Service | None) -> bool:
         """Whether answers of ``service`` are pinned."""
@@ -191,11 +204,17 @@ class Pinner:
         return await self._enqueue(_Request(service, qname.to_text(), wanted))
 
     async def forget(self, service: str) -> int:
-        """Remove every pin of ``service`` from its sets and the table at once (a revoked rule
-        or a removed service); the number of addresses removed."""
+        """Remove every pin of ``service`` from its sets and the table at once (a removed
+        service, a revocation); the number of addresses removed."""
+        return await self.revoke(service, None)
+
+    async def revoke(self, service: str, keep: Callable[[str], bool] | None) -> int:
+        """Remove the pins of ``service`` none of whose names ``keep`` (a name's text -> still
+        allowed) keeps, at once (a rule removed; None: every pin); the number removed."""
         if not self._pins.get(service):
             return 0
-        return await self._enqueue(_Request(service, pin=self._targets.get(service)))
+        kept = None if keep is None else (lambda names: any(map(keep, names)))
+        return await self._enqueue(_Request(service, pin=self._targets.get(service), keep=kept))
 
     def lookup(self, service: str, address: str) -> list[tuple[str, float]]:
         """The validated names that pointed at ``address`` for ``service`` and the time (epoch
@@ -258,10 +277,13 @@ class Pinner:
                     await self._commit(loop, [request], retry=False)
                 return
             self.stats["failures"] += len(batch)
+            error = exc if isinstance(exc, PinError) else PinError(f"nftables: {exc}")
+            if str(error) != self._last_error:  # once per change of reason, not per answer
+                self._last_error = str(error)
+                log.warning("pinning failed, answers refused (SERVFAIL): %s", error)
             for request in batch:
                 if not request.future.done():
-                    request.future.set_exception(
-                        exc if isinstance(exc, PinError) else PinError(f"nftables: {exc}"))
+                    request.future.set_exception(error)
             return
         except Exception as exc:  # noqa: BLE001 - a waiting answer never hangs
             log.exception("pinning failed")
@@ -269,6 +291,7 @@ class Pinner:
                 if not request.future.done():
                     request.future.set_exception(PinError(f"internal error: {exc!r}"))
             return
+        self._last_error = None
         self.stats["transactions"] += bool(commands)
         self.stats["commands"] += len(commands)
         for (service, address), entry in staged.items():
@@ -294,17 +317,17 @@ class Pinner:
 
         for request in batch:
             if request.found is None:  # pins to remove
-                live = self._pins.get(request.service, {})
-                gone = request.gone if request.gone is not None else [
-                    a for a in dict.fromkeys([*live, *(a for s, a in staged
-                                                       if s == request.service)])
-                    if current(request.service, a) is not None]
-                for address in gone:
-                    if request.gone is None:
-                        staged[(request.service, address)] = None
+                service, removed = request.service, 0
+                for address in dict.fromkeys([*self._pins.get(service, {}),
+                                              *(a for s, a in staged if s == service)]):
+                    entry = current(service, address)
+                    if entry is None or (request.keep is not None and request.keep(entry.names)):
+                        continue
+                    staged[(service, address)] = None
+                    removed += 1
                     if request.pin is not None:
                         commands += _remove(request.pin, address)
-                results.append(len(gone))
+                results.append(removed)
                 continue
             pin = self._targets.get(request.service)
             if pin is None:

@@ -307,7 +307,6 @@ class Frontend:
         except PinError as exc:
             if self.metrics is not None:
                 self.metrics.child(self.metrics.pins, service.name, "failed").inc()
-            log.warning("service %s: pin failed, answered SERVFAIL: %s", service.name, exc)
             return refuse(query, dns.rcode.SERVFAIL, EDE.NOT_READY,
                           f"pin failed ({exc}): not answering unpinned"), {
                 "added": [], "error": str(exc)}
