@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import re
 from typing import Any
 
@@ -31,8 +32,9 @@ _INPUT_JSON = 1 << 1       # NFT_CTX_INPUT_JSON (libnftables 1.0.7 and later)
 #: What libnftables puts before its messages for JSON input.
 _ERROR_PREFIX = re.compile(r"^\S*:\d+:\d+-\d+: (Error: )?")
 
-#: The table :meth:`Nft.updates_timeouts` makes and deletes.
-_PROBE_TABLE = "dnssec_sidecar_probe"
+#: The table :meth:`Nft.updates_timeouts` makes and deletes (with the process id: workers
+#: probe at once).
+_PROBE_TABLE = "dnssec_sidecar_probe_{pid}"
 
 #: Address families of nftables tables, and which sets of addresses a table of each may hold.
 FAMILIES = ("ip", "ip6", "inet", "bridge", "netdev", "arp")
@@ -127,8 +129,9 @@ class Nft:
         """Whether ``add element`` of an element already in a set sets its timeout anew (Linux
         6.10 and later) rather than leaving it as it was: tried on a table of its own, made
         and deleted here."""
-        table = {"family": "inet", "name": _PROBE_TABLE}
-        element = {"family": "inet", "table": _PROBE_TABLE, "name": "probe"}
+        name = _PROBE_TABLE.format(pid=os.getpid())
+        table = {"family": "inet", "name": name}
+        element = {"family": "inet", "table": name, "name": "probe"}
         self.run([{"add": {"table": table}}, {"delete": {"table": table}},
                   {"add": {"table": table}},
                   {"add": {"set": {**element, "type": "ipv4_addr", "flags": ["timeout"]}}}])
@@ -136,7 +139,7 @@ class Nft:
             for timeout in (10, 100):
                 self.run([{"add": {"element": {**element, "elem": [
                     {"elem": {"val": "192.0.2.1", "timeout": timeout}}]}}}])
-            info = self.set_info("inet", _PROBE_TABLE, "probe")
+            info = self.set_info("inet", name, "probe")
             return any(item.get("elem", {}).get("timeout") == 100
                        for item in info.get("elem", []) if isinstance(item, dict))
         finally:

@@ -73,6 +73,7 @@ def case_pinner(directory: Path, readd: bool | None = None) -> dict:
     """``readd``: refresh with add, delete, add (True), add alone (False), or as the kernel
     allows (None)."""
     from resolver.config import parse_config
+    from resolver.frontend import pinning
     from resolver.frontend.pinning import Element, Pinner, PinError
     from resolver.frontend.policy import Policy
     setup()
@@ -132,6 +133,13 @@ def case_pinner(directory: Path, readd: bool | None = None) -> dict:
         out["lookup_failed"] = pinner.lookup("b", "192.0.2.3")
         now[0] += 200  # past TTL + grace of 192.0.2.5 in the table
         out["lookup_expired"] = pinner.lookup("a", "192.0.2.5")
+        pinning.MAX_PINS = 1  # the table holds one expired pin: swept to make room, then full
+        await pinner.pin("a", name, [Element("192.0.2.6", 4, "www.example.", 50)])
+        try:
+            await pinner.pin("a", name, [Element("192.0.2.8", 4, "www.example.", 50)])
+            out["full"] = None
+        except PinError as exc:
+            out["full"] = str(exc)
         out["readd"] = pinner.readd
 
     asyncio.run(run())
@@ -197,7 +205,8 @@ def case_sandbox(directory: Path) -> dict:
     out: dict = {"before": {a: connects(a) for a in ADDRESSES}}
     with runner.Servers(built), resolvers.start(
             "dnssec-sidecar", SIDECAR, directory / "sidecar", hints=built.hints,
-            anchors=built.anchors, now=built.now, extra=SERVICES) as sidecar:
+            anchors=built.anchors, now=built.now, extra=SERVICES,
+            upstream_ms=2000) as sidecar:  # no server here fails: a loaded machine is slow
         def ask(name: str, rdtype: str) -> dict:
             reply = sidecar.ask(name, rdtype)
             ede = [o for o in reply.options if o.otype == 15]

@@ -188,6 +188,7 @@ def test_pinner_against_nftables(case, tmp_path):
     assert seen["batch_good"] == [["192.0.2.5", 150]]  # a failed answer fails alone
     assert seen["batch_bad"] == "PinError" and seen["lookup_failed"] == []
     assert seen["lookup_expired"] == []
+    assert seen["full"] == "1 addresses pinned for service a: the table is full"
 
 
 @netns
@@ -238,3 +239,39 @@ def test_k8s_ruleset_loads():
     done = subprocess.run(["unshare", "-n", "nft", "-f", "-"], input=ruleset, text=True,
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_missing_library_is_named(monkeypatch, tmp_path, capsys):
+    """check-config (and serve, which runs the same check) stops with exit status 8 naming
+    the key and the Debian package when libnftables cannot be loaded."""
+    from resolver import configcheck, preflight, status
+    from resolver.nft import Nft, NftError
+    with pytest.raises(NftError, match="libnftables1"):
+        Nft("/nonexistent/libnftables.so.1")
+    monkeypatch.setattr(preflight, "Nft", lambda: Nft("/nonexistent/libnftables.so.1"))
+    path = tmp_path / "config.yaml"
+    path.write_text('listen: ["127.0.0.1:53"]\nmetrics: {enabled: false}\nservices:\n'
+                    '  - {name: s, clients: ["10.0.0.0/8"], allow: [{zone: example.}],\n'
+                    '     pin: {nft: {table: "inet sandbox", set4: allowed4}}}\n')
+    assert configcheck.run(str(path)) == status.NFTABLES == 8
+    error = capsys.readouterr().err
+    assert "services[0].pin: /nonexistent/libnftables.so.1 cannot be loaded" in error
+    assert "install the Debian package libnftables1" in error
+
+
+@netns
+def test_check_config_names_the_missing_table_or_set(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text('listen: ["127.0.0.1:53"]\nmetrics: {enabled: false}\nservices:\n'
+                    '  - {name: s, clients: ["10.0.0.0/8"], allow: [{zone: example.}],\n'
+                    '     pin: {nft: {table: "inet sandbox", set4: allowed4, set6: a6}}}\n')
+    script = ('ip link set lo up && "$0" -m resolver.cli check-config "$1"; echo "status $?"; '
+              "nft add table inet sandbox && "
+              "nft add set inet sandbox allowed4 '{ type ipv4_addr; flags timeout; }' && "
+              "nft add set inet sandbox a6 '{ type ipv6_addr; }' && "
+              '"$0" -m resolver.cli check-config "$1"; echo "status $?"')
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script, sys.executable, str(path)],
+                          cwd=ROOT_DIR, capture_output=True, text=True, timeout=120)
+    assert done.stdout.count("status 8") == 2, done.stdout + done.stderr
+    assert "services[0].pin.nft.set4: no table inet sandbox" in done.stderr
+    assert "services[0].pin.nft.set6: set inet sandbox a6: no 'flags timeout'" in done.stderr

@@ -236,6 +236,7 @@ class Pinner:
                 if entry.expires > now]
 
     def close(self) -> None:
+        """Stop the pinning thread and free libnftables' context (at shutdown)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         if self._nft is not None:
@@ -337,6 +338,8 @@ class Pinner:
                 address = _normal(element.address)
                 old = current(request.service, address)
                 if old is None and len(self._pins.get(request.service, {})) >= MAX_PINS:
+                    self._sweep(now, force=True)
+                if old is None and len(self._pins.get(request.service, {})) >= MAX_PINS:
                     raise PinError(f"{MAX_PINS} addresses pinned for service "
                                    f"{request.service}: the table is full")
                 entry = _Address()
@@ -353,9 +356,10 @@ class Pinner:
             results.append(Pinned(tuple(added)))
         return commands, staged, results
 
-    def _sweep(self, now: float) -> None:
-        """Drop the table's expired pins (every SWEEP_EVERY seconds at most)."""
-        if now - self._swept < SWEEP_EVERY:
+    def _sweep(self, now: float, force: bool = False) -> None:
+        """Drop the table's expired pins (every SWEEP_EVERY seconds at most, unless ``force``:
+        a full table)."""
+        if now - self._swept < SWEEP_EVERY and not force:
             return
         self._swept = now
         for table in self._pins.values():

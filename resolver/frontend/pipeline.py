@@ -461,7 +461,7 @@ def _quietly(step, *args):
 
 def _service_scope(policy, listener: tuple[str, int], address: str) -> str | None:
     """The hit path's cache scope for a client: its service's name, or None when the service
-    has budgets to count (its queries take the full path)."""
+    has budgets to count or pins to commit (its queries take the full path)."""
     service = policy.service_for(listener, address)
     return None if _full_path(service) else service.name
 
