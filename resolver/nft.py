@@ -27,6 +27,7 @@ LIBRARY = "libnftables.so.1"
 PACKAGE = "libnftables1"
 
 _OUTPUT_JSON = 1 << 4      # NFT_CTX_OUTPUT_JSON (libnftables.h): JSON out, and JSON in (1.0.6)
+_OUTPUT_TERSE = 1 << 11    # NFT_CTX_OUTPUT_TERSE: sets listed without their elements
 _INPUT_JSON = 1 << 1       # NFT_CTX_INPUT_JSON (libnftables 1.0.7 and later)
 
 #: What libnftables puts before its messages for JSON input.
@@ -84,19 +85,21 @@ class Nft:
         self._ctx = lib.nft_ctx_new(0)
         if not self._ctx:
             raise NftError("nft_ctx_new failed")
-        lib.nft_ctx_output_set_flags(self._ctx, _OUTPUT_JSON)
+        lib.nft_ctx_output_set_flags(self._ctx, _OUTPUT_JSON)  # before the input flags
         if hasattr(lib, "nft_ctx_input_set_flags"):
             lib.nft_ctx_input_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
             lib.nft_ctx_input_set_flags(self._ctx, _INPUT_JSON)
         lib.nft_ctx_buffer_output(self._ctx)
         lib.nft_ctx_buffer_error(self._ctx)
 
-    def run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def run(self, commands: list[dict[str, Any]], terse: bool = False) -> list[dict[str, Any]]:
         """Run ``commands`` (libnftables-json objects such as ``{"add": {"element": ...}}``)
-        as one transaction; the objects printed back (``list`` gives some), [] for none."""
+        as one transaction; the objects printed back (``list`` gives some, without the
+        elements of sets when ``terse``), [] for none."""
         if self._ctx is None:
             raise NftError("the nftables context is closed")
         text = orjson.dumps({"nftables": commands})
+        self._lib.nft_ctx_output_set_flags(self._ctx, _OUTPUT_JSON | (_OUTPUT_TERSE * terse))
         status = self._lib.nft_run_cmd_from_buffer(self._ctx, text)
         error = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
         output = self._lib.nft_ctx_get_output_buffer(self._ctx) or b""
@@ -108,13 +111,15 @@ class Nft:
             return []
         return orjson.loads(output).get("nftables", [])
 
-    def set_info(self, family: str, table: str, name: str) -> dict[str, Any]:
+    def set_info(self, family: str, table: str, name: str,
+                 elements: bool = False) -> dict[str, Any]:
         """The set ``name`` of ``family table`` as ``list set`` gives it (``type``, ``flags``,
-        ``elem``...); :class:`NftError` says why when there is none: ``no table inet x``,
-        ``no set y in table inet x``, or libnftables' words (no permission)."""
+        and ``elem`` when ``elements``: a pinned set may hold thousands); :class:`NftError`
+        says why when there is none: ``no table inet x``, ``no set y in table inet x``, or
+        libnftables' words (no permission)."""
         try:
             for item in self.run([{"list": {"set": {"family": family, "table": table,
-                                                    "name": name}}}]):
+                                                    "name": name}}}], terse=not elements):
                 if "set" in item:
                     return item["set"]
         except NftError as exc:
@@ -139,7 +144,7 @@ class Nft:
             for timeout in (10, 100):
                 self.run([{"add": {"element": {**element, "elem": [
                     {"elem": {"val": "192.0.2.1", "timeout": timeout}}]}}}])
-            info = self.set_info("inet", name, "probe")
+            info = self.set_info("inet", name, "probe", elements=True)
             return any(item.get("elem", {}).get("timeout") == 100
                        for item in info.get("elem", []) if isinstance(item, dict))
         finally:

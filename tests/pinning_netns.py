@@ -49,7 +49,7 @@ def elements(set_name: str) -> dict[str, dict]:
     from resolver.nft import Nft
     nft = Nft()
     try:
-        info = nft.set_info("inet", "sandbox", set_name)
+        info = nft.set_info("inet", "sandbox", set_name, elements=True)
     finally:
         nft.close()
     out = {}
