@@ -5,15 +5,19 @@ against the kernel's nftables sets and a sandbox whose client reaches only what 
 
 from __future__ import annotations
 
+import asyncio
 import ctypes.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import dns.message
 import dns.name
+import dns.rcode
 import dns.rrset
 import pytest
 import yaml
@@ -21,9 +25,14 @@ import yaml
 from resolver.config import ConfigError, parse_config
 from resolver.dnssec import Verdict
 from resolver.frontend.addresses import addresses, targets
-from resolver.frontend.pinning import elements
+from resolver.frontend.admission import Admission
+from resolver.frontend.pinning import Pinner, elements
 from resolver.frontend.pipeline import Frontend, _service_scope
 from resolver.frontend.policy import Policy
+from resolver.frontend.resolution import Resolver
+from resolver.nft import NftError
+from resolver.resolve.cache import Cache
+from tests.testtree import memory
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 
@@ -275,3 +284,80 @@ def test_check_config_names_the_missing_table_or_set(tmp_path):
     assert done.stdout.count("status 8") == 2, done.stdout + done.stderr
     assert "services[0].pin.nft.set4: no table inet sandbox" in done.stderr
     assert "services[0].pin.nft.set6: set inet sandbox a6: no 'flags timeout'" in done.stderr
+
+
+# --- the frontend with a Pinner over a stand-in for libnftables (no kernel needed) ----------
+
+class FakeNft:
+    """Stands for resolver.nft.Nft: records each command list it is given; while ``hold`` is
+    clear, a run waits for it (the kernel busy); ``fail`` makes a run raise NftError."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[dict]] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+        self.fail: str | None = None
+
+    def run(self, commands, terse=False):
+        self.entered.set()
+        assert self.hold.wait(30)
+        if self.fail is not None:
+            raise NftError(self.fail)
+        self.runs.append(commands)
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_answer_leaves_only_once_its_pins_are_committed():
+    """Frontend.handle awaits the commit (held here until released), a cache hit of a pinned
+    service takes the full path and is pinned again, and a failed commit is SERVFAIL with
+    EDE 14 (fail closed); the pins of concurrent answers are one command list."""
+    cfg = parse_config(yaml.safe_load("""
+        listen: ["127.0.0.1:53"]
+        services:
+          - {name: svc, listeners: ["127.0.0.1:53"], allow: [{zone: rsasha256.example.}],
+             pin: {nft: {table: "inet sandbox", set4: allowed4}, grace: 100}}
+    """))
+    nft = FakeNft()
+    pinner = Pinner(cfg.services, nft=nft, readd=False)
+    resolver = Resolver(memory.settings(), Cache(), Admission(100, 10, False, 10),
+                        exchange=memory.Upstream())
+    frontend = Frontend(resolver, Policy(cfg), None, None, None, pinner=pinner)
+    listener, client = ("127.0.0.1", 53), ("127.0.0.2", 5353)
+    wire = dns.message.make_query("www.rsasha256.example.", "A", use_edns=0).to_wire()
+
+    async def run():
+        nft.hold.clear()
+        task = asyncio.ensure_future(frontend.handle(wire, "udp", listener, client, 1232))
+        await asyncio.get_running_loop().run_in_executor(None, nft.entered.wait, 30)
+        await asyncio.sleep(0)
+        held = task.done()  # the commit is still running: no reply yet
+        nft.hold.set()
+        first = dns.message.from_wire(await task)
+        hit = frontend.fast(wire, "udp", listener, client)  # None: the full path again
+        second = dns.message.from_wire(await frontend.handle(wire, "udp", listener, client,
+                                                             1232))
+        both = await asyncio.gather(*(frontend.handle(wire, "udp", listener, client, 1232)
+                                      for _ in range(5)))
+        nft.fail = "Operation not permitted"
+        failed = dns.message.from_wire(await frontend.handle(wire, "udp", listener, client,
+                                                             1232))
+        return held, first, hit, second, both, failed
+
+    held, first, hit, second, both, failed = asyncio.run(run())
+    assert held is False
+    assert first.rcode() == dns.rcode.NOERROR and hit is None and second.rcode() == 0
+    assert all(dns.message.from_wire(b).rcode() == 0 for b in both)
+    elements = [c["add"]["element"] for commands in nft.runs for c in commands]
+    assert {e["name"] for e in elements} == {"allowed4"}
+    assert {e["elem"][0]["elem"]["val"] for e in elements} == {"192.0.2.20"}
+    assert 3600 < elements[0]["elem"][0]["elem"]["timeout"] <= 3700  # TTL 3600 + grace 100
+    assert len(nft.runs) <= 4  # two alone, then the five concurrent in one or two lists
+    assert failed.rcode() == dns.rcode.SERVFAIL
+    (ede,) = [o for o in failed.options if o.otype == 15]
+    assert ede.code == 14 and ede.text == (
+        "pin failed (nftables: Operation not permitted): not answering unpinned")
+    assert pinner.lookup("svc", "192.0.2.20")[0][0] == "www.rsasha256.example."
