@@ -361,3 +361,9 @@ def test_an_answer_leaves_only_once_its_pins_are_committed():
     assert ede.code == 14 and ede.text == (
         "pin failed (nftables: Operation not permitted): not answering unpinned")
     assert pinner.lookup("svc", "192.0.2.20")[0][0] == "www.rsasha256.example."
+
+
+def test_lookup_names_are_lowercase():
+    """A proxy compares SNI or Host in lower case: the names behind a pin are kept so."""
+    found = elements([rrset("WWW.Example. 60 A 192.0.2.1")])
+    assert found[0].owner == "www.example."

@@ -20,10 +20,12 @@ returns once the transaction is committed, and the frontend releases the answer 
 client gets SERVFAIL (fail closed). A failed batch of several answers is retried one answer at
 a time, so that one bad answer fails alone.
 
-The names that led to each address (the question's name and the owner of the record) are kept
-with their expiry, for proxies: :meth:`Pinner.lookup` tells which validated names pointed at
-an address for a service and until when, so that a proxy can check SNI or Host against them.
-:meth:`Pinner.forget` removes a service's pins at once (a revoked rule).
+The names that led to each address (the question's name and the owner of the record, in lower
+case) are kept with their expiry, for proxies: :meth:`Pinner.lookup` tells which validated
+names pointed at an address for a service and until when, so that a proxy can check SNI or
+Host against them. :meth:`Pinner.forget` removes a service's pins at once (a revoked rule),
+:meth:`Pinner.revoke` those whose names are no longer allowed, :meth:`Pinner.snapshot` lists
+them.
 """
 
 from __future__ import annotations
@@ -80,12 +82,12 @@ class Pinned:
 
 def elements(rrsets: Iterable) -> list[Element]:
     """The addresses of an answer's RRsets (resolver.frontend.addresses), each with its
-    record's TTL."""
+    record's TTL and owner name (lowercased, as a proxy compares SNI or Host)."""
     found = []
     for rrset in rrsets:
         for address in addresses(rrset):
             version = 6 if ":" in address else 4
-            found.append(Element(address, version, rrset.name.to_text(), rrset.ttl))
+            found.append(Element(address, version, rrset.name.to_text().lower(), rrset.ttl))
     return found
 
 
@@ -201,7 +203,7 @@ class Pinner:
         wanted = [e for e in found if (pin.set4 if e.version == 4 else pin.set6) is not None]
         if not wanted:
             return Pinned(())
-        return await self._enqueue(_Request(service, qname.to_text(), wanted))
+        return await self._enqueue(_Request(service, qname.to_text().lower(), wanted))
 
     async def forget(self, service: str) -> int:
         """Remove every pin of ``service`` from its sets and the table at once (a removed
