@@ -268,6 +268,9 @@ class Pinner:
             self._task = None
 
     async def _commit(self, loop, batch: list[_Request], retry: bool) -> None:
+        """One transaction for ``batch``; the table changes and the waiting answers are
+        released only once it is committed. A failure is retried one request at a time when
+        ``retry``, else given to every request of the batch."""
         now = self.clock()
         self._sweep(now)
         try:
