@@ -340,7 +340,7 @@ def full_path_record() -> dict:
                  policy={"decision": "allow", "rule": "example.", "reason": None},
                  cache_hit=False, stale=False, upstream=["127.0.0.10"], rcode="NOERROR",
                  ede=None, answer=[{"name": "a.example.", "type": "A", "ttl": 300,
-                          "rdata": ["192.0.2.9"]}], verdict="secure", proof=None, pin=None)
+                          "rdata": ["192.0.2.9"]}], verdict="secure", proof=None)
     fields.finish(rec, 0.0123456)
     return rec
 
