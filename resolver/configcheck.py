@@ -88,6 +88,11 @@ def _service(service: Service, indent: str) -> list[str]:
     if parts:
         lines.append(f"{indent}budgets: " + ", ".join(parts))
     lines += [f"{indent}forward {_forward(forward)}" for forward in service.forward]
+    if service.pin is not None:
+        pin = service.pin
+        lines.append(f"{indent}pins answers into {pin.family} {pin.table} "
+                     + ", ".join(name for _, name in pin.sets())
+                     + f" for TTL + {pin.grace} s (nftables)")
     return lines
 
 

@@ -1,11 +1,13 @@
 """What ``serve`` needs from the host beyond a valid file, checked before anything starts (and
 by ``check-config``): the files it reads can be read (``forward[].tls.ca_file`` loaded as TLS
 loads it), the files it writes can be created, appended to and rotated, the addresses it
-listens on can be bound.
+listens on can be bound, the nftables sets ``services[].pin`` names exist as pinning needs
+them (resolver.frontend.pinning).
 
 The first fault raises :class:`resolver.status.Failure` naming the key, the file or address,
 and the reason. What cannot be told from here is a note: a privileged port when the check
-runs without the privilege, a dnstap collector that is not listening yet (serve retries)."""
+runs without the privilege, a dnstap collector that is not listening yet (serve retries), the
+nftables sets when the check lacks CAP_NET_ADMIN to list them."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from resolver import status
 from resolver.config import DNSTAP_FILE, Config, Endpoint, for_worker
 from resolver.forensic.files import continuation
 from resolver.forensic.seal import ForensicLogError, UnreadableKey, load_hmac_key
+from resolver.frontend.pinning import check_set
+from resolver.nft import Nft, NftError
 from resolver.resolve.tls import client_context
 from resolver.status import Failure
 
@@ -113,6 +117,34 @@ def forward_tls(config: Config) -> None:
                           status.UNREADABLE) from None
 
 
+def pin_sets(config: Config, *, serving: bool = True, notes: list[str] | None = None) -> None:
+    """libnftables loads and every set ``services[].pin`` names exists, holds addresses of its
+    IP version and has timeouts; also checked before a reload is applied. Without the
+    privilege to list the ruleset, a check that does not serve notes it instead."""
+    pinned = [(f"services[{i}]", s) for i, s in enumerate(config.services)]
+    pinned = [(path, s) for path, s in pinned + [("default_service", config.default_service)]
+              if s.pin is not None]
+    if not pinned:
+        return
+    try:
+        nft = Nft()
+    except NftError as exc:
+        raise Failure(f"{pinned[0][0]}.pin", str(exc), status.NFTABLES) from None
+    try:
+        for path, service in pinned:
+            for version, _ in service.pin.sets():
+                problem = check_set(nft, service.pin, version)
+                if problem is None:
+                    continue
+                if not serving and notes is not None and "not permitted" in problem:
+                    notes.append(f"{path}.pin.nft: cannot tell whether its sets exist: listing "
+                                 "them needs CAP_NET_ADMIN, which this check lacks")
+                    return
+                raise Failure(f"{path}.pin.nft.set{version}", problem, status.NFTABLES)
+    finally:
+        nft.close()
+
+
 def _bind_reason(key: str, exc: OSError, endpoint: Endpoint) -> str:
     if exc.errno == errno.EADDRINUSE:
         setting = key.split("[")[0]
@@ -163,6 +195,7 @@ def check(config: Config, *, serving: bool, listen_key: str = "listen") -> list[
     _log(config)
     _dnstap(config, notes)
     forward_tls(config)
+    pin_sets(config, serving=serving, notes=notes)
     for index, endpoint in enumerate(config.listen):
         key = f"listen[{index}]" if listen_key == "listen" else listen_key
         _bindable(key, endpoint, (socket.SOCK_DGRAM, socket.SOCK_STREAM), serving, notes)

@@ -29,8 +29,9 @@ from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
 from resolver.monitor.check import Monitor
 from resolver.monitor.events import Events
+from resolver.frontend.pinning import Pinner, PinError
 from resolver.frontend.policy import Policy
-from resolver.preflight import bind_failure, forward_tls
+from resolver.preflight import bind_failure, forward_tls, pin_sets
 from resolver.frontend.listeners import Server
 from resolver.frontend.pipeline import Frontend
 from resolver.frontend.resolution import Resolver
@@ -57,7 +58,7 @@ def _trust(settings: Settings) -> tuple:
 
 
 def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=None,
-          tap=None, worker: int | None = None) -> tuple[Resolver, Server]:
+          tap=None, worker: int | None = None, pinner=None) -> tuple[Resolver, Server]:
     """The resolver and its listeners. A ``tap`` is wired to what ``config.dnstap`` asks for:
     client messages at the frontend, resolver messages at the iterator."""
     stale = config.cache.serve_stale
@@ -69,7 +70,8 @@ def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=
                         serve_stale=stale, prefetch=config.cache.prefetch)
     resolver.iterator.tap = _tap_for(config, tap, "resolver")
     server = Server(Frontend(resolver, policy, forensic, metrics, _tap_for(config, tap, "client"),
-                             wire_entries=config.cache.max_entries, worker=worker),
+                             wire_entries=config.cache.max_entries, worker=worker,
+                             pinner=pinner),
                     [(ep.host, ep.port) for ep in config.listen],
                     tcp_idle=config.timeouts.tcp_idle_ms / 1000,
                     reuse_port=config.workers > 1, tcp_clients=config.limits.tcp_clients,
@@ -97,9 +99,11 @@ class Service:
         self.health = Health()
         self.forensic = ForensicLog(config.log) if config.log.enabled else None
         self.tap = Dnstap(config.dnstap) if config.dnstap is not None else None
+        self.pinner = Pinner(_all_services(config))  # preflight checked libnftables and sets
         self.resolver, self.server = build(config, policy=Policy(config), forensic=self.forensic,
                                            metrics=self.metrics, tap=self.tap,
-                                           worker=worker if config.workers > 1 else None)
+                                           worker=worker if config.workers > 1 else None,
+                                           pinner=self.pinner)
         self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
                                     wirecache=self.server.frontend.wirecache,
                                     server=self.server, admission=self.resolver.admission,
@@ -173,6 +177,7 @@ class Service:
                 if self.forensic is not None:
                     await self.forensic.close()
             finally:
+                self.pinner.close()
                 if self.tap is not None:
                     await self.tap.close()
         self._say("stopped")
@@ -293,6 +298,7 @@ class Service:
                 new = replace_listen(new, self.listen_override)
             new = for_worker(new, self.worker or 0)
             forward_tls(new)  # a new ca_file is read before it replaces the running one
+            pin_sets(new)  # and new pin sets exist
         except (ConfigError, Failure) as exc:
             log.error("reload (%s) rejected, keeping the running configuration: %s", why, exc)
             self.metrics.reloads.labels("rejected").inc()
@@ -303,6 +309,10 @@ class Service:
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
         self.server.frontend.use_policy(Policy(new))
         self.monitor.configure(new)
+        try:  # pins of services removed or changed, of names no longer allowed, go now
+            await self.pinner.follow(self.server.frontend.policy)
+        except PinError as exc:
+            log.error("reload: pins no longer allowed could not be removed: %s", exc)
         self.resolver.admission.configure(*admission_limits(new))
         settings = Settings.from_config(new)
         if settings != self.resolver.settings:
@@ -320,6 +330,10 @@ class Service:
 #: Configuration keys a reload cannot apply: sockets and files held open, processes started,
 #: and the cache's size and behaviour. A change is logged and the running value kept.
 RESTART_ONLY = ("listen", "log", "metrics", "dnstap", "cache", "workers")
+
+
+def _all_services(config: Config) -> tuple:
+    return (*config.services, config.default_service)
 
 
 def _anchor_tags(rrset) -> list[int]:

@@ -21,6 +21,9 @@ UNWRITABLE = 5
 ADDRESS = 6
 #: The forensic log cannot be continued: its last record does not verify.
 LOG_CHAIN = 7
+#: The nftables sets of ``services[].pin`` cannot be used: no libnftables, no such table or
+#: set, a set of the wrong type or without timeouts, no permission (CAP_NET_ADMIN).
+NFTABLES = 8
 #: Standard output was closed before everything was written (``... | head -1``): as a shell
 #: reports a command ended by SIGPIPE.
 CLOSED_OUTPUT = 141
@@ -39,6 +42,8 @@ TABLE = (
     (ADDRESS, "an address cannot be bound (listen, metrics.listen): in use, privileged port, "
               "not local"),
     (LOG_CHAIN, "the forensic log's last record does not verify: the chain cannot continue"),
+    (NFTABLES, "services[].pin's nftables sets cannot be used: no libnftables, no such table "
+               "or set, wrong type, no timeout flag, no permission"),
     (INTERRUPTED, "interrupted (Ctrl-C) before serving began"),
     (CLOSED_OUTPUT, "standard output closed early (e.g. | head -1)"),
 )

@@ -21,7 +21,7 @@ PACKAGE = ROOT / "resolver"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("resolver", "resolver.clock", "resolver.ede", "resolver.errors",
                     "resolver.status", "resolver.wire")),
-    ("outgoing", ("resolver.outgoing",)),
+    ("outgoing", ("resolver.outgoing", "resolver.nft")),
     ("dnssec", ("resolver.dnssec", "resolver.dnssec.*")),
     ("config", ("resolver.config", "resolver.config.*")),
     ("forensic", ("resolver.forensic", "resolver.forensic.*")),

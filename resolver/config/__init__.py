@@ -24,8 +24,8 @@ from resolver.config.schema import (DEFAULT_LISTEN, DEFAULT_SERVICE_NAME, DNSTAP
                                     REFUSE_NXDOMAIN, REFUSE_REFUSED, REQUIRE_INSECURE_OK,
                                     REQUIRE_SECURE, AllowRule, Budgets, CacheConfig, Config,
                                     ConfigError, DnstapConfig, Endpoint, Forward, ForwardTls,
-                                    LogConfig, MetricsConfig, MonitorConfig, ResolverLimits, Service, Timeouts, for_worker,
-                                    open_default_service, replace_listen)
+                                    LogConfig, MetricsConfig, MonitorConfig, Pin, ResolverLimits,
+                                    Service, Timeouts, for_worker, open_default_service, replace_listen)
 from resolver.config.sections import MAX_WORKERS, available_cores
 from resolver.config.values import parse_endpoint, parse_time
 
@@ -34,7 +34,7 @@ __all__ = [
     "OVER_LIMIT_DROP", "OVER_LIMIT_SERVFAIL", "REFUSE_NXDOMAIN", "REFUSE_REFUSED",
     "REQUIRE_INSECURE_OK", "REQUIRE_SECURE", "AllowRule", "Budgets", "CacheConfig", "Config",
     "ConfigError", "DnstapConfig", "Endpoint", "Forward", "ForwardTls", "LogConfig",
-    "MetricsConfig", "MonitorConfig", "ResolverLimits", "Service", "Timeouts", "available_cores",
+    "MetricsConfig", "MonitorConfig", "Pin", "ResolverLimits", "Service", "Timeouts", "available_cores",
     "default_config", "for_worker", "load_config", "open_default_service", "parse_config",
     "parse_endpoint", "parse_time", "replace_listen",
 ]

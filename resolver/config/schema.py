@@ -212,6 +212,26 @@ class Budgets:
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """``services[].pin``: the addresses of the service's answers are added to these nftables
+    sets (resolver.frontend.pinning), each for its record's TTL plus ``grace`` seconds. The
+    table is ``family table`` (``inet sandbox``); ``set4`` holds IPv4 addresses
+    (``type ipv4_addr``), ``set6`` IPv6 (``ipv6_addr``), both with ``flags timeout``; either
+    may be absent (its addresses are then not pinned)."""
+
+    family: str
+    table: str
+    set4: str | None
+    set6: str | None
+    grace: int = 300
+
+    def sets(self) -> tuple[tuple[int, str], ...]:
+        """``(IP version, set name)`` of each set given."""
+        return tuple((version, name) for version, name in ((4, self.set4), (6, self.set6))
+                     if name is not None)
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     """A set of clients (by the listener their queries arrive on and/or their source prefix)
     and the zones they may resolve."""
@@ -225,6 +245,8 @@ class Service:
     #: This service's own ``forward`` entries; the merged table is ``Config.forward``.
     forward: tuple[Forward, ...]
     budgets: Budgets
+    #: nftables pinning of the service's answers (None: off).
+    pin: Pin | None = None
 
 
 def open_default_service() -> Service:

@@ -23,15 +23,16 @@ import dns.rdatatype
 
 from resolver.config.schema import (DEFAULT_SERVICE_NAME, REFUSE_NXDOMAIN, REFUSE_REFUSED,
                                     REQUIRE_INSECURE_OK, REQUIRE_SECURE, AllowRule, Budgets,
-                                    ConfigError, Endpoint, Forward, Service, check_listeners,
-                                    open_default_service)
+                                    ConfigError, Endpoint, Forward, Pin, Service,
+                                    check_listeners, open_default_service)
 from resolver.config.sections import _forward
-from resolver.config.values import (_bool, _choice, _endpoint, _given, _ints, _kind, _list,
+from resolver.config.values import (_bool, _choice, _endpoint, _given, _int, _ints, _kind, _list,
                                     _mapping, _name, _nonempty, _prefixes, _required, _str,
                                     _unique)
+from resolver.nft import split_table
 
 _SERVICE_KEYS = ("name", "listeners", "clients", "allow", "refuse_with", "rebinding_protection",
-                 "forward", "budgets")
+                 "forward", "budgets", "pin")
 _DEFAULT_SERVICE_KEYS = _SERVICE_KEYS[3:]
 _RULE_KEYS = ("zone", "require", "types", "allow_private", "expect")
 _SERVICE_NAME = re.compile(r"[a-z0-9_.-]{1,63}")
@@ -40,6 +41,13 @@ _BUDGET_BOUNDS = {
     "distinct_names_per_minute": (1, 1_000_000),
 }
 _MAX_QUERY_RATE = 1_000_000.0
+_PIN_KEYS = ("nft", "grace")
+_NFT_KEYS = ("table", "set4", "set6")
+_GRACE_BOUNDS = (0, 86400)
+#: An nftables table or set name (nft(8) identifiers; NFT_NAME_MAXLEN is 256 with the NUL).
+_NFT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,254}")
+#: The families whose tables may hold a set of each IP version.
+_PIN_FAMILIES = {4: ("ip", "inet", "bridge", "netdev"), 6: ("ip6", "inet", "bridge", "netdev")}
 
 
 def _overlaps(a: dns.name.Name, b: dns.name.Name) -> bool:
@@ -104,6 +112,53 @@ def _budgets(value: object, path: str) -> Budgets:
     return Budgets(query_rate=rate, **_ints(data, path, _BUDGET_BOUNDS))
 
 
+def _pin(value: object, path: str) -> Pin:
+    """``pin: {nft: {table: "inet sandbox", set4: NAME, set6: NAME}, grace: SECONDS}``."""
+    data = _mapping(value, path, _PIN_KEYS)
+    where = f"{path}.nft"
+    nft = _mapping(_required(data, "nft", path), where, _NFT_KEYS)
+    text = _str(_required(nft, "table", where), f"{where}.table")
+    try:
+        family, table = split_table(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.table", str(exc)) from None
+    if not _NFT_NAME.fullmatch(table):
+        raise ConfigError(f"{where}.table", f"{table!r}: not an nftables table name")
+    sets: dict[int, str | None] = {}
+    for version in (4, 6):
+        key = f"set{version}"
+        sets[version] = None
+        if _given(nft, key):
+            name = _str(nft[key], f"{where}.{key}")
+            if not _NFT_NAME.fullmatch(name):
+                raise ConfigError(f"{where}.{key}", f"{name!r}: not an nftables set name")
+            if family not in _PIN_FAMILIES[version]:
+                raise ConfigError(f"{where}.{key}", f"a table of family {family} holds no "
+                                  f"IPv{version} addresses")
+            sets[version] = name
+    if sets[4] is None and sets[6] is None:
+        raise ConfigError(where, "needs set4 or set6 (or both)")
+    if sets[4] == sets[6]:
+        raise ConfigError(f"{where}.set6", f"{sets[6]!r} is set4 too: a set has one type")
+    grace = {"grace": _int(data["grace"], f"{path}.grace", _GRACE_BOUNDS)} if _given(
+        data, "grace") else {}
+    return Pin(family, table, sets[4], sets[6], **grace)
+
+
+def _check_pins(services: list[tuple[str, Service]]) -> None:
+    """Each service pins into sets of its own (``services`` as (field path, service)):
+    forgetting one service's pins (a revoked rule) must not remove another's."""
+    owners: dict[tuple[str, str, str], str] = {}
+    for path, service in services:
+        pin = service.pin
+        for version, name in pin.sets() if pin is not None else ():
+            key = (pin.family, pin.table, name)
+            if key in owners:
+                raise ConfigError(f"{path}.pin.nft.set{version}", f"set {' '.join(key)} is "
+                                  f"also {owners[key]}'s: each service pins into sets of its own")
+            owners[key] = path
+
+
 def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: bool,
              base_dir: str | None = None) -> Service:
     """One entry of ``services`` (``named``), or ``default_service``."""
@@ -137,8 +192,9 @@ def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: b
         if not any(_overlaps(item.zone, rule.zone) for rule in allow):
             raise ConfigError(f"{path}.forward[{index}].zone",
                               f"{item.zone} is outside every zone of {path}.allow")
+    pin = _pin(data["pin"], f"{path}.pin") if _given(data, "pin") else None
     return Service(name, listeners, clients, allow, refuse_with, rebinding, forward,
-                   _budgets(data.get("budgets"), f"{path}.budgets"))
+                   _budgets(data.get("budgets"), f"{path}.budgets"), pin)
 
 
 def _services(top: dict[str, Any], listen: tuple[Endpoint, ...], base_dir: str | None = None,
@@ -155,6 +211,8 @@ def _services(top: dict[str, Any], listen: tuple[Endpoint, ...], base_dir: str |
         _unique(services, "services", lambda s: s.name, lambda s: f"name {s.name!r}")
     default = _service(top.get("default_service"), "default_service", listen, named=False,
                        base_dir=base_dir)
+    _check_pins([(f"services[{i}]", s) for i, s in enumerate(services)]
+                + [("default_service", default)])
     return tuple(services), default
 
 

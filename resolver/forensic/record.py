@@ -33,7 +33,7 @@ class Field(NamedTuple):
     docstring), what it says, and for the hit path either ``fill`` (a hole: what the compiled
     code writes there, a ``_fastlog.FILL_*`` code, or a dict of them for an object's members)
     or ``hit`` (a stored field whose value on a cache hit is this, not the stored one); ``always``
-    False for a field only a record with an encoding error has. (A query that cannot be
+    False for a field only some records have (``pin``, ``encode_error``). (A query that cannot be
     parsed has a shorter record: its reply step gives only id, qname, qtype, policy and rcode,
     and service, ede, verdict and proof when the server failed on it; resolver.frontend.)"""
 
@@ -89,6 +89,11 @@ FIELDS: tuple[Field, ...] = (
           "what a verdict on validated data rests on, else null; synthesised names the NSEC "
           'or NSEC3 records ("owner type") kept from earlier answers that proved this one '
           "with no server asked (RFC 8198, cache.aggressive_nsec), [] for an answer fetched"),
+    Field("pin", "{added: [{address, timeout}], error: string | null}", STORED, "reply",
+          "only for a service with services[].pin and an answer with addresses: those "
+          "committed to the service's nftables sets before the reply left, each with its "
+          "timeout in seconds (TTL + grace), or the error that made the answer SERVFAIL (EDE "
+          "14); a pinned service's answers never take the hit path", always=False),
     Field("duration_ms", "number", QUERY, "logged",
           "time from the query's arrival to the record, in ms to 3 decimals",
           fill=FILL_ELAPSED),
@@ -143,15 +148,18 @@ def arrival(seconds: float, worker: int | None, client: tuple[str, int], transpo
             "transport": transport, "listener": listener}
 
 
-_REPLY = frozenset(f.name for f in FIELDS if f.step == "reply")
+_REPLY = frozenset(f.name for f in FIELDS if f.step == "reply" and f.always)
+_SOMETIMES = frozenset(f.name for f in FIELDS if f.step == "reply" and not f.always)
 
 
 def reply(record: dict, **values: Any) -> None:
-    """Set the fields a reply gives: every one (a TypeError names those missing or unknown)."""
-    if values.keys() != _REPLY:
+    """Set the fields a reply gives: every one (a TypeError names those missing or unknown);
+    a field only some records have is left out when its value is None."""
+    keys = values.keys() - _SOMETIMES
+    if keys != _REPLY:
         raise TypeError(f"a record's reply fields are {sorted(_REPLY)}; missing "
-                        f"{sorted(_REPLY - values.keys())}, unknown {sorted(values.keys() - _REPLY)}")
-    record.update(values)
+                        f"{sorted(_REPLY - keys)}, unknown {sorted(keys - _REPLY)}")
+    record.update((k, v) for k, v in values.items() if v is not None or k not in _SOMETIMES)
 
 
 def finish(record: dict, seconds: float) -> None:

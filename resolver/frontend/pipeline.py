@@ -2,7 +2,8 @@
 (RFC 1035 §4.1.1: a response or an unparsable message is dropped or answered FORMERR, one
 question, opcode QUERY, class IN, the types of resolver.wire.NOT_SERVED answered NOTIMP with EDE
 21, RFC 8914 §4.22), the client's service and its policy (resolver.frontend.policy), resolution
-(resolver.frontend.resolution), the answer (resolver.frontend.answers), one forensic record per
+(resolver.frontend.resolution), the answer (resolver.frontend.answers), its addresses committed
+to the service's nftables sets when it pins (resolver.frontend.pinning), one forensic record per
 query sealed before the reply leaves (resolver.forensic), and what follows it: the metrics and
 the dnstap client messages (through the same :class:`~resolver.frontend._fastpath.Report` as
 the hit path), and the reply's bytes kept for the hit path (not a stale answer's, RFC 8767:
@@ -33,7 +34,9 @@ from resolver.forensic import record as fields
 from resolver.forensic._fastlog import HitTemplate
 from resolver.forensic.seal import ForensicLogError, hit_template
 from resolver.frontend._fastpath import HitPath, Report
+from resolver.frontend.addresses import addresses, targets
 from resolver.frontend.answers import DNSSEC_TYPES, build_answer, header_only, refuse, to_wire
+from resolver.frontend.pinning import PinError, elements
 from resolver.frontend.resolution import Resolver
 from resolver.resolve._fastcache import WireCache
 from resolver.resolve.cache import Answer
@@ -58,8 +61,10 @@ class Frontend:
     metrics and the tap are fixed for the frontend's life."""
 
     def __init__(self, resolver: Resolver, policy=None, forensic=None, metrics=None,
-                 tap=None, wire_entries: int = 100_000, worker: int | None = None) -> None:
+                 tap=None, wire_entries: int = 100_000, worker: int | None = None,
+                 pinner=None) -> None:
         self.resolver = resolver
+        self.pinner = pinner  # resolver.frontend.pinning.Pinner: services[].pin
         self.worker = worker  # in every record when several processes serve (config workers)
         self.policy = policy
         self.forensic = forensic
@@ -111,8 +116,8 @@ class Frontend:
         """The hit path (compiled: ``_fastpath.HitPath``): a repeated question of a service
         answered from the bytes sent before (``_fastcache``), its forensic record sealed from
         the template stored with them (``_fastlog``). None sends the query down the full path:
-        a miss, a service with budgets to count, a log that is unhealthy or full (the full path
-        then waits for it)."""
+        a miss, a service with budgets to count or pins to commit, a log that is unhealthy or
+        full (the full path then waits for it)."""
         return self.hits.answer(wire, transport == "tcp", listener, client)
 
     def _remember(self, wire: bytes, reply: bytes, service, decision, outcome,
@@ -124,7 +129,7 @@ class Frontend:
             return
         if decision is not None and not decision.allowed:
             return
-        if service is not None and _has_budgets(service):
+        if service is not None and _full_path(service):
             return
         self.wirecache.store(wire, service.name if service else "", reply, time.time(),
                              outcome.answer.ttl, self._hit_record(record))
@@ -239,7 +244,7 @@ class Frontend:
             return None, None
         policy = self.policy  # the whole query is judged by one policy, whatever a reload does
         service = policy.service_for(listener, client[0]) if policy else None
-        outcome, decision, response = None, None, None
+        outcome, decision, response, pinned = None, None, None, None
         question = query.question[0] if len(query.question) == 1 else None
         if query.opcode() != dns.opcode.QUERY:
             response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED, "only QUERY is supported")
@@ -282,8 +287,10 @@ class Frontend:
                     response.flags &= ~dns.flags.AD
             else:
                 response = build_answer(query, outcome)
+                if self.pinner is not None and self.pinner.wants(service):
+                    response, pinned = await self._pin(query, service, response)
         reply = to_wire(query, response, max_size)
-        self._fill(record, query, service, decision, outcome, response)
+        self._fill(record, query, service, decision, outcome, response, pinned)
 
         def done() -> tuple | None:
             if self.metrics is not None:
@@ -298,6 +305,27 @@ class Frontend:
                 _quietly(self._remember, wire, reply, service, decision, outcome, record)
             return self._counters_of(record)
         return reply, done
+
+    async def _pin(self, query, service, response):
+        """Pin the addresses of an allowed answer (resolver.frontend.pinning) before it is
+        released: the response and the record's ``pin`` field (None: nothing to pin). Fails
+        closed: when the sets cannot be updated, SERVFAIL with EDE 14 Not Ready (RFC 8914
+        §4.15) saying so, as when the forensic log cannot write."""
+        found = elements(response.answer)
+        if not found:
+            return response, None
+        try:
+            pinned = await self.pinner.pin(service.name, query.question[0].name, found)
+        except PinError as exc:
+            if self.metrics is not None:
+                self.metrics.child(self.metrics.pins, service.name, "failed").inc()
+            return refuse(query, dns.rcode.SERVFAIL, EDE.NOT_READY,
+                          f"pin failed ({exc}): not answering unpinned"), {
+                "added": [], "error": str(exc)}
+        if self.metrics is not None and pinned.added:
+            self.metrics.child(self.metrics.pins, service.name, "added").inc(len(pinned.added))
+        return response, {"added": [{"address": a, "timeout": t} for a, t in pinned.added],
+                          "error": None}
 
     def _internal_error(self, wire: bytes, record: dict, exc: Exception, max_size: int | None):
         """SERVFAIL with EDE 0 (RFC 8914 §4.1) for a query the server failed on, and its
@@ -366,17 +394,22 @@ class Frontend:
             decision = policy.check_name(service, name)
             if not decision.allowed:
                 return decision
+        for r in data:  # SVCB, HTTPS and SRV targets, as CNAME targets (RFC 9460 §2.5)
+            for target in targets(r):
+                decision = policy.check_name(
+                    service, target, f"the target of {r.name} {dns.rdatatype.to_text(r.rdtype)}")
+                if not decision.allowed:
+                    return decision
         for name in dict.fromkeys([qname] + [r.name for r in data] + list(answer.verdicts)):
             rule = policy.rule_for(service, name)
-            addresses = [rd.address for r in data if r.name == name
-                         and r.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rd in r]
-            decision = policy.check_answer(service, rule, answer.verdict_of(name).value,
-                                           addresses)
+            found = [a for r in data if r.name == name for a in addresses(r)]  # hints too
+            decision = policy.check_answer(service, rule, answer.verdict_of(name).value, found)
             if not decision.allowed:
                 return decision
         return decision
 
-    def _fill(self, record: dict, query, service, decision, outcome, response) -> None:
+    def _fill(self, record: dict, query, service, decision, outcome, response,
+              pinned=None) -> None:
         question = query.question[0] if query.question else None
         do = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
         ede = next(((int(o.code), o.text) for o in response.options
@@ -416,7 +449,8 @@ class Frontend:
                 "signatures": [{"owner": o, "type": t, "signer": s, "key_tag": k,
                                 "algorithm": a, "inception": i, "expiration": e}
                                for o, t, s, k, a, i, e in proof.signatures],
-                "denial": proof.denial, "synthesised": list(proof.synthesised)})
+                "denial": proof.denial, "synthesised": list(proof.synthesised)},
+            pin=pinned)
 
     async def _log(self, record: dict, started: float) -> None:
         fields.finish(record, time.perf_counter() - started)
@@ -439,15 +473,17 @@ def _quietly(step, *args):
 
 def _service_scope(policy, listener: tuple[str, int], address: str) -> str | None:
     """The hit path's cache scope for a client: its service's name, or None when the service
-    has budgets to count (its queries take the full path)."""
+    has budgets to count or pins to commit (its queries take the full path)."""
     service = policy.service_for(listener, address)
-    return None if _has_budgets(service) else service.name
+    return None if _full_path(service) else service.name
 
 
-def _has_budgets(service) -> bool:
+def _full_path(service) -> bool:
+    """Whether every query of ``service`` takes the full path: it has budgets to count, or pins
+    to refresh and commit before the reply leaves (the compiled hit path cannot wait)."""
     budgets = service.budgets
     return (budgets.query_rate is not None or budgets.max_label_length is not None
-            or budgets.distinct_names_per_minute is not None)
+            or budgets.distinct_names_per_minute is not None or service.pin is not None)
 
 
 class _Hit(NamedTuple):

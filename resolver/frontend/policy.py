@@ -7,11 +7,13 @@ the server asks, in this order:
 2. :meth:`Policy.check_question` before anything is sent upstream or looked up: a denied name
    never leaves the sidecar, not even as a minimised query (RFC 9156).
 3. :meth:`Policy.check_name` for every CNAME and DNAME target of the answer (RFC 1034 §3.6.2,
-   RFC 6672): a chain may not lead out of the allowed zones.
+   RFC 6672), and SVCB, HTTPS and SRV target (RFC 9460 §2.5, RFC 2782): a chain may not lead
+   out of the allowed zones.
 4. :meth:`Policy.check_answer` with the validation verdict (RFC 4035 §4.3) and the addresses of
-   the answer: ``require: secure`` refuses Insecure data (a removed DS), Bogus is never allowed,
-   rebinding protection refuses private addresses, and a rule's ``expect.addresses`` refuses
-   any address outside them (issue #18: a publisher that was compromised can sign anything).
+   the answer (A, AAAA, SVCB/HTTPS hints: resolver.frontend.addresses): ``require: secure``
+   refuses Insecure data (a removed DS), Bogus is never allowed, rebinding protection refuses
+   private addresses, and a rule's ``expect.addresses`` refuses any address outside them
+   (issue #18: a publisher that was compromised can sign anything).
 
 A refusal is a :class:`Decision` carrying the rcode (REFUSED, or NXDOMAIN per ``refuse_with``),
 EDE 18 Prohibited (RFC 8914 §4.19) and an EXTRA-TEXT naming the service and the rule.
@@ -300,14 +302,15 @@ class Policy:
         compiled.tokens -= 1.0
         return True
 
-    def check_name(self, service: Service, name: dns.name.Name) -> Decision:
-        """May an answer lead to ``name`` (a CNAME or DNAME target, RFC 1034 §3.6.2, RFC 6672)?
-        Types are not applied and budgets are not spent."""
+    def check_name(self, service: Service, name: dns.name.Name,
+                   role: str = "in the answer's CNAME/DNAME chain") -> Decision:
+        """May an answer lead to ``name`` (a CNAME or DNAME target, RFC 1034 §3.6.2, RFC 6672;
+        an SVCB, HTTPS or SRV target, RFC 9460 §2.5, RFC 2782: ``role`` says which, for the
+        refusal's text)? Types are not applied and budgets are not spent."""
         compiled = self._get(service)
         index = self._match(compiled, name)
         if index is None:
-            return self._refuse(compiled, "chain", f"{name} (in the answer's CNAME/DNAME chain) "
-                                "is not in an allowed zone")
+            return self._refuse(compiled, "chain", f"{name} ({role}) is not in an allowed zone")
         return compiled.allowed[index]
 
     # --- answers ---------------------------------------------------------------------------
@@ -316,8 +319,8 @@ class Policy:
                      addresses: Iterable[str]) -> Decision:
         """May an answer validated as ``verdict`` (``"secure"``, ``"insecure"``, ``"bogus"``,
         ``"indeterminate"`` or a :class:`~resolver.dnssec.Verdict`) and carrying ``addresses``
-        (A and AAAA data) be given under ``rule``? Bogus and Indeterminate never are (RFC 4035
-        §5.5); Insecure is refused when the rule requires Secure; with rebinding protection on,
+        (A and AAAA data, SVCB/HTTPS hints: resolver.frontend.addresses) be given under
+        ``rule``? Bogus and Indeterminate never are (RFC 4035 §5.5); Insecure is refused when the rule requires Secure; with rebinding protection on,
         an address in a special range is refused unless the rule has ``allow_private``; with
         the rule's ``expect``, an address outside its prefixes is refused."""
         compiled = self._get(service)

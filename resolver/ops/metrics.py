@@ -80,6 +80,10 @@ class Metrics:
                                   "limits.max_misses_per_client_per_second (answered SERVFAIL, or "
                                   "dropped: limits.over_limit, "
                                   "limits.over_limit_answers_per_second)", ["limit"], registry=r)
+        self.pins = Counter(PREFIX + "pins", "Addresses of answers added to (or refreshed in) a "
+                            "service's nftables sets (services[].pin), and answers refused "
+                            "SERVFAIL because their pins could not be committed",
+                            ["service", "result"], registry=r)
         self.resolutions = Gauge(PREFIX + "resolutions_in_progress", "Client queries waiting "
                                  "for a resolution (resolver.frontend.admission)", registry=r)
         self.sources: dict = {}

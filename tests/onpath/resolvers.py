@@ -68,7 +68,7 @@ class Resolver:
 
 
 def _sidecar_config(address: str, directory: Path, hints, anchors, now: int,
-                    allow_sha1: bool) -> str:
+                    allow_sha1: bool, upstream_ms: int) -> str:
     hint_text = ", ".join(f'{{name: {n}, addresses: ["{a}"]}}' for n, a in hints)
     anchor_text = ", ".join(f'"{a}"' for a in anchors)
     return (f'listen: ["{address}:{PORT}"]\n'
@@ -78,7 +78,7 @@ def _sidecar_config(address: str, directory: Path, hints, anchors, now: int,
             f"allow_sha1: {'true' if allow_sha1 else 'false'}}}\n"
             + outgoing_line().replace("outgoing: {", "outgoing: {ipv4: true, ipv6: false, ")
             + "\n"
-            "timeouts: {upstream_ms: 300, query_ms: 4000}\n"
+            f"timeouts: {{upstream_ms: {upstream_ms}, query_ms: 4000}}\n"
             "metrics: {enabled: false}\n"
             f'log: {{path: "{directory / "lookups.log"}"}}\n')
 
@@ -109,16 +109,17 @@ def _unbound_config(address: str, directory: Path, hints, anchors, now: int) -> 
 
 
 def start(kind: str, address: str, directory: Path, *, hints, anchors, now: int,
-          allow_sha1: bool = False, extra: str = "") -> Resolver:
+          allow_sha1: bool = False, extra: str = "", upstream_ms: int = 300) -> Resolver:
     """Start ``kind`` (one of KINDS) on ``address``:53 with root ``hints`` [(name, address)],
     trust ``anchors`` (". IN DS ..." lines) and the validation time ``now`` (epoch);
-    ``extra``: more lines of the sidecar's YAML configuration."""
+    ``extra``: more lines of the sidecar's YAML configuration; ``upstream_ms``: its
+    ``timeouts.upstream_ms`` (300: the relay's faults are found fast)."""
     directory.mkdir(parents=True, exist_ok=True)
     log = directory / f"{kind}.stderr"
     if kind == "dnssec-sidecar":
         config = directory / "sidecar.yaml"
-        config.write_text(_sidecar_config(address, directory, hints, anchors, now, allow_sha1)
-                          + extra)
+        config.write_text(_sidecar_config(address, directory, hints, anchors, now, allow_sha1,
+                                          upstream_ms) + extra)
         argv = [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)]
     elif kind == "unbound":
         if UNBOUND is None:
