@@ -26,7 +26,9 @@ from resolver.dnssec import Verdict, dnskey_tag
 from resolver.ops.dnstap import Dnstap, DnstapCollector
 from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.resolve.iterator import Iterator, Settings
+from resolver.ops.api import Api
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
+from resolver.ops.policystore import PolicyStore
 from resolver.frontend.policy import Policy
 from resolver.preflight import bind_failure, forward_tls
 from resolver.frontend.listeners import Server
@@ -108,6 +110,15 @@ class Service:
             self.metrics.registry.register(DnstapCollector(self.tap))
         self._hook_iterator(self.resolver.iterator)
         self._stat = self._file_state()
+        # The services in force, changed by the runtime API and by reloads (issue #17).
+        self.policies = PolicyStore(config, self.server, self.forensic, metrics=self.metrics,
+                                    worker=worker if config.workers > 1 else None,
+                                    on_change=self._policy_changed)
+        self.api = Api(config.api, self.policies) if config.api is not None else None
+
+    def _policy_changed(self, new: Config) -> None:
+        self.config = dataclasses.replace(self.config, services=new.services,
+                                          default_service=new.default_service)
 
     def _hook_iterator(self, iterator: Iterator) -> None:
         iterator.on_rtt = self.metrics.upstream_rtt.observe
@@ -132,6 +143,15 @@ class Service:
             except OSError as exc:  # preflight bound it: taken since
                 raise Failure("listen" if self.listen_override is None else "--listen",
                               exc.strerror or str(exc), status.ADDRESS) from None
+            await self.policies.start()
+            if self.api is not None:
+                try:
+                    await self.api.start()
+                except OSError as exc:
+                    raise Failure("api.listen", f"{self.config.api}: "
+                                  f"{exc.strerror or exc}", status.ADDRESS) from None
+                except ConfigError as exc:
+                    raise Failure(exc.field, exc.reason, exc.status) from None
             if self.config.metrics.enabled:
                 endpoint = self.config.metrics.listen
                 http = HttpEndpoint(self.metrics, self.health, endpoint.host, endpoint.port)
@@ -157,6 +177,8 @@ class Service:
         finally:
             for task in tasks:
                 task.cancel()
+            if self.api is not None:
+                await self.api.stop()
             if http is not None:
                 await http.stop()
             try:
@@ -289,7 +311,7 @@ class Service:
             if getattr(new, field) != getattr(self.config, field):
                 log.warning("reload: %s changed; that takes a restart", field)
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
-        self.server.frontend.use_policy(Policy(new))
+        new = await self.policies.reload(new, why)  # the policy swapped, changes recorded
         self.resolver.admission.configure(*admission_limits(new))
         settings = Settings.from_config(new)
         if settings != self.resolver.settings:
@@ -306,7 +328,7 @@ class Service:
 
 #: Configuration keys a reload cannot apply: sockets and files held open, processes started,
 #: and the cache's size and behaviour. A change is logged and the running value kept.
-RESTART_ONLY = ("listen", "log", "metrics", "dnstap", "cache", "workers")
+RESTART_ONLY = ("listen", "log", "metrics", "dnstap", "cache", "workers", "api")
 
 
 def _anchor_tags(rrset) -> list[int]:

@@ -20,6 +20,11 @@ UNWRITABLE = 5
 ADDRESS = 6
 #: The forensic log cannot be continued: its last record does not verify.
 LOG_CHAIN = 7
+#: ``policy``: the running resolver's API refused the request (a stale generation, a bad
+#: service, no such service).
+API_REFUSED = 8
+#: ``policy``: the running resolver's API cannot be reached (``--api``).
+UNREACHABLE = 9
 #: Standard output was closed before everything was written (``... | head -1``): as a shell
 #: reports a command ended by SIGPIPE.
 CLOSED_OUTPUT = 141
@@ -29,7 +34,8 @@ INTERRUPTED = 130
 #: The ``--help`` text, in the order above.
 TABLE = (
     (OK, "success"),
-    (FOUND, "a check found a problem (check-zone: data not Secure; verify-log: chain broken)"),
+    (FOUND, "a check found a problem (check-zone: data not Secure; verify-log: chain broken; "
+            "policy check: the query would be refused)"),
     (USAGE, "wrong command line; verify-log of an HMAC log without the key"),
     (INVALID, "invalid input: a configuration key's value, YAML, a zone or key file's content"),
     (UNREADABLE, "a file cannot be read (missing, no permission, a directory)"),
@@ -37,6 +43,9 @@ TABLE = (
     (ADDRESS, "an address cannot be bound (listen, metrics.listen): in use, privileged port, "
               "not local"),
     (LOG_CHAIN, "the forensic log's last record does not verify: the chain cannot continue"),
+    (API_REFUSED, "policy: the API refused the request (stale generation, bad service, none "
+                  "such)"),
+    (UNREACHABLE, "policy: the API cannot be reached (--api)"),
     (INTERRUPTED, "interrupted (Ctrl-C) before serving began"),
     (CLOSED_OUTPUT, "standard output closed early (e.g. | head -1)"),
 )

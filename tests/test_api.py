@@ -1,0 +1,272 @@
+"""The runtime policy API (issue #17), end to end through the real server and the test tree:
+concurrent changes from one generation (one wins, one 409), a bad body (400 naming the field,
+nothing changed), revocation taking effect with the next query (the hit path's kept answers
+included), a new service's listener bound and answering, the dry-run check, denials, every
+change a record of the forensic chain that verify-log accepts; the ``policy`` command line
+against it, and ``policy check`` offline."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from resolver.policycli import ApiClient
+from tests.testtree import authority, zonedata
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+ADDRESS = "127.0.0.9"
+SANDBOX = "127.0.5.1"  # no server of the test tree there
+
+
+def config_text(tmp: Path, api: str, extra: str = "") -> str:
+    manifest = zonedata.manifest()
+    (hint_name, hint_addr), = manifest["root_hints"].items()
+    anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
+    return (f'listen: ["{ADDRESS}:53"]\n'
+            f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
+            f"trust_anchors: [{anchors}]\n"
+            f'validation: {{time: "{authority.validation_time()}"}}\n'
+            f"{authority.outgoing_line()}\n"
+            "metrics: {enabled: false}\n"
+            f"log: {{path: {tmp / 'log'}, fsync_interval_ms: 0}}\n"
+            "timeouts: {upstream_ms: 300, query_ms: 3000}\n"
+            f"api: {api}\n"
+            "services:\n"
+            "  - name: agent\n"
+            f'    listeners: ["{ADDRESS}:53"]\n'
+            "    allow: [{zone: rsasha256.example., require: secure}, {zone: ed448.test.}]\n"
+            + extra)
+
+
+class Sidecar:
+    def __init__(self, tmp: Path, api: str, extra: str = "") -> None:
+        self.config = tmp / "config.yaml"
+        self.config.write_text(config_text(tmp, api, extra))
+        self.log = tmp / "log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "resolver.cli", "serve", "--config", str(self.config), "-v"],
+            cwd=ROOT_DIR, stderr=subprocess.PIPE, text=True)
+
+    def wait(self, ready) -> None:
+        for _ in range(1200):  # bounded: 60 s on a loaded machine
+            if ready():
+                return
+            if self.process.poll() is not None:
+                pytest.fail(self.process.stderr.read())
+            time.sleep(0.05)
+        pytest.fail("resolver did not start")
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.communicate(timeout=15)[1]
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+def answers(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 53), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def ask(name: str, address: str = ADDRESS, rdtype: str = "A") -> dns.message.Message:
+    return dns.query.udp(dns.message.make_query(name, rdtype, want_dnssec=True), address,
+                         port=53, timeout=5)
+
+
+@pytest.fixture
+def tree():
+    with authority.start_tree() as running:
+        yield running
+
+
+@pytest.fixture
+def sidecar(tree, tmp_path):
+    sock = tmp_path / "api.sock"
+    running = Sidecar(tmp_path, f'{{listen: "unix:{sock}"}}')
+    running.api = ApiClient(f"unix:{sock}")
+    running.wait(lambda: sock.exists() and answers(ADDRESS))
+    yield running
+    running.stop()
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "resolver.cli", *args], cwd=ROOT_DIR,
+                          capture_output=True, text=True, input=stdin, timeout=60)
+
+
+def generation(api: ApiClient, name: str) -> int:
+    code, data = api.request("GET", f"/v1/services/{name}")
+    return data["generation"] if code == 200 else 0
+
+
+def test_concurrent_puts_from_one_generation_one_wins(sidecar):
+    api = sidecar.api
+    start = generation(api, "agent")
+    bodies = [{"listeners": [f"{ADDRESS}:53"], "allow": [{"zone": zone}]}
+              for zone in ("rsasha256.example.", "ed448.test.")]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda body: api.request(
+            "PUT", "/v1/services/agent", body, {"If-Match": str(start)}), bodies))
+    codes = sorted(code for code, _ in results)
+    assert codes == [200, 409], results
+    winner = next(body for body, (code, _) in zip(bodies, results) if code == 200)
+    loser = next(data for code, data in results if code == 409)
+    current = api.call("GET", "/v1/services/agent")
+    assert loser["generation"] == current["generation"] > start
+    assert current["service"]["allow"] == [dict(winner["allow"][0], require="secure")]
+    # the same again from the stale generation is refused, and a create of an existing name
+    assert api.request("PUT", "/v1/services/agent", bodies[0], {"If-Match": str(start)})[0] == 409
+    assert api.request("PUT", "/v1/services/agent", bodies[0], {"If-Match": "0"})[0] == 409
+    assert api.request("PUT", "/v1/services/agent", bodies[0])[0] == 428
+
+
+def test_a_bad_body_is_400_naming_the_field_and_changes_nothing(sidecar):
+    api = sidecar.api
+    before = api.call("GET", "/v1/services")
+    for body, field in (({"listeners": [f"{ADDRESS}:53"], "allow": [{"zone": 3}]},
+                         "allow[0].zone"),
+                        ({"listeners": [f"{ADDRESS}:53"], "allow": [], "mode": "audit"}, "mode"),
+                        ({"listeners": [f"{ADDRESS}:53"], "allow": [], "colour": 1}, "colour"),
+                        ({"allow": []}, "service"),
+                        ([1, 2], "service")):
+        code, data = api.request("PUT", "/v1/services/agent", body,
+                                 {"If-Match": str(generation(api, "agent"))})
+        assert (code, data["field"]) == (400, field), data
+        assert data["error"].startswith(f"{field}: ")
+    assert api.call("GET", "/v1/services") == before
+    assert ask("www.rsasha256.example.").rcode() == dns.rcode.NOERROR
+    assert not [r for r in sidecar.records() if r.get("event")]
+
+
+def test_revocation_takes_effect_at_once_and_a_new_listener_answers(sidecar):
+    api = sidecar.api
+    assert ask("www.ed448.test.").rcode() == dns.rcode.NOERROR
+    assert ask("www.ed448.test.").rcode() == dns.rcode.NOERROR  # now kept for the hit path
+    agent = api.call("GET", "/v1/services/agent")
+    narrowed = dict(agent["service"], allow=[{"zone": "rsasha256.example."}])
+    changed = api.call("PUT", "/v1/services/agent", narrowed,
+                       {"If-Match": str(agent["generation"])})
+    refused = ask("www.ed448.test.")  # the very next query: the kept answer is gone
+    assert refused.rcode() == dns.rcode.REFUSED
+    assert "not in an allowed zone" in refused.options[0].text
+    # a new service on a new address: bound then and there, answering by its own rules
+    assert not answers(SANDBOX)
+    code, created = api.request("PUT", "/v1/services/sandbox",
+                                {"listeners": [f"{SANDBOX}:53"], "allow": [{"zone": "ed448.test."}]},
+                                {"If-Match": "0"})
+    assert code == 201 and created["generation"] > changed["generation"]
+    assert ask("www.ed448.test.", SANDBOX).rcode() == dns.rcode.NOERROR
+    assert ask("www.rsasha256.example.", SANDBOX).rcode() == dns.rcode.REFUSED
+    # the dry run gives the decision and the rule without a query upstream
+    check = api.call("POST", "/v1/check", {"service": "sandbox", "name": "x.ed448.test.",
+                                           "type": "AAAA"})
+    assert (check["decision"], check["rule"]) == ("allow", "allow[0] ed448.test. secure")
+    assert api.call("POST", "/v1/check", {"service": "agent", "name": "www.ed448.test."}
+                    )["decision"] == "refuse"
+    denials = api.call("GET", "/v1/denials?service=sandbox")["denials"]
+    assert [(d["name"], d["decision"]) for d in denials] == [("www.rsasha256.example.",
+                                                               "refuse")]
+    assert api.request("GET", "/v1/pins")[0] == 501  # no pins provider in this build
+    # deleted: its listener is closed, and the change is recorded
+    api.call("DELETE", "/v1/services/sandbox", None, {"If-Match": str(created["generation"])})
+    assert not answers(SANDBOX)
+    assert api.request("GET", "/v1/services/sandbox")[0] == 404
+    sidecar.stop()
+    changes = [r for r in sidecar.records() if r.get("event") == "policy_change"]
+    assert [(r["action"], r["service"], r["old_generation"], r["new_generation"])
+            for r in changes] == [
+        ("put", "agent", agent["generation"], changed["generation"]),
+        ("put", "sandbox", None, created["generation"]),
+        ("delete", "sandbox", created["generation"], None)]
+    assert all(r["by"] == {"uid": os.getuid(), "pid": r["by"]["pid"]} for r in changes)
+    assert changes[0]["before"]["allow"][1]["zone"] == "ed448.test."
+    assert changes[0]["after"]["allow"] == [{"zone": "rsasha256.example.", "require": "secure"}]
+    done = cli("verify-log", str(sidecar.log))
+    assert done.returncode == 0 and done.stdout.startswith("OK: "), done.stdout
+
+
+def test_a_reload_replaces_runtime_changes(sidecar):
+    api = sidecar.api
+    api.call("PUT", "/v1/services/agent", {"listeners": [f"{ADDRESS}:53"], "allow": []},
+             {"If-Match": str(generation(api, "agent"))})
+    assert ask("www.rsasha256.example.").rcode() == dns.rcode.REFUSED
+    sidecar.config.write_text(sidecar.config.read_text())  # the same file, reloaded
+    sidecar.process.send_signal(1)  # SIGHUP
+    deadline = time.monotonic() + 20
+    while ask("www.rsasha256.example.").rcode() != dns.rcode.NOERROR:
+        assert time.monotonic() < deadline, "the reload did not put the file's services back"
+        time.sleep(0.1)
+    assert api.call("GET", "/v1/services/agent")["origin"] == "file"
+    sidecar.stop()
+    reloads = [r for r in sidecar.records() if r.get("action") == "reload"]
+    assert [r["service"] for r in reloads] == ["agent"] and reloads[0]["by"] == {
+        "reload": "SIGHUP"}
+
+
+def test_tcp_needs_a_token_and_records_its_name(tree, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# who may change the policy\ncontroller:0123456789abcdef0123\n")
+    running = Sidecar(tmp_path, f'{{listen: "{ADDRESS}:8053", token_file: {tokens}}}')
+    try:
+        running.wait(lambda: answers(ADDRESS) and ApiClient(f"{ADDRESS}:8053").request(
+            "GET", "/v1/services")[0] == 401)
+        wrong = ApiClient(f"{ADDRESS}:8053", "0123456789abcdef0124")
+        assert wrong.request("GET", "/v1/services")[0] == 401
+        api = ApiClient(f"{ADDRESS}:8053", "0123456789abcdef0123")
+        api.call("DELETE", "/v1/services/agent", None,
+                 {"If-Match": str(generation(api, "agent"))})
+    finally:
+        running.stop()
+    change, = [r for r in running.records() if r.get("event")]
+    assert change["by"] == {"token": "controller", "address": "127.0.0.1"}  # the client's
+
+
+def test_check_config_refuses_tcp_without_a_token_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text('api: {listen: "127.0.0.1:8053"}\n')
+    done = cli("check-config", "--no-host", str(path))
+    assert done.returncode == 3 and "api.token_file: missing" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_policy_command_line(sidecar, tmp_path):
+    api = f"unix:{tmp_path / 'api.sock'}"
+    listed = cli("policy", "list", "--api", api)
+    assert listed.returncode == 0 and "agent\tgeneration" in listed.stdout
+    made = cli("policy", "set", "sandbox", "-", "--api", api,
+               stdin=f'listeners: ["{SANDBOX}:53"]\nallow: [{{zone: ed448.test.}}]\n')
+    assert made.returncode == 0 and "service sandbox: generation" in made.stdout
+    assert ask("www.ed448.test.", SANDBOX).rcode() == dns.rcode.NOERROR
+    bad = cli("policy", "set", "sandbox", "-", "--api", api,
+              stdin=f'listeners: ["{SANDBOX}:53"]\nallow: [{{zone: 3}}]\n')
+    assert bad.returncode == 8 and "(field allow[0].zone)" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    stale = cli("policy", "delete", "sandbox", "--if-match", "1", "--api", api)
+    assert stale.returncode == 8 and "409" in stale.stderr
+    assert cli("policy", "check", "--service", "sandbox", "www.ed448.test.", "--api",
+               api).returncode == 0
+    refused = cli("policy", "check", "--service", "sandbox", "a.example.", "--api", api)
+    assert refused.returncode == 1 and refused.stdout.startswith("refuse: a.example. A")
+    assert cli("policy", "delete", "sandbox", "--api", api).returncode == 0
+    gone = cli("policy", "list", "--api", f"unix:{tmp_path / 'nothing.sock'}")
+    assert gone.returncode == 9 and "cannot reach the API" in gone.stderr
+    offline = cli("policy", "check", "--config", str(sidecar.config), "--service", "agent",
+                  "www.rsasha256.example.", "TXT")
+    assert offline.returncode == 0 and offline.stdout.startswith("allow: www.rsasha256.example."
+                                                                 " TXT")
