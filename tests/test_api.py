@@ -29,7 +29,7 @@ ADDRESS = "127.0.0.9"
 SANDBOX = "127.0.5.1"  # no server of the test tree there
 
 
-def config_text(tmp: Path, api: str, extra: str = "") -> str:
+def config_text(tmp: Path, api: str, extra: str = "", metrics: str | None = None) -> str:
     manifest = zonedata.manifest()
     (hint_name, hint_addr), = manifest["root_hints"].items()
     anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
@@ -38,8 +38,8 @@ def config_text(tmp: Path, api: str, extra: str = "") -> str:
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
             f"{authority.outgoing_line()}\n"
-            "metrics: {enabled: false}\n"
-            f"log: {{path: {tmp / 'log'}, fsync_interval_ms: 0}}\n"
+            + (f'metrics: {{listen: "{metrics}"}}\n' if metrics else "metrics: {enabled: false}\n")
+            + f"log: {{path: {tmp / 'log'}, fsync_interval_ms: 0}}\n"
             "timeouts: {upstream_ms: 300, query_ms: 3000}\n"
             f"api: {api}\n"
             "services:\n"
@@ -50,9 +50,9 @@ def config_text(tmp: Path, api: str, extra: str = "") -> str:
 
 
 class Sidecar:
-    def __init__(self, tmp: Path, api: str, extra: str = "") -> None:
+    def __init__(self, tmp: Path, api: str, extra: str = "", metrics: str | None = None) -> None:
         self.config = tmp / "config.yaml"
-        self.config.write_text(config_text(tmp, api, extra))
+        self.config.write_text(config_text(tmp, api, extra, metrics))
         self.log = tmp / "log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "resolver.cli", "serve", "--config", str(self.config), "-v"],

@@ -29,7 +29,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("frontend", ("resolver.frontend", "resolver.frontend.*")),
     ("ops", ("resolver.ops", "resolver.ops.*")),
     ("application", ("resolver.service", "resolver.preflight", "resolver.checkzone",
-                     "resolver.configcheck", "resolver.cli")),
+                     "resolver.configcheck", "resolver.policycli", "resolver.learn",
+                     "resolver.cli")),
 )
 
 
