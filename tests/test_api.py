@@ -20,6 +20,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+import yaml
 
 from resolver.policycli import ApiClient
 from tests.testtree import authority, zonedata
@@ -245,6 +246,39 @@ def test_check_config_refuses_tcp_without_a_token_file(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("text, error", [
+    ('{listen: "unix:run/api.sock"}', "api.listen: 'unix:run/api.sock': unix: takes an "
+                                      "absolute path"),
+    ('{listen: "unix:/run/api.sock", colour: 1}', "api.colour: unknown key"),
+    ('{token_file: /t}', "api.listen: missing"),
+    ('{listen: "unix:/run/api.sock"}\nworkers: 2\nlog: {path: /tmp/l}',
+     "api: workers is 2: a runtime change must reach every worker's policy"),
+])
+def test_api_key_errors_name_the_field(text, error):
+    from resolver.config import ConfigError, parse_config
+    with pytest.raises(ConfigError) as fault:
+        parse_config(yaml.safe_load(f"api: {text}\n"))
+    assert str(fault.value).startswith(error)
+
+
+def test_check_config_shows_the_api_and_checks_its_token_file(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("controller:short\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(f'listen: ["127.0.0.1:5353"]\nmetrics: {{enabled: false}}\n'
+                    f'api: {{listen: "unix:{tmp_path}/api.sock", persist: {tmp_path}/kept}}\n')
+    done = cli("check-config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert (f"  policy API: unix:{tmp_path}/api.sock, the peer's uid and pid recorded (socket "
+            f"mode 0600), runtime changes kept in {tmp_path}/kept") in done.stdout.splitlines()
+    path.write_text(f'api: {{listen: "127.0.0.1:8053", token_file: {tokens}}}\n')
+    done = cli("check-config", str(path))
+    assert done.returncode == 3
+    assert done.stderr.strip().endswith("api.token_file: " + str(tokens) + ": line 1: the "
+                                        "token of controller is shorter than 16 characters or "
+                                        "has blanks")
+
+
 def test_the_policy_command_line(sidecar, tmp_path):
     api = f"unix:{tmp_path / 'api.sock'}"
     listed = cli("policy", "list", "--api", api)
@@ -270,3 +304,44 @@ def test_the_policy_command_line(sidecar, tmp_path):
                   "www.rsasha256.example.", "TXT")
     assert offline.returncode == 0 and offline.stdout.startswith("allow: www.rsasha256.example."
                                                                  " TXT")
+
+
+OTHER = "  - {name: other, clients: [10.9.0.0/16], allow: []}\n"
+
+
+def test_persisted_changes_outlive_a_reload_and_a_restart(tree, tmp_path):
+    sock, kept = tmp_path / "api.sock", tmp_path / "kept.json"
+    api_key = f'{{listen: "unix:{sock}", persist: {kept}}}'
+    running = Sidecar(tmp_path, api_key)
+    api = ApiClient(f"unix:{sock}")
+    try:
+        running.wait(lambda: sock.exists() and answers(ADDRESS))
+        made = api.call("PUT", "/v1/services/sandbox", {"listeners": [f"{SANDBOX}:53"],
+                                                        "allow": [{"zone": "ed448.test."}]},
+                        {"If-Match": "0"})
+        api.call("DELETE", "/v1/services/agent", None,
+                 {"If-Match": str(generation(api, "agent"))})
+        running.config.write_text(config_text(tmp_path, api_key, OTHER))
+        running.process.send_signal(1)  # SIGHUP: the file's services, then the kept changes
+        deadline = time.monotonic() + 20
+        while len(names := [s["name"] for s in api.call("GET", "/v1/services")["services"]]) < 3:
+            assert time.monotonic() < deadline, "no reload"
+            time.sleep(0.1)
+        assert names == ["other", "sandbox", "default"]  # the API wins for the services it named
+        assert ask("www.ed448.test.", SANDBOX).rcode() == dns.rcode.NOERROR
+    finally:
+        running.stop()
+    assert json.loads(kept.read_text())["services"] == {
+        "agent": None, "sandbox": {"name": "sandbox", "listeners": [f"{SANDBOX}:53"],
+                                   "allow": [{"zone": "ed448.test.", "require": "secure"}]}}
+    again = Sidecar(tmp_path, api_key)  # a restart: the kept changes applied at start
+    try:
+        again.wait(lambda: answers(SANDBOX))
+        assert ask("www.ed448.test.", SANDBOX).rcode() == dns.rcode.NOERROR
+        entry = api.call("GET", "/v1/services/sandbox")
+        assert entry["origin"] == "api" and entry["generation"] > made["generation"]
+        assert api.request("GET", "/v1/services/agent")[0] == 404
+    finally:
+        again.stop()
+    done = cli("verify-log", str(again.log))
+    assert done.returncode == 0, done.stdout

@@ -262,7 +262,7 @@ class PolicyStore:
         try:
             if self.persist is not None and action != "reload":
                 _write_persisted(self.persist, generation, overrides)
-            await self._record(records)
+            await self._record(records, required=action != "reload")
         except BaseException:
             for endpoint in added:
                 await self.server.unbind(endpoint.host, endpoint.port)
@@ -298,14 +298,18 @@ class PolicyStore:
             added.append(endpoint)
         return added
 
-    async def _record(self, records: list[dict]) -> None:
+    async def _record(self, records: list[dict], required: bool) -> None:
+        """Seal the change's records; a change through the API that cannot be recorded is not
+        made, a reload (the file is the authority) is made and the failure logged."""
         if self.forensic is None:
             return
         try:
             for record in records:
                 await self.forensic.append(record)
         except ForensicLogError as exc:
-            raise Unavailable(f"the change cannot be recorded: {exc}") from None
+            if required:
+                raise Unavailable(f"the change cannot be recorded: {exc}") from None
+            log.error("reload: the policy changes could not be recorded: %s", exc)
 
     def _forget(self, before: Service | None, after: Service | None) -> None:
         """A service deleted forgets its recent denials; deleted or narrowed (a rule it had is
