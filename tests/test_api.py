@@ -23,37 +23,26 @@ import pytest
 import yaml
 
 from resolver.policycli import ApiClient
-from tests.testtree import authority, zonedata
-
-ROOT_DIR = Path(__file__).resolve().parent.parent
-ADDRESS = "127.0.0.9"
+from tests.test_operations import ADDRESS, ROOT_DIR, base_config
+from tests.testtree import authority
 SANDBOX = "127.0.5.1"  # no server of the test tree there
 
 
-def config_text(tmp: Path, api: str, extra: str = "", metrics: str | None = None) -> str:
-    manifest = zonedata.manifest()
-    (hint_name, hint_addr), = manifest["root_hints"].items()
-    anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
-    return (f'listen: ["{ADDRESS}:53"]\n'
-            f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
-            f"trust_anchors: [{anchors}]\n"
-            f'validation: {{time: "{authority.validation_time()}"}}\n'
-            f"{authority.outgoing_line()}\n"
-            + (f'metrics: {{listen: "{metrics}"}}\n' if metrics else "metrics: {enabled: false}\n")
-            + f"log: {{path: {tmp / 'log'}, fsync_interval_ms: 0}}\n"
-            "timeouts: {upstream_ms: 300, query_ms: 3000}\n"
-            f"api: {api}\n"
-            "services:\n"
-            "  - name: agent\n"
-            f'    listeners: ["{ADDRESS}:53"]\n'
-            "    allow: [{zone: rsasha256.example., require: secure}, {zone: ed448.test.}]\n"
-            + extra)
+def config_text(tmp: Path, api: str, extra: str = "") -> str:
+    """The test tree's configuration (metrics on 127.0.0.9:9153) with the API and a service
+    ``agent`` on the listener."""
+    return base_config(tmp / "log", f"api: {api}\n"
+                       "services:\n"
+                       "  - name: agent\n"
+                       f'    listeners: ["{ADDRESS}:53"]\n'
+                       "    allow: [{zone: rsasha256.example., require: secure}, "
+                       "{zone: ed448.test.}]\n" + extra)
 
 
 class Sidecar:
-    def __init__(self, tmp: Path, api: str, extra: str = "", metrics: str | None = None) -> None:
+    def __init__(self, tmp: Path, api: str, extra: str = "") -> None:
         self.config = tmp / "config.yaml"
-        self.config.write_text(config_text(tmp, api, extra, metrics))
+        self.config.write_text(config_text(tmp, api, extra))
         self.log = tmp / "log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "resolver.cli", "serve", "--config", str(self.config), "-v"],

@@ -55,8 +55,7 @@ def observing(tmp_path):
     from tests.testtree import authority
     with authority.start_tree():
         sock = tmp_path / "api.sock"
-        running = Sidecar(tmp_path, f'{{listen: "unix:{sock}"}}',
-                          metrics=f"{ADDRESS}:9153")
+        running = Sidecar(tmp_path, f'{{listen: "unix:{sock}"}}')
         from resolver.policycli import ApiClient
         api = running.api = ApiClient(f"unix:{sock}")
         running.wait(lambda: sock.exists() and answers(ADDRESS))
