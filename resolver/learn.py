@@ -21,6 +21,7 @@ import dns.name
 import orjson
 
 from resolver import status
+from resolver.errors import ResolverError
 from resolver.forensic.record import POLICY_CHANGE
 
 __all__ = ["learn", "run"]
@@ -38,7 +39,7 @@ class _Zone:
     names: set = field(default_factory=set)
 
 
-class LogError(Exception):
+class LogError(ResolverError):
     """A log line that is not a forensic record: ``where`` is file:line."""
 
 

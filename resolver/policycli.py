@@ -18,6 +18,7 @@ import orjson
 import yaml
 
 from resolver import status
+from resolver.errors import ResolverError
 from resolver.status import Failure
 
 __all__ = ["ApiClient", "ApiError", "add_parser"]
@@ -26,7 +27,7 @@ __all__ = ["ApiClient", "ApiError", "add_parser"]
 TIMEOUT = 10.0
 
 
-class ApiError(Exception):
+class ApiError(ResolverError):
     """The API cannot be reached (``code`` None) or answered an error: ``code``, the text."""
 
     def __init__(self, text: str, code: int | None = None, data: dict | None = None) -> None:

@@ -206,6 +206,8 @@ class Service:
         else:
             lines.append("metrics: off (metrics.enabled: false)")
         lines.append("forensic log: " + _log_text(config))
+        if config.api is not None:
+            lines.append(f"policy API on {config.api} (api.listen)")
         anchors = "; ".join(f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)} key tag "
                             + ", ".join(str(tag) for tag in _anchor_tags(rrset))
                             for rrset in config.trust_anchors)

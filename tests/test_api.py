@@ -334,3 +334,34 @@ def test_persisted_changes_outlive_a_reload_and_a_restart(tree, tmp_path):
         again.stop()
     done = cli("verify-log", str(again.log))
     assert done.returncode == 0, done.stdout
+
+
+def test_denials_are_one_entry_per_question_bounded():
+    from resolver.frontend.denials import Denials
+    denials = Denials(max_entries=2)
+    denials.add(1.0, "s", "a.example.", "A", "refuse", None, "r1", "192.0.2.1")
+    denials.add(2.0, "s", "b.example.", "A", "refuse", None, "r2", "192.0.2.1")
+    denials.add(3.0, "s", "A.example.", "A", "refuse", None, "r3", "192.0.2.2")
+    denials.add(4.0, "t", "c.example.", "A", "would_refuse", "allow[0] x.", "r4", "192.0.2.3")
+    assert [(d["service"], d["name"], d["count"], d["first_seen"], d["last_seen"])
+            for d in denials.recent()] == [("t", "c.example.", 1, 4.0, 4.0),
+                                           ("s", "a.example.", 2, 1.0, 3.0)]
+    assert [d["name"] for d in denials.recent("s", since=3.0)] == ["a.example."]
+    denials.forget("s")
+    assert [d["service"] for d in denials.recent()] == ["t"]
+
+
+def test_malformed_requests_get_one_line_answers(sidecar, tmp_path):
+    def raw(data: bytes) -> bytes:
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(10)
+            conn.connect(str(tmp_path / "api.sock"))
+            conn.sendall(data)
+            return conn.recv(65536)
+    assert raw(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request")
+    assert raw(b"PUT /v1/services/x HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n").startswith(
+        b"HTTP/1.1 413 ")
+    reply = raw(b"PUT /v1/services/x HTTP/1.1\r\nIf-Match: 0\r\nContent-Length: 5\r\n\r\n{nope")
+    assert reply.startswith(b"HTTP/1.1 400 ") and b"the body is not JSON" in reply
+    assert raw(b"GET /v2 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404 ")
+    assert ask("www.rsasha256.example.").rcode() == dns.rcode.NOERROR  # still serving

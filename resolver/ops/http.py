@@ -11,14 +11,15 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from resolver.errors import ResolverError
+
 __all__ = ["HttpError", "Reply", "Request", "serve_one"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds a client has to send its whole request.
+#: Seconds a client has to send its whole request. Its head may be as long as asyncio's
+#: stream limit (64 KiB); a longer one is answered 431.
 REQUEST_TIMEOUT = 5.0
-#: Octets of a request head (request line and headers) at most.
-MAX_HEAD = 16384
 
 
 class Request(NamedTuple):
@@ -42,7 +43,7 @@ class Reply(NamedTuple):
     headers: tuple[tuple[str, str], ...] = ()
 
 
-class HttpError(Exception):
+class HttpError(ResolverError):
     """A request answered with ``status`` and a one-line ``text`` before it reaches a handler."""
 
     def __init__(self, status: str, text: str) -> None:

@@ -41,6 +41,7 @@ import orjson
 
 from resolver.config import (DEFAULT_SERVICE_NAME, Config, ConfigError, Endpoint, Service,
                              parse_service, service_data)
+from resolver.errors import ResolverError
 from resolver.forensic import record as fields
 from resolver.forensic.seal import ForensicLogError
 from resolver.frontend.policy import Policy
@@ -50,7 +51,7 @@ __all__ = ["Gone", "PolicyStore", "Refused", "Stale", "Unavailable"]
 log = logging.getLogger("dnssec-sidecar")
 
 
-class Refused(Exception):
+class Refused(ResolverError):
     """A change refused for its content: ``field`` (within the service) and why."""
 
     def __init__(self, field: str, reason: str) -> None:
@@ -58,7 +59,7 @@ class Refused(Exception):
         self.field, self.reason = field, reason
 
 
-class Stale(Exception):
+class Stale(ResolverError):
     """A change made against a generation that is not the service's: ``current`` (0: the
     service does not exist)."""
 
@@ -68,11 +69,11 @@ class Stale(Exception):
         self.current = current
 
 
-class Gone(Exception):
+class Gone(ResolverError):
     """No such service."""
 
 
-class Unavailable(Exception):
+class Unavailable(ResolverError):
     """The change could not be recorded or kept (the forensic log, the persist file)."""
 
 
