@@ -365,3 +365,69 @@ def test_malformed_requests_get_one_line_answers(sidecar, tmp_path):
     assert reply.startswith(b"HTTP/1.1 400 ") and b"the body is not JSON" in reply
     assert raw(b"GET /v2 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404 ")
     assert ask("www.rsasha256.example.").rcode() == dns.rcode.NOERROR  # still serving
+
+
+class _Pins:
+    def __init__(self) -> None:
+        self.forgotten: list[str] = []
+
+    def forget(self, service: str) -> None:
+        self.forgotten.append(service)
+
+    def snapshot(self, service: str) -> list:
+        return []
+
+
+class _Server:
+    """What the store asks of the listeners: bind (refused for one address), unbind."""
+
+    def __init__(self) -> None:
+        from resolver.frontend.denials import Denials
+        self.frontend = self
+        self.denials, self.policy, self.bound = Denials(), None, []
+
+    def use_policy(self, policy) -> None:
+        self.policy = policy
+
+    async def bind(self, host: str, port: int) -> None:
+        if host == "127.0.9.9":
+            raise OSError(98, "Address already in use")
+        self.bound.append((host, port))
+
+    async def unbind(self, host: str, port: int) -> None:
+        self.bound.remove((host, port))
+
+
+def test_the_store_forgets_pins_of_a_narrowed_or_deleted_service_and_binds_or_changes_nothing():
+    import asyncio
+
+    from resolver.config import parse_config
+    from resolver.ops.policystore import PolicyStore, Refused
+    config = parse_config(yaml.safe_load(
+        'services: [{name: a, clients: [10.0.0.0/8], allow: [{zone: a.example.}]}]'))
+    pins, server = _Pins(), _Server()
+    store = PolicyStore(config, server, pins=pins)
+    by = {"uid": 0, "pid": 1}
+
+    async def go() -> None:
+        wider = {"clients": ["10.0.0.0/8"], "allow": [{"zone": "a.example."},
+                                                      {"zone": "b.example."}]}
+        await store.put("a", wider, 1, by)
+        assert pins.forgotten == []  # a rule added: nothing to forget
+        await store.put("a", {"clients": ["10.0.0.0/8"], "allow": [{"zone": "b.example."}]},
+                        store.generations["a"], by)
+        assert pins.forgotten == ["a"]
+        await store.put("s", {"listeners": ["127.0.9.8:53"], "allow": []}, 0, by)
+        assert server.bound == [("127.0.9.8", 53)]
+        before = (store.config, dict(store.generations), store.generation)
+        with pytest.raises(Refused) as refused:
+            await store.put("t", {"listeners": ["127.0.9.8:53", "127.0.9.9:53"]}, 0, by)
+        assert refused.value.field == "listeners[1]" and "Address already in use" in str(
+            refused.value)
+        assert (store.config, store.generations, store.generation) == before
+        assert server.bound == [("127.0.9.8", 53)]
+        await store.delete("s", store.generations["s"], by)
+        assert pins.forgotten == ["a", "s"] and server.bound == []
+        assert server.policy.services == store.config.services
+
+    asyncio.run(go())
