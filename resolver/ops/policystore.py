@@ -280,8 +280,9 @@ class PolicyStore:
             self.metrics.policy_changes.labels(action).inc(len(changed))
         if self.on_change is not None:
             self.on_change(new)
+        say = log.debug if action == "reload" else log.info  # a reload says its own line
         for record in records:
-            log.info("policy %s: service %s, generation %s -> %s, by %s", action,
+            say("policy %s: service %s, generation %s -> %s, by %s", action,
                      record["service"], record["old_generation"], record["new_generation"],
                      ", ".join(f"{key} {value}" for key, value in by.items()))
 
