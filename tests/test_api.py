@@ -431,3 +431,38 @@ def test_the_store_forgets_pins_of_a_narrowed_or_deleted_service_and_binds_or_ch
         assert server.policy.services == store.config.services
 
     asyncio.run(go())
+
+
+def test_a_service_written_back_reads_to_the_same_service():
+    """service_data is what GET returns and PUT takes: every key of a service survives the
+    round trip. A new field of Service or AllowRule must be written by service_data too (and
+    added here)."""
+    import dataclasses
+
+    from resolver.config import AllowRule, Service, parse_service, service_data
+    assert [f.name for f in dataclasses.fields(Service)] == [
+        "name", "listeners", "clients", "allow", "refuse_with", "rebinding_protection",
+        "forward", "budgets", "mode"]
+    assert [f.name for f in dataclasses.fields(AllowRule)] == [
+        "zone", "require", "types", "allow_private"]
+    text = """
+        name: web
+        listeners: ["127.0.0.1:53", "[::1]:53"]
+        clients: [10.1.0.0/16, "fd00::/8"]
+        allow:
+          - {zone: example.com., require: insecure-ok, types: [A, AAAA], allow_private: true}
+          - {zone: cluster.local.}
+        refuse_with: nxdomain
+        rebinding_protection: false
+        forward: [{zone: cluster.local., addresses: ["10.96.0.10"]},
+                  {zone: example.com., addresses: ["192.0.2.53"],
+                   tls: {name: dns.example, spki_pins: ["%s"]}}]
+        budgets: {query_rate: 2.5, max_label_length: 40, distinct_names_per_minute: 300}
+        mode: observe
+    """ % ("A" * 43 + "=")
+    service = parse_service(yaml.safe_load(text), "web")
+    assert parse_service(json.loads(json.dumps(service_data(service))), "web") == service
+    default = parse_service({"allow": [{"zone": "."}]}, "default")
+    assert parse_service(service_data(default), "default") == default
+    with pytest.raises(Exception, match="^name: 'other' is not the service named"):
+        parse_service({"name": "other", "clients": ["10.0.0.0/8"]}, "web")
