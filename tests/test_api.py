@@ -368,11 +368,17 @@ def test_malformed_requests_get_one_line_answers(sidecar, tmp_path):
 
 
 class _Pins:
+    """A pins provider as resolver.frontend.pinning's: coroutines that remove pins."""
+
     def __init__(self) -> None:
         self.forgotten: list[str] = []
+        self.kept: list[tuple[str, bool, bool]] = []
 
-    def forget(self, service: str) -> None:
+    async def forget(self, service: str) -> None:
         self.forgotten.append(service)
+
+    async def revoke(self, service: str, keep) -> None:
+        self.kept.append((service, keep("x.a.example."), keep("x.b.example.")))
 
     def snapshot(self, service: str) -> list:
         return []
@@ -413,10 +419,10 @@ def test_the_store_forgets_pins_of_a_narrowed_or_deleted_service_and_binds_or_ch
         wider = {"clients": ["10.0.0.0/8"], "allow": [{"zone": "a.example."},
                                                       {"zone": "b.example."}]}
         await store.put("a", wider, 1, by)
-        assert pins.forgotten == []  # a rule added: nothing to forget
+        assert pins.forgotten == pins.kept == []  # a rule added: nothing to forget
         await store.put("a", {"clients": ["10.0.0.0/8"], "allow": [{"zone": "b.example."}]},
                         store.generations["a"], by)
-        assert pins.forgotten == ["a"]
+        assert pins.kept == [("a", False, True)]  # the names still allowed keep their pins
         await store.put("s", {"listeners": ["127.0.9.8:53"], "allow": []}, 0, by)
         assert server.bound == [("127.0.9.8", 53)]
         before = (store.config, dict(store.generations), store.generation)
@@ -427,7 +433,7 @@ def test_the_store_forgets_pins_of_a_narrowed_or_deleted_service_and_binds_or_ch
         assert (store.config, store.generations, store.generation) == before
         assert server.bound == [("127.0.9.8", 53)]
         await store.delete("s", store.generations["s"], by)
-        assert pins.forgotten == ["a", "s"] and server.bound == []
+        assert pins.forgotten == ["s"] and server.bound == []
         assert server.policy.services == store.config.services
 
     asyncio.run(go())

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import os
 import time
@@ -81,8 +82,10 @@ class PolicyStore:
     """The services in force (``config``: the file's configuration with the runtime changes),
     their generations, and the listeners bound for them at run time. ``server`` binds and
     closes listeners (resolver.frontend.listeners.Server), ``forensic`` takes the change
-    records (None: not recorded), ``pins`` (optional) has ``forget(service)``, ``on_change``
-    is told each new configuration."""
+    records (None: not recorded), ``on_change`` is told each new configuration. ``pins``, the
+    pins provider (None until one is wired in), has ``forget(service)`` and ``snapshot(
+    service)``, and may have ``revoke(service, keep)`` (``keep(name)``: still allowed); its
+    ``forget`` and ``revoke`` may be coroutines."""
 
     def __init__(self, config: Config, server, forensic=None, *, metrics=None, pins=None,
                  worker: int | None = None,
@@ -269,13 +272,14 @@ class PolicyStore:
                 await self.server.unbind(endpoint.host, endpoint.port)
             raise
         self.generation, self.generations, self.overrides = generation, generations, overrides
-        self.frontend.use_policy(Policy(new))
+        policy = Policy(new)
+        self.frontend.use_policy(policy)
         self.config = new
         for endpoint in sorted(self.bound - wanted, key=str):
             await self.server.unbind(endpoint.host, endpoint.port)
         self.bound = wanted
         for name in changed:
-            self._forget(old_services.get(name), new_services.get(name))
+            await self._forget(old_services.get(name), new_services.get(name), policy)
         if self.metrics is not None and changed:
             self.metrics.policy_changes.labels(action).inc(len(changed))
         if self.on_change is not None:
@@ -313,18 +317,28 @@ class PolicyStore:
                 raise Unavailable(f"the change cannot be recorded: {exc}") from None
             log.error("reload: the policy changes could not be recorded: %s", exc)
 
-    def _forget(self, before: Service | None, after: Service | None) -> None:
-        """A service deleted forgets its recent denials; deleted or narrowed (a rule it had is
-        gone), its pins."""
+    async def _forget(self, before: Service | None, after: Service | None,
+                      policy: Policy) -> None:
+        """A service deleted forgets its recent denials and its pins; narrowed (a rule it had
+        is gone), the pins of names ``policy`` no longer allows (``revoke``), or all of them
+        when the provider has only ``forget``."""
         if before is None:
             return
         if after is None:
             self.frontend.denials.forget(before.name)
-        if self.pins is not None and (after is None or not set(before.allow) <= set(after.allow)):
-            try:
-                self.pins.forget(before.name)
-            except Exception:  # noqa: BLE001 - the policy is in force; say what failed
-                log.exception("pins of service %s could not be forgotten", before.name)
+        pins = self.pins
+        if pins is None or (after is not None and set(before.allow) <= set(after.allow)):
+            return
+        try:
+            if after is not None and hasattr(pins, "revoke"):
+                done = pins.revoke(before.name, lambda name: policy.check_name(
+                    after, dns.name.from_text(name)).allowed)
+            else:
+                done = pins.forget(before.name)
+            if inspect.isawaitable(done):
+                await done
+        except Exception:  # noqa: BLE001 - the policy is in force; say what failed
+            log.exception("pins of service %s could not be removed", before.name)
 
 
 def check(config: Config, service: Service, qname: dns.name.Name, qtype: int) -> dict:
