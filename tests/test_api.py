@@ -286,6 +286,13 @@ def test_the_policy_command_line(sidecar, tmp_path):
                api).returncode == 0
     refused = cli("policy", "check", "--service", "sandbox", "a.example.", "--api", api)
     assert refused.returncode == 1 and refused.stdout.startswith("refuse: a.example. A")
+    denials = cli("policy", "denials", "--service", "sandbox", "--since", "0", "--api", api)
+    assert denials.returncode == 0 and json.loads(denials.stdout) == []  # none refused yet
+    pins = cli("policy", "pins", "--api", api)
+    assert pins.returncode == 8 and pins.stderr.startswith("policy pins: 501: no pins provider")
+    got = cli("policy", "get", "sandbox", "--api", api)
+    assert json.loads(got.stdout)["service"]["allow"] == [{"zone": "ed448.test.",
+                                                           "require": "secure"}]
     assert cli("policy", "delete", "sandbox", "--api", api).returncode == 0
     gone = cli("policy", "list", "--api", f"unix:{tmp_path / 'nothing.sock'}")
     assert gone.returncode == 9 and "cannot reach the API" in gone.stderr
