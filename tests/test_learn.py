@@ -9,9 +9,8 @@ import dns.rcode
 import pytest
 import yaml
 
-from resolver.policycli import ApiClient
-from tests.test_api import ADDRESS, Sidecar, answers, ask, cli, generation
-from tests.testtree import authority
+from tests.test_api import ADDRESS, ask, cli, generation
+from tests.test_observe import observing_sidecar
 
 ASKED = [("www.rsasha256.example.", "A"), ("mail.rsasha256.example.", "A"),
          ("www.rsasha256.example.", "AAAA"), ("www.insecure.example.", "A"),
@@ -20,18 +19,10 @@ ASKED = [("www.rsasha256.example.", "A"), ("mail.rsasha256.example.", "A"),
 
 @pytest.fixture
 def observed(tmp_path):
-    with authority.start_tree():
-        sock = tmp_path / "api.sock"
-        running = Sidecar(tmp_path, f'{{listen: "unix:{sock}"}}')
-        api = running.api = ApiClient(f"unix:{sock}")
-        running.wait(lambda: sock.exists() and answers(ADDRESS))
-        api.call("PUT", "/v1/services/agent", {"listeners": [f"{ADDRESS}:53"], "allow": [],
-                                               "mode": "observe"},
-                 {"If-Match": str(generation(api, "agent"))})
+    with observing_sidecar(tmp_path, []) as running:
         for name, rdtype in ASKED:
             ask(name, rdtype=rdtype)
         yield running
-        running.stop()
 
 
 def test_learn_writes_one_rule_per_zone_cut_that_check_config_accepts(observed, tmp_path):

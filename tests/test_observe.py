@@ -5,6 +5,7 @@ paths: the full path's record and the compiled hit path's repeat of it, each cou
 
 from __future__ import annotations
 
+import contextlib
 import urllib.request
 
 import dns.name
@@ -14,7 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolver.config import ConfigError, parse_service, service_data
+from resolver.policycli import ApiClient
 from tests.test_api import ADDRESS, Sidecar, answers, ask, generation
+from tests.testtree import authority
 from tests.test_policy import policy_for
 
 
@@ -50,21 +53,28 @@ def test_mode_is_read_checked_and_written_back():
         parse_service({"clients": ["10.0.0.0/8"], "mode": "log"}, "s")
 
 
-@pytest.fixture
-def observing(tmp_path):
-    from tests.testtree import authority
+@contextlib.contextmanager
+def observing_sidecar(tmp_path, allow: list):
+    """The test tree and the resolver with its API, its service ``agent`` put in ``mode:
+    observe`` allowing ``allow`` through the API."""
     with authority.start_tree():
         sock = tmp_path / "api.sock"
         running = Sidecar(tmp_path, f'{{listen: "unix:{sock}"}}')
-        from resolver.policycli import ApiClient
         api = running.api = ApiClient(f"unix:{sock}")
-        running.wait(lambda: sock.exists() and answers(ADDRESS))
-        api.call("PUT", "/v1/services/agent", {"listeners": [f"{ADDRESS}:53"],
-                                               "allow": [{"zone": "rsasha256.example."}],
-                                               "mode": "observe"},
-                 {"If-Match": str(generation(api, "agent"))})
+        try:
+            running.wait(lambda: sock.exists() and answers(ADDRESS))
+            api.call("PUT", "/v1/services/agent", {"listeners": [f"{ADDRESS}:53"],
+                                                   "allow": allow, "mode": "observe"},
+                     {"If-Match": str(generation(api, "agent"))})
+            yield running
+        finally:
+            running.stop()
+
+
+@pytest.fixture
+def observing(tmp_path):
+    with observing_sidecar(tmp_path, [{"zone": "rsasha256.example."}]) as running:
         yield running
-        running.stop()
 
 
 def metric(name: str) -> float:
