@@ -1,7 +1,8 @@
 """dnssec-sidecar: a strict DNSSEC-validating recursive resolver (RFC 4033-4035) beside a
 workload. serve runs it; check-config checks a configuration file (and this host for it),
 check-zone a signed zone file, verify-log the forensic log's hash chain, posture shows the
-DNSSEC posture of the expected zones. Every failure is one
+DNSSEC posture of the expected zones; policy reads and changes a running resolver's services,
+learn writes an allow list from a forensic log. Every failure is one
 line on standard error and an exit status of its kind (below), never a traceback."""
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def posture(args: argparse.Namespace) -> int:
     return report.run(args.api, args.log)
 
 
+def learn(args: argparse.Namespace) -> int:
+    from resolver import learn as learning
+    return learning.run(args.logs, args.service)
+
+
 def build_parser() -> argparse.ArgumentParser:
     epilog = "exit status:\n" + "\n".join(f"  {code:3d}  {text}" for code, text in status.TABLE)
     parser = argparse.ArgumentParser(prog="dnssec-sidecar", description=__doc__, epilog=epilog,
@@ -147,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="validate algorithms 5 and 7 (RSASHA1), off per RFC 9905")
     check.add_argument("-v", "--verbose", action="store_true", help="list every RRset")
     check.set_defaults(run=check_zone)
+    from resolver import policycli
+    policycli.add_parser(commands)
+    learner = commands.add_parser(
+        "learn", help="an allow list for a service from the names its forensic log shows",
+        description="Print, as YAML for services[].allow, one rule per zone cut the proofs of "
+                    "the service's answers show: require: secure where every answer was "
+                    "Secure, the types seen, the counts as comments.")
+    learner.add_argument("logs", nargs="+", metavar="LOG", help="forensic log files")
+    learner.add_argument("--service", required=True)
+    learner.set_defaults(run=learn)
     return parser
 
 

@@ -15,8 +15,8 @@ import dns.rrset
 
 from resolver import preflight, status
 from resolver.dnssec.anchors import ROOT_HINTS, builtin_trust_anchors
-from resolver.config import (Config, ConfigError, Forward, Service, load_config,
-                             open_default_service)
+from resolver.config import (API_UNIX, MODE_OBSERVE, Config, ConfigError, Forward, Service,
+                             load_config, open_default_service)
 from resolver.dnssec import dnskey_tag
 from resolver.outgoing import default_prefixes
 from resolver.status import Failure
@@ -79,7 +79,9 @@ def _service(service: Service, indent: str) -> list[str]:
     if not service.allow:
         lines.append(f"{indent}allows nothing")
     lines.append(f"{indent}refused with {service.refuse_with.upper()}, rebinding protection "
-                 + ("on" if service.rebinding_protection else "off"))
+                 + ("on" if service.rebinding_protection else "off")
+                 + (", mode observe: refusals only recorded (would_refuse)"
+                    if service.mode == MODE_OBSERVE else ""))
     budgets = service.budgets
     parts = ([f"query_rate {budgets.query_rate:g}/s"] if budgets.query_rate is not None else [])
     parts += [f"{name} {value}" for name, value in (
@@ -154,6 +156,20 @@ def _services(config: Config) -> list[str]:
     return lines
 
 
+def _api(config: Config) -> str:
+    api = config.api
+    if api is None:
+        return "  policy API: off"
+    who = ("the peer's uid and pid recorded (socket mode 0600)" if api.mode == API_UNIX
+           else "Bearer tokens")
+    if api.mode == API_UNIX and api.token_file:
+        who += ", and Bearer tokens"
+    tokens = f" of {api.token_file}" if api.token_file else ""
+    kept = (f", runtime changes kept in {api.persist}" if api.persist
+            else ", runtime changes replaced by a reload")
+    return f"  policy API: {api}, {who}{tokens}{kept}"
+
+
 def _do_not_query(config: Config) -> str:
     prefixes = config.outgoing_do_not_query
     if not prefixes:
@@ -194,6 +210,7 @@ def summary(config: Config) -> list[str]:
         _do_not_query(config),
         _dnstap(config),
     ]
+    lines.append(_api(config))
     lines += _services(config)
     lines.append(_monitor(config))
     lines.append(_log(config))

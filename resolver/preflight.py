@@ -17,11 +17,12 @@ import socket
 import ssl
 
 from resolver import status
-from resolver.config import DNSTAP_FILE, Config, Endpoint, for_worker
+from resolver.config import API_UNIX, DNSTAP_FILE, Config, ConfigError, Endpoint, for_worker
 from resolver.forensic.files import continuation
 from resolver.forensic.seal import ForensicLogError, UnreadableKey, load_hmac_key
 from resolver.frontend.pinning import check_set
 from resolver.nft import Nft, NftError
+from resolver.ops.api import load_tokens, unix_socket_in_use
 from resolver.resolve.tls import client_context
 from resolver.status import Failure
 
@@ -203,4 +204,28 @@ def check(config: Config, *, serving: bool, listen_key: str = "listen") -> list[
         for index in range(config.workers):
             _bindable("metrics.listen", for_worker(config, index).metrics.listen,
                       (socket.SOCK_STREAM,), serving, notes)
+    _api(config, serving, notes)
     return notes
+
+
+def _api(config: Config, serving: bool, notes: list[str]) -> None:
+    """The runtime API's token file parses, its socket can be made (its directory writable,
+    no other resolver answering there) or its TCP address bound, its persist file written."""
+    api = config.api
+    if api is None:
+        return
+    if api.token_file is not None:
+        try:
+            load_tokens(api.token_file)
+        except ConfigError as exc:
+            raise Failure(exc.field, exc.reason, exc.status) from None
+    if api.mode == API_UNIX:
+        _writable("api.listen", api.path, creates=True)
+        if os.path.lexists(api.path) and unix_socket_in_use(api.path):
+            raise Failure("api.listen", f"unix:{api.path}: address already in use by another "
+                                        "process (a second instance needs its own api.listen)",
+                          status.ADDRESS)
+    else:
+        _bindable("api.listen", api.endpoint, (socket.SOCK_STREAM,), serving, notes)
+    if api.persist is not None:
+        _writable("api.persist", api.persist, creates=True)

@@ -26,10 +26,12 @@ from resolver.dnssec import Verdict, dnskey_tag
 from resolver.ops.dnstap import Dnstap, DnstapCollector
 from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.resolve.iterator import Iterator, Settings
+from resolver.ops.api import Api
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
 from resolver.monitor.check import Monitor
 from resolver.monitor.events import Events
 from resolver.frontend.pinning import Pinner, PinError
+from resolver.ops.policystore import PolicyStore
 from resolver.frontend.policy import Policy
 from resolver.preflight import bind_failure, forward_tls, pin_sets
 from resolver.frontend.listeners import Server
@@ -120,6 +122,21 @@ class Service:
             self.metrics.registry.register(DnstapCollector(self.tap))
         self._hook_iterator(self.resolver.iterator)
         self._stat = self._file_state()
+        # The services in force, changed by the runtime API and by reloads (issue #17).
+        self.policies = PolicyStore(config, self.server, self.forensic, metrics=self.metrics,
+                                    pins=self.pinner,
+                                    worker=worker if config.workers > 1 else None,
+                                    on_change=self._policy_changed)
+        self.api = Api(config.api, self.policies) if config.api is not None else None
+
+    def _policy_changed(self, new: Config) -> None:
+        """The services in force changed (a reload, the runtime API): the posture follows the
+        zones they expect, pinning the services that pin (their removed pins are revoked by the
+        store, resolver.ops.policystore)."""
+        self.config = dataclasses.replace(self.config, services=new.services,
+                                          default_service=new.default_service)
+        self.monitor.configure(new)
+        self.pinner.configure(_all_services(new))
 
     def _hook_iterator(self, iterator: Iterator) -> None:
         iterator.on_rtt = self.metrics.upstream_rtt.observe
@@ -145,6 +162,15 @@ class Service:
             except OSError as exc:  # preflight bound it: taken since
                 raise Failure("listen" if self.listen_override is None else "--listen",
                               exc.strerror or str(exc), status.ADDRESS) from None
+            await self.policies.start()
+            if self.api is not None:
+                try:
+                    await self.api.start()
+                except OSError as exc:
+                    raise Failure("api.listen", f"{self.config.api}: "
+                                  f"{exc.strerror or exc}", status.ADDRESS) from None
+                except ConfigError as exc:
+                    raise Failure(exc.field, exc.reason, exc.status) from None
             if self.config.metrics.enabled:
                 endpoint = self.config.metrics.listen
                 http = HttpEndpoint(self.metrics, self.health, endpoint.host, endpoint.port)
@@ -171,6 +197,8 @@ class Service:
         finally:
             for task in tasks:
                 task.cancel()
+            if self.api is not None:
+                await self.api.stop()
             if http is not None:
                 await http.stop()
             try:
@@ -199,6 +227,8 @@ class Service:
         else:
             lines.append("metrics: off (metrics.enabled: false)")
         lines.append("forensic log: " + _log_text(config))
+        if config.api is not None:
+            lines.append(f"policy API on {config.api} (api.listen)")
         anchors = "; ".join(f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)} key tag "
                             + ", ".join(str(tag) for tag in _anchor_tags(rrset))
                             for rrset in config.trust_anchors)
@@ -307,8 +337,7 @@ class Service:
             if getattr(new, field) != getattr(self.config, field):
                 log.warning("reload: %s changed; that takes a restart", field)
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
-        self.server.frontend.use_policy(Policy(new))
-        self.monitor.configure(new)
+        new = await self.policies.reload(new, why)  # the policy swapped, changes recorded
         try:  # pins of services removed or changed, of names no longer allowed, go now
             await self.pinner.follow(self.server.frontend.policy)
         except PinError as exc:
@@ -329,7 +358,7 @@ class Service:
 
 #: Configuration keys a reload cannot apply: sockets and files held open, processes started,
 #: and the cache's size and behaviour. A change is logged and the running value kept.
-RESTART_ONLY = ("listen", "log", "metrics", "dnstap", "cache", "workers")
+RESTART_ONLY = ("listen", "log", "metrics", "dnstap", "cache", "workers", "api")
 
 
 def _all_services(config: Config) -> tuple:

@@ -24,6 +24,11 @@ LOG_CHAIN = 7
 #: The nftables sets of ``services[].pin`` cannot be used: no libnftables, no such table or
 #: set, a set of the wrong type or without timeouts, no permission (CAP_NET_ADMIN).
 NFTABLES = 8
+#: ``policy``: the running resolver's API refused the request (a stale generation, a bad
+#: service, no such service).
+API_REFUSED = 9
+#: ``policy``: the running resolver's API cannot be reached (``--api``).
+UNREACHABLE = 10
 #: Standard output was closed before everything was written (``... | head -1``): as a shell
 #: reports a command ended by SIGPIPE.
 CLOSED_OUTPUT = 141
@@ -34,7 +39,8 @@ INTERRUPTED = 130
 TABLE = (
     (OK, "success"),
     (FOUND, "a check found a problem (check-zone: data not Secure; verify-log: chain broken; "
-            "posture: a zone bogus or a canary resolving)"),
+            "posture: a zone bogus or a canary resolving; policy check: the query would be "
+            "refused)"),
     (USAGE, "wrong command line; verify-log of an HMAC log without the key"),
     (INVALID, "invalid input: a configuration key's value, YAML, a zone or key file's content"),
     (UNREADABLE, "a file cannot be read (missing, no permission, a directory)"),
@@ -44,6 +50,9 @@ TABLE = (
     (LOG_CHAIN, "the forensic log's last record does not verify: the chain cannot continue"),
     (NFTABLES, "services[].pin's nftables sets cannot be used: no libnftables, no such table "
                "or set, wrong type, no timeout flag, no permission"),
+    (API_REFUSED, "policy: the API refused the request (stale generation, bad service, none "
+                  "such)"),
+    (UNREACHABLE, "policy: the API cannot be reached (--api)"),
     (INTERRUPTED, "interrupted (Ctrl-C) before serving began"),
     (CLOSED_OUTPUT, "standard output closed early (e.g. | head -1)"),
 )

@@ -709,7 +709,7 @@ ERRORS = [
     ("default_service: []", "default_service", "expected a mapping, got list"),
     ("default_service: {name: x}", "default_service.name",
      "unknown key (expected one of: allow, refuse_with, rebinding_protection, forward, budgets, "
-     "pin)"),
+     "pin, mode)"),
     ("default_service: {clients: ['10.0.0.0/8']}", "default_service.clients", "unknown key"),
     ("default_service: {allow: [{zone: a., require: maybe}]}",
      "default_service.allow[0].require", "must be secure or insecure-ok"),

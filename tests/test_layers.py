@@ -30,7 +30,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("monitor", ("resolver.monitor", "resolver.monitor.*")),
     ("ops", ("resolver.ops", "resolver.ops.*")),
     ("application", ("resolver.service", "resolver.preflight", "resolver.checkzone",
-                     "resolver.configcheck", "resolver.cli")),
+                     "resolver.configcheck", "resolver.policycli", "resolver.learn",
+                     "resolver.cli")),
 )
 
 

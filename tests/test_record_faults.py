@@ -340,8 +340,11 @@ def test_reload_renaming_the_service_of_a_query_in_flight(tree, tmp_path):
     sidecar, reply = asyncio.run(go())
     assert reply.rcode() == dns.rcode.NXDOMAIN
     records = sidecar.records()
-    assert [(r["qname"], r["service"], r["rcode"]) for r in records] == [
+    assert [(r["qname"], r["service"], r["rcode"]) for r in records if "event" not in r] == [
         (WARM, "agent", "NOERROR"), (f"inflight.{ZONE}", "agent", "NXDOMAIN")]
+    # the reload's changes are records of the chain too (issue #17)
+    assert [(r["action"], r["service"]) for r in records if "event" in r] == [
+        ("reload", "agent"), ("reload", "renamed")]
 
 
 # --- bounded resolutions (§5) ----------------------------------------------------------------

@@ -19,7 +19,8 @@ The modules, each importing only those before it:
 """
 
 from resolver.config.parse import default_config, load_config, parse_config
-from resolver.config.schema import (DEFAULT_LISTEN, DEFAULT_SERVICE_NAME, DNSTAP_FILE,
+from resolver.config.schema import (API_TCP, API_UNIX, MODE_ENFORCE, MODE_OBSERVE,
+                                    ApiConfig, DEFAULT_LISTEN, DEFAULT_SERVICE_NAME, DNSTAP_FILE,
                                     DNSTAP_UNIX, OVER_LIMIT_DROP, OVER_LIMIT_SERVFAIL,
                                     REFUSE_NXDOMAIN, REFUSE_REFUSED, REQUIRE_INSECURE_OK,
                                     REQUIRE_SECURE, AllowRule, Budgets, CacheConfig, Config,
@@ -27,10 +28,12 @@ from resolver.config.schema import (DEFAULT_LISTEN, DEFAULT_SERVICE_NAME, DNSTAP
                                     LogConfig, MetricsConfig, MonitorConfig, Pin, ResolverLimits,
                                     Service, Timeouts, for_worker, open_default_service, replace_listen)
 from resolver.config.sections import MAX_WORKERS, available_cores
+from resolver.config.services import check_pins, parse_service, service_data
 from resolver.config.values import parse_endpoint, parse_time
 
 __all__ = [
-    "DEFAULT_LISTEN", "DEFAULT_SERVICE_NAME", "DNSTAP_FILE", "DNSTAP_UNIX", "MAX_WORKERS",
+    "API_TCP", "API_UNIX", "MODE_ENFORCE", "MODE_OBSERVE", "ApiConfig", "check_pins", "parse_service",
+    "service_data", "DEFAULT_LISTEN", "DEFAULT_SERVICE_NAME", "DNSTAP_FILE", "DNSTAP_UNIX", "MAX_WORKERS",
     "OVER_LIMIT_DROP", "OVER_LIMIT_SERVFAIL", "REFUSE_NXDOMAIN", "REFUSE_REFUSED",
     "REQUIRE_INSECURE_OK", "REQUIRE_SECURE", "AllowRule", "Budgets", "CacheConfig", "Config",
     "ConfigError", "DnstapConfig", "Endpoint", "Forward", "ForwardTls", "LogConfig",

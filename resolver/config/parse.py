@@ -16,8 +16,8 @@ import yaml
 
 from resolver import status
 from resolver.config.schema import Config, ConfigError, Endpoint, Forward, default
-from resolver.config.sections import (_LOG_KEYS, _cache, _dnstap, _forward, _limits, _listen,
-                                      _log_config, _metrics, _monitor,
+from resolver.config.sections import (_LOG_KEYS, _api, _cache, _dnstap, _forward, _limits,
+                                      _listen, _log_config, _metrics, _monitor,
                                       _negative_trust_anchors,
                                       _root_hints, _timeouts, _trust_anchors, _validation,
                                       _workers)
@@ -29,7 +29,7 @@ from resolver.dnssec.config import ValidatorConfig
 _TOP_KEYS = ("listen", "root_hints", "trust_anchors", "trust_anchor_file", "forward",
              "validation", "qname_minimisation", "negative_trust_anchors", "outgoing", "limits",
              "timeouts", "cache", "services", "default_service", "log", "metrics",
-             "dnstap", "workers", "monitor")
+             "dnstap", "workers", "monitor", "api")
 
 
 def parse_config(data: object, source: str = "<string>", *, base_dir: str | None = None,
@@ -62,6 +62,10 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
     _check_tls_servers(forward_entries)
     _check_families(hints, forward_entries, ipv4, ipv6, _given(top, "root_hints"))
     resolver_limits, dnssec_limits = _limits(top.get("limits"))
+    workers, api = _workers(top), _api(top.get("api"), base_dir)
+    if api is not None and workers > 1:
+        raise ConfigError("api", f"workers is {workers}: a runtime change must reach every "
+                                 "worker's policy, and the API serves one process (workers: 1)")
     return Config(
         listen=listen, root_hints=hints, trust_anchors=anchors, forward=forward,
         validation_time=when, validator=ValidatorConfig(limits=dnssec_limits, **sha1),
@@ -71,8 +75,8 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
         default_service=default_service,
         log=_log_config(_mapping(top.get("log"), "log", _LOG_KEYS), base_dir),
         metrics=_metrics(top.get("metrics")), dnstap=_dnstap(top.get("dnstap")),
-        workers=_workers(top), outgoing_do_not_query=do_not_query,
-        monitor=_monitor(top.get("monitor")))
+        workers=workers, outgoing_do_not_query=do_not_query,
+        monitor=_monitor(top.get("monitor")), api=api)
 
 
 def _check_families(hints: tuple[RootHint, ...], forwards: list[tuple[str, Forward]],

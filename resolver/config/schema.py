@@ -179,6 +179,10 @@ REFUSE_REFUSED = "refused"
 REFUSE_NXDOMAIN = "nxdomain"
 #: The name of the service that clients matching no other service get.
 DEFAULT_SERVICE_NAME = "default"
+#: ``Service.mode``: refusals enforced, or only recorded (``would_refuse``) and the query
+#: answered, so that a workload can be run first to see what it needs (issue #17).
+MODE_ENFORCE = "enforce"
+MODE_OBSERVE = "observe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +251,7 @@ class Service:
     budgets: Budgets
     #: nftables pinning of the service's answers (None: off).
     pin: Pin | None = None
+    mode: str = MODE_ENFORCE
 
 
 def open_default_service() -> Service:
@@ -280,6 +285,29 @@ class MetricsConfig:
 
     listen: Endpoint = Endpoint("127.0.0.1", 9153)
     enabled: bool = True
+
+
+#: ``ApiConfig.listen`` on a unix socket, or on TCP (then with a token file).
+API_UNIX = "unix"
+API_TCP = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """The ``api`` key: the runtime policy API (resolver.ops.api), JSON over HTTP on a unix
+    socket (``path``; the peer is known by SO_PEERCRED) or on ``endpoint`` (TCP), where every
+    request needs a Bearer token of ``token_file``. ``persist``: a file the runtime changes
+    are kept in, applied again over the configuration file at start and on every reload (None:
+    a reload or restart replaces them with the file's services)."""
+
+    mode: str
+    path: str | None = None
+    endpoint: Endpoint | None = None
+    token_file: str | None = None
+    persist: str | None = None
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}" if self.mode == API_UNIX else str(self.endpoint)
 
 
 #: ``DnstapConfig.mode``: a Frame Streams unix socket (bidirectional, to a collector) or a file.
@@ -366,6 +394,8 @@ class Config:
     #: Serving processes on SO_REUSEPORT sockets, each with its own cache and log chain.
     workers: int = 1
     monitor: MonitorConfig = MonitorConfig()
+    #: None: no runtime policy API.
+    api: ApiConfig | None = None
 
 
 def default(name: str) -> Any:

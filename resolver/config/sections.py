@@ -21,7 +21,7 @@ import dns.name
 import dns.rrset
 
 from resolver import status
-from resolver.config.schema import (DNSTAP_FILE, DNSTAP_UNIX, OVER_LIMIT_DROP,
+from resolver.config.schema import (API_TCP, API_UNIX, DNSTAP_FILE, DNSTAP_UNIX, ApiConfig, OVER_LIMIT_DROP,
                                     OVER_LIMIT_SERVFAIL, CacheConfig, ConfigError, DnstapConfig,
                                     DOT_PORT, Endpoint, Forward, ForwardTls, LogConfig,
                                     MetricsConfig, MonitorConfig, ResolverLimits, ServeStale, Timeouts, default)
@@ -400,6 +400,34 @@ def _dnstap(value: object) -> DnstapConfig | None:
         raise ConfigError("dnstap", "client and resolver are both false: nothing to send "
                                     "(leave dnstap out to turn it off)")
     return config
+
+
+def _api(value: object, base_dir: str | None = None) -> ApiConfig | None:
+    """The ``api`` mapping (the runtime policy API); absent or null: off. ``listen`` is
+    ``unix:/PATH`` or ``ADDR:PORT``; TCP needs ``token_file`` (anyone who can reach the port
+    could change the policy otherwise); ``persist`` is a file for the runtime changes."""
+    if value is None:
+        return None
+    data = _mapping(value, "api", ("listen", "token_file", "persist"))
+    text = _str(_required(data, "listen", "api"), "api.listen",
+                '"unix:/run/dnssec-sidecar/api.sock" or "ADDR:PORT"')
+    token_file = _path(data["token_file"], "api.token_file", base_dir) if _given(
+        data, "token_file") else None
+    persist = _path(data["persist"], "api.persist", base_dir) if _given(data, "persist") else None
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if not path.startswith("/"):
+            raise ConfigError("api.listen", f"{text!r}: unix: takes an absolute path")
+        if "\0" in path or len(os.fsencode(path)) > _SUN_PATH_MAX:
+            raise ConfigError("api.listen", f"{text!r}: a unix socket path is at most "
+                                            f"{_SUN_PATH_MAX} bytes, without NUL")
+        return ApiConfig(API_UNIX, path=path, token_file=token_file, persist=persist)
+    endpoint = _endpoint(text, "api.listen", None)
+    if token_file is None:
+        raise ConfigError("api.token_file", f"missing: api.listen {text} is TCP, which anyone who "
+                                            "reaches it could use; give a token file (lines "
+                                            "NAME:TOKEN) or listen on a unix: socket")
+    return ApiConfig(API_TCP, endpoint=endpoint, token_file=token_file, persist=persist)
 
 
 MAX_WORKERS = 64

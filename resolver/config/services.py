@@ -7,13 +7,16 @@ file with neither a ``services`` nor a ``default_service`` key keeps the resolve
 default service allowing every name (``allow: [{zone: ., require: insecure-ok}]``, no rebinding
 protection); as soon as either key is present (even null or empty, so that commenting every
 service out fails closed), ``default_service`` defaults to allowing nothing. Names compare by
-whole labels, case-insensitively (RFC 4343). The policy itself is applied by
-:mod:`resolver.frontend.policy`.
+whole labels, case-insensitively (RFC 4343). A service in ``mode: observe`` has its refusals
+recorded, not enforced. The policy itself is applied by :mod:`resolver.frontend.policy`.
+:func:`parse_service` and :func:`service_data` read and write one service for the runtime API
+(resolver.ops.api), with the same checks as the file.
 """
 
 from __future__ import annotations
 
 import re
+from base64 import b64encode
 from dataclasses import fields
 from typing import Any
 
@@ -21,10 +24,10 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 
-from resolver.config.schema import (DEFAULT_SERVICE_NAME, REFUSE_NXDOMAIN, REFUSE_REFUSED,
-                                    REQUIRE_INSECURE_OK, REQUIRE_SECURE, AllowRule, Budgets,
-                                    ConfigError, Endpoint, Forward, Pin, Service,
-                                    check_listeners, open_default_service)
+from resolver.config.schema import (DEFAULT_SERVICE_NAME, MODE_ENFORCE, MODE_OBSERVE,
+                                    REFUSE_NXDOMAIN, REFUSE_REFUSED, REQUIRE_INSECURE_OK,
+                                    REQUIRE_SECURE, AllowRule, Budgets, ConfigError, Endpoint,
+                                    Forward, Pin, Service, check_listeners, open_default_service)
 from resolver.config.sections import _forward
 from resolver.config.values import (_bool, _choice, _endpoint, _given, _int, _ints, _kind, _list,
                                     _mapping, _name, _nonempty, _prefixes, _required, _str,
@@ -32,7 +35,7 @@ from resolver.config.values import (_bool, _choice, _endpoint, _given, _int, _in
 from resolver.nft import split_table
 
 _SERVICE_KEYS = ("name", "listeners", "clients", "allow", "refuse_with", "rebinding_protection",
-                 "forward", "budgets", "pin")
+                 "forward", "budgets", "pin", "mode")
 _DEFAULT_SERVICE_KEYS = _SERVICE_KEYS[3:]
 _RULE_KEYS = ("zone", "require", "types", "allow_private", "expect")
 _SERVICE_NAME = re.compile(r"[a-z0-9_.-]{1,63}")
@@ -145,7 +148,7 @@ def _pin(value: object, path: str) -> Pin:
     return Pin(family, table, sets[4], sets[6], **grace)
 
 
-def _check_pins(services: list[tuple[str, Service]]) -> None:
+def check_pins(services: list[tuple[str, Service]]) -> None:
     """Each service pins into sets of its own (``services`` as (field path, service)):
     forgetting one service's pins (a revoked rule) must not remove another's."""
     owners: dict[tuple[str, str, str], str] = {}
@@ -159,9 +162,10 @@ def _check_pins(services: list[tuple[str, Service]]) -> None:
             owners[key] = path
 
 
-def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: bool,
+def _service(value: object, path: str, listen: tuple[Endpoint, ...] | None, *, named: bool,
              base_dir: str | None = None) -> Service:
-    """One entry of ``services`` (``named``), or ``default_service``."""
+    """One entry of ``services`` (``named``), or ``default_service``. Its ``listeners`` must be
+    among ``listen``; None takes any (the runtime API binds a new service's listeners)."""
     data = _mapping(value, path, _SERVICE_KEYS if named else _DEFAULT_SERVICE_KEYS)
     name, listeners, clients = DEFAULT_SERVICE_NAME, (), ()
     if named:
@@ -175,7 +179,8 @@ def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: b
                 _nonempty(data["listeners"], f"{path}.listeners"))]
             _unique(items, f"{path}.listeners", lambda e: e, lambda e: repr(str(e)))
             listeners = tuple(items)
-            check_listeners(listeners, listen, f"{path}.listeners")
+            if listen is not None:
+                check_listeners(listeners, listen, f"{path}.listeners")
         if _given(data, "clients"):
             clients = _prefixes(data["clients"], f"{path}.clients")
         if not listeners and not clients:
@@ -193,8 +198,84 @@ def _service(value: object, path: str, listen: tuple[Endpoint, ...], *, named: b
             raise ConfigError(f"{path}.forward[{index}].zone",
                               f"{item.zone} is outside every zone of {path}.allow")
     pin = _pin(data["pin"], f"{path}.pin") if _given(data, "pin") else None
+    mode = _choice(data["mode"], f"{path}.mode", (MODE_ENFORCE, MODE_OBSERVE)) if _given(
+        data, "mode") else MODE_ENFORCE
     return Service(name, listeners, clients, allow, refuse_with, rebinding, forward,
-                   _budgets(data.get("budgets"), f"{path}.budgets"), pin)
+                   _budgets(data.get("budgets"), f"{path}.budgets"), pin, mode)
+
+
+def parse_service(value: object, name: str) -> Service:
+    """A service given at run time (resolver.ops.api's PUT body): the schema and checks of a
+    ``services`` entry (``default_service``'s for :data:`DEFAULT_SERVICE_NAME`), named ``name``
+    (a ``name`` in ``value`` must be the same). Its listeners need not be in ``listen``: they are
+    bound when it is applied. An error's field is the path within ``value`` (``allow[0].zone``;
+    ``service`` for the whole)."""
+    named = name != DEFAULT_SERVICE_NAME
+    if named and isinstance(value, dict):
+        given = value.get("name", name)
+        if given != name:
+            raise ConfigError("name", f"{given!r} is not the service named in the request "
+                                      f"({name!r})")
+        value = {**value, "name": name}
+    try:
+        return _service(value, "", None, named=named)
+    except ConfigError as exc:
+        field = exc.field.lstrip(".")
+        raise ConfigError("service" if field in ("", "config") else field, exc.reason) from None
+
+
+def service_data(service: Service) -> dict[str, Any]:
+    """``service`` in the form of its YAML (and the API's JSON): what :func:`parse_service`
+    reads back to an equal service. Keys at their defaults are left out."""
+    data: dict[str, Any] = {}
+    if service.name != DEFAULT_SERVICE_NAME:
+        data["name"] = service.name
+    if service.listeners:
+        data["listeners"] = [str(endpoint) for endpoint in service.listeners]
+    if service.clients:
+        data["clients"] = [str(prefix) for prefix in service.clients]
+    data["allow"] = [_rule_data(rule) for rule in service.allow]
+    if service.refuse_with != REFUSE_REFUSED:
+        data["refuse_with"] = service.refuse_with
+    if not service.rebinding_protection:
+        data["rebinding_protection"] = False
+    if service.forward:
+        data["forward"] = [_forward_data(forward) for forward in service.forward]
+    budgets = {f.name: getattr(service.budgets, f.name) for f in fields(Budgets)
+               if getattr(service.budgets, f.name) is not None}
+    if budgets:
+        data["budgets"] = budgets
+    if service.pin is not None:
+        pin = service.pin
+        data["pin"] = {"nft": {"table": f"{pin.family} {pin.table}",
+                               **{f"set{version}": name for version, name in pin.sets()}},
+                       "grace": pin.grace}
+    if service.mode != MODE_ENFORCE:
+        data["mode"] = service.mode
+    return data
+
+
+def _rule_data(rule: AllowRule) -> dict[str, Any]:
+    data: dict[str, Any] = {"zone": rule.zone.to_text(), "require": rule.require}
+    if rule.types is not None:
+        data["types"] = sorted(dns.rdatatype.to_text(code) for code in rule.types)
+    if rule.allow_private:
+        data["allow_private"] = True
+    if rule.expect is not None:
+        data["expect"] = {"addresses": [str(prefix) for prefix in rule.expect]}
+    return data
+
+
+def _forward_data(forward: Forward) -> dict[str, Any]:
+    data: dict[str, Any] = {"zone": forward.zone.to_text(),
+                            "addresses": [str(server) for server in forward.servers]}
+    tls = forward.tls
+    if tls is not None:
+        data["tls"] = {key: value for key, value in (
+            ("name", tls.name), ("ca_file", tls.ca_file),
+            ("spki_pins", [b64encode(pin).decode() for pin in tls.spki_pins] or None))
+            if value is not None}
+    return data
 
 
 def _services(top: dict[str, Any], listen: tuple[Endpoint, ...], base_dir: str | None = None,
@@ -211,7 +292,7 @@ def _services(top: dict[str, Any], listen: tuple[Endpoint, ...], base_dir: str |
         _unique(services, "services", lambda s: s.name, lambda s: f"name {s.name!r}")
     default = _service(top.get("default_service"), "default_service", listen, named=False,
                        base_dir=base_dir)
-    _check_pins([(f"services[{i}]", s) for i, s in enumerate(services)]
+    check_pins([(f"services[{i}]", s) for i, s in enumerate(services)]
                 + [("default_service", default)])
     return tuple(services), default
 

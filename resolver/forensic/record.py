@@ -19,8 +19,8 @@ from resolver.forensic._fastlog import (FILL_ADDRESS, FILL_ELAPSED, FILL_FLAGS, 
                                         FILL_ID, FILL_LISTENER, FILL_MAC, FILL_PORT, FILL_PREV,
                                         FILL_SEQ, FILL_STARTED, FILL_TRANSPORT, rfc3339)
 
-__all__ = ["CHAIN", "EVENT", "EVENT_FIELDS", "FIELDS", "QUERY", "STORED", "Field", "arrival",
-           "event", "finish", "flags", "reply"]
+__all__ = ["CHAIN", "CHANGE_FIELDS", "EVENT", "EVENT_FIELDS", "FIELDS", "POLICY_CHANGE", "QUERY",
+           "STORED", "Field", "arrival", "event", "finish", "flags", "policy_change", "reply"]
 
 #: Where a field's value comes from: the query (a hole of a hit's template, filled per query);
 #: the stored answer's record (a hit repeats it, or the field's ``hit`` value); the log's chain;
@@ -138,6 +138,44 @@ def event(seconds: float, worker: int | None, kind: str, zone: str, detail: dict
     """An event record's fields but the chain's (:data:`EVENT_FIELDS`)."""
     return {"time": rfc3339(seconds), "worker": worker, "event": kind, "zone": zone,
             "detail": detail, "posture": posture}
+
+
+#: ``event`` of a policy change's record (issue #17). A query's record has no ``event`` field:
+#: old logs, and readers that know only queries, are unchanged; ``verify-log`` checks both
+#: kinds alike (the chain fields).
+POLICY_CHANGE = "policy_change"
+
+#: The record of a runtime policy change (resolver.ops.policystore), in the same chain as the
+#: queries' and sealed the same way (the chain fields of :data:`FIELDS` are added), before the
+#: change takes effect.
+CHANGE_FIELDS: tuple[Field, ...] = (
+    Field("time", "string", QUERY, "arrival", "when the change was applied, RFC 3339 UTC"),
+    Field("worker", "int | null", STORED, "arrival", "as a query's"),
+    Field("event", f'"{POLICY_CHANGE}"', STORED, "reply", "the kind of record"),
+    Field("action", '"put" | "delete" | "reload"', STORED, "reply",
+          "a service created or replaced, deleted (through the API), or the services replaced "
+          "by a reload of the configuration file"),
+    Field("service", "string", STORED, "reply", "the service changed"),
+    Field("by", "{uid: int, pid: int} | {token: string, address: string} | {reload: string}",
+          STORED, "reply", "who: the API's unix socket peer (SO_PEERCRED), the name of the "
+          "Bearer token used over TCP, or what started the reload"),
+    Field("old_generation", "int | null", STORED, "reply",
+          "the service's generation before (null: it did not exist)"),
+    Field("new_generation", "int | null", STORED, "reply",
+          "its generation after (null: deleted)"),
+    Field("before", "object | null", STORED, "reply",
+          "the service before, in the form of its YAML (null: it did not exist)"),
+    Field("after", "object | null", STORED, "reply", "the service after (null: deleted)"),
+)
+
+
+def policy_change(seconds: float, worker: int | None, action: str, service: str, by: dict,
+                  old_generation: int | None, new_generation: int | None,
+                  before: dict | None, after: dict | None) -> dict:
+    """The record of one policy change (:data:`CHANGE_FIELDS`)."""
+    return {"time": rfc3339(seconds), "worker": worker, "event": POLICY_CHANGE,
+            "action": action, "service": service, "by": by, "old_generation": old_generation,
+            "new_generation": new_generation, "before": before, "after": after}
 
 
 def arrival(seconds: float, worker: int | None, client: tuple[str, int], transport: str,

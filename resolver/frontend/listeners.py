@@ -9,6 +9,7 @@ path first, the full path for the rest.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import struct
@@ -69,6 +70,13 @@ class UdpServer:
                 self.send_failed(str(exc))
 
 
+def _bound_to(server: asyncio.base_events.Server, host: str, port: int) -> bool:
+    """Whether a TCP server listens on ``host``:``port``."""
+    want = ipaddress.ip_address(host)
+    return any(ipaddress.ip_address(sock.getsockname()[0]) == want
+               and sock.getsockname()[1] == port for sock in server.sockets)
+
+
 @dataclass(slots=True, eq=False)
 class _TcpClient:
     """One client TCP connection: when a message was last read from it or a reply taken, and
@@ -105,14 +113,38 @@ class Server:
         self._stopping = False
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         for host, port in self.endpoints:
-            udp = UdpServer(self.frontend, await self._udp_socket(host, port), (host, port))
-            loop.add_reader(udp.sock.fileno(), udp.io.readable)
-            self._udp.append(udp)
-            self._tcp.append(await asyncio.start_server(
+            await self._bind(host, port)
+
+    async def _bind(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        udp = UdpServer(self.frontend, await self._udp_socket(host, port), (host, port))
+        try:
+            tcp = await asyncio.start_server(
                 lambda r, w, listener=(host, port): self._tcp_client(r, w, listener), host, port,
-                reuse_port=self.reuse_port or None))
+                reuse_port=self.reuse_port or None)
+        except OSError:
+            udp.sock.close()
+            raise
+        loop.add_reader(udp.sock.fileno(), udp.io.readable)
+        self._udp.append(udp)
+        self._tcp.append(tcp)
+
+    async def bind(self, host: str, port: int) -> None:
+        """Listen on one more endpoint while serving (a service added at run time, resolver.ops
+        .api); OSError when it cannot be bound, and then nothing is."""
+        await self._bind(host, port)
+        self.endpoints.append((host, port))
+
+    async def unbind(self, host: str, port: int) -> None:
+        """Stop listening on an endpoint :meth:`bind` added; its queries in flight finish."""
+        self.endpoints.remove((host, port))
+        for udp in [u for u in self._udp if u.listener == (host, port)]:
+            self._udp.remove(udp)
+            udp.close()
+        for server in [t for t in self._tcp if _bound_to(t, host, port)]:
+            self._tcp.remove(server)
+            server.close()
 
     async def _udp_socket(self, host: str, port: int) -> socket.socket:
         """A non-blocking UDP socket bound to ``host``:``port`` (SO_REUSEPORT for workers)."""

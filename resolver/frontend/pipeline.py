@@ -37,6 +37,7 @@ from resolver.frontend._fastpath import HitPath, Report
 from resolver.frontend.addresses import addresses, targets
 from resolver.frontend.answers import DNSSEC_TYPES, build_answer, header_only, refuse, to_wire
 from resolver.frontend.pinning import PinError, elements
+from resolver.frontend.denials import Denials
 from resolver.frontend.resolution import Resolver
 from resolver.resolve._fastcache import WireCache
 from resolver.resolve.cache import Answer
@@ -75,6 +76,7 @@ class Frontend:
                                    self._prefetch if resolver.prefetch is not None else None,
                                    FRACTION)
         self._counters: dict[tuple, tuple] = {}  # the metric children of replies, shared
+        self.denials = Denials()  # recent refusals, for the runtime API (resolver.ops.api)
         self.hits = HitPath(self.wirecache, forensic.chain if forensic is not None else None,
                             self.report, policy, _service_scope, _listener_json)
         #: The posture of expected zones (its owner's resolver.monitor Monitor), told after
@@ -132,21 +134,22 @@ class Frontend:
         if service is not None and _full_path(service):
             return
         self.wirecache.store(wire, service.name if service else "", reply, time.time(),
-                             outcome.answer.ttl, self._hit_record(record))
+                             outcome.answer.ttl, self._hit_record(record, decision))
 
-    def _hit_record(self, record: dict) -> _Hit:
+    def _hit_record(self, record: dict, decision) -> _Hit:
         """What the hit path needs to log and count a repeat of this answer (no record
         template without a log: it is most of an entry's memory)."""
         template = None
         if self.forensic is not None:
             template = hit_template(record, self.forensic.codebook)
-        return _Hit(template, self._counters_of(record))
+        return _Hit(template, self._counters_of(record, decision))
 
-    def _counters_of(self, record: dict) -> tuple | None:
+    def _counters_of(self, record: dict, decision=None) -> tuple | None:
         """The metric children a reply with ``record`` counts in, on either path (None without
-        metrics): ``queries`` by service, type and rcode, and ``validation`` by verdict and
-        EDE code when it carries a verdict. One tuple per label set, shared by the cached
-        answers that count in it."""
+        metrics): ``queries`` by service, type and rcode, ``validation`` by verdict and
+        EDE code when it carries a verdict, and ``policy_would_refuse`` when ``decision`` is
+        an observed refusal (``mode: observe``: a repeat from the hit path counts it too).
+        One tuple per label set, shared by the cached answers that count in it."""
         m = self.metrics
         if m is None:
             return None
@@ -155,6 +158,9 @@ class Frontend:
             ede = record["ede"]
             counters += (m.child(m.validation, record["verdict"],
                                  str(ede["code"]) if ede else ""),)
+        if decision is not None and decision.would_refuse:
+            counters += (m.child(m.would_refuse, decision.service,
+                                 decision.rule or decision.kind),)
         return self._counters.setdefault(counters, counters)
 
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
@@ -279,8 +285,10 @@ class Frontend:
                 if outcome.denied is not None:
                     decision = outcome.denied
                 elif outcome.answer is not None and service is not None:
-                    decision = self._check_answer(policy, service, question.name,
-                                                  outcome.answer)
+                    checked = self._check_answer(policy, service, question.name,
+                                                 outcome.answer)
+                    if not (decision.would_refuse and checked.allowed):
+                        decision = checked  # the question's observed refusal is kept
             if decision is not None and not decision.allowed:
                 response = refuse(query, decision.rcode, EDE(decision.ede), decision.reason)
                 if decision.rcode == dns.rcode.NXDOMAIN:
@@ -301,9 +309,13 @@ class Frontend:
                          record["qname"], decision.reason)
             if posture is not None and record["proof"] and not record["cache_hit"]:
                 _quietly(posture.signed, record["proof"]["signatures"])
+            if decision is not None and (not decision.allowed or decision.would_refuse):
+                _quietly(self.denials.add, time.time(), decision.service, record["qname"],
+                         record["qtype"], record["policy"]["decision"], decision.rule,
+                         decision.reason, client[0])
             if policy is self.policy:  # not under a policy a reload replaced meanwhile
                 _quietly(self._remember, wire, reply, service, decision, outcome, record)
-            return self._counters_of(record)
+            return self._counters_of(record, decision)
         return reply, done
 
     async def _pin(self, query, service, response):
@@ -389,24 +401,27 @@ class Frontend:
         chain = {qname, *cnames}
         names = [qname] + [r.name for r in data] + cnames + [
             r[0].target for r in data if r.rdtype == dns.rdatatype.DNAME and r.name in chain]
-        decision = None
+        decision = observed = None
         for name in dict.fromkeys(names):
             decision = policy.check_name(service, name)
             if not decision.allowed:
                 return decision
+            observed = observed or (decision if decision.would_refuse else None)
         for r in data:  # SVCB, HTTPS and SRV targets, as CNAME targets (RFC 9460 §2.5)
             for target in targets(r):
                 decision = policy.check_name(
                     service, target, f"the target of {r.name} {dns.rdatatype.to_text(r.rdtype)}")
                 if not decision.allowed:
                     return decision
+                observed = observed or (decision if decision.would_refuse else None)
         for name in dict.fromkeys([qname] + [r.name for r in data] + list(answer.verdicts)):
             rule = policy.rule_for(service, name)
             found = [a for r in data if r.name == name for a in addresses(r)]  # hints too
             decision = policy.check_answer(service, rule, answer.verdict_of(name).value, found)
             if not decision.allowed:
                 return decision
-        return decision
+            observed = observed or (decision if decision.would_refuse else None)
+        return observed or decision  # in mode: observe, the first refusal it would have made
 
     def _fill(self, record: dict, query, service, decision, outcome, response,
               pinned=None) -> None:
@@ -433,9 +448,7 @@ class Frontend:
             flags=fields.flags(rd=bool(query.flags & dns.flags.RD), do=do,
                                cd=bool(query.flags & dns.flags.CD),
                                ad=bool(query.flags & dns.flags.AD)),
-            policy={"decision": "refuse" if refused else "allow",
-                    "rule": decision.rule if decision is not None else None,
-                    "reason": decision.reason if refused else None},
+            policy=_policy_field(decision),
             cache_hit=bool(outcome and outcome.cache_hit),
             stale=bool(outcome and outcome.stale),
             upstream=list(outcome.upstream) if outcome is not None else [],
@@ -459,6 +472,17 @@ class Frontend:
 
 
 NEAR_EXPIRY = 3 * 86400  # seconds: a signature this close to expiry is worth an alert
+
+
+def _policy_field(decision) -> dict:
+    """The record's ``policy``: the decision (``allow``, ``refuse``, or ``would_refuse`` in
+    ``mode: observe``), its rule, and the reason of a refusal."""
+    if decision is None:
+        return {"decision": "allow", "rule": None, "reason": None}
+    word = ("refuse" if not decision.allowed else "would_refuse" if decision.would_refuse
+            else "allow")
+    return {"decision": word, "rule": decision.rule,
+            "reason": decision.reason if word != "allow" else None}
 
 
 def _quietly(step, *args):

@@ -16,7 +16,9 @@ the server asks, in this order:
    (issue #18: a publisher that was compromised can sign anything).
 
 A refusal is a :class:`Decision` carrying the rcode (REFUSED, or NXDOMAIN per ``refuse_with``),
-EDE 18 Prohibited (RFC 8914 §4.19) and an EXTRA-TEXT naming the service and the rule.
+EDE 18 Prohibited (RFC 8914 §4.19) and an EXTRA-TEXT naming the service and the rule. A service
+in ``mode: observe`` is given each refusal as an allowed decision with ``would_refuse`` set: the
+query goes on (validation stays strict) and the record says what enforcing would have done.
 
 Names are compared label by label after lowercasing ASCII letters only (RFC 4343 §3): an
 escaped dot is part of its label (``a\\.b.example.com.`` has the label ``a.b``), and
@@ -36,8 +38,8 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from resolver.config import (REFUSE_NXDOMAIN, REQUIRE_SECURE, AllowRule, Config, Endpoint,
-                             Service)
+from resolver.config import (MODE_OBSERVE, REFUSE_NXDOMAIN, REQUIRE_SECURE, AllowRule, Config,
+                             Endpoint, Service)
 from resolver.ede import EDE
 
 __all__ = ["Decision", "Policy", "special_range"]
@@ -102,8 +104,9 @@ class Decision:
     allowed). ``kind`` classifies a refusal for counters and the log: ``not-allowed``,
     ``not-absolute``, ``type``, ``chain``, ``insecure``, ``bogus``, ``rebinding``,
     ``budget:query_rate``, ``budget:max_label_length``, ``budget:distinct_names_per_minute``,
-    ``unexpected`` (outside the rule's ``expect``, whose ``zone`` is set);
-    ``allowed`` otherwise."""
+    ``unexpected`` (outside the rule's ``expect``, whose ``zone`` is set); ``allowed``
+    otherwise. ``would_refuse``: a refusal of a service in ``mode: observe``, given as allowed
+    (NOERROR, no EDE), its ``kind`` and ``reason`` those of the refusal."""
 
     allowed: bool
     service: str
@@ -113,6 +116,7 @@ class Decision:
     ede: int
     kind: str = "allowed"
     zone: str | None = None
+    would_refuse: bool = False
 
 
 class _Compiled:
@@ -247,6 +251,9 @@ class Policy:
         self.stats[(name, kind)] += 1
         if index is not None:
             rule_text = compiled.rule_texts[index]
+        if compiled.service.mode == MODE_OBSERVE:
+            return Decision(True, name, rule_text, f"service {name}: would refuse: {reason}",
+                            dns.rcode.NOERROR, 0, kind, zone, would_refuse=True)
         return Decision(False, name, rule_text, f"service {name}: {reason}", compiled.rcode,
                         int(EDE.PROHIBITED), kind, zone)
 

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from resolver.resolve import tls, transport
 from resolver.frontend._fastpath import Tally
+from resolver.ops.http import Reply, Request, serve_one
 from resolver.dnssec import sigcrypt
 from resolver.monitor.posture import STATES
 
@@ -49,6 +50,12 @@ class Metrics:
                                   "queries", ["verdict", "reason"], registry=r)
         self.refusals = Counter(PREFIX + "policy_refusals", "Queries refused by policy",
                                 ["service", "rule"], registry=r)
+        self.would_refuse = Counter(PREFIX + "policy_would_refuse", "Queries a service in "
+                                    "mode: observe would have refused (answered, recorded as "
+                                    "would_refuse)", ["service", "rule"], registry=r)
+        self.policy_changes = Counter(PREFIX + "policy_changes", "Runtime policy changes "
+                                      "applied through the API (put, delete) or by a reload",
+                                      ["action"], registry=r)
         self.duration = Histogram(PREFIX + "query_duration_seconds", "Time to answer a client",
                                   ["transport"], buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_rtt = Histogram(PREFIX + "upstream_rtt_seconds", "Upstream round trips",
@@ -299,7 +306,7 @@ class Health:
 
 
 class HttpEndpoint:
-    """A minimal HTTP/1.1 server for the three paths (GET only, one request per connection)."""
+    """The three paths over HTTP/1.1 (GET only; resolver.ops.http)."""
 
     def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
         self.metrics, self.health = metrics, health
@@ -315,38 +322,28 @@ class HttpEndpoint:
             await self._server.wait_closed()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(5):
-                request = await reader.readuntil(b"\r\n\r\n")
-            method, path = request.split(b" ", 2)[:2]
-            status, ctype, body = self._route(method, path.split(b"?")[0])
-            writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                         b"Connection: close\r\n\r\n" % (status, ctype, len(body)) + body)
-            await writer.drain()
-        except (TimeoutError, ValueError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        await serve_one(reader, writer, self._route)
 
-    def _route(self, method: bytes, path: bytes) -> tuple[bytes, bytes, bytes]:
-        text = b"text/plain; charset=utf-8"
-        if method != b"GET":
-            return b"405 Method Not Allowed", text, b"GET only\n"
-        if path == b"/metrics":
-            return b"200 OK", b"text/plain; version=0.0.4", generate_latest(self.metrics.registry)
-        if path == b"/healthz":
+    async def _route(self, request: Request) -> Reply:
+        text = "text/plain; charset=utf-8"
+        if request.method != "GET":
+            return Reply("405 Method Not Allowed", text, b"GET only\n")
+        if request.path == "/metrics":
+            return Reply("200 OK", "text/plain; version=0.0.4",
+                         generate_latest(self.metrics.registry))
+        if request.path == "/healthz":
             if self.health.alive:
-                return b"200 OK", text, b"ok\n"
-            return b"503 Service Unavailable", text, b"event loop lagging %.1fs\n" % \
-                self.health.lag
-        if path == b"/readyz":
+                return Reply("200 OK", text, b"ok\n")
+            return Reply("503 Service Unavailable", text,
+                         b"event loop lagging %.1fs\n" % self.health.lag)
+        if request.path == "/readyz":
             if self.health.ready:
-                return b"200 OK", text, b"ready\n"
-            return b"503 Service Unavailable", text, self.health.ready_reason.encode() + b"\n"
-        if path == b"/posture":
+                return Reply("200 OK", text, b"ready\n")
+            return Reply("503 Service Unavailable", text,
+                         self.health.ready_reason.encode() + b"\n")
+        if request.path == "/posture":
             monitor = self.metrics.sources.get("posture")
             if monitor is None:
-                return b"404 Not Found", text, b"no posture: monitor.enabled is false\n"
-            return b"200 OK", b"application/json", orjson.dumps(monitor.report()) + b"\n"
-        return b"404 Not Found", text, b"/metrics /healthz /readyz /posture\n"
+                return Reply("404 Not Found", text, b"no posture: monitor.enabled is false\n")
+            return Reply("200 OK", "application/json", orjson.dumps(monitor.report()) + b"\n")
+        return Reply("404 Not Found", text, b"/metrics /healthz /readyz /posture\n")
