@@ -173,7 +173,7 @@ def test_revocation_takes_effect_at_once_and_a_new_listener_answers(sidecar):
     denials = api.call("GET", "/v1/denials?service=sandbox")["denials"]
     assert [(d["name"], d["decision"]) for d in denials] == [("www.rsasha256.example.",
                                                                "refuse")]
-    assert api.request("GET", "/v1/pins")[0] == 501  # no pins provider in this build
+    assert api.request("GET", "/v1/pins") == (200, {"pins": []})  # no service pins here
     # deleted: its listener is closed, and the change is recorded
     api.call("DELETE", "/v1/services/sandbox", None, {"If-Match": str(created["generation"])})
     assert not answers(SANDBOX)
@@ -290,7 +290,7 @@ def test_the_policy_command_line(sidecar, tmp_path):
     denials = cli("policy", "denials", "--service", "sandbox", "--since", "0", "--api", api)
     assert denials.returncode == 0 and json.loads(denials.stdout) == []  # none refused yet
     pins = cli("policy", "pins", "--api", api)
-    assert pins.returncode == 8 and pins.stderr.startswith("policy pins: 501: no pins provider")
+    assert pins.returncode == 0 and json.loads(pins.stdout) == []
     got = cli("policy", "get", "sandbox", "--api", api)
     assert json.loads(got.stdout)["service"]["allow"] == [{"zone": "ed448.test.",
                                                            "require": "secure"}]

@@ -9,7 +9,7 @@ unix socket or on TCP with Bearer tokens (RFC 6750 §2.1), over the running serv
 | ``PUT /v1/services/{name}`` with ``If-Match: <generation>`` (0: create) and a services entry as the body | 201 created, 200 replaced: ``{name, generation}``; 400 ``{error, field}`` (nothing changed); 409 ``{error, generation}`` for a stale generation; 428 without If-Match |
 | ``DELETE /v1/services/{name}`` with ``If-Match`` | 200 ``{name, generation: null}``; 404; 409; 428 |
 | ``POST /v1/check`` ``{service, name, type}`` | 200 the decision, rule and reason the question would get (a dry run: nothing sent upstream, no budget spent) |
-| ``GET /v1/pins?service=`` | 200 ``{pins: [...]}`` from the pins provider; 501 when none is wired in |
+| ``GET /v1/pins?service=`` | 200 ``{pins: [{service, address, expires, names}]}`` from the pins provider (resolver.frontend.pinning); 501 when none is wired in |
 | ``GET /v1/denials?service=&since=`` | 200 ``{denials: [...]}``, recent refusals (resolver.frontend.denials); ``since``: RFC 3339 or epoch seconds |
 
 Who made a change goes into its forensic record: on the unix socket, the peer's uid and pid
@@ -238,7 +238,8 @@ class Api:
         names = [service] if service else [s["name"] for s in self.store.services()]
         for name in names:
             self.store.get(name)  # 404 for a service that does not exist
-        return _json("200 OK", {"pins": [pin for name in names for pin in pins.snapshot(name)]})
+        return _json("200 OK", {"pins": [{"service": name, **pin} for name in names
+                                          for pin in pins.snapshot(name)]})
 
     def _denials(self, request: Request) -> Reply:
         if request.method != "GET":
