@@ -237,7 +237,7 @@ def test_sandbox(tmp_path):
     assert seen["unpinnable"]["rcode"] == 2 and seen["unpinnable"]["answer"] == []
     assert "pin failed" in seen["unpinnable"]["ede"]
     assert "not answering unpinned" in seen["unpinnable"]["ede"]
-    failed = [r for r in seen["records"] if r["rcode"] == "SERVFAIL"]
+    failed = [r for r in seen["records"] if r.get("rcode") == "SERVFAIL"]
     assert len(failed) == 1 and failed[0]["ede"]["code"] == 14
     assert failed[0]["pin"]["added"] == [] and "No such file" in failed[0]["pin"]["error"]
 
