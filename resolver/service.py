@@ -24,6 +24,7 @@ from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, for_worker, l
                              open_default_service, replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
 from resolver.ops.dnstap import Dnstap, DnstapCollector
+from resolver.forensic.checkpoint import Checkpoints
 from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
@@ -94,6 +95,8 @@ class Service:
         self.metrics = Metrics()
         self.health = Health()
         self.forensic = ForensicLog(config.log) if config.log.enabled else None
+        self.checkpoints = (Checkpoints(self.forensic, config.log.checkpoint, self._say)
+                            if self.forensic is not None and config.log.checkpoint else None)
         self.tap = Dnstap(config.dnstap) if config.dnstap is not None else None
         self.resolver, self.server = build(config, policy=Policy(config), forensic=self.forensic,
                                            metrics=self.metrics, tap=self.tap,
@@ -101,7 +104,7 @@ class Service:
         self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
                                     wirecache=self.server.frontend.wirecache,
                                     server=self.server, admission=self.resolver.admission,
-                                    resolver=self.resolver,
+                                    resolver=self.resolver, checkpoints=self.checkpoints,
                                     iterator=lambda: self.resolver.iterator)
         self.metrics.resolutions.set_function(lambda: self.resolver.admission.in_progress)
         if self.tap is not None:
@@ -122,6 +125,8 @@ class Service:
                 await self.forensic.start()
             except ForensicLogError as exc:  # preflight saw it fine: changed since
                 raise Failure("log", str(exc), status.UNWRITABLE) from None
+            for note in self.forensic.notes:
+                log.warning("%s", note)
         if self.tap is not None:
             self.tap.start()
         http = None
@@ -149,6 +154,8 @@ class Service:
                      asyncio.ensure_future(self._readiness())]
             if self.path:
                 tasks.append(asyncio.ensure_future(self._watch_file()))
+            if self.checkpoints is not None:
+                tasks.append(asyncio.ensure_future(self.checkpoints.run()))
             for line in self.summary():
                 self._say(line)
             await stop.wait()
@@ -162,6 +169,8 @@ class Service:
             try:
                 if self.forensic is not None:
                     await self.forensic.close()
+                    if self.checkpoints is not None:  # the head the log stopped at
+                        await self.checkpoints.take()
             finally:
                 if self.tap is not None:
                     await self.tap.close()

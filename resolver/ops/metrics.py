@@ -1,7 +1,7 @@
 """Operations: Prometheus metrics (``prometheus-client``), and an HTTP endpoint serving
-``/metrics``, ``/healthz`` (the process and its event loop respond) and ``/readyz`` (trust
+``/metrics``, ``/healthz`` (the process and its event loop respond), ``/readyz`` (trust
 established: the DNSKEY set of each trust anchor's zone validated, or the forwarders
-answering).
+answering) and ``/log/head`` (the forensic chain's last checkpoint, JSON).
 
 Counters are bumped where things happen; sizes and queue depths are read at scrape time."""
 
@@ -225,6 +225,12 @@ class _Snapshot:
             yield _counter("log_bytes", "Forensic log bytes written", stats.get("bytes", 0))
             yield _counter("log_write_errors", "Forensic log write errors",
                            stats.get("write_errors", 0))
+        checkpoints = self.sources.get("checkpoints")
+        if checkpoints is not None and checkpoints.last is not None:
+            seq, _, at = checkpoints.last
+            yield _gauge("log_head_seq", "The forensic chain's last checkpoint (log.checkpoint): "
+                         "the seq of the last record written; its hash is on /log/head", seq)
+            yield _gauge("log_head_timestamp_seconds", "When that checkpoint was taken", at)
 
 
 def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
@@ -259,7 +265,7 @@ class Health:
 
 
 class HttpEndpoint:
-    """A minimal HTTP/1.1 server for the three paths (GET only, one request per connection)."""
+    """A minimal HTTP/1.1 server for the four paths (GET only, one request per connection)."""
 
     def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
         self.metrics, self.health = metrics, health
@@ -304,4 +310,12 @@ class HttpEndpoint:
             if self.health.ready:
                 return b"200 OK", text, b"ready\n"
             return b"503 Service Unavailable", text, self.health.ready_reason.encode() + b"\n"
-        return b"404 Not Found", text, b"/metrics /healthz /readyz\n"
+        if path == b"/log/head":
+            checkpoints = self.metrics.sources.get("checkpoints")
+            head = checkpoints.json() if checkpoints is not None else None
+            if head is not None:
+                return b"200 OK", b"application/json", head
+            return b"404 Not Found", text, (b"no checkpoint yet (log.checkpoint)\n"
+                                            if checkpoints is not None else
+                                            b"no checkpoints: the log or log.checkpoint is off\n")
+        return b"404 Not Found", text, b"/metrics /healthz /readyz /log/head\n"
