@@ -2,9 +2,9 @@
 loopback address (127.0.0.70-79) with a config written into a temporary directory, all
 validating the signed test tree (tests/testtree) from its root trust anchor (RFC 4035 §4.4):
 
-* dnssec-sidecar with the forensic log on (in the run's directory, on disk), on in tmpfs
-  (/dev/shm: what the log costs without the disk under it) and off (``workers`` from
-  $WORKERS, default 1);
+* dnssec-sidecar with the forensic log on (in the run's directory, on disk), on disk
+  gzip-compressed (``log.compress: gzip``), on in tmpfs (/dev/shm: what the log costs without
+  the disk under it) and off (``workers`` from $WORKERS, default 1);
 * Unbound (Debian ``unbound``), one thread, validation time pinned like ours, the 4 MiB UDP
   receive buffer ours asks for (``so-rcvbuf``), and a control socket for its counters;
 * Knot Resolver (Debian ``knot-resolver``, ``kresd``), one process;
@@ -76,13 +76,16 @@ class Peer:
 
 
 def _ours(log: str | None) -> Callable[[Peer, Tree, Path], list[str]]:
-    """dnssec-sidecar's config: the forensic log ``"disk"`` (the run's directory), ``"tmpfs"``
-    (a directory in /dev/shm, removed at exit; one rotated file kept) or None (off)."""
+    """dnssec-sidecar's config: the forensic log ``"disk"`` (the run's directory), ``"gzip"``
+    (there, ``log.compress: gzip``), ``"tmpfs"`` (a directory in /dev/shm, removed at exit;
+    one rotated file kept) or None (off)."""
     def configure(peer: Peer, tree: Tree, directory: Path) -> list[str]:
         anchors = ", ".join(f'"{a}"' for a in tree.anchors)
         log_line = "log: {enabled: false}"
         if log == "disk":
             log_line = f"log: {{path: {directory}/log.jsonl}}"
+        elif log == "gzip":
+            log_line = f"log: {{path: {directory}/log.jsonl.gz, compress: gzip}}"
         elif log == "tmpfs":
             scratch = tempfile.mkdtemp(prefix="dnssec-sidecar-log-", dir="/dev/shm")
             atexit.register(shutil.rmtree, scratch, ignore_errors=True)
@@ -181,6 +184,7 @@ loglevel=3
 PEERS = [
     Peer("dnssec-sidecar, log on", "127.0.0.70", sys.executable, _ours("disk")),
     Peer("dnssec-sidecar, log tmpfs", "127.0.0.75", sys.executable, _ours("tmpfs")),
+    Peer("dnssec-sidecar, log gzip", "127.0.0.76", sys.executable, _ours("gzip")),
     Peer("dnssec-sidecar, log off", "127.0.0.71", sys.executable, _ours(None)),
     Peer("unbound", "127.0.0.72", "unbound", _unbound),
     Peer("knot-resolver", "127.0.0.73", "kresd", _kresd),
