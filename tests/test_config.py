@@ -1010,15 +1010,18 @@ def test_check_config_summary_of_services(tmp_path, capsys):
         "    allow[0] ntp.org. insecure-ok",
         "    refused with REFUSED, rebinding protection on",
         f"  log: {log}, fsync after every batch, rotated at "
-        f"1048576 bytes or 3600 s, 3 kept, HMAC key {tmp_path / 'keys' / 'log.key'}",
+        f"1048576 bytes or 3600 s, 3 kept, HMAC key {tmp_path / 'keys' / 'log.key'}, "
+        "checkpoint every 60 s",
     ]
 
 
 @pytest.mark.parametrize("text, line", [
     ("log: {path: /l, max_bytes: 0}",
-     "  log: /l, fsync every 1000 ms, rotated at 86400 s, 10 kept, no HMAC key"),
-    ("log: {path: /l, max_bytes: 0, max_age_s: 0}", "  log: /l, fsync every 1000 ms, never "
-                                                   "rotated, no HMAC key"),
+     "  log: /l, fsync every 1000 ms, rotated at 86400 s, 10 kept, no HMAC key, checkpoint "
+     "every 60 s"),
+    ("log: {path: /l, max_bytes: 0, max_age_s: 0, compress: gzip, checkpoint: 0}",
+     "  log: /l, fsync every 1000 ms, never rotated, gzip-compressed, no HMAC key, no "
+     "checkpoints"),
     ("log: {enabled: false}", "  log: off"),
     ("services: []", "    allows nothing"),
 ])
@@ -1039,7 +1042,7 @@ def test_check_config_defaults(tmp_path, capsys):
         "  default service (clients matching no service):",
         "    allow[0] . insecure-ok",
         "    refused with REFUSED, rebinding protection off",
-        "  log: standard output, no HMAC key",
+        "  log: standard output, no HMAC key, checkpoint every 60 s",
     ]
 
 

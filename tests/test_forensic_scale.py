@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import zlib
 
 import orjson
@@ -26,6 +29,8 @@ from resolver.forensic.seal import ForensicLogError
 from resolver.forensic.verify import run as verify_run
 from resolver.forensic.verify import verify
 from tests.test_forensic import record, write_log
+from tests.test_operations import (METRICS, Sidecar, ask, base_config, scrape, tree,  # noqa: F401
+                                   value, wait_for)
 
 
 def gz_records(path) -> list[dict]:
@@ -70,6 +75,28 @@ def test_compressed_files_rotate_whole_and_the_chain_crosses_them(tmp_path) -> N
     seqs = [r["seq"] for f in files for r in gz_records(f)]  # each file whole on its own
     assert seqs == list(range(600))
     assert verify([str(f) for f in files]).ok
+
+
+def test_busy_and_quiet_batches_share_one_stream(tmp_path) -> None:
+    """A large batch is deflated at the busy level, a small one at the quiet level
+    (log.GZIP_LEVELS), switching between batches of one stream."""
+    path = tmp_path / "log.gz"
+
+    async def go() -> None:
+        log = ForensicLog(zipped(path))
+        await log.start()
+        n = 0
+        for burst, flushed in ((400, False), (10, True), (400, False), (5, True)):
+            for _ in range(burst):
+                log.append_nowait(record(n)) or await log.append(record(n))
+                n += 1
+                if flushed:
+                    await log.flush()
+        await log.close()
+        assert log.stats["batches"] >= 4
+    asyncio.run(go())
+    assert [r["seq"] for r in gz_records(path)] == list(range(815))
+    assert verify([str(path)]).ok
 
 
 def crash_copy(path, n: int, tmp_path) -> bytes:
@@ -262,3 +289,56 @@ def test_verify_log_command_takes_the_new_options(tmp_path) -> None:
                           capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("OK: 3 records"), done
     assert zlib.crc32(b"") == 0  # zlib in use
+
+
+# --- through the running resolver -----------------------------------------------------------------
+
+def test_a_running_resolver_compresses_checkpoints_and_survives_a_kill(tree, tmp_path) -> None:
+    """The server end to end: a gzip log, its head on /log/head, the metric and the process
+    log; killed (SIGKILL), its unfinished stream verifies and the next start closes it and
+    continues the chain; records dropped from the end fail verify-log --head."""
+    log_path = tmp_path / "lookups.jsonl.gz"
+    text = base_config(log_path).replace(
+        "fsync_interval_ms: 0}", "fsync_interval_ms: 0, compress: gzip, checkpoint: 1}")
+    (tmp_path / "run1").mkdir()
+    first = Sidecar(tmp_path / "run1", text)
+    try:
+        for i in range(5):
+            ask(f"k{i}.rsasha256.example.")
+
+        def head() -> dict | None:
+            try:
+                data = urllib.request.urlopen(METRICS + "/log/head", timeout=5).read()
+            except urllib.error.HTTPError:
+                return None
+            return json.loads(data)
+        assert wait_for(lambda: (head() or {}).get("seq", -1) >= 4, 30)
+        checkpoint = head()
+        assert value(scrape(), "dnssec_sidecar_log_head_seq") == checkpoint["seq"]
+        first.process.send_signal(signal.SIGKILL)  # a crash: the gzip member is left open
+        first.process.wait(timeout=15)
+    finally:
+        first.stop()
+    lines = Lines(str(log_path))
+    assert len(list(lines)) >= 5 and not lines.finished
+    report = verify([str(log_path)], heads=[(checkpoint["seq"], checkpoint["hash"])])
+    assert report.ok and any("not closed" in n for n in report.notes), report.text()
+    (tmp_path / "run2").mkdir()
+    second = Sidecar(tmp_path / "run2", text)
+    try:
+        ask("after.rsasha256.example.")
+    finally:
+        errors = second.stop()
+    assert "closed it after its last batch" in errors
+    heads = re.findall(r"forensic log head: seq (\d+) hash ([0-9a-f]{64})", errors)
+    assert heads, errors  # at least the one taken at stop
+    seq, digest = int(heads[-1][0]), heads[-1][1]
+    recs = gz_records(log_path)  # a whole gzip file again, two members
+    assert [r["seq"] for r in recs] == list(range(seq + 1))
+    assert recs[-1]["hash"] == digest and recs[-1]["qname"] == "after.rsasha256.example."
+    assert verify_run([str(log_path)], heads=[f"{seq}:{digest}"]) == 0
+    with gzip.open(log_path, "wb") as f:  # the last two records removed, the chain intact
+        f.write(b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n"
+                         for r in recs[:-2]))
+    report = verify([str(log_path)], heads=[(seq, digest)])
+    assert not report.ok and f"2 record(s) missing after seq {seq - 2}" in report.problem.message

@@ -4,7 +4,8 @@ validating the signed test tree (tests/testtree) from its root trust anchor (RFC
 
 * dnssec-sidecar with the forensic log on (in the run's directory, on disk), on disk
   gzip-compressed (``log.compress: gzip``), on in tmpfs (/dev/shm: what the log costs without
-  the disk under it) and off (``workers`` from $WORKERS, default 1);
+  the disk under it) and off (``workers`` from $WORKERS, default 1); with $BEFORE (a checkout
+  of an earlier commit, its modules built in place) that one too, log on disk;
 * Unbound (Debian ``unbound``), one thread, validation time pinned like ours, the 4 MiB UDP
   receive buffer ours asks for (``so-rcvbuf``), and a control socket for its counters;
 * Knot Resolver (Debian ``knot-resolver``, ``kresd``), one process;
@@ -75,10 +76,12 @@ class Peer:
     configure: Callable[["Peer", Tree, Path], list[str]]  # -> argv; writes into the dir
 
 
-def _ours(log: str | None) -> Callable[[Peer, Tree, Path], list[str]]:
+def _ours(log: str | None, tree_dir: str | None = None,
+          ) -> Callable[[Peer, Tree, Path], list[str]]:
     """dnssec-sidecar's config: the forensic log ``"disk"`` (the run's directory), ``"gzip"``
     (there, ``log.compress: gzip``), ``"tmpfs"`` (a directory in /dev/shm, removed at exit;
-    one rotated file kept) or None (off)."""
+    one rotated file kept) or None (off); run from ``tree_dir`` (another checkout, built in
+    place) instead of this one if given."""
     def configure(peer: Peer, tree: Tree, directory: Path) -> list[str]:
         anchors = ", ".join(f'"{a}"' for a in tree.anchors)
         log_line = "log: {enabled: false}"
@@ -99,7 +102,8 @@ def _ours(log: str | None) -> Callable[[Peer, Tree, Path], list[str]]:
             f"{authority.outgoing_line()}\n"
             "metrics: {enabled: false}\n"
             f"workers: {int(os.environ.get('WORKERS', '1'))}\n")
-        return [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)]
+        where = ["env", f"--chdir={tree_dir}"] if tree_dir else []
+        return where + [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)]
     return configure
 
 
@@ -190,6 +194,9 @@ PEERS = [
     Peer("knot-resolver", "127.0.0.73", "kresd", _kresd),
     Peer("pdns-recursor", "127.0.0.74", "pdns_recursor", _pdns),
 ]
+if os.environ.get("BEFORE"):  # a checkout of an earlier commit: before/after in the same run
+    PEERS.append(Peer("dnssec-sidecar, log on, before", "127.0.0.77", sys.executable,
+                      _ours("disk", os.environ["BEFORE"])))
 BASELINE = "unbound"
 
 

@@ -41,6 +41,7 @@ cdef class Queue:
     cdef z_stream zs  # the gzip stream the batches are compressed into (when zipped)
     cdef bint zipped  # log.compress: gzip
     cdef bint member  # a gzip member is open: it has output, no trailer yet
+    cdef int quiet_level, busy_level, level  # zlib levels: a small batch's, a large one's, now
     cdef readonly long long raw_bytes  # octets of the lines written (before compression)
     cdef Lines out  # the batch compressed (its ``buf`` and ``size`` only), being written
     cdef Py_ssize_t out_at  # octets of it written

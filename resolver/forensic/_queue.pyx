@@ -62,6 +62,7 @@ cdef extern from "<zlib.h>" nogil:
                      int strategy)
     int deflate(z_stream *strm, int flush)
     int deflateReset(z_stream *strm)
+    int deflateParams(z_stream *strm, int level, int strategy)
     int deflateEnd(z_stream *strm)
     unsigned long deflateBound(z_stream *strm, unsigned long source_len)
     enum: Z_OK, Z_BUF_ERROR, Z_STREAM_END, Z_SYNC_FLUSH, Z_FINISH, Z_DEFLATED
@@ -125,6 +126,7 @@ cdef enum:
     WRITEBACK_BYTES = 1 << 20  # written octets after which their writeback is started
     GZIP_WINDOW = 15 + 16  # zlib's windowBits: a 32 KiB window, a gzip wrapper (RFC 1952)
     DEFLATE_STEP = 1 << 30  # input octets handed to deflate at once (its counts are 32-bit)
+    QUIET_BATCH = 1 << 16  # octets: a smaller batch is deflated at the quiet level
 
 
 cdef class Queue:
@@ -178,12 +180,15 @@ cdef class Queue:
             pthread_mutex_unlock(&self.mu)
         return out
 
-    def compress(self, int level):
-        """Write the batches gzip-compressed at ``level`` (1-9), before the writer starts."""
+    def compress(self, int quiet_level, int busy_level):
+        """Write the batches gzip-compressed (before the writer starts): a batch under 64 KiB
+        at zlib level ``quiet_level``, a larger one (a busy log) at ``busy_level`` (1-9)."""
         if self.zipped:
             raise RuntimeError("the queue compresses already")
-        if deflateInit2(&self.zs, level, Z_DEFLATED, GZIP_WINDOW, 8, Z_DEFAULT_STRATEGY) != Z_OK:
+        if deflateInit2(&self.zs, busy_level, Z_DEFLATED, GZIP_WINDOW, 8,
+                        Z_DEFAULT_STRATEGY) != Z_OK:
             raise MemoryError("zlib: cannot start a gzip stream")
+        self.quiet_level, self.busy_level, self.level = quiet_level, busy_level, busy_level
         self.zipped = True
 
     def finish(self, int fd, write=None):
@@ -406,9 +411,22 @@ cdef class Queue:
         cdef int rc, now
         cdef Py_ssize_t rest = 0 if flush == Z_FINISH else self.taken.size - self.taken_at
         cdef Py_ssize_t step
+        cdef int level = self.quiet_level if rest < QUIET_BATCH else self.busy_level
         if self.out.cap > KEEP_BYTES:
             _release(&self.out)
         self.out.size = self.out_at = 0
+        if level != self.level and flush == Z_SYNC_FLUSH:
+            # Between batches: the last one ended with a sync flush, nothing is pending, so
+            # the new level takes effect without output (zlib's deflateParams).
+            if _reserve(&self.out, 64, 0) < 0:
+                return ENOMEM
+            self.zs.next_out = <unsigned char *>self.out.buf
+            self.zs.avail_out = <unsigned int>self.out.cap
+            self.zs.avail_in = 0
+            if deflateParams(&self.zs, level, Z_DEFAULT_STRATEGY) != Z_OK:
+                return EIO
+            self.out.size = self.out.cap - self.zs.avail_out
+            self.level = level
         self.zs.next_in = <const unsigned char *>self.taken.buf + self.taken_at
         while True:
             step = min(rest, DEFLATE_STEP)

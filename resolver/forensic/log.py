@@ -55,8 +55,10 @@ def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, exc: BaseExcepti
 
 
 _LINGER = 0.004    # seconds the writer waits for a smaller batch to grow (the reply never waits)
-GZIP_LEVEL = 1     # log.compress: gzip's zlib level: 3x the speed of 6 for 10 % more octets
-                   # (bench/forensic.py --compress measures the levels)
+#: log.compress: gzip's zlib levels for a small batch (under 64 KiB: a quiet log, whose CPU is
+#: cheap and whose batches of a few records deflate poorly) and a large one (a busy log: level 1
+#: deflates 3x as fast as 6 for 10-30 % more octets). bench/forensic.py --compress.
+GZIP_LEVELS = (6, 1)
 
 
 class ForensicLog:
@@ -120,7 +122,7 @@ class ForensicLog:
                 raise type(exc)(f"log.hmac_key_file: {exc}") from exc
         self.chain.use_key(self._key)
         if self._zipped:
-            self.chain.compress(GZIP_LEVEL)
+            self.chain.compress(*GZIP_LEVELS)
         if self._file:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self._open_existing)
