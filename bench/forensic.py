@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import math
 import os
 import sys
@@ -24,9 +25,9 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from resolver.config import LogConfig  # noqa: E402
-from resolver.forensic._fastlog import GENESIS  # noqa: E402
+from resolver.forensic._fastlog import GENESIS, Chain  # noqa: E402
 from resolver.forensic.log import ForensicLog  # noqa: E402
-from resolver.forensic.seal import hasher, seal  # noqa: E402
+from resolver.forensic.seal import hasher, hit_template, seal  # noqa: E402
 
 RECORD = {
     "time": "2026-06-01T00:00:00.123456Z",
@@ -89,6 +90,21 @@ async def bench_log(n: int, key_file: str | None, directory: str) -> float:
         return rate
 
 
+def bench_hits(n: int, key: bytes | None) -> float:
+    template = hit_template(dict(RECORD, worker=None, stale=False))
+    query = b"\x12\x34\x01\x00" + bytes(8)
+    elapsed = 0.0
+    for _ in range(max(1, n // 10_000)):
+        chain = Chain(collections.deque(), 10_001, key)
+        chain.open = True
+        start = time.perf_counter()
+        for _ in range(10_000):
+            chain.append_hit(template, ("10.244.1.17", 53211), query, b'"127.0.0.1:53"',
+                             1780272000.0, False)
+        elapsed += time.perf_counter() - start
+    return max(1, n // 10_000) * 10_000 / elapsed
+
+
 def bench_levels(n: int, rounds: int) -> None:
     rnd = random.Random(1)
     lines, prev = [], GENESIS
@@ -136,8 +152,9 @@ def main() -> None:
             seal_rate, size = max(bench_seal(args.records, key) for _ in range(args.rounds))
             e2e = max(asyncio.run(bench_log(args.records, key_file, args.dir))
                       for _ in range(args.rounds))
+            hits = max(bench_hits(args.records, key) for _ in range(args.rounds))
             print(f"{name:12} seal {seal_rate:10,.0f} records/s   end-to-end {e2e:10,.0f} "
-                  f"records/s   {size} bytes/record")
+                  f"records/s   hit {hits:10,.0f} records/s   {size} bytes/record")
     finally:
         os.unlink(f.name)
 
