@@ -31,6 +31,8 @@ GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1: ID1, ID2
 _SYNC_MARK = b"\x00\x00\xff\xff"  # the end of a sync flush: an empty stored block's LEN, NLEN
 _FINAL_BLOCK = b"\x03\x00"  # an empty final block with fixed codes (RFC 1951 §3.2.6), aligned
 _CHUNK = 1 << 20
+_TAIL = 1 << 20  # octets of a compressed file's end kept to find its last line (a record's
+                 # line is at most ~70 KB: an answer near the largest DNS message)
 
 
 def compressed(path: str) -> bool:
@@ -59,7 +61,7 @@ class Lines:
                 yield from f
                 return
             rest = b""
-            for data in self._inflate(f):
+            for data in self.inflate(f):
                 rest += data
                 lines = rest.split(b"\n")
                 rest = lines.pop()
@@ -68,7 +70,8 @@ class Lines:
             if rest:
                 yield rest
 
-    def _inflate(self, f) -> Iterator[bytes]:
+    def inflate(self, f) -> Iterator[bytes]:
+        """The decompressed data of the open file ``f``, chunk by chunk."""
         stream, fed = zlib.decompressobj(31), False
         while chunk := f.read(_CHUNK):
             while chunk:
@@ -117,11 +120,13 @@ def close_stream(path: str) -> str | None:
 
 def _last_line(path: str) -> bytes | None:
     """The file's last line (with its newline, if any), None if the file is empty."""
-    if compressed(path):
-        last = None
-        for last in Lines(path):
-            pass
-        return last
+    if compressed(path):  # inflated through, only its tail kept (no line split on the way)
+        tail = b""
+        with open(path, "rb") as f:
+            for data in Lines(path).inflate(f):
+                tail = (tail + data)[-_TAIL:] if len(data) < _TAIL else data[-_TAIL:]
+        cut = tail.rfind(b"\n", 0, len(tail) - 1)
+        return tail[cut + 1:] or None
     with open(path, "rb") as f:
         pos = f.seek(0, os.SEEK_END)
         buf = b""
