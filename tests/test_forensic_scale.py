@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
+import hmac
 import json
 import re
 import shutil
@@ -22,6 +24,7 @@ import pytest
 import yaml
 
 from resolver.config import ConfigError, LogConfig, parse_config
+from resolver.forensic._fastlog import Digest
 from resolver.forensic.checkpoint import Checkpoints
 from resolver.forensic.files import Lines
 from resolver.forensic.log import ForensicLog
@@ -342,3 +345,12 @@ def test_a_running_resolver_compresses_checkpoints_and_survives_a_kill(tree, tmp
                          for r in recs[:-2]))
     report = verify([str(log_path)], heads=[(seq, digest)])
     assert not report.ok and f"2 record(s) missing after seq {seq - 2}" in report.problem.message
+
+
+@pytest.mark.parametrize("key", [None, b"k" * 32, b"long key " * 10])
+def test_the_compiled_digest_is_sha256_and_rfc2104_hmac_for_any_buffer(key) -> None:
+    digest = Digest(key)
+    for body in (b"", b"x", bytes(range(256)) * 9):
+        want = hashlib.sha256(body).hexdigest() if key is None else \
+            hmac.new(key, body, hashlib.sha256).hexdigest()
+        assert digest.hex(body) == digest(bytearray(body)) == digest(memoryview(body)) == want

@@ -198,12 +198,18 @@ cdef class Digest:
 
     cpdef str hex(self, body):
         """The hex hash of ``body`` (bytes-like)."""
-        cdef const unsigned char[::1] view = body
+        cdef const unsigned char[::1] view
         cdef char out[HEX]
         cdef const char *start = _HEX_DIGITS  # any valid address for no octets
-        if view.shape[0]:
-            start = <const char *>&view[0]
-        self.into(start, view.shape[0], out)
+        cdef Py_ssize_t n
+        if type(body) is bytes:  # the usual case: no buffer view made
+            start, n = PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body)
+        else:
+            view = body
+            n = view.shape[0]
+            if n:
+                start = <const char *>&view[0]
+        self.into(start, n, out)
         return PyUnicode_DecodeASCII(out, HEX, NULL)
 
 
