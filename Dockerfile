@@ -13,8 +13,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: the wheel with the compiled Cython extension, and the dependencies' wheels -------
 FROM ${PYTHON_IMAGE} AS builder
+# zlib and OpenSSL's headers: the forensic log's gzip stream and SHA-256 are called from C
+# (resolver/forensic/_queue.pyx, _fastlog.pyx); the runtime image has both libraries (Python's).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential \
+ && apt-get install -y --no-install-recommends build-essential zlib1g-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./

@@ -9,8 +9,11 @@ setup(
             Extension("resolver.dnssec.crypto", ["resolver/dnssec/crypto.pyx"]),
             Extension("resolver.dnssec.verify", ["resolver/dnssec/verify.pyx"]),
             Extension("resolver.resolve._fastcache", ["resolver/resolve/_fastcache.pyx"]),
-            Extension("resolver.forensic._queue", ["resolver/forensic/_queue.pyx"]),
-            Extension("resolver.forensic._fastlog", ["resolver/forensic/_fastlog.pyx"]),
+            Extension("resolver.forensic._queue", ["resolver/forensic/_queue.pyx"],
+                      libraries=["z"]),
+            Extension("resolver.forensic._fastlog", ["resolver/forensic/_fastlog.pyx"],
+                      libraries=["crypto"],  # OpenSSL's SHA-256; its 1.1 API, not deprecated
+                      define_macros=[("OPENSSL_API_COMPAT", "0x10101000L")]),
             Extension("resolver.frontend.admission", ["resolver/frontend/admission.pyx"]),
             Extension("resolver.frontend._fastpath", ["resolver/frontend/_fastpath.pyx"]),
         ],

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import math
 import os
 import sys
 import tempfile
+import random
 import time
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from resolver.config import LogConfig  # noqa: E402
-from resolver.forensic._fastlog import GENESIS  # noqa: E402
+from resolver.forensic._fastlog import GENESIS, Chain  # noqa: E402
 from resolver.forensic.log import ForensicLog  # noqa: E402
-from resolver.forensic.seal import hasher, seal  # noqa: E402
+from resolver.forensic.seal import hasher, hit_template, seal  # noqa: E402
 
 RECORD = {
     "time": "2026-06-01T00:00:00.123456Z",
@@ -86,12 +90,59 @@ async def bench_log(n: int, key_file: str | None, directory: str) -> float:
         return rate
 
 
+def bench_hits(n: int, key: bytes | None) -> float:
+    template = hit_template(dict(RECORD, worker=None, stale=False))
+    query = b"\x12\x34\x01\x00" + bytes(8)
+    elapsed = 0.0
+    for _ in range(max(1, n // 10_000)):
+        chain = Chain(collections.deque(), 10_001, key)
+        chain.open = True
+        start = time.perf_counter()
+        for _ in range(10_000):
+            chain.append_hit(template, ("10.244.1.17", 53211), query, b'"127.0.0.1:53"',
+                             1780272000.0, False)
+        elapsed += time.perf_counter() - start
+    return max(1, n // 10_000) * 10_000 / elapsed
+
+
+def bench_levels(n: int, rounds: int) -> None:
+    rnd = random.Random(1)
+    lines, prev = [], GENESIS
+    for i in range(n):
+        record = dict(RECORD, id=rnd.randrange(65536), duration_ms=round(rnd.random() * 5, 3),
+                      client={"address": f"10.244.1.{rnd.randrange(256)}",
+                              "port": rnd.randrange(1024, 65536)},
+                      qname=f"n{rnd.randrange(1000)}.payments.example.",
+                      time=f"2026-06-01T00:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}."
+                           f"{rnd.randrange(10 ** 6):06d}Z")
+        line, prev = seal(record, i, prev, None)
+        lines.append(line)
+    raw = sum(map(len, lines)) / n
+    print(f"{n} distinct records, {raw:.0f} octets each uncompressed; best of {rounds}")
+    for batch in (4, 256):
+        for level in (1, 3, 6):
+            best, out = math.inf, 0
+            for _ in range(rounds):
+                packer, out = zlib.compressobj(level, zlib.DEFLATED, 31), 0
+                start = time.perf_counter()
+                for at in range(0, n, batch):
+                    out += len(packer.compress(b"".join(lines[at:at + batch])))
+                    out += len(packer.flush(zlib.Z_SYNC_FLUSH))
+                best = min(best, time.perf_counter() - start)
+            print(f"batches of {batch:3d}, level {level}: {out / n:6.1f} octets/record, "
+                  f"{best / n * 1e6:6.2f} us/record ({raw * n / best / 1e6:.0f} MB/s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where the log files go (default: TMPDIR)")
+    parser.add_argument("--compress", action="store_true", help="gzip levels instead")
     args = parser.parse_args()
+    if args.compress:
+        bench_levels(min(args.records, 50_000), args.rounds)
+        return
     with tempfile.NamedTemporaryFile("wb", delete=False) as f:
         f.write(KEY)
     try:
@@ -101,8 +152,9 @@ def main() -> None:
             seal_rate, size = max(bench_seal(args.records, key) for _ in range(args.rounds))
             e2e = max(asyncio.run(bench_log(args.records, key_file, args.dir))
                       for _ in range(args.rounds))
+            hits = max(bench_hits(args.records, key) for _ in range(args.rounds))
             print(f"{name:12} seal {seal_rate:10,.0f} records/s   end-to-end {e2e:10,.0f} "
-                  f"records/s   {size} bytes/record")
+                  f"records/s   hit {hits:10,.0f} records/s   {size} bytes/record")
     finally:
         os.unlink(f.name)
 

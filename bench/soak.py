@@ -10,7 +10,11 @@ at once, one dnsperf per listener: ``open`` (everything), ``agent`` (``example.`
 insecure answers allowed: the ``test.`` names are refused) and ``payments`` (two zones,
 Secure only: most names refused).
 
-    sudo python bench/soak.py [--seconds 600] [--warmup 60]   # needs: apt-get install dnsperf
+It also prints the forensic log's size on disk per query (issue #18), for ``--compress none``
+(the default) or ``gzip`` (``log.compress``).
+
+    sudo python bench/soak.py [--seconds 600] [--warmup 60] [--compress gzip]
+    # needs: apt-get install dnsperf
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
+from resolver.forensic.files import Lines  # noqa: E402
 from tests.testtree import authority, zonedata  # noqa: E402
 
 SERVICES = {  # listener address: (service name, its allow rules)
@@ -65,7 +70,7 @@ def sample_rss(pid: int, interval: float, stop: threading.Event,
         out.append((time.monotonic() - start, rss_mib(pid)))
 
 
-def config_text(tmp: str, manifest: dict) -> str:
+def config_text(tmp: str, manifest: dict, compress: str = "none") -> str:
     (hint_name, hint_addr), = manifest["root_hints"].items()
     anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
     services = "".join(f"  - {{name: {name}, listeners: [\"{address}:53\"], allow: {allow}}}\n"
@@ -76,7 +81,8 @@ def config_text(tmp: str, manifest: dict) -> str:
             f'validation: {{time: "{authority.validation_time()}"}}\n'
             f"{authority.outgoing_line()}\n"
             "metrics: {enabled: false}\n"
-            f"log: {{path: {tmp}/log.jsonl, max_bytes: 52428800, keep: 100}}\n"
+            f"log: {{path: {tmp}/log.jsonl, max_bytes: 52428800, keep: 100, "
+            f"compress: {compress}}}\n"
             "timeouts: {upstream_ms: 300, query_ms: 2000}\n"
             f'forward: [{{zone: fwd.example., addresses: ["{manifest["forwarder"]}"]}}]\n'
             f"services:\n{services}")
@@ -86,6 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=60, help="seconds before the RSS slope")
+    parser.add_argument("--compress", choices=("none", "gzip"), default="none",
+                        help="log.compress")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root: the tree listens on port 53")
@@ -100,7 +108,7 @@ def main() -> None:
     samples: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp, authority.start_tree(forwarder=True):
         Path(tmp, "queries.txt").write_text("\n".join(lines) + "\n")
-        Path(tmp, "config.yaml").write_text(config_text(tmp, manifest))
+        Path(tmp, "config.yaml").write_text(config_text(tmp, manifest, args.compress))
         server = subprocess.Popen([sys.executable, "-m", "resolver.cli", "serve", "--config",
                                    f"{tmp}/config.yaml"], cwd=ROOT_DIR, stderr=subprocess.PIPE,
                                   text=True)
@@ -121,7 +129,9 @@ def main() -> None:
         files.append(f"{tmp}/log.jsonl")
         verify = subprocess.run([sys.executable, "-m", "resolver.cli", "verify-log", *files],
                                 capture_output=True, text=True, cwd=ROOT_DIR)
-        records = sum(1 for path in files for _ in open(path, encoding="utf-8"))
+        records = sum(1 for path in files for _ in Lines(path))
+        on_disk = sum(os.path.getsize(path) for path in files)
+        raw = sum(len(line) for path in files for line in Lines(path))
 
     def figure(report: str, label: str) -> int:
         return next(int(line.split()[2]) for line in report.splitlines() if label in line)
@@ -137,6 +147,9 @@ def main() -> None:
     print(f"queries sent: {queries}, lost: {lost}; forensic records: {records} "
           f"({'equal' if records == queries else 'DIFFERENT'})")
     print(f"log files: {len(files)}; verify-log: {verify.stdout.strip().splitlines()[0]}")
+    print(f"forensic log on disk (log.compress: {args.compress}): {on_disk} octets, "
+          f"{on_disk / max(1, records):.0f} a query ({raw / max(1, records):.0f} a record "
+          f"uncompressed)")
     print("RSS MiB over time: " + ", ".join(f"{t:.0f}s {r:.1f}" for t, r in samples[::max(
         1, len(samples) // 12)]))
     if after:

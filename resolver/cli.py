@@ -79,7 +79,7 @@ def check_config(args: argparse.Namespace) -> int:
 
 def verify_log(args: argparse.Namespace) -> int:
     from resolver.forensic import verify
-    return verify.run(args.files, args.hmac_key_file)
+    return verify.run(args.files, args.hmac_key_file, args.head, args.collected)
 
 
 def posture(args: argparse.Namespace) -> int:
@@ -121,11 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     check_cfg.set_defaults(run=check_config)
     verify = commands.add_parser(
         "verify-log", help="check the hash chain of forensic log files",
-        description="Check forensic log files given oldest first (log.3 log.2 log.1 log): "
-                    "names the first record changed, removed or reordered.")
-    verify.add_argument("files", nargs="+")
-    verify.add_argument("--hmac-key-file", metavar="FILE",
-                        help="the key the log was written with, for HMAC chains")
+        description="Check forensic log files given oldest first (log.3 log.2 log.1 log), "
+                    "plain or gzip: names the first record changed, removed or reordered, "
+                    "and with --head the records missing after a checkpoint.")
+    from resolver.forensic.verify import add_arguments
+    add_arguments(verify)
     verify.set_defaults(run=verify_log)
     show = commands.add_parser(
         "posture", help="the DNSSEC posture of the expected zones",

@@ -112,7 +112,10 @@ def _log(config: Config) -> str:
         rotation += [f"{log.max_age_s} s"] if log.max_age_s else []
         text += (f", rotated at {' or '.join(rotation)}, {log.keep} kept" if rotation
                  else ", never rotated")
-    return text + (f", HMAC key {log.hmac_key_file}" if log.hmac_key_file else ", no HMAC key")
+        text += ", gzip-compressed" if log.compress == "gzip" else ""
+    text += f", HMAC key {log.hmac_key_file}" if log.hmac_key_file else ", no HMAC key"
+    return text + (f", checkpoint every {log.checkpoint} s" if log.checkpoint
+                   else ", no checkpoints")
 
 
 def _dnstap(config: Config) -> str:

@@ -24,6 +24,7 @@ from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, for_worker, l
                              open_default_service, replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
 from resolver.ops.dnstap import Dnstap, DnstapCollector
+from resolver.forensic.checkpoint import Checkpoints
 from resolver.forensic.log import ForensicLog, ForensicLogError
 from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.api import Api
@@ -100,6 +101,8 @@ class Service:
         self.metrics = Metrics()
         self.health = Health()
         self.forensic = ForensicLog(config.log) if config.log.enabled else None
+        self.checkpoints = (Checkpoints(self.forensic, config.log.checkpoint, self._say)
+                            if self.forensic is not None and config.log.checkpoint else None)
         self.tap = Dnstap(config.dnstap) if config.dnstap is not None else None
         self.pinner = Pinner(_all_services(config))  # preflight checked libnftables and sets
         self.resolver, self.server = build(config, policy=Policy(config), forensic=self.forensic,
@@ -109,7 +112,7 @@ class Service:
         self.metrics.sources.update(cache=self.resolver.cache, forensic=self.forensic,
                                     wirecache=self.server.frontend.wirecache,
                                     server=self.server, admission=self.resolver.admission,
-                                    resolver=self.resolver,
+                                    resolver=self.resolver, checkpoints=self.checkpoints,
                                     iterator=lambda: self.resolver.iterator)
         self.metrics.resolutions.set_function(lambda: self.resolver.admission.in_progress)
         # The expected zones' posture (issue #18), fed by the chain of trust and the frontend.
@@ -152,6 +155,8 @@ class Service:
                 await self.forensic.start()
             except ForensicLogError as exc:  # preflight saw it fine: changed since
                 raise Failure("log", str(exc), status.UNWRITABLE) from None
+            for note in self.forensic.notes:
+                log.warning("%s", note)
         if self.tap is not None:
             self.tap.start()
         http = None
@@ -189,6 +194,8 @@ class Service:
                      asyncio.ensure_future(self.monitor.run())]
             if self.path:
                 tasks.append(asyncio.ensure_future(self._watch_file()))
+            if self.checkpoints is not None:
+                tasks.append(asyncio.ensure_future(self.checkpoints.run()))
             for line in self.summary():
                 self._say(line)
             await stop.wait()
@@ -204,6 +211,8 @@ class Service:
             try:
                 if self.forensic is not None:
                     await self.forensic.close()
+                    if self.checkpoints is not None:  # the head the log stopped at
+                        await self.checkpoints.take()
             finally:
                 self.pinner.close()
                 if self.tap is not None:

@@ -1013,15 +1013,18 @@ def test_check_config_summary_of_services(tmp_path, capsys):
         "  monitor: the expected zones checked every 300 s within 200 lookups, "
         "signatures_expiring 259200 s ahead, canaries none",
         f"  log: {log}, fsync after every batch, rotated at "
-        f"1048576 bytes or 3600 s, 3 kept, HMAC key {tmp_path / 'keys' / 'log.key'}",
+        f"1048576 bytes or 3600 s, 3 kept, HMAC key {tmp_path / 'keys' / 'log.key'}, "
+        "checkpoint every 60 s",
     ]
 
 
 @pytest.mark.parametrize("text, line", [
     ("log: {path: /l, max_bytes: 0}",
-     "  log: /l, fsync every 1000 ms, rotated at 86400 s, 10 kept, no HMAC key"),
-    ("log: {path: /l, max_bytes: 0, max_age_s: 0}", "  log: /l, fsync every 1000 ms, never "
-                                                   "rotated, no HMAC key"),
+     "  log: /l, fsync every 1000 ms, rotated at 86400 s, 10 kept, no HMAC key, checkpoint "
+     "every 60 s"),
+    ("log: {path: /l, max_bytes: 0, max_age_s: 0, compress: gzip, checkpoint: 0}",
+     "  log: /l, fsync every 1000 ms, never rotated, gzip-compressed, no HMAC key, no "
+     "checkpoints"),
     ("log: {enabled: false}", "  log: off"),
     ("services: []", "    allows nothing"),
 ])
@@ -1044,7 +1047,7 @@ def test_check_config_defaults(tmp_path, capsys):
         "    refused with REFUSED, rebinding protection off",
         "  monitor: the expected zones checked every 300 s within 200 lookups, "
         "signatures_expiring 259200 s ahead, canaries none",
-        "  log: standard output, no HMAC key",
+        "  log: standard output, no HMAC key, checkpoint every 60 s",
     ]
 
 

@@ -35,9 +35,11 @@ K8S = ROOT / "k8s"
 #: The overlays that run the resolver.
 OVERLAYS = ("sidecar", "node-unenforced")
 #: Every directory a user applies: the overlays, the former name of node-unenforced (the same
-#: objects), and the cluster-wide admission policy (k8s/admission, applied on its own).
+#: objects), the cluster-wide admission policy (k8s/admission, applied on its own) and the
+#: node-level collection of the forensic log (k8s/logging).
 DIRECTORIES = {**{name: K8S / "overlays" / name for name in OVERLAYS},
-               "node": K8S / "overlays" / "node", "admission": K8S / "admission"}
+               "node": K8S / "overlays" / "node", "admission": K8S / "admission",
+               "logging": K8S / "logging"}
 #: The Kubernetes versions whose schemas every object must pass: 1.30, the oldest still
 #: commonly run with native sidecars on by default (beta since 1.29), and 1.33, where they are GA.
 K8S_VERSIONS = ("1.30", "1.33")

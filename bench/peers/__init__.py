@@ -2,9 +2,10 @@
 loopback address (127.0.0.70-79) with a config written into a temporary directory, all
 validating the signed test tree (tests/testtree) from its root trust anchor (RFC 4035 §4.4):
 
-* dnssec-sidecar with the forensic log on (in the run's directory, on disk), on in tmpfs
-  (/dev/shm: what the log costs without the disk under it) and off (``workers`` from
-  $WORKERS, default 1);
+* dnssec-sidecar with the forensic log on (in the run's directory, on disk), on disk
+  gzip-compressed (``log.compress: gzip``), on in tmpfs (/dev/shm: what the log costs without
+  the disk under it) and off (``workers`` from $WORKERS, default 1); with $BEFORE (a checkout
+  of an earlier commit, its modules built in place) that one too, log on disk;
 * Unbound (Debian ``unbound``), one thread, validation time pinned like ours, the 4 MiB UDP
   receive buffer ours asks for (``so-rcvbuf``), and a control socket for its counters;
 * Knot Resolver (Debian ``knot-resolver``, ``kresd``), one process;
@@ -75,14 +76,19 @@ class Peer:
     configure: Callable[["Peer", Tree, Path], list[str]]  # -> argv; writes into the dir
 
 
-def _ours(log: str | None) -> Callable[[Peer, Tree, Path], list[str]]:
-    """dnssec-sidecar's config: the forensic log ``"disk"`` (the run's directory), ``"tmpfs"``
-    (a directory in /dev/shm, removed at exit; one rotated file kept) or None (off)."""
+def _ours(log: str | None, tree_dir: str | None = None,
+          ) -> Callable[[Peer, Tree, Path], list[str]]:
+    """dnssec-sidecar's config: the forensic log ``"disk"`` (the run's directory), ``"gzip"``
+    (there, ``log.compress: gzip``), ``"tmpfs"`` (a directory in /dev/shm, removed at exit;
+    one rotated file kept) or None (off); run from ``tree_dir`` (another checkout, built in
+    place) instead of this one if given."""
     def configure(peer: Peer, tree: Tree, directory: Path) -> list[str]:
         anchors = ", ".join(f'"{a}"' for a in tree.anchors)
         log_line = "log: {enabled: false}"
         if log == "disk":
             log_line = f"log: {{path: {directory}/log.jsonl}}"
+        elif log == "gzip":
+            log_line = f"log: {{path: {directory}/log.jsonl.gz, compress: gzip}}"
         elif log == "tmpfs":
             scratch = tempfile.mkdtemp(prefix="dnssec-sidecar-log-", dir="/dev/shm")
             atexit.register(shutil.rmtree, scratch, ignore_errors=True)
@@ -96,7 +102,8 @@ def _ours(log: str | None) -> Callable[[Peer, Tree, Path], list[str]]:
             f"{authority.outgoing_line()}\n"
             "metrics: {enabled: false}\n"
             f"workers: {int(os.environ.get('WORKERS', '1'))}\n")
-        return [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)]
+        where = ["env", f"--chdir={tree_dir}"] if tree_dir else []
+        return where + [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)]
     return configure
 
 
@@ -181,11 +188,15 @@ loglevel=3
 PEERS = [
     Peer("dnssec-sidecar, log on", "127.0.0.70", sys.executable, _ours("disk")),
     Peer("dnssec-sidecar, log tmpfs", "127.0.0.75", sys.executable, _ours("tmpfs")),
+    Peer("dnssec-sidecar, log gzip", "127.0.0.76", sys.executable, _ours("gzip")),
     Peer("dnssec-sidecar, log off", "127.0.0.71", sys.executable, _ours(None)),
     Peer("unbound", "127.0.0.72", "unbound", _unbound),
     Peer("knot-resolver", "127.0.0.73", "kresd", _kresd),
     Peer("pdns-recursor", "127.0.0.74", "pdns_recursor", _pdns),
 ]
+if os.environ.get("BEFORE"):  # a checkout of an earlier commit: before/after in the same run
+    PEERS.append(Peer("dnssec-sidecar, log on, before", "127.0.0.77", sys.executable,
+                      _ours("disk", os.environ["BEFORE"])))
 BASELINE = "unbound"
 
 

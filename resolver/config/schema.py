@@ -335,6 +335,9 @@ class DnstapConfig:
     queue_size: int = 10000
 
 
+LOG_COMPRESSION = ("none", "gzip")  # log.compress's values
+
+
 @dataclass(frozen=True)
 class LogConfig:
     """The ``log`` configuration key (issue #4): the forensic log (resolver.forensic.log)."""
@@ -347,6 +350,8 @@ class LogConfig:
     hmac_key_file: str | None = None
     queue_size: int = 10000         # records accepted but not yet written before appends wait
     enabled: bool = True
+    compress: str = "none"          # or "gzip": the file written compressed (issue #18)
+    checkpoint: int = 60            # seconds between chain heads emitted elsewhere (0: never)
 
     def __post_init__(self) -> None:
         for name in ("fsync_interval_ms", "max_bytes", "max_age_s", "keep"):
@@ -356,6 +361,12 @@ class LogConfig:
             raise ValueError("log.queue_size: must be at least 1")
         if not self.path:
             raise ValueError('log.path: empty (use "-" for standard output)')
+        if self.compress not in LOG_COMPRESSION:
+            raise ValueError(f"log.compress: one of {', '.join(LOG_COMPRESSION)}")
+        if self.compress != "none" and self.path == "-":
+            raise ValueError("log.compress: needs log.path to be a file")
+        if self.checkpoint < 0:
+            raise ValueError("log.checkpoint: must not be negative")
 
 
 @dataclass(frozen=True, slots=True)

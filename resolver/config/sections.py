@@ -21,10 +21,11 @@ import dns.name
 import dns.rrset
 
 from resolver import status
-from resolver.config.schema import (API_TCP, API_UNIX, DNSTAP_FILE, DNSTAP_UNIX, ApiConfig, OVER_LIMIT_DROP,
-                                    OVER_LIMIT_SERVFAIL, CacheConfig, ConfigError, DnstapConfig,
-                                    DOT_PORT, Endpoint, Forward, ForwardTls, LogConfig,
-                                    MetricsConfig, MonitorConfig, ResolverLimits, ServeStale, Timeouts, default)
+from resolver.config.schema import (API_TCP, API_UNIX, DNSTAP_FILE, DNSTAP_UNIX, DOT_PORT,
+                                    LOG_COMPRESSION, OVER_LIMIT_DROP, OVER_LIMIT_SERVFAIL,
+                                    ApiConfig, CacheConfig, ConfigError, DnstapConfig, Endpoint,
+                                    Forward, ForwardTls, LogConfig, MetricsConfig, MonitorConfig,
+                                    ResolverLimits, ServeStale, Timeouts, default)
 from resolver.config.values import (_address, _bool, _choice, _duration, _endpoint, _given,
                                     _int, _ints, _kind, _list, _mapping, _name, _nonempty, _path,
                                     _required, _str, _unique, parse_time)
@@ -81,6 +82,7 @@ _LOG_BOUNDS = {
     "queue_size": (1, 10_000_000),
 }
 _LOG_MIN_BYTES = 4096
+_CHECKPOINT_BOUNDS = (0, 86_400)  # seconds between chain heads (log.checkpoint); 0: never
 _DNSTAP_KEYS = ("path", "identity", "version", "client", "resolver", "queue_size")
 _DNSTAP_QUEUE_BOUNDS = (1, 10_000_000)
 _DNSTAP_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.S)
@@ -357,6 +359,13 @@ def _log_config(data: dict[str, Any], base_dir: str | None = None) -> LogConfig:
         values["hmac_key_file"] = _path(data["hmac_key_file"], "log.hmac_key_file", base_dir)
     if _given(data, "enabled"):
         values["enabled"] = _bool(data["enabled"], "log.enabled")
+    if _given(data, "compress"):
+        values["compress"] = _choice(data["compress"], "log.compress", LOG_COMPRESSION)
+        if values["compress"] != "none" and values.get("path", "-") == "-":
+            raise ConfigError("log.compress", f"{values['compress']}: needs log.path to be a "
+                              "file (standard output is written as text)")
+    if _given(data, "checkpoint"):
+        values["checkpoint"] = _duration(data["checkpoint"], "log.checkpoint", _CHECKPOINT_BOUNDS)
     return LogConfig(**values)
 
 

@@ -9,6 +9,10 @@ from libc.stdint cimport uint32_t
 
 from resolver.forensic._queue cimport Queue
 
+cdef extern from "<openssl/sha.h>" nogil:  # OpenSSL's libcrypto, as Python's hashlib uses
+    ctypedef struct SHA256_CTX:
+        pass
+
 cdef enum:
     MAX_HOLES = 16  # holes of a hit template at most
 
@@ -45,8 +49,10 @@ cdef class Codebook:
 cdef class Digest:
     cdef readonly object key
     cdef readonly bytes mac_json  # the record's ``mac`` field, as JSON text
-    cdef object _inner, _outer, _sha256
+    cdef bint keyed
+    cdef SHA256_CTX inner, outer  # HMAC: the padded key blocks hashed (RFC 2104 §2)
 
+    cdef void into(self, const char *body, Py_ssize_t n, char *out) noexcept nogil
     cpdef str hex(self, body)
 
 

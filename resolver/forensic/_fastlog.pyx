@@ -17,7 +17,6 @@ declared in ``_fastlog.pxd``, so that the hit path (resolver.frontend._fastpath)
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.stdio cimport snprintf
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
@@ -33,7 +32,12 @@ import orjson
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
-    enum: PyBUF_READ
+    str PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
+
+cdef extern from "<openssl/sha.h>" nogil:
+    int SHA256_Init(SHA256_CTX *c)
+    int SHA256_Update(SHA256_CTX *c, const void *data, size_t n)
+    int SHA256_Final(unsigned char *md, SHA256_CTX *c)
 
 GENESIS = "0" * 64  # the prev of a chain's first record
 MAC_SHA256 = "sha256"
@@ -153,31 +157,63 @@ cdef class Codebook:
 @cython.final
 cdef class Digest:
     """A record's hash: hex SHA-256 of the body, or HMAC-SHA-256 under ``key`` (RFC 2104), the
-    padded-key states of RFC 2104 §2 hashed once and copied per record."""
+    padded-key states of RFC 2104 §2 hashed once and copied per record; computed by OpenSSL's
+    libcrypto (FIPS 180-4 SHA-256, as Python's hashlib) without a Python object per record."""
 
     def __init__(self, key=None):
         self.key = key
-        self._sha256 = hashlib.sha256
         self.mac_json = b'"%s"' % (MAC_SHA256 if key is None else MAC_HMAC).encode()
+        self.keyed = key is not None
         if key is None:
-            self._inner = self._outer = None
             return
         block = (hashlib.sha256(key).digest() if len(key) > 64 else bytes(key)).ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        inner = bytes(b ^ 0x36 for b in block)
+        outer = bytes(b ^ 0x5C for b in block)
+        SHA256_Init(&self.inner)
+        SHA256_Update(&self.inner, PyBytes_AS_STRING(inner), 64)
+        SHA256_Init(&self.outer)
+        SHA256_Update(&self.outer, PyBytes_AS_STRING(outer), 64)
 
     def __call__(self, body):
         return self.hex(body)
 
+    cdef void into(self, const char *body, Py_ssize_t n, char *out) noexcept nogil:
+        """The hash of ``n`` octets at ``body`` as 64 lowercase hex digits at ``out``."""
+        cdef SHA256_CTX ctx
+        cdef unsigned char md[32]
+        cdef int i
+        if self.keyed:
+            memcpy(&ctx, &self.inner, sizeof(SHA256_CTX))
+            SHA256_Update(&ctx, body, n)
+            SHA256_Final(md, &ctx)
+            memcpy(&ctx, &self.outer, sizeof(SHA256_CTX))
+            SHA256_Update(&ctx, md, 32)
+        else:
+            SHA256_Init(&ctx)
+            SHA256_Update(&ctx, body, n)
+        SHA256_Final(md, &ctx)
+        for i in range(32):
+            out[2 * i] = _HEX_DIGITS[md[i] >> 4]
+            out[2 * i + 1] = _HEX_DIGITS[md[i] & 15]
+
     cpdef str hex(self, body):
         """The hex hash of ``body`` (bytes-like)."""
-        if self._inner is None:
-            return self._sha256(body).hexdigest()
-        inner = self._inner.copy()
-        inner.update(body)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
+        cdef const unsigned char[::1] view
+        cdef char out[HEX]
+        cdef const char *start = _HEX_DIGITS  # any valid address for no octets
+        cdef Py_ssize_t n
+        if type(body) is bytes:  # the usual case: no buffer view made
+            start, n = PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body)
+        else:
+            view = body
+            n = view.shape[0]
+            if n:
+                start = <const char *>&view[0]
+        self.into(start, n, out)
+        return PyUnicode_DecodeASCII(out, HEX, NULL)
+
+
+cdef const char *_HEX_DIGITS = b"0123456789abcdef"
 
 
 @cython.final
@@ -237,6 +273,7 @@ cdef class Chain(Queue):
         cdef str digest
         cdef bytes line
         cdef char *out
+        cdef char hexed[HEX]
         if not _plain(address, alen):
             escaped = orjson.dumps(client[0])
         need = (PyBytes_GET_SIZE(raw) + alen * 6 + 64 + PyBytes_GET_SIZE(flags)
@@ -296,13 +333,14 @@ cdef class Chain(Queue):
             else:  # F_HASH: the body has no hash member; its closing quote is skipped too
                 hash_at = at
                 start += 1
-        digest = self.digest.hex(PyMemoryView_FromMemory(o, at, PyBUF_READ))
+        self.digest.into(o, at, hexed)
+        digest = PyUnicode_DecodeASCII(hexed, HEX, NULL)
         # The line: the body with the hash member put back where it was cut out.
         line = PyBytes_FromStringAndSize(NULL, at + t.hash_key + HEX + 2)
         out = PyBytes_AS_STRING(line)
         memcpy(out, o, hash_at)
         memcpy(out + hash_at, text + key, t.hash_key)
-        memcpy(out + hash_at + t.hash_key, PyUnicode_AsUTF8AndSize(digest, &alen), HEX)
+        memcpy(out + hash_at + t.hash_key, hexed, HEX)
         out[hash_at + t.hash_key + HEX] = b'"'
         memcpy(out + hash_at + t.hash_key + HEX + 1, o + hash_at, at - hash_at)
         out[at + t.hash_key + HEX + 1] = b"\n"

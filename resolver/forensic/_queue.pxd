@@ -9,6 +9,14 @@ cdef extern from "<pthread.h>" nogil:
         pass
 
 
+cdef extern from "<zlib.h>" nogil:
+    ctypedef struct z_stream:  # the members used (the rest are zlib's, zeroed before init)
+        const unsigned char *next_in
+        unsigned int avail_in
+        unsigned char *next_out
+        unsigned int avail_out
+
+
 cdef struct Lines:  # sealed lines back to back (size of cap octets) and where each ends
     char *buf
     Py_ssize_t size, cap
@@ -30,6 +38,13 @@ cdef class Queue:
     cdef Py_ssize_t unstarted  # octets written since writeback was last started
     cdef bint idle  # the writer waits on cv (under mu)
     cdef bint attending  # the writer returns to Python after each batch (under mu)
+    cdef z_stream zs  # the gzip stream the batches are compressed into (when zipped)
+    cdef bint zipped  # log.compress: gzip
+    cdef bint member  # a gzip member is open: it has output, no trailer yet
+    cdef int quiet_level, busy_level, level  # zlib levels: a small batch's, a large one's, now
+    cdef readonly long long raw_bytes  # octets of the lines written (before compression)
+    cdef Lines out  # the batch compressed (its ``buf`` and ``size`` only), being written
+    cdef Py_ssize_t out_at  # octets of it written
 
     cpdef bint has_room(self)
     cpdef void offer(self, bytes line) except *
@@ -37,4 +52,5 @@ cdef class Queue:
                    double age_at, long long planned, int *value) except -2 nogil
     cdef int _write_native(self, int fd) noexcept nogil
     cdef int _write_python(self, int fd, write) except? -1
+    cdef int _deflate(self, int flush) noexcept nogil
     cdef void _wrote(self, Py_ssize_t n) noexcept nogil

@@ -3,13 +3,16 @@
 mutex of the queue's own, held only to copy a line in or hand a batch over; the writer thread
 takes batches and writes them (one ``write`` per batch, writeback started each MiB with
 ``sync_file_range``) without the GIL, coming back to Python only when there is something for it
-to do (:meth:`Queue.drain`). ``resolver.forensic.log`` runs the writer; ``_fastlog.Chain``
+to do (:meth:`Queue.drain`). With ``log.compress: gzip`` (:meth:`Queue.compress`) each batch is
+deflated into one gzip member per file (RFC 1952, RFC 1951) and ends with a sync flush, so the
+file decompresses up to its last batch whatever happens next; :meth:`Queue.finish` closes the
+member when the file is rotated or closed. ``resolver.forensic.log`` runs the writer; ``_fastlog.Chain``
 extends the queue with the hash chain.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromMemory
-from libc.errno cimport EAGAIN, EINTR, EIO, errno
+from libc.errno cimport EAGAIN, EINTR, EIO, ENOMEM, errno
 from libc.stdlib cimport free, realloc
 from libc.math cimport INFINITY
 from libc.string cimport memcpy, memmove, memset
@@ -18,6 +21,7 @@ from posix.types cimport time_t
 
 from resolver.clock cimport monotonic, realtime
 
+import os
 import select
 
 cdef extern from "<pthread.h>" nogil:
@@ -52,6 +56,17 @@ cdef extern from "<poll.h>" nogil:
 
 cdef extern from "Python.h":
     enum: PyBUF_READ
+
+cdef extern from "<zlib.h>" nogil:
+    int deflateInit2(z_stream *strm, int level, int method, int windowBits, int memLevel,
+                     int strategy)
+    int deflate(z_stream *strm, int flush)
+    int deflateReset(z_stream *strm)
+    int deflateParams(z_stream *strm, int level, int strategy)
+    int deflateEnd(z_stream *strm)
+    unsigned long deflateBound(z_stream *strm, unsigned long source_len)
+    enum: Z_OK, Z_BUF_ERROR, Z_STREAM_END, Z_SYNC_FLUSH, Z_FINISH, Z_DEFLATED
+    enum: Z_DEFAULT_STRATEGY
 
 
 cdef int _reserve(Lines *q, Py_ssize_t octets, Py_ssize_t lines) noexcept nogil:
@@ -109,6 +124,9 @@ cdef enum:
     BATCH = 256  # lines: a batch this large is written without lingering
     KEEP_BYTES = 1 << 20  # a written buffer larger than this is freed, not kept for reuse
     WRITEBACK_BYTES = 1 << 20  # written octets after which their writeback is started
+    GZIP_WINDOW = 15 + 16  # zlib's windowBits: a 32 KiB window, a gzip wrapper (RFC 1952)
+    DEFLATE_STEP = 1 << 30  # input octets handed to deflate at once (its counts are 32-bit)
+    QUIET_BATCH = 1 << 16  # octets: a smaller batch is deflated at the quiet level
 
 
 cdef class Queue:
@@ -121,6 +139,8 @@ cdef class Queue:
         cdef pthread_condattr_t attr
         memset(&self.pending, 0, sizeof(Lines))
         memset(&self.taken, 0, sizeof(Lines))
+        memset(&self.out, 0, sizeof(Lines))
+        memset(&self.zs, 0, sizeof(z_stream))
         pthread_mutex_init(&self.mu, NULL)
         pthread_condattr_init(&attr)
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
@@ -135,6 +155,9 @@ cdef class Queue:
     def __dealloc__(self):
         _release(&self.pending)
         _release(&self.taken)
+        _release(&self.out)
+        if self.zipped:
+            deflateEnd(&self.zs)
         pthread_cond_destroy(&self.cv)
         pthread_mutex_destroy(&self.mu)
 
@@ -156,6 +179,34 @@ cdef class Queue:
         finally:
             pthread_mutex_unlock(&self.mu)
         return out
+
+    def compress(self, int quiet_level, int busy_level):
+        """Write the batches gzip-compressed (before the writer starts): a batch under 64 KiB
+        at zlib level ``quiet_level``, a larger one (a busy log) at ``busy_level`` (1-9)."""
+        if self.zipped:
+            raise RuntimeError("the queue compresses already")
+        if deflateInit2(&self.zs, busy_level, Z_DEFLATED, GZIP_WINDOW, 8,
+                        Z_DEFAULT_STRATEGY) != Z_OK:
+            raise MemoryError("zlib: cannot start a gzip stream")
+        self.quiet_level, self.busy_level, self.level = quiet_level, busy_level, busy_level
+        self.zipped = True
+
+    def finish(self, int fd, write=None):
+        """Close the file's gzip member (its last block and trailer, RFC 1952 §2.2; nothing
+        when no batch was written since the last) once every batch is written, before the file
+        is rotated or closed; the next batch opens a new member. Returns the octets written;
+        raises OSError when the write fails (the next call writes the rest)."""
+        cdef long long before = self.written_bytes
+        cdef int value = 0
+        if not self.zipped or not (self.member or self.out.size):
+            return 0
+        if self.out.size == 0:
+            value = self._deflate(Z_FINISH)
+        if value == 0:
+            value = self._write_native(fd) if write is None else self._write_python(fd, write)
+        if value:
+            raise OSError(value, os.strerror(value))
+        return self.written_bytes - before
 
     cpdef bint has_room(self):
         """A record may be queued without waiting: none waits and the queue is not full."""
@@ -289,14 +340,25 @@ cdef class Queue:
         return -1
 
     cdef int _write_native(self, int fd) noexcept nogil:
-        """Write the rest of the batch; 0, or the errno of a failed write."""
+        """Write the rest of the batch (compressed first, when zipped); 0, or the errno of a
+        failed write."""
         cdef ssize_t n
         cdef pollfd wait
         cdef int failed = 0
-        while self.taken_at < self.taken.size:
-            n = write(fd, self.taken.buf + self.taken_at, self.taken.size - self.taken_at)
+        if self.zipped and self.out.size == 0 and self.taken_at < self.taken.size:
+            failed = self._deflate(Z_SYNC_FLUSH)
+        while failed == 0:
+            if self.zipped:
+                if self.out_at == self.out.size:
+                    break
+                n = write(fd, self.out.buf + self.out_at, self.out.size - self.out_at)
+            else:
+                if self.taken_at == self.taken.size:
+                    break
+                n = write(fd, self.taken.buf + self.taken_at, self.taken.size - self.taken_at)
             if n >= 0:
                 self._wrote(n)
+                self.unstarted += n
                 continue
             if errno == EINTR:
                 continue
@@ -305,37 +367,101 @@ cdef class Queue:
                 poll(&wait, 1, 1000)
                 continue
             failed = errno
-            break
-        if failed == 0:
-            self.unstarted += self.taken.size
-            if self.unstarted >= WRITEBACK_BYTES:
-                # Start writing the last megabyte to disk now (asynchronously; a pipe's ESPIPE
-                # is of no matter): the fsync then finds little left, and the device gets an
-                # even stream of large writes: not a second's worth of pages at once, nor a
-                # request per batch (4x the requests at 40k records/s).
-                sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
-                self.unstarted = 0
+        if failed == 0 and self.unstarted >= WRITEBACK_BYTES:
+            # Start writing the last megabyte to disk now (asynchronously; a pipe's ESPIPE
+            # is of no matter): the fsync then finds little left, and the device gets an
+            # even stream of large writes: not a second's worth of pages at once, nor a
+            # request per batch (4x the requests at 40k records/s).
+            sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+            self.unstarted = 0
         return failed
 
     cdef int _write_python(self, int fd, write) except? -1:
         """:meth:`_write_native` through ``write``, with the GIL."""
-        while self.taken_at < self.taken.size:
+        cdef int failed = 0
+        if self.zipped and self.out.size == 0 and self.taken_at < self.taken.size:
+            failed = self._deflate(Z_SYNC_FLUSH)
+            if failed:
+                return failed
+        while True:
+            if self.zipped:
+                if self.out_at == self.out.size:
+                    return 0
+                view = PyMemoryView_FromMemory(self.out.buf + self.out_at,
+                                               self.out.size - self.out_at, PyBUF_READ)
+            else:
+                if self.taken_at == self.taken.size:
+                    return 0
+                view = PyMemoryView_FromMemory(self.taken.buf + self.taken_at,
+                                               self.taken.size - self.taken_at, PyBUF_READ)
             try:
-                n = write(fd, PyMemoryView_FromMemory(self.taken.buf + self.taken_at,
-                                                      self.taken.size - self.taken_at,
-                                                      PyBUF_READ))
+                n = write(fd, view)
             except BlockingIOError:
                 select.select([], [fd], [], 1.0)
                 continue
             except OSError as exc:
                 return exc.errno or EIO
             self._wrote(n)
-        return 0
+
+    cdef int _deflate(self, int flush) noexcept nogil:
+        """Compress the rest of the batch into ``out`` and end it with a sync flush (an empty
+        stored block, RFC 1951 §3.2.4: the file decompresses up to here), or with
+        ``Z_FINISH`` (no input) close the member (RFC 1952 §2.2) and reset the stream for the
+        next; 0, or an errno."""
+        cdef int rc, now
+        cdef Py_ssize_t rest = 0 if flush == Z_FINISH else self.taken.size - self.taken_at
+        cdef Py_ssize_t step
+        cdef int level = self.quiet_level if rest < QUIET_BATCH else self.busy_level
+        if self.out.cap > KEEP_BYTES:
+            _release(&self.out)
+        self.out.size = self.out_at = 0
+        if level != self.level and flush == Z_SYNC_FLUSH:
+            # Between batches: the last one ended with a sync flush, nothing is pending, so
+            # the new level takes effect without output (zlib's deflateParams).
+            if _reserve(&self.out, 64, 0) < 0:
+                return ENOMEM
+            self.zs.next_out = <unsigned char *>self.out.buf
+            self.zs.avail_out = <unsigned int>self.out.cap
+            self.zs.avail_in = 0
+            if deflateParams(&self.zs, level, Z_DEFAULT_STRATEGY) != Z_OK:
+                return EIO
+            self.out.size = self.out.cap - self.zs.avail_out
+            self.level = level
+        self.zs.next_in = <const unsigned char *>self.taken.buf + self.taken_at
+        while True:
+            step = min(rest, DEFLATE_STEP)
+            rest -= step
+            self.zs.avail_in = <unsigned int>step
+            if _reserve(&self.out, <Py_ssize_t>deflateBound(&self.zs, step) + 64, 0) < 0:
+                return ENOMEM
+            self.zs.next_out = <unsigned char *>self.out.buf + self.out.size
+            self.zs.avail_out = <unsigned int>min(self.out.cap - self.out.size, DEFLATE_STEP)
+            step = self.zs.avail_out
+            now = flush if rest == 0 else 0  # Z_NO_FLUSH until the last of the input
+            rc = deflate(&self.zs, now)
+            self.out.size += step - self.zs.avail_out
+            rest += self.zs.avail_in
+            if rc == Z_STREAM_END:
+                deflateReset(&self.zs)
+                self.member = False
+                return 0
+            if rc != Z_OK and rc != Z_BUF_ERROR:
+                return EIO
+            if now == Z_SYNC_FLUSH and rest == 0 and self.zs.avail_out > 0:
+                self.member = True
+                return 0
 
     cdef void _wrote(self, Py_ssize_t n) noexcept nogil:
-        """``n`` more octets of the batch are written: count the lines completed."""
-        cdef Py_ssize_t done = 0
-        self.taken_at += n
+        """``n`` more octets are written: of the batch, or of its compressed form (whose
+        lines are all done with its last octet); count the lines completed."""
+        cdef Py_ssize_t done = 0, raw = n
+        if self.zipped:
+            self.out_at += n
+            raw = 0
+            if self.out_at == self.out.size:
+                raw = self.taken.size - self.taken_at
+                self.out.size = self.out_at = 0
+        self.taken_at += raw
         while self.taken_done < self.taken.count and \
                 self.taken.ends[self.taken_done] <= self.taken_at:
             self.taken_done += 1
@@ -344,4 +470,5 @@ cdef class Queue:
         self.outstanding -= done
         self.written += done
         self.written_bytes += n
+        self.raw_bytes += raw
         pthread_mutex_unlock(&self.mu)

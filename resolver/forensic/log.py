@@ -5,8 +5,10 @@ hash-chained so that a changed, removed or reordered record is detected
 The record's fields are those of the table in ``resolver.forensic.record``; the log keeps them as
 given and adds the chain fields as it accepts a record, on the event loop's thread
 (``resolver.forensic.seal``). This module is the writer: the bounded queue with back-pressure,
-the thread that writes batches and fsyncs them, and rotation by size and age
-(``resolver.forensic.files``).
+the thread that writes batches and fsyncs them, gzip compression (``log.compress``; the stream
+flushed per batch, closed when the file is rotated or the log closed, a crashed run's closed at
+the next start: ``resolver.forensic.files``), rotation by size and age, and the chain's head
+(:meth:`ForensicLog.head`) for checkpoints.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from resolver.config import LogConfig
 from resolver.errors import ResolverError
 from resolver.forensic._fastlog import Chain, Codebook
 from resolver.forensic._queue import DRAIN_ERROR, DRAIN_ROOM
-from resolver.forensic.files import continuation, first_time, rotation
+from resolver.forensic.files import (close_stream, compressed, continuation, first_time,
+                                     rotation)
 from resolver.forensic.seal import ForensicLogError, load_hmac_key, seal
 
 __all__ = ["ForensicLog"]
@@ -52,6 +55,10 @@ def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, exc: BaseExcepti
 
 
 _LINGER = 0.004    # seconds the writer waits for a smaller batch to grow (the reply never waits)
+#: log.compress: gzip's zlib levels for a small batch (under 64 KiB: a quiet log, whose CPU is
+#: cheap and whose batches of a few records deflate poorly) and a large one (a busy log: level 1
+#: deflates 3x as fast as 6 for 10-30 % more octets). bench/forensic.py --compress.
+GZIP_LEVELS = (6, 1)
 
 
 class ForensicLog:
@@ -95,6 +102,8 @@ class ForensicLog:
         self._opened_at = 0.0
         self._last_sync = time.monotonic()
         self._renames: list[tuple[str, str]] | None = None  # a rotation under way
+        self._zipped = self._file and config.compress == "gzip"
+        self.notes: list[str] = []  # what starting did to the files, for the process log
 
     # -- the event loop's side
 
@@ -112,6 +121,8 @@ class ForensicLog:
             except ForensicLogError as exc:
                 raise type(exc)(f"log.hmac_key_file: {exc}") from exc
         self.chain.use_key(self._key)
+        if self._zipped:
+            self.chain.compress(*GZIP_LEVELS)
         if self._file:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self._open_existing)
@@ -210,6 +221,16 @@ class ForensicLog:
         if self._dead is not None:
             raise ForensicLogError(f"forensic log writer failed: {self._last_error}")
 
+    async def head(self) -> tuple[int, str] | None:
+        """The chain's head once written (and fsynced for a file): the seq and hash of the
+        last record accepted when called, None before the first. What a checkpoint emits."""
+        chain = self.chain
+        if chain.seq == 0:
+            return None
+        head = (chain.seq - 1, chain.prev)
+        await self.flush()
+        return head
+
     @property
     def healthy(self) -> bool:
         """False while writes fail (e.g. disk full) or after the writer died: stop answering."""
@@ -217,13 +238,15 @@ class ForensicLog:
 
     @property
     def stats(self) -> dict:
-        """Counters: records, bytes, batches, queue_depth (accepted, not written), waiting
+        """Counters: records, bytes (written to the file: compressed, when it is),
+        record_bytes (of the records, uncompressed), batches, queue_depth (accepted, not written), waiting
         (appends blocked), rotations, write_errors, blocked_waits, fsyncs, writer_passes (times
         the writer thread came back to Python from draining the queue), last_error, seq."""
         chain = self.chain
         with self._cond:
             stats = dict(self._stats)
-            stats.update(records=chain.written, bytes=chain.written_bytes, batches=chain.batches,
+            stats.update(records=chain.written, bytes=chain.written_bytes,
+                         record_bytes=chain.raw_bytes, batches=chain.batches,
                          queue_depth=chain.outstanding, waiting=len(self._waiters),
                          last_error=self._last_error, healthy=self.healthy, seq=chain.seq)
         return stats
@@ -240,9 +263,24 @@ class ForensicLog:
 
     def _open_existing(self) -> None:
         path = self.config.path
+        if os.path.exists(path) and os.path.getsize(path) > 0 \
+                and compressed(path) != self._zipped:  # log.compress changed: a new file
+            if not self.config.keep:
+                raise ForensicLogError(
+                    f"forensic log {path} is {'' if compressed(path) else 'not '}compressed and "
+                    f"log.compress is {self.config.compress}; with log.keep 0 it would be "
+                    f"removed: move it aside first")
+            for src, dst in rotation(path, self.config.keep):
+                os.rename(src, dst) if dst else os.unlink(src)
+            self.notes.append(f"{path} rotated to {path}.1: log.compress is now "
+                              f"{self.config.compress}")
         last = continuation(self.config, self._key)
         if last is not None:
             self.chain.restart(*last)
+        if self._zipped and os.path.exists(path) and os.path.getsize(path) > 0:
+            note = close_stream(path)
+            if note:
+                self.notes.append(note)
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         except OSError as exc:
@@ -264,6 +302,11 @@ class ForensicLog:
             self.chain.healthy = False
         finally:
             if self._file and self._fd is not None:
+                try:
+                    if self._dead is None and not self._abort.is_set():
+                        self._close_member()
+                except OSError:  # left unfinished: the next start closes it (files.close_stream)
+                    pass
                 try:
                     os.close(self._fd)
                 except OSError:
@@ -328,6 +371,8 @@ class ForensicLog:
             return -1, math.inf, math.inf, math.inf, -1
         cfg = self.config
         room = max(0, cfg.max_bytes - self._size) if cfg.max_bytes else -1
+        if self._zipped and room > 0:  # compressed sizes are known once written: a file
+            room = -1                  # rotates once it has reached max_bytes
         due = self._last_sync + interval
         wait_until = due if self._dirty and interval > 0 else math.inf
         write_until = due if interval > 0 else 0.0  # 0: fsync after every batch
@@ -375,6 +420,15 @@ class ForensicLog:
             self._stats["fsyncs"] += 1
         self._last_sync = time.monotonic()
 
+    def _close_member(self) -> None:
+        """Close the file's gzip member (trailer) and fsync it, before it is rotated or closed."""
+        if self._zipped:
+            write = None if _write is os.write else _write
+            self._size += self.chain.finish(self._fd, write)
+            self._dirty = True
+        if self._dirty:
+            self._fsync()
+
     def _durable(self) -> int:
         """Records written, and for a file fsynced too (under ``_cond``)."""
         return self._synced if self._file else self.chain.written
@@ -384,12 +438,13 @@ class ForensicLog:
         older than max_age_s; resumable step by step after an error."""
         cfg = self.config
         if self._renames is None:
+            full = self._size >= cfg.max_bytes if self._zipped \
+                else self._size + next_line > cfg.max_bytes
             if self._size == 0 or not (
-                    (cfg.max_bytes and self._size + next_line > cfg.max_bytes)
+                    (cfg.max_bytes and full)
                     or (cfg.max_age_s and self._clock() - self._opened_at >= cfg.max_age_s)):
                 return
-            if self._dirty:
-                self._fsync()
+            self._close_member()
             self._renames = rotation(cfg.path, cfg.keep)
             fd, self._fd = self._fd, None
             try:

@@ -26,7 +26,8 @@ from resolver.errors import ResolverError
 from resolver.forensic import record as fields
 from resolver.forensic._fastlog import FILL_HASH, MAC_HMAC, MAC_SHA256, Codebook, Digest, HitTemplate
 
-__all__ = ["NEEDS_KEY", "ForensicLogError", "UnreadableKey", "canonical", "check_line", "hasher",
+__all__ = ["NEEDS_KEY", "ForensicLogError", "UnreadableKey", "canonical", "check_line",
+           "check_record", "hasher",
            "hit_template", "load_hmac_key", "record_hash", "seal"]
 
 MIN_KEY_BYTES = 16
@@ -34,6 +35,7 @@ _SORTED = orjson.OPT_SORT_KEYS
 _LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 _PLACEHOLDER = secrets.token_hex(32)
 _PLACEHOLDER_PAIR = b'"hash":"' + _PLACEHOLDER.encode() + b'",'
+_COLLECTED = " (a log collector's copy? verify-log --collected)"
 NEEDS_KEY = ("the log is HMAC-protected (mac hmac-sha256): its chain cannot be checked without "
              "the key")
 
@@ -180,9 +182,21 @@ def check_line(line: bytes, key: bytes | None, digest_of: Callable[[bytes], str]
     try:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        return None, f"line does not parse ({exc}): the record was truncated or changed"
+        return None, (f"line does not parse ({exc}): the record was truncated or changed"
+                      f"{_COLLECTED}")
     if not isinstance(rec, dict):
         return None, "line is not a JSON object: the record was changed"
+    rec, problem = check_record(rec, key, digest_of)
+    if problem is None and orjson.dumps(rec, option=_LINE) != line:
+        return rec, ("line is not in canonical form (re-encoded, or duplicate keys): "
+                     f"the record was changed{_COLLECTED}")
+    return rec, problem
+
+
+def check_record(rec: dict, key: bytes | None, digest_of: Callable[[bytes], str] | None = None,
+                 ) -> tuple[dict, str | None]:
+    """Check a parsed record's chain fields and hash, which covers its canonical encoding
+    (whatever bytes it was parsed from): ``(record, None)`` or ``(record, what is wrong)``."""
     seq, digest = rec.get("seq"), rec.get("hash")
     if type(seq) is not int or seq < 0 or not isinstance(rec.get("prev"), str) \
             or not isinstance(digest, str):
@@ -200,7 +214,4 @@ def check_line(line: bytes, key: bytes | None, digest_of: Callable[[bytes], str]
     if not hmac.compare_digest((digest_of or hasher(key))(canonical(body)), digest):
         extra = " (or the HMAC key is not the one it was written with)" if key else ""
         return rec, "hash mismatch: record changed" + extra
-    if orjson.dumps(rec, option=_LINE) != line:
-        return rec, ("line is not in canonical form (re-encoded, or duplicate keys): "
-                     "the record was changed")
     return rec, None

@@ -1,8 +1,9 @@
 """Operations: Prometheus metrics (``prometheus-client``), and an HTTP endpoint serving
 ``/metrics``, ``/healthz`` (the process and its event loop respond), ``/readyz`` (trust
 established: the DNSKEY set of each trust anchor's zone validated, or the forwarders
-answering; no validation canary resolving) and ``/posture`` (the expected zones' DNSSEC
-posture as JSON, resolver.monitor).
+answering; no validation canary resolving), ``/posture`` (the expected zones' DNSSEC
+posture as JSON, resolver.monitor) and ``/log/head`` (the forensic chain's last
+checkpoint, JSON).
 
 Counters are bumped where things happen; sizes and queue depths are read at scrape time."""
 
@@ -243,6 +244,12 @@ class _Snapshot:
             yield _counter("log_bytes", "Forensic log bytes written", stats.get("bytes", 0))
             yield _counter("log_write_errors", "Forensic log write errors",
                            stats.get("write_errors", 0))
+        checkpoints = self.sources.get("checkpoints")
+        if checkpoints is not None and checkpoints.last is not None:
+            seq, _, at = checkpoints.last
+            yield _gauge("log_head_seq", "The forensic chain's last checkpoint (log.checkpoint): "
+                         "the seq of the last record written; its hash is on /log/head", seq)
+            yield _gauge("log_head_timestamp_seconds", "When that checkpoint was taken", at)
 
 
 def _posture(monitor):
@@ -306,7 +313,7 @@ class Health:
 
 
 class HttpEndpoint:
-    """The three paths over HTTP/1.1 (GET only; resolver.ops.http)."""
+    """The five paths over HTTP/1.1 (GET only; resolver.ops.http)."""
 
     def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
         self.metrics, self.health = metrics, health
@@ -346,4 +353,12 @@ class HttpEndpoint:
             if monitor is None:
                 return Reply("404 Not Found", text, b"no posture: monitor.enabled is false\n")
             return Reply("200 OK", "application/json", orjson.dumps(monitor.report()) + b"\n")
-        return Reply("404 Not Found", text, b"/metrics /healthz /readyz /posture\n")
+        if request.path == "/log/head":
+            checkpoints = self.metrics.sources.get("checkpoints")
+            head = checkpoints.json() if checkpoints is not None else None
+            if head is not None:
+                return Reply("200 OK", "application/json", head)
+            return Reply("404 Not Found", text, b"no checkpoint yet (log.checkpoint)\n"
+                         if checkpoints is not None else
+                         b"no checkpoints: the log or log.checkpoint is off\n")
+        return Reply("404 Not Found", text, b"/metrics /healthz /readyz /posture /log/head\n")
