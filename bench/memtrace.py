@@ -42,6 +42,24 @@ def census() -> list[str]:
     return lines
 
 
+def rss_mib() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def trimmed() -> list[str]:
+    """RSS before and after glibc's malloc_trim(0): memory free in the heap but not returned."""
+    import ctypes
+    before = rss_mib()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return [f"RSS {before:.1f} MiB (no malloc_trim here)"]
+    return [f"RSS {before:.1f} MiB, {rss_mib():.1f} MiB after malloc_trim(0)"]
+
+
 def lines_report() -> list[str]:
     snapshot = tracemalloc.take_snapshot().filter_traces(
         [tracemalloc.Filter(False, tracemalloc.__file__)])
@@ -64,7 +82,8 @@ def _watch(out: str) -> None:
         if os.path.exists(out + ".go"):
             gc.collect()
             try:
-                text = census() + (lines_report() if tracemalloc.is_tracing() else [])
+                text = census() + (lines_report() if tracemalloc.is_tracing() else []) \
+                    + trimmed()
             except Exception as exc:  # noqa: BLE001 - said in the file, not lost in a thread
                 text = [f"census failed: {exc!r}"]
             with open(out, "w") as f:

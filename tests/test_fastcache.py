@@ -499,12 +499,13 @@ def test_the_doorkeeper_stores_a_question_from_its_second_time():
     second offer is, in each scope apart; one stored already is replaced at once."""
     cache = fc.WireCache(max_entries=1000, doorkeeper=True)
     (query, response), (other, _) = _query_for(0), _query_for(1)
-    assert not cache.store(query, "s", response, NOW, 60) and cache.first_seen == 1
-    assert cache.answer(query, "s", NOW) is None and len(cache) == 0
-    assert not cache.store(query, "t", response, NOW, 60)  # another scope: its own first
-    assert cache.store(query, "s", response, NOW, 60) and cache.first_seen == 2
+    assert not cache.admits(query, "s") and cache.first_seen == 1
+    assert not cache.admits(query, "t")  # another scope: its own first sight
+    assert cache.admits(query, "s") and cache.first_seen == 2
+    assert cache.store(query, "s", response, NOW, 60)
     assert cache.answer(query, "s", NOW) is not None and cache.answer(other, "s", NOW) is None
-    assert cache.store(query, "s", response, NOW + 1, 60) and cache.first_seen == 2
+    assert cache.admits(query, "s") and cache.first_seen == 2  # stored: replaced at once
+    assert not cache.admits(b"not a query", "s") and fc.WireCache().admits(other, "s")
 
 
 def test_the_doorkeeper_stays_sparse_under_unique_questions():
@@ -512,8 +513,8 @@ def test_the_doorkeeper_stays_sparse_under_unique_questions():
     repeat (its bits start again every max_entries questions), so almost nothing is stored."""
     cache = fc.WireCache(max_entries=100, doorkeeper=True)
     query, response = _query_for(0)
-    stored = sum(cache.store(query, i, response, NOW, 60) for i in range(20000))
-    assert stored < 200 and cache.first_seen == 20000 - stored and len(cache) <= 100
+    admitted = sum(cache.admits(query, i) for i in range(20000))
+    assert admitted < 200 and cache.first_seen == 20000 - admitted
 
 
 def test_clear_keeps_counters():

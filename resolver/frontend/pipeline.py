@@ -122,8 +122,11 @@ class Frontend:
             return
         if service is not None and _has_budgets(service):
             return
-        self.wirecache.store(wire, service.name if service else "", reply, time.time(),
-                             outcome.answer.ttl, self._hit_record(record))
+        scope = service.name if service else ""
+        if reply[2] & 0x02 or not self.wirecache.admits(wire, scope):
+            return  # truncated (RFC 1035 §4.1.1 TC), or a first asking: no record template
+        self.wirecache.store(wire, scope, reply, time.time(), outcome.answer.ttl,
+                             self._hit_record(record))
 
     def _hit_record(self, record: dict) -> _Hit:
         """What the hit path needs to log and count a repeat of this answer (no record

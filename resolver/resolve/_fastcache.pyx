@@ -403,8 +403,8 @@ cdef class WireCache:
                  bint doorkeeper=False):
         """``on_expiring(query, scope, seconds_left)``, when given, is called by the first hit
         of an entry in the last ``fraction`` of its TTL (a prefetch), before the reply returns.
-        With ``doorkeeper``, ``store`` keeps a response only for a question it was offered
-        before (:meth:`_first_sight`)."""
+        With ``doorkeeper``, :meth:`admits` a response only for a question it saw before
+        (:meth:`_first_sight`)."""
         cdef Py_ssize_t bits = 1 << 13
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
@@ -528,6 +528,25 @@ cdef class WireCache:
             self.on_expiring(query, scope, entry.expires - now)
         return out
 
+    cpdef bint admits(self, bytes query, object scope) except -1:
+        """Whether a response to ``query`` in ``scope`` is to be offered to :meth:`store` now
+        (so that the owner builds its ``extra`` only then): always without a doorkeeper; with
+        one, not at the question's first sight, which is marked and counted in
+        ``first_seen``. False for a query ``answer`` never serves."""
+        cdef QInfo q
+        cdef Py_ssize_t n = 0
+        cdef const unsigned char *p = _wire(query, &n)
+        cdef tuple lookup
+        if not _parse_query(p, n, &q):
+            return False
+        if self._seen == NULL:
+            return True
+        lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
+        if PyDict_GetItemWithError(self._entries, lookup) == NULL and self._first_sight(lookup):
+            self.first_seen += 1
+            return False
+        return True
+
     cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl,
                      object extra=None):
         """Remember ``response``, the full wire sent for ``query``, in ``scope`` for ``ttl``
@@ -535,10 +554,9 @@ cdef class WireCache:
         not when ``ttl`` <= 0 or ``now`` is not finite, nor when the query is one ``answer`` never
         serves, nor when the response is malformed (names, compression pointers, RDATA lengths,
         octets left over: RFC 1035 §4.1), TC, not for this question, or carries an OPT outside the
-        additional section, more than one, or one the query did not have (RFC 6891 §6.1.1, §7),
-        nor, with the doorkeeper, when the question was not offered before (counted in
-        ``first_seen``). ``extra`` is kept with the entry and handed back as ``last_extra`` on a
-        hit."""
+        additional section, more than one, or one the query did not have (RFC 6891 §6.1.1, §7).
+        ``extra`` is kept with the entry and handed back as ``last_extra`` on a hit. With the
+        doorkeeper, the owner asks :meth:`admits` first."""
         cdef QInfo q
         cdef Py_ssize_t n = 0, rn = 0
         cdef const unsigned char *p = _wire(query, &n)
@@ -550,9 +568,6 @@ cdef class WireCache:
             return False
         lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
         present = PyDict_GetItemWithError(self._entries, lookup) != NULL
-        if self._seen != NULL and not present and self._first_sight(lookup):
-            self.first_seen += 1
-            return False
         entry = _make_entry(r, rn, p, &q)
         if entry is None:
             return False
