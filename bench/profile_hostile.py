@@ -16,7 +16,6 @@ Needs root and py-spy; runs itself in a new network namespace (the tree binds 12
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import platform
 import signal
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import peers  # noqa: E402
 from bench.hostile import HEALTHY, OURS, SETTLE_S, ask, hostile_scenarios  # noqa: E402
-from bench.profile_cold import ATTACH_S, category, short, stacks, waiting  # noqa: E402
+from bench.profile_cold import ATTACH_S, print_samples, stacks  # noqa: E402
 
 
 def one_round(scenario: dict, peer: peers.Peer, tree_info: peers.Tree, tmp: Path, rate: int,
@@ -57,32 +56,6 @@ def one_round(scenario: dict, peer: peers.Peer, tree_info: peers.Tree, tmp: Path
         return stacks(out) if out.exists() else []
     finally:
         running.stop()
-
-
-def report(name: str, rounds: int, samples: list[tuple[list[str], int]], top: int) -> None:
-    idle = sum(n for frames, n in samples if waiting(frames))
-    samples = [(frames, n) for frames, n in samples if not waiting(frames)]
-    count = sum(n for _, n in samples) or 1
-    by_category: collections.Counter[str] = collections.Counter()
-    self_time: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    for frames, n in samples:
-        by_category[category(frames)] += n
-        if frames:
-            self_time[short(frames[-1])] += n
-        for frame in {short(f) for f in frames}:
-            inclusive[frame] += n
-    print(f"\n## {name}: {count} CPU samples over {rounds} cold queries ({idle} of threads "
-          "blocked in a wait left out)")
-    for cat, n in by_category.most_common():
-        print(f"{cat:20s} {n:6d} {n / count:6.1%}")
-    print(f"# top {top} functions, own samples")
-    for frame, n in self_time.most_common(top):
-        print(f"{n / count:6.1%}  {frame}")
-    print(f"# top {top} functions of ours (resolver/), with what they call")
-    ours = [(f, n) for f, n in inclusive.most_common() if "resolver/" in f]
-    for frame, n in ours[:top]:
-        print(f"{n / count:6.1%}  {frame}")
 
 
 def main() -> None:
@@ -113,7 +86,8 @@ def main() -> None:
                 for round_ in range(args.rounds):
                     samples += one_round(scenarios[name], peer, tree_info, tmp, args.rate,
                                          keep / f"{name}-{round_:03d}.txt")
-                report(name, args.rounds, samples, args.top)
+                print(f"\n## {name}")
+                print_samples(samples, f"{args.rounds} cold queries", args.top)
         finally:
             tree.stop()
 
