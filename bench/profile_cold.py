@@ -201,6 +201,12 @@ def report(args, case, walls, cpus, waits, samples) -> None:
                          ("off CPU (network, upstream)", off)):
         print(f"{name:28s} {statistics.median(values) * 1e3:8.2f} "
               f"{statistics.median(values) / total:6.0%}")
+    print_samples(samples, f"{args.rounds} lookups", args.top)
+
+
+def print_samples(samples: list[tuple[list[str], int]], over: str, top: int) -> None:
+    """The CPU samples (threads blocked in a wait left out) by category, then the functions
+    with the most samples, on their own and (ours) with what they call."""
     idle = sum(n for frames, n in samples if waiting(frames))
     samples = [(frames, n) for frames, n in samples if not waiting(frames)]
     count = sum(n for _, n in samples) or 1
@@ -213,18 +219,17 @@ def report(args, case, walls, cpus, waits, samples) -> None:
             self_time[short(frames[-1])] += n
         for frame in {short(f) for f in frames}:
             inclusive[frame] += n
-    print(f"\n# CPU samples: {count} over {args.rounds} lookups ({idle} more of threads "
+    print(f"\n# CPU samples: {count} over {over} ({idle} more of threads "
           "blocked in a wait left out), by what the innermost recognised frame does")
     for name, n in by_category.most_common():
         print(f"{name:20s} {n:6d} {n / count:6.1%}")
-    print(f"\n# top {args.top} functions, own samples")
-    for frame, n in self_time.most_common(args.top):
+    print(f"\n# top {top} functions, own samples")
+    for frame, n in self_time.most_common(top):
         print(f"{n / count:6.1%}  {frame}")
-    print(f"\n# top {args.top} functions of ours (resolver/), with what they call")
+    print(f"\n# top {top} functions of ours (resolver/), with what they call")
     ours = [(f, n) for f, n in inclusive.most_common() if "resolver/" in f]
-    for frame, n in ours[:args.top]:
+    for frame, n in ours[:top]:
         print(f"{n / count:6.1%}  {frame}")
-
 
 if __name__ == "__main__":
     main()

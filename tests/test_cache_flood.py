@@ -65,7 +65,9 @@ def test_unique_name_flood_stays_within_the_cache_bound(tree, tmp_path):
     # Every unique name made at least one entry (an answer, the delegations and keys met on
     # the way); all but MAX_ENTRIES of them were evicted.
     assert m["cache_evictions_total"] >= (FIRST + SECOND) * 0.9 - MAX_ENTRIES
-    assert m["wire_cache_evictions_total"] >= (FIRST + SECOND) * 0.9 - MAX_ENTRIES
+    # A unique name is asked once: the hit path keeps none of them (but the few its
+    # doorkeeper takes for a repeat), only the popular name.
+    assert m["wire_cache_entries"] + m["wire_cache_evictions_total"] <= (FIRST + SECOND) * 0.1
     assert second - first < RSS_SLACK_MIB, (first, second)
     assert len(tree.queried(POPULAR, "A")) == 1  # resolved once, then always from the cache
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]

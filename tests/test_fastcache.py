@@ -494,6 +494,29 @@ def test_an_entry_answered_often_outlives_a_flood_of_stores():
     assert cache.answer(cold[0], "s", NOW) is None and len(cache) == 100
 
 
+def test_the_doorkeeper_stores_a_question_from_its_second_time():
+    """With a doorkeeper, a question offered once is not stored (counted in first_seen); its
+    second offer is, in each scope apart; one stored already is replaced at once."""
+    cache = fc.WireCache(max_entries=1000, doorkeeper=True)
+    (query, response), (other, _) = _query_for(0), _query_for(1)
+    assert not cache.admits(query, "s") and cache.first_seen == 1
+    assert not cache.admits(query, "t")  # another scope: its own first sight
+    assert cache.admits(query, "s") and cache.first_seen == 2
+    assert cache.store(query, "s", response, NOW, 60)
+    assert cache.answer(query, "s", NOW) is not None and cache.answer(other, "s", NOW) is None
+    assert cache.admits(query, "s") and cache.first_seen == 2  # stored: replaced at once
+    assert not cache.admits(b"not a query", "s") and fc.WireCache().admits(other, "s")
+
+
+def test_the_doorkeeper_stays_sparse_under_unique_questions():
+    """Questions asked once each, many times max_entries of them: almost none is taken for a
+    repeat (its bits start again every max_entries questions), so almost nothing is stored."""
+    cache = fc.WireCache(max_entries=100, doorkeeper=True)
+    query, response = _query_for(0)
+    admitted = sum(cache.admits(query, i) for i in range(20000))
+    assert admitted < 200 and cache.first_seen == 20000 - admitted
+
+
 def test_clear_keeps_counters():
     q, wire = _a()
     cache = fc.WireCache()

@@ -398,6 +398,20 @@ def test_logs_written_before_the_field_table_verify_and_seal_the_same(chain) -> 
     assert hits == 4
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["TXT", "SPF"]),
+       st.lists(st.binary(max_size=40) | st.text("ab \"\\~", max_size=20).map(str.encode),
+                min_size=1, max_size=4))
+def test_answer_rdata_text_is_dnspythons(rdtype: str, strings: list[bytes]) -> None:
+    """The record's fast text of TXT-like RDATA is dnspython's presentation form, escapes
+    included (RFC 1035 §5.1), and any other RDATA is its own to_text()."""
+    import dns.rdata
+    wire = b"".join(bytes([len(s)]) + s for s in strings)
+    rdata = dns.rdata.from_wire("IN", rdtype, wire, 0, len(wire))
+    assert fields.rdata_text(rdata) == rdata.to_text()
+    assert fields.rdata_text(dns.rdata.from_text("IN", "MX", "10 a.")) == "10 a."
+
+
 def test_record_time_format() -> None:
     for t in (0.0, 1e9, 1780272000.5, 1780272000.999999, 4102444799.000001):
         assert forensic_rfc3339(t) == rfc3339(t)

@@ -76,39 +76,40 @@ def test_a_policy_swap_reaches_both_paths_at_once():
     """Neither the answers stored nor the services the hit path matched clients to outlive
     the policy they came from."""
     frontend = _frontend(_policy("rsasha256.example.", "a"))
-    assert [_ask(frontend)[1] for _ in range(2)] == [False, True]
+    assert [_ask(frontend)[1] for _ in range(3)] == [False, False, True]  # kept when repeated
     frontend.use_policy(_policy("rsasha512.test.", "a"))  # the same name, other rules
     refused, hit = _ask(frontend)
     assert not hit and refused.rcode() == dns.rcode.REFUSED
     frontend.use_policy(_policy("rsasha256.example.", "c"))
-    answers = [_ask(frontend) for _ in range(2)]
+    answers = [_ask(frontend) for _ in range(3)]  # service c: its own scope, its repeats
     assert [(m.rcode(), hit) for m, hit in answers] == [(dns.rcode.NOERROR, False),
+                                                        (dns.rcode.NOERROR, False),
                                                         (dns.rcode.NOERROR, True)]
 
 
 def test_both_paths_count_a_reply_in_the_same_children():
     metrics = Metrics()
     frontend = _frontend(_policy("rsasha256.example."), metrics)
-    assert not _ask(frontend)[1]
+    assert not _ask(frontend)[1] and not _ask(frontend)[1]  # the hit path keeps a repeat
     (children, count), = metrics.tally.counts.items()
-    assert count == 1 and len(children) == 2  # queries_total and validation_total
+    assert count == 2 and len(children) == 2  # queries_total and validation_total
     assert _ask(frontend)[1]
-    assert metrics.tally.counts == {children: 2}
-    assert sum(metrics.tally.latency["udp"][:-1]) == 2  # one latency each
+    assert metrics.tally.counts == {children: 3}
+    assert sum(metrics.tally.latency["udp"][:-1]) == 3  # one latency each
     metrics.flush()
     labels = {"service": "svc", "qtype": "A", "rcode": "NOERROR"}
-    assert metrics.registry.get_sample_value("dnssec_sidecar_queries_total", labels) == 2
+    assert metrics.registry.get_sample_value("dnssec_sidecar_queries_total", labels) == 3
     assert metrics.registry.get_sample_value("dnssec_sidecar_validation_total",
-                                             {"verdict": "secure", "reason": ""}) == 2
+                                             {"verdict": "secure", "reason": ""}) == 3
 
 
 def test_both_paths_give_the_tap_the_same_client_pair():
     tap = Tap()
     frontend = _frontend(None, None, tap)
-    replies = [_ask(frontend) for _ in range(2)]
-    assert [hit for _, hit in replies] == [False, True]
-    assert [c[0] for c in tap.calls] == ["query", "response"] * 2
-    for (_, qwire, *q_rest), (_, rwire, *r_rest) in (tap.calls[0:2], tap.calls[2:4]):
+    replies = [_ask(frontend) for _ in range(3)]
+    assert [hit for _, hit in replies] == [False, False, True]  # the hit path keeps a repeat
+    assert [c[0] for c in tap.calls] == ["query", "response"] * 3
+    for (_, qwire, *q_rest), (_, rwire, *r_rest) in (tap.calls[0:2], tap.calls[4:6]):
         client, listener, transport, t = q_rest
         r_client, r_listener, r_transport, t_query, t_response, reply = r_rest
         assert qwire == rwire and dns.message.from_wire(qwire).id == \
@@ -116,3 +117,18 @@ def test_both_paths_give_the_tap_the_same_client_pair():
         assert (client, listener, transport) == (r_client, r_listener, r_transport) == (
             CLIENT, LISTENER, "udp")
         assert t_query == t and t_response >= t_query
+
+
+def test_a_reply_is_never_smaller_than_its_least_size():
+    """The UDP path truncates without rendering when the least size is over the limit: that
+    bound never exceeds what dnspython renders, root owners, compression and empty RDATA
+    included."""
+    import dns.rrset
+    from resolver.frontend.answers import _least_size
+    query = dns.message.make_query("a.example.", "TXT", want_dnssec=True)
+    for owner, count in ((".", 1), ("a.example.", 3), ("a.example.", 228), (".", 40)):
+        response = dns.message.make_response(query)
+        response.answer.append(dns.rrset.from_text_list(
+            owner, 300, "IN", "TXT", [f'"{i}"' for i in range(count)]))
+        response.additional.append(dns.rrset.from_text(".", 300, "IN", "A", "192.0.2.1"))
+        assert _least_size(response) <= len(response.to_wire(max_size=65535)), (owner, count)

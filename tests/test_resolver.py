@@ -219,7 +219,7 @@ def test_truncated_over_udp_then_tcp(tree, fresh):
     assert tree.queried("big.rsasha256.example.", "TXT", transport="tcp")
     full = ask("big.rsasha256.example.", "TXT", server=fresh, tcp=True)
     assert full.flags & dns.flags.AD and full.answer
-    tree.clear()  # cached now: UDP is truncated from the stored bytes, TCP served from them
+    tree.clear()  # cached now: UDP is truncated unrendered, TCP served from the cache
     again = ask("big.rsasha256.example.", "TXT", server=fresh, follow_tc=False)
     assert again.flags & dns.flags.TC and again.flags & dns.flags.AD and not again.answer
     assert again.edns == 0 and again.ednsflags & dns.flags.DO

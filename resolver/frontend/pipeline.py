@@ -71,10 +71,12 @@ class Frontend:
         self.forensic = forensic
         self.metrics = metrics
         self.report = Report(metrics.tally if metrics is not None else None, tap)
-        # Responses sent, by service and question, answered again from their bytes (issue #5).
+        # Responses sent, by service and question, answered again from their bytes (issue #5),
+        # kept from a question's second time on (issue #20: names asked once, an agent's most,
+        # are held by the resolver's cache alone, not twice).
         self.wirecache = WireCache(max(1, wire_entries),
                                    self._prefetch if resolver.prefetch is not None else None,
-                                   FRACTION)
+                                   FRACTION, doorkeeper=True)
         self._counters: dict[tuple, tuple] = {}  # the metric children of replies, shared
         self.denials = Denials()  # recent refusals, for the runtime API (resolver.ops.api)
         self.hits = HitPath(self.wirecache, forensic.chain if forensic is not None else None,
@@ -133,8 +135,11 @@ class Frontend:
             return
         if service is not None and _full_path(service):
             return
-        self.wirecache.store(wire, service.name if service else "", reply, time.time(),
-                             outcome.answer.ttl, self._hit_record(record, decision))
+        scope = service.name if service else ""
+        if reply[2] & 0x02 or not self.wirecache.admits(wire, scope):
+            return  # truncated (RFC 1035 §4.1.1 TC), or a first asking: no record template
+        self.wirecache.store(wire, scope, reply, time.time(), outcome.answer.ttl,
+                             self._hit_record(record, decision))
 
     def _hit_record(self, record: dict, decision) -> _Hit:
         """What the hit path needs to log and count a repeat of this answer (no record
@@ -455,7 +460,7 @@ class Frontend:
             rcode=dns.rcode.to_text(response.rcode()),
             ede={"code": ede[0], "text": ede[1]} if ede else None,
             answer=[{"name": r.name.to_text(), "type": dns.rdatatype.to_text(r.rdtype),
-                     "ttl": r.ttl, "rdata": [rd.to_text() for rd in r]} for r in response.answer],
+                     "ttl": r.ttl, "rdata": [fields.rdata_text(rd) for rd in r]} for r in response.answer],
             verdict=verdict,
             proof=None if proof is None else {
                 "zones": list(proof.zones), "keys": list(proof.notes),

@@ -13,7 +13,12 @@ cdef class WireCache:
     cdef unsigned long long _stores  # entries stored so far: the age of an entry's position
     cdef object on_expiring  # the owner's prefetch callback (query, scope, seconds left), or None
     cdef double fraction  # of an entry's TTL, the last part in which a hit calls it
+    cdef unsigned char *_seen  # the doorkeeper's bits, or NULL: every response is stored
+    cdef Py_ssize_t _seen_mask, _seen_count  # bits - 1; questions marked since the last reset
+    cdef readonly unsigned long long first_seen  # questions not admitted: their first sight
 
+    cdef bint _first_sight(self, object lookup) except -1
+    cpdef bint admits(self, bytes query, object scope) except -1
     cpdef bytes answer(self, bytes query, object scope, double now, Py_ssize_t max_size=*)
     cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl,
                      object extra=*)

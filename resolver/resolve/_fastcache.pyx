@@ -8,6 +8,11 @@ TTL, decremented by the whole seconds the entry has been held (RFC 1035 §4.1.3,
 No dnspython object is built on this path; anything it cannot answer exactly is a miss, and the
 full resolver answers it.
 
+With a doorkeeper (issue #20, memory), a response is stored only for a question seen before: the
+first sight of each (scope, question) sets two bits of a fixed bit array, and only a second
+sight stores. Names asked once, most of what an agent asks, then cost the full path's cache
+alone, not a second copy of their answer here.
+
 Nothing here knows about validation or policy: the caller decides what may be stored and for how
 long, and scopes entries (per service) so that different policies never share an answer. For
 prefetch (resolver.resolve.prefetch), the owner may pass a callback that a hit calls once per
@@ -388,15 +393,53 @@ cdef class WireCache:
     raise."""
     # Its attributes are declared in _fastcache.pxd.
 
-    def __init__(self, Py_ssize_t max_entries=100000, on_expiring=None, double fraction=0.1):
+    def __cinit__(self):
+        self._seen = NULL
+
+    def __dealloc__(self):
+        free(self._seen)
+
+    def __init__(self, Py_ssize_t max_entries=100000, on_expiring=None, double fraction=0.1,
+                 bint doorkeeper=False):
         """``on_expiring(query, scope, seconds_left)``, when given, is called by the first hit
-        of an entry in the last ``fraction`` of its TTL (a prefetch), before the reply returns."""
+        of an entry in the last ``fraction`` of its TTL (a prefetch), before the reply returns.
+        With ``doorkeeper``, :meth:`admits` a response only for a question it saw before
+        (:meth:`_first_sight`)."""
+        cdef Py_ssize_t bits = 1 << 13
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._entries = OrderedDict()
         self.on_expiring = on_expiring
         self.fraction = fraction
+        if doorkeeper:
+            while bits < 8 * max_entries:  # 8 bits a question: about 5% false repeats
+                bits <<= 1
+            free(self._seen)
+            self._seen = <unsigned char *>calloc(bits >> 3, 1)
+            if self._seen == NULL:
+                raise MemoryError()
+            self._seen_mask = bits - 1
+            self._seen_count = 0
+
+    cdef bint _first_sight(self, object lookup) except -1:
+        """Mark ``lookup`` seen; whether it was not (a Bloom filter of two bits a question:
+        a question not seen before may pass for seen, never the other way). After
+        ``max_entries`` new questions the bits start again, so the array stays as sparse."""
+        cdef unsigned long long h = <unsigned long long>hash(lookup)
+        cdef Py_ssize_t i = <Py_ssize_t>(h & <unsigned long long>self._seen_mask)
+        cdef Py_ssize_t j = <Py_ssize_t>(((h >> 32) ^ (h * 0x9E3779B97F4A7C15ULL))
+                                         & <unsigned long long>self._seen_mask)
+        cdef bint seen = (self._seen[i >> 3] >> (i & 7)) & (self._seen[j >> 3] >> (j & 7)) & 1
+        if seen:
+            return False
+        if self._seen_count >= self.max_entries:
+            memset(self._seen, 0, (self._seen_mask + 1) >> 3)
+            self._seen_count = 0
+        self._seen[i >> 3] |= 1 << (i & 7)
+        self._seen[j >> 3] |= 1 << (j & 7)
+        self._seen_count += 1
+        return True
 
     cpdef bytes answer(self, bytes query, object scope, double now, Py_ssize_t max_size=0):
         """The stored response for ``query`` in ``scope`` at time ``now``, patched: the query's ID,
@@ -485,6 +528,25 @@ cdef class WireCache:
             self.on_expiring(query, scope, entry.expires - now)
         return out
 
+    cpdef bint admits(self, bytes query, object scope) except -1:
+        """Whether a response to ``query`` in ``scope`` is to be offered to :meth:`store` now
+        (so that the owner builds its ``extra`` only then): always without a doorkeeper; with
+        one, not at the question's first sight, which is marked and counted in
+        ``first_seen``. False for a query ``answer`` never serves."""
+        cdef QInfo q
+        cdef Py_ssize_t n = 0
+        cdef const unsigned char *p = _wire(query, &n)
+        cdef tuple lookup
+        if not _parse_query(p, n, &q):
+            return False
+        if self._seen == NULL:
+            return True
+        lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
+        if PyDict_GetItemWithError(self._entries, lookup) == NULL and self._first_sight(lookup):
+            self.first_seen += 1
+            return False
+        return True
+
     cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl,
                      object extra=None):
         """Remember ``response``, the full wire sent for ``query``, in ``scope`` for ``ttl``
@@ -493,15 +555,19 @@ cdef class WireCache:
         serves, nor when the response is malformed (names, compression pointers, RDATA lengths,
         octets left over: RFC 1035 §4.1), TC, not for this question, or carries an OPT outside the
         additional section, more than one, or one the query did not have (RFC 6891 §6.1.1, §7).
-        ``extra`` is kept with the entry and handed back as ``last_extra`` on a hit."""
+        ``extra`` is kept with the entry and handed back as ``last_extra`` on a hit. With the
+        doorkeeper, the owner asks :meth:`admits` first."""
         cdef QInfo q
         cdef Py_ssize_t n = 0, rn = 0
         cdef const unsigned char *p = _wire(query, &n)
         cdef const unsigned char *r = _wire(response, &rn)
         cdef _Entry entry
         cdef tuple lookup
+        cdef bint present
         if ttl <= 0 or not isfinite(now) or not _parse_query(p, n, &q):
             return False
+        lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
+        present = PyDict_GetItemWithError(self._entries, lookup) != NULL
         entry = _make_entry(r, rn, p, &q)
         if entry is None:
             return False
@@ -510,8 +576,7 @@ cdef class WireCache:
         entry.extra = extra
         entry.moved = self._stores
         self._stores += 1
-        lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
-        if PyDict_GetItemWithError(self._entries, lookup) != NULL:
+        if present:
             del self._entries[lookup]  # re-inserted below as the newest
         elif len(self._entries) >= self.max_entries:
             self._entries.popitem(last=False)
