@@ -36,6 +36,7 @@ from resolver.frontend._fastpath import HitPath, Report
 from resolver.frontend.answers import DNSSEC_TYPES, build_answer, header_only, refuse, to_wire
 from resolver.frontend.resolution import Resolver
 from resolver.resolve._fastcache import WireCache
+from resolver.resolve._wireparse import from_wire
 from resolver.resolve.cache import Answer
 from resolver.resolve.prefetch import FRACTION
 from resolver.wire import NOT_SERVED
@@ -219,7 +220,7 @@ class Frontend:
         record is sealed, which gives the metric children the reply counts in (None: the
         reply is not counted, nor kept)."""
         try:
-            query = dns.message.from_wire(wire)
+            query = from_wire(wire)  # compiled; dnspython's message, and its errors
         except dns.exception.DNSException as exc:
             reply = header_only(wire, dns.rcode.FORMERR)
             self._malformed(transport, reply)

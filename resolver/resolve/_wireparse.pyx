@@ -1,15 +1,17 @@
 # cython: boundscheck=False, wraparound=False
-"""Upstream replies parsed on their raw bytes (RFC 1035 §4.1; RFC 4034 §2.2, §3.1, §4.1, §5.1;
-RFC 5155 §3.2): the same ``dns.message.Message`` that ``dns.message.from_wire`` builds, at a
-fraction of its cost (issue #20: parsing was the largest part of a cold lookup's CPU).
+"""DNS messages parsed on their raw bytes (RFC 1035 §4.1; RFC 4034 §2.2, §3.1, §4.1, §5.1;
+RFC 5155 §3.2), upstream replies and clients' queries: the same ``dns.message.Message`` that
+``dns.message.from_wire`` builds, at a fraction of its cost (issue #20: parsing was the
+largest part of a cold lookup's CPU).
 
 One pass over the bytes in compiled code. Names are read as dnspython reads them (compression
 pointers only backwards, at most 16 hops, never into the name itself; 255 octets at most;
-decompressed only where dnspython decompresses). The records a cold lookup meets most (A, AAAA,
-NS, CNAME, DNAME, PTR, SOA, DS, DNSKEY, RRSIG, NSEC, NSEC3) are built with the fields and
-checks of their dnspython classes, without dnspython's per-object construction machinery;
-every other type, and the OPT record, is read by dnspython's own rdata parser. RRsets are
-grouped, their TTLs taken and duplicates dropped as dnspython's reader does.
+decompressed only where dnspython decompresses). The records a cold lookup meets most (A,
+AAAA, NS, CNAME, DNAME, PTR, SOA, DS, DNSKEY, RRSIG, NSEC, NSEC3, OPT without options) are built
+with the fields and checks of their dnspython classes, without dnspython's per-object
+construction machinery; every other type, and an OPT record with options, is read by
+dnspython's own rdata parser. RRsets are grouped, their TTLs taken and duplicates dropped as
+dnspython's reader does.
 
 Anything this parser does not take as it comes (a malformed message, TSIG, another opcode than
 QUERY, a record that fails its type's checks) is handed to ``dns.message.from_wire`` whole,
@@ -41,6 +43,7 @@ cdef object _Parser = dns.wire.Parser
 cdef object _from_rdata = dns.rrset.from_rdata
 cdef object _ntoa6 = dns.ipv6.inet_ntoa
 cdef object _NONE = dns.rdatatype.NONE
+cdef object _OPT = dns.rdata.get_rdata_class(dns.rdataclass.IN, dns.rdatatype.OPT)
 cdef object _ROOT = dns.name.root
 
 cdef enum:
@@ -314,7 +317,7 @@ cdef object _parse(bytes wire):
             if rdtype == OPT:
                 if section != 3 or message.opt is not None or name != _ROOT:
                     raise _Fallback()
-                message.opt = _from_rdata(name, ttl, _generic(r, rdtype, rdclass, end))
+                message.opt = _from_rdata(name, ttl, _opt(r, rdclass, end))
                 continue
             rd = _rdata(r, rdtype, rdclass, end)
             if rd is None:
@@ -356,6 +359,19 @@ cdef inline void _add(object rrset, object rd, unsigned long ttl, unsigned int r
     if items and rdtype in _SINGLETONS:
         items.clear()
     items.setdefault(rd, None)
+
+
+cdef object _opt(_Reader r, unsigned int payload, Py_ssize_t end):
+    """The OPT record (RFC 6891 §6.1.2): without options built here (its class is the
+    payload size), with options by dnspython's parser (dns.edns knows each option)."""
+    if end != r.pos:
+        return _generic(r, OPT, payload, end)
+    rd = _new(_OPT)
+    _set(rd, "rdclass", _rdclass.get(payload))
+    _set(rd, "rdtype", _rdtype.get(OPT))
+    _set(rd, "rdcomment", None)
+    _set(rd, "options", ())
+    return rd
 
 
 cdef object _generic(_Reader r, unsigned int rdtype, unsigned int rdclass, Py_ssize_t end):
