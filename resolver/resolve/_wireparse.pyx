@@ -33,6 +33,8 @@ import dns.rrset
 import dns.wire
 from dns.rdtypes.dnskeybase import Flag as _KeyFlag
 
+from resolver.errors import ResolverError
+
 cdef object _Name = dns.name.Name
 cdef object _RRset = dns.rrset.RRset
 cdef object _QueryMessage = dns.message.QueryMessage
@@ -61,7 +63,7 @@ cdef set _SINGLETONS = {int(t) for t in (dns.rdatatype.SOA, dns.rdatatype.NXT,
                                          dns.rdatatype.CNAME)}
 
 
-class _Fallback(Exception):
+class _Fallback(ResolverError):
     """Not taken here: dns.message.from_wire decides."""
 
 
