@@ -42,7 +42,6 @@ cdef object _set = object.__setattr__
 cdef object _new = object.__new__
 cdef object _rdata_parser = dns.rdata.from_wire_parser
 cdef object _Parser = dns.wire.Parser
-cdef object _from_rdata = dns.rrset.from_rdata
 cdef object _ntoa6 = dns.ipv6.inet_ntoa
 cdef object _NONE = dns.rdatatype.NONE
 cdef object _OPT = dns.rdata.get_rdata_class(dns.rdataclass.IN, dns.rdatatype.OPT)
@@ -319,7 +318,9 @@ cdef object _parse(bytes wire):
             if rdtype == OPT:
                 if section != 3 or message.opt is not None or name != _ROOT:
                     raise _Fallback()
-                message.opt = _from_rdata(name, ttl, _opt(r, rdclass, end))
+                rd = _opt(r, rdclass, end)  # dns.rrset.from_rdata(name, ttl, rd):
+                message.opt = _empty(name, rd.rdclass, rd.rdtype, _NONE)
+                _add(message.opt, rd, ttl, rdtype)  # its TTL the extended flags, unclamped
                 continue
             rd = _rdata(r, rdtype, rdclass, end)
             if rd is None:
