@@ -138,6 +138,7 @@ def _readable(sock: socket.socket, query: dns.message.Message, done: asyncio.Fut
 
 
 def _expire(done: asyncio.Future) -> None:
+    """The timer of an upstream UDP query: no answer in time."""
     if not done.done():
         done.set_exception(TimeoutError())
 
