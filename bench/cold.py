@@ -22,6 +22,10 @@ which a busy machine disturbs far less than wall time; ``CPU paired`` its per-ro
 
     sudo unshare -n sh -c 'ip link set lo up && python3 bench/cold.py'   # --rounds 15 --case a
 
+``--baseline DIR`` times a second dnssec-sidecar too, the code checked out in DIR (its compiled
+modules built there: ``python setup.py build_ext --inplace``), on its own address in the same
+rounds: before and after a change, each paired with Unbound and with the other.
+
 Needs root (port 53 of 127.0.0.x), in a network namespace of its own, and the Debian packages of
 the peers (unbound; knot-resolver and pdns-recursor are timed too when installed); a peer that
 is missing or does not start is left out, saying why.
@@ -34,6 +38,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +56,7 @@ from bench import peers  # noqa: E402
 
 SETTLE_S = 0.3  # after the priming query, before the timed one: background fetches end
 OURS = "dnssec-sidecar, log on"
+BASELINE_ADDRESS = "127.0.0.76"  # the --baseline checkout's dnssec-sidecar
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,18 @@ def measure(case: Case, candidates: list[peers.Peer], rounds: int, tree: peers.R
     return series
 
 
+def baseline_peer(directory: Path, label: str) -> peers.Peer:
+    """dnssec-sidecar as checked out in ``directory``, configured as ours (log on, on disk)."""
+    ours = next(p for p in peers.PEERS if p.name == OURS)
+
+    def configure(peer: peers.Peer, tree: peers.Tree, run: Path) -> list[str]:
+        argv = ours.configure(peer, tree, run)
+        start = (f"import sys; sys.path.insert(0, {str(directory)!r}); "
+                 "from resolver.cli import main; sys.exit(main())")
+        return [argv[0], "-c", start, *argv[3:]]  # in place of "-m resolver.cli"
+    return peers.Peer(f"dnssec-sidecar at {label}", BASELINE_ADDRESS, sys.executable, configure)
+
+
 def report(key: str, case: Case, series: dict[str, Series]) -> None:
     print(f"\n# case {key}: {case.name} A with DO after {case.prime} "
           f"{'NS' if case.prime == '.' else 'A'}: {case.about}")
@@ -160,6 +178,13 @@ def report(key: str, case: Case, series: dict[str, Series]) -> None:
               f" {max(s.times) * 1e3:6.2f} ms {statistics.median(s.upstream):8.0f}"
               f" {ratio:>10s} {paired:>7s} {statistics.median(s.cpu) * 1e3:6.2f} ms"
               f" {cpu_paired:>10s}", flush=True)
+    before = next((s for name, s in series.items() if name.startswith("dnssec-sidecar at ")),
+                  None)
+    if before is not None and OURS in series:
+        now = series[OURS]
+        print(f"# {OURS} / {next(n for n in series if n.startswith('dnssec-sidecar at '))}: "
+              f"paired {peers.median_ratio(now.times, before.times):.2f}x wall, "
+              f"{peers.median_ratio(now.cpu, before.cpu):.2f}x CPU", flush=True)
 
 
 def main() -> None:
@@ -168,6 +193,8 @@ def main() -> None:
     parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=sorted(CASES))
     parser.add_argument("--name", help="time this name instead of the cases (after . NS; "
                         "the answer must have AD)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also time the dnssec-sidecar checked out (and built) in DIR")
     args = parser.parse_args()
     peers.require_root()
     cases = {key: CASES[key] for key in args.case}
@@ -181,6 +208,10 @@ def main() -> None:
                 print(f"# {peer.name} left out: {peer.program} not installed")
             else:
                 candidates.append(peer)
+    if args.baseline is not None:
+        label = subprocess.run(["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
+                               capture_output=True, text=True).stdout.strip() or "baseline"
+        candidates.insert(1, baseline_peer(args.baseline.resolve(), label))
     print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; "

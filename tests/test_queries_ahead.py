@@ -1,7 +1,8 @@
-"""Queries sent ahead (resolver.resolve.iterator): after a referral to a signed child, the
+"""Queries sent ahead (resolver.resolve.ahead): after a referral to a signed child, the
 child's DNSKEY query and the lookup's next question leave together, before the DS and the DNSKEY set are
-validated; their replies are used only once the zone's security is established
-(RFC 4035 §5.2), and a child that proves bogus answers nothing.
+validated; a referral in reply to that question sends the next hop's queries on arrival, while
+the child is still being established; replies are used only once their zone's security is
+established (RFC 4035 §5.2), and a child that proves bogus answers nothing.
 
 The iterator runs in this process against the test tree (127.0.0.x port 53: run as root in a
 private network namespace, like the end-to-end tests).
@@ -35,8 +36,9 @@ def tree():
         yield running
 
 
-def _iterator(log: list[tuple[str, str, str]]) -> Iterator:
-    """An iterator over the tree whose exchanges log ("send"/"reply", qname, qtype)."""
+def _iterator(log: list[tuple[str, str, str]], slower: tuple[str, str] | None = None) -> Iterator:
+    """An iterator over the tree whose exchanges log ("send"/"reply", qname, qtype); the
+    reply to the question ``slower`` (qname, qtype) is held 150 ms more."""
     (hint_name, hint_address), = zonedata.manifest()["root_hints"].items()
     settings = Settings(root_hints=(RootHint(dns.name.from_text(hint_name), (hint_address,)),),
                         trust_anchors=parse_trust_anchors(authority.trust_anchor_lines()),
@@ -46,6 +48,8 @@ def _iterator(log: list[tuple[str, str, str]]) -> Iterator:
         question = (str(query.question[0].name), dns.rdatatype.to_text(query.question[0].rdtype))
         log.append(("send", *question))
         reply = await transport.exchange(query, host, port, **kwargs)
+        if question == slower:
+            await asyncio.sleep(0.15)
         log.append(("reply", *question))
         return reply
 
@@ -82,3 +86,18 @@ def test_a_child_whose_dnskey_set_is_bogus_answers_nothing(tree):
     assert failure.value.ede == EDE.DNSKEY_MISSING and "wrongds.example." in failure.value.reason
     sends = [entry[1:] for entry in log if entry[0] == "send"]
     assert sends[-2:] == [("wrongds.example.", "DNSKEY"), ("www.wrongds.example.", "A")]
+
+
+def test_the_next_hop_leaves_on_the_referral_before_the_zone_above_is_established(tree):
+    """example.'s DNSKEY reply comes late: the referral to rsasha256.example. arrives first and
+    sends that zone's DNSKEY query and the next question at once, while example. is still
+    waiting for its keys; the answer is still judged with both zones established."""
+    log: list[tuple[str, str, str]] = []
+    answer = _resolve(_iterator(log, slower=("example.", "DNSKEY")), "www.rsasha256.example.")
+    assert answer.rcode == dns.rcode.NOERROR and answer.verdict is Verdict.SECURE
+    late = log.index(("reply", "example.", "DNSKEY"))
+    assert log.index(("reply", "rsasha256.example.", "A")) < late
+    assert log.index(("send", "rsasha256.example.", "DNSKEY")) < late
+    assert log.index(("send", "www.rsasha256.example.", "A")) < late
+    sends = [entry[1:] for entry in log if entry[0] == "send"]
+    assert len(sends) == len(set(sends)) == 6  # nothing asked twice

@@ -604,11 +604,14 @@ def test_a_query_that_fails_to_parse_again_gets_a_header_only_servfail(tmp_path,
     a bug) is a header-only SERVFAIL with its record, counted like any reply."""
     import dns.message as message
 
+    from resolver.frontend import pipeline
+
     async def go() -> tuple[Sidecar, bytes, bytes]:
         async with Sidecar(tmp_path) as sidecar:
             wire = query(WARM).to_wire()
             with monkeypatch.context() as m:
-                m.setattr(message, "from_wire", Fault())
+                m.setattr(pipeline, "from_wire", Fault())  # the compiled parser (_wireparse)
+                m.setattr(message, "from_wire", Fault())  # dnspython's, parsing it again
                 reply = await sidecar.service.server.frontend.handle(
                     wire, "udp", (ADDRESS, 53), ("127.0.0.1", 5300), 512)
             return sidecar, wire, reply

@@ -40,6 +40,7 @@ from resolver.frontend.pinning import PinError, elements
 from resolver.frontend.denials import Denials
 from resolver.frontend.resolution import Resolver
 from resolver.resolve._fastcache import WireCache
+from resolver.resolve._wireparse import from_wire
 from resolver.resolve.cache import Answer
 from resolver.resolve.prefetch import FRACTION
 from resolver.wire import NOT_SERVED
@@ -241,7 +242,7 @@ class Frontend:
         record is sealed, which gives the metric children the reply counts in (None: the
         reply is not counted, nor kept)."""
         try:
-            query = dns.message.from_wire(wire)
+            query = from_wire(wire)  # compiled; dnspython's message, and its errors
         except dns.exception.DNSException as exc:
             reply = header_only(wire, dns.rcode.FORMERR)
             self._malformed(transport, reply)

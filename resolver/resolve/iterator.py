@@ -8,7 +8,6 @@ from the closest known secure zone.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -23,6 +22,7 @@ import dns.rdatatype
 import dns.rrset
 
 from resolver.resolve import tls, transport
+from resolver.resolve.ahead import Ahead, failed_early
 from resolver.resolve.cache import Answer, Cache, Proof
 from resolver.resolve.failures import Holds, Infra
 from resolver.config.schema import Config, Forward, ResolverLimits, Timeouts, default
@@ -30,7 +30,7 @@ from resolver.dnssec import Budget, BudgetName, ValidatorConfig, Verdict
 from resolver.dnssec.anchors import RootHint
 from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
-from resolver.dnssec.validator import Validator, find, rrsets_of, signers, weaker
+from resolver.dnssec.validator import Validator, rrsets_of, signers, weaker
 from resolver.dnssec.zone import Lru, Zone
 from resolver.ede import EDE
 from resolver.errors import ResolverError
@@ -125,20 +125,6 @@ def _import_rdata_classes() -> None:
 _import_rdata_classes()
 
 
-def _retrieve(task: asyncio.Future) -> None:
-    """Done callback of a query sent ahead: the outcome of one nobody awaits (its zone proved
-    bogus, the lookup failed) is dropped without asyncio's "never retrieved" warning."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _failed_early(task: asyncio.Future) -> bool:
-    """A query sent ahead that failed before its zone was established: held while the zone's
-    DNSKEY query, sent with it, was the one trying a held server again (RFC 9520 §3.2). It is
-    asked again, not taken as the zone's answer."""
-    return task.done() and not task.cancelled() and task.exception() is not None
-
-
 class Iterator:
     """Resolves names iteratively from the root hints, or through forwarders, validating."""
 
@@ -163,6 +149,7 @@ class Iterator:
         self.on_rtt = None  # called with each upstream round trip in seconds
         self.on_event = None  # called with DNSSEC health events: "key_rollover", "nta_used"
         self.tap = None  # resolver.ops.dnstap.Dnstap: told of each upstream query and reply
+        self.ahead = Ahead(self._ask, self._delegation, self._question)  # queries sent early
 
     # --- time, budgets, zones -------------------------------------------------------------
 
@@ -291,29 +278,6 @@ class Iterator:
             self.zone_holds.failed(zone.name, reason)
         raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, reason)
 
-    def _ask_ahead(self, zone: Zone, qname: dns.name.Name, qtype: int,
-                   ctx: Context) -> asyncio.Future:
-        """Start :meth:`_ask` now, so that the query travels while the caller validates: its
-        reply is classified and validated only when awaited, with the zone's security then
-        established (RFC 4035 §5.2)."""
-        task = asyncio.ensure_future(self._ask(zone, qname, qtype, ctx))
-        task.add_done_callback(_retrieve)
-        return task
-
-    def _ask_child_ahead(self, child: Zone, referral: dns.message.Message, name: dns.name.Name,
-                         qtype: int, labels: int, minimise: bool, ctx: Context,
-                         ) -> tuple[asyncio.Future | None, tuple | None]:
-        """The queries a new child zone will be asked, sent before its DS and DNSKEY set are
-        validated: the DNSKEY set when the referral holds a DS (first: it is needed first),
-        and the lookup's next question. Only for a child with glue (no NS lookups twice)."""
-        if not child.servers:
-            return None, None
-        keys = None
-        if find(referral.authority, child.name, DS) is not None:
-            keys = self._ask_ahead(child, child.name, DNSKEY, ctx)
-        question = self._question(child, name, qtype, labels, minimise)
-        return keys, (child, question, self._ask_ahead(child, *question, ctx))
-
     async def _find_server_addresses(self, zone: Zone, ctx: Context) -> None:
         """Resolve the zone's nameserver names that came without glue, with loop protection
         (RFC 1034 §5.3.3 step 3) and NXNS bounds like Unbound's target fetch limits: at most
@@ -415,7 +379,7 @@ class Iterator:
             zone = await self.trust.prime_root(zone, ctx)  # forwarded answers are judged one by one
         minimise = self.s.qname_minimisation and not zone.recursive
         labels = len(zone.name.labels) + 1
-        ahead = None  # (zone, question, task): sent while the zone was being established
+        ahead = None  # the Hop sent while the zone was being established (resolve.ahead)
         try:
             while True:
                 if ctx.referrals > self.s.limits.max_referral_depth:
@@ -426,14 +390,14 @@ class Iterator:
                                            Proof(zone.name, notes=list(zone.proof)), zone.budget)
                 question = self._question(zone, name, qtype, labels, minimise)
                 qname, qt = question
-                if ahead is not None and ahead[0] is zone and ahead[1] == question and \
-                        not _failed_early(ahead[2]):
-                    sent = ahead[2]
+                hop, ahead = ahead, None
+                if hop is not None and hop.zone is zone and hop.question == question and \
+                        not failed_early(hop.task):
+                    sent = hop.task
                 else:
-                    if ahead is not None:
-                        ahead[2].cancel()
-                    sent = self._ask(zone, qname, qt, ctx)
-                ahead = None
+                    if hop is not None:
+                        hop.cancel()
+                    sent, hop = self._ask(zone, qname, qt, ctx), None
                 try:
                     reply, kind = await sent
                 except ResolutionFailed:
@@ -443,11 +407,13 @@ class Iterator:
                     continue
                 if kind == "referral":
                     ctx.referrals += 1
-                    child = self._delegation(zone, reply, qname)
+                    ahead = hop.follow if hop is not None else None  # sent on the reply's arrival
+                    child = ahead.zone if ahead is not None else \
+                        self._delegation(zone, reply, qname)
                     labels = len(child.name.labels) + 1
                     if child.security is Verdict.INDETERMINATE:
-                        keys, ahead = self._ask_child_ahead(child, reply, name, qtype, labels,
-                                                            minimise, ctx)
+                        ahead = ahead or self.ahead.hop(child, reply, name, qtype, minimise, ctx)
+                        keys = ahead.keys if ahead is not None else None
                         try:
                             child = await self.trust.establish(child, zone, reply, ctx, keys)
                         finally:
@@ -473,7 +439,7 @@ class Iterator:
                 return answer
         finally:
             if ahead is not None:
-                ahead[2].cancel()
+                ahead.cancel()
 
     @staticmethod
     def _question(zone: Zone, name: dns.name.Name, qtype: int, labels: int,
