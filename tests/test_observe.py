@@ -85,19 +85,23 @@ def metric(name: str) -> float:
 
 def test_observe_answers_records_and_counts_on_both_paths(observing):
     first = ask("www.ed448.test.")
+    assert metric("wire_cache_entries") == 0  # the hit path keeps a name from its second asking
+    second = ask("www.ed448.test.")
     assert metric("wire_cache_entries") == 1  # kept for the hit path, which answers the repeat
     repeat = ask("www.ed448.test.")
-    assert first.rcode() == repeat.rcode() == dns.rcode.NOERROR and repeat.answer
+    assert first.rcode() == second.rcode() == repeat.rcode() == dns.rcode.NOERROR
+    assert repeat.answer
     assert ask("www.badsig.test.").rcode() == dns.rcode.SERVFAIL  # still strict
     assert ask("www.rsasha256.example.").rcode() == dns.rcode.NOERROR
-    assert metric("policy_would_refuse_total") == 3  # the first, its hit-path repeat, the bogus one
+    assert metric("policy_would_refuse_total") == 4  # two full-path, the hit path's, the bogus one
     denials = observing.api.call("GET", "/v1/denials?service=agent")["denials"]
     assert {(d["name"], d["decision"]) for d in denials} == {
         ("www.ed448.test.", "would_refuse"), ("www.badsig.test.", "would_refuse")}
     observing.stop()
     records = [r for r in observing.records() if r.get("qname") == "www.ed448.test."]
     assert [(r["cache_hit"], r["policy"]["decision"], r["rcode"]) for r in records] == [
-        (False, "would_refuse", "NOERROR"), (True, "would_refuse", "NOERROR")]
+        (False, "would_refuse", "NOERROR"), (True, "would_refuse", "NOERROR"),
+        (True, "would_refuse", "NOERROR")]  # fetched; the resolver's cache; the hit path
     assert "would refuse: www.ed448.test. is not in an allowed zone" in \
         records[0]["policy"]["reason"]
     bogus, = [r for r in observing.records() if r.get("qname") == "www.badsig.test."]
