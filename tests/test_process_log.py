@@ -118,8 +118,13 @@ def test_serve_says_what_it_serves_where_reloads_and_stops(tmp_path):
     finally:
         code = serve.stop()
     assert code == 0, "\n".join(serve.seen)
-    assert serve.seen[-2].endswith("stopping: finishing queries in flight, then flushing the log")
-    assert serve.seen[-1].endswith("INFO dnssec-sidecar: stopped")
+    stopping = [i for i, line in enumerate(serve.seen)
+                if line.endswith("stopping: finishing queries in flight, then flushing the log")]
+    assert len(stopping) == 1
+    after = serve.seen[stopping[0] + 1:]
+    assert after[-1].endswith("INFO dnssec-sidecar: stopped")
+    # between them, the chain head once the log is flushed (log.checkpoint; the reloads' records)
+    assert [" forensic log head: seq " in line for line in after[:-1]] == [True]
     assert [line for line in serve.seen if not OURS.match(line)] == [], serve.seen
 
 
