@@ -163,7 +163,7 @@ def test_file_is_a_unidirectional_stream(pb, tmp_path):
     reply = dns.message.make_response(q).to_wire()
     tap.client_response(wire(3), reply, ("::1", 4000), ("::1", 53), "tcp", 10**9, 2 * 10**9)
     tap.resolver_query(wire(4), ("127.0.0.10", 53), dns.name.from_text("example."), 3 * 10**9)
-    tap.resolver_response(wire(4), reply, ("127.0.0.10", 53), dns.name.root, True, 3, 4,
+    tap.resolver_response(wire(4), reply, ("127.0.0.10", 53), dns.name.root, "tcp", 3, 4,
                           forwarder=True)
     tap.stop()
     assert (tmp_path / "dns.tap.1").read_bytes() == b"an earlier capture"
@@ -196,7 +196,7 @@ def test_dnstap_ldns_reads_our_file(tmp_path):
     tap.client_query(query.to_wire(), ("127.0.0.1", 5353), ("127.0.0.13", 53), "udp", now)
     tap.resolver_query(query.to_wire(), ("127.0.0.10", 53), dns.name.root, now)
     tap.resolver_response(query.to_wire(), reply.to_wire(), ("127.0.0.10", 53), dns.name.root,
-                          False, now, now + 1)
+                          "udp", now, now + 1)
     tap.client_response(query.to_wire(), reply.to_wire(), ("127.0.0.1", 5353),
                         ("127.0.0.13", 53), "udp", now, now + 2)
     tap.stop()

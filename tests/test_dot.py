@@ -44,6 +44,7 @@ from resolver.ede import EDE
 from resolver.resolve import tls, transport
 from resolver.resolve.tls import PADDING_BLOCK, TlsUpstream, padded, spki_sha256
 from tests.test_client_faults import Sidecar, sidecar_config, udp
+from tests.test_dnstap import decode, parse_stream
 from tests.test_operations import wait_for
 from tests.testtree import authority
 
@@ -403,10 +404,10 @@ def unbound(tmp_path_factory, pki, tree):
     server.stop()
 
 
-def _sidecar(directory: Path, tls_config: dict) -> Sidecar:
+def _sidecar(directory: Path, tls_config: dict, **sections) -> Sidecar:
     config = sidecar_config(SIDECAR, directory / "log.jsonl",
                             forward=[{"zone": ".", "addresses": [DOT], "tls": tls_config}],
-                            timeouts={"upstream_ms": 1500, "query_ms": 6000})
+                            timeouts={"upstream_ms": 1500, "query_ms": 6000}, **sections)
     return Sidecar(directory, config)
 
 
@@ -424,10 +425,12 @@ def _established_to_dot() -> int:
 def test_forwarded_over_tls_answers_are_validated_here(unbound, pki, tmp_path):
     """The name checked against the CA: Secure answers with AD, a denial proven, and the bogus
     data Unbound relays (it does not validate here) refused; every query reached Unbound over
-    TLS, none in clear text."""
+    TLS, none in clear text; dnstap says so (SocketProtocol DOT)."""
     before = unbound.stats()
+    tap = tmp_path / "tap.fstrm"
     sidecar = _sidecar(tmp_path, {"name": NAME, "ca_file": str(pki.ca_file),
-                                  "spki_pins": [pki.pin]})
+                                  "spki_pins": [pki.pin]},
+                       dnstap={"path": f"file:{tap}", "client": False, "resolver": True})
     try:
         secure = udp("www.rsasha256.example.", SIDECAR)
         assert secure.rcode() == dns.rcode.NOERROR and secure.flags & dns.flags.AD
@@ -442,6 +445,11 @@ def test_forwarded_over_tls_answers_are_validated_here(unbound, pki, tmp_path):
     after = unbound.stats()
     asked = after["total.num.queries"] - before["total.num.queries"]
     assert asked > 0 and after["num.query.tls"] - before["num.query.tls"] == asked
+    pb = pytest.importorskip("dnstap_pb", reason="dnstap-pb (pip install -e '.[test]')")
+    messages = [decode(pb, payload).message for kind, payload in parse_stream(tap.read_bytes())
+                if kind == "DATA"]
+    kinds = {(m.type, m.socket_protocol) for m in messages}
+    assert kinds == {(pb.Message.FORWARDER_QUERY, pb.DOT), (pb.Message.FORWARDER_RESPONSE, pb.DOT)}
 
 
 def test_one_connection_carries_many_queries_and_concurrent_ones(unbound, pki, tmp_path):

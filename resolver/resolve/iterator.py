@@ -240,10 +240,11 @@ class Iterator:
             query = transport.make_query(qname, qtype, recursion=zone.recursive)
             ctx.servers_asked.append(f"{server[0]}:{server[1]}")
             tap = self.tap
+            upstream = self.tls.get(server) if zone.recursive else None
             if tap is not None:
                 query_wire, sent = query.to_wire(), time.time_ns()
-                tap.resolver_query(query_wire, server, zone.name, sent, forwarder=zone.recursive)
-            upstream = self.tls.get(server) if zone.recursive else None
+                tap.resolver_query(query_wire, server, zone.name, sent, forwarder=zone.recursive,
+                                   transport="udp" if upstream is None else "dot")
             send = self.exchange if upstream is None else upstream.exchange
             try:
                 reply = await send(query, server[0], server[1], timeout=self.s.upstream_timeout)
@@ -259,7 +260,7 @@ class Iterator:
                 continue
             if tap is not None:
                 tap.resolver_response(query_wire, reply.wire or reply.message.to_wire(), server,
-                                      zone.name, reply.tcp, sent, time.time_ns(),
+                                      zone.name, reply.transport, sent, time.time_ns(),
                                       forwarder=zone.recursive)
             if self.on_rtt is not None:
                 self.on_rtt(reply.rtt)

@@ -227,7 +227,7 @@ class TlsUpstream:
                             raise UpstreamError("network", f"{self} over TLS: {lost}") from None
         except TimeoutError:
             raise UpstreamError("timeout", f"no answer from {self} over TLS") from None
-        return Reply(reply, True, time.monotonic() - start, len(data), data)
+        return Reply(reply, True, time.monotonic() - start, len(data), data, tls=True)
 
     async def _connection(self, timeout: float) -> _Connection:
         """The open connection, or the one being opened (one handshake for every query

@@ -60,6 +60,12 @@ class Reply:
     rtt: float  # seconds
     size: int
     wire: bytes | None = None  # the reply as received (for dnstap)
+    tls: bool = False  # over a forwarder's TLS connection (resolver.resolve.tls)
+
+    @property
+    def transport(self) -> str:
+        """``udp``, ``tcp`` or ``dot``: how the reply came (dnstap's SocketProtocol)."""
+        return "dot" if self.tls else "tcp" if self.tcp else "udp"
 
 
 def make_query(qname: dns.name.Name, qtype: int, *, recursion: bool = False) -> dns.message.Message:

@@ -22,9 +22,9 @@ Messages (dnstap.proto's recommended fields for each type):
 CLIENT_QUERY        socket family and protocol, the client's address and port (``query_*``)
                     and the listener's (``response_*``), query time, the query as received
 CLIENT_RESPONSE     the same addresses, query and response times, the reply as sent
-RESOLVER_QUERY      family, protocol (UDP: the first try), the server's address and port,
-                    ``query_zone`` (the zone the server was asked as a server of), query time,
-                    the query as sent
+RESOLVER_QUERY      family, protocol (UDP: the first try; DOT to a forwarder over TLS, RFC
+                    7858), the server's address and port, ``query_zone`` (the zone the server
+                    was asked as a server of), query time, the query as sent
 RESOLVER_RESPONSE   the same, and TCP if the reply came over TCP, response time, the reply as
                     received
 ==================  ===========================================================================

@@ -24,9 +24,9 @@ FORWARDER_QUERY = 7
 FORWARDER_RESPONSE = 8
 #: SocketFamily and SocketProtocol values.
 INET, INET6 = 1, 2
-UDP, TCP = 1, 2
-#: SocketProtocol of a transport name.
-PROTOCOLS = {"udp": UDP, "tcp": TCP}
+UDP, TCP, DOT = 1, 2, 3
+#: SocketProtocol of a transport name (DOT: DNS over TLS, RFC 7858).
+PROTOCOLS = {"udp": UDP, "tcp": TCP, "dot": DOT}
 
 _VARINT, _FIXED32, _LENGTH = 0, 5, 2  # protobuf wire types
 

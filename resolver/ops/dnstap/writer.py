@@ -26,7 +26,7 @@ from resolver.ops.dnstap.framestream import (CONTROL_ACCEPT, CONTROL_READY, CONT
                                              data_frame, read_control)
 from resolver.ops.dnstap.message import (CLIENT_QUERY, CLIENT_RESPONSE, CONTENT_TYPE,
                                          FORWARDER_QUERY, FORWARDER_RESPONSE, PROTOCOLS,
-                                         RESOLVER_QUERY, RESOLVER_RESPONSE, TCP, UDP,
+                                         RESOLVER_QUERY, RESOLVER_RESPONSE, UDP,
                                          encode_header, encode_message, wrap)
 
 log = logging.getLogger(__name__)
@@ -86,17 +86,19 @@ class Dnstap:
                    None, t_response, reply_wire, None))
 
     def resolver_query(self, wire: bytes, server: tuple[str, int], zone: dns.name.Name | None,
-                       t: int, *, forwarder: bool = False) -> None:
-        """A query about to go to an upstream server (first over UDP), as a server of
-        ``zone``; a forwarder's query with ``forwarder``."""
-        self._put((FORWARDER_QUERY if forwarder else RESOLVER_QUERY, UDP, None, server, t, wire,
-                   None, None, zone))
+                       t: int, *, forwarder: bool = False, transport: str = "udp") -> None:
+        """A query about to go to an upstream server over ``transport`` (``udp``: first over
+        UDP; ``dot``: a forwarder's TLS connection), as a server of ``zone``; a forwarder's
+        query with ``forwarder``."""
+        self._put((FORWARDER_QUERY if forwarder else RESOLVER_QUERY, PROTOCOLS[transport], None,
+                   server, t, wire, None, None, zone))
 
     def resolver_response(self, query_wire: bytes, reply_wire: bytes, server: tuple[str, int],
-                          zone: dns.name.Name | None, tcp: bool, t_query: int, t_response: int,
-                          *, forwarder: bool = False) -> None:
-        """An upstream server's reply as received (over TCP if ``tcp``)."""
-        self._put((FORWARDER_RESPONSE if forwarder else RESOLVER_RESPONSE, TCP if tcp else UDP,
+                          zone: dns.name.Name | None, transport: str, t_query: int,
+                          t_response: int, *, forwarder: bool = False) -> None:
+        """An upstream server's reply as received over ``transport`` (``udp``, ``tcp`` or
+        ``dot``)."""
+        self._put((FORWARDER_RESPONSE if forwarder else RESOLVER_RESPONSE, PROTOCOLS[transport],
                    None, server, t_query, None, t_response, reply_wire, zone))
 
     def _put(self, item: tuple) -> None:
