@@ -57,6 +57,20 @@ def tree():
         yield running
 
 
+def wait_listening(process: subprocess.Popen, address: str) -> None:
+    """Wait until ``process`` (``serve``, stderr piped) accepts TCP on ``address``:53: at most
+    60 s, for a loaded machine; its stderr is the failure if it exits first."""
+    for _ in range(1200):
+        try:
+            with socket.create_connection((address, 53), timeout=0.2):
+                return
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(process.stderr.read())
+            time.sleep(0.05)
+    pytest.fail("resolver did not start")
+
+
 class Sidecar:
     """The resolver process with its config in a ConfigMap-like directory: config.yaml is a
     symlink into a ..data directory that an update swaps."""
@@ -70,15 +84,7 @@ class Sidecar:
             [sys.executable, "-m", "resolver.cli", "serve", "--config",
              str(directory / "config.yaml"), "-v"], cwd=ROOT_DIR, stderr=subprocess.PIPE,
             text=True)
-        for _ in range(1200):  # bounded wait for the listener: 60 s, for a loaded machine
-            try:
-                with socket.create_connection((ADDRESS, 53), timeout=0.2):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    pytest.fail(self.process.stderr.read())
-                time.sleep(0.05)
-        pytest.fail("resolver did not start")
+        wait_listening(self.process, ADDRESS)
 
     def write(self, text: str) -> None:
         """Update like the kubelet does: a new timestamped directory, then swap ..data."""

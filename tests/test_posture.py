@@ -10,7 +10,6 @@ the configuration keys, the policy's ``expect``."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from resolver.frontend.policy import Policy
 from resolver.monitor.posture import Posture
 from tests.conftest import private_key
 from tests.scenarios import runner
+from tests.test_operations import wait_listening
 from tests.testtree import NOW, authority, zonedata
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -146,15 +146,7 @@ class Sidecar:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "resolver.cli", "serve", "--config", str(self.path)],
             cwd=ROOT_DIR, stderr=subprocess.PIPE, text=True)
-        for _ in range(1200):  # bounded wait for the listener: 60 s
-            try:
-                with socket.create_connection((ADDRESS, 53), timeout=0.2):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    pytest.fail(self.process.stderr.read())
-                time.sleep(0.05)
-        pytest.fail("resolver did not start")
+        wait_listening(self.process, ADDRESS)
 
     def reload(self, text: str) -> None:
         self.path.write_text(text)
