@@ -1,6 +1,7 @@
 """What ``serve`` needs from the host beyond a valid file, checked before anything starts (and
 by ``check-config``): the files it reads can be read (``forward[].tls.ca_file`` loaded as TLS
-loads it), the files it writes can be created, appended to and rotated, the addresses it
+loads it), the files it writes can be created, appended to and rotated (``cache.persist``
+too), the addresses it
 listens on can be bound.
 
 The first fault raises :class:`resolver.status.Failure` naming the key, the file or address,
@@ -17,6 +18,7 @@ import ssl
 from resolver import status
 from resolver.config import DNSTAP_FILE, Config, Endpoint, for_worker
 from resolver.forensic.files import continuation
+from resolver.frontend import handover
 from resolver.forensic.seal import ForensicLogError, UnreadableKey, load_hmac_key
 from resolver.resolve.tls import client_context
 from resolver.status import Failure
@@ -116,8 +118,8 @@ def forward_tls(config: Config) -> None:
 def _bind_reason(key: str, exc: OSError, endpoint: Endpoint) -> str:
     if exc.errno == errno.EADDRINUSE:
         setting = key.split("[")[0]
-        return (f"address already in use by another process (a second instance needs its own "
-                f"{setting})")
+        return (f"address already in use by another process that does not share it "
+                f"(SO_REUSEPORT; a second instance needs its own {setting})")
     if exc.errno == errno.EACCES:
         return f"permission denied: port {endpoint.port} needs {PRIVILEGE}"
     if exc.errno == errno.EADDRNOTAVAIL:
@@ -132,13 +134,19 @@ def bind_failure(key: str, endpoint: Endpoint, exc: OSError) -> Failure:
 
 def _bindable(key: str, endpoint: Endpoint, kinds: tuple[int, ...], serving: bool,
               notes: list[str]) -> None:
-    """Bind ``endpoint`` as the server will (TCP with SO_REUSEADDR, IPv6 only for IPv6, as
-    asyncio's start_server does) and let go at once."""
+    """Bind ``endpoint`` as the server will (SO_REUSEPORT, so that a running predecessor's
+    listeners do not stop a successor; TCP with SO_REUSEADDR, IPv6 only for IPv6, as asyncio's
+    start_server does) and let go at once."""
     if endpoint.port == 0:
         return  # any free port: nothing to check
+    if handover.others([handover.key((endpoint.host, endpoint.port), endpoint.family)], False):
+        # A predecessor serves there: a UDP socket bound to check would join its SO_REUSEPORT
+        # group and could take (and lose) a datagram of its. TCP, never listening, tells.
+        kinds = tuple(kind for kind in kinds if kind != socket.SOCK_DGRAM)
     for kind in kinds:
         sock = socket.socket(endpoint.family, kind)
         try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if kind == socket.SOCK_STREAM:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if endpoint.family == socket.AF_INET6:
@@ -162,6 +170,9 @@ def check(config: Config, *, serving: bool, listen_key: str = "listen") -> list[
     notes: list[str] = []
     _log(config)
     _dnstap(config, notes)
+    if config.cache.persist is not None:  # written through a temporary file and a rename
+        for index in range(config.workers):
+            _writable("cache.persist", for_worker(config, index).cache.persist, creates=True)
     forward_tls(config)
     for index, endpoint in enumerate(config.listen):
         key = f"listen[{index}]" if listen_key == "listen" else listen_key

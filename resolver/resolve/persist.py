@@ -1,0 +1,187 @@
+"""The cache kept across a restart (``cache.persist``): written on SIGTERM, read at start.
+
+Only what may be served again is written: unexpired entries that were validated Secure or
+proven Insecure (RFC 4035 §4.3), never Bogus or Indeterminate data, with the TTL left. At
+start each entry's TTL is reduced by the wall-clock time since the file was written, its
+RRSIGs' validity windows are checked again at the validation time and its TTL capped by
+their expiry (RFC 4035 §5.3.1, §5.3.3), and entries past either are dropped. The file names
+fingerprints of what the data was judged by (trust anchors, negative trust anchors, validator
+settings: a file written under others is not read) and of the policy (forwarders, services:
+under another one the entries are kept as a reload keeps them, never served stale). A file
+that is missing, truncated, corrupt or not ours is ignored with one line.
+
+The format: one JSON object per line; a header (``format``, ``version``, ``written``,
+``trust``, ``policy``), one line per entry, and a trailer with the number of entries and the
+SHA-256 of every line before it, so that a truncated or altered file is told at once. It is
+written to a temporary file, synced and renamed over the old one."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import time
+
+import dns.name
+import dns.rdatatype
+
+from resolver.config import Config
+from resolver.dnssec import Verdict
+from resolver.dnssec.result import Answer, Proof
+from resolver.dnssec.verify import WINDOW_OK, check_window
+from resolver.ede import EDE
+from resolver.resolve.cache import Cache, pack_rrset, unpack_rrset
+
+log = logging.getLogger(__name__)
+
+FORMAT, VERSION = "dnssec-sidecar cache", 1
+NO_FILE = "no file yet"
+#: What a restart may serve again (RFC 4035 §4.3): never Bogus, never Indeterminate.
+KEPT = (Verdict.SECURE, Verdict.INSECURE)
+
+
+def fingerprint(config: Config) -> tuple[str, str]:
+    """Two SHA-256 digests: of what cached verdicts rest on (trust anchors, negative trust
+    anchors, validator settings), and of the policy answers are given under (forwarders,
+    services). The validation time is in neither: each signature window is checked again at
+    load."""
+    trust = sorted(rrset.to_text() for rrset in config.trust_anchors)
+    trust += [repr(config.negative_trust_anchors), repr(config.validator)]
+    policy = [repr(value) for value in (config.forward, config.services,
+                                        config.default_service)]
+    return tuple(hashlib.sha256("\n".join(parts).encode()).hexdigest()
+                 for parts in (trust, policy))
+
+
+def _entry(name: dns.name.Name, rdtype: int, answer: Answer) -> dict:
+    proof = answer.proof
+    return {"name": name.to_text(), "type": rdtype, "rcode": answer.rcode,
+            "verdict": answer.verdict.value, "ede": None if answer.ede is None else int(answer.ede),
+            "reason": answer.reason, "ttl": answer.ttl, "answers": len(answer.rrsets),
+            "rrsets": [base64.b64encode(pack_rrset(rrset, name)).decode()
+                       for rrset in answer.rrsets + answer.authority],
+            "proof": [None if proof.zone is None else proof.zone.to_text(), proof.zones,
+                      proof.signatures, proof.denial, proof.notes, proof.synthesised]}
+
+
+def _answer(data: dict) -> tuple[dns.name.Name, int, Answer]:
+    name = dns.name.from_text(data["name"])
+    rrsets = [unpack_rrset(base64.b64decode(packed, validate=True), name)
+              for packed in data["rrsets"]]
+    zone, zones, signatures, denial, notes, synthesised = data["proof"]
+    proof = Proof(None if zone is None else dns.name.from_text(zone), list(zones),
+                  [tuple(signature) for signature in signatures], denial, list(notes),
+                  list(synthesised))
+    verdict = Verdict(data["verdict"])
+    if verdict not in KEPT:
+        raise ValueError(f"an entry judged {verdict.value}")
+    answers = data["answers"]
+    return name, int(data["type"]), Answer(
+        int(data["rcode"]), verdict, rrsets[:answers], rrsets[answers:],
+        None if data["ede"] is None else EDE(data["ede"]), str(data["reason"]), proof,
+        int(data["ttl"]))
+
+
+def dump(cache: Cache, print_: tuple[str, str], *, wall=time.time) -> tuple[bytes, int]:
+    """The file's bytes for the entries of ``cache`` worth keeping, and their number."""
+    lines = [json.dumps({"format": FORMAT, "version": VERSION, "written": wall(),
+                         "trust": print_[0], "policy": print_[1]})]
+    lines += [json.dumps(_entry(name, rdtype, answer), separators=(",", ":"))
+              for name, rdtype, answer in cache.fresh() if answer.verdict in KEPT]
+    digest = hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
+    lines.append(json.dumps({"end": len(lines) - 1, "sha256": digest}))
+    return "".join(line + "\n" for line in lines).encode(), len(lines) - 2
+
+
+def save(cache: Cache, path: str, print_: tuple[str, str], *, wall=time.time) -> int:
+    """Write the entries of ``cache`` worth keeping to ``path``; the number written."""
+    data, count = dump(cache, print_, wall=wall)
+    temporary = f"{path}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+    return count
+
+
+def read_file(path: str) -> bytes | str:
+    """The bytes of ``path``, or why there are none."""
+    try:
+        with open(path, "rb") as source:
+            return source.read()
+    except FileNotFoundError:
+        return NO_FILE
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+
+
+def _read(raw: bytes, print_: tuple[str, str]) -> tuple[float, bool, list[dict]] | str:
+    """The write time of a file's bytes, whether its policy is ours, and its entries; or why
+    they are not used."""
+    lines = raw.split(b"\n")
+    if len(lines) < 3 or lines[-1] != b"":
+        return "truncated or not a cache file"
+    try:
+        header, trailer = json.loads(lines[0]), json.loads(lines[-2])
+    except ValueError:
+        return "not a cache file"
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        return "not a cache file"
+    if header.get("version") != VERSION:
+        return f"format version {header.get('version')!r}, not {VERSION}"
+    body = b"".join(line + b"\n" for line in lines[:-2])
+    if (not isinstance(trailer, dict) or trailer.get("end") != len(lines) - 3
+            or trailer.get("sha256") != hashlib.sha256(body).hexdigest()):
+        return "truncated or corrupt (its digest does not match)"
+    if header.get("trust") != print_[0]:
+        return "written under other trust anchors or validator settings: not used"
+    written = header.get("written")
+    if not isinstance(written, (int, float)):
+        return "no write time"
+    return float(written), header.get("policy") == print_[1], [json.loads(line)
+                                                               for line in lines[1:-2]]
+
+
+def load(cache: Cache, raw: bytes | str, source: str, print_: tuple[str, str],
+         validation_time: int, *, wall=time.time) -> tuple[int, int]:
+    """Store the entries of ``raw`` (a file's bytes, or why there are none) from ``source`` in
+    ``cache``: (entries kept, entries dropped for their TTL or a signature expired at
+    ``validation_time``). Bytes that cannot be used are logged in one line and ignored.
+    Entries written under another policy are kept as a reload keeps them: served while fresh,
+    never stale (a new cache epoch starts after them, RFC 8767 as resolver.resolve.stale)."""
+    found = _read(raw, print_) if isinstance(raw, bytes) else raw
+    if isinstance(found, str):
+        (log.info if found == NO_FILE else log.warning)(
+            "cache.persist: %s: %s; starting with an empty cache", source, found)
+        return 0, 0
+    written, same_policy, entries = found
+    elapsed = max(0.0, wall() - written)  # a clock set back does not lengthen a TTL
+    try:
+        answers = [_answer(data) for data in entries]
+    except Exception as exc:  # noqa: BLE001 - any fault of a file's content: one line, no traceback
+        log.warning("cache.persist: %s: an entry cannot be read (%s: %s); starting with an "
+                    "empty cache", source, type(exc).__name__, exc)
+        return 0, 0
+    kept = dropped = 0
+    for name, rdtype, answer in answers:
+        ttl = int(answer.ttl - elapsed)
+        for rrset in answer.rrsets + answer.authority:
+            if rrset.rdtype == dns.rdatatype.RRSIG:
+                for rdata in rrset:
+                    if check_window(rdata.inception, rdata.expiration,
+                                    validation_time) != WINDOW_OK:
+                        ttl = 0
+                    ttl = min(ttl, rdata.expiration - validation_time)
+        if ttl <= 0:
+            dropped += 1
+            continue
+        answer.ttl = ttl
+        cache.put(name, rdtype, answer)
+        kept += 1
+    if not same_policy:
+        cache.new_epoch()
+    return kept, dropped

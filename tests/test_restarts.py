@@ -1,0 +1,239 @@
+"""Restarts and rollouts that drop nothing (README "Restarts that drop nothing"): real
+processes on the signed test tree, a paced client (tests/paced.py) sending 5,000 queries a
+second through
+
+- a restart: a second process started on the same addresses (SO_REUSEPORT), which takes the
+  first one's cache over its Unix socket, primes and binds; then SIGTERM to the first, which
+  hands its listeners over and exits;
+- a DaemonSet-style rolling update: the same, the new process with a new version of the
+  configuration (another policy, another log file);
+- a stop and a start: the cache written on SIGTERM and read back at start, its TTLs smaller.
+
+Each query is asked once more after 1 s without an answer, as a stub resolver does, and is lost
+only when neither try is answered; every answer must have the rcode its name gets from a
+process that is not restarting. Waits are on events (process log lines, answers), not the
+clock. The figures of the same runs against Unbound are in bench/restart.py."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tests import paced
+from tests.testtree import authority, zonedata
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+ADDRESS = "127.0.0.16"
+RATE, SECONDS = 5000, 10
+QUESTIONS = [("www.rsasha256.example.", "A"), ("nope.ed448.test.", "A"),
+             ("www.insecure.example.", "A"), ("www.rsasha256.example.", "TXT"),
+             ("www.ecdsap256.example.", "AAAA"), ("nope.rsasha256.example.", "MX")]
+
+
+@pytest.fixture
+def tree():
+    with authority.start_tree() as running:
+        yield running
+
+
+def config_text(place: Path, version: int, extra: str = "") -> str:
+    manifest = zonedata.manifest()
+    (hint_name, hint_addr), = manifest["root_hints"].items()
+    anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
+    return (f'listen: ["{ADDRESS}:53"]\n'
+            f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
+            f"trust_anchors: [{anchors}]\n"
+            f'validation: {{time: "{authority.validation_time()}"}}\n'
+            f"{authority.outgoing_line()}\n"
+            f'metrics: {{listen: "{ADDRESS}:9153"}}\n'
+            f"log: {{path: {place / f'lookups.v{version}.jsonl'}}}\n"
+            f"cache: {{persist: {place / 'cache'}}}\n" + extra)
+
+
+class Process:
+    """``dnssec-sidecar serve`` with its process log read line by line in a thread."""
+
+    def __init__(self, config: Path) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "resolver.cli", "serve", "--config", str(config)],
+            cwd=ROOT_DIR, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.popen.stderr:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> str:
+        """The first process log line (from here on) matching ``pattern``."""
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"no line like {pattern!r} within {timeout} s: {self.seen}")
+            if line is None:
+                pytest.fail(f"exited ({self.popen.wait()}) before {pattern!r}: {self.seen}")
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def expected_rcodes() -> dict[str, int]:
+    """Each question's rcode from a resolver not restarting; the cache is warm after."""
+    rcodes = {}
+    for name, rdtype in QUESTIONS:
+        reply = dns.query.udp(dns.message.make_query(name, rdtype, want_dnssec=True), ADDRESS,
+                              timeout=10)
+        rcodes[name] = reply.rcode()
+    assert set(rcodes.values()) <= {dns.rcode.NOERROR, dns.rcode.NXDOMAIN}
+    return rcodes
+
+
+def through(take_over, expected: dict[str, int]) -> paced.Stats:
+    """Run the paced client, and ``take_over()`` once it has sent its first second."""
+    results: dict = {}
+    running = threading.Event()
+
+    def client() -> None:
+        async def go() -> None:
+            started = asyncio.Event()
+
+            async def relay() -> None:
+                await started.wait()
+                running.set()
+
+            task = asyncio.ensure_future(relay())
+            results["stats"] = await paced.run((ADDRESS, 53), QUESTIONS, RATE, SECONDS,
+                                               expected=expected, running=started)
+            task.cancel()
+        try:
+            asyncio.run(go())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            results["error"] = exc
+            running.set()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    assert running.wait(60)
+    try:
+        take_over()
+    finally:
+        thread.join(SECONDS + 60)
+    assert "error" not in results, results.get("error")
+    return results["stats"]
+
+
+def check(stats: paced.Stats) -> None:
+    print(f"sent {stats.sent} at {stats.rate:.0f}/s; answered {stats.answered} "
+          f"({stats.retried} on the repeat); lost {stats.lost}; max latency "
+          f"{stats.max_latency * 1000:.0f} ms; {dict(stats.rcodes)}")
+    assert stats.sent == RATE * SECONDS
+    assert stats.lost == 0
+    assert stats.answered == stats.sent
+    assert not stats.unexpected  # no SERVFAIL (nor anything else) it would not have seen
+
+
+def _restart(tmp_path: Path, new_extra: str, version: int) -> None:
+    first_config, second_config = tmp_path / "v1.yaml", tmp_path / f"v{version}.yaml"
+    first_config.write_text(config_text(tmp_path, 1))
+    second_config.write_text(config_text(tmp_path, version, new_extra))
+    first = Process(first_config)
+    second = None
+    try:
+        first.wait_for("services:")
+        expected = expected_rcodes()
+
+        def take_over() -> None:
+            nonlocal second
+            second = Process(second_config)
+            second.wait_for(r"cache: \d+ entries from the predecessor")
+            second.wait_for("primed beside a running predecessor")
+            second.wait_for("services:")  # bound and answering
+            first.popen.send_signal(signal.SIGTERM)
+            first.wait_for("a successor answers on every listener; handing over")
+            first.wait_for("stopped")
+            assert first.popen.wait(timeout=30) == 0
+
+        check(through(take_over, expected))
+        # The successor answers alone now, from the cache it was handed.
+        assert expected_rcodes() == expected
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_a_restart_loses_no_query(tree, tmp_path):
+    _restart(tmp_path, "", 1)
+
+
+def test_a_rolling_update_to_a_new_configuration_loses_no_query(tree, tmp_path):
+    """The new version: a policy (an open resolver for these names still, so the answers do
+    not change) and its own log file, as a DaemonSet's new pod has."""
+    policy = ("services: [{name: everything, clients: [0.0.0.0/0], "
+              "allow: [{zone: ., require: insecure-ok}]}]\n"
+              "timeouts: {drain_ms: 5000}\n")
+    _restart(tmp_path, policy, 2)
+
+
+def test_the_cache_is_written_at_sigterm_and_read_at_start(tree, tmp_path):
+    config = tmp_path / "v1.yaml"
+    config.write_text(config_text(tmp_path, 1))
+    name = "www.rsasha256.example."
+    first = Process(config)
+    try:
+        first.wait_for("services:")
+        before = dns.query.udp(dns.message.make_query(name, "A"), ADDRESS, timeout=10)
+        first.popen.send_signal(signal.SIGTERM)
+        written = first.wait_for(r"cache: \d+ entries written to")
+        assert int(written.split("cache: ")[1].split()[0]) >= 2  # the name, the root's keys
+        first.wait_for("stopped")
+    finally:
+        first.stop()
+    asked = len(tree.queries)
+    second = Process(config)
+    try:
+        line = second.wait_for(r"cache: \d+ entries from ")
+        assert f"from {tmp_path / 'cache'} (cache.persist), 0 dropped" in line
+        second.wait_for("services:")
+        after = dns.query.udp(dns.message.make_query(name, "A"), ADDRESS, timeout=10)
+        assert after.answer[0].to_text().split()[2:] == before.answer[0].to_text().split()[2:]
+        assert after.answer[0].ttl < before.answer[0].ttl
+        # Answered from the cache read: nothing asked upstream about it.
+        assert not [q for q in tree.queries[asked:] if "rsasha256" in q.qname]
+    finally:
+        second.stop()
+    # A corrupt file: one line, and the process serves from an empty cache.
+    (tmp_path / "cache").write_bytes(b"\x00garbage")
+    third = Process(config)
+    try:
+        line = third.wait_for("cache.persist")
+        assert "truncated or not a cache file; starting with an empty cache" in line
+        third.wait_for("services:")
+        assert dns.query.udp(dns.message.make_query(name, "A"), ADDRESS,
+                             timeout=10).rcode() == dns.rcode.NOERROR
+    finally:
+        third.stop()
+    assert "Traceback" not in "\n".join(third.seen)
