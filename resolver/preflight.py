@@ -78,6 +78,23 @@ def _log(config: Config) -> None:
             raise Failure("log.path", str(exc), status.LOG_CHAIN) from None
 
 
+def _successor(config: Config) -> None:
+    """A process taking over from a running predecessor on the same addresses (README
+    "Restarts that drop nothing") writes its own forensic log: two writers of one file would
+    interleave two hash chains."""
+    keys = [handover.key((ep.host, ep.port), ep.family) for ep in config.listen if ep.port]
+    log = config.log
+    if not log.enabled or log.path == "-" or not handover.others(keys, False):
+        return
+    for index in range(config.workers):
+        path = for_worker(config, index).log.path
+        writers = handover.holders(path)
+        if writers:
+            raise Failure("log.path", f"{path}: written by the running process {writers[0]}, "
+                          "which serves these addresses: a successor needs its own log.path",
+                          status.UNWRITABLE)
+
+
 def _dnstap(config: Config, notes: list[str]) -> None:
     """A file is created (an existing one rotated to ``.1``); a socket is the collector's,
     which may come up after the resolver."""
@@ -168,6 +185,7 @@ def check(config: Config, *, serving: bool, listen_key: str = "listen") -> list[
     is a fault, not a note). ``listen_key`` names where the listeners came from (``--listen``
     when the command line replaced them). ``trust_anchor_file`` was read with the file."""
     notes: list[str] = []
+    _successor(config)
     _log(config)
     _dnstap(config, notes)
     if config.cache.persist is not None:  # written through a temporary file and a rename

@@ -24,8 +24,8 @@ import dns.rdatatype
 from resolver import status
 from resolver.resolve.cache import Cache
 from resolver.frontend.admission import Admission
-from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, for_worker, load_config,
-                             open_default_service, replace_listen)
+from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, Endpoint, for_worker,
+                             load_config, open_default_service, replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
 from resolver.ops.dnstap import Dnstap, DnstapCollector
 from resolver.forensic.log import ForensicLog, ForensicLogError
@@ -142,9 +142,9 @@ class Service:
                 await self._prime()  # the predecessor serves these addresses meanwhile
             try:
                 await self.server.start()
-            except OSError as exc:  # preflight bound it: taken since
-                raise Failure("listen" if self.listen_override is None else "--listen",
-                              exc.strerror or str(exc), status.ADDRESS) from None
+            except OSError as exc:  # taken since preflight, or held by a process not sharing
+                raise bind_failure("listen" if self.listen_override is None else "--listen",
+                                   Endpoint(*self.server.binding), exc) from None
             if self.config.metrics.enabled:
                 endpoint = self.config.metrics.listen
                 http = HttpEndpoint(self.metrics, self.health, endpoint.host, endpoint.port)

@@ -47,7 +47,8 @@ def tree():
         yield running
 
 
-def config_text(place: Path, version: int, extra: str = "") -> str:
+def config_text(place: Path, log: int, extra: str = "") -> str:
+    """The test tree's configuration on ADDRESS, its forensic log ``lookups.v<log>.jsonl``."""
     manifest = zonedata.manifest()
     (hint_name, hint_addr), = manifest["root_hints"].items()
     anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
@@ -57,7 +58,7 @@ def config_text(place: Path, version: int, extra: str = "") -> str:
             f'validation: {{time: "{authority.validation_time()}"}}\n'
             f"{authority.outgoing_line()}\n"
             f'metrics: {{listen: "{ADDRESS}:9153"}}\n'
-            f"log: {{path: {place / f'lookups.v{version}.jsonl'}}}\n"
+            f"log: {{path: {place / f'lookups.v{log}.jsonl'}}}\n"
             f"cache: {{persist: {place / 'cache'}}}\n" + extra)
 
 
@@ -98,6 +99,14 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+def drops() -> str:
+    """/proc/net/snmp's UDP receive-buffer errors: datagrams the kernel dropped for a full
+    socket queue, the resolvers' or the client's (for a failure's message)."""
+    rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+            if line.startswith("Udp:")]
+    return rows[1][rows[0].index("RcvbufErrors")]
 
 
 def expected_rcodes() -> dict[str, int]:
@@ -145,20 +154,25 @@ def through(take_over, expected: dict[str, int]) -> paced.Stats:
     return results["stats"]
 
 
-def check(stats: paced.Stats) -> None:
-    print(f"sent {stats.sent} at {stats.rate:.0f}/s; answered {stats.answered} "
-          f"({stats.retried} on the repeat); lost {stats.lost}; max latency "
-          f"{stats.max_latency * 1000:.0f} ms; {dict(stats.rcodes)}")
-    assert stats.sent == RATE * SECONDS
-    assert stats.lost == 0
-    assert stats.answered == stats.sent
-    assert not stats.unexpected  # no SERVFAIL (nor anything else) it would not have seen
+def check(stats: paced.Stats, *processes: Process) -> None:
+    figures = (f"sent {stats.sent} at {stats.rate:.0f}/s; answered {stats.answered} "
+               f"({stats.retried} on the repeat); lost {stats.lost}; max latency "
+               f"{stats.max_latency * 1000:.0f} ms; {dict(stats.rcodes)}")
+    print(figures)
+    logs = "\n".join(["", figures, f"UDP receive-queue drops in this namespace: {drops()}"]
+                     + [line for p in processes for line in p.seen])
+    assert stats.sent == RATE * SECONDS, logs
+    assert stats.lost == 0, logs
+    assert stats.answered == stats.sent, logs
+    assert not stats.unexpected, logs  # no SERVFAIL (nor anything else) it would not have seen
 
 
-def _restart(tmp_path: Path, new_extra: str, version: int) -> None:
-    first_config, second_config = tmp_path / "v1.yaml", tmp_path / f"v{version}.yaml"
+def _restart(tmp_path: Path, new_extra: str) -> None:
+    """The first process, then the second (with ``new_extra`` in its configuration and, as
+    every successor, its own log) taking over under the paced client."""
+    first_config, second_config = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
     first_config.write_text(config_text(tmp_path, 1))
-    second_config.write_text(config_text(tmp_path, version, new_extra))
+    second_config.write_text(config_text(tmp_path, 2, new_extra))
     first = Process(first_config)
     second = None
     try:
@@ -176,7 +190,8 @@ def _restart(tmp_path: Path, new_extra: str, version: int) -> None:
             first.wait_for("stopped")
             assert first.popen.wait(timeout=30) == 0
 
-        check(through(take_over, expected))
+        stats = through(take_over, expected)
+        check(stats, first, second)
         # The successor answers alone now, from the cache it was handed.
         assert expected_rcodes() == expected
     finally:
@@ -186,7 +201,7 @@ def _restart(tmp_path: Path, new_extra: str, version: int) -> None:
 
 
 def test_a_restart_loses_no_query(tree, tmp_path):
-    _restart(tmp_path, "", 1)
+    _restart(tmp_path, "")
 
 
 def test_a_rolling_update_to_a_new_configuration_loses_no_query(tree, tmp_path):
@@ -195,7 +210,7 @@ def test_a_rolling_update_to_a_new_configuration_loses_no_query(tree, tmp_path):
     policy = ("services: [{name: everything, clients: [0.0.0.0/0], "
               "allow: [{zone: ., require: insecure-ok}]}]\n"
               "timeouts: {drain_ms: 5000}\n")
-    _restart(tmp_path, policy, 2)
+    _restart(tmp_path, policy)
 
 
 def test_the_cache_is_written_at_sigterm_and_read_at_start(tree, tmp_path):
@@ -237,3 +252,48 @@ def test_the_cache_is_written_at_sigterm_and_read_at_start(tree, tmp_path):
     finally:
         third.stop()
     assert "Traceback" not in "\n".join(third.seen)
+
+
+def test_after_sigterm_the_old_process_answers_until_a_successor_does(tree, tmp_path):
+    """``timeouts.drain_ms``: with no successor yet, SIGTERM does not stop the answers; the
+    successor's arrival ends the wait at once."""
+    first_config, second_config = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
+    first_config.write_text(config_text(tmp_path, 1, "timeouts: {drain_ms: 600000}\n"))
+    second_config.write_text(config_text(tmp_path, 2))
+    first = Process(first_config)
+    second = None
+    try:
+        first.wait_for("services:")
+        first.popen.send_signal(signal.SIGTERM)
+        for name, rdtype in QUESTIONS:  # answered after SIGTERM: nobody else would
+            reply = dns.query.udp(dns.message.make_query(name, rdtype), ADDRESS, timeout=10)
+            assert reply.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+        assert first.popen.poll() is None
+        second = Process(second_config)
+        first.wait_for("a successor answers on every listener; handing over")
+        assert first.popen.wait(timeout=60) == 0
+        second.wait_for("services:")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_a_successor_writing_the_running_process_log_file_is_refused(tree, tmp_path):
+    """Two writers of one forensic log would interleave two hash chains: one line, status 5."""
+    config = tmp_path / "v1.yaml"
+    config.write_text(config_text(tmp_path, 1))
+    first = Process(config)
+    try:
+        first.wait_for("services:")
+        done = subprocess.run([sys.executable, "-m", "resolver.cli", "serve", "--config",
+                               str(config)], cwd=ROOT_DIR, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 5
+        assert done.stderr.splitlines() == [
+            f"dnssec-sidecar: {config}: log.path: {tmp_path / 'lookups.v1.jsonl'}: written by "
+            f"the running process {first.popen.pid}, which serves these addresses: a successor "
+            "needs its own log.path"]
+        assert first.popen.poll() is None  # and the running one goes on
+    finally:
+        first.stop()

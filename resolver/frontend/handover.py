@@ -3,12 +3,13 @@
 Every listener is bound with SO_REUSEPORT (socket(7)), so a new process binds the same
 addresses while the old one runs, and the kernel spreads datagrams and connections over both.
 A successor binds only once it can answer (resolver.service primes it first), so "another
-process's UDP socket bound to each of our addresses" means "a successor answers there": the
-old process then leaves the groups (resolver.frontend.listeners.Server.hand_over) and stops.
+process's UDP socket and TCP listener on each of our addresses" means "a successor answers
+there": the old process then leaves the groups (resolver.frontend.listeners.Server.hand_over)
+and stops.
 
-The sockets are read from /proc/net/udp and /proc/net/udp6 (proc(5)): local address and
-port, state, inode. Sockets of this process, and of its sibling workers under the same
-supervisor, are not another process's. No BPF, no protocol of our own."""
+The sockets are read from /proc/net/udp, /proc/net/tcp and their IPv6 twins (proc(5)): local
+address and port, state, inode. Sockets of this process, and of its sibling workers under the
+same supervisor, are not another process's. No BPF, no protocol of our own."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import os
 import socket
 import struct
 
-#: /proc/net/udp's state of an unconnected socket (TCP_CLOSE); a connected one (a process that
-#: has handed over) is no longer picked by the kernel for new datagrams.
-UNCONNECTED = "07"
+#: /proc/net/udp's state of an unconnected socket (TCP_CLOSE; a connected one, a process that
+#: has handed over, is no longer picked by the kernel for new datagrams), and /proc/net/tcp's of
+#: a listening socket.
+UNCONNECTED, LISTENING = "07", "0A"
 
 
 def _address(text: str) -> tuple[int, bytes, int]:
@@ -30,17 +32,17 @@ def _address(text: str) -> tuple[int, bytes, int]:
     return family, struct.pack(f"={len(words)}I", *words), int(port, 16)
 
 
-def bound_udp() -> dict[tuple[int, bytes, int], set[int]]:
-    """The inodes of the unconnected UDP sockets of this network namespace, by local
-    address: (family, packed address, port)."""
+def bound(protocol: str, state: str) -> dict[tuple[int, bytes, int], set[int]]:
+    """The inodes of this network namespace's ``protocol`` ("udp", "tcp") sockets in
+    ``state``, by local address: (family, packed address, port)."""
     found: dict[tuple[int, bytes, int], set[int]] = {}
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
+    for table in (f"/proc/net/{protocol}", f"/proc/net/{protocol}6"):
         try:
             with open(table) as lines:
                 next(lines, None)  # the header
                 for line in lines:
                     fields = line.split()
-                    if len(fields) > 9 and fields[3] == UNCONNECTED:
+                    if len(fields) > 9 and fields[3] == state:
                         found.setdefault(_address(fields[1]), set()).add(int(fields[9]))
         except (OSError, ValueError):
             continue  # no IPv6, or no /proc: nobody else is seen
@@ -67,6 +69,28 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
+def holders(path: str) -> list[int]:
+    """The other processes we can see (our PID namespace, our user or root) that have ``path``
+    open: a predecessor still writing a file we would write too."""
+    target = os.path.realpath(path)
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    found.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return found
+
+
 def generation(worker: bool) -> set[int]:
     """The socket inodes of this process and, for a worker, of its siblings (the supervisor's
     other children, which share its listeners): sockets that are not a successor's."""
@@ -85,11 +109,12 @@ def generation(worker: bool) -> set[int]:
 
 
 def others(keys: list[tuple[int, bytes, int]], worker: bool) -> bool:
-    """Whether another process (not this one, not a sibling worker) has an unconnected UDP
-    socket on every one of ``keys``: a successor answering on all our addresses, or, before
-    we bind, a predecessor still serving them."""
+    """Whether another process (not this one, not a sibling worker) serves every one of
+    ``keys`` as we do, an unconnected UDP socket and a TCP listener on each: a successor
+    answering on all our addresses, or, before we bind, a predecessor still serving them (a
+    program holding only one of the two is neither)."""
     if not keys:
         return False
-    held = bound_udp()
+    udp, tcp = bound("udp", UNCONNECTED), bound("tcp", LISTENING)
     ours = generation(worker)
-    return all(held.get(k, set()) - ours for k in keys)
+    return all(udp.get(k, set()) - ours and tcp.get(k, set()) - ours for k in keys)

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 #: flood's excess and answers hits in C, instead of being dropped by the kernel with the flood.
 UDP_RECEIVE_BUFFER = 4 << 20
 #: Seconds a handed-over UDP socket's receive queue must stay empty before it is closed, and
-#: the longest it is read after the hand-over (then it closes whatever is left).
-QUEUE_QUIET, QUEUE_DRAIN = 0.05, 2.0
+#: the longest it is read after the hand-over (no datagram joins it then, so it only shrinks:
+#: a bound for a process starved of CPU, within a Kubernetes grace period).
+QUEUE_QUIET, QUEUE_DRAIN = 0.05, 10.0
 
 
 class UdpServer:
@@ -140,10 +141,12 @@ class Server:
         self._tcp: list[asyncio.base_events.Server] = []
         self.connections: dict[asyncio.StreamWriter, _TcpClient] = {}
         self._stopping = False
+        self.binding: tuple[str, int] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for host, port in self.endpoints:
+            self.binding = (host, port)  # the endpoint an OSError is about
             udp = UdpServer(self.frontend, await self._udp_socket(host, port), (host, port))
             loop.add_reader(udp.sock.fileno(), udp.io.readable)
             self._udp.append(udp)
