@@ -28,6 +28,7 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+import uvloop
 
 from bench import peers
 from bench.flood import udp_receive_drops
@@ -119,7 +120,7 @@ def round_(kind: str, directory: Path, tree: peers.Tree, rate: int, seconds: flo
             watcher.add_done_callback(lambda _: started.set())
             result["stats"] = await paced.run((ADDRESS, 53), QUESTIONS, rate, seconds,
                                               running=running)
-        asyncio.run(go())
+        uvloop.run(go())
 
     drops = udp_receive_drops()
     thread = threading.Thread(target=client)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ import dns.message
 import dns.rcode
 
 SOCKETS = 64
+RECEIVE_BUFFER = 1 << 20  # octets per socket (the kernel caps it at net.core.rmem_max)
 
 
 @dataclass
@@ -41,14 +43,39 @@ class _Query:
         self.tries, self.done = 1, False
 
 
-class _Socket(asyncio.DatagramProtocol):
-    def __init__(self, client: "_Client") -> None:
-        self.client, self.transport, self.waiting = client, None, {}
+class _Socket:
+    """One connected client socket, read until empty at each readiness (and before a query
+    on it is judged unanswered), so that a client starved of CPU never counts as lost an
+    answer that is waiting in its queue."""
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def __init__(self, client: "_Client", address: tuple[str, int]) -> None:
+        self.client, self.waiting = client, {}
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET,
+                                  socket.SOCK_DGRAM)
+        # Room for the replies of a few seconds when this process is starved of CPU: the
+        # client's own queue must not be where answers are lost.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self.sock.setblocking(False)
+        self.sock.connect(address)
+        client.loop.add_reader(self.sock.fileno(), self.drain)
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def send(self, wire: bytes) -> None:
+        try:
+            self.sock.send(wire)
+        except OSError:  # a full send buffer, or an ICMP error of an earlier datagram
+            pass  # as a datagram lost on the way: the repeat, or the count, tells
+
+    def drain(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # ICMP port unreachable for an earlier query: read on
+                continue
+            self.received(data)
+
+    def received(self, data: bytes) -> None:
         if len(data) < 12:
             return
         query = self.waiting.get(int.from_bytes(data[:2], "big"))
@@ -58,6 +85,10 @@ class _Socket(asyncio.DatagramProtocol):
         if data[12:12 + len(question) - 11].lower() != question[:len(question) - 11].lower():
             return  # not this question (the OPT record's 11 octets are left out)
         self.client.answer(query, data[3] & 0x0F)
+
+    def close(self) -> None:
+        self.client.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 class _Client:
@@ -87,11 +118,12 @@ class _Client:
 
     def expire(self, query: _Query, retry: float) -> None:
         """No answer within ``retry``: ask once more (same ID, same socket), then give up."""
+        query.sock.drain()  # an answer already here is not late
         if query.done:
             return
         if query.tries == 1:
             query.tries = 2
-            query.sock.transport.sendto(query.wire)
+            query.sock.send(query.wire)
             self.loop.call_later(retry, self.expire, query, retry)
             return
         query.done = True
@@ -117,11 +149,7 @@ async def run(address: tuple[str, int], questions: list[tuple[str, str]], rate: 
     client = _Client(expected)
     loop = client.loop
     rnd = random.Random(seed)
-    sockets = []
-    for _ in range(SOCKETS):
-        _, proto = await loop.create_datagram_endpoint(lambda: _Socket(client),
-                                                       remote_addr=address)
-        sockets.append(proto)
+    sockets = [_Socket(client, address) for _ in range(SOCKETS)]
     wires = [(name, query_wire(name, rdtype)) for name, rdtype in questions]
     start = loop.time()
     sent = 0
@@ -139,7 +167,7 @@ async def run(address: tuple[str, int], questions: list[tuple[str, str]], rate: 
                 sock.waiting[qid] = query
                 client.pending += 1
                 client.idle.clear()
-                sock.transport.sendto(query.wire)
+                sock.send(query.wire)
                 loop.call_later(retry, client.expire, query, retry)
                 sent += 1
             if running is not None and sent >= rate:
@@ -151,5 +179,5 @@ async def run(address: tuple[str, int], questions: list[tuple[str, str]], rate: 
             await asyncio.wait_for(client.idle.wait(), 2 * retry + 5)
     finally:
         for sock in sockets:
-            sock.transport.close()
+            sock.close()
     return client.stats

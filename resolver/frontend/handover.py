@@ -91,17 +91,29 @@ def holders(path: str) -> list[int]:
     return found
 
 
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (proc(5): the fourth field of
+    /proc/<pid>/stat, after the command name in parentheses)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and int(fields[1]) == parent:
+            found.append(int(pid))
+    return found
+
+
 def generation(worker: bool) -> set[int]:
     """The socket inodes of this process and, for a worker, of its siblings (the supervisor's
     other children, which share its listeners): sockets that are not a successor's."""
     pids = {os.getpid()}
     if worker:
-        parent = os.getppid()
-        try:
-            with open(f"/proc/{parent}/task/{parent}/children") as children:
-                pids.update(int(pid) for pid in children.read().split())
-        except (OSError, ValueError):
-            pass
+        pids.update(_children(os.getppid()))
     inodes: set[int] = set()
     for pid in pids:
         inodes |= _socket_inodes(pid)
