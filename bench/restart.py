@@ -5,8 +5,10 @@ A paced client (tests/paced.py: queries matched by socket, ID and question, aske
 1 s as a stub does, lost when neither try is answered) sends ``--rate`` queries a second for
 ``--seconds`` at cached names of the signed test tree. One second in, a second process of the
 same resolver starts on the same address (SO_REUSEPORT: dnssec-sidecar always, Unbound with
-``so-reuseport: yes``, its default); once it answers, the first one gets SIGTERM. Rounds
-alternate the two resolvers; each line is one round, then the medians.
+``so-reuseport: yes``, its default); once it is serving (ours: its start lines; Unbound: its
+socket bound beside the first one's), the first one gets SIGTERM. Rounds alternate the two
+resolvers; each line is one round (lost: no answer to either try; answered only on the
+repeat: the first try got none), then the medians.
 
 Run as root (port 53); it runs itself in a network namespace of its own with only loopback:
 
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -32,6 +35,7 @@ import uvloop
 
 from bench import peers
 from bench.flood import udp_receive_drops
+from resolver.frontend import handover
 from tests import paced
 from tests.test_restarts import ADDRESS, QUESTIONS, Process, config_text
 
@@ -128,9 +132,14 @@ def round_(kind: str, directory: Path, tree: peers.Tree, rate: int, seconds: flo
     started.wait(60)
     second = start(2)
     if kind == "unbound":
-        # Unbound says nothing when ready: it answers. Each query from a fresh source port is
-        # hashed to either process; wait until the second one has served a few.
-        time.sleep(0.5)
+        # Unbound says nothing when it is ready: wait until its socket is bound beside the
+        # first one's (what our old process waits for too), then a tenth of a second more.
+        key = handover.key((ADDRESS, 53), socket.AF_INET)
+        until = time.monotonic() + 30
+        while len(handover.bound("udp", handover.UNCONNECTED).get(key, ())) < 2:
+            assert time.monotonic() < until, "the second Unbound did not bind"
+            time.sleep(0.01)
+        time.sleep(0.1)
     first.popen.send_signal(signal.SIGTERM)
     first.popen.wait(60)
     thread.join(seconds + 60)
