@@ -46,6 +46,7 @@ WATCH_INTERVAL = 2.0  # seconds between looks at the config file
 PRIME_LIMIT = 10  # seconds a successor primes before binding beside its predecessor anyway
 SUCCESSOR_POLL = 0.05  # seconds between looks for a successor after SIGTERM
 HANDOVER_READ = 30  # seconds a successor waits for its predecessor's cache
+HANDOVER_CHUNK = 1 << 20  # octets of it written before the loop turns to queries again
 LOG_WATCH_INTERVAL = 0.25  # seconds between looks at the forensic log's health
 
 
@@ -264,12 +265,15 @@ class Service:
         sock_path = path + ".sock"
 
         async def give(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            data, count = persist.dump(self.resolver.cache, persist.fingerprint(self.config))
-            writer.write(data)
             try:
+                for line in persist.dump(self.resolver.cache, persist.fingerprint(self.config)):
+                    writer.write(line)
+                    if writer.transport.get_write_buffer_size() > HANDOVER_CHUNK:
+                        await writer.drain()  # the loop answers queries meanwhile
                 await writer.drain()
-                self._say(f"cache: {count} entries handed to a successor on {sock_path}")
-            except ConnectionError:
+                self._say(f"cache: {persist.entries(line)} entries handed to a successor on "
+                          f"{sock_path}")
+            except (ConnectionError, RuntimeError):  # the successor went; the cache changed
                 pass
             finally:
                 writer.close()

@@ -220,10 +220,11 @@ class Cache:
 
     def fresh(self):
         """(name, type, answer) of every unexpired entry, least recently used first, its TTL
-        what is left: what resolver.resolve.persist writes at shutdown."""
+        what is left: what resolver.resolve.persist writes at shutdown (or hands over while
+        serving: an entry gone meanwhile is left out)."""
         now = self.clock()
         for key, entry in list(self._entries.items()):
-            if entry.expires > now:
+            if entry.expires > now and self._entries.get(key) is entry:
                 yield (dns.name.from_text(entry.owner), int.from_bytes(key[-2:], "big"),
                        self._answer(key, entry, now, keep=False))
 

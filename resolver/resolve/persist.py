@@ -84,28 +84,40 @@ def _answer(data: dict) -> tuple[dns.name.Name, int, Answer]:
         int(data["ttl"]))
 
 
-def dump(cache: Cache, print_: tuple[str, str], *, wall=time.time) -> tuple[bytes, int]:
-    """The file's bytes for the entries of ``cache`` worth keeping, and their number."""
-    lines = [json.dumps({"format": FORMAT, "version": VERSION, "written": wall(),
-                         "trust": print_[0], "policy": print_[1]})]
-    lines += [json.dumps(_entry(name, rdtype, answer), separators=(",", ":"))
-              for name, rdtype, answer in cache.fresh() if answer.verdict in KEPT]
-    digest = hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
-    lines.append(json.dumps({"end": len(lines) - 1, "sha256": digest}))
-    return "".join(line + "\n" for line in lines).encode(), len(lines) - 2
+def dump(cache: Cache, print_: tuple[str, str], *, wall=time.time):
+    """The file's lines (bytes, each ending in a newline) for the entries of ``cache`` worth
+    keeping, made one at a time, so that a large cache is never held twice in memory."""
+    digest = hashlib.sha256()
+    count = 0
+    header = json.dumps({"format": FORMAT, "version": VERSION, "written": wall(),
+                         "trust": print_[0], "policy": print_[1]}).encode() + b"\n"
+    digest.update(header)
+    yield header
+    for name, rdtype, answer in cache.fresh():
+        if answer.verdict in KEPT:
+            line = json.dumps(_entry(name, rdtype, answer), separators=(",", ":")).encode()
+            digest.update(line + b"\n")
+            count += 1
+            yield line + b"\n"
+    yield json.dumps({"end": count, "sha256": digest.hexdigest()}).encode() + b"\n"
+
+
+def entries(trailer: bytes) -> int:
+    """The number of entries a file's last line (from :func:`dump`) says it holds."""
+    return json.loads(trailer)["end"]
 
 
 def save(cache: Cache, path: str, print_: tuple[str, str], *, wall=time.time) -> int:
     """Write the entries of ``cache`` worth keeping to ``path``; the number written."""
-    data, count = dump(cache, print_, wall=wall)
     temporary = f"{path}.tmp"
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as out:
-        out.write(data)
+        for line in dump(cache, print_, wall=wall):
+            out.write(line)
         out.flush()
         os.fsync(out.fileno())
     os.replace(temporary, path)
-    return count
+    return entries(line)
 
 
 def read_file(path: str) -> bytes | str:
@@ -119,9 +131,9 @@ def read_file(path: str) -> bytes | str:
         return f"cannot read: {exc.strerror or exc}"
 
 
-def _read(raw: bytes, print_: tuple[str, str]) -> tuple[float, bool, list[dict]] | str:
-    """The write time of a file's bytes, whether its policy is ours, and its entries; or why
-    they are not used."""
+def _read(raw: bytes, print_: tuple[str, str]) -> tuple[float, bool, list[bytes]] | str:
+    """The write time of a file's bytes, whether its policy is ours, and its entries' lines;
+    or why they are not used."""
     lines = raw.split(b"\n")
     if len(lines) < 3 or lines[-1] != b"":
         return "truncated or not a cache file"
@@ -142,46 +154,51 @@ def _read(raw: bytes, print_: tuple[str, str]) -> tuple[float, bool, list[dict]]
     written = header.get("written")
     if not isinstance(written, (int, float)):
         return "no write time"
-    return float(written), header.get("policy") == print_[1], [json.loads(line)
-                                                               for line in lines[1:-2]]
+    return float(written), header.get("policy") == print_[1], lines[1:-2]
 
 
 def load(cache: Cache, raw: bytes | str, source: str, print_: tuple[str, str],
          validation_time: int, *, wall=time.time) -> tuple[int, int]:
     """Store the entries of ``raw`` (a file's bytes, or why there are none) from ``source`` in
     ``cache``: (entries kept, entries dropped for their TTL or a signature expired at
-    ``validation_time``). Bytes that cannot be used are logged in one line and ignored.
-    Entries written under another policy are kept as a reload keeps them: served while fresh,
+    ``validation_time``). Bytes that cannot be used are logged in one line and ignored (a
+    fault past the digest check, in an entry, empties ``cache``: a new one at start). Entries
+    written under another policy are kept as a reload keeps them: served while fresh,
     never stale (a new cache epoch starts after them, RFC 8767 as resolver.resolve.stale)."""
     found = _read(raw, print_) if isinstance(raw, bytes) else raw
     if isinstance(found, str):
         (log.info if found == NO_FILE else log.warning)(
             "cache.persist: %s: %s; starting with an empty cache", source, found)
         return 0, 0
-    written, same_policy, entries = found
+    written, same_policy, lines = found
     elapsed = max(0.0, wall() - written)  # a clock set back does not lengthen a TTL
+    kept = dropped = 0
     try:
-        answers = [_answer(data) for data in entries]
+        for data in lines:  # one at a time: a large file is never all parsed at once
+            name, rdtype, answer = _answer(json.loads(data))
+            answer.ttl = _left(answer, int(answer.ttl - elapsed), validation_time)
+            if answer.ttl <= 0:
+                dropped += 1
+                continue
+            cache.put(name, rdtype, answer)
+            kept += 1
     except Exception as exc:  # noqa: BLE001 - any fault of a file's content: one line, no traceback
+        cache.clear()
         log.warning("cache.persist: %s: an entry cannot be read (%s: %s); starting with an "
                     "empty cache", source, type(exc).__name__, exc)
         return 0, 0
-    kept = dropped = 0
-    for name, rdtype, answer in answers:
-        ttl = int(answer.ttl - elapsed)
-        for rrset in answer.rrsets + answer.authority:
-            if rrset.rdtype == dns.rdatatype.RRSIG:
-                for rdata in rrset:
-                    if check_window(rdata.inception, rdata.expiration,
-                                    validation_time) != WINDOW_OK:
-                        ttl = 0
-                    ttl = min(ttl, rdata.expiration - validation_time)
-        if ttl <= 0:
-            dropped += 1
-            continue
-        answer.ttl = ttl
-        cache.put(name, rdtype, answer)
-        kept += 1
     if not same_policy:
         cache.new_epoch()
     return kept, dropped
+
+
+def _left(answer: Answer, ttl: int, validation_time: int) -> int:
+    """``ttl`` capped by the expiry of each of the answer's RRSIGs at ``validation_time``
+    (RFC 4035 §5.3.3); 0 when one is outside its validity window (§5.3.1)."""
+    for rrset in answer.rrsets + answer.authority:
+        if rrset.rdtype == dns.rdatatype.RRSIG:
+            for rdata in rrset:
+                if check_window(rdata.inception, rdata.expiration, validation_time) != WINDOW_OK:
+                    return 0
+                ttl = min(ttl, rdata.expiration - validation_time)
+    return ttl
