@@ -218,12 +218,12 @@ class Cache:
         self.misses += 1
         return None
 
-    def fresh(self):
-        """(name, type, answer) of every unexpired entry, least recently used first, its TTL
-        what is left: what resolver.resolve.persist writes at shutdown (or hands over while
-        serving: an entry gone meanwhile is left out)."""
+    def fresh(self, newest: int):
+        """(name, type, answer) of the unexpired entries among the ``newest`` used last, least
+        recently used first, its TTL what is left: what resolver.resolve.persist writes at
+        shutdown (or hands over while serving: an entry gone meanwhile is left out)."""
         now = self.clock()
-        for key, entry in list(self._entries.items()):
+        for key, entry in list(self._entries.items())[-newest:]:
             if entry.expires > now and self._entries.get(key) is entry:
                 yield (dns.name.from_text(entry.owner), int.from_bytes(key[-2:], "big"),
                        self._answer(key, entry, now, keep=False))

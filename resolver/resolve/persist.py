@@ -1,7 +1,8 @@
 """The cache kept across a restart (``cache.persist``): written on SIGTERM, read at start.
 
 Only what may be served again is written: unexpired entries that were validated Secure or
-proven Insecure (RFC 4035 §4.3), never Bogus or Indeterminate data, with the TTL left. At
+proven Insecure (RFC 4035 §4.3), never Bogus or Indeterminate data, with the TTL left; at most
+the MOST entries used last. At
 start each entry's TTL is reduced by the wall-clock time since the file was written, its
 RRSIGs' validity windows are checked again at the validation time and its TTL capped by
 their expiry (RFC 4035 §5.3.1, §5.3.3), and entries past either are dropped. The file names
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 FORMAT, VERSION = "dnssec-sidecar cache", 1
 NO_FILE = "no file yet"
+#: The entries kept: those used last. Each costs about 0.5 ms to write and 0.6 ms to read back
+#: (dnspython parsing; bench/RESULTS.md), so this bounds both to seconds, within a Kubernetes
+#: grace period and a successor's start.
+MOST = 10_000
 #: What a restart may serve again (RFC 4035 §4.3): never Bogus, never Indeterminate.
 KEPT = (Verdict.SECURE, Verdict.INSECURE)
 
@@ -93,7 +98,7 @@ def dump(cache: Cache, print_: tuple[str, str], *, wall=time.time):
                          "trust": print_[0], "policy": print_[1]}).encode() + b"\n"
     digest.update(header)
     yield header
-    for name, rdtype, answer in cache.fresh():
+    for name, rdtype, answer in cache.fresh(MOST):
         if answer.verdict in KEPT:
             line = json.dumps(_entry(name, rdtype, answer), separators=(",", ":")).encode()
             digest.update(line + b"\n")
