@@ -8,6 +8,7 @@ line on standard error and an exit status of its kind (below), never a traceback
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
@@ -43,7 +44,14 @@ def check_zone(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Start the resolver: the config file, or the built-in defaults (127.0.0.1:53, the IANA
     root hints and root trust anchors). It says what it serves where on standard error; the
-    forensic log goes to standard output unless log.path names a file."""
+    forensic log goes to standard output unless log.path names a file.
+
+    A restart that drops nothing: start the new process on the same listen addresses (with its
+    own forensic log). It finds the running one there, takes its cache (cache.persist), primes,
+    then binds beside it (SO_REUSEPORT) and says it is serving. Then send SIGTERM to the old
+    one: once a successor answers on every address (or after timeouts.drain_ms without one) it
+    hands its sockets over without losing a queued query, finishes the queries in flight,
+    writes its cache and flushes its log. README: "Restarts that drop nothing"."""
     from resolver import preflight, service
     from resolver.config import (ConfigError, default_config, load_config, parse_endpoint,
                                  replace_listen)
@@ -99,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="run the validating resolver",
-                              description=serve.__doc__)
+                              description=inspect.cleandoc(serve.__doc__),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in)")
     run.add_argument("--listen", metavar="ADDR:PORT", action="append",
                      help="listen here instead (repeatable; [v6]:port for IPv6)")

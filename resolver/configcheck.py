@@ -182,6 +182,17 @@ def _do_not_query(config: Config) -> str:
             + " (except root hints and forwarders)")
 
 
+def _restarts(config: Config) -> str:
+    """How a restart goes (README "Restarts that drop nothing")."""
+    persist = config.cache.persist
+    kept = (f"cache kept in {persist} (cache.persist)" if persist is not None
+            else "cache not kept (cache.persist unset)")
+    drain = config.timeouts.drain_ms
+    wait = (f"answers {drain} ms more on SIGTERM with no successor" if drain
+            else "stops at once on SIGTERM with no successor")
+    return f"  restarts: {kept}; {wait} (timeouts.drain_ms)"
+
+
 def summary(config: Config) -> list[str]:
     """The lines ``check-config`` prints for a valid configuration."""
     builtin_hints = config.root_hints == ROOT_HINTS
@@ -212,6 +223,7 @@ def summary(config: Config) -> list[str]:
         f"  outgoing: {' and '.join(families)}",
         _do_not_query(config),
         _dnstap(config),
+        _restarts(config),
     ]
     lines.append(_api(config))
     lines += _services(config)

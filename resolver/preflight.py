@@ -1,8 +1,8 @@
 """What ``serve`` needs from the host beyond a valid file, checked before anything starts (and
 by ``check-config``): the files it reads can be read (``forward[].tls.ca_file`` loaded as TLS
-loads it), the files it writes can be created, appended to and rotated, the addresses it
-listens on can be bound, the nftables sets ``services[].pin`` names exist as pinning needs
-them (resolver.frontend.pinning).
+loads it), the files it writes can be created, appended to and rotated (``cache.persist``
+too), the addresses it listens on can be bound, the nftables sets ``services[].pin`` names
+exist as pinning needs them (resolver.frontend.pinning).
 
 The first fault raises :class:`resolver.status.Failure` naming the key, the file or address,
 and the reason. What cannot be told from here is a note: a privileged port when the check
@@ -19,6 +19,7 @@ import ssl
 from resolver import status
 from resolver.config import API_UNIX, DNSTAP_FILE, Config, ConfigError, Endpoint, for_worker
 from resolver.forensic.files import continuation
+from resolver.frontend import handover
 from resolver.forensic.seal import ForensicLogError, UnreadableKey, load_hmac_key
 from resolver.frontend.pinning import check_set
 from resolver.nft import Nft, NftError
@@ -79,6 +80,23 @@ def _log(config: Config) -> None:
             continuation(view, key)
         except ForensicLogError as exc:
             raise Failure("log.path", str(exc), status.LOG_CHAIN) from None
+
+
+def _successor(config: Config) -> None:
+    """A process taking over from a running predecessor on the same addresses (README
+    "Restarts that drop nothing") writes its own forensic log: two writers of one file would
+    interleave two hash chains."""
+    keys = [handover.key((ep.host, ep.port), ep.family) for ep in config.listen if ep.port]
+    log = config.log
+    if not log.enabled or log.path == "-" or not handover.others(keys, False):
+        return
+    for index in range(config.workers):
+        path = for_worker(config, index).log.path
+        writers = handover.holders(path)
+        if writers:
+            raise Failure("log.path", f"{path}: written by the running process {writers[0]}, "
+                          "which serves these addresses: a successor needs its own log.path",
+                          status.UNWRITABLE)
 
 
 def _dnstap(config: Config, notes: list[str]) -> None:
@@ -149,8 +167,8 @@ def pin_sets(config: Config, *, serving: bool = True, notes: list[str] | None = 
 def _bind_reason(key: str, exc: OSError, endpoint: Endpoint) -> str:
     if exc.errno == errno.EADDRINUSE:
         setting = key.split("[")[0]
-        return (f"address already in use by another process (a second instance needs its own "
-                f"{setting})")
+        return (f"address already in use by another process that does not share it "
+                f"(SO_REUSEPORT; a second instance needs its own {setting})")
     if exc.errno == errno.EACCES:
         return f"permission denied: port {endpoint.port} needs {PRIVILEGE}"
     if exc.errno == errno.EADDRNOTAVAIL:
@@ -165,13 +183,19 @@ def bind_failure(key: str, endpoint: Endpoint, exc: OSError) -> Failure:
 
 def _bindable(key: str, endpoint: Endpoint, kinds: tuple[int, ...], serving: bool,
               notes: list[str]) -> None:
-    """Bind ``endpoint`` as the server will (TCP with SO_REUSEADDR, IPv6 only for IPv6, as
-    asyncio's start_server does) and let go at once."""
+    """Bind ``endpoint`` as the server will (SO_REUSEPORT, so that a running predecessor's
+    listeners do not stop a successor; TCP with SO_REUSEADDR, IPv6 only for IPv6, as asyncio's
+    start_server does) and let go at once."""
     if endpoint.port == 0:
         return  # any free port: nothing to check
+    if handover.others([handover.key((endpoint.host, endpoint.port), endpoint.family)], False):
+        # A predecessor serves there: a UDP socket bound to check would join its SO_REUSEPORT
+        # group and could take (and lose) a datagram of its. TCP, never listening, tells.
+        kinds = tuple(kind for kind in kinds if kind != socket.SOCK_DGRAM)
     for kind in kinds:
         sock = socket.socket(endpoint.family, kind)
         try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if kind == socket.SOCK_STREAM:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if endpoint.family == socket.AF_INET6:
@@ -193,8 +217,12 @@ def check(config: Config, *, serving: bool, listen_key: str = "listen") -> list[
     is a fault, not a note). ``listen_key`` names where the listeners came from (``--listen``
     when the command line replaced them). ``trust_anchor_file`` was read with the file."""
     notes: list[str] = []
+    _successor(config)
     _log(config)
     _dnstap(config, notes)
+    if config.cache.persist is not None:  # written through a temporary file and a rename
+        for index in range(config.workers):
+            _writable("cache.persist", for_worker(config, index).cache.persist, creates=True)
     forward_tls(config)
     pin_sets(config, serving=serving, notes=notes)
     for index, endpoint in enumerate(config.listen):

@@ -2,13 +2,17 @@
 the policy, the forensic log and the listeners (resolver.frontend) assembled from a checked
 configuration (resolver.config); metrics and health (resolver.ops); reload on SIGHUP or when
 the mounted file changes (the policy swapped between two queries; the cache kept unless the
-trust changes; listen, log, metrics and dnstap take a restart); graceful shutdown on SIGTERM
-(no new queries, those in flight finished, the log flushed). With ``workers`` above one, a
-supervisor forks that many processes on SO_REUSEPORT sockets and restarts one that dies."""
+trust changes; listen, log, metrics and dnstap take a restart); restarts that drop nothing:
+a successor primes before it binds beside a running predecessor (SO_REUSEPORT), and on SIGTERM
+a process hands its listeners over to a successor once one answers (resolver.frontend.handover),
+finishes the queries in flight, writes its cache (``cache.persist``, resolver.resolve.persist)
+and flushes the log. With ``workers`` above one, a supervisor forks that many processes on
+SO_REUSEPORT sockets and restarts one that dies."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -20,12 +24,13 @@ import dns.rdatatype
 from resolver import status
 from resolver.resolve.cache import Cache
 from resolver.frontend.admission import Admission
-from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, for_worker, load_config,
-                             open_default_service, replace_listen)
+from resolver.config import (OVER_LIMIT_DROP, Config, ConfigError, Endpoint, for_worker,
+                             load_config, open_default_service, replace_listen)
 from resolver.dnssec import Verdict, dnskey_tag
 from resolver.ops.dnstap import Dnstap, DnstapCollector
 from resolver.forensic.checkpoint import Checkpoints
 from resolver.forensic.log import ForensicLog, ForensicLogError
+from resolver.resolve import persist
 from resolver.resolve.iterator import Iterator, Settings
 from resolver.ops.api import Api
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
@@ -35,6 +40,7 @@ from resolver.frontend.pinning import Pinner, PinError
 from resolver.ops.policystore import PolicyStore
 from resolver.frontend.policy import Policy
 from resolver.preflight import bind_failure, forward_tls, pin_sets
+from resolver.frontend import handover
 from resolver.frontend.listeners import Server
 from resolver.frontend.pipeline import Frontend
 from resolver.frontend.resolution import Resolver
@@ -43,6 +49,10 @@ from resolver.status import Failure
 log = logging.getLogger("dnssec-sidecar")
 
 WATCH_INTERVAL = 2.0  # seconds between looks at the config file
+PRIME_LIMIT = 10  # seconds a successor primes before binding beside its predecessor anyway
+SUCCESSOR_POLL = 0.05  # seconds between looks for a successor after SIGTERM
+HANDOVER_READ = 30  # seconds a successor waits for its predecessor's cache
+HANDOVER_CHUNK = 1 << 20  # octets of it written before the loop turns to queries again
 LOG_WATCH_INTERVAL = 0.25  # seconds between looks at the forensic log's health
 
 
@@ -77,7 +87,7 @@ def build(config: Config, *, exchange=None, policy=None, forensic=None, metrics=
                              pinner=pinner),
                     [(ep.host, ep.port) for ep in config.listen],
                     tcp_idle=config.timeouts.tcp_idle_ms / 1000,
-                    reuse_port=config.workers > 1, tcp_clients=config.limits.tcp_clients,
+                    tcp_clients=config.limits.tcp_clients,
                     tcp_pipeline=config.limits.tcp_pipeline)
     return resolver, server
 
@@ -159,14 +169,18 @@ class Service:
                 log.warning("%s", note)
         if self.tap is not None:
             self.tap.start()
-        http = None
+        http = offer = None
         tasks = []
         try:
+            predecessor = handover.others(self._listen_keys(), self.worker is not None)
+            await self._load_cache(predecessor)
+            if predecessor:
+                await self._prime()  # the predecessor serves these addresses meanwhile
             try:
                 await self.server.start()
-            except OSError as exc:  # preflight bound it: taken since
-                raise Failure("listen" if self.listen_override is None else "--listen",
-                              exc.strerror or str(exc), status.ADDRESS) from None
+            except OSError as exc:  # taken since preflight, or held by a process not sharing
+                raise bind_failure("listen" if self.listen_override is None else "--listen",
+                                   Endpoint(*self.server.binding), exc) from None
             await self.policies.start()
             if self.api is not None:
                 try:
@@ -183,6 +197,7 @@ class Service:
                     await http.start()
                 except OSError as exc:
                     raise bind_failure("metrics.listen", endpoint, exc) from None
+            offer = await self._offer_cache()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -199,13 +214,24 @@ class Service:
             for line in self.summary():
                 self._say(line)
             await stop.wait()
-            self._say("stopping: finishing queries in flight, then flushing the log")
+            if await self._successor():
+                self._say("stopping: a successor answers on every listener; handing over, "
+                          "finishing queries in flight, then flushing the log")
+                if http is not None:  # /readyz and /metrics are the successor's from now on
+                    await http.stop()
+                    http = None
+                await self.server.hand_over()
+            else:
+                self._say("stopping: finishing queries in flight, then flushing the log")
             await self.server.stop()
+            self._save_cache()
         finally:
             for task in tasks:
                 task.cancel()
             if self.api is not None:
                 await self.api.stop()
+            if offer is not None:
+                offer.close()
             if http is not None:
                 await http.stop()
             try:
@@ -218,6 +244,113 @@ class Service:
                 if self.tap is not None:
                     await self.tap.close()
         self._say("stopped")
+
+    # --- restarts (README "Restarts that drop nothing") -----------------------------------
+
+    def _listen_keys(self) -> list:
+        """Our listening addresses as resolver.frontend.handover names them (port 0 left out:
+        nobody else can hold that)."""
+        return [handover.key((ep.host, ep.port), ep.family) for ep in self.config.listen
+                if ep.port]
+
+    async def _prime(self) -> None:
+        """Before binding beside a predecessor: become ready first (the anchors' keys
+        validated, the cache warm), so that every datagram the kernel hands us from the
+        moment we bind is answered as well as the predecessor would. Bounded by PRIME_LIMIT:
+        then we bind anyway, as a first start does."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + PRIME_LIMIT
+        while loop.time() < until:
+            ready, why = await self._check_ready()
+            if ready:
+                self._say(f"primed beside a running predecessor: {why}")
+                return
+            await asyncio.sleep(min(1.0, max(0.0, until - loop.time())))
+        log.warning("not ready after %d s beside a running predecessor (%s); binding anyway",
+                    PRIME_LIMIT, why)
+
+    async def _successor(self) -> bool:
+        """After SIGTERM: whether another process answers on every listening address, waited
+        for up to ``timeouts.drain_ms`` while we go on answering (SUCCESSOR_POLL)."""
+        keys = self.server.udp_keys()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.config.timeouts.drain_ms / 1000
+        while True:
+            if handover.others(keys, self.worker is not None):
+                return True
+            if loop.time() >= until:
+                return False
+            await asyncio.sleep(SUCCESSOR_POLL)
+
+    async def _load_cache(self, predecessor: bool) -> None:
+        """Fill the cache from a running predecessor (its ``<cache.persist>.sock``), else from
+        the file the last process wrote on SIGTERM."""
+        path = self.config.cache.persist
+        if path is None:
+            return
+        raw, source = None, path
+        if predecessor:
+            try:
+                async with asyncio.timeout(HANDOVER_READ):
+                    reader, writer = await asyncio.open_unix_connection(path + ".sock")
+                    raw = await reader.read()
+                    writer.close()
+                source = f"the predecessor on {path}.sock"
+            except (OSError, TimeoutError) as exc:
+                log.warning("cache.persist: no cache from the predecessor on %s.sock (%s); "
+                            "reading %s", path, getattr(exc, "strerror", None) or exc, path)
+        if raw is None:
+            raw = persist.read_file(path)
+        kept, dropped = persist.load(self.resolver.cache, raw, source,
+                                     persist.fingerprint(self.config),
+                                     self.resolver.iterator.now())
+        if kept or dropped:
+            self._say(f"cache: {kept} entries from {source} (cache.persist), {dropped} "
+                      "dropped: expired, or a signature expired meanwhile")
+
+    async def _offer_cache(self):
+        """Hand the cache to a successor that asks on ``<cache.persist>.sock`` (a Unix socket
+        only this user may connect to; a successor's replaces ours)."""
+        path = self.config.cache.persist
+        if path is None:
+            return None
+        sock_path = path + ".sock"
+
+        async def give(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                for line in persist.dump(self.resolver.cache, persist.fingerprint(self.config)):
+                    writer.write(line)
+                    if writer.transport.get_write_buffer_size() > HANDOVER_CHUNK:
+                        await writer.drain()  # the loop answers queries meanwhile
+                await writer.drain()
+                self._say(f"cache: {persist.entries(line)} entries handed to a successor on "
+                          f"{sock_path}")
+            except (ConnectionError, RuntimeError):  # the successor went; the cache changed
+                pass
+            finally:
+                writer.close()
+
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sock_path)
+            server = await asyncio.start_unix_server(give, path=sock_path)
+            os.chmod(sock_path, 0o600)
+        except OSError as exc:
+            log.warning("cache.persist: cannot offer the cache to a successor on %s: %s",
+                        sock_path, exc.strerror or exc)
+            return None
+        return server
+
+    def _save_cache(self) -> None:
+        path = self.config.cache.persist
+        if path is None:
+            return
+        try:
+            written = persist.save(self.resolver.cache, path, persist.fingerprint(self.config))
+        except OSError as exc:
+            log.error("cache.persist: %s: cannot write: %s", path, exc.strerror or exc)
+            return
+        self._say(f"cache: {written} entries written to {path} (cache.persist)")
 
     def _say(self, line: str) -> None:
         """One line of the process log at INFO, shown at the default level (cli.py)."""

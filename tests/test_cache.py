@@ -186,14 +186,14 @@ def test_every_rrset_shape_packs_and_comes_back_the_same() -> None:
     entry_name = dns.name.from_text("q1.wild.example.")
     for owner, rdtype, texts in SHAPES:
         rrset = dns.rrset.from_text_list(owner, 3600, "IN", rdtype, texts)
-        packed = cache_module._pack_rrset(rrset, entry_name)
+        packed = cache_module.pack_rrset(rrset, entry_name)
         assert packed.startswith(cache_module.OWN_NAME) == (owner == "q1.wild.example.")
-        back = cache_module._unpack_rrset(packed, entry_name)
+        back = cache_module.unpack_rrset(packed, entry_name)
         assert back == rrset and back.covers == rrset.covers and back.ttl == 3600, owner
         assert back.name.labels == rrset.name.labels  # case as served
         assert sorted(r.to_wire() for r in back) == sorted(r.to_wire() for r in rrset)
     empty = dns.rrset.RRset(entry_name, 1, 46, 1)  # no RDATA: the covered type is kept
-    back = cache_module._unpack_rrset(cache_module._pack_rrset(empty, entry_name), entry_name)
+    back = cache_module.unpack_rrset(cache_module.pack_rrset(empty, entry_name), entry_name)
     assert back == empty and back.covers == 1 and len(back) == 0
 
 

@@ -15,13 +15,13 @@ import dns.rdatatype
 import pytest
 import yaml
 
-from resolver import configcheck
+from resolver import configcheck, status
 from resolver.dnssec.anchors import ROOT_HINTS, ROOT_TRUST_ANCHORS, RootHint, builtin_trust_anchors
 from resolver.config import sections
 from resolver.config import (AllowRule, Budgets, CacheConfig, Config, ConfigError, Endpoint,
                              Forward, ForwardTls, LogConfig, ResolverLimits, Service, Timeouts,
                              default_config, load_config, open_default_service, parse_config,
-                             parse_endpoint, parse_time, replace_listen)
+                             for_worker, parse_endpoint, parse_time, replace_listen)
 from resolver.dnssec import Limits, ValidatorConfig
 from tests.testtree import ZONES_DIR
 
@@ -1033,6 +1033,20 @@ def test_check_config_summary_lines(tmp_path, capsys, text, line):
     assert line in capsys.readouterr().out.splitlines()
 
 
+def test_check_config_says_how_a_restart_goes(tmp_path, capsys):
+    assert configcheck.run(write(tmp_path, "")) == 0
+    assert ("  restarts: cache not kept (cache.persist unset); stops at once on SIGTERM with no "
+            "successor (timeouts.drain_ms)") in capsys.readouterr().out.splitlines()
+    text = f"cache: {{persist: {tmp_path / 'cache'}}}\ntimeouts: {{drain_ms: 5000}}\n"
+    assert configcheck.run(write(tmp_path, text)) == 0
+    assert (f"  restarts: cache kept in {tmp_path / 'cache'} (cache.persist); answers 5000 ms "
+            "more on SIGTERM with no successor (timeouts.drain_ms)"
+            ) in capsys.readouterr().out.splitlines()
+    text = f"cache: {{persist: {tmp_path / 'nowhere' / 'cache'}}}\n"
+    assert configcheck.run(write(tmp_path, text)) == status.UNWRITABLE
+    assert "cache.persist: " in capsys.readouterr().err
+
+
 def test_check_config_defaults(tmp_path, capsys):
     assert configcheck.run(write(tmp_path, "")) == 0
     out = capsys.readouterr().out
@@ -1081,3 +1095,20 @@ def test_check_config_missing_file(tmp_path, capsys):
     assert configcheck.run(path) == 4  # unreadable
     assert capsys.readouterr().err == (
         f"check-config: {path}: cannot read: No such file or directory\n")
+
+
+def test_cache_persist_and_drain(tmp_path):
+    """``cache.persist`` (off unless given; a relative path from the file's directory, one file
+    per worker) and ``timeouts.drain_ms`` (0 unless given, at most 10 minutes)."""
+    assert Config().cache.persist is None and Config().timeouts.drain_ms == 0
+    config = load_config(write(tmp_path, "cache: {persist: state/cache}\nworkers: 2\n"
+                                         "log: {path: l}\ntimeouts: {drain_ms: 5000}\n"))
+    assert config.cache.persist == str(tmp_path / "state" / "cache")
+    assert config.timeouts.drain_ms == 5000
+    assert for_worker(config, 1).cache.persist == str(tmp_path / "state" / "cache.w1")
+    with pytest.raises(ConfigError) as error:
+        parse_config({"cache": {"persist": ""}})
+    assert error.value.field == "cache.persist"
+    with pytest.raises(ConfigError) as error:
+        parse_config({"timeouts": {"drain_ms": 600_001}})
+    assert error.value.field == "timeouts.drain_ms"

@@ -336,7 +336,7 @@ def _port(c: dict[str, Any], port: int | str) -> int:
     return number
 
 
-def _check_resolver_container(c: dict[str, Any]) -> None:
+def _check_resolver_container(c: dict[str, Any], host_network: bool = False) -> None:
     assert c["image"].split(":")[0] == "dnssec-sidecar"
     assert [c["image"].split(":")[0]] + c["args"] == ENTRYPOINT, "the image's entry point"
     sc = c["securityContext"]
@@ -348,9 +348,12 @@ def _check_resolver_container(c: dict[str, Any]) -> None:
     assert "privileged" not in sc or sc["privileged"] is False
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(c["resources"][kind]), kind
-    ports = {(p["containerPort"], p.get("protocol", "TCP")) for p in c["ports"]}
-    assert {(53, "UDP"), (53, "TCP"), (METRICS_PORT, "TCP")} <= ports
-    assert {p["name"]: p["containerPort"] for p in c["ports"]}["metrics"] == METRICS_PORT
+    if host_network:  # a declared port is a hostPort there: no surge pod beside the old one
+        assert "ports" not in c
+    else:
+        ports = {(p["containerPort"], p.get("protocol", "TCP")) for p in c["ports"]}
+        assert {(53, "UDP"), (53, "TCP"), (METRICS_PORT, "TCP")} <= ports
+        assert {p["name"]: p["containerPort"] for p in c["ports"]}["metrics"] == METRICS_PORT
     probes = {kind: c[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
     for kind, probe in probes.items():
         assert _port(c, probe["httpGet"]["port"]) == METRICS_PORT, kind
@@ -492,15 +495,49 @@ def test_node_daemonset_listens_on_the_link_local_address(tmp_path):
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "Default"
     resolver = container(pod, "dnssec-sidecar")
-    _check_resolver_container(resolver)
-    assert [c["name"] for c in pod["initContainers"]] == ["link-local"]
+    _check_resolver_container(resolver, host_network=True)
+    assert [c["name"] for c in pod["initContainers"]] == ["link-local", "state-dir"]
     env = _check_script_delivery(objects, pod, "link-local",
                                  K8S / "overlays" / "node-unenforced" / "link-local.sh")
     config = _config("node-unenforced", tmp_path)
     assert [e.host for e in config.listen] == [env["LOCAL_ADDRESS"]]
     assert env["LOCAL_ADDRESS"].startswith("169.254.")
     assert len(env["INTERFACE"]) <= 15
-    assert daemonset["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == 1
+
+
+def test_node_daemonset_rolls_out_with_a_surge_pod_that_takes_over(tmp_path):
+    """A DaemonSet rolling update that drops nothing (README "Restarts that drop nothing"):
+    the new pod starts beside the old one (maxSurge, nothing unavailable), both see the same
+    cache directory on the node, owned by the resolver's UID, and the old one has the time to
+    hand over, finish and write its cache."""
+    objects = rendered("node-unenforced")
+    daemonset = one(objects, "DaemonSet")
+    assert daemonset["spec"]["updateStrategy"]["rollingUpdate"] == {"maxSurge": 1,
+                                                                    "maxUnavailable": 0}
+    pod = daemonset["spec"]["template"]["spec"]
+    resolver = container(pod, "dnssec-sidecar")
+    config = _config("node-unenforced", tmp_path)
+    directory = os.path.dirname(config.cache.persist)
+    (mount,) = [m for m in resolver["volumeMounts"] if m["mountPath"] == directory]
+    volume = {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+    assert volume["hostPath"] == {"path": directory, "type": "DirectoryOrCreate"}
+    init = container(pod, "state-dir")
+    assert f"chown {RESOLVER_UID}:{RESOLVER_UID} {directory}" in init["command"][-1]
+    assert set(init["securityContext"]["capabilities"]["add"]) <= {"CHOWN", "FOWNER"}
+    grace = pod["terminationGracePeriodSeconds"]
+    assert grace >= (config.timeouts.drain_ms + config.timeouts.query_ms) / 1000 + 5
+
+
+def test_sidecar_keeps_its_cache_across_a_restart_of_its_container(tmp_path):
+    """The native sidecar restarted in place (liveness, a crash) reads the cache it wrote: an
+    emptyDir of the pod, which outlives the container."""
+    pod = one(rendered("sidecar"), "Deployment")["spec"]["template"]["spec"]
+    config = _config("sidecar", tmp_path)
+    directory = os.path.dirname(config.cache.persist)
+    (mount,) = [m for m in container(pod, "dnssec-sidecar")["volumeMounts"]
+                if m["mountPath"] == directory]
+    assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+    assert pod["terminationGracePeriodSeconds"] >= config.timeouts.query_ms / 1000 + 5
 
 
 def test_node_headless_service_lists_the_metrics_endpoints():
@@ -511,7 +548,7 @@ def test_node_headless_service_lists_the_metrics_endpoints():
     assert (service["spec"]["selector"].items()
             <= daemonset["spec"]["template"]["metadata"]["labels"].items())
     (port,) = service["spec"]["ports"]
-    assert port["port"] == METRICS_PORT and port["targetPort"] == "metrics"
+    assert port["port"] == METRICS_PORT and port["targetPort"] == METRICS_PORT
 
 
 @pytest.mark.parametrize("script", ["capture/dns-capture.sh",

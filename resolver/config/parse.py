@@ -71,7 +71,7 @@ def parse_config(data: object, source: str = "<string>", *, base_dir: str | None
         validation_time=when, validator=ValidatorConfig(limits=dnssec_limits, **sha1),
         qname_minimisation=qmin, negative_trust_anchors=ntas, outgoing_ipv4=ipv4,
         outgoing_ipv6=ipv6, limits=resolver_limits, timeouts=_timeouts(top.get("timeouts")),
-        cache=_cache(top.get("cache")), source=source, services=services,
+        cache=_cache(top.get("cache"), base_dir), source=source, services=services,
         default_service=default_service,
         log=_log_config(_mapping(top.get("log"), "log", _LOG_KEYS), base_dir),
         metrics=_metrics(top.get("metrics")), dnstap=_dnstap(top.get("dnstap")),

@@ -143,6 +143,9 @@ class Timeouts:
     query_ms: int = 4000
     #: An idle client TCP connection is closed after this (RFC 7766 §6.2.3).
     tcp_idle_ms: int = 10000
+    #: On SIGTERM, how long to go on answering while no successor answers on the same
+    #: addresses (resolver.frontend.handover); one that does takes over at once.
+    drain_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,9 @@ class CacheConfig:
     aggressive_nsec: bool = True
     serve_stale: ServeStale | None = None
     prefetch: bool = False
+    #: The file the cache is written to on SIGTERM and read from at start
+    #: (resolver.resolve.persist); None: not kept across restarts.
+    persist: str | None = None
 
 
 #: ``AllowRule.require``: the answer must be Secure (RFC 4035 §4.3), or may also be Insecure.
@@ -436,7 +442,7 @@ def check_listeners(listeners: tuple[Endpoint, ...], listen: tuple[Endpoint, ...
 
 def for_worker(config: Config, index: int) -> Config:
     """Worker ``index``'s view of a multi-worker configuration: its own log chain
-    (``<path>.w<index>``), metrics port (``port + index``) and dnstap file."""
+    (``<path>.w<index>``), metrics port (``port + index``), dnstap file and cache file."""
     if config.workers <= 1:
         return config
     changes = {}
@@ -446,6 +452,9 @@ def for_worker(config: Config, index: int) -> Config:
         listen = config.metrics.listen
         changes["metrics"] = dataclasses.replace(
             config.metrics, listen=dataclasses.replace(listen, port=listen.port + index))
+    if config.cache.persist is not None:
+        changes["cache"] = dataclasses.replace(config.cache,
+                                               persist=f"{config.cache.persist}.w{index}")
     if config.dnstap is not None and config.dnstap.mode == DNSTAP_FILE:
         # A file holds one stream; a collector's socket takes a connection from each worker.
         changes["dnstap"] = dataclasses.replace(config.dnstap,

@@ -60,6 +60,7 @@ _TIMEOUT_BOUNDS = {
     "upstream_ms": (10, 60_000),
     "query_ms": (100, 600_000),
     "tcp_idle_ms": (100, 3_600_000),
+    "drain_ms": (0, 600_000),
 }
 _CACHE_BOUNDS = {
     "max_entries": (1, 100_000_000),
@@ -268,8 +269,9 @@ def _timeouts(value: object) -> Timeouts:
     return timeouts
 
 
-def _cache(value: object) -> CacheConfig:
-    data = _mapping(value, "cache", (*_CACHE_BOUNDS, "aggressive_nsec", "serve_stale", "prefetch"))
+def _cache(value: object, base_dir: str | None = None) -> CacheConfig:
+    data = _mapping(value, "cache", (*_CACHE_BOUNDS, "aggressive_nsec", "serve_stale", "prefetch",
+                                     "persist"))
     cache = CacheConfig(**_ints(data, "cache", _CACHE_BOUNDS))
     if cache.min_ttl > cache.max_ttl:
         raise ConfigError("cache.min_ttl", f"{cache.min_ttl} is more than cache.max_ttl "
@@ -281,6 +283,9 @@ def _cache(value: object) -> CacheConfig:
         cache = dataclasses.replace(cache, prefetch=_bool(data["prefetch"], "cache.prefetch"))
     if _given(data, "serve_stale") and data["serve_stale"] is not False:
         cache = dataclasses.replace(cache, serve_stale=_serve_stale(data["serve_stale"]))
+    if _given(data, "persist"):
+        cache = dataclasses.replace(cache, persist=_path(data["persist"], "cache.persist",
+                                                         base_dir))
     return cache
 
 

@@ -4,18 +4,25 @@ in batches by the compiled listener (resolver.frontend._fastpath.UdpListener), a
 (RFC 7766 §6.2.1.1), bounded connections, queries per connection and idle time (RFC 7766
 §6.2.3, §10). Each message is answered by the frontend (resolver.frontend.pipeline): the hit
 path first, the full path for the rest.
+
+Every listener is bound with SO_REUSEPORT, so that worker processes share the addresses and a
+successor takes them over from a running process (:meth:`Server.hand_over`,
+resolver.frontend.handover).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import logging
 import socket
 import struct
+import termios
 import time
 from dataclasses import dataclass
 
+from resolver.frontend import handover
 from resolver.frontend._fastpath import UdpListener
 from resolver.frontend.pipeline import Frontend, endpoint_text
 from resolver.wire import MIN_UDP
@@ -26,6 +33,10 @@ log = logging.getLogger(__name__)
 #: datagrams that arrive while the event loop is busy wait there, where the listener sheds a
 #: flood's excess and answers hits in C, instead of being dropped by the kernel with the flood.
 UDP_RECEIVE_BUFFER = 4 << 20
+#: Seconds a handed-over UDP socket's receive queue must stay empty before it is closed, and
+#: the longest it is read after the hand-over (no datagram joins it then, so it only shrinks:
+#: a bound for a process starved of CPU, within a Kubernetes grace period).
+QUEUE_QUIET, QUEUE_DRAIN = 0.05, 10.0
 
 
 class UdpServer:
@@ -47,6 +58,34 @@ class UdpServer:
             self.closed = True
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
             self.sock.close()
+
+    def queued(self) -> int:
+        """Octets of the next datagram waiting in the receive queue (0: none; udp(7) FIONREAD)."""
+        return struct.unpack("i", fcntl.ioctl(self.sock.fileno(), termios.FIONREAD,
+                                              b"\0\0\0\0"))[0]
+
+    async def hand_over(self) -> None:
+        """Leave the SO_REUSEPORT group to the successor bound beside us, losing nothing: the
+        socket is connected to its own address, and the kernel's reuseport selection skips a
+        connected socket (Linux 5.3+), so new datagrams go to the successor only; those
+        already queued here are still read and answered (replies go out with ``sendto``,
+        which a connected UDP socket allows). Returns once the queue has stayed empty for
+        QUEUE_QUIET seconds (at most QUEUE_DRAIN)."""
+        family = self.sock.family
+        host, port = self.sock.getsockname()[:2]
+        if host in ("0.0.0.0", "::"):  # a wildcard socket: connected to loopback instead
+            host = "127.0.0.1" if family == socket.AF_INET else "::1"
+        self.sock.connect((host, port))
+        loop = asyncio.get_running_loop()
+        until, quiet_since = loop.time() + QUEUE_DRAIN, None
+        while loop.time() < until:
+            if self.queued():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = loop.time()
+            elif loop.time() - quiet_since >= QUEUE_QUIET:
+                return
+            await asyncio.sleep(QUEUE_QUIET / 5)  # the reader answers meanwhile
 
     def send_failed(self, reason: str) -> None:
         """A reply the socket did not take: dropped, as a UDP server drops it, and counted."""
@@ -99,18 +138,18 @@ class Server:
     not affected by any of this."""
 
     def __init__(self, frontend: Frontend, endpoints: list[tuple[str, int]],
-                 tcp_idle: float = 10.0, reuse_port: bool = False, tcp_clients: int = 100,
+                 tcp_idle: float = 10.0, tcp_clients: int = 100,
                  tcp_pipeline: int = 16) -> None:
         self.frontend = frontend
         self.endpoints = endpoints
         self.tcp_idle = tcp_idle
         self.tcp_clients = tcp_clients
         self.tcp_pipeline = tcp_pipeline
-        self.reuse_port = reuse_port  # several worker processes share the listeners
         self._udp: list[UdpServer] = []
         self._tcp: list[asyncio.base_events.Server] = []
         self.connections: dict[asyncio.StreamWriter, _TcpClient] = {}
         self._stopping = False
+        self.binding: tuple[str, int] | None = None
 
     async def start(self) -> None:
         for host, port in self.endpoints:
@@ -118,11 +157,12 @@ class Server:
 
     async def _bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
+        self.binding = (host, port)  # the endpoint an OSError is about
         udp = UdpServer(self.frontend, await self._udp_socket(host, port), (host, port))
         try:
             tcp = await asyncio.start_server(
                 lambda r, w, listener=(host, port): self._tcp_client(r, w, listener), host, port,
-                reuse_port=self.reuse_port or None)
+                reuse_port=True)
         except OSError:
             udp.sock.close()
             raise
@@ -147,13 +187,12 @@ class Server:
             server.close()
 
     async def _udp_socket(self, host: str, port: int) -> socket.socket:
-        """A non-blocking UDP socket bound to ``host``:``port`` (SO_REUSEPORT for workers)."""
+        """A non-blocking UDP socket bound to ``host``:``port`` with SO_REUSEPORT."""
         family, kind, proto, _, address = (await asyncio.get_running_loop().getaddrinfo(
             host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE))[0]
         sock = socket.socket(family, kind, proto)
         try:
-            if self.reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
             sock.setblocking(False)
             sock.bind(address)
@@ -243,6 +282,19 @@ class Server:
                 await asyncio.gather(*pending, return_exceptions=True)
             if writer in self.connections:
                 self._closing(conn, reason)
+
+    def udp_keys(self) -> list[tuple[int, bytes, int]]:
+        """Where the UDP listeners are bound, as resolver.frontend.handover names sockets."""
+        return [handover.key(udp.sock.getsockname(), udp.sock.family) for udp in self._udp]
+
+    async def hand_over(self) -> None:
+        """A successor answers on every address: stop accepting TCP connections (those open
+        are finished by :meth:`stop`; connections the kernel completed but we had not accepted
+        move to the successor with net.ipv4.tcp_migrate_req=1, Linux 5.14+) and leave each UDP
+        group without losing a queued datagram (:meth:`UdpServer.hand_over`)."""
+        for server in self._tcp:
+            server.close()
+        await asyncio.gather(*(udp.hand_over() for udp in self._udp))
 
     async def stop(self, deadline: float = 5.0) -> None:
         """Stop accepting, then let queries in flight finish (within ``deadline`` seconds) so

@@ -321,7 +321,9 @@ class HttpEndpoint:
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._client, self.host, self.port)
+        # SO_REUSEPORT, like the DNS listeners: a successor binds it beside this process.
+        self._server = await asyncio.start_server(self._client, self.host, self.port,
+                                                  reuse_port=True)
 
     async def stop(self) -> None:
         if self._server is not None:

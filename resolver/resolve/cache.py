@@ -86,7 +86,7 @@ class _Table:
 @dataclass(slots=True)
 class _Entry:
     """A stored answer. ``packed`` holds its RRsets, the answer section's ``answers`` first,
-    each as :func:`_pack_rrset` bytes or, when shared, held in the cache's table; None while
+    each as :func:`pack_rrset` bytes or, when shared, held in the cache's table; None while
     the parsed RRsets are kept hot (packed when they leave, off the miss path). ``proof`` is
     :func:`_proof_tuple` held in the table; ``owner`` the question's name in the case it was
     stored with, the owner of the RRsets packed without one."""
@@ -108,7 +108,7 @@ def _key(wire: bytes, rdtype: int) -> bytes:
     return wire + rdtype.to_bytes(2, "big")
 
 
-def _pack_rrset(rrset: dns.rrset.RRset, name: dns.name.Name) -> bytes:
+def pack_rrset(rrset: dns.rrset.RRset, name: dns.name.Name) -> bytes:
     """The RRset as its owner (:data:`OWN_NAME` for ``name`` exactly, in case too), type,
     covered type, class, TTL and RR count, then each RDATA uncompressed after its length
     (RFC 1035 §3.2.1, §4.1.3), so that any RRset packs, however large."""
@@ -121,7 +121,7 @@ def _pack_rrset(rrset: dns.rrset.RRset, name: dns.name.Name) -> bytes:
     return b"".join(out)
 
 
-def _unpack_rrset(wire: bytes, name: dns.name.Name) -> dns.rrset.RRset:
+def unpack_rrset(wire: bytes, name: dns.name.Name) -> dns.rrset.RRset:
     parser = dns.wire.Parser(wire)
     if wire.startswith(OWN_NAME):
         parser.seek(len(OWN_NAME))
@@ -214,15 +214,31 @@ class Cache:
             hot = self._hot.get(key)
             if hot is not None and hot[0] is entry:
                 self._hot.move_to_end(key)
-                rrsets, authority = hot[1], hot[2]
-            else:
-                rrsets, authority = self._unpack(entry)
-                self._keep_hot(key, entry, rrsets, authority)
-            return Answer(entry.rcode, entry.verdict, rrsets, authority, entry.ede,
-                          entry.reason, _proof(entry.proof.value, entry.owner),
-                          max(0, int(entry.expires - now)))
+            return self._answer(key, entry, now, keep=True)
         self.misses += 1
         return None
+
+    def fresh(self, newest: int):
+        """(name, type, answer) of the unexpired entries among the ``newest`` used last, least
+        recently used first, its TTL what is left: what resolver.resolve.persist writes at
+        shutdown (or hands over while serving: an entry gone meanwhile is left out)."""
+        now = self.clock()
+        for key, entry in list(self._entries.items())[-newest:]:
+            if entry.expires > now and self._entries.get(key) is entry:
+                yield (dns.name.from_text(entry.owner), int.from_bytes(key[-2:], "big"),
+                       self._answer(key, entry, now, keep=False))
+
+    def _answer(self, key: bytes, entry: _Entry, now: float, *, keep: bool) -> Answer:
+        """``entry`` as an Answer, its RRsets parsed (or kept parsed, with ``keep``)."""
+        hot = self._hot.get(key)
+        if hot is not None and hot[0] is entry:
+            rrsets, authority = hot[1], hot[2]
+        else:
+            rrsets, authority = self._unpack(entry)
+            if keep:
+                self._keep_hot(key, entry, rrsets, authority)
+        return Answer(entry.rcode, entry.verdict, rrsets, authority, entry.ede, entry.reason,
+                      _proof(entry.proof.value, entry.owner), max(0, int(entry.expires - now)))
 
     def put(self, name: dns.name.Name, rdtype: int, answer: Answer) -> None:
         """Store ``answer`` for ``answer.ttl`` seconds, capped (RFC 2308 §5 for negatives).
@@ -289,13 +305,13 @@ class Cache:
         name = dns.name.from_text(entry.owner)
         packed = []
         for rrset in rrsets + authority:
-            wire = _pack_rrset(rrset, name)
+            wire = pack_rrset(rrset, name)
             packed.append(self._shared.take(wire) if _shared(rrset, name) else wire)
         return tuple(packed)
 
     def _unpack(self, entry: _Entry) -> tuple[list, list]:
         name = dns.name.from_text(entry.owner)
-        rrsets = [_unpack_rrset(p if type(p) is bytes else p.value, name) for p in entry.packed]
+        rrsets = [unpack_rrset(p if type(p) is bytes else p.value, name) for p in entry.packed]
         return rrsets[:entry.answers], rrsets[entry.answers:]
 
     def _drop(self, entry: _Entry) -> None:
