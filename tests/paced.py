@@ -71,8 +71,10 @@ class _Socket:
                 data = self.sock.recv(65535)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # ICMP port unreachable for an earlier query: read on
+            except ConnectionRefusedError:  # ICMP port unreachable for an earlier query: read on
                 continue
+            except OSError:  # closed meanwhile (a timer of the run that owned it): nothing to read
+                return
             self.received(data)
 
     def received(self, data: bytes) -> None:
