@@ -39,30 +39,6 @@ from resolver.frontend import handover
 from tests import paced
 from tests.test_restarts import ADDRESS, QUESTIONS, Process, config_text
 
-UNBOUND = """server:
-  interface: {address}
-  port: 53
-  so-reuseport: yes
-  num-threads: 1
-  do-not-query-localhost: no
-  do-ip6: no
-  use-syslog: no
-  logfile: ""
-  chroot: ""
-  username: ""
-  directory: "{directory}"
-  pidfile: "{directory}/unbound.pid"
-  root-hints: "{hints}"
-{anchors}  val-override-date: "{pinned}"
-  local-zone: "test." nodefault
-  access-control: 127.0.0.0/8 allow
-  module-config: "validator iterator"
-  so-rcvbuf: 4m
-remote-control:
-  control-enable: no
-"""
-
-
 def answers(seconds: float) -> bool:
     """Whether a resolver on ADDRESS answers the first question within ``seconds``."""
     until = time.monotonic() + seconds
@@ -78,12 +54,9 @@ def answers(seconds: float) -> bool:
 class Unbound:
     def __init__(self, directory: Path, tree: peers.Tree) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        pinned = tree.validation_time.replace("-", "").replace(":", "").replace("T", "")[:14]
-        anchors = "".join(f'  trust-anchor: ". DS {ds}"\n' for ds in tree.ds_rdata())
-        config = directory / "unbound.conf"
-        config.write_text(UNBOUND.format(address=ADDRESS, directory=directory, anchors=anchors,
-                                         hints=tree.hints_file(directory / "root.hints"),
-                                         pinned=pinned))
+        # so-reuseport: a successor binds beside the running one, as ours does
+        config = peers.unbound_config(tree, directory, ADDRESS, "  so-reuseport: yes\n",
+                                      "  control-enable: no\n")
         self.popen = subprocess.Popen(["unbound", "-d", "-c", str(config)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -107,13 +107,17 @@ def _ours(log: str | None, tree_dir: str | None = None,
     return configure
 
 
-def _unbound(peer: Peer, tree: Tree, directory: Path) -> list[str]:
+def unbound_config(tree: Tree, directory: Path, address: str, server: str,
+                   remote_control: str) -> Path:
+    """An Unbound configuration for the test tree on ``address``:53 in ``directory`` (its anchors,
+    hints and pinned validation time), with the ``server:`` lines ``server`` and the
+    ``remote-control:`` lines ``remote_control`` added; its path."""
     # local-zone nodefault: Unbound answers the RFC 6761 name test. itself (NXDOMAIN) otherwise.
     pinned = tree.validation_time.replace("-", "").replace(":", "").replace("T", "")[:14]
     anchors = "".join(f'  trust-anchor: ". DS {ds}"\n' for ds in tree.ds_rdata())
     config = directory / "unbound.conf"
     config.write_text(f"""server:
-  interface: {peer.address}
+  interface: {address}
   port: {PORT}
   num-threads: 1
   do-not-query-localhost: no
@@ -127,16 +131,20 @@ def _unbound(peer: Peer, tree: Tree, directory: Path) -> list[str]:
   root-hints: "{tree.hints_file(directory / 'root.hints')}"
 {anchors}  val-override-date: "{pinned}"
   local-zone: "test." nodefault
-  qname-minimisation: yes
-  msg-cache-size: 64m
-  rrset-cache-size: 128m
   access-control: 127.0.0.0/8 allow
   module-config: "validator iterator"
   so-rcvbuf: 4m
-remote-control:
-  control-enable: yes
-  control-interface: "{directory}/unbound.ctl"
-""")
+{server}remote-control:
+{remote_control}""")
+    return config
+
+
+def _unbound(peer: Peer, tree: Tree, directory: Path) -> list[str]:
+    config = unbound_config(tree, directory, peer.address,
+                            "  qname-minimisation: yes\n  msg-cache-size: 64m\n"
+                            "  rrset-cache-size: 128m\n",
+                            "  control-enable: yes\n"
+                            f'  control-interface: "{directory}/unbound.ctl"\n')
     return [peer.program, "-d", "-c", str(config)]
 
 
