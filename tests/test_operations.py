@@ -30,17 +30,22 @@ ADDRESS = "127.0.0.9"
 METRICS = f"http://{ADDRESS}:9153"
 
 
-def base_config(log_path: Path, extra: str = "") -> str:
+def tree_config(address: str) -> str:
+    """The test tree's configuration for a resolver listening on ``address``:53, its metrics
+    on ``address``:9153: hints, anchors, the pinned validation time."""
     manifest = zonedata.manifest()
     (hint_name, hint_addr), = manifest["root_hints"].items()
     anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
-    return (f'listen: ["{ADDRESS}:53"]\n'
+    return (f'listen: ["{address}:53"]\n'
             f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
             f"trust_anchors: [{anchors}]\n"
             f'validation: {{time: "{authority.validation_time()}"}}\n'
             f"{authority.outgoing_line()}\n"
-            f'metrics: {{listen: "{ADDRESS}:9153"}}\n'
-            f"log: {{path: {log_path}, fsync_interval_ms: 0}}\n"
+            f'metrics: {{listen: "{address}:9153"}}\n')
+
+
+def base_config(log_path: Path, extra: str = "") -> str:
+    return (tree_config(ADDRESS) + f"log: {{path: {log_path}, fsync_interval_ms: 0}}\n"
             "timeouts: {upstream_ms: 300, query_ms: 3000}\n" + extra)
 
 

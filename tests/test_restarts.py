@@ -32,7 +32,8 @@ import pytest
 import uvloop
 
 from tests import paced
-from tests.testtree import authority, zonedata
+from tests.test_operations import tree_config
+from tests.testtree import authority
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 ADDRESS = "127.0.0.16"
@@ -51,16 +52,7 @@ def tree():
 
 def config_text(place: Path, log: int, extra: str = "") -> str:
     """The test tree's configuration on ADDRESS, its forensic log ``lookups.v<log>.jsonl``."""
-    manifest = zonedata.manifest()
-    (hint_name, hint_addr), = manifest["root_hints"].items()
-    anchors = ", ".join(f'"{a}"' for a in authority.trust_anchor_lines(manifest))
-    return (f'listen: ["{ADDRESS}:53"]\n'
-            f'root_hints: [{{name: {hint_name}, addresses: ["{hint_addr}"]}}]\n'
-            f"trust_anchors: [{anchors}]\n"
-            f'validation: {{time: "{authority.validation_time()}"}}\n'
-            f"{authority.outgoing_line()}\n"
-            f'metrics: {{listen: "{ADDRESS}:9153"}}\n'
-            f"log: {{path: {place / f'lookups.v{log}.jsonl'}}}\n"
+    return (tree_config(ADDRESS) + f"log: {{path: {place / f'lookups.v{log}.jsonl'}}}\n"
             f"cache: {{persist: {place / 'cache'}}}\n" + extra)
 
 
