@@ -36,7 +36,7 @@ from resolver.ops.api import Api
 from resolver.ops.metrics import Health, HttpEndpoint, Metrics
 from resolver.monitor.check import Monitor
 from resolver.monitor.events import Events
-from resolver.frontend.pinning import Pinner, PinError
+from resolver.frontend.pinning import Pinner
 from resolver.ops.policystore import PolicyStore
 from resolver.frontend.policy import Policy
 from resolver.preflight import bind_failure, forward_tls, pin_sets
@@ -479,11 +479,9 @@ class Service:
             if getattr(new, field) != getattr(self.config, field):
                 log.warning("reload: %s changed; that takes a restart", field)
                 new = dataclasses.replace(new, **{field: getattr(self.config, field)})
-        new = await self.policies.reload(new, why)  # the policy swapped, changes recorded
-        try:  # pins of services removed or changed, of names no longer allowed, go now
-            await self.pinner.follow(self.server.frontend.policy)
-        except PinError as exc:
-            log.error("reload: pins no longer allowed could not be removed: %s", exc)
+        # The policy swapped, changes recorded, pins of names no longer allowed gone (the store
+        # revokes them once, as for a change through the API).
+        new = await self.policies.reload(new, why)
         self.resolver.admission.configure(*admission_limits(new))
         settings = Settings.from_config(new)
         if settings != self.resolver.settings:

@@ -176,19 +176,6 @@ class Pinner:
                 self._enqueue(_Request(name, pin=pin)).add_done_callback(_log_failure)
         self._targets = targets
 
-    async def follow(self, policy) -> int:
-        """Pin for the services of ``policy`` (resolver.frontend.policy.Policy) from now on (a
-        reload, a runtime change): as :meth:`configure`, and the pins none of whose names an
-        allow rule of their service still covers go at once; the number of those removed."""
-        services = (*policy.services, policy.default_service)
-        self.configure(services)
-        removed = 0
-        for service in services:
-            if service.pin is not None and self._pins.get(service.name):
-                removed += await self.revoke(service.name, lambda name, s=service: policy.rule_for(
-                    s, dns.name.from_text(name)) is not None)
-        return removed
-
     def wants(self, service: Service | None) -> bool:
         """Whether answers of ``service`` are pinned."""
         return service is not None and service.name in self._targets
