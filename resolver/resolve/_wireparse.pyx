@@ -56,7 +56,7 @@ cdef enum:
 cdef dict _DIGEST_LENGTH = {1: 20, 2: 32, 3: 32, 4: 48}
 # The record types built here, by number: their dnspython classes.
 cdef dict _CLASSES = {t: dns.rdata.get_rdata_class(dns.rdataclass.IN, t) for t in (
-    1, 2, 5, 6, 12, 28, 39, 43, 46, 47, 48, 50)}
+    1, 2, 5, 6, 12, 16, 28, 39, 43, 46, 47, 48, 50, 99)}
 cdef set _SINGLETONS = {int(t) for t in (dns.rdatatype.SOA, dns.rdatatype.NXT,
                                          dns.rdatatype.DNAME, dns.rdatatype.NSEC,
                                          dns.rdatatype.CNAME)}
@@ -226,6 +226,13 @@ cdef object _rdata(_Reader r, int rdtype, int rdclass, Py_ssize_t end):
         _set(rd, "address", _ntoa6(r.take(16, end)))
     elif rdtype in (2, 5, 12):  # NS, CNAME, PTR: compressed targets (RFC 3597 §4)
         _set(rd, "target", r.name(end, True))
+    elif rdtype == 16 or rdtype == 99:  # TXT, SPF: <character-string>s (RFC 1035 §3.3.14)
+        strings = []
+        while r.pos < end:
+            strings.append(r.take(r.u8(end), end))
+        if not strings:
+            raise _Fallback()  # dnspython refuses a TXT without strings
+        _set(rd, "strings", tuple(strings))
     elif rdtype == 39:  # DNAME
         _set(rd, "target", r.name(end, False))
     elif rdtype == 6:  # SOA
