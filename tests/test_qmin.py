@@ -315,3 +315,24 @@ def test_an_island_of_security_a_reply_went_past_is_still_validated():
                         Cache(), exchange=upstream)
     assert _run(iterator, "www.insecure.rsasha256.example.").verdict is Verdict.INSECURE
     assert iterator.zones.get(N("rsasha256.example.")).security is Verdict.SECURE
+
+
+def test_island_data_stripped_of_signatures_on_the_way_past_is_bogus():
+    """The same island answered by the root's server, its RRSIGs stripped on the path: the
+    island is still established from its anchor and the unsigned answer judged in it, Bogus,
+    never Insecure because the unsigned root answered."""
+    anchor = zonedata.load("rsasha256.example.").ds()
+
+    def strip(address, query, response):
+        if address == ROOT_SERVER and query.question[0].rdtype == A:
+            response.answer = [r for r in response.answer if r.rdtype != dns.rdatatype.RRSIG]
+        return response
+
+    upstream = _sharing(memory.Upstream(strip), ROOT_SERVER, ".", "rsasha256.example.")
+    iterator = Iterator(memory.settings(trust_anchors=[anchor], qname_minimisation=False),
+                        Cache(), exchange=upstream)
+    with pytest.raises(ResolutionFailed) as failure:
+        _run(iterator, "www.rsasha256.example.")
+    assert failure.value.ede == EDE.RRSIGS_MISSING and "rsasha256.example." in \
+        failure.value.reason
+    assert iterator.zones.get(N("rsasha256.example.")).security is Verdict.SECURE

@@ -433,6 +433,9 @@ class Iterator:
                     if kind == "nxdomain":  # RFC 9156 §2.3 relaxed: confirm with the full name
                         minimiser = minimiser.relaxed()
                     continue
+                owner = name.parent() if qtype == DS and name != ROOT else name
+                if zone.security is Verdict.INSECURE and self.cuts.matter(zone, owner):
+                    zone = await self.cuts.down_to(zone, owner, ctx)  # an island it went past
                 signed = {s for s in signers(reply) if s != zone.name
                           and s.is_subdomain(zone.name) and name.is_subdomain(s)}
                 if signed and not zone.recursive and self.cuts.matter(zone, max(signed)):
