@@ -36,18 +36,20 @@ class ChainOfTrust:
     """Zone security for the iterator: ``ask(zone, qname, qtype, ctx)`` sends one query to a
     zone's servers and returns (reply, kind); ``lookup(name, qtype, ctx)`` resolves and
     validates a whole answer (used for the DS walk under forwarders); ``event(name)`` is told of
-    DNSSEC health events ("key_rollover", "nta_used"); ``observer(zone)``, when its owner sets
+    DNSSEC health events ("key_rollover", "nta_used"); ``delegation(parent, referral, name)``
+    is the zone a referral leads to, with its servers; ``observer(zone)``, when its owner sets
     one, of every zone cut whose security :meth:`establish` or :meth:`prime_root` decided (the
     posture of expected zones, resolver.monitor)."""
 
     def __init__(self, validator: Validator, anchors: list[dns.rrset.RRset],
                  negative_anchors: list[dns.name.Name], max_zones: int,
                  ask: Callable[..., Awaitable[tuple[dns.message.Message, str]]],
-                 lookup: Callable[..., Awaitable], event: Callable[[str], None]) -> None:
+                 lookup: Callable[..., Awaitable], event: Callable[[str], None],
+                 delegation: Callable[..., Zone]) -> None:
         self.v = validator
         self.anchors = {rrset.name: rrset for rrset in anchors}
         self.negative_anchors = negative_anchors
-        self.ask, self.lookup, self.event = ask, lookup, event
+        self.ask, self.lookup, self.event, self.delegation = ask, lookup, event, delegation
         # Security of zones met through forwarders, kept apart from the zone cuts used to route
         # queries so a forwarded walk never redirects iterative resolution.
         self.secured: Lru[dns.name.Name, Zone] = Lru(max_zones)
@@ -63,6 +65,13 @@ class ChainOfTrust:
                 log.warning("negative trust anchor %s applied to %s", nta, name)
                 return nta
         return None
+
+    def island_between(self, top: dns.name.Name, name: dns.name.Name) -> dns.name.Name | None:
+        """The shallowest trust anchor strictly below ``top`` and at or above ``name``: the
+        apex of an island of security (RFC 4035 §4.4) a zone cut from ``top`` would go past."""
+        found = [a for a in self.anchors if name.is_subdomain(a) and a != top
+                 and a.is_subdomain(top)]
+        return min(found, key=lambda a: len(a.labels)) if found else None
 
     async def establish(self, child: Zone, parent: Zone, reply: dns.message.Message | None,
                         ctx, keys: asyncio.Future | None = None) -> Zone:
@@ -92,6 +101,10 @@ class ChainOfTrust:
         if name in self.anchors:
             return await self.load_keys(child, self.anchors[name], ctx, f"anchor {name}", keys)
         if parent.security is Verdict.INSECURE:
+            island = self.island_between(parent.name, name.parent())
+            if island is not None:  # a referral past a trust anchor: never insecure from above
+                raise ResolutionFailed(EDE.DNSSEC_BOGUS, f"{parent.name} referred to {name}, "
+                                       f"below the trust anchor {island}, past its zone cut")
             child.security = Verdict.INSECURE
             child.proof.append(f"parent {parent.name} insecure")
             return child
@@ -121,8 +134,9 @@ class ChainOfTrust:
 
     async def find_cut(self, zone: Zone, name: dns.name.Name, ctx) -> Zone | None:
         """The zone cut between the secure ``zone`` and ``name`` (below it), for data a server
-        holding both zones answered from the child with no referral (RFC 4035 §5.2; Unbound
-        asks DS likewise when data lacks signatures). DS is asked of ``zone`` for the names
+        holding both zones answered from the child with no referral, or a referral from further
+        down (RFC 4035 §5.2; Unbound asks DS likewise when data lacks signatures). DS is asked
+        of ``zone`` for the names
         between them, top-down, at most MAX_CUT_PROBES, each within the query's upstream
         budget; the first name for which the parent's signed data proves a delegation (a
         validated DS, then the child's keys; an NSEC or NSEC3 with NS and neither DS nor SOA,
@@ -153,7 +167,7 @@ class ChainOfTrust:
         """Fetch (or await, ``sent`` ahead) and authenticate the zone's DNSKEY set
         (RFC 4035 §5.2)."""
         if sent is None:
-            sent = self.ask(zone, zone.name, DNSKEY, ctx)
+            sent = self._ask_keys(zone, ctx)
         reply, kind = await sent
         keys, result = self.v.dnskeys(zone.name, trust, reply, kind, ctx.budget)
         if keys is None:
@@ -176,6 +190,22 @@ class ChainOfTrust:
         zone.proof.append(f"dnskey {zone.name} {result.key.tag}/{result.key.algorithm} ({how})")
         zone.expires = time.monotonic() + max(1, result.ttl or 0)
         return zone
+
+    async def _ask_keys(self, zone: Zone, ctx) -> tuple[dns.message.Message, str]:
+        """The zone's DNSKEY reply. A cut found by its DS (find_cut) has only its parent's
+        servers: they are asked as the parent's, and answer if they hold the child too, else
+        refer to it, and the child's own servers are asked."""
+        parent = zone.parent
+        if parent is None or parent.recursive or zone.servers != parent.servers:
+            return await self.ask(zone, zone.name, DNSKEY, ctx)
+        reply, kind = await self.ask(parent, zone.name, DNSKEY, ctx)
+        if kind == "referral":
+            found = self.delegation(parent, reply, zone.name)
+            if found.name == zone.name:
+                zone.servers, zone.ns_names = list(found.servers), list(found.ns_names)
+                zone.not_queried = list(found.not_queried)
+                return await self.ask(zone, zone.name, DNSKEY, ctx)
+        return reply, kind
 
     @staticmethod
     def bogus(zone: Zone, ede: EDE | None, reason: str, budget: BudgetName | None = None) -> Zone:

@@ -25,6 +25,7 @@ import dns.rdatatype
 from resolver.dnssec import Verdict
 from resolver.dnssec.validator import find
 from resolver.dnssec.zone import Zone
+from resolver.resolve.qmin import Minimiser
 
 DS, DNSKEY = dns.rdatatype.DS, dns.rdatatype.DNSKEY
 
@@ -47,11 +48,13 @@ def failed_early(task: asyncio.Future) -> bool:
 class Hop:
     """A new zone's queries, sent before its security is established: its DNSKEY set
     (``keys``, None without a DS in the referral) and the lookup's next ``question``
-    (``task``: the (reply, kind) of the zone's servers). ``follow``: when that reply is a
-    referral to a new zone, that zone's hop, sent on the reply's arrival."""
+    (``task``: the (reply, kind) of the zone's servers), the one ``minimiser`` (the lookup's
+    state, resolver.resolve.qmin) asks. ``follow``: when that reply is a referral to a new
+    zone, that zone's hop, sent on the reply's arrival."""
 
     zone: Zone
     question: tuple[dns.name.Name, int]
+    minimiser: Minimiser
     task: asyncio.Future
     keys: asyncio.Future | None = None
     follow: Hop | None = None
@@ -71,11 +74,10 @@ Ask = Callable[..., Awaitable[tuple[dns.message.Message, str]]]
 class Ahead:
     """Sends hops for the iterator: ``ask(zone, qname, qtype, ctx)`` asks a zone's servers and
     returns (reply, kind); ``delegation(zone, referral, qname)`` is the child zone a referral
-    leads to; ``question(zone, name, qtype, labels, minimise)`` what to ask a zone next."""
+    leads to."""
 
-    def __init__(self, ask: Ask, delegation: Callable[..., Zone],
-                 question: Callable[..., tuple[dns.name.Name, int]]) -> None:
-        self.ask, self.delegation, self.question = ask, delegation, question
+    def __init__(self, ask: Ask, delegation: Callable[..., Zone]) -> None:
+        self.ask, self.delegation = ask, delegation
 
     def send(self, zone: Zone, qname: dns.name.Name, qtype: int, ctx) -> asyncio.Future:
         """``ask`` started now, so that the query travels while the caller validates."""
@@ -83,8 +85,8 @@ class Ahead:
         task.add_done_callback(_retrieve)
         return task
 
-    def hop(self, child: Zone, referral: dns.message.Message, name: dns.name.Name, qtype: int,
-            minimise: bool, ctx) -> Hop | None:
+    def hop(self, child: Zone, referral: dns.message.Message, minimiser: Minimiser,
+            ctx) -> Hop | None:
         """The new ``child``'s queries, sent now (None for a child without glue): its DNSKEY
         query first when ``referral`` holds its DS (it is needed first), then the lookup's next
         question, whose reply, if a referral, sends the next hop on arrival."""
@@ -93,14 +95,13 @@ class Ahead:
         keys = None
         if find(referral.authority, child.name, DS) is not None:
             keys = self.send(child, child.name, DNSKEY, ctx)
-        question = self.question(child, name, qtype, len(child.name.labels) + 1, minimise)
-        hop = Hop(child, question, None, keys)  # type: ignore[arg-type]  # task set below
-        hop.task = asyncio.ensure_future(self._follow(hop, name, qtype, minimise, ctx))
+        question = minimiser.question(child.name)
+        hop = Hop(child, question, minimiser, None, keys)  # type: ignore[arg-type]  # task below
+        hop.task = asyncio.ensure_future(self._follow(hop, ctx))
         hop.task.add_done_callback(_retrieve)
         return hop
 
-    async def _follow(self, hop: Hop, name: dns.name.Name, qtype: int, minimise: bool,
-                      ctx) -> tuple[dns.message.Message, str]:
+    async def _follow(self, hop: Hop, ctx) -> tuple[dns.message.Message, str]:
         reply, kind = await self.ask(hop.zone, *hop.question, ctx)
         if kind == "referral":
             try:
@@ -108,5 +109,6 @@ class Ahead:
             except Exception:  # noqa: BLE001 - the lookup meets the same referral and says why
                 return reply, kind
             if child.security is Verdict.INDETERMINATE:
-                hop.follow = self.hop(child, reply, name, qtype, minimise, ctx)
+                after = hop.minimiser.after(hop.question[0], True)
+                hop.follow = self.hop(child, reply, after, ctx)
         return reply, kind

@@ -24,7 +24,9 @@ import dns.rrset
 from resolver.resolve import tls, transport
 from resolver.resolve.ahead import Ahead, failed_early
 from resolver.resolve.cache import Answer, Cache, Proof
+from resolver.resolve.cuts import Cuts
 from resolver.resolve.failures import Holds, Infra
+from resolver.resolve.qmin import Minimiser
 from resolver.config.schema import Config, Forward, ResolverLimits, Timeouts, default
 from resolver.dnssec import Budget, BudgetName, ValidatorConfig, Verdict
 from resolver.dnssec.anchors import RootHint
@@ -41,7 +43,6 @@ A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
     dns.rdatatype.DNSKEY, dns.rdatatype.CNAME, dns.rdatatype.DNAME, dns.rdatatype.RRSIG,
     dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
 ROOT = dns.name.root
-MAX_MINIMISE_LABELS = 10  # RFC 9156 §2.3: stop minimising deep names after this many steps
 MAX_NOT_QUERIED_SHOWN = 4  # addresses outgoing.do_not_query left out, named in a failure's text
 
 
@@ -143,13 +144,14 @@ class Iterator:
         self.validator = Validator(settings.validator, self.now, settings.limits.max_cname_chain)
         self.trust = ChainOfTrust(self.validator, settings.trust_anchors,
                                   settings.negative_trust_anchors, settings.max_zones,
-                                  self._ask, self.lookup, self._event)
+                                  self._ask, self.lookup, self._event, self._delegation)
+        self.cuts = Cuts(self.trust, self._known_zone, self._remember)  # cuts a reply went past
         self.stats = {"upstream_queries": 0, "upstream_timeouts": 0, "nta_uses": 0,
                       "not_queried": 0}
         self.on_rtt = None  # called with each upstream round trip in seconds
         self.on_event = None  # called with DNSSEC health events: "key_rollover", "nta_used"
         self.tap = None  # resolver.ops.dnstap.Dnstap: told of each upstream query and reply
-        self.ahead = Ahead(self._ask, self._delegation, self._question)  # queries sent early
+        self.ahead = Ahead(self._ask, self._delegation)  # queries sent early
 
     # --- time, budgets, zones -------------------------------------------------------------
 
@@ -378,8 +380,7 @@ class Iterator:
         zone = self._closest_zone(name.parent() if qtype == DS and name != ROOT else name)
         if zone.name == ROOT and not zone.recursive and zone.security is Verdict.INDETERMINATE:
             zone = await self.trust.prime_root(zone, ctx)  # forwarded answers are judged one by one
-        minimise = self.s.qname_minimisation and not zone.recursive
-        labels = len(zone.name.labels) + 1
+        minimiser = Minimiser(name, qtype, self.s.qname_minimisation and not zone.recursive)
         ahead = None  # the Hop sent while the zone was being established (resolve.ahead)
         try:
             while True:
@@ -389,7 +390,7 @@ class Iterator:
                 if zone.security is Verdict.BOGUS:
                     raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason,
                                            Proof(zone.name, notes=list(zone.proof)), zone.budget)
-                question = self._question(zone, name, qtype, labels, minimise)
+                question = minimiser.question(zone.name)  # RFC 9156 §2.3 (resolve.qmin)
                 qname, qt = question
                 hop, ahead = ahead, None
                 if hop is not None and hop.zone is zone and hop.question == question and \
@@ -404,18 +405,23 @@ class Iterator:
                 except ResolutionFailed:
                     if qname == name:
                         raise
-                    minimise = False  # relaxed: some servers mishandle minimised queries
+                    minimiser = minimiser.relaxed()  # some servers mishandle minimised queries
                     continue
+                minimiser = minimiser.after(qname, kind == "referral")
                 if kind == "referral":
                     ctx.referrals += 1
                     ahead = hop.follow if hop is not None else None  # sent on the reply's arrival
                     child = ahead.zone if ahead is not None else \
                         self._delegation(zone, reply, qname)
-                    labels = len(child.name.labels) + 1
                     if child.security is Verdict.INDETERMINATE:
-                        ahead = ahead or self.ahead.hop(child, reply, name, qtype, minimise, ctx)
+                        ahead = ahead or self.ahead.hop(child, reply, minimiser, ctx)
                         keys = ahead.keys if ahead is not None else None
                         try:
+                            if child.name.parent() != zone.name and zone.name not in \
+                                    signers(reply) and self.cuts.matter(zone, child.name):
+                                # a cut several labels down, signed further down (resolve.cuts)
+                                child.parent = zone = await self.cuts.down_to(
+                                    zone, child.name.parent(), ctx)
                             child = await self.trust.establish(child, zone, reply, ctx, keys)
                         finally:
                             if keys is not None:
@@ -424,15 +430,16 @@ class Iterator:
                     zone = child
                     continue
                 if qname != name:
-                    if kind == "nxdomain":
-                        minimise = False  # RFC 9156 §2.3 relaxed: confirm with the full name
-                    else:
-                        labels += 1
+                    if kind == "nxdomain":  # RFC 9156 §2.3 relaxed: confirm with the full name
+                        minimiser = minimiser.relaxed()
                     continue
+                owner = name.parent() if qtype == DS and name != ROOT else name
+                if zone.security is Verdict.INSECURE and self.cuts.matter(zone, owner):
+                    zone = await self.cuts.down_to(zone, owner, ctx)  # an island it went past
                 signed = {s for s in signers(reply) if s != zone.name
                           and s.is_subdomain(zone.name) and name.is_subdomain(s)}
-                if signed and zone.security is Verdict.SECURE and not zone.recursive:
-                    zone = await self._descend_to(zone, max(signed), ctx)
+                if signed and not zone.recursive and self.cuts.matter(zone, max(signed)):
+                    zone = await self.cuts.signer(zone, max(signed), ctx)
                     if zone.security is Verdict.BOGUS:
                         continue
                 answer = await self._judge(zone, name, qtype, reply, kind, ctx)
@@ -441,16 +448,6 @@ class Iterator:
         finally:
             if ahead is not None:
                 ahead.cancel()
-
-    @staticmethod
-    def _question(zone: Zone, name: dns.name.Name, qtype: int, labels: int,
-                  minimise: bool) -> tuple[dns.name.Name, int]:
-        """What to ask ``zone`` next: ``name`` cut to ``labels`` labels while minimising, with
-        type A (RFC 9156 §2.3), else the question itself."""
-        if minimise and labels < len(name.labels) and \
-                labels - len(zone.name.labels) <= MAX_MINIMISE_LABELS:
-            return dns.name.Name(name.labels[-labels:]), A
-        return name, qtype
 
     def _delegation(self, zone: Zone, reply: dns.message.Message,
                     qname: dns.name.Name) -> Zone:
@@ -491,17 +488,6 @@ class Iterator:
             if len(not_queried) < MAX_NOT_QUERIED_SHOWN and shown not in not_queried:
                 not_queried.append(shown)
         return servers
-
-    async def _descend_to(self, zone: Zone, signer: dns.name.Name, ctx: Context) -> Zone:
-        """A server authoritative for both a zone and a child answered for the child without a
-        referral: establish the child (the signer of the answer) from its parent, which must
-        prove the cut (a forged signer name is Bogus, never a new zone)."""
-        known = self._known_zone(signer)
-        if known is not None and known.security is not Verdict.INDETERMINATE:
-            return known
-        child = Zone(signer, list(zone.servers), list(zone.ns_names), expires=zone.expires,
-                     parent=zone)
-        return self._remember(await self.trust.establish(child, zone, None, ctx))
 
     # --- validating replies ---------------------------------------------------------------
 
