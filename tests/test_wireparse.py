@@ -76,7 +76,7 @@ def _replies() -> list[bytes]:
         for name in sorted(names):
             for rdtype in TYPES:
                 query = transport.make_query(name, dns.rdatatype.from_text(rdtype))
-                wire = server.handle(transport._wire(query), "udp")
+                wire = server.handle(query.to_wire(), "udp")
                 if wire is not None:
                     replies.append(wire)
     return replies
