@@ -77,7 +77,7 @@ def fresh_id() -> int:
 class Query:
     """One upstream query (RFC 1035 §4.1): one question, nothing else but the OPT record
     :data:`_OPT`, rendered to wire directly from the name's wire form (a fifth of the cost of
-    building a dnspython message and rendering it: bench/exchange.py). ``question_wire`` is the
+    building a dnspython message and rendering it). ``question_wire`` is the
     question's wire form (name, QTYPE, QCLASS IN), ``match`` the same in lower case, which a
     reply's question must equal octet for octet but for case (RFC 5452 §9.1)."""
 
