@@ -24,6 +24,7 @@ refuses, and never refuses what it accepts.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.object cimport PyObject_GenericSetAttr
 
 cdef extern from *:
     """
@@ -58,7 +59,6 @@ from resolver.errors import ResolverError
 cdef object _Name = dns.name.Name
 cdef object _RRset = dns.rrset.RRset
 cdef object _QueryMessage = dns.message.QueryMessage
-cdef object _set = object.__setattr__
 cdef object _new = object.__new__
 cdef object _rdata_parser = dns.rdata.from_wire_parser
 cdef object _Parser = dns.wire.Parser
@@ -84,6 +84,11 @@ cdef set _SINGLETONS = {int(t) for t in (dns.rdatatype.SOA, dns.rdatatype.NXT,
 
 class _Fallback(ResolverError):
     """Not taken here: dns.message.from_wire decides."""
+
+
+cdef inline int _set(object obj, str field, object value) except -1:
+    """``object.__setattr__``: a field of a dnspython object, past its immutability guard."""
+    return PyObject_GenericSetAttr(obj, field, value)
 
 
 cdef class _Memo:
@@ -353,7 +358,7 @@ cdef object _parse(bytes wire):
                 rd = _generic(r, rdtype, rdclass, end)
             else:
                 digestable = _digestable(r.wire, rd, rdtype, start, end)
-            covers = rd.covers()
+            covers = rd.type_covered if rdtype == 46 and digestable is not None else rd.covers()
             key = (section, lower[0], rdclass, rdtype, covers)
             rrset = groups.get(key)
             if rrset is None:

@@ -1,6 +1,6 @@
 """Queries to upstream servers over UDP and TCP (RFC 1035 §4.2, RFC 7766).
 
-Every query gets a fresh random ID (the system's CSPRNG, :mod:`secrets`) and a fresh socket, so a
+Every query gets a fresh random ID (the system's CSPRNG: ``os.urandom``) and a fresh socket, so a
 fresh ephemeral source port (RFC 5452 §9.2). UDP sockets are connected, so the kernel drops
 datagrams from any other address or port; an answer is taken only if it is a response to a query
 (QR, opcode QUERY) with the query's ID and exactly its question (RFC 5452 §9.1), all checked on
@@ -14,7 +14,7 @@ another question ends the exchange at once as a broken server.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import os
 import socket
 import struct
 import time
@@ -71,7 +71,7 @@ class Reply:
 
 def fresh_id() -> int:
     """A query ID from the system's CSPRNG (RFC 5452 §9.2)."""
-    return secrets.randbits(16)
+    return int.from_bytes(os.urandom(2))
 
 
 class Query:
@@ -228,7 +228,7 @@ async def exchange(query: Query, host: str, port: int = 53, *,
     start = time.monotonic()
     if not tcp:
         reply, data = await _udp(query, wire, host, port, timeout)
-        if not reply.flags & dns.flags.TC:
+        if not data[2] & 0x02:  # TC (RFC 1035 §4.1.1), read from the header's bytes
             return Reply(reply, False, time.monotonic() - start, len(data), data)
     reply, data = await _tcp(query, wire, host, port, timeout)
     return Reply(reply, True, time.monotonic() - start, len(data), data)
