@@ -76,10 +76,10 @@ def fresh_id() -> int:
 
 class Query:
     """One upstream query (RFC 1035 §4.1): one question, nothing else but the OPT record
-    :data:`_OPT`, rendered to wire directly from the name's wire form (a fifth of the cost of
-    building a dnspython message and rendering it). ``question_wire`` is the
-    question's wire form (name, QTYPE, QCLASS IN), ``match`` the same in lower case, which a
-    reply's question must equal octet for octet but for case (RFC 5452 §9.1)."""
+    :data:`_OPT`, rendered directly from the name's wire form (a fifth of the cost of building
+    a dnspython message and rendering it). ``question_wire`` is the question's wire form (name,
+    QTYPE, QCLASS IN), ``match`` the same in lower case, which a reply's question must equal
+    octet for octet but for case (RFC 5452 §9.1)."""
 
     __slots__ = ("qname", "rdtype", "flags", "id", "question_wire", "match")
 
@@ -107,9 +107,9 @@ def make_query(qname: dns.name.Name, qtype: int, *, recursion: bool = False) -> 
 def _check(query: Query, wire: bytes) -> tuple[dns.message.Message | None, str]:
     """``(reply, "")`` if ``wire`` answers ``query`` (RFC 5452 §9.1), else ``(None, reason)``
     with one of the reasons of :data:`IGNORED`. ID, QR, opcode and the question are read from
-    the raw bytes (the question name is the message's first, so never compressed), and only a
-    datagram that passes is parsed; one that ends before a question as long as ours is parsed
-    to tell a cut message from a shorter question."""
+    the raw bytes (the question's name is the first in a message: a server has nothing to
+    compress it against), and only a datagram that passes is parsed; one that ends before a
+    question as long as ours is parsed to tell a cut message from a shorter question."""
     if len(wire) < 12 or (wire[0] << 8 | wire[1]) != query.id:
         return None, "id"
     if not wire[2] & 0x80 or (wire[2] >> 3) & 0x0F != dns.opcode.QUERY:
