@@ -22,6 +22,12 @@ which a busy machine disturbs far less than wall time; ``CPU paired`` its per-ro
 
     sudo unshare -n sh -c 'ip link set lo up && python3 bench/cold.py'   # --rounds 15 --case a
 
+``--rtt MS``: every server of the tree answers MS milliseconds after a query arrives (an asyncio
+timer in the tree's process; authority.start_tree's ``delay_ms``), for every resolver alike: a
+network round trip per upstream query, where loopback has none (without it every cold figure is
+CPU only), so that what overlaps round trips (queries sent together, the next hop pipelined)
+shows. The default, 0, is the figures above.
+
 ``--baseline DIR`` times a second dnssec-sidecar too, the code checked out in DIR (its compiled
 modules built there: ``python setup.py build_ext --inplace``), on its own address in the same
 rounds: before and after a change, each paired with Unbound and with the other.
@@ -193,6 +199,8 @@ def main() -> None:
     parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=sorted(CASES))
     parser.add_argument("--name", help="time this name instead of the cases (after . NS; "
                         "the answer must have AD)")
+    parser.add_argument("--rtt", type=float, default=0, metavar="MS",
+                        help="every upstream answer MS ms after its query (a round trip)")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="also time the dnssec-sidecar checked out (and built) in DIR")
     args = parser.parse_args()
@@ -219,9 +227,12 @@ def main() -> None:
     print(f"# every round: each resolver restarted, primed with one untimed query, settled "
           f"{SETTLE_S:g} s, then the name timed on each in rotated order; {args.rounds} rounds "
           "(+1 warm-up); medians; paired = median of per-round ratios to unbound")
+    if args.rtt:
+        print(f"# round trip: every upstream answer {args.rtt:g} ms after its query (the tree's "
+              "servers, for every resolver)")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        tree = peers.start_tree(tmp)
+        tree = peers.start_tree(tmp, args.rtt)
         try:
             for key, case in cases.items():
                 report(key, case, measure(case, candidates, args.rounds, tree, tree_info, tmp))

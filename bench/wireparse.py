@@ -37,17 +37,23 @@ QUESTIONS = [(".", ".", "DNSKEY"), (".", "example.", "A"), ("example.", "example
              ("example.", "nonexistent.example.", "A")]
 
 
-def replies() -> list[tuple[str, bytes]]:
-    servers = {}
+def servers() -> dict[str, authority.Server]:
+    """The tree's authoritative servers (not started: ``handle`` answers in this process),
+    by the name of each zone they serve."""
+    found = {}
     for address, spec in zonedata.manifest()["servers"].items():
         if spec["role"] == "authoritative":
             server = authority.Server(address, [zonedata.load(z) for z in spec["zones"]])
-            servers.update({zone: server for zone in spec["zones"]})
-    found = []
+            found.update({zone: server for zone in spec["zones"]})
+    return found
+
+
+def replies() -> list[tuple[str, bytes]]:
+    by_zone, found = servers(), []
     for zone, name, rdtype in QUESTIONS:
         query = transport.make_query(dns.name.from_text(name), dns.rdatatype.from_text(rdtype))
         found.append((f"{name} {rdtype} from {zone}",
-                      servers[zone].handle(transport._wire(query), "udp")))
+                      by_zone[zone].handle(query.to_wire(), "udp")))
     return found
 
 

@@ -84,7 +84,7 @@ def exchange_for(tamper: Tamper | None = None):
     unparseable reply is a FORMERR and one whose ID or question differs is never taken (RFC 5452
     §9.1): the wait for the real one times out."""
 
-    async def exchange(query: dns.message.Message, host: str, port: int = 53, *,
+    async def exchange(query: transport.Query, host: str, port: int = 53, *,
                        timeout: float = 1.2, tcp: bool = False) -> transport.Reply:
         server = servers().get(host)
         if server is None:
@@ -98,7 +98,7 @@ def exchange_for(tamper: Tamper | None = None):
         except dns.exception.DNSException:
             raise transport.UpstreamError("formerr", "unparseable reply") from None
         if reply is None or reply.id != query.id or not reply.flags & dns.flags.QR \
-                or reply.question != query.question:
+                or reply.question != query.message().question:
             raise transport.UpstreamError("timeout", f"no answer from {host}")
         if reply.flags & dns.flags.TC and not tcp:
             return await exchange(query, host, port, timeout=timeout, tcp=True)

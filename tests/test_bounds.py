@@ -211,6 +211,7 @@ def _world_iterator(asked: list[str]) -> Iterator:
 
     async def exchange(query, host, port=53, **kwargs):
         asked.append(host)
+        query = query.message()
         name = query.question[0].name
         for (server, zone), answer in WORLD.items():
             if server == host and name.is_subdomain(dns.name.from_text(zone)):

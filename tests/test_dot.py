@@ -126,10 +126,10 @@ def test_the_pin_is_the_digest_openssl_documents(tmp_path):
 @pytest.mark.parametrize("name", ["a.", "www.example.", "x" * 60 + ".y" * 90 + "."])
 def test_queries_are_padded_to_blocks_of_468(name):
     query = transport.make_query(dns.name.from_text(name), dns.rdatatype.A, recursion=True)
-    wire = padded(transport._wire(query))
+    wire = padded(query.to_wire())
     assert len(wire) % PADDING_BLOCK == 0
     parsed = dns.message.from_wire(wire)
-    assert parsed.question == query.question and parsed.flags == query.flags
+    assert parsed.question == query.message().question and parsed.flags == query.flags
     assert parsed.ednsflags & dns.flags.DO
     option, = parsed.options
     assert option.otype == dns.edns.PADDING and set(option.data) <= {0}
@@ -243,7 +243,7 @@ def test_pipelined_queries_answered_out_of_order_on_one_connection(pki):
     server, queries, replies, opened = asyncio.run(run())
     for query, reply in zip(queries, replies):  # each matched to its own question and ID
         assert reply.message.id == query.id
-        assert reply.message.question == query.question
+        assert reply.message.question == query.message().question
         assert reply.message.answer[0][0].address == f"192.0.2.{query.id % 250}"
         assert reply.tcp
     assert server.connections == 1 and opened == 1  # one handshake for all

@@ -55,7 +55,7 @@ def _iterator(sent: list[tuple[str, str]], clock: Clock) -> Iterator:
                         timeouts=Timeouts(upstream_ms=300, query_ms=3000))
 
     async def exchange(query, host, port=53, **kwargs):
-        sent.append((host, str(query.question[0].name)))
+        sent.append((host, str(query.qname)))
         return await transport.exchange(query, host, port, **kwargs)
 
     iterator = Iterator(settings, Cache(), exchange=exchange)

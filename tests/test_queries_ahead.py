@@ -45,7 +45,7 @@ def _iterator(log: list[tuple[str, str, str]], slower: tuple[str, str] | None = 
                         validation_time=NOW)
 
     async def exchange(query, host, port=53, **kwargs):
-        question = (str(query.question[0].name), dns.rdatatype.to_text(query.question[0].rdtype))
+        question = (str(query.qname), dns.rdatatype.to_text(query.rdtype))
         log.append(("send", *question))
         reply = await transport.exchange(query, host, port, **kwargs)
         if question == slower:

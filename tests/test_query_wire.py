@@ -1,7 +1,10 @@
-"""Upstream queries rendered directly (resolver.resolve.transport._wire) are byte for byte what
-dnspython's renderer makes of them (RFC 1035 §4.1, RFC 6891 §6.1.2)."""
+"""Upstream queries (resolver.resolve.transport.Query), rendered directly from the name's wire
+form, are byte for byte what dnspython's renderer makes of the same message (RFC 1035 §4.1,
+RFC 6891 §6.1.2): EDNS0 with DO and our payload size (RFC 3225), RD and CD to forwarders
+(RFC 6840 §5.9); and a reply's question is matched on its raw bytes, case aside (RFC 5452
+§9.1)."""
 
-import dns.edns
+import dns.flags
 import dns.message
 import dns.name
 import pytest
@@ -11,27 +14,46 @@ from resolver.resolve import transport
 
 
 @pytest.mark.parametrize("name", [".", "Rsasha256.Example.", "a.b.c.d.e.f.", "x" * 63 + ".com."])
-@pytest.mark.parametrize("rdtype", [1, 43, 48, 255, 65535])
+@pytest.mark.parametrize("rdtype", [1, 28, 43, 48, 255, 65535])
 @pytest.mark.parametrize("recursion", [False, True])
-def test_made_queries_render_like_dnspython(name, rdtype, recursion):
+def test_queries_render_like_dnspython(name, rdtype, recursion):
     query = transport.make_query(dns.name.from_text(name), rdtype, recursion=recursion)
-    assert transport._wire(query) == query.to_wire()
-
-
-@pytest.mark.parametrize("query", [
-    dns.message.make_query("example.", "A"),  # no EDNS
-    dns.message.make_query("example.", "A", use_edns=0,
-                           options=[dns.edns.ECSOption("192.0.2.0", 24)]),
-])
-def test_other_queries_use_dnspython(query):
-    assert transport._wire(query) == query.to_wire()
-
-
-@pytest.mark.parametrize("recursion", [False, True])
-def test_made_queries_are_dnspythons_with_do_and_our_flags(recursion):
-    """EDNS0 with DO and a 1232-octet payload (RFC 6891, RFC 3225); RD and CD to forwarders."""
-    query = transport.make_query(dns.name.from_text("www.example."), 28, recursion=recursion)
-    expected = dns.message.make_query("www.example.", "AAAA", use_edns=0, want_dnssec=True,
+    expected = dns.message.make_query(name, rdtype, use_edns=0, want_dnssec=True,
                                       payload=wire.EDNS_PAYLOAD)
-    expected.id, expected.flags = query.id, (0x0110 if recursion else 0)  # RD | CD
+    expected.id = query.id
+    expected.flags = dns.flags.RD | dns.flags.CD if recursion else 0
     assert query.to_wire() == expected.to_wire()
+    assert query.message() == expected
+
+
+def test_every_query_has_a_fresh_id():
+    name = dns.name.from_text("www.example.")
+    ids = {transport.make_query(name, 1).id for _ in range(200)}
+    assert len(ids) > 190  # 200 draws of 16 random bits: a handful of collisions at most
+
+
+def _reply(query: transport.Query, name: str | None = None, rdtype: int | None = None,
+           qid: int | None = None, flags: int = dns.flags.QR) -> bytes:
+    reply = dns.message.make_query(name or query.qname, rdtype or query.rdtype)
+    reply.id = query.id if qid is None else qid
+    reply.flags = flags
+    return reply.to_wire()
+
+
+def test_replies_are_matched_on_id_header_and_question_case_aside():
+    query = transport.make_query(dns.name.from_text("www.Example."), 1)
+    for name in ("www.example.", "WWW.EXAMPLE.", "www.Example."):
+        reply, reason = transport._check(query, _reply(query, name))
+        assert reason == "" and reply.question[0].name == query.qname
+    assert transport._check(query, _reply(query, qid=query.id ^ 1)) == (None, "id")
+    assert transport._check(query, _reply(query, flags=0)) == (None, "not_reply")
+    assert transport._check(query, _reply(query, flags=dns.flags.QR | 0x2800)) == \
+        (None, "not_reply")  # opcode UPDATE
+    assert transport._check(query, _reply(query, "www.example.net.")) == (None, "question")
+    assert transport._check(query, _reply(query, "ww.example.")) == (None, "question")  # shorter
+    assert transport._check(query, _reply(query, rdtype=28)) == (None, "question")
+    good = _reply(query)
+    assert transport._check(query, good[:4] + b"\x00\x02" + good[6:]) == (None, "question")
+    assert transport._check(query, good[:20]) == (None, "unparseable")  # cut in the question
+    assert transport._check(query, good[:-1]) == (None, "unparseable")  # cut after it
+    assert transport._check(query, good[:11]) == (None, "id")

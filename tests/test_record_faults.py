@@ -31,6 +31,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdatatype
 import pytest
 
 import resolver
@@ -161,7 +162,7 @@ STAGES = {  # stage: how to install its fault; the reply it must get is SERVFAIL
     "policy": lambda m, f: m.setattr(Policy, "check_question", f),
     "cache": lambda m, f: m.setattr(Cache, "get", f),
     "iterator": lambda m, f: m.setattr(Iterator, "chase", f),
-    "transport": lambda m, f: m.setattr(transport, "_wire", f),  # a bug, not a network error
+    "transport": lambda m, f: m.setattr(transport.Query, "to_wire", f),  # a bug, not the network
     "validator": lambda m, f: _patch_everywhere(m, "validate_rrset", f),
     "log encoder": lambda m, f: m.setattr(resolver.forensic.log, "seal", _once(f)),
 }
@@ -223,12 +224,15 @@ def test_socket_failure_upstream_is_a_network_error(tree, tmp_path, monkeypatch)
     fault = Fault(OSError(errno.EMFILE, "Too many open files"))
     fake = types.SimpleNamespace(socket=fault, AF_INET=transport.socket.AF_INET,
                                  AF_INET6=transport.socket.AF_INET6,
-                                 SOCK_DGRAM=transport.socket.SOCK_DGRAM)
+                                 SOCK_DGRAM=transport.socket.SOCK_DGRAM,
+                                 SOCK_NONBLOCK=transport.socket.SOCK_NONBLOCK)
 
     async def direct() -> None:
         monkeypatch.setattr(transport, "socket", fake)
         with pytest.raises(transport.UpstreamError) as info:
-            await transport.exchange(query(WARM), "127.0.0.10", timeout=1)
+            await transport.exchange(transport.make_query(dns.name.from_text(WARM),
+                                                          dns.rdatatype.A),
+                                     "127.0.0.10", timeout=1)
         assert info.value.kind == "network" and "Too many open files" in str(info.value)
         monkeypatch.undo()
 

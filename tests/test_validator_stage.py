@@ -38,7 +38,7 @@ def _zone(name: str, *, secure: bool = True) -> Zone:
 def _reply(zones: list[str], qname: str, rdtype: int = A) -> dns.message.Message:
     """What a server for ``zones`` answers (the wire round trip included)."""
     response, _ = authority.Responder([zonedata.load(z) for z in zones]).respond(
-        make_query(N(qname), rdtype))
+        make_query(N(qname), rdtype).message())
     return dns.message.from_wire(response.to_wire())
 
 

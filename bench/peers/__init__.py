@@ -278,10 +278,11 @@ def start(peer: Peer, tree: Tree, directory: Path) -> tuple[Running | None, str]
     return None, why
 
 
-_TREE = """import signal
+_TREE = """import signal, sys
 from tests.testtree.authority import start_tree
 signal.signal(signal.SIGTERM, signal.default_int_handler)
-tree = start_tree(on_query=lambda q: print(q.qname, q.qtype, flush=True))
+tree = start_tree(on_query=lambda q: print(q.qname, q.qtype, flush=True),
+                  delay_ms=float(sys.argv[1]))
 try:
     signal.pause()
 except KeyboardInterrupt:
@@ -289,10 +290,11 @@ except KeyboardInterrupt:
 """
 
 
-def start_tree(directory: Path) -> Running:
+def start_tree(directory: Path, delay_ms: float = 0) -> Running:
     """The test tree's authoritative servers, in their own process (not sharing our GIL),
-    printing one line per query received."""
-    tree = Running([sys.executable, "-c", _TREE], directory / "tree.log")
+    printing one line per query received; each answer sent ``delay_ms`` after its query came
+    (authority.start_tree's ``delay_ms``: a round trip)."""
+    tree = Running([sys.executable, "-c", _TREE, str(delay_ms)], directory / "tree.log")
     if not wait_tcp(Tree.load().hint_address, 30.0):
         why = tree.why()
         tree.stop()

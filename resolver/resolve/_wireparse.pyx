@@ -11,7 +11,11 @@ AAAA, NS, CNAME, DNAME, PTR, SOA, DS, DNSKEY, RRSIG, NSEC, NSEC3, OPT without op
 with the fields and checks of their dnspython classes, without dnspython's per-object
 construction machinery; every other type, and an OPT record with options, is read by
 dnspython's own rdata parser. RRsets are grouped, their TTLs taken and duplicates dropped as
-dnspython's reader does.
+dnspython's reader does. Each record built here enters its RRset's set under the hash its own
+``__hash__`` gives (dnspython's: the hash of its canonical form, ``to_digestable``), computed
+from the bytes instead of by rendering the record again; and the message has no index of its
+RRsets (``index = None``, dnspython's documented way to turn indexing off: ``find_rrset`` scans
+the sections). The two were two thirds of what parsing a referral cost (issue #20).
 
 Anything this parser does not take as it comes (a malformed message, TSIG, another opcode than
 QUERY, a record that fails its type's checks) is handed to ``dns.message.from_wire`` whole,
@@ -20,6 +24,23 @@ refuses, and never refuses what it accepts.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.object cimport PyObject_GenericSetAttr
+
+cdef extern from *:
+    """
+    /* key into the dict d (value None) unless an equal key is there, with the hash the key's
+       own __hash__ would give: the dict's KnownHash functions where CPython has them. */
+    static int wireparse_add_hashed(PyObject *d, PyObject *key, Py_hash_t hash) {
+    #if PY_VERSION_HEX < 0x030D0000
+        if (_PyDict_GetItem_KnownHash(d, key, hash) != NULL) return 0;
+        if (PyErr_Occurred()) return -1;
+        return _PyDict_SetItem_KnownHash(d, key, Py_None, hash);
+    #else
+        return PyDict_SetDefault(d, key, Py_None) == NULL ? -1 : 0;
+    #endif
+    }
+    """
+    int wireparse_add_hashed(object d, object key, Py_hash_t hash) except -1
 
 import dns.dnssectypes
 import dns.flags
@@ -38,14 +59,13 @@ from resolver.errors import ResolverError
 cdef object _Name = dns.name.Name
 cdef object _RRset = dns.rrset.RRset
 cdef object _QueryMessage = dns.message.QueryMessage
-cdef object _set = object.__setattr__
 cdef object _new = object.__new__
 cdef object _rdata_parser = dns.rdata.from_wire_parser
 cdef object _Parser = dns.wire.Parser
 cdef object _ntoa6 = dns.ipv6.inet_ntoa
 cdef object _NONE = dns.rdatatype.NONE
 cdef object _OPT = dns.rdata.get_rdata_class(dns.rdataclass.IN, dns.rdatatype.OPT)
-cdef object _ROOT = dns.name.root
+cdef tuple _ROOT_LABELS = dns.name.root.labels
 
 cdef enum:
     OPT = 41
@@ -64,6 +84,11 @@ cdef set _SINGLETONS = {int(t) for t in (dns.rdatatype.SOA, dns.rdatatype.NXT,
 
 class _Fallback(ResolverError):
     """Not taken here: dns.message.from_wire decides."""
+
+
+cdef inline int _set(object obj, str field, object value) except -1:
+    """``object.__setattr__``: a field of a dnspython object, past its immutability guard."""
+    return PyObject_GenericSetAttr(obj, field, value)
 
 
 cdef class _Memo:
@@ -300,7 +325,10 @@ cdef object _parse(bytes wire):
     message.xfr = False
     message.origin = None
     message.tsig_ctx = None
-    index = message.index
+    # Without dnspython's index of RRsets (``index = None``, its documented way to turn
+    # indexing off: find_rrset then scans the sections): filling it hashed every owner name
+    # with dnspython's per-character Name.__hash__, and nothing looks a reply's RRsets up by it.
+    message.index = None
     sections = message.sections
     for i in range(counts[0]):
         name = r.name(size, True)
@@ -308,7 +336,6 @@ cdef object _parse(bytes wire):
         rdclass = r.u16(size)
         rrset = _empty(name, _rdclass.get(rdclass), _rdtype.get(rdtype), _NONE)
         sections[0].append(rrset)
-        index[(0, name, rrset.rdclass, rrset.rdtype, _NONE, None)] = rrset
     groups = {}
     for section in range(1, 4):
         count = counts[section]
@@ -323,16 +350,22 @@ cdef object _parse(bytes wire):
             if end > size or rdtype == TSIG:
                 raise _Fallback()
             if rdtype == OPT:
-                if section != 3 or message.opt is not None or name != _ROOT:
+                if section != 3 or message.opt is not None or name.labels != _ROOT_LABELS:
                     raise _Fallback()
+                # No options: its digestable form is empty (dnspython's OPT._to_wire).
+                digestable = b"" if end == r.pos else None
                 rd = _opt(r, rdclass, end)  # dns.rrset.from_rdata(name, ttl, rd):
                 message.opt = _empty(name, rd.rdclass, rd.rdtype, _NONE)
-                _add(message.opt, rd, ttl, rdtype)  # its TTL the extended flags, unclamped
+                _add(message.opt, rd, ttl, rdtype, digestable)  # TTL: the extended flags
                 continue
+            start = r.pos
             rd = _rdata(r, rdtype, rdclass, end)
+            digestable = None
             if rd is None:
                 rd = _generic(r, rdtype, rdclass, end)
-            covers = rd.covers()
+            else:
+                digestable = _digestable(r.wire, rd, rdtype, start, end)
+            covers = rd.type_covered if rdtype == 46 and digestable is not None else rd.covers()
             key = (section, lower[0], rdclass, rdtype, covers)
             rrset = groups.get(key)
             if rrset is None:
@@ -340,8 +373,7 @@ cdef object _parse(bytes wire):
                                _rdtype.get(covers))
                 groups[key] = rrset
                 sections[section].append(rrset)
-                index[(section, name, rrset.rdclass, rrset.rdtype, rrset.covers, None)] = rrset
-            _add(rrset, rd, 0 if ttl > 0x7FFFFFFF else ttl, rdtype)
+            _add(rrset, rd, 0 if ttl > 0x7FFFFFFF else ttl, rdtype, digestable)
     if r.pos != size:
         raise _Fallback()  # trailing bytes: dnspython's TrailingJunk
     return message
@@ -360,15 +392,45 @@ cdef object _empty(object name, object rdclass, object rdtype, object covers):
     return rrset
 
 
-cdef inline void _add(object rrset, object rd, unsigned long ttl, unsigned int rdtype) except *:
+cdef inline void _add(object rrset, object rd, unsigned long ttl, unsigned int rdtype,
+                      bytes digestable) except *:
     """``Rdataset.add(rd, ttl)``: the smallest TTL kept, a singleton type's last record only,
-    equal records once (dns.set.Set)."""
+    equal records once (dns.set.Set); hashed as ``hash(digestable)`` when given, which is
+    ``rd.__hash__()`` (dns.rdata.Rdata: the hash of ``rd.to_digestable()``)."""
     items = rrset.items
     if not items or ttl < rrset.ttl:
         rrset.ttl = ttl
     if items and rdtype in _SINGLETONS:
         items.clear()
-    items.setdefault(rd, None)
+    if digestable is None:
+        items.setdefault(rd, None)
+    else:
+        wireparse_add_hashed(items, rd, hash(digestable))
+
+
+cdef bytes _folded(object name):
+    """A name's uncompressed wire form in lower case (dns.name.Name.to_wire, canonicalize)."""
+    out = bytearray()
+    for label in name.labels:
+        out.append(len(label))
+        out += label
+    return bytes(out).lower()  # ASCII letters only: length octets (< 64) stay as they are
+
+
+cdef bytes _digestable(bytes wire, object rd, unsigned int rdtype, Py_ssize_t start,
+                       Py_ssize_t end):
+    """``rd.to_digestable()`` (RFC 4034 §6.2 as dnspython renders it) from the rdata's bytes
+    ``wire[start:end]``: names in NS, CNAME, PTR, SOA and the RRSIG signer in lower case and
+    uncompressed; DNAME targets and NSEC next names as they are (uncompressed on the wire,
+    not lowered: dnspython follows RFC 6840 §5.1); everything else as it came."""
+    if rdtype == 2 or rdtype == 5 or rdtype == 12:  # NS, CNAME, PTR
+        return _folded(rd.target)
+    if rdtype == 6:  # SOA: two names, then five 32-bit fields
+        return _folded(rd.mname) + _folded(rd.rname) + wire[end - 20:end]
+    if rdtype == 46:  # RRSIG: 18 octets of fields, the signer (never compressed), signature
+        signer = start + 18 + len(_folded(rd.signer))
+        return wire[start:start + 18] + wire[start + 18:signer].lower() + wire[signer:end]
+    return wire[start:end]
 
 
 cdef object _opt(_Reader r, unsigned int payload, Py_ssize_t end):

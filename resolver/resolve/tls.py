@@ -36,14 +36,14 @@ import struct
 import time
 from collections import Counter
 
-import dns.entropy
 import dns.message
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from resolver.config.schema import Forward, ForwardTls
 from resolver.errors import ResolverError
-from resolver.resolve.transport import IGNORED, Reply, UpstreamError, _check, _wire, stream_failure
+from resolver.resolve.transport import (IGNORED, Query, Reply, UpstreamError, _check, fresh_id,
+                                        stream_failure)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class _Connection:
                  writer: asyncio.StreamWriter) -> None:
         self.upstream = upstream
         self.reader, self.writer = reader, writer
-        self.pending: dict[int, tuple[dns.message.Message, asyncio.Future]] = {}
+        self.pending: dict[int, tuple[Query, asyncio.Future]] = {}
         self.slots = asyncio.Semaphore(upstream.outstanding)
         self.answered = 0
         self.closed = False
@@ -119,13 +119,13 @@ class _Connection:
         self._arm_idle()
         self._reading = asyncio.ensure_future(self._read())
 
-    async def ask(self, query: dns.message.Message) -> tuple[dns.message.Message, bytes]:
+    async def ask(self, query: Query) -> tuple[dns.message.Message, bytes]:
         async with self.slots:
             if self.closed:
                 raise _Lost("closed")
             while query.id in self.pending:  # RFC 7766 §7: unique among those outstanding
-                query.id = dns.entropy.random_16()
-            wire = padded(_wire(query))
+                query.id = fresh_id()
+            wire = padded(query.to_wire())
             future = asyncio.get_running_loop().create_future()
             self.pending[query.id] = (query, future)
             if self._idle is not None:
@@ -210,7 +210,7 @@ class TlsUpstream:
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
-    async def exchange(self, query: dns.message.Message, host: str = "", port: int = 0, *,
+    async def exchange(self, query: Query, host: str = "", port: int = 0, *,
                        timeout: float = 1.2, tcp: bool = False) -> Reply:
         """Send ``query`` over the connection (opened first if need be) and wait for its reply
         within ``timeout`` seconds, the handshake included."""

@@ -1,25 +1,26 @@
 """Queries to upstream servers over UDP and TCP (RFC 1035 §4.2, RFC 7766).
 
-Every query gets a fresh random ID (dnspython's secure entropy) and a fresh socket, so a fresh
-ephemeral source port (RFC 5452 §9.2). UDP sockets are connected, so the kernel drops datagrams
-from any other address or port; an answer is taken only if it is a parseable response to a query
-(QR, opcode QUERY) with the query's ID and exactly its question (RFC 5452 §9.1). Anything else
-that arrives over UDP is ignored and counted in :data:`IGNORED` while waiting, so a forged packet
-cannot end the wait. Over TCP the peer is the server itself (no off-path forger completes a TCP
-handshake): replies with another ID are skipped (RFC 7766 §7), but a reply with our ID that does
-not parse or asks another question ends the exchange at once as a broken server.
+Every query gets a fresh random ID (the system's CSPRNG: ``os.urandom``) and a fresh socket, so a
+fresh ephemeral source port (RFC 5452 §9.2). UDP sockets are connected, so the kernel drops
+datagrams from any other address or port; an answer is taken only if it is a response to a query
+(QR, opcode QUERY) with the query's ID and exactly its question (RFC 5452 §9.1), all checked on
+the raw bytes before the message is parsed, and if it parses. Anything else that arrives over UDP
+is ignored and counted in :data:`IGNORED` while waiting, so a forged packet cannot end the wait.
+Over TCP the peer is the server itself (no off-path forger completes a TCP handshake): replies
+with another ID are skipped (RFC 7766 §7), but a reply with our ID that does not parse or asks
+another question ends the exchange at once as a broken server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 import time
 from collections import Counter
 from dataclasses import dataclass
 
-import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -32,15 +33,15 @@ from resolver.resolve._wireparse import from_wire
 from resolver.wire import EDNS_PAYLOAD, MAX_MESSAGE
 
 _HEADER = struct.Struct("!6H")  # ID, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
-_QUESTION_OPT = struct.Struct("!HHBHHIH")  # QTYPE, QCLASS; OPT: root, type, size, TTL, RDLEN
+_TYPE_CLASS = struct.Struct("!HH")  # a question's QTYPE and QCLASS
+# The OPT record of every query (RFC 6891 §6.1.2): owner the root, our payload size, extended
+# RCODE and version 0, the DO flag (RFC 3225 §3), no options.
+_OPT = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, dns.flags.DO, 0)
+_ONE_QUESTION = b"\x00\x01"  # QDCOUNT 1, as it sits in a header's fifth and sixth octets
 
 # Upstream packets that did not answer the query they arrived for, by reason: "id", "not_reply"
 # (no QR, or another opcode), "unparseable", "question"; read by the metrics endpoint.
 IGNORED: Counter[str] = Counter()
-
-
-_OPT = dns.message.make_query(dns.name.root, dns.rdatatype.NS, use_edns=0, want_dnssec=True,
-                              payload=EDNS_PAYLOAD).opt
 
 
 class UpstreamError(ResolverError):
@@ -68,50 +69,64 @@ class Reply:
         return "dot" if self.tls else "tcp" if self.tcp else "udp"
 
 
-def make_query(qname: dns.name.Name, qtype: int, *, recursion: bool = False) -> dns.message.Message:
+def fresh_id() -> int:
+    """A query ID from the system's CSPRNG (RFC 5452 §9.2)."""
+    return int.from_bytes(os.urandom(2))
+
+
+class Query:
+    """One upstream query (RFC 1035 §4.1): one question, nothing else but the OPT record
+    :data:`_OPT`, rendered directly from the name's wire form (a fifth of the cost of building
+    a dnspython message and rendering it). ``question_wire`` is the question's wire form (name,
+    QTYPE, QCLASS IN), ``match`` the same in lower case, which a reply's question must equal
+    octet for octet but for case (RFC 5452 §9.1)."""
+
+    __slots__ = ("qname", "rdtype", "flags", "id", "question_wire", "match")
+
+    def __init__(self, qname: dns.name.Name, rdtype: int, flags: int) -> None:
+        self.qname, self.rdtype, self.flags = qname, rdtype, flags
+        self.id = fresh_id()
+        self.question_wire = qname.to_wire() + _TYPE_CLASS.pack(rdtype, dns.rdataclass.IN)
+        self.match = self.question_wire.lower()  # ASCII only: length octets (< 64) are unchanged
+
+    def to_wire(self) -> bytes:
+        return _HEADER.pack(self.id, self.flags, 1, 0, 0, 1) + self.question_wire + _OPT
+
+    def message(self) -> dns.message.Message:
+        """The query as a dnspython message (for servers in memory, in tests)."""
+        return dns.message.from_wire(self.to_wire())
+
+
+def make_query(qname: dns.name.Name, qtype: int, *, recursion: bool = False) -> Query:
     """A query with EDNS0 and DO (RFC 6891, RFC 3225). Recursive queries, sent to forwarders, also
     set CD so the forwarder hands over data it would reject and we validate it ourselves
-    (RFC 6840 §5.9). The OPT record is shared by all queries: a third of the cost of
-    dnspython's make_query."""
-    query = dns.message.QueryMessage()  # a random ID from dnspython's secure entropy
-    query.flags = dns.flags.RD | dns.flags.CD if recursion else 0
-    query.find_rrset(query.question, qname, dns.rdataclass.IN, qtype, create=True,
-                     force_unique=True)
-    query.opt = _OPT
-    return query
+    (RFC 6840 §5.9)."""
+    return Query(qname, qtype, dns.flags.RD | dns.flags.CD if recursion else 0)
 
 
-def _wire(query: dns.message.Message) -> bytes:
-    """``query.to_wire()``; rendered directly, at a tenth of the cost, for the shape
-    :func:`make_query` builds: one question, nothing else but an OPT record without options
-    (RFC 1035 §4.1, RFC 6891 §6.1.2)."""
-    opt = query.opt
-    if len(query.question) != 1 or query.answer or query.authority or query.additional \
-            or opt is None or query.options or query.tsig is not None:
-        return query.to_wire()
-    question = query.question[0]
-    return (_HEADER.pack(query.id, query.flags, 1, 0, 0, 1) + question.name.to_wire()
-            + _QUESTION_OPT.pack(question.rdtype, question.rdclass, 0, dns.rdatatype.OPT,
-                                 opt.rdclass, opt.ttl, 0))
-
-
-def _check(query: dns.message.Message, wire: bytes) -> tuple[dns.message.Message | None, str]:
+def _check(query: Query, wire: bytes) -> tuple[dns.message.Message | None, str]:
     """``(reply, "")`` if ``wire`` answers ``query`` (RFC 5452 §9.1), else ``(None, reason)``
-    with one of the reasons of :data:`IGNORED`."""
-    if len(wire) < 12 or struct.unpack_from("!H", wire)[0] != query.id:
+    with one of the reasons of :data:`IGNORED`. ID, QR, opcode and the question are read from
+    the raw bytes (the question's name is the first in a message: a server has nothing to
+    compress it against), and only a datagram that passes is parsed; one that ends before a
+    question as long as ours is parsed to tell a cut message from a shorter question."""
+    if len(wire) < 12 or (wire[0] << 8 | wire[1]) != query.id:
         return None, "id"
     if not wire[2] & 0x80 or (wire[2] >> 3) & 0x0F != dns.opcode.QUERY:
         return None, "not_reply"
-    try:
-        reply = from_wire(wire)  # dnspython's message, parsed in compiled code
-    except Exception:  # noqa: BLE001 - hostile bytes may trip any parser error
-        return None, "unparseable"
-    if len(reply.question) != 1:
-        return None, "question"
-    asked, got = query.question[0], reply.question[0]
-    if got.name != asked.name or got.rdtype != asked.rdtype or got.rdclass != asked.rdclass:
-        return None, "question"
-    return reply, ""
+    match = query.match
+    asked = wire[12:12 + len(match)]
+    if len(asked) == len(match) and wire[4:6] == _ONE_QUESTION and asked.lower() == match:
+        try:
+            return from_wire(wire), ""  # dnspython's message, parsed in compiled code
+        except Exception:  # noqa: BLE001 - hostile bytes may trip any parser error
+            return None, "unparseable"
+    if len(asked) < len(match):
+        try:
+            from_wire(wire)
+        except Exception:  # noqa: BLE001
+            return None, "unparseable"
+    return None, "question"
 
 
 def stream_failure(reason: str, host: str, stream: str) -> UpstreamError | None:
@@ -125,7 +140,7 @@ def stream_failure(reason: str, host: str, stream: str) -> UpstreamError | None:
     return None
 
 
-def _readable(sock: socket.socket, query: dns.message.Message, done: asyncio.Future) -> None:
+def _readable(sock: socket.socket, query: Query, done: asyncio.Future) -> None:
     """The reader callback of an upstream UDP socket: every datagram waiting is read; the
     first that answers ``query`` ends the wait, the others are ignored and counted."""
     while not done.done():
@@ -149,7 +164,7 @@ def _expire(done: asyncio.Future) -> None:
         done.set_exception(TimeoutError())
 
 
-async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
+async def _udp(query: Query, wire: bytes, host: str, port: int,
                timeout: float) -> tuple[dns.message.Message, bytes]:
     """Over a connected socket of our own (a third of the cost of a datagram endpoint), read
     by a callback of the event loop until the answer to ``query`` arrives or the time is up
@@ -160,8 +175,7 @@ async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
     done = loop.create_future()
     try:  # socket() fails too: EMFILE, or EAFNOSUPPORT where IPv6 is disabled
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                             socket.SOCK_DGRAM)
-        sock.setblocking(False)
+                             socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         sock.connect((host, port))
         sock.send(wire)
         loop.add_reader(sock, _readable, sock, query, done)
@@ -179,7 +193,7 @@ async def _udp(query: dns.message.Message, wire: bytes, host: str, port: int,
             sock.close()
 
 
-async def _tcp(query: dns.message.Message, wire: bytes, host: str, port: int,
+async def _tcp(query: Query, wire: bytes, host: str, port: int,
                timeout: float) -> tuple[dns.message.Message, bytes]:
     writer = None
     try:
@@ -206,15 +220,15 @@ async def _tcp(query: dns.message.Message, wire: bytes, host: str, port: int,
             writer.close()
 
 
-async def exchange(query: dns.message.Message, host: str, port: int = 53, *,
+async def exchange(query: Query, host: str, port: int = 53, *,
                    timeout: float = 1.2, tcp: bool = False) -> Reply:
     """Send ``query`` to ``host``; over TCP when asked or when the UDP reply is truncated
     (RFC 1035 §4.2.1, RFC 7766 §5)."""
-    wire = _wire(query)
+    wire = query.to_wire()
     start = time.monotonic()
     if not tcp:
         reply, data = await _udp(query, wire, host, port, timeout)
-        if not reply.flags & dns.flags.TC:
+        if not data[2] & 0x02:  # TC (RFC 1035 §4.1.1), read from the header's bytes
             return Reply(reply, False, time.monotonic() - start, len(data), data)
     reply, data = await _tcp(query, wire, host, port, timeout)
     return Reply(reply, True, time.monotonic() - start, len(data), data)

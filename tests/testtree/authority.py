@@ -463,11 +463,6 @@ class Server:
             await self._tcp_server.wait_closed()
             self._tcp_server = None
 
-    def _track(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # ------------------------------------------------------------------ queries
 
     def handle(self, wire: bytes, transport: str) -> bytes | None:
@@ -536,12 +531,9 @@ class Server:
             self.forge(transport, data, reply, addr)
         if reply is None:
             return
-        if self.delay_ms:
-            async def later():
-                await asyncio.sleep(self.delay_ms / 1000)
-                if not transport.is_closing():
-                    transport.sendto(reply, addr)
-            self._track(later())
+        if self.delay_ms:  # a timer of the loop: nothing blocks, other queries go on
+            asyncio.get_running_loop().call_later(self.delay_ms / 1000, _send_later,
+                                                  transport, reply, addr)
         else:
             transport.sendto(reply, addr)
 
@@ -583,6 +575,12 @@ class Server:
         finally:
             writer.close()
             self._tasks.discard(task)
+
+
+def _send_later(transport, reply: bytes, addr) -> None:
+    """A delayed UDP reply (``delay_ms``), unless its server closed meanwhile."""
+    if not transport.is_closing():
+        transport.sendto(reply, addr)
 
 
 def _referral_to(query: dns.message.Message, refer: dict) -> dns.message.Message:
@@ -783,11 +781,14 @@ def _forwarder_server(address: str, port: int, queries, errors, on_query, knobs)
 
 
 def start_tree(faults: dict[str, dict] | None = None, *, port: int = 53,
-               forwarder: bool = False, on_query: Callable[[Query], None] | None = None
-               ) -> Tree:
+               forwarder: bool = False, on_query: Callable[[Query], None] | None = None,
+               delay_ms: float = 0) -> Tree:
     """Start every server of tree.json (authoritative and lame ones; nothing at the
     unreachable addresses), with ``faults`` per zone name or address; with
-    ``forwarder=True`` also the recursive stub at its address. Returns the running Tree."""
+    ``forwarder=True`` also the recursive stub at its address. ``delay_ms``: every server
+    answers that long after a query arrives (the ``delay_ms`` knob, unless ``faults`` or a
+    hostile server's own behaviour sets it): a network round trip, for benchmarks
+    (bench/cold.py ``--rtt``). Returns the running Tree."""
     m = zonedata.manifest()
     knobs: dict[str, dict] = {}
     for key, value in (faults or {}).items():
@@ -797,6 +798,8 @@ def start_tree(faults: dict[str, dict] | None = None, *, port: int = 53,
     servers = []
     for address, spec in m["servers"].items():
         kw = knobs.pop(address, {})
+        if delay_ms:
+            kw = {"delay_ms": delay_ms, **kw}
         if spec["role"] in ("authoritative", "lame", "hostile"):
             kw = {**spec.get("behaviour", {}), **kw}  # hostile servers' own knobs
             zones = [zonedata.load(n) for n in spec["zones"]]
@@ -804,7 +807,7 @@ def start_tree(faults: dict[str, dict] | None = None, *, port: int = 53,
                                   on_query=on_query, **kw))
         elif spec["role"] == "forwarder" and forwarder:
             servers.append(_forwarder_server(address, port, queries, errors, on_query, kw))
-        elif kw:
+        elif kw.keys() - {"delay_ms"}:
             raise ValueError(f"faults for {address}, where no server is started")
     if knobs:
         raise ValueError(f"faults for addresses outside the tree: {sorted(knobs)}")

@@ -55,8 +55,9 @@ class Upstream:
         self.extra = extra or {}
         self.asked: list[tuple[str, str, str]] = []
 
-    async def __call__(self, query: dns.message.Message, host: str, port: int = 53,
+    async def __call__(self, sent: transport.Query, host: str, port: int = 53,
                        **_) -> transport.Reply:
+        query = sent.message()
         q = query.question[0]
         self.asked.append((host, q.name.to_text(), dns.rdatatype.to_text(q.rdtype)))
         if host in self.extra:
