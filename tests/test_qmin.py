@@ -116,6 +116,7 @@ def _chain_exchange(levels: int):
     top = N("invalid.")
 
     async def exchange(query, host, port=53, **_):
+        query = query.message()  # the transport's Query, as a dnspython message
         q = query.question[0]
         reply = dns.message.make_response(query)
         if host == ROOT_SERVER:
