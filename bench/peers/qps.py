@@ -34,7 +34,7 @@ from resolver.config.schema import ResolverLimits
 from tests.testtree import zonedata
 
 # Questions a second of the one-at-a-time pass that checks answers and fills the caches.
-WARM_RATE = 0.8 * ResolverLimits.max_misses_per_client_per_second
+WARM_RATE = 0.8 * ResolverLimits().max_misses_per_client_per_second
 
 SWEEP = (10, 25, 50, 75, 90, 100, 110, 120)  # offered load, % of each server's own maximum
 LOGGED = "dnssec-sidecar, log on"  # the server whose log's write stream the control replays
