@@ -57,3 +57,18 @@ def test_replies_are_matched_on_id_header_and_question_case_aside():
     assert transport._check(query, good[:20]) == (None, "unparseable")  # cut in the question
     assert transport._check(query, good[:-1]) == (None, "unparseable")  # cut after it
     assert transport._check(query, good[:11]) == (None, "id")
+
+
+def test_only_the_name_is_matched_case_aside_never_the_type_or_class():
+    """QTYPE 65 (HTTPS) is the octets 00 41, an upper-case "A": a reply to QTYPE 97 (00 61,
+    "a") is another question, and so is one of class 0x0041 against 0x0061."""
+    query = transport.make_query(dns.name.from_text("www.example."), 65)
+    assert transport._check(query, _reply(query))[1] == ""
+    assert transport._check(query, _reply(query, rdtype=97)) == (None, "question")
+    reply = bytearray(_reply(query))
+    question_end = 12 + len(query.question_wire)
+    reply[question_end - 2:question_end] = b"\x00\x41"  # the class: 65 in place of IN
+    other = transport.Query(query.qname, 65, 0)
+    other.id, other.question_wire = query.id, query.question_wire[:-2] + b"\x00\x61"
+    other.match = transport.fold(other.question_wire)
+    assert transport._check(other, bytes(reply)) == (None, "question")

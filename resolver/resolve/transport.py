@@ -74,12 +74,19 @@ def fresh_id() -> int:
     return int.from_bytes(os.urandom(2))
 
 
+def fold(question: bytes) -> bytes:
+    """A question's octets (RFC 1035 §4.1.2) as two questions are compared: the name in lower
+    case (ASCII only, RFC 4343 §3; length octets, below 64, are unchanged), QTYPE and QCLASS as
+    they are: 00 41 (type 65) is not 00 61 (type 97)."""
+    return question[:-4].lower() + question[-4:]
+
+
 class Query:
     """One upstream query (RFC 1035 §4.1): one question, nothing else but the OPT record
     :data:`_OPT`, rendered directly from the name's wire form (a fifth of the cost of building
     a dnspython message and rendering it). ``question_wire`` is the question's wire form (name,
-    QTYPE, QCLASS IN), ``match`` the same in lower case, which a reply's question must equal
-    octet for octet but for case (RFC 5452 §9.1)."""
+    QTYPE, QCLASS IN), ``match`` the same :func:`fold`ed, which a reply's question must equal
+    once folded (RFC 5452 §9.1)."""
 
     __slots__ = ("qname", "rdtype", "flags", "id", "question_wire", "match")
 
@@ -87,7 +94,7 @@ class Query:
         self.qname, self.rdtype, self.flags = qname, rdtype, flags
         self.id = fresh_id()
         self.question_wire = qname.to_wire() + _TYPE_CLASS.pack(rdtype, dns.rdataclass.IN)
-        self.match = self.question_wire.lower()  # ASCII only: length octets (< 64) are unchanged
+        self.match = fold(self.question_wire)
 
     def to_wire(self) -> bytes:
         return _HEADER.pack(self.id, self.flags, 1, 0, 0, 1) + self.question_wire + _OPT
@@ -116,7 +123,7 @@ def _check(query: Query, wire: bytes) -> tuple[dns.message.Message | None, str]:
         return None, "not_reply"
     match = query.match
     asked = wire[12:12 + len(match)]
-    if len(asked) == len(match) and wire[4:6] == _ONE_QUESTION and asked.lower() == match:
+    if len(asked) == len(match) and wire[4:6] == _ONE_QUESTION and fold(asked) == match:
         try:
             return from_wire(wire), ""  # dnspython's message, parsed in compiled code
         except Exception:  # noqa: BLE001 - hostile bytes may trip any parser error
