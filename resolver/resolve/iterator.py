@@ -377,7 +377,8 @@ class Iterator:
             cached = self.cache.synthesise(name, qtype, self.now(), self.s.validator, ctx.budget)
         if cached is not None:
             return cached
-        zone = self._closest_zone(name.parent() if qtype == DS and name != ROOT else name)
+        owner = name.parent() if qtype == DS and name != ROOT else name  # DS: the parent's data
+        zone = self._closest_zone(owner)
         if zone.name == ROOT and not zone.recursive and zone.security is Verdict.INDETERMINATE:
             zone = await self.trust.prime_root(zone, ctx)  # forwarded answers are judged one by one
         minimiser = Minimiser(name, qtype, self.s.qname_minimisation and not zone.recursive)
@@ -433,7 +434,6 @@ class Iterator:
                     if kind == "nxdomain":  # RFC 9156 §2.3 relaxed: confirm with the full name
                         minimiser = minimiser.relaxed()
                     continue
-                owner = name.parent() if qtype == DS and name != ROOT else name
                 if zone.security is Verdict.INSECURE and self.cuts.matter(zone, owner):
                     zone = await self.cuts.down_to(zone, owner, ctx)  # an island it went past
                 signed = {s for s in signers(reply) if s != zone.name
