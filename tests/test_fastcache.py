@@ -374,6 +374,25 @@ def test_scopes_are_isolated():
     assert len(cache) == 2
 
 
+def test_scope_numbers_start_again_past_65536_scopes_with_nothing_kept():
+    """A scope is numbered in its entries' keys (2 octets); the 65537th scope drops every
+    entry, number and doorkeeper mark, so that no number ever stands for two scopes."""
+    q, wire = _a()
+    query = q.to_wire()
+    cache = fc.WireCache(doorkeeper=True)
+    assert not cache.admits(query, "first") and cache.admits(query, "first")
+    assert cache.store(query, "first", wire, NOW, 60, "kept", ("counted",))
+    assert cache.answer(query, "first", NOW) is not None
+    assert (cache.last_extra, cache.last_tally) == ("kept", ("counted",))
+    for i in range(1, 0x10000):
+        cache.admits(query, f"scope-{i}")  # numbers 1..65535: scope 0 still holds its entry
+    assert cache.answer(query, "first", NOW) is not None and len(cache) == 1
+    assert not cache.admits(query, "the 65537th")  # starts again: nothing kept, nothing seen
+    assert len(cache) == 0 and cache.answer(query, "first", NOW) is None
+    assert not cache.admits(query, "first")  # first sight again, under a new number
+    assert cache.admits(query, "the 65537th") and not cache.admits(query, "scope-1")
+
+
 VARIANTS = [
     dict(edns=False),
     dict(edns=False, ad=True),

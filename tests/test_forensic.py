@@ -28,7 +28,7 @@ from resolver.config import LogConfig
 from resolver.forensic import log as forensic
 from resolver.forensic import verify as verifylog
 from resolver.forensic import record as fields
-from resolver.forensic._fastlog import GENESIS, Chain, Codebook
+from resolver.forensic._fastlog import FILL_HASH, GENESIS, Chain, Codebook, HitTemplate
 from resolver.forensic._fastlog import rfc3339 as forensic_rfc3339
 from resolver.forensic.log import ForensicLog
 from resolver.forensic.seal import (ForensicLogError, canonical, check_line, hasher, hit_template,
@@ -299,6 +299,21 @@ def test_hit_fields_in_the_template_are_filled_per_query() -> None:
     assert rec["flags"]["rd"] and rec["listener"] == "127.0.0.2:53"
     assert rec["time"] == "2001-09-09T01:46:40.000000Z" and rec["transport"] == "udp"
     assert rec["qname"] == "n0.example." and rec["cache_hit"] and rec["prev"] == GENESIS
+
+
+def test_a_template_marks_its_holes_in_json_text_alone() -> None:
+    """A hole is marked by one octet below 0x20 in the text, which canonical JSON never has:
+    text carrying such an octet, or holes that are not FILL_* codes, are refused."""
+    flags = (b"{}", b"{}")
+    assert HitTemplate([b'{"a":1,"hash":"', b'"}'], [FILL_HASH], flags)
+    with pytest.raises(ValueError, match="no octet below 0x20"):
+        HitTemplate([b'{"a":"\x01","hash":"', b'"}'], [FILL_HASH], flags)
+    with pytest.raises(ValueError, match="FILL_"):
+        HitTemplate([b'{"a":', b',"hash":"', b'"}'], [99, FILL_HASH], flags)
+    with pytest.raises(ValueError, match="one text more"):
+        HitTemplate([b'{"a":1,"hash":"'], [FILL_HASH], flags)
+    with pytest.raises(ValueError, match="string member"):
+        HitTemplate([b'{"hash":', b'}'], [FILL_HASH], flags)
 
 
 def test_a_full_or_closed_chain_seals_nothing() -> None:

@@ -13,19 +13,11 @@ cdef extern from "<openssl/sha.h>" nogil:  # OpenSSL's libcrypto, as Python's ha
     ctypedef struct SHA256_CTX:
         pass
 
-cdef enum:
-    MAX_HOLES = 16  # holes of a hit template at most
-
-
 cdef class HitTemplate:
     cdef bytes text  # None while packed
     cdef bytes packed
     cdef Codebook codebook
-    cdef int n
-    cdef unsigned char kinds[MAX_HOLES]
-    cdef unsigned char hash_hole  # which hole is the hash's
-    cdef unsigned char hash_key  # octets of the text before it that open its member
-    cdef uint32_t ends[MAX_HOLES + 1]
+    cdef unsigned char hash_key  # octets of the text before the hash's hole that open its member
     cdef readonly tuple flags
 
     cdef bytes _text(self)

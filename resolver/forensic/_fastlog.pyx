@@ -19,7 +19,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdio cimport snprintf
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy
+from libc.string cimport memchr, memcpy
 from libc.time cimport gmtime_r, strftime, time_t, tm
 
 from resolver.clock cimport realtime
@@ -58,36 +58,37 @@ cdef enum:
     HEX = 64  # a SHA-256 in hex
 
 
+cdef enum:
+    MARK = 0x01  # opens a hole in a template's text; the next octet is its FILL_* code
+
+
 cdef class HitTemplate:
-    """A cached answer's record as text around its holes (``texts[i]``, hole ``fills[i]``,
-    ..., ``texts[-1]``): the answer's own fields encoded once. The hash's hole sits between
-    the text that opens its member (``,"<name>":"``) and the one that closes it (``"``), which
-    the line has and the hashed body has not. ``flags`` is the query flags' JSON with RD clear
-    and set (the only query flag a hit may differ in). With a :class:`Codebook` the text is
-    kept compressed while the template is not in use."""
+    """A cached answer's record as text with its holes marked in it (``texts[0]``, hole
+    ``fills[0]``, ``texts[1]``, ...): the answer's own fields encoded once. A hole is two octets,
+    0x01 and its ``FILL_*`` code: canonical JSON has no octet below 0x20 (RFC 8259 §7 escapes
+    control characters, and it has no whitespace), so a template needs no table of offsets
+    (issue #20, memory) and a hit finds its holes with ``memchr``. The hash's hole sits between the text that opens its member (``,"<name>":"``) and
+    the one that closes it (``"``), which the line has and the hashed body has not. ``flags``
+    is the query flags' JSON with RD clear and set (the only query flag a hit may differ in).
+    With a :class:`Codebook` the text is kept compressed while the template is not in use."""
 
     def __init__(self, texts, fills, flags, Codebook codebook=None):
-        cdef Py_ssize_t at = 0
-        if len(texts) != len(fills) + 1 or len(fills) > MAX_HOLES:
-            raise ValueError("a template has one text more than holes, and at most 16 holes")
+        if len(texts) != len(fills) + 1:
+            raise ValueError("a template has one text more than holes")
         if list(fills).count(F_HASH) != 1 or any(not 0 <= f < FILLS for f in fills):
             raise ValueError("template holes are FILL_* codes, one of them FILL_HASH")
-        self.n = len(fills)
+        if any(octet < 0x20 for text in texts for octet in <bytes?>text):
+            raise ValueError("a template's text is canonical JSON: no octet below 0x20")
+        parts = [texts[0]]
         for i, fill in enumerate(fills):
-            self.kinds[i] = fill
             if fill == F_HASH:
-                opens, closes = <bytes?>texts[i], <bytes?>texts[i + 1]
+                opens, closes = <bytes>texts[i], <bytes>texts[i + 1]
                 if not (opens.endswith(b'":"') and opens.rfind(b',"') >= 0
                         and closes.startswith(b'"')):
                     raise ValueError("the hash's hole is a string member, not the first")
-                self.hash_hole = i
                 self.hash_key = len(opens) - opens.rindex(b',"')
-        for i, text in enumerate(texts):
-            at += len(<bytes?>text)
-            if at > 0xFFFFFFFF:
-                raise ValueError("a template's text is at most 4 GiB")
-            self.ends[i] = at
-        self.text = b"".join(texts)
+            parts += (bytes((MARK, fill)), texts[i + 1])
+        self.text = b"".join(parts)
         if type(flags) is tuple and len(flags) == 2 and type(flags[0]) is bytes \
                 and type(flags[1]) is bytes:
             self.flags = flags  # the caller's pair, which many templates share
@@ -259,7 +260,7 @@ cdef class Chain(Queue):
 
     cdef bytes _seal_hit(self, HitTemplate t, tuple client, bytes query, bytes listener,
                          double started, bint tcp):
-        cdef Py_ssize_t alen = 0, at = 0, start = 0, end, hash_at = -1, key = 0, i, need
+        cdef Py_ssize_t alen = 0, at = 0, start = 0, end, hash_at = -1, key = 0, need, n
         cdef int kind
         cdef const char *address = PyUnicode_AsUTF8AndSize(<str?>client[0], &alen)
         cdef long port = client[1]
@@ -267,7 +268,8 @@ cdef class Chain(Queue):
         cdef bytes flags = t.flags[(q[2] & 1) if PyBytes_GET_SIZE(query) > 2 else 0]
         cdef bytes escaped = None
         cdef bytes raw = t._text()
-        cdef const char *text = PyBytes_AS_STRING(raw)
+        cdef const unsigned char *text = <const unsigned char *>PyBytes_AS_STRING(raw)
+        cdef const unsigned char *mark
         cdef char *o
         cdef double now = realtime()
         cdef str digest
@@ -276,25 +278,26 @@ cdef class Chain(Queue):
         cdef char hexed[HEX]
         if not _plain(address, alen):
             escaped = orjson.dumps(client[0])
-        need = (PyBytes_GET_SIZE(raw) + alen * 6 + 64 + PyBytes_GET_SIZE(flags)
-                + PyBytes_GET_SIZE(listener) + 220)
+        n = PyBytes_GET_SIZE(raw)
+        need = n + alen * 6 + 64 + PyBytes_GET_SIZE(flags) + PyBytes_GET_SIZE(listener) + 220
         if need > self.cap:
             o = <char *>realloc(self.buf, need)
             if o == NULL:
                 raise MemoryError()
             self.buf, self.cap = o, need
         o = self.buf
-        for i in range(t.n + 1):
-            end = t.ends[i]
-            if i == t.hash_hole:
+        while True:
+            mark = <const unsigned char *>memchr(text + start, MARK, n - start)
+            end = n if mark == NULL else mark - text
+            kind = -1 if mark == NULL else mark[1]
+            if kind == F_HASH:
                 key = end - t.hash_key  # where the hash's member opens, in the text
                 end = key
             memcpy(o + at, text + start, end - start)
             at += end - start
-            start = t.ends[i]
-            if i == t.n:
+            if mark == NULL:
                 break
-            kind = t.kinds[i]
+            start = mark - text + 2
             if kind == F_ADDRESS:
                 if escaped is None:
                     o[at] = b'"'
@@ -330,7 +333,7 @@ cdef class Chain(Queue):
                 at += 1
             elif kind == F_SEQ:
                 at += _digits(o + at, self.seq)
-            else:  # F_HASH: the body has no hash member; its closing quote is skipped too
+            elif kind == F_HASH:  # the body has no hash member; its closing quote is skipped too
                 hash_at = at
                 start += 1
         self.digest.into(o, at, hexed)

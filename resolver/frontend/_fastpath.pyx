@@ -193,12 +193,12 @@ cdef class HitPath:
         reply = self.wirecache.answer(wire, scope, now, _MAX_MESSAGE if tcp else 0)
         if reply is None:
             return None
-        hit = self.wirecache.last_extra
         if chain is not None:
             listener_json = self._listeners.get(listener)
             if listener_json is None:
                 listener_json = self._listeners[listener] = self.listener_json(listener)
-            if not chain.append_hit(hit[0], client, wire, listener_json, now, tcp):
+            if not chain.append_hit(self.wirecache.last_extra, client, wire, listener_json, now,
+                                    tcp):
                 return None
         # The record is sealed: this reply leaves whatever happens now (issue #14 §4), or the
         # full path would answer, and log, the query a second time.
@@ -207,8 +207,8 @@ cdef class HitPath:
             transport = "tcp" if tcp else "udp"
             sent = realtime_ns()
             self.report.received(wire, client, listener, transport, sent)
-            self.report.answered(wire, reply, client, listener, transport, sent, hit[1],
-                                 realtime() - now)
+            self.report.answered(wire, reply, client, listener, transport, sent,
+                                 self.wirecache.last_tally, realtime() - now)
         except Exception:
             log.exception("after a cache hit's reply: counting or dnstap failed")
         return reply

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import NamedTuple
 
 import dns.edns
 import dns.exception
@@ -31,7 +30,6 @@ import orjson
 
 from resolver.ede import EDE
 from resolver.forensic import record as fields
-from resolver.forensic._fastlog import HitTemplate
 from resolver.forensic.seal import ForensicLogError, hit_template
 from resolver.frontend._fastpath import HitPath, Report
 from resolver.frontend.addresses import addresses, targets
@@ -139,16 +137,13 @@ class Frontend:
         scope = service.name if service else ""
         if reply[2] & 0x02 or not self.wirecache.admits(wire, scope):
             return  # truncated (RFC 1035 §4.1.1 TC), or a first asking: no record template
-        self.wirecache.store(wire, scope, reply, time.time(), outcome.answer.ttl,
-                             self._hit_record(record, decision))
-
-    def _hit_record(self, record: dict, decision) -> _Hit:
-        """What the hit path needs to log and count a repeat of this answer (no record
-        template without a log: it is most of an entry's memory)."""
+        # What the hit path needs to log and count a repeat of this answer: its record
+        # template (none without a log: it is most of an entry's memory) and metric children.
         template = None
         if self.forensic is not None:
             template = hit_template(record, self.forensic.codebook)
-        return _Hit(template, self._counters_of(record, decision))
+        self.wirecache.store(wire, scope, reply, time.time(), outcome.answer.ttl, template,
+                             self._counters_of(record, decision))
 
     def _counters_of(self, record: dict, decision=None) -> tuple | None:
         """The metric children a reply with ``record`` counts in, on either path (None without
@@ -514,13 +509,6 @@ def _full_path(service) -> bool:
     budgets = service.budgets
     return (budgets.query_rate is not None or budgets.max_label_length is not None
             or budgets.distinct_names_per_minute is not None or service.pin is not None)
-
-
-class _Hit(NamedTuple):
-    """Stored with a cached answer's bytes: its record template (None without a log) and the
-    metric children a repeat counts in (``Frontend._counters_of``)."""
-    template: HitTemplate | None
-    counters: tuple | None
 
 
 def _listener_json(endpoint: tuple[str, int]) -> bytes:

@@ -9,7 +9,8 @@ cdef class WireCache:
     cdef object _entries  # OrderedDict: popitem(last=False) is O(1); a dict's is not
     cdef readonly Py_ssize_t max_entries
     cdef readonly unsigned long long hits, misses, expired, oversize, evictions
-    cdef readonly object last_extra  # the ``extra`` stored with the entry the last hit came from
+    cdef readonly object last_extra, last_tally  # stored with the entry the last hit came from
+    cdef dict _scopes  # scope -> its number, the first 2 octets of its entries' keys
     cdef unsigned long long _stores  # entries stored so far: the age of an entry's position
     cdef object on_expiring  # the owner's prefetch callback (query, scope, seconds left), or None
     cdef double fraction  # of an entry's TTL, the last part in which a hit calls it
@@ -17,8 +18,9 @@ cdef class WireCache:
     cdef Py_ssize_t _seen_mask, _seen_count  # bits - 1; questions marked since the last reset
     cdef readonly unsigned long long first_seen  # questions not admitted: their first sight
 
-    cdef bint _first_sight(self, object lookup) except -1
+    cdef bytes _lookup(self, object scope, const unsigned char *key, Py_ssize_t n, bint new)
+    cdef bint _first_sight(self, bytes lookup) except -1
     cpdef bint admits(self, bytes query, object scope) except -1
     cpdef bytes answer(self, bytes query, object scope, double now, Py_ssize_t max_size=*)
     cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl,
-                     object extra=*)
+                     object extra=*, object tally=*)

@@ -270,10 +270,10 @@ cdef Py_ssize_t _skip_name(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos,
 @cython.no_gc
 cdef class _Entry:
     """One stored response: its wire form followed by the offsets of its RR TTLs (2 octets each,
-    big-endian), and when it was stored and expires. Sizes and offsets fit 16 bits: a message
+    big-endian), the owner's two values, and when it was stored and expires. Sizes and offsets fit 16 bits: a message
     is at most 65535 octets."""
     cdef bytes data
-    cdef object extra
+    cdef object extra, tally
     cdef double stored_at, expires
     cdef bint prefetched  # the owner's callback was called for it
     cdef unsigned long long moved  # the cache's store count when it last became the newest
@@ -381,7 +381,7 @@ cdef bytes _truncated(const unsigned char *s, _Entry entry, const unsigned char 
 
 @cython.final
 cdef class WireCache:
-    """Stored responses by (scope, query key), bounded: when full, the entry stored longest ago
+    """Stored responses by scope and query key, bounded: when full, the entry stored longest ago
     goes, unless a hit moved it back to the newest (a hit does once the entry is more than
     half way to eviction): an entry answered at least once per ``max_entries / 2`` stores stays.
 
@@ -410,6 +410,7 @@ cdef class WireCache:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._entries = OrderedDict()
+        self._scopes = {}
         self.on_expiring = on_expiring
         self.fraction = fraction
         if doorkeeper:
@@ -422,7 +423,35 @@ cdef class WireCache:
             self._seen_mask = bits - 1
             self._seen_count = 0
 
-    cdef bint _first_sight(self, object lookup) except -1:
+    cdef bytes _lookup(self, object scope, const unsigned char *key, Py_ssize_t n, bint new):
+        """The key of a question (``key``, ``n`` octets: :class:`Query`'s) in ``scope``: the scope's number (2 octets, given at its
+        first store or sight) before the query key, one bytes object rather than a tuple (issue
+        #20, memory). None for a scope with no number yet unless ``new``. Numbers outlive
+        :meth:`clear`, as the doorkeeper's marks do; past 65536 scopes, the entries, the numbers
+        and the marks are all dropped and numbering starts again."""
+        cdef object number = self._scopes.get(scope)
+        cdef bytes out
+        cdef unsigned char *o
+        cdef Py_ssize_t i
+        if number is None:
+            if not new:
+                return None
+            if len(self._scopes) > 0xFFFF:
+                self._entries.clear()
+                self._scopes.clear()
+                if self._seen != NULL:
+                    memset(self._seen, 0, (self._seen_mask + 1) >> 3)
+                    self._seen_count = 0
+            number = self._scopes[scope] = len(self._scopes)
+        i = <Py_ssize_t>number
+        out = PyBytes_FromStringAndSize(NULL, 2 + n)
+        o = <unsigned char *>PyBytes_AS_STRING(out)
+        o[0] = (i >> 8) & 0xFF
+        o[1] = i & 0xFF
+        memcpy(o + 2, key, n)
+        return out
+
+    cdef bint _first_sight(self, bytes lookup) except -1:
         """Mark ``lookup`` seen; whether it was not (a Bloom filter of two bits a question:
         a question not seen before may pass for seen, never the other way). After
         ``max_entries`` new questions the bits start again, so the array stays as sparse."""
@@ -462,14 +491,14 @@ cdef class WireCache:
         cdef PyObject *found
         cdef _Entry entry
         cdef bytes out
-        cdef tuple lookup
+        cdef bytes lookup
         cdef double elapsed
         cdef uint32_t dec, ttl
         if not _parse_query(p, n, &q):
             self.misses += 1
             return None
-        lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
-        found = PyDict_GetItemWithError(self._entries, lookup)
+        lookup = self._lookup(scope, q.key, q.key_len, False)
+        found = NULL if lookup is None else PyDict_GetItemWithError(self._entries, lookup)
         if found == NULL:
             self.misses += 1
             return None
@@ -492,7 +521,7 @@ cdef class WireCache:
                 self.misses += 1
                 return None
             self.hits += 1
-            self.last_extra = entry.extra
+            self.last_extra, self.last_tally = entry.extra, entry.tally
             return _truncated(<const unsigned char *>PyBytes_AS_STRING(entry.data), entry, p, &q)
         if self._stores - entry.moved > <unsigned long long>(self.max_entries >> 1):
             # A name in use outlives a flood of new ones. Moved only once past half its way
@@ -521,7 +550,7 @@ cdef class WireCache:
                 o[k + 2] = (ttl >> 8) & 0xFF
                 o[k + 3] = ttl & 0xFF
         self.hits += 1
-        self.last_extra = entry.extra
+        self.last_extra, self.last_tally = entry.extra, entry.tally
         if self.on_expiring is not None and not entry.prefetched \
                 and entry.expires - now <= (entry.expires - entry.stored_at) * self.fraction:
             entry.prefetched = True
@@ -530,50 +559,52 @@ cdef class WireCache:
 
     cpdef bint admits(self, bytes query, object scope) except -1:
         """Whether a response to ``query`` in ``scope`` is to be offered to :meth:`store` now
-        (so that the owner builds its ``extra`` only then): always without a doorkeeper; with
+        (so that the owner builds its ``extra`` and ``tally`` only then): always without a doorkeeper; with
         one, not at the question's first sight, which is marked and counted in
         ``first_seen``. False for a query ``answer`` never serves."""
         cdef QInfo q
         cdef Py_ssize_t n = 0
         cdef const unsigned char *p = _wire(query, &n)
-        cdef tuple lookup
+        cdef bytes lookup
         if not _parse_query(p, n, &q):
             return False
         if self._seen == NULL:
             return True
-        lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
+        lookup = self._lookup(scope, q.key, q.key_len, True)
         if PyDict_GetItemWithError(self._entries, lookup) == NULL and self._first_sight(lookup):
             self.first_seen += 1
             return False
         return True
 
     cpdef bint store(self, bytes query, object scope, bytes response, double now, int ttl,
-                     object extra=None):
+                     object extra=None, object tally=None):
         """Remember ``response``, the full wire sent for ``query``, in ``scope`` for ``ttl``
         seconds from ``now``, replacing any entry for the same key. Returns whether it was stored:
         not when ``ttl`` <= 0 or ``now`` is not finite, nor when the query is one ``answer`` never
         serves, nor when the response is malformed (names, compression pointers, RDATA lengths,
         octets left over: RFC 1035 §4.1), TC, not for this question, or carries an OPT outside the
         additional section, more than one, or one the query did not have (RFC 6891 §6.1.1, §7).
-        ``extra`` is kept with the entry and handed back as ``last_extra`` on a hit. With the
+        ``extra`` and ``tally``, the owner's (the hit path's record template and metric
+        children), are kept with the entry and handed back as ``last_extra`` and ``last_tally``
+        on a hit. With the
         doorkeeper, the owner asks :meth:`admits` first."""
         cdef QInfo q
         cdef Py_ssize_t n = 0, rn = 0
         cdef const unsigned char *p = _wire(query, &n)
         cdef const unsigned char *r = _wire(response, &rn)
         cdef _Entry entry
-        cdef tuple lookup
+        cdef bytes lookup
         cdef bint present
         if ttl <= 0 or not isfinite(now) or not _parse_query(p, n, &q):
             return False
-        lookup = (scope, PyBytes_FromStringAndSize(<char *>q.key, q.key_len))
+        lookup = self._lookup(scope, q.key, q.key_len, True)
         present = PyDict_GetItemWithError(self._entries, lookup) != NULL
         entry = _make_entry(r, rn, p, &q)
         if entry is None:
             return False
         entry.stored_at = now
         entry.expires = now + ttl
-        entry.extra = extra
+        entry.extra, entry.tally = extra, tally
         entry.moved = self._stores
         self._stores += 1
         if present:
