@@ -504,6 +504,8 @@ ERRORS = [
     ("limits: {max_ns_lookups: 65}", "limits.max_ns_lookups", "out of range"),
     ("limits: {max_ns_lookups_per_query: 257}", "limits.max_ns_lookups_per_query",
      "257 is out of range 0..256"),
+    ("limits: {max_ns_nxdomain_per_query: 0}", "limits.max_ns_nxdomain_per_query",
+     "0 is out of range 1..256"),
     ("limits: {max_concurrent_resolutions: 0}", "limits.max_concurrent_resolutions",
      "out of range"),
     ("limits: {max_resolutions: 0}", "limits.max_resolutions", "0 is out of range 1..1000000"),

@@ -117,6 +117,10 @@ class ResolverLimits:
     tcp_pipeline: int = 16
     #: Nameserver address lookups for one client query, over all its delegations (NXNS).
     max_ns_lookups_per_query: int = 16
+    #: Nameserver names found not to exist (NXDOMAIN) for one client query, over all its
+    #: delegations, before the delegation being served is given up (NXNS; Unbound's target
+    #: NXDOMAIN limit is 5 too).
+    max_ns_nxdomain_per_query: int = 5
     #: Client queries of one client address waiting for a resolution at once, per process.
     max_resolutions_per_client: int = 500
     #: What a query over either limit gets: ``servfail`` (at once, EDE 0 naming the limit) or

@@ -40,6 +40,7 @@ _RESOLVER_LIMIT_BOUNDS = {
     "max_cname_chain": (0, 64),
     "max_ns_lookups": (0, 64),
     "max_ns_lookups_per_query": (0, 256),
+    "max_ns_nxdomain_per_query": (1, 256),
     "max_resolutions": (1, 1_000_000),
     "max_resolutions_per_client": (1, 1_000_000),
     "tcp_clients": (1, 100_000),

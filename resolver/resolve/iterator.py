@@ -107,6 +107,7 @@ class Context:
     queries: int = 0
     referrals: int = 0
     ns_lookups: int = 0
+    ns_nxdomain: int = 0  # NS names whose address lookup was NXDOMAIN
     resolving_ns: set = field(default_factory=set)
     ns_exhausted: set = field(default_factory=set)  # zones whose NS lookup budget ran out
     servers_asked: list[str] = field(default_factory=list)
@@ -285,7 +286,8 @@ class Iterator:
         """Resolve the zone's nameserver names that came without glue, with loop protection
         (RFC 1034 §5.3.3 step 3) and NXNS bounds like Unbound's target fetch limits: at most
         ``max_ns_lookups`` names for this delegation and ``max_ns_lookups_per_query`` for the
-        client query; a name whose A lookup is NXDOMAIN gets no AAAA lookup (RFC 8020)."""
+        client query, and no more once ``max_ns_nxdomain_per_query`` names of the client
+        query did not exist; a name whose A lookup is NXDOMAIN gets no AAAA lookup (RFC 8020)."""
         lookups = 0
         for ns in zone.ns_names:
             if lookups >= self.s.limits.max_ns_lookups or zone.name in ctx.ns_exhausted or \
@@ -309,6 +311,7 @@ class Iterator:
                     except ResolutionFailed:
                         continue
                     if answer.rcode == dns.rcode.NXDOMAIN:
+                        ctx.ns_nxdomain += 1
                         break
                     for rrset in answer.rrsets:
                         if rrset.rdtype == rdtype:
@@ -317,6 +320,12 @@ class Iterator:
                 ctx.resolving_ns.discard(ns)
             if zone.servers:
                 return
+            if ctx.ns_nxdomain >= self.s.limits.max_ns_nxdomain_per_query:
+                ctx.ns_exhausted.add(zone.name)
+                raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, (
+                    f"no address for the NS names of {zone.name}: {ctx.ns_nxdomain} NS names "
+                    f"of this query do not exist (NXDOMAIN), the NS lookup budget's limit "
+                    f"(max_ns_nxdomain_per_query {self.s.limits.max_ns_nxdomain_per_query})"))
 
     # --- resolution -----------------------------------------------------------------------
 
