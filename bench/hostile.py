@@ -18,7 +18,7 @@ primes each with one healthy query, then, in an order rotated from round to roun
 Printed per attack and resolver: the medians over the rounds and ``paired``, the median of the
 per-round ratios of our cold CPU to Unbound's; then the worst attack of each side.
 
-    python bench/hostile.py [--rounds 3] [--burst 200] [--healthy 200]
+    python bench/hostile.py [--rounds 3] [--burst 200] [--healthy 200] [--attack nxns ...]
 
 Needs root and unbound (Debian); runs itself in a new network namespace (the tree binds
 127.0.0.x:53).
@@ -162,7 +162,12 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200, help="attack queries per round "
                         "(0: no burst)")
     parser.add_argument("--healthy", type=int, default=200, help="healthy queries meanwhile")
+    parser.add_argument("--attack", action="append", metavar="NAME", help="only this attack "
+                        "(repeatable; the names of the first column)")
     args = parser.parse_args()
+    scenarios = [s for s in hostile_scenarios() if not args.attack or s["name"] in args.attack]
+    if not scenarios:
+        parser.error(f"no attack named {', '.join(args.attack)}")
     peers.in_own_namespace("HOSTILE_BENCH_NETNS")
     candidates = [p for p in peers.PEERS if p.name in (OURS, peers.BASELINE)]
     print(f"# {platform.machine()} Python {platform.python_version()}, {os.cpu_count()} CPUs, "
@@ -181,7 +186,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         tree = peers.start_tree(tmp)
         try:
-            for scenario in hostile_scenarios():
+            for scenario in scenarios:
                 figures = measure(candidates, tree, scenario, args, tmp)
                 base = figures[peers.BASELINE].cold_cpu_ms
                 for name, f in figures.items():
