@@ -21,7 +21,7 @@ from resolver.dnssec.result import ResolutionFailed, Verdict
 from resolver.dnssec.sigcrypt import dnskey_tag
 from resolver.dnssec import denial
 from resolver.dnssec.validator import NSEC, NSEC3, Validator, find, signers
-from resolver.dnssec.zone import Lru, Zone
+from resolver.dnssec.zone import NameLru, Zone
 from resolver.ede import EDE
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ class ChainOfTrust:
         self.ask, self.lookup, self.event, self.delegation = ask, lookup, event, delegation
         # Security of zones met through forwarders, kept apart from the zone cuts used to route
         # queries so a forwarded walk never redirects iterative resolution.
-        self.secured: Lru[dns.name.Name, Zone] = Lru(max_zones)
-        self.key_tags: Lru[dns.name.Name, frozenset[int]] = Lru(max_zones)  # rollover events
+        self.secured: NameLru[Zone] = NameLru(max_zones)
+        self.key_tags: NameLru[frozenset[int]] = NameLru(max_zones)  # rollover events
         self.observer: Callable[[Zone], None] | None = None
 
     def nta_for(self, name: dns.name.Name) -> dns.name.Name | None:
@@ -123,7 +123,7 @@ class ChainOfTrust:
         if judged.verdict is Verdict.INSECURE:
             child.security = Verdict.INSECURE
             return child
-        return await self.load_keys(child, judged.ds, ctx, f"DS from {parent.name}", keys)
+        return await self.load_keys(child, judged.ds, ctx, f"DS from {parent.text()}", keys)
 
     def _speaks_of_ds(self, name: dns.name.Name, parent: Zone,
                       reply: dns.message.Message) -> bool:
@@ -187,7 +187,7 @@ class ChainOfTrust:
             self.event("key_rollover")
             log.info("DNSKEY set of %s changed: %s -> %s", zone.name, sorted(seen), sorted(tags))
         self.key_tags.put(zone.name, tags)
-        zone.proof.append(f"dnskey {zone.name} {result.key.tag}/{result.key.algorithm} ({how})")
+        zone.proof.append(f"dnskey {zone.text()} {result.key.tag}/{result.key.algorithm} ({how})")
         zone.expires = time.monotonic() + max(1, result.ttl or 0)
         return zone
 

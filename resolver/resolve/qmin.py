@@ -19,6 +19,8 @@ from __future__ import annotations
 import dns.name
 import dns.rdatatype
 
+from resolver.dnssec.canonical import same
+
 MAX_MINIMISE_COUNT = 10  # RFC 9156 §2.3: minimised queries per lookup (RECOMMENDED 10)
 MINIMISE_ONE_LAB = 4  # RFC 9156 §2.3: the first of them add one label each ("a good value is 4")
 A = dns.rdatatype.A
@@ -55,7 +57,7 @@ class Minimiser:
         """The state once ``qname`` was asked and answered: a minimised query counted; without a
         referral its labels are exposed (the zone has no cut there: ask further), after one the
         new zone starts from its own labels."""
-        minimised = qname != self.name
+        minimised = not same(qname, self.name)
         return Minimiser(self.name, self.qtype, self.on, self.sent + minimised,
                          0 if referral else len(qname.labels))
 
