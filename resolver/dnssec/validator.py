@@ -19,7 +19,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from resolver.dnssec.canonical import label_count, same, within
+from resolver.dnssec.canonical import label_count, name_text, same, within
 from resolver.dnssec import denial
 from resolver.dnssec.config import Budget, BudgetName, ValidatorConfig
 from resolver.dnssec.result import Answer, Proof, ResolutionFailed, ValidationResult, Verdict
@@ -72,9 +72,18 @@ def _signed_by(reply: dns.message.Message, rrset: dns.rrset.RRset,
     return sigs is None or any(same(rd.signer, signer) for rd in sigs)
 
 
+_STRENGTH = (Verdict.SECURE, Verdict.INSECURE, Verdict.INDETERMINATE, Verdict.BOGUS)
+
+
+def _evidence(rrset: dns.rrset.RRset, sig, zone: Zone) -> tuple:
+    """A validated signature as a proof lists it: owner, type, signer, key tag, algorithm,
+    inception, expiration."""
+    return (name_text(rrset.name), dns.rdatatype.to_text(rrset.rdtype), name_text(sig.signer),
+            sig.key_tag, int(sig.algorithm), sig.inception, sig.expiration)
+
+
 def weaker(a: Verdict, b: Verdict) -> Verdict:
-    order = (Verdict.SECURE, Verdict.INSECURE, Verdict.INDETERMINATE, Verdict.BOGUS)
-    return a if order.index(a) >= order.index(b) else b
+    return a if _STRENGTH.index(a) >= _STRENGTH.index(b) else b
 
 
 @dataclass(slots=True)
@@ -150,7 +159,7 @@ class Validator:
             if not result.secure:
                 return Delegation(Verdict.BOGUS, None, result.ede, f"DS of {name}: {result.reason}",
                                   budget=result.budget)
-            return Delegation(Verdict.SECURE, ds, note=f"ds {name} " + " ".join(
+            return Delegation(Verdict.SECURE, ds, note=f"ds {name_text(name)} " + " ".join(
                 f"{rd.key_tag}/{rd.algorithm}/{rd.digest_type}" for rd in ds))
         proof_rrsets = self.denial_rrsets(reply, parent.name)
         self.check_signatures(proof_rrsets, reply, parent, budget)
@@ -162,7 +171,7 @@ class Validator:
             raise ResolutionFailed(EDE.DNSSEC_BOGUS if proof_rrsets else EDE.NSEC_MISSING,
                                    f"zone {parent.name}: no delegation to {name} is proven: "
                                    f"{proof.reason}", budget=proof.budget)
-        return Delegation(Verdict.INSECURE, note=f"no-ds {name} {proof.kind}")
+        return Delegation(Verdict.INSECURE, note=f"no-ds {name_text(name)} {proof.kind}")
 
     def dnskeys(self, name: dns.name.Name, trust: dns.rrset.RRset, reply: dns.message.Message,
                 kind: str, budget: Budget) -> tuple[dns.rrset.RRset | None, ValidationResult]:
@@ -183,7 +192,7 @@ class Validator:
         whose security and keys are established, with its proof."""
         chain = zone.chain()
         proof = Proof(zone.name, notes=[note for z in chain for note in z.proof],
-                      zones=[z.text() for z in chain])
+                      zones=[name_text(z.name) for z in chain])
         if zone.security is Verdict.BOGUS:
             raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason, proof, zone.budget)
         secure = zone.security is Verdict.SECURE
@@ -236,9 +245,7 @@ class Validator:
                                            result.budget)
                 ttl = min(ttl, result.ttl)
                 sig = result.rrsig
-                proof.signatures.append((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype),
-                                         str(sig.signer), sig.key_tag, int(sig.algorithm),
-                                         sig.inception, sig.expiration))
+                proof.signatures.append(_evidence(rrset, sig, zone))
                 if sig.labels < label_count(rrset.name.labels):
                     wildcard = dns.name.Name((b"*",) + rrset.name.labels[-(sig.labels + 1):])
                     nsecs = self.denial_rrsets(reply, zone.name)
@@ -333,7 +340,7 @@ class Validator:
                          zone: Zone, budget: Budget) -> list[tuple]:
         """Validate each RRset with the zone's keys; raise ResolutionFailed on the first that
         does not validate. Returns the signatures' evidence."""
-        evidence = []
+        found = []
         for rrset in rrsets:
             section = reply.answer if rrset in reply.answer else reply.authority
             result = validate_rrset(rrset, sigs_of(section, rrset.name, rrset.rdtype),
@@ -343,8 +350,5 @@ class Validator:
                 raise ResolutionFailed(result.ede or EDE.DNSSEC_BOGUS,
                                        f"zone {zone.name}: {result.reason}",
                                        budget=result.budget)
-            sig = result.rrsig
-            evidence.append((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype),
-                             str(sig.signer), sig.key_tag, int(sig.algorithm), sig.inception,
-                             sig.expiration, result.ttl))
-        return evidence
+            found.append(_evidence(rrset, result.rrsig, zone) + (result.ttl,))
+        return found

@@ -106,14 +106,6 @@ class Zone:
     proof: list[str] = field(default_factory=list)  # how its security was established
     not_queried: list[str] = field(default_factory=list)  # addresses do_not_query left out
     parent: "Zone | None" = None
-    shown: str = field(default="", repr=False)  # the name as text, once rendered (:meth:`text`)
-
-    def text(self) -> str:
-        """The zone's name as text, rendered once: a proof names the zones of its chain in
-        every answer from them (``Proof.zones``, notes)."""
-        if not self.shown:
-            self.shown = self.name.to_text()
-        return self.shown
 
     def chain(self) -> list["Zone"]:
         """This zone and its ancestors up to the root, root first: the chain of trust."""

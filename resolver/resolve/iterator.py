@@ -347,7 +347,9 @@ class Iterator:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
                                        f"{most}", proof)
             verdict = weaker(verdict, answer.verdict)
-            for owner in [name] + [r.name for r in answer.rrsets]:
+            owners = [name]  # a name once, not once per RRset it owns: hashing one costs
+            owners += [r.name for r in answer.rrsets if not same(r.name, name)]
+            for owner in owners:
                 verdicts[owner] = weaker(verdicts.get(owner, Verdict.SECURE), answer.verdict)
             proof.signatures += answer.proof.signatures
             proof.notes += answer.proof.notes
