@@ -33,11 +33,14 @@ class Minimiser:
     :meth:`relaxed` return new states, so a state kept for queries sent ahead (resolver.resolve.
     ahead) computes the very question the lookup will ask."""
 
-    __slots__ = ("name", "qtype", "on", "sent", "exposed")
+    __slots__ = ("name", "qtype", "on", "sent", "exposed", "_cut")
 
     def __init__(self, name: dns.name.Name, qtype: int, on: bool, sent: int = 0,
-                 exposed: int = 0) -> None:
+                 exposed: int = 0, cut: dict[int, dns.name.Name] | None = None) -> None:
         self.name, self.qtype, self.on, self.sent, self.exposed = name, qtype, on, sent, exposed
+        # The minimised names made so far, by label count: shared by the states that follow,
+        # so the queries sent ahead and the lookup ask the very same Name (built once).
+        self._cut = {} if cut is None else cut
 
     def question(self, zone: dns.name.Name) -> tuple[dns.name.Name, int]:
         """What to ask ``zone`` next (RFC 9156 §3 step 4, §2.3): the name cut to the labels
@@ -51,7 +54,10 @@ class Minimiser:
             max(1, (labels - base) // (MAX_MINIMISE_COUNT - self.sent))
         if base + step >= labels:
             return self.name, self.qtype
-        return dns.name.Name(self.name.labels[-(base + step):]), A
+        cut = self._cut.get(base + step)
+        if cut is None:
+            cut = self._cut[base + step] = dns.name.Name(self.name.labels[-(base + step):])
+        return cut, A
 
     def after(self, qname: dns.name.Name, referral: bool) -> Minimiser:
         """The state once ``qname`` was asked and answered: a minimised query counted; without a
@@ -59,9 +65,9 @@ class Minimiser:
         new zone starts from its own labels."""
         minimised = not same(qname, self.name)
         return Minimiser(self.name, self.qtype, self.on, self.sent + minimised,
-                         0 if referral else len(qname.labels))
+                         0 if referral else len(qname.labels), self._cut)
 
     def relaxed(self) -> Minimiser:
         """The full name from now on (RFC 9156 §2.3: a server that fails or denies a minimised
         query is asked the question itself)."""
-        return Minimiser(self.name, self.qtype, False, self.sent, self.exposed)
+        return Minimiser(self.name, self.qtype, False, self.sent, self.exposed, self._cut)
