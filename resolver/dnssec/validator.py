@@ -44,6 +44,18 @@ def rcode_of(reply: dns.message.Message) -> int:
     return int(reply.flags) & 0xF | (reply.ednsflags >> 20) & 0xFF0
 
 
+_TYPE_TEXT: dict[int, str] = {}  # at most one entry per RR type number (65536)
+
+
+def type_text(rdtype: int) -> str:
+    """``dns.rdatatype.to_text(rdtype)`` (a mnemonic, or RFC 3597 §5's TYPEnnn), looked up
+    once per type: dnspython's enum lookup costs a microsecond per call."""
+    text = _TYPE_TEXT.get(rdtype)
+    if text is None:
+        text = _TYPE_TEXT[rdtype] = dns.rdatatype.to_text(rdtype)
+    return text
+
+
 def rrsets_of(section, rdtype: int, covers: int = 0) -> list[dns.rrset.RRset]:
     return [r for r in section if r.rdtype == rdtype and r.covers == covers]
 
@@ -78,7 +90,7 @@ _STRENGTH = (Verdict.SECURE, Verdict.INSECURE, Verdict.INDETERMINATE, Verdict.BO
 def _evidence(rrset: dns.rrset.RRset, sig, zone: Zone) -> tuple:
     """A validated signature as a proof lists it: owner, type, signer, key tag, algorithm,
     inception, expiration."""
-    return (name_text(rrset.name), dns.rdatatype.to_text(rrset.rdtype), name_text(sig.signer),
+    return (name_text(rrset.name), type_text(rrset.rdtype), name_text(sig.signer),
             sig.key_tag, int(sig.algorithm), sig.inception, sig.expiration)
 
 

@@ -26,9 +26,10 @@ import dns.rdatatype
 import dns.rrset
 
 from resolver.dnssec import Budget, ValidatorConfig, Verdict, nsec, nsec3
-from resolver.dnssec.canonical import label_count
+from resolver.dnssec.canonical import label_count, name_text
 from resolver.dnssec.result import Answer, DenialResult, Proof
 from resolver.dnssec.typemap import wildcard_of
+from resolver.dnssec.validator import type_text
 from resolver.dnssec.zone import name_key
 from resolver.dnssec.verify import WINDOW_OK, check_window
 
@@ -295,13 +296,13 @@ class Ranges:
         signatures = [h.evidence for h in held]
         rrsets = [data.rrset, data.sigs] if data is not None else []
         proof = Proof(zone.name, list(zone.zones), signatures, result.kind, list(zone.notes),
-                      [f"{h.rrset.name} {dns.rdatatype.to_text(h.rrset.rdtype)}" for h in used])
+                      [f"{name_text(h.rrset.name)} {type_text(h.rrset.rdtype)}" for h in used])
         return Answer(rcode, Verdict.SECURE, rrsets, authority, None, "", proof, max(ttl, 0))
 
 
 def _held(rrset: dns.rrset.RRset, sigs: dict, evidence: dict, expires: float) -> _Held | None:
     """``rrset`` with its RRSIGs and its validated signature's evidence; None without them."""
-    found = evidence.get((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype)))
+    found = evidence.get((name_text(rrset.name), type_text(rrset.rdtype)))
     signatures = sigs.get((rrset.name, rrset.rdtype))
     if found is None or signatures is None:
         return None
@@ -324,4 +325,5 @@ def _renamed(held: _Held, owner: dns.name.Name) -> _Held:
     (RFC 4592 §3.3.1); the signature over the wildcard's form verifies for either."""
     def at(rrset: dns.rrset.RRset) -> dns.rrset.RRset:
         return dns.rrset.from_rdata_list(owner, rrset.ttl, list(rrset))
-    return _Held(at(held.rrset), at(held.sigs), (str(owner),) + held.evidence[1:], held.expires)
+    return _Held(at(held.rrset), at(held.sigs), (name_text(owner),) + held.evidence[1:],
+                 held.expires)
