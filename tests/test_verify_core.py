@@ -231,6 +231,29 @@ def test_same_name_and_subdomain_ignore_case():
     assert not canonical.is_subdomain(dns.name.from_text("example.").labels, a.labels)
 
 
+NAMES = ["WWW.Example.", "www.example.", "www.example.com.", "example.", ".", "ww.example.",
+         "a.b"]
+
+
+@pytest.mark.parametrize("left", NAMES)
+@pytest.mark.parametrize("right", NAMES)
+def test_name_comparisons_agree_with_dnspython(left, right):
+    a, b = dns.name.from_text(left, None), dns.name.from_text(right, None)
+    assert canonical.same(a, b) is (a == b)
+    assert canonical.within(a, b) is a.is_subdomain(b)
+
+
+def test_name_text_agrees_with_dnspython():
+    """Every octet of every position, the special characters and the names with no label
+    or the root alone, as dnspython writes them (forensic records hold these texts)."""
+    names = [dns.name.root, dns.name.empty, dns.name.from_text("www.Example.COM."),
+             dns.name.from_text("a.b", None), dns.name.Name([b'"().;\\@$', b"x y", b""])]
+    names += [dns.name.Name([bytes([c]) + b"a" + bytes([c]), bytes(range(c, min(c + 63, 256))),
+                             b""]) for c in range(256)]
+    for name in names:
+        assert canonical.name_text(name) == name.to_text() == str(name)
+
+
 @pytest.mark.parametrize("half", [32, 48])
 @pytest.mark.parametrize("r,s", [(1, 1), (0, 5), (0x80, 0x7F), (2**255, 2**254 + 3),
                                  (2**200, 0x80 << 100), (12345, 2**255 - 1)])

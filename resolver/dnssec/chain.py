@@ -21,7 +21,8 @@ from resolver.dnssec.result import ResolutionFailed, Verdict
 from resolver.dnssec.sigcrypt import dnskey_tag
 from resolver.dnssec import denial
 from resolver.dnssec.validator import NSEC, NSEC3, Validator, find, signers
-from resolver.dnssec.zone import Lru, Zone
+from resolver.dnssec.canonical import name_text, same, within
+from resolver.dnssec.zone import NameLru, Zone, name_key
 from resolver.ede import EDE
 
 log = logging.getLogger(__name__)
@@ -47,20 +48,24 @@ class ChainOfTrust:
                  lookup: Callable[..., Awaitable], event: Callable[[str], None],
                  delegation: Callable[..., Zone]) -> None:
         self.v = validator
-        self.anchors = {rrset.name: rrset for rrset in anchors}
+        self.anchors = {name_key(rrset.name): rrset for rrset in anchors}  # by name_key
         self.negative_anchors = negative_anchors
         self.ask, self.lookup, self.event, self.delegation = ask, lookup, event, delegation
         # Security of zones met through forwarders, kept apart from the zone cuts used to route
         # queries so a forwarded walk never redirects iterative resolution.
-        self.secured: Lru[dns.name.Name, Zone] = Lru(max_zones)
-        self.key_tags: Lru[dns.name.Name, frozenset[int]] = Lru(max_zones)  # rollover events
+        self.secured: NameLru[Zone] = NameLru(max_zones)
+        self.key_tags: NameLru[frozenset[int]] = NameLru(max_zones)  # rollover events
         self.observer: Callable[[Zone], None] | None = None
+
+    def anchor(self, name: dns.name.Name) -> dns.rrset.RRset | None:
+        """The trust anchor configured at ``name`` (a DS or DNSKEY set), if any."""
+        return self.anchors.get(name_key(name))
 
     def nta_for(self, name: dns.name.Name) -> dns.name.Name | None:
         """The negative trust anchor ``name`` is at or below, its use counted and logged
         (RFC 7646: no validation below it); None outside every NTA."""
         for nta in self.negative_anchors:
-            if name.is_subdomain(nta):
+            if within(name, nta):
                 self.event("nta_used")
                 log.warning("negative trust anchor %s applied to %s", nta, name)
                 return nta
@@ -69,8 +74,8 @@ class ChainOfTrust:
     def island_between(self, top: dns.name.Name, name: dns.name.Name) -> dns.name.Name | None:
         """The shallowest trust anchor strictly below ``top`` and at or above ``name``: the
         apex of an island of security (RFC 4035 §4.4) a zone cut from ``top`` would go past."""
-        found = [a for a in self.anchors if name.is_subdomain(a) and a != top
-                 and a.is_subdomain(top)]
+        found = [a.name for a in self.anchors.values() if within(name, a.name)
+                 and not same(a.name, top) and within(a.name, top)]
         return min(found, key=lambda a: len(a.labels)) if found else None
 
     async def establish(self, child: Zone, parent: Zone, reply: dns.message.Message | None,
@@ -98,8 +103,9 @@ class ChainOfTrust:
             child.security, child.reason = Verdict.INSECURE, f"negative trust anchor {nta}"
             child.proof.append(f"nta {nta}")
             return child
-        if name in self.anchors:
-            return await self.load_keys(child, self.anchors[name], ctx, f"anchor {name}", keys)
+        anchor = self.anchor(name)
+        if anchor is not None:
+            return await self.load_keys(child, anchor, ctx, f"anchor {name}", keys)
         if parent.security is Verdict.INSECURE:
             island = self.island_between(parent.name, name.parent())
             if island is not None:  # a referral past a trust anchor: never insecure from above
@@ -123,7 +129,8 @@ class ChainOfTrust:
         if judged.verdict is Verdict.INSECURE:
             child.security = Verdict.INSECURE
             return child
-        return await self.load_keys(child, judged.ds, ctx, f"DS from {parent.name}", keys)
+        return await self.load_keys(child, judged.ds, ctx, f"DS from {name_text(parent.name)}",
+                                    keys)
 
     def _speaks_of_ds(self, name: dns.name.Name, parent: Zone,
                       reply: dns.message.Message) -> bool:
@@ -187,7 +194,8 @@ class ChainOfTrust:
             self.event("key_rollover")
             log.info("DNSKEY set of %s changed: %s -> %s", zone.name, sorted(seen), sorted(tags))
         self.key_tags.put(zone.name, tags)
-        zone.proof.append(f"dnskey {zone.name} {result.key.tag}/{result.key.algorithm} ({how})")
+        zone.proof.append(f"dnskey {name_text(zone.name)} {result.key.tag}/{result.key.algorithm} "
+                          f"({how})")
         zone.expires = time.monotonic() + max(1, result.ttl or 0)
         return zone
 
@@ -218,7 +226,7 @@ class ChainOfTrust:
         """Authenticate the root's DNSKEY set from the trust anchor (RFC 8109 priming with
         validation); with no anchor for the root the tree above any other anchor is
         insecure."""
-        anchor = self.anchors.get(ROOT)
+        anchor = self.anchor(ROOT)
         if anchor is None:
             root.security = Verdict.INSECURE
             root.proof.append("no trust anchor for the root")
@@ -249,10 +257,11 @@ class ChainOfTrust:
         current, name = None, target
         while current is None:
             current = self.secured.get(name)
-            if current is None and name in self.anchors:  # an island of security (RFC 4035 §4.4)
+            anchor = self.anchor(name) if current is None else None
+            if anchor is not None:  # an island of security (RFC 4035 §4.4)
                 island = Zone(name, list(forward.servers), recursive=True)
                 current = self.secured.put(name, await self.load_keys(
-                    island, self.anchors[name], ctx, f"anchor {name}"))
+                    island, anchor, ctx, f"anchor {name}"))
             if current is None and name == ROOT:
                 current = self.secured.put(ROOT, await root(ctx))
             name = name.parent() if current is None else name

@@ -18,14 +18,16 @@ from resolver.ede import EDE
 
 def _dispatch(rrsets: Iterable[dns.rrset.RRset], config: ValidatorConfig | None,
               budget: Budget | None, with_nsec: Callable[[list], DenialResult],
-              with_nsec3: Callable[..., DenialResult], what: str) -> DenialResult:
+              with_nsec3: Callable[..., DenialResult], what: Callable[[], str]) -> DenialResult:
+    """The proof with the records there are; ``what()`` says what was to be proven, rendered
+    only when there is no record to prove it with."""
     rrsets = list(rrsets)
     if any(r.rdtype == dns.rdatatype.NSEC3 for r in rrsets):
         return with_nsec3(rrsets, config=config, budget=budget)
     if any(r.rdtype == dns.rdatatype.NSEC for r in rrsets):
         return with_nsec(rrsets)
     return DenialResult(Verdict.BOGUS, "none", EDE.NSEC_MISSING,
-                        f"no NSEC or NSEC3 record to prove {what}")
+                        f"no NSEC or NSEC3 record to prove {what()}")
 
 
 def prove_nxdomain(qname: dns.name.Name, rrsets: Iterable[dns.rrset.RRset], *,
@@ -34,7 +36,7 @@ def prove_nxdomain(qname: dns.name.Name, rrsets: Iterable[dns.rrset.RRset], *,
     """``qname`` does not exist (RFC 4035 §3.1.3.2, RFC 5155 §8.4)."""
     return _dispatch(rrsets, config, budget, lambda r: nsec.prove_nxdomain(qname, r),
                      lambda r, **kw: nsec3.prove_nxdomain(qname, r, **kw),
-                     f"that {qname} does not exist")
+                     lambda: f"that {qname} does not exist")
 
 
 def prove_nodata(qname: dns.name.Name, qtype: int, rrsets: Iterable[dns.rrset.RRset], *,
@@ -44,7 +46,7 @@ def prove_nodata(qname: dns.name.Name, qtype: int, rrsets: Iterable[dns.rrset.RR
     §3.1.3.4; RFC 5155 §8.5-§8.7)."""
     return _dispatch(rrsets, config, budget, lambda r: nsec.prove_nodata(qname, qtype, r),
                      lambda r, **kw: nsec3.prove_nodata(qname, qtype, r, **kw),
-                     f"that {qname} has no {dns.rdatatype.to_text(qtype)}")
+                     lambda: f"that {qname} has no {dns.rdatatype.to_text(qtype)}")
 
 
 def prove_wildcard_nodata(qname: dns.name.Name, qtype: int, rrsets: Iterable[dns.rrset.RRset],
@@ -55,7 +57,7 @@ def prove_wildcard_nodata(qname: dns.name.Name, qtype: int, rrsets: Iterable[dns
     return _dispatch(rrsets, config, budget,
                      lambda r: nsec.prove_wildcard_nodata(qname, qtype, r),
                      lambda r, **kw: nsec3.prove_wildcard_nodata(qname, qtype, r, **kw),
-                     f"that no wildcard gives {qname} a {dns.rdatatype.to_text(qtype)}")
+                     lambda: f"that no wildcard gives {qname} a {dns.rdatatype.to_text(qtype)}")
 
 
 def prove_wildcard_answer(qname: dns.name.Name, wildcard: dns.name.Name,
@@ -67,7 +69,7 @@ def prove_wildcard_answer(qname: dns.name.Name, wildcard: dns.name.Name,
     return _dispatch(rrsets, config, budget,
                      lambda r: nsec.prove_wildcard_answer(qname, wildcard, r),
                      lambda r, **kw: nsec3.prove_wildcard_answer(qname, wildcard, r, **kw),
-                     f"that {qname} does not exist beside {wildcard}")
+                     lambda: f"that {qname} does not exist beside {wildcard}")
 
 
 def prove_no_ds(name: dns.name.Name, rrsets: Iterable[dns.rrset.RRset], *,
@@ -77,4 +79,4 @@ def prove_no_ds(name: dns.name.Name, rrsets: Iterable[dns.rrset.RRset], *,
     RFC 6840 §4.4, RFC 5155 §8.6, §8.9)."""
     return _dispatch(rrsets, config, budget, lambda r: nsec.prove_no_ds(name, r),
                      lambda r, **kw: nsec3.prove_no_ds(name, r, **kw),
-                     f"that {name} has no DS")
+                     lambda: f"that {name} has no DS")

@@ -109,6 +109,12 @@ def validate_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
                        config or DEFAULT_CONFIG)[0]
 
 
+def _not_authenticated(dnskeys: dns.rrset.RRset, why: str) -> str:
+    """Why a DNSKEY set is not authenticated, after its owner and type: rendered only for a
+    failure, not on the path every new zone takes."""
+    return f"{describe(dnskeys.name, dns.rdatatype.DNSKEY)}: {why}"
+
+
 def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
                          trust: dns.rrset.RRset, *, now: float | datetime | None = None,
                          budget: Budget | None = None,
@@ -122,19 +128,18 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
     type, which makes the zone insecure (RFC 4035 §5.2, RFC 6840 §5.2, RFC 9905 §2). BOGUS:
     otherwise."""
     config = config or DEFAULT_CONFIG
-    what = describe(dnskeys.name, dns.rdatatype.DNSKEY)
     owner_wire = canonical.name_wire(dnskeys.name.labels)
     wires = [canonical.rdata_wire(rd) for rd in dnskeys]
     if not canonical.same_name(trust.name.labels, dnskeys.name.labels):
-        return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
-                                f"{what}: trust is for {trust.name}, not this zone")
+        return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING, _not_authenticated(
+            dnskeys, f"trust is for {trust.name}, not this zone"))
     matched: dict[bytes, object] = {}  # DNSKEY RDATA -> the DS or anchor that vouches for it
     if trust.rdtype == dns.rdatatype.DNSKEY:
         anchors = {canonical.rdata_wire(rd): rd for rd in trust}
         matched = {w: anchors[w] for w in wires if w in anchors}
         if not matched:
-            return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
-                                    f"{what}: no DNSKEY matches a trust anchor")
+            return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING, _not_authenticated(
+                dnskeys, "no DNSKEY matches a trust anchor"))
     else:
         usable = [ds for ds in trust if crypto.algorithm_usable(ds.algorithm, config.allow_sha1)
                   and ds.digest_type in crypto.IMPLEMENTED_DIGESTS]
@@ -142,8 +147,8 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
             unsupported_alg = all(not crypto.algorithm_usable(ds.algorithm, config.allow_sha1) for ds in trust)
             ede = (EDE.UNSUPPORTED_DNSKEY_ALGORITHM if unsupported_alg
                    else EDE.UNSUPPORTED_DS_DIGEST_TYPE)
-            return ValidationResult(Verdict.INSECURE, ede, f"{what}: no DS of a supported "
-                                    "algorithm and digest type: the zone is insecure")
+            return ValidationResult(Verdict.INSECURE, ede, _not_authenticated(
+                dnskeys, "no DS of a supported algorithm and digest type: the zone is insecure"))
         if any(ds.digest_type in _STRONGER_THAN_SHA1 for ds in usable):
             usable = [ds for ds in usable if ds.digest_type != crypto.DIGEST_SHA1]
         by_tag: dict[tuple[int, int], list[bytes]] = {}
@@ -157,8 +162,8 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
                 if crypto.ds_digest(ds.digest_type, owner_wire, wire) == ds.digest:
                     matched.setdefault(wire, ds)
         if not matched:
-            return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING,
-                                    f"{what}: no DNSKEY matches the DS set")
+            return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING, _not_authenticated(
+                dnskeys, "no DNSKEY matches the DS set"))
     result, proving_key = check_rrset(dnskeys, rrsigs, dnskeys.name,
                                       [KEY_CACHE.get(wire) for wire in matched],
                                       posix_time(now), budget, config)
@@ -168,5 +173,6 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
         # Every vouched-for key has a supported algorithm, so it can only be unusable as a zone
         # key: the DS says the zone is signed, and nothing here can prove it.
         result.verdict, result.ede = Verdict.BOGUS, EDE.NO_ZONE_KEY_BIT_SET
-        result.reason = f"{what}: no key vouched for by the DS set is a usable zone key"
+        result.reason = _not_authenticated(
+            dnskeys, "no key vouched for by the DS set is a usable zone key")
     return result

@@ -19,7 +19,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from resolver.dnssec.canonical import label_count
+from resolver.dnssec.canonical import label_count, name_text, same, within
 from resolver.dnssec import denial
 from resolver.dnssec.config import Budget, BudgetName, ValidatorConfig
 from resolver.dnssec.result import Answer, Proof, ResolutionFailed, ValidationResult, Verdict
@@ -31,8 +31,29 @@ A, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
     dns.rdatatype.A, dns.rdatatype.NS, dns.rdatatype.SOA, dns.rdatatype.DS,
     dns.rdatatype.DNSKEY, dns.rdatatype.CNAME, dns.rdatatype.DNAME, dns.rdatatype.RRSIG,
     dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
+# Plain ints for the reply's header bits: ``Flag & int`` and ``Message.rcode()`` build enum
+# members (about a microsecond each) on a path every upstream reply takes.
+_AA, _NOERROR, _NXDOMAIN = int(dns.flags.AA), int(dns.rcode.NOERROR), int(dns.rcode.NXDOMAIN)
 INSECURE_REASONS = frozenset((EDE.UNSUPPORTED_DNSKEY_ALGORITHM, EDE.UNSUPPORTED_DS_DIGEST_TYPE,
                               EDE.UNSUPPORTED_NSEC3_ITERATIONS))
+
+
+def rcode_of(reply: dns.message.Message) -> int:
+    """``reply.rcode()`` as a plain int: the header's four bits under the OPT record's eight
+    (RFC 6891 §6.1.3)."""
+    return int(reply.flags) & 0xF | (reply.ednsflags >> 20) & 0xFF0
+
+
+_TYPE_TEXT: dict[int, str] = {}  # at most one entry per RR type number (65536)
+
+
+def type_text(rdtype: int) -> str:
+    """``dns.rdatatype.to_text(rdtype)`` (a mnemonic, or RFC 3597 §5's TYPEnnn), looked up
+    once per type: dnspython's enum lookup costs a microsecond per call."""
+    text = _TYPE_TEXT.get(rdtype)
+    if text is None:
+        text = _TYPE_TEXT[rdtype] = dns.rdatatype.to_text(rdtype)
+    return text
 
 
 def rrsets_of(section, rdtype: int, covers: int = 0) -> list[dns.rrset.RRset]:
@@ -41,7 +62,7 @@ def rrsets_of(section, rdtype: int, covers: int = 0) -> list[dns.rrset.RRset]:
 
 def find(section, name: dns.name.Name, rdtype: int, covers: int = 0) -> dns.rrset.RRset | None:
     for r in section:
-        if r.rdtype == rdtype and r.covers == covers and r.name == name:
+        if r.rdtype == rdtype and r.covers == covers and same(r.name, name):
             return r
     return None
 
@@ -60,12 +81,21 @@ def _signed_by(reply: dns.message.Message, rrset: dns.rrset.RRset,
     """Whether ``rrset`` has no RRSIG in the reply (its absence is for the proof to judge) or
     one by ``signer``."""
     sigs = sigs_of(reply.authority, rrset.name, rrset.rdtype)
-    return sigs is None or any(rd.signer == signer for rd in sigs)
+    return sigs is None or any(same(rd.signer, signer) for rd in sigs)
+
+
+_STRENGTH = (Verdict.SECURE, Verdict.INSECURE, Verdict.INDETERMINATE, Verdict.BOGUS)
+
+
+def _evidence(rrset: dns.rrset.RRset, sig, zone: Zone) -> tuple:
+    """A validated signature as a proof lists it: owner, type, signer, key tag, algorithm,
+    inception, expiration."""
+    return (name_text(rrset.name), type_text(rrset.rdtype), name_text(sig.signer),
+            sig.key_tag, int(sig.algorithm), sig.inception, sig.expiration)
 
 
 def weaker(a: Verdict, b: Verdict) -> Verdict:
-    order = (Verdict.SECURE, Verdict.INSECURE, Verdict.INDETERMINATE, Verdict.BOGUS)
-    return a if order.index(a) >= order.index(b) else b
+    return a if _STRENGTH.index(a) >= _STRENGTH.index(b) else b
 
 
 @dataclass(slots=True)
@@ -102,23 +132,23 @@ class Validator:
         rcode: the rcode speaks of the chain's last name (RFC 6604 §2), which may lie in
         another zone; only the links in ``zone`` are judged here, and the rest is asked
         again of its own zone."""
-        rcode = reply.rcode()
-        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        rcode = rcode_of(reply)
+        if rcode != _NOERROR and rcode != _NXDOMAIN:
             return "lame"
         for rrset in reply.answer:
-            if rrset.name == qname and rrset.rdtype in (qtype, CNAME):
+            if rrset.rdtype in (qtype, CNAME) and same(rrset.name, qname):
                 return "answer"
-            if rrset.rdtype == DNAME and qname.is_subdomain(rrset.name) and qname != rrset.name \
-                    and rrset.name.is_subdomain(zone.name):  # in bailiwick only (RFC 2181 §5.4.1)
-                return "answer"
-        if rcode == dns.rcode.NXDOMAIN:
+            if rrset.rdtype == DNAME and within(qname, rrset.name) and \
+                    not same(qname, rrset.name) and within(rrset.name, zone.name):
+                return "answer"  # in bailiwick only (RFC 2181 §5.4.1)
+        if rcode == _NXDOMAIN:
             return "nxdomain"
-        if not zone.recursive and not reply.flags & dns.flags.AA:
+        if not zone.recursive and not int(reply.flags) & _AA:
             for rrset in rrsets_of(reply.authority, NS):
                 cut = rrset.name
-                if cut == zone.name or not cut.is_subdomain(zone.name):
+                if same(cut, zone.name) or not within(cut, zone.name):
                     continue  # upward or sideways: lame (RFC 1034 §5.3.3 step 4c)
-                if not qname.is_subdomain(cut) or (qtype == DS and cut == qname):
+                if not within(qname, cut) or (qtype == DS and same(cut, qname)):
                     continue  # a DS lives on the parent side of its cut (RFC 4035 §3.1.4.1)
                 return "referral"
             return "lame"  # neither authoritative nor a downward referral
@@ -141,7 +171,7 @@ class Validator:
             if not result.secure:
                 return Delegation(Verdict.BOGUS, None, result.ede, f"DS of {name}: {result.reason}",
                                   budget=result.budget)
-            return Delegation(Verdict.SECURE, ds, note=f"ds {name} " + " ".join(
+            return Delegation(Verdict.SECURE, ds, note=f"ds {name_text(name)} " + " ".join(
                 f"{rd.key_tag}/{rd.algorithm}/{rd.digest_type}" for rd in ds))
         proof_rrsets = self.denial_rrsets(reply, parent.name)
         self.check_signatures(proof_rrsets, reply, parent, budget)
@@ -153,7 +183,7 @@ class Validator:
             raise ResolutionFailed(EDE.DNSSEC_BOGUS if proof_rrsets else EDE.NSEC_MISSING,
                                    f"zone {parent.name}: no delegation to {name} is proven: "
                                    f"{proof.reason}", budget=proof.budget)
-        return Delegation(Verdict.INSECURE, note=f"no-ds {name} {proof.kind}")
+        return Delegation(Verdict.INSECURE, note=f"no-ds {name_text(name)} {proof.kind}")
 
     def dnskeys(self, name: dns.name.Name, trust: dns.rrset.RRset, reply: dns.message.Message,
                 kind: str, budget: Budget) -> tuple[dns.rrset.RRset | None, ValidationResult]:
@@ -174,7 +204,7 @@ class Validator:
         whose security and keys are established, with its proof."""
         chain = zone.chain()
         proof = Proof(zone.name, notes=[note for z in chain for note in z.proof],
-                      zones=[str(z.name) for z in chain])
+                      zones=[name_text(z.name) for z in chain])
         if zone.security is Verdict.BOGUS:
             raise ResolutionFailed(zone.ede or EDE.DNSSEC_BOGUS, zone.reason, proof, zone.budget)
         secure = zone.security is Verdict.SECURE
@@ -200,8 +230,8 @@ class Validator:
             rrset = find(reply.answer, current, qtype)
             synthesized = None
             dname = next((r for r in rrsets_of(reply.answer, DNAME)
-                          if current.is_subdomain(r.name) and current != r.name
-                          and r.name.is_subdomain(zone.name)), None)
+                          if within(current, r.name) and not same(current, r.name)
+                          and within(r.name, zone.name)), None)
             if rrset is None and dname is not None:
                 # The CNAME a server synthesises from a DNAME is unsigned: validate the DNAME
                 # and synthesise the CNAME here (RFC 6672 §3.2, §5.3.1).
@@ -227,9 +257,7 @@ class Validator:
                                            result.budget)
                 ttl = min(ttl, result.ttl)
                 sig = result.rrsig
-                proof.signatures.append((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype),
-                                         str(sig.signer), sig.key_tag, int(sig.algorithm),
-                                         sig.inception, sig.expiration))
+                proof.signatures.append(_evidence(rrset, sig, zone))
                 if sig.labels < label_count(rrset.name.labels):
                     wildcard = dns.name.Name((b"*",) + rrset.name.labels[-(sig.labels + 1):])
                     nsecs = self.denial_rrsets(reply, zone.name)
@@ -259,7 +287,7 @@ class Validator:
             if rrset.rdtype == qtype or rrset.rdtype not in (CNAME,):
                 break
             current = rrset[0].target
-            if not current.is_subdomain(zone.name):
+            if not within(current, zone.name):
                 break
         if not rrsets:
             raise ResolutionFailed(EDE.OTHER, f"no usable answer for {name}", proof)
@@ -271,8 +299,8 @@ class Validator:
         """A name error or no-data reply, proven from NSEC or NSEC3 in a signed zone
         (RFC 4035 §5.4), cached for the SOA's negative TTL (RFC 2308 §5)."""
         rcode = dns.rcode.NXDOMAIN if kind == "nxdomain" else dns.rcode.NOERROR
-        soa = next((r for r in rrsets_of(reply.authority, SOA) if name.is_subdomain(r.name)
-                    and r.name.is_subdomain(zone.name)), None)  # in bailiwick (RFC 2181 §5.4.1)
+        soa = next((r for r in rrsets_of(reply.authority, SOA) if within(name, r.name)
+                    and within(r.name, zone.name)), None)  # in bailiwick (RFC 2181 §5.4.1)
         authority = [soa] if soa is not None else []
         ttl = min(soa.ttl, soa[0].minimum) if soa is not None else 0
         if not secure:
@@ -311,7 +339,7 @@ class Validator:
         (RFC 2181 §5.4.1). More NSEC3 RRsets than one proof may use is a proof flood
         (CVE-2023-50868), refused before any signature is checked."""
         rrsets = [r for r in reply.authority if r.rdtype in (NSEC, NSEC3)
-                  and r.name.is_subdomain(zone) and _signed_by(reply, r, zone)]
+                  and within(r.name, zone) and _signed_by(reply, r, zone)]
         count, limit = sum(r.rdtype == NSEC3 for r in rrsets), \
             self.config.limits.max_nsec3_per_proof
         if count > limit:
@@ -324,7 +352,7 @@ class Validator:
                          zone: Zone, budget: Budget) -> list[tuple]:
         """Validate each RRset with the zone's keys; raise ResolutionFailed on the first that
         does not validate. Returns the signatures' evidence."""
-        evidence = []
+        found = []
         for rrset in rrsets:
             section = reply.answer if rrset in reply.answer else reply.authority
             result = validate_rrset(rrset, sigs_of(section, rrset.name, rrset.rdtype),
@@ -334,8 +362,5 @@ class Validator:
                 raise ResolutionFailed(result.ede or EDE.DNSSEC_BOGUS,
                                        f"zone {zone.name}: {result.reason}",
                                        budget=result.budget)
-            sig = result.rrsig
-            evidence.append((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype),
-                             str(sig.signer), sig.key_tag, int(sig.algorithm), sig.inception,
-                             sig.expiration, result.ttl))
-        return evidence
+            found.append(_evidence(rrset, result.rrsig, zone) + (result.ttl,))
+        return found

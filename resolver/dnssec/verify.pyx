@@ -20,7 +20,7 @@ from libc.string cimport memcpy
 
 from resolver.dnssec.canonical cimport (MAX_NAME, RRSIG_SIGNER, canonical_order, given,
                                         is_subdomain, label_count, members, name_length,
-                                        put_name, rdata_wire, same_name)
+                                        name_text, put_name, rdata_wire, same_name)
 from resolver.dnssec.crypto cimport (PROTOCOL_DNSSEC, REVOKED_KEY, ZONE_KEY, Key,
                                      VerifiedSignatures, algorithm_usable, signature_valid)
 from resolver.dnssec.canonical import MalformedData
@@ -349,7 +349,8 @@ cpdef tuple check_rrset(object rrset, object rrsigs, tuple key_owner, list keys,
                          rrsig, key)
         if tried == 0:
             failure.note(E_DNSKEY_MISSING,
-                         f"no DNSKEY with tag {tag} algorithm {alg} at {rrsig.signer}", rrsig)
+                         f"no DNSKEY with tag {tag} algorithm {alg} at {name_text(rrsig.signer)}",
+                         rrsig)
     if (not saw_usable_sig and not usable_zone_key and keys
             and (failure.ede == E_UNSUPPORTED_ALG or failure.ede == E_RRSIGS_MISSING)):
         return (NO_SUPPORTED_KEY, E_UNSUPPORTED_ALG, "no supported algorithm among the zone's keys",

@@ -1,4 +1,4 @@
-"""Zone cuts and their security state (RFC 4035 §4.3, §5.2), and the bounded map every table
+"""Zone cuts and their security state (RFC 4035 §4.3, §5.2), and the bounded maps every table
 keyed by network-controlled names uses."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 import dns.name
 import dns.rrset
 
+from resolver.dnssec.canonical import name_wire
 from resolver.dnssec.config import BudgetName
 from resolver.dnssec.result import Verdict
 from resolver.ede import EDE
@@ -50,6 +51,40 @@ class Lru(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def name_key(name: dns.name.Name) -> bytes:
+    """How the tables of zones hold a name: its canonical wire form (RFC 4034 §6.2), equal for
+    names DNS holds equal (RFC 4343). Python hashes it once, where dnspython hashes a Name label
+    by label, character by character, on every lookup. The key of the parent of the name of
+    ``key`` is ``key[key[0] + 1:]``, so a walk up to the root slices instead of building names."""
+    return name_wire(name.labels)
+
+
+class NameLru(Lru[bytes, V]):
+    """An :class:`Lru` by DNS name: ``get``, ``put``, ``pop`` and ``in`` take names, held
+    under their :func:`name_key`; ``get_key`` and ``pop_key`` take keys, for walks that slice
+    them."""
+
+    __slots__ = ()
+
+    def get_key(self, key: bytes) -> V | None:
+        return Lru.get(self, key)
+
+    def pop_key(self, key: bytes) -> V | None:
+        return Lru.pop(self, key)
+
+    def get(self, name: dns.name.Name) -> V | None:  # type: ignore[override]
+        return Lru.get(self, name_key(name))
+
+    def put(self, name: dns.name.Name, value: V) -> V:  # type: ignore[override]
+        return Lru.put(self, name_key(name), value)
+
+    def pop(self, name: dns.name.Name) -> V | None:  # type: ignore[override]
+        return Lru.pop(self, name_key(name))
+
+    def __contains__(self, name: dns.name.Name) -> bool:  # type: ignore[override]
+        return Lru.__contains__(self, name_key(name))
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ import dns.rdatatype
 
 from resolver.config import Config, MonitorConfig
 from resolver.dnssec import Verdict, dnskey_tag
+from resolver.dnssec.canonical import within
 from resolver.dnssec.result import Answer, ResolutionFailed
 from resolver.dnssec.zone import Lru, Zone
 from resolver.ede import EDE
@@ -72,7 +73,7 @@ class Monitor:
 
     def tracks(self, name: dns.name.Name) -> bool:
         """Whether ``name`` is an expected zone or a zone cut above one."""
-        return any(zone.is_subdomain(name) for zone in self.expected)
+        return any(within(zone, name) for zone in self.expected)
 
     def _posture(self, name: dns.name.Name) -> Posture | None:
         found = self.zones.get(name)

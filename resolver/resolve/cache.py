@@ -35,7 +35,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.wire
 
-from resolver.dnssec.canonical import label_count, name_wire
+from resolver.dnssec.canonical import label_count, name_text, name_wire
 from resolver.dnssec import Verdict
 from resolver.dnssec.config import Budget, ValidatorConfig
 from resolver.dnssec.result import Answer, Proof  # noqa: F401 (the cache's unit, re-exported)
@@ -252,7 +252,7 @@ class Cache:
             self.ranges.learn(name, answer, ttl)
         key = _key(name_wire(name.labels),
                    ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
-        owner = name.to_text()
+        owner = name_text(name)
         entry = _Entry(owner, None, len(answer.rrsets), answer.rcode, answer.verdict,
                        answer.ede, answer.reason,
                        self._shared.take(_proof_tuple(answer.proof, owner)), self.clock() + ttl,

@@ -65,7 +65,7 @@ class Cuts:
             return known
         parent = await self.down_to(zone, signer.parent(), ctx)
         if parent.security is not Verdict.SECURE and (parent.security is Verdict.BOGUS or
-                                                       signer not in self.trust.anchors):
+                                                       self.trust.anchor(signer) is None):
             return parent
         return self.remember(await self.trust.establish(self._below(parent, signer), parent,
                                                         None, ctx))

@@ -99,7 +99,10 @@ class Infra:
         self.holds: Holds[tuple[str, int]] = Holds(max_servers, probe)
 
     def order(self, servers: list[tuple[str, int]]) -> list[tuple[str, int]]:
-        return sorted(servers, key=lambda s: self.srtt.get(s, random.uniform(0, 0.005)))
+        if len(servers) < 2:
+            return list(servers)
+        srtt = self.srtt
+        return sorted(servers, key=lambda s: srtt[s] if s in srtt else random.uniform(0, 0.005))
 
     def success(self, server: tuple[str, int], rtt: float) -> None:
         old = self.srtt.get(server)

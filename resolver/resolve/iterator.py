@@ -32,8 +32,9 @@ from resolver.dnssec import Budget, BudgetName, ValidatorConfig, Verdict
 from resolver.dnssec.anchors import RootHint
 from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
+from resolver.dnssec.canonical import same, within
 from resolver.dnssec.validator import Validator, rrsets_of, signers, weaker
-from resolver.dnssec.zone import Lru, Zone
+from resolver.dnssec.zone import NameLru, Zone, name_key
 from resolver.ede import EDE
 from resolver.errors import ResolverError
 from resolver.outgoing import DoNotQuery
@@ -43,6 +44,7 @@ A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
     dns.rdatatype.DNSKEY, dns.rdatatype.CNAME, dns.rdatatype.DNAME, dns.rdatatype.RRSIG,
     dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
 ROOT = dns.name.root
+ROOT_KEY = name_key(ROOT)
 MAX_NOT_QUERIED_SHOWN = 4  # addresses outgoing.do_not_query left out, named in a failure's text
 
 
@@ -135,11 +137,12 @@ class Iterator:
         self.cache = cache
         self.exchange = exchange
         self.infra = Infra(settings.max_servers, settings.upstream_timeout)
-        # Zones none of whose servers answered (RFC 9520 §3.2, resolver.resolve.failures).
-        self.zone_holds: Holds[dns.name.Name] = Holds(settings.max_zones, settings.query_timeout)
+        # Zones none of whose servers answered (RFC 9520 §3.2, resolver.resolve.failures), by
+        # name_key, as the forward zones are.
+        self.zone_holds: Holds[bytes] = Holds(settings.max_zones, settings.query_timeout)
         self.do_not_query = DoNotQuery(settings.outgoing_do_not_query)
-        self.zones: Lru[dns.name.Name, Zone] = Lru(settings.max_zones)  # the zone cuts
-        self.forwards = {fwd.zone: [(ep.host, ep.port) for ep in fwd.servers]
+        self.zones: NameLru[Zone] = NameLru(settings.max_zones)  # the zone cuts
+        self.forwards = {name_key(fwd.zone): [(ep.host, ep.port) for ep in fwd.servers]
                          for fwd in settings.forward}
         self.tls = tls.upstreams(settings.forward)  # forwarders asked only over TLS (RFC 8310)
         self.validator = Validator(settings.validator, self.now, settings.limits.max_cname_chain)
@@ -177,14 +180,17 @@ class Iterator:
         return self.zones.put(zone.name, zone)
 
     def _known_zone(self, name: dns.name.Name) -> Zone | None:
-        zone = self.zones.get(name)
+        return self._known_at(name_key(name))
+
+    def _known_at(self, key: bytes) -> Zone | None:
+        zone = self.zones.get_key(key)
         if zone is not None and zone.expires <= time.monotonic():
-            self.zones.pop(name)
+            self.zones.pop_key(key)
             return None
         return zone
 
     def _root(self) -> Zone:
-        zone = self._known_zone(ROOT)
+        zone = self._known_at(ROOT_KEY)
         if zone is None:
             servers = [(addr, 53) for hint in self.s.root_hints for addr in hint.addresses
                        if self._family_ok(addr)]
@@ -196,27 +202,29 @@ class Iterator:
 
     def _closest_zone(self, name: dns.name.Name) -> Zone:
         """The deepest known zone cut or forward zone enclosing ``name``; a zone held after
-        its servers failed (RFC 9520 §3.2) on the way raises its failure again."""
-        candidate = name
+        its servers failed (RFC 9520 §3.2) on the way raises its failure again. Each candidate,
+        ``name`` less its first ``cut`` labels, is looked up once per table by its key."""
+        key, cut = name_key(name), 0
         while True:
-            hold = self.zone_holds.held(candidate)
+            hold = self.zone_holds.held(key)
             if hold is not None:
                 left = max(0.0, hold.until - self.zone_holds.clock())
                 raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, f"{hold.what} (cached "
-                                       f"failure, RFC 9520: {candidate} retried in {left:.1f} s)")
-            if candidate in self.forwards:
-                return self._forward_zone(candidate)
-            zone = self._known_zone(candidate)
+                                       f"failure, RFC 9520: {dns.name.Name(name.labels[cut:])} "
+                                       f"retried in {left:.1f} s)")
+            if key in self.forwards:
+                return self._forward_zone(dns.name.Name(name.labels[cut:]), key)
+            zone = self._known_at(key)
             if zone is not None:
                 return zone
-            if candidate == ROOT:
+            if key == ROOT_KEY:
                 return self._root()
-            candidate = candidate.parent()
+            key, cut = key[key[0] + 1:], cut + 1
 
-    def _forward_zone(self, name: dns.name.Name) -> Zone:
-        zone = self._known_zone(name)
+    def _forward_zone(self, name: dns.name.Name, key: bytes) -> Zone:
+        zone = self._known_at(key)
         if zone is None or not zone.recursive:
-            zone = self._remember(Zone(name, list(self.forwards[name]), recursive=True))
+            zone = self._remember(Zone(name, list(self.forwards[key]), recursive=True))
         return zone
 
     # --- asking servers -------------------------------------------------------------------
@@ -275,11 +283,11 @@ class Iterator:
                 unresponsive = False
                 continue
             self.infra.success(server, reply.rtt)
-            self.zone_holds.answered(zone.name)
+            self.zone_holds.answered(name_key(zone.name))
             return reply.message, kind
         reason = f"no server of {zone.name} answered for {qname}: {last}"
         if unresponsive:
-            self.zone_holds.failed(zone.name, reason)
+            self.zone_holds.failed(name_key(zone.name), reason)
         raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, reason)
 
     async def _find_server_addresses(self, zone: Zone, ctx: Context) -> None:
@@ -348,7 +356,9 @@ class Iterator:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
                                        f"{most}", proof)
             verdict = weaker(verdict, answer.verdict)
-            for owner in [name] + [r.name for r in answer.rrsets]:
+            owners = [name]  # a name once, not once per RRset it owns: hashing one costs
+            owners += [r.name for r in answer.rrsets if not same(r.name, name)]
+            for owner in owners:
                 verdicts[owner] = weaker(verdicts.get(owner, Verdict.SECURE), answer.verdict)
             proof.signatures += answer.proof.signatures
             proof.notes += answer.proof.notes
@@ -388,7 +398,8 @@ class Iterator:
             return cached
         owner = name.parent() if qtype == DS and name != ROOT else name  # DS: the parent's data
         zone = self._closest_zone(owner)
-        if zone.name == ROOT and not zone.recursive and zone.security is Verdict.INDETERMINATE:
+        if same(zone.name, ROOT) and not zone.recursive and \
+                zone.security is Verdict.INDETERMINATE:
             zone = await self.trust.prime_root(zone, ctx)  # forwarded answers are judged one by one
         minimiser = Minimiser(name, qtype, self.s.qname_minimisation and not zone.recursive)
         ahead = None  # the Hop sent while the zone was being established (resolve.ahead)
@@ -403,8 +414,8 @@ class Iterator:
                 question = minimiser.question(zone.name)  # RFC 9156 §2.3 (resolve.qmin)
                 qname, qt = question
                 hop, ahead = ahead, None
-                if hop is not None and hop.zone is zone and hop.question == question and \
-                        not failed_early(hop.task):
+                if hop is not None and hop.zone is zone and hop.question[1] == qt and \
+                        same(hop.question[0], qname) and not failed_early(hop.task):
                     sent = hop.task
                 else:
                     if hop is not None:
@@ -427,7 +438,7 @@ class Iterator:
                         ahead = ahead or self.ahead.hop(child, reply, minimiser, ctx)
                         keys = ahead.keys if ahead is not None else None
                         try:
-                            if child.name.parent() != zone.name and zone.name not in \
+                            if len(child.name) > len(zone.name) + 1 and zone.name not in \
                                     signers(reply) and self.cuts.matter(zone, child.name):
                                 # a cut several labels down, signed further down (resolve.cuts)
                                 child.parent = zone = await self.cuts.down_to(
@@ -439,14 +450,14 @@ class Iterator:
                         self._remember(child)
                     zone = child
                     continue
-                if qname != name:
+                if not same(qname, name):
                     if kind == "nxdomain":  # RFC 9156 §2.3 relaxed: confirm with the full name
                         minimiser = minimiser.relaxed()
                     continue
                 if zone.security is Verdict.INSECURE and self.cuts.matter(zone, owner):
                     zone = await self.cuts.down_to(zone, owner, ctx)  # an island it went past
-                signed = {s for s in signers(reply) if s != zone.name
-                          and s.is_subdomain(zone.name) and name.is_subdomain(s)}
+                signed = {s for s in signers(reply) if not same(s, zone.name)
+                          and within(s, zone.name) and within(name, s)}
                 if signed and not zone.recursive and self.cuts.matter(zone, max(signed)):
                     zone = await self.cuts.signer(zone, max(signed), ctx)
                     if zone.security is Verdict.BOGUS:
@@ -463,8 +474,8 @@ class Iterator:
         """The child zone of a referral: the known one when its security is established, else a
         new one whose servers come from NS and in-bailiwick glue (RFC 1034 §5.3.3 step 4b), its
         security still to be established (RFC 4035 §5.2)."""
-        ns = max((r for r in rrsets_of(reply.authority, NS) if qname.is_subdomain(r.name)
-                  and r.name.is_subdomain(zone.name) and r.name != zone.name),
+        ns = max((r for r in rrsets_of(reply.authority, NS) if within(qname, r.name)
+                  and within(r.name, zone.name) and not same(r.name, zone.name)),
                  key=lambda r: len(r.name.labels))
         known = self._known_zone(ns.name)
         if known is not None and known.security is not Verdict.INDETERMINATE:
@@ -477,7 +488,7 @@ class Iterator:
             for rrset in rrsets_of(reply.additional, rdtype):
                 # Glue only for the referral's own nameservers and only from within the bailiwick
                 # of the zone that gave it (RFC 1034 §4.2.2; the Kaminsky defence).
-                if rrset.name in ns_names and rrset.name.is_subdomain(zone.name):
+                if rrset.name in ns_names and within(rrset.name, zone.name):
                     servers += self._askable(rrset, not_queried)
         return Zone(ns.name, servers, ns_names, not_queried=not_queried,
                     expires=time.monotonic() + max(1, min(ns.ttl, 86400)), parent=zone)
@@ -530,8 +541,8 @@ class Iterator:
         return self.validator.answer(zone, name, qtype, reply, kind, ctx.budget)
 
     async def _forwarded_root(self, ctx: Context) -> Zone:
-        if ROOT in self.forwards:
-            return await self.trust.prime_root(Zone(ROOT, list(self.forwards[ROOT]),
+        if ROOT_KEY in self.forwards:
+            return await self.trust.prime_root(Zone(ROOT, list(self.forwards[ROOT_KEY]),
                                                     recursive=True), ctx)
         root = self._root()
         if root.security is Verdict.INDETERMINATE:
@@ -552,10 +563,10 @@ def chain_end(name: dns.name.Name, qtype: int, rrsets: list[dns.rrset.RRset]) ->
         return None
     current = name
     for _ in range(len(rrsets) + 1):
-        data = next((r for r in rrsets if r.name == current and r.rdtype == qtype), None)
+        data = next((r for r in rrsets if r.rdtype == qtype and same(r.name, current)), None)
         if data is not None:
             return None
-        cname = next((r for r in rrsets if r.name == current and r.rdtype == CNAME), None)
+        cname = next((r for r in rrsets if r.rdtype == CNAME and same(r.name, current)), None)
         if cname is None:
             return current if current != name else None
         current = cname[0].target

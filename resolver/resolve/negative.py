@@ -26,9 +26,11 @@ import dns.rdatatype
 import dns.rrset
 
 from resolver.dnssec import Budget, ValidatorConfig, Verdict, nsec, nsec3
-from resolver.dnssec.canonical import label_count
+from resolver.dnssec.canonical import label_count, name_text
 from resolver.dnssec.result import Answer, DenialResult, Proof
 from resolver.dnssec.typemap import wildcard_of
+from resolver.dnssec.validator import type_text
+from resolver.dnssec.zone import name_key
 from resolver.dnssec.verify import WINDOW_OK, check_window
 
 SOA, DS, RRSIG, NSEC, NSEC3 = (dns.rdatatype.SOA, dns.rdatatype.DS, dns.rdatatype.RRSIG,
@@ -128,7 +130,7 @@ class Ranges:
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
-        self._zones: OrderedDict[dns.name.Name, _Zone] = OrderedDict()
+        self._zones: OrderedDict[bytes, _Zone] = OrderedDict()  # by name_key
         self.answered = 0
 
     def __len__(self) -> int:
@@ -140,7 +142,7 @@ class Ranges:
     def forget(self, zone: dns.name.Name) -> None:
         """Drop the records kept for ``zone``: its denial is to be asked of its servers afresh
         (the posture check, resolver.monitor)."""
-        self._zones.pop(zone, None)
+        self._zones.pop(name_key(zone), None)
 
     # --- learning -------------------------------------------------------------------------
 
@@ -152,12 +154,13 @@ class Ranges:
         if answer.verdict is not Verdict.SECURE or proof.zone is None or \
                 proof.denial not in (nsec.KIND, nsec3.KIND) or proof.synthesised:
             return
-        zone = self._zones.get(proof.zone)
+        key = name_key(proof.zone)
+        zone = self._zones.get(key)
         if zone is None:
-            zone = self._zones[proof.zone] = _Zone(proof.zone)
+            zone = self._zones[key] = _Zone(proof.zone)
             while len(self._zones) > MAX_ZONES:
                 self._zones.popitem(last=False)
-        self._zones.move_to_end(proof.zone)
+        self._zones.move_to_end(key)
         zone.zones, zone.notes = list(proof.zones), list(proof.notes)
         evidence = {(e[0], e[1]): e for e in proof.signatures}
         sigs = {(r.name, r.covers): r for r in answer.rrsets + answer.authority
@@ -211,10 +214,14 @@ class Ranges:
 
     def _zone_of(self, name: dns.name.Name) -> _Zone | None:
         """The deepest zone with kept records that holds ``name``."""
-        for at in range(len(name.labels)):
-            zone = self._zones.get(dns.name.Name(name.labels[at:]))
+        if not self._zones:
+            return None
+        key = name_key(name)
+        while key:
+            zone = self._zones.get(key)
             if zone is not None:
                 return zone
+            key = key[key[0] + 1:]
         return None
 
     def _with_nsec(self, zone: _Zone, name: dns.name.Name, qtype: int, now: int,
@@ -289,13 +296,13 @@ class Ranges:
         signatures = [h.evidence for h in held]
         rrsets = [data.rrset, data.sigs] if data is not None else []
         proof = Proof(zone.name, list(zone.zones), signatures, result.kind, list(zone.notes),
-                      [f"{h.rrset.name} {dns.rdatatype.to_text(h.rrset.rdtype)}" for h in used])
+                      [f"{name_text(h.rrset.name)} {type_text(h.rrset.rdtype)}" for h in used])
         return Answer(rcode, Verdict.SECURE, rrsets, authority, None, "", proof, max(ttl, 0))
 
 
 def _held(rrset: dns.rrset.RRset, sigs: dict, evidence: dict, expires: float) -> _Held | None:
     """``rrset`` with its RRSIGs and its validated signature's evidence; None without them."""
-    found = evidence.get((str(rrset.name), dns.rdatatype.to_text(rrset.rdtype)))
+    found = evidence.get((name_text(rrset.name), type_text(rrset.rdtype)))
     signatures = sigs.get((rrset.name, rrset.rdtype))
     if found is None or signatures is None:
         return None
@@ -318,4 +325,5 @@ def _renamed(held: _Held, owner: dns.name.Name) -> _Held:
     (RFC 4592 §3.3.1); the signature over the wildcard's form verifies for either."""
     def at(rrset: dns.rrset.RRset) -> dns.rrset.RRset:
         return dns.rrset.from_rdata_list(owner, rrset.ttl, list(rrset))
-    return _Held(at(held.rrset), at(held.sigs), (str(owner),) + held.evidence[1:], held.expires)
+    return _Held(at(held.rrset), at(held.sigs), (name_text(owner),) + held.evidence[1:],
+                 held.expires)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import dns.name
 import dns.rdatatype
 
+from resolver.dnssec.canonical import same
+
 MAX_MINIMISE_COUNT = 10  # RFC 9156 §2.3: minimised queries per lookup (RECOMMENDED 10)
 MINIMISE_ONE_LAB = 4  # RFC 9156 §2.3: the first of them add one label each ("a good value is 4")
 A = dns.rdatatype.A
@@ -31,11 +33,14 @@ class Minimiser:
     :meth:`relaxed` return new states, so a state kept for queries sent ahead (resolver.resolve.
     ahead) computes the very question the lookup will ask."""
 
-    __slots__ = ("name", "qtype", "on", "sent", "exposed")
+    __slots__ = ("name", "qtype", "on", "sent", "exposed", "_cut")
 
     def __init__(self, name: dns.name.Name, qtype: int, on: bool, sent: int = 0,
-                 exposed: int = 0) -> None:
+                 exposed: int = 0, cut: dict[int, dns.name.Name] | None = None) -> None:
         self.name, self.qtype, self.on, self.sent, self.exposed = name, qtype, on, sent, exposed
+        # The minimised names made so far, by label count: shared by the states that follow,
+        # so the queries sent ahead and the lookup ask the very same Name (built once).
+        self._cut = {} if cut is None else cut
 
     def question(self, zone: dns.name.Name) -> tuple[dns.name.Name, int]:
         """What to ask ``zone`` next (RFC 9156 §3 step 4, §2.3): the name cut to the labels
@@ -49,17 +54,20 @@ class Minimiser:
             max(1, (labels - base) // (MAX_MINIMISE_COUNT - self.sent))
         if base + step >= labels:
             return self.name, self.qtype
-        return dns.name.Name(self.name.labels[-(base + step):]), A
+        cut = self._cut.get(base + step)
+        if cut is None:
+            cut = self._cut[base + step] = dns.name.Name(self.name.labels[-(base + step):])
+        return cut, A
 
     def after(self, qname: dns.name.Name, referral: bool) -> Minimiser:
         """The state once ``qname`` was asked and answered: a minimised query counted; without a
         referral its labels are exposed (the zone has no cut there: ask further), after one the
         new zone starts from its own labels."""
-        minimised = qname != self.name
+        minimised = not same(qname, self.name)
         return Minimiser(self.name, self.qtype, self.on, self.sent + minimised,
-                         0 if referral else len(qname.labels))
+                         0 if referral else len(qname.labels), self._cut)
 
     def relaxed(self) -> Minimiser:
         """The full name from now on (RFC 9156 §2.3: a server that fails or denies a minimised
         query is asked the question itself)."""
-        return Minimiser(self.name, self.qtype, False, self.sent, self.exposed)
+        return Minimiser(self.name, self.qtype, False, self.sent, self.exposed, self._cut)

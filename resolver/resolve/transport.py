@@ -28,6 +28,7 @@ import dns.opcode
 import dns.rdataclass
 import dns.rdatatype
 
+from resolver.dnssec.canonical import name_wire
 from resolver.errors import ResolverError
 from resolver.resolve._wireparse import from_wire
 from resolver.wire import EDNS_PAYLOAD, MAX_MESSAGE
@@ -37,6 +38,7 @@ _TYPE_CLASS = struct.Struct("!HH")  # a question's QTYPE and QCLASS
 # The OPT record of every query (RFC 6891 §6.1.2): owner the root, our payload size, extended
 # RCODE and version 0, the DO flag (RFC 3225 §3), no options.
 _OPT = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, dns.flags.DO, 0)
+_IN = int(dns.rdataclass.IN)
 _ONE_QUESTION = b"\x00\x01"  # QDCOUNT 1, as it sits in a header's fifth and sixth octets
 
 # Upstream packets that did not answer the query they arrived for, by reason: "id", "not_reply"
@@ -93,7 +95,7 @@ class Query:
     def __init__(self, qname: dns.name.Name, rdtype: int, flags: int) -> None:
         self.qname, self.rdtype, self.flags = qname, rdtype, flags
         self.id = fresh_id()
-        self.question_wire = qname.to_wire() + _TYPE_CLASS.pack(rdtype, dns.rdataclass.IN)
+        self.question_wire = name_wire(qname.labels, False) + _TYPE_CLASS.pack(rdtype, _IN)
         self.match = fold(self.question_wire)
 
     def to_wire(self) -> bytes:
