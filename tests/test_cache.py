@@ -276,6 +276,23 @@ def test_names_are_found_in_any_case_and_served_in_theirs(monkeypatch) -> None:
         assert got.proof.signatures[0][0] == served
 
 
+def test_a_lower_case_name_is_kept_as_its_key_alone(monkeypatch) -> None:
+    """An entry holds no text of its name when the key's (lower case) name is it, escapes
+    included (RFC 1035 §5.1); what comes back is the same, packed or not."""
+    for hot in (4, 1):
+        monkeypatch.setattr(cache_module, "HOT_ENTRIES", hot)
+        cache = Cache()
+        for served in ("q1.wild.example.", "q\\.2\\000\\@.wild.example.", "Q3.wild.example."):
+            name = dns.name.from_text(served)
+            cache.put(name, 1, signed_wildcard_answer(served))
+            cache.put(dns.name.from_text("other.example."), 1, wildcard_answer(2))
+            key = cache_module._key(name_wire(name.labels), 1)
+            assert cache._entries[key].owner == (served if served[0] == "Q" else None)
+            got = cache.get(name, 1)
+            assert got.rrsets[0].name == name and got.rrsets[0].name.to_text() == served
+            assert got.proof.signatures[0][0] == served
+
+
 def test_a_proof_read_from_the_cache_is_the_callers_own() -> None:
     cache = Cache()
     name = dns.name.from_text("q1.wild.example.")

@@ -252,6 +252,11 @@ def test_name_text_agrees_with_dnspython():
                              b""]) for c in range(256)]
     for name in names:
         assert canonical.name_text(name) == name.to_text() == str(name)
+        if name.is_absolute():  # the text of its wire form, trailing octets ignored
+            assert canonical.wire_text(name.to_wire() + b"\x00\x01") == name.to_text()
+    for cut in (b"", b"\x03ab", b"\xc0\x0c", b"\x41" + bytes(65)):  # short, pointer, extended
+        with pytest.raises(ValueError, match="uncompressed wire-form"):
+            canonical.wire_text(cut)
 
 
 @pytest.mark.parametrize("half", [32, 48])

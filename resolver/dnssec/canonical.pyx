@@ -164,15 +164,45 @@ cdef inline bint _special(unsigned char c) noexcept nogil:
     return c == 34 or c == 40 or c == 41 or c == 46 or c == 59 or c == 92 or c == 64 or c == 36
 
 
+cdef Py_ssize_t _label_text_size(const unsigned char *src, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j, size = 0
+    for j in range(n):
+        size += 2 if _special(src[j]) else 1 if 0x20 < src[j] < 0x7F else 4
+    return size
+
+
+cdef Py_ssize_t _label_text(unsigned char *dst, const unsigned char *src,
+                            Py_ssize_t n) noexcept nogil:
+    """A label's octets in presentation form at ``dst``: each special character escaped as
+    ``\\X``, each octet outside printable ASCII as ``\\DDD`` (RFC 1035 §5.1), as dnspython
+    writes them; the octets written."""
+    cdef Py_ssize_t j, pos = 0
+    cdef unsigned char c
+    for j in range(n):
+        c = src[j]
+        if _special(c):
+            dst[pos] = 92
+            dst[pos + 1] = c
+            pos += 2
+        elif 0x20 < c < 0x7F:
+            dst[pos] = c
+            pos += 1
+        else:
+            dst[pos] = 92
+            dst[pos + 1] = 48 + c // 100
+            dst[pos + 2] = 48 + c // 10 % 10
+            dst[pos + 3] = 48 + c % 10
+            pos += 4
+    return pos
+
+
 cpdef str name_text(object name):
     """``str(name)`` of a ``dns.name.Name``, compiled: the presentation form of RFC 1035 §5.1
     (labels joined by dots, an absolute name ending in one, the root ``.``, an empty relative
-    name ``@``), each special character escaped as ``\\X`` and each octet outside printable
-    ASCII as ``\\DDD``, as dnspython writes them (forensic records compare as text)."""
+    name ``@``), escaped as :func:`_label_text` says, as dnspython writes them (forensic
+    records compare as text)."""
     cdef tuple labels = name.labels
-    cdef Py_ssize_t count = len(labels), i, j, n, size = 0, pos = 0
-    cdef const unsigned char *src
-    cdef unsigned char c
+    cdef Py_ssize_t count = len(labels), i, size = 0, pos = 0
     cdef unsigned char *dst
     cdef bytes out
     if count == 0:
@@ -180,35 +210,46 @@ cpdef str name_text(object name):
     if count == 1 and PyBytes_GET_SIZE(<bytes>labels[0]) == 0:
         return "."
     for i in range(count):
-        n = PyBytes_GET_SIZE(given(labels[i]))
-        src = <const unsigned char *>PyBytes_AS_STRING(<bytes>labels[i])
-        size += 1 if i else 0
-        for j in range(n):
-            c = src[j]
-            size += 2 if _special(c) else 1 if 0x20 < c < 0x7F else 4
+        size += (1 if i else 0) + _label_text_size(
+            <const unsigned char *>PyBytes_AS_STRING(<bytes>given(labels[i])),
+            PyBytes_GET_SIZE(<bytes>labels[i]))
     out = PyBytes_FromStringAndSize(NULL, size)
     dst = <unsigned char *>PyBytes_AS_STRING(out)
     for i in range(count):
         if i:
             dst[pos] = 46
             pos += 1
-        n = PyBytes_GET_SIZE(<bytes>labels[i])
-        src = <const unsigned char *>PyBytes_AS_STRING(<bytes>labels[i])
-        for j in range(n):
-            c = src[j]
-            if _special(c):
-                dst[pos] = 92
-                dst[pos + 1] = c
-                pos += 2
-            elif 0x20 < c < 0x7F:
-                dst[pos] = c
-                pos += 1
-            else:
-                dst[pos] = 92
-                dst[pos + 1] = 48 + c // 100
-                dst[pos + 2] = 48 + c // 10 % 10
-                dst[pos + 3] = 48 + c % 10
-                pos += 4
+        pos += _label_text(dst + pos, <const unsigned char *>PyBytes_AS_STRING(<bytes>labels[i]),
+                           PyBytes_GET_SIZE(<bytes>labels[i]))
+    return PyUnicode_DecodeASCII(<const char *>dst, size, NULL)
+
+
+cpdef str wire_text(bytes wire):
+    """The presentation form (as :func:`name_text`) of the absolute name whose uncompressed
+    wire form (RFC 1035 §3.1) starts ``wire``, such as :func:`name_wire` gives; ValueError
+    when it is cut short or uses compression or extended labels."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(wire)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(wire), at = 0, size = 0, pos = 0, length
+    cdef unsigned char *dst
+    cdef bytes out
+    while True:
+        if at >= n or p[at] > 63 or at + 1 + p[at] > n:
+            raise ValueError("not an uncompressed wire-form name")
+        length = p[at]
+        if length == 0:
+            break
+        size += _label_text_size(p + at + 1, length) + 1
+        at += 1 + length
+    if size == 0:
+        return "."
+    out = PyBytes_FromStringAndSize(NULL, size)
+    dst = <unsigned char *>PyBytes_AS_STRING(out)
+    at = 0
+    while p[at]:
+        pos += _label_text(dst + pos, p + at + 1, p[at])
+        dst[pos] = 46
+        pos += 1
+        at += 1 + p[at]
     return PyUnicode_DecodeASCII(<const char *>dst, size, NULL)
 
 

@@ -35,7 +35,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.wire
 
-from resolver.dnssec.canonical import label_count, name_text, name_wire
+from resolver.dnssec.canonical import label_count, name_text, name_wire, wire_text
 from resolver.dnssec import Verdict
 from resolver.dnssec.config import Budget, ValidatorConfig
 from resolver.dnssec.result import Answer, Proof  # noqa: F401 (the cache's unit, re-exported)
@@ -89,9 +89,11 @@ class _Entry:
     each as :func:`pack_rrset` bytes or, when shared, held in the cache's table; None while
     the parsed RRsets are kept hot (packed when they leave, off the miss path). ``proof`` is
     :func:`_proof_tuple` held in the table; ``owner`` the question's name in the case it was
-    stored with, the owner of the RRsets packed without one."""
+    stored with, the owner of the RRsets packed without one, or None when that is the key's
+    own (lower case) name: most names, which then cost no text of their own (issue #20,
+    memory; :func:`_owner`)."""
 
-    owner: str
+    owner: str | None
     packed: tuple | None
     answers: int
     rcode: int
@@ -106,6 +108,11 @@ class _Entry:
 
 def _key(wire: bytes, rdtype: int) -> bytes:
     return wire + rdtype.to_bytes(2, "big")
+
+
+def _owner(key: bytes, entry: _Entry) -> str:
+    """The name ``entry`` was stored under, as text: its own, or its key's."""
+    return entry.owner if entry.owner is not None else wire_text(key)
 
 
 def pack_rrset(rrset: dns.rrset.RRset, name: dns.name.Name) -> bytes:
@@ -225,7 +232,7 @@ class Cache:
         now = self.clock()
         for key, entry in list(self._entries.items())[-newest:]:
             if entry.expires > now and self._entries.get(key) is entry:
-                yield (dns.name.from_text(entry.owner), int.from_bytes(key[-2:], "big"),
+                yield (dns.name.from_text(_owner(key, entry)), int.from_bytes(key[-2:], "big"),
                        self._answer(key, entry, now, keep=False))
 
     def _answer(self, key: bytes, entry: _Entry, now: float, *, keep: bool) -> Answer:
@@ -234,11 +241,12 @@ class Cache:
         if hot is not None and hot[0] is entry:
             rrsets, authority = hot[1], hot[2]
         else:
-            rrsets, authority = self._unpack(entry)
+            rrsets, authority = self._unpack(key, entry)
             if keep:
                 self._keep_hot(key, entry, rrsets, authority)
         return Answer(entry.rcode, entry.verdict, rrsets, authority, entry.ede, entry.reason,
-                      _proof(entry.proof.value, entry.owner), max(0, int(entry.expires - now)))
+                      _proof(entry.proof.value, _owner(key, entry)),
+                      max(0, int(entry.expires - now)))
 
     def put(self, name: dns.name.Name, rdtype: int, answer: Answer) -> None:
         """Store ``answer`` for ``answer.ttl`` seconds, capped (RFC 2308 §5 for negatives).
@@ -253,7 +261,7 @@ class Cache:
         key = _key(name_wire(name.labels),
                    ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
         owner = name_text(name)
-        entry = _Entry(owner, None, len(answer.rrsets), answer.rcode, answer.verdict,
+        entry = _Entry(None if owner == owner.lower() else owner, None, len(answer.rrsets), answer.rcode, answer.verdict,
                        answer.ede, answer.reason,
                        self._shared.take(_proof_tuple(answer.proof, owner)), self.clock() + ttl,
                        ttl, self.epoch)
@@ -301,16 +309,16 @@ class Cache:
         cap = self.max_negative_ttl if negative else self.max_ttl
         return max(self.min_ttl, min(answer.ttl, cap))
 
-    def _pack(self, entry: _Entry, rrsets: list, authority: list) -> tuple:
-        name = dns.name.from_text(entry.owner)
+    def _pack(self, key: bytes, entry: _Entry, rrsets: list, authority: list) -> tuple:
+        name = dns.name.from_text(_owner(key, entry))
         packed = []
         for rrset in rrsets + authority:
             wire = pack_rrset(rrset, name)
             packed.append(self._shared.take(wire) if _shared(rrset, name) else wire)
         return tuple(packed)
 
-    def _unpack(self, entry: _Entry) -> tuple[list, list]:
-        name = dns.name.from_text(entry.owner)
+    def _unpack(self, key: bytes, entry: _Entry) -> tuple[list, list]:
+        name = dns.name.from_text(_owner(key, entry))
         rrsets = [unpack_rrset(p if type(p) is bytes else p.value, name) for p in entry.packed]
         return rrsets[:entry.answers], rrsets[entry.answers:]
 
@@ -330,7 +338,7 @@ class Cache:
         if len(self._hot) > self._hot_size:
             old_key, (old, old_rrsets, old_authority) = self._hot.popitem(last=False)
             if old.packed is None and self._entries.get(old_key) is old:
-                old.packed = self._pack(old, old_rrsets, old_authority)
+                old.packed = self._pack(old_key, old, old_rrsets, old_authority)
 
     def clear(self) -> None:
         if self.ranges is not None:
