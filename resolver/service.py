@@ -152,7 +152,7 @@ class Service:
         self.pinner.configure(_all_services(new))
 
     def _hook_iterator(self, iterator: Iterator) -> None:
-        iterator.on_rtt = self.metrics.upstream_rtt.observe
+        iterator.on_rtt = self.metrics.observe_rtt
         iterator.on_event = lambda event: self.metrics.events.labels(event).inc()
         iterator.tap = _tap_for(self.config, self.tap, "resolver")
         iterator.trust.observer = self.monitor.observe_zone
