@@ -22,7 +22,6 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
-import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -254,14 +253,14 @@ class Frontend:
                               policy={"decision": "malformed", "rule": None, "reason": str(exc)},
                               rcode="FORMERR")
             return reply, None
-        if query.flags & dns.flags.QR:
+        if wire[2] & 0x80:  # QR: a response (the header's bits read from its octets)
             self._malformed(transport, None)
             return None, None
         policy = self.policy  # the whole query is judged by one policy, whatever a reload does
         service = policy.service_for(listener, client[0]) if policy else None
         outcome, decision, response, pinned = None, None, None, None
         question = query.question[0] if len(query.question) == 1 else None
-        if query.opcode() != dns.opcode.QUERY:
+        if wire[2] & 0x78:  # an OPCODE other than QUERY (0)
             response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED, "only QUERY is supported")
         elif question is None:
             response = refuse(query, dns.rcode.FORMERR, EDE.INVALID_DATA, "one question expected")
