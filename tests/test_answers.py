@@ -28,7 +28,7 @@ from resolver.frontend._render import render
 from resolver.frontend.resolution import Resolver
 from resolver.resolve.cache import Cache
 from resolver.wire import EDNS_PAYLOAD, MAX_MESSAGE, udp_limit
-from tests.testtree import memory, zonedata
+from tests.testtree import authority, memory, zonedata
 
 
 def _reference(reply: Reply, truncated: bool = False) -> dns.message.Message:
@@ -70,7 +70,7 @@ def _ours(reply: Reply, limit: int = MAX_MESSAGE) -> bytes | None:
 
 def _zone_rrsets() -> list[dns.rrset.RRset]:
     rrsets = []
-    for name in zonedata.manifest()["zones"]:
+    for name in authority._all_zones():  # the scenarios' hostile zones too
         for owner, node in zonedata.load(name).zone.nodes.items():
             for rdataset in node.rdatasets:
                 rrset = dns.rrset.RRset(owner, rdataset.rdclass, rdataset.rdtype,
@@ -103,11 +103,17 @@ def test_every_rrset_of_the_tree_renders_as_dnspython_renders_it():
 
 
 def _scenario_replies():
-    """The reply to each of the tree's scenario queries, resolved in memory (hostile
-    servers, absent here, make SERVFAILs with an EDE), with DO and without."""
+    """The reply to each of the tree's scenario queries, resolved in memory (the hostile
+    servers with their zones' data, without their other tricks), with DO and without."""
+    hostile = {address: authority.Responder([zonedata.load(z) for z in server["zones"]])
+               for address, server in zonedata.manifest()["servers"].items()
+               if server["role"] == "hostile"}
+
     async def run():
         resolver = Resolver(memory.settings(), Cache(), Admission(100, 10, False, 10),
-                            exchange=memory.Upstream())
+                            exchange=memory.Upstream(extra={
+                                address: lambda q, r=responder: r.respond(q)[0]
+                                for address, responder in hostile.items()}))
         replies = []
         for scenario in zonedata.manifest()["scenarios"]:
             outcome = await resolver._resolve(dns.name.from_text(scenario["qname"]),

@@ -268,9 +268,10 @@ def rdata_text(rdata) -> str:
         return (f"{type_text(rdata.type_covered)} {rdata.algorithm} {rdata.labels} "
                 f"{rdata.original_ttl} {_sigtime(rdata.expiration)} {_sigtime(rdata.inception)} "
                 f"{rdata.key_tag} {name_text(rdata.signer)} {words}")
-    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase) and not any(
-            s.translate(None, _PLAIN) for s in rdata.strings):
-        return " ".join(f'"{s.decode("ascii")}"' for s in rdata.strings)
+    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
+        strings = rdata.strings
+        if not b"".join(strings).translate(None, _PLAIN):
+            return (b'"' + b'" "'.join(strings) + b'"').decode("ascii")
     return rdata.to_text()
 
 
