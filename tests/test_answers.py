@@ -255,9 +255,10 @@ def test_record_texts_are_dnspython_s():
     """The record's texts written here (names and TXT strings with nothing to escape,
     addresses, RRSIGs, types, RCODEs) are dnspython's, for every record of the tree."""
     rrsets = _zone_rrsets()
-    for rrset in rrsets:
-        for rdata in rrset:
-            assert fields.rdata_text(rdata) == rdata.to_text(), rdata
+    txt = dns.rrset.from_text_list("t.example.", 60, "IN", "TXT", ['"a" "b"', '"c"', '""'])
+    escaped = dns.rrset.from_text_list("t.example.", 60, "IN", "TXT", ['"a"', r'"\255 \""'])
+    for rrset in rrsets + [txt, escaped]:
+        assert fields.rdata_texts(rrset) == [rdata.to_text() for rdata in rrset], rrset
     sig = next(rd for r in rrsets if r.rdtype == dns.rdatatype.RRSIG for rd in r)
     for length in (0, 1, 23, 24, 25, 48):  # base64 words of 32 characters, the last shorter
         rdata = sig.replace(signature=bytes(range(length)), signer=dns.name.from_text(

@@ -31,7 +31,7 @@ from resolver.forensic._fastlog import (FILL_ADDRESS, FILL_ELAPSED, FILL_FLAGS, 
 
 __all__ = ["CHAIN", "CHANGE_FIELDS", "EVENT", "EVENT_FIELDS", "FIELDS", "POLICY_CHANGE", "QUERY",
            "STORED", "Field", "arrival", "event", "finish", "flags", "name_text", "policy_change",
-           "rcode_text", "rdata_text", "reply", "type_text"]
+           "rcode_text", "rdata_text", "rdata_texts", "reply", "type_text"]
 
 #: Where a field's value comes from: the query (a hole of a hit's template, filled per query);
 #: the stored answer's record (a hit repeats it, or the field's ``hit`` value); the log's chain;
@@ -253,6 +253,16 @@ def name_text(name) -> str:
 _PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
 
 
+def rdata_texts(rrset) -> list[str]:
+    """An ``answer[].rdata`` list: :func:`rdata_text` of each record; an RRset of TXT-like
+    records with nothing to escape is written in one pass (issue #20's hostile zone: a
+    near-64 KiB answer of 228 TXT records)."""
+    if rrset.rdtype in _TXT_TYPES and not b"".join(
+            [b"".join(rdata.strings) for rdata in rrset]).translate(None, _PLAIN):
+        return [_quoted(rdata.strings) for rdata in rrset]
+    return [rdata_text(rdata) for rdata in rrset]
+
+
 def rdata_text(rdata) -> str:
     """One ``answer[].rdata`` string: ``rdata.to_text()``, written here for the types every
     answer has: an address is its text; an RRSIG's fields as dnspython writes them (its
@@ -271,12 +281,18 @@ def rdata_text(rdata) -> str:
     if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
         strings = rdata.strings
         if not b"".join(strings).translate(None, _PLAIN):
-            return (b'"' + b'" "'.join(strings) + b'"').decode("ascii")
+            return _quoted(strings)
     return rdata.to_text()
 
 
 _ADDRESSES = (dns.rdtypes.IN.A.A, dns.rdtypes.IN.AAAA.AAAA)
+_TXT_TYPES = frozenset((dns.rdatatype.TXT, dns.rdatatype.SPF))  # TXTBase's RDATA
 _RRSIG = dns.rdtypes.ANY.RRSIG.RRSIG
+
+
+def _quoted(strings: tuple[bytes, ...]) -> str:
+    """TXT strings with nothing to escape in presentation form (RFC 1035 §5.1)."""
+    return (b'"' + b'" "'.join(strings) + b'"').decode("ascii")
 
 
 def _sigtime(seconds: int) -> str:

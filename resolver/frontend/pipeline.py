@@ -459,7 +459,7 @@ class Frontend:
             rcode=fields.rcode_text(response.rcode),
             ede={"code": ede[0], "text": ede[1]} if ede else None,
             answer=[{"name": fields.name_text(r.name), "type": fields.type_text(r.rdtype),
-                     "ttl": r.ttl, "rdata": [fields.rdata_text(rd) for rd in r]}
+                     "ttl": r.ttl, "rdata": fields.rdata_texts(r)}
                     for r in response.answer],
             verdict=verdict,
             proof=None if proof is None else {
