@@ -17,6 +17,7 @@ setup(
                       define_macros=[("OPENSSL_API_COMPAT", "0x10101000L")]),
             Extension("resolver.frontend.admission", ["resolver/frontend/admission.pyx"]),
             Extension("resolver.frontend._fastpath", ["resolver/frontend/_fastpath.pyx"]),
+            Extension("resolver.frontend._render", ["resolver/frontend/_render.pyx"]),
         ],
         compiler_directives={"language_level": "3"},
     ),

@@ -13,8 +13,16 @@ keys sorted, no whitespace), as README states byte by byte.
 
 from __future__ import annotations
 
+import base64
+import functools
+import time
 from typing import Any, NamedTuple
 
+import dns.rcode
+import dns.rdatatype
+import dns.rdtypes.ANY.RRSIG
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
 import dns.rdtypes.txtbase
 
 from resolver.forensic._fastlog import (FILL_ADDRESS, FILL_ELAPSED, FILL_FLAGS, FILL_HASH,
@@ -22,8 +30,8 @@ from resolver.forensic._fastlog import (FILL_ADDRESS, FILL_ELAPSED, FILL_FLAGS, 
                                         FILL_SEQ, FILL_STARTED, FILL_TRANSPORT, rfc3339)
 
 __all__ = ["CHAIN", "CHANGE_FIELDS", "EVENT", "EVENT_FIELDS", "FIELDS", "POLICY_CHANGE", "QUERY",
-           "STORED", "Field", "arrival", "event", "finish", "flags", "policy_change", "rdata_text",
-           "reply"]
+           "STORED", "Field", "arrival", "event", "finish", "flags", "name_text", "policy_change",
+           "rcode_text", "rdata_text", "rdata_texts", "reply", "type_text"]
 
 #: Where a field's value comes from: the query (a hole of a hit's template, filled per query);
 #: the stored answer's record (a hit repeats it, or the field's ``hit`` value); the log's chain;
@@ -213,16 +221,80 @@ def flags(rd: bool, do: bool, cd: bool, ad: bool) -> dict:
     return {"rd": rd, "do": do, "cd": cd, "ad": ad}
 
 
+@functools.lru_cache(maxsize=1024)
+def type_text(rdtype: int) -> str:
+    """A ``qtype`` or ``answer[].type`` string: ``dns.rdatatype.to_text``, kept (its enum
+    lookups cost more than the rest of a record's field)."""
+    return dns.rdatatype.to_text(rdtype)
+
+
+@functools.lru_cache(maxsize=64)
+def rcode_text(rcode: int) -> str:
+    """The ``rcode`` string: ``dns.rcode.to_text``, kept."""
+    return dns.rcode.to_text(rcode)
+
+
+#: The octets a label shows as themselves in a name's presentation form (dnspython's
+#: ``Name.to_text``, RFC 1035 §5.1): printable ASCII but the space and ``"().;\@$``.
+_PLAIN_LABEL = bytes(c for c in range(0x21, 0x7F) if c not in b'"().;\\@$')
+
+
+def name_text(name) -> str:
+    """A ``qname`` or ``answer[].name`` string: ``name.to_text()``, joined here when no label
+    needs an escape (dnspython escapes octet by octet in Python)."""
+    labels = name.labels
+    if len(labels) > 1 and not labels[-1] and not b"".join(labels).translate(None, _PLAIN_LABEL):
+        return b".".join(labels).decode("ascii")
+    return name.to_text()
+
+
 #: The octets a character-string shows as themselves in presentation form (RFC 1035 §5.1):
 #: printable ASCII but the quote and the backslash.
 _PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
 
 
+def rdata_texts(rrset) -> list[str]:
+    """An ``answer[].rdata`` list: :func:`rdata_text` of each record; an RRset of TXT-like
+    records with nothing to escape is written in one pass (issue #20's hostile zone: a
+    near-64 KiB answer of 228 TXT records)."""
+    if rrset.rdtype in _TXT_TYPES and not b"".join(
+            [b"".join(rdata.strings) for rdata in rrset]).translate(None, _PLAIN):
+        return [_quoted(rdata.strings) for rdata in rrset]
+    return [rdata_text(rdata) for rdata in rrset]
+
+
 def rdata_text(rdata) -> str:
-    """One ``answer[].rdata`` string: ``rdata.to_text()``. A TXT-like RDATA whose strings need
-    no escape is written here, in C string operations: dnspython escapes octet by octet in
-    Python, about 6 ms for a near-64 KiB answer of TXT records (issue #20's hostile zone)."""
-    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase) and not any(
-            s.translate(None, _PLAIN) for s in rdata.strings):
-        return " ".join(f'"{s.decode("ascii")}"' for s in rdata.strings)
+    """One ``answer[].rdata`` string: ``rdata.to_text()``, written here for the types every
+    answer has: an address is its text; an RRSIG's fields as dnspython writes them (its
+    signature in base64, in words of 32 characters); a TXT-like RDATA whose strings need no
+    escape in C string operations (dnspython escapes octet by octet in Python, about 6 ms for a
+    near-64 KiB answer of TXT records: issue #20's hostile zone)."""
+    kind = type(rdata)
+    if kind in _ADDRESSES:
+        return rdata.address
+    if kind is _RRSIG:
+        b64 = base64.b64encode(rdata.signature)
+        words = b" ".join([b64[i:i + 32] for i in range(0, len(b64), 32)]).decode()
+        return (f"{type_text(rdata.type_covered)} {rdata.algorithm} {rdata.labels} "
+                f"{rdata.original_ttl} {_sigtime(rdata.expiration)} {_sigtime(rdata.inception)} "
+                f"{rdata.key_tag} {name_text(rdata.signer)} {words}")
+    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
+        strings = rdata.strings
+        if not b"".join(strings).translate(None, _PLAIN):
+            return _quoted(strings)
     return rdata.to_text()
+
+
+_ADDRESSES = (dns.rdtypes.IN.A.A, dns.rdtypes.IN.AAAA.AAAA)
+_TXT_TYPES = frozenset((dns.rdatatype.TXT, dns.rdatatype.SPF))  # TXTBase's RDATA
+_RRSIG = dns.rdtypes.ANY.RRSIG.RRSIG
+
+
+def _quoted(strings: tuple[bytes, ...]) -> str:
+    """TXT strings with nothing to escape in presentation form (RFC 1035 §5.1)."""
+    return (b'"' + b'" "'.join(strings) + b'"').decode("ascii")
+
+
+def _sigtime(seconds: int) -> str:
+    """An RRSIG time's text (RFC 4034 §3.2: YYYYMMDDHHmmSS, UTC)."""
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(seconds))

@@ -1,4 +1,5 @@
-"""Answers to client queries, built from resolution outcomes and refusals (dnspython messages):
+"""Answers to client queries, built from resolution outcomes and refusals, and rendered in
+compiled code (resolver.frontend._render, the bytes dnspython renders):
 the header (RFC 1035 §4.1.1: ID, opcode, RD copied, RA set), DNSSEC records only for a client
 that set DO and AD only for a Secure answer (RFC 4035 §3.2.1, RFC 6840 §5.7-§5.8), TTLs counted
 down in the cache (RFC 1035 §3.2.1), our EDNS payload size (RFC 6891 §6.2.5, resolver.wire) and
@@ -12,6 +13,7 @@ an EDE naming the zone and the reason. A client's CD bit does not bypass validat
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
 
 import dns.edns
 import dns.exception
@@ -22,6 +24,7 @@ import dns.rdatatype
 
 from resolver.dnssec import Verdict
 from resolver.ede import EDE
+from resolver.frontend._render import render
 from resolver.frontend.resolution import Outcome
 from resolver.wire import EDNS_PAYLOAD, MAX_MESSAGE, udp_limit
 
@@ -38,42 +41,48 @@ def header_only(wire: bytes, rcode: int) -> bytes | None:
     return wire[:2] + struct.pack("!HHHHH", flags, 0, 0, 0, 0)
 
 
-def _response(query: dns.message.Message, rcode: int) -> dns.message.Message:
-    response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
-    response.flags |= dns.flags.RA | (query.flags & dns.flags.CD)
-    response.set_rcode(rcode)
-    if query.edns >= 0:
-        response.use_edns(0, query.ednsflags & dns.flags.DO, EDNS_PAYLOAD)
-    return response
+@dataclass(slots=True)
+class Reply:
+    """A reply to a client's ``query`` before it is rendered (:func:`to_wire`): its RCODE, its
+    answer and authority RRsets (TTLs counted down), AD, and its Extended DNS Error (code,
+    text; only when the query had EDNS, which carries it). The header follows from the query:
+    ID, opcode, RD and CD copied, QR and RA set (RFC 1035 §4.1.1, RFC 4035 §3.2.2); so does
+    the OPT record, our payload size and the query's DO (RFC 6891 §6.1.1, RFC 3225 §3)."""
+
+    query: dns.message.Message
+    rcode: int
+    answer: list = field(default_factory=list)
+    authority: list = field(default_factory=list)
+    ad: bool = False
+    ede: tuple[int, str] | None = None
 
 
-def _with_ede(response: dns.message.Message, ede: EDE, text: str) -> None:
-    if response.edns >= 0:
-        options = list(response.options) + [dns.edns.EDEOption(int(ede), text[:400])]
-        response.use_edns(0, response.ednsflags, EDNS_PAYLOAD, options=options)
+def _with_ede(reply: Reply, ede: EDE, text: str) -> Reply:
+    if reply.query.edns >= 0:
+        reply.ede = (int(ede), text[:400])
+    return reply
 
 
-def build_answer(query: dns.message.Message, outcome: Outcome) -> dns.message.Message:
-    """The response to ``query`` from a resolution outcome."""
+def build_answer(query: dns.message.Message, outcome: Outcome) -> Reply:
+    """The reply to ``query`` from a resolution outcome."""
     if outcome.failure is not None:
-        response = _response(query, dns.rcode.SERVFAIL)
-        _with_ede(response, outcome.failure.ede, outcome.failure.reason)
-        return response
+        return _with_ede(Reply(query, dns.rcode.SERVFAIL), outcome.failure.ede,
+                         outcome.failure.reason)
     answer = outcome.answer
-    response = _response(query, answer.rcode)
-    dnssec_ok = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
+    reply = Reply(query, answer.rcode)
+    dnssec_ok = query.edns >= 0 and bool(query.ednsflags & _DO)
     qtype = query.question[0].rdtype
     for rrset in answer.rrsets:
         if dnssec_ok or rrset.rdtype not in DNSSEC_TYPES or rrset.rdtype == qtype:
-            response.answer.append(_with_ttl(rrset, answer.ttl))
+            reply.answer.append(_with_ttl(rrset, answer.ttl))
     for rrset in answer.authority:
         if dnssec_ok or rrset.rdtype not in DNSSEC_TYPES:
-            response.authority.append(_with_ttl(rrset, answer.ttl))
-    if answer.verdict is Verdict.SECURE and (dnssec_ok or query.flags & dns.flags.AD):
-        response.flags |= dns.flags.AD  # RFC 6840 §5.8
+            reply.authority.append(_with_ttl(rrset, answer.ttl))
+    # RFC 6840 §5.8
+    reply.ad = answer.verdict is Verdict.SECURE and bool(dnssec_ok or int(query.flags) & _AD)
     if answer.ede is not None:
-        _with_ede(response, answer.ede, answer.reason)
-    return response
+        _with_ede(reply, answer.ede, answer.reason)
+    return reply
 
 
 def _with_ttl(rrset, ttl: int):
@@ -85,36 +94,72 @@ def _with_ttl(rrset, ttl: int):
     return copy
 
 
-def refuse(query: dns.message.Message, rcode: int, ede: EDE, text: str) -> dns.message.Message:
+def refuse(query: dns.message.Message, rcode: int, ede: EDE, text: str) -> Reply:
     """A reply with ``rcode`` and no records, its EDE saying why (a refusal, an error)."""
-    response = _response(query, rcode)
-    _with_ede(response, ede, text)
-    return response
+    return _with_ede(Reply(query, rcode), ede, text)
 
 
-def to_wire(query: dns.message.Message, response: dns.message.Message,
-            max_size: int | None) -> bytes:
-    """The reply's bytes: over TCP (``max_size`` None) at most 65535 octets; over UDP within
-    resolver.wire.udp_limit of the query's EDNS payload size, else header, question and OPT
-    only with TC set, so that the client asks again over TCP (RFC 2181 §9, RFC 7766 §5)."""
+def to_wire(reply: Reply, max_size: int | None) -> bytes:
+    """The reply's bytes (resolver.frontend._render): over TCP (``max_size`` None) at most
+    65535 octets, else dns.exception.TooBig; over UDP within resolver.wire.udp_limit of the
+    query's EDNS payload size, else header, question and OPT only with TC set, so that the
+    client asks again over TCP (RFC 2181 §9, RFC 7766 §5)."""
+    query = reply.query
     if max_size is None:
-        return response.to_wire(max_size=MAX_MESSAGE)
+        wire = _render(reply, MAX_MESSAGE)
+        if wire is None:
+            raise dns.exception.TooBig
+        return wire
     limit = udp_limit(query.payload if query.edns >= 0 else None)
-    if _least_size(response) <= limit:
-        try:
-            return response.to_wire(max_size=limit)
-        except dns.exception.TooBig:
-            pass
-    # RFC 2181 §9: a truncated reply sets TC and the client retries over TCP.
-    truncated = _response(query, response.rcode())
-    truncated.flags |= dns.flags.TC | (response.flags & dns.flags.AD)
-    return truncated.to_wire(max_size=limit)
+    if _least_size(reply) <= limit:
+        wire = _render(reply, limit)
+        if wire is not None:
+            return wire
+    # RFC 2181 §9: a truncated reply sets TC and the client retries over TCP; no EDE.
+    return render(query.id, _flags(reply) | _TC, query.question, (), (),
+                  _opt(query, reply.rcode, None), limit)
 
 
-def _least_size(response: dns.message.Message) -> int:
+def _render(reply: Reply, limit: int) -> bytes | None:
+    return render(reply.query.id, _flags(reply), reply.query.question, reply.answer,
+                  reply.authority, _opt(reply.query, reply.rcode, reply.ede), limit)
+
+
+def _flags(reply: Reply) -> int:
+    """The header's flags and RCODE (RFC 1035 §4.1.1; RCODE's upper bits go in OPT)."""
+    return (_QR_RA | (int(reply.query.flags) & _ECHOED) | (_AD if reply.ad else 0)
+            | (reply.rcode & 0xF))
+
+
+# The header's bits as plain ints (dnspython's flags are enums, slow to combine); the query's
+# bits a reply repeats: opcode, RD (RFC 1035 §4.1.1), CD (RFC 4035 §3.2.2).
+_QR_RA, _AD, _TC, _DO = (int(dns.flags.QR | dns.flags.RA), int(dns.flags.AD),
+                         int(dns.flags.TC), int(dns.flags.DO))
+_ECHOED = 0x7800 | int(dns.flags.RD | dns.flags.CD)
+
+
+def _opt(query: dns.message.Message, rcode: int, ede: tuple[int, str] | None) -> bytes | None:
+    """The reply's OPT record (RFC 6891 §6.1.2-§6.1.3: our payload size, version 0, the upper
+    RCODE bits, the query's DO echoed, RFC 3225 §3) with its EDE option (RFC 8914 §2), or None
+    for a query without EDNS."""
+    if query.edns < 0:
+        return None
+    ttl = (rcode >> 4) << 24 | (query.ednsflags & _DO)
+    if ede is None:
+        return _OPT.pack(0, 41, EDNS_PAYLOAD, ttl, 0)
+    text = ede[1].encode()
+    return (_OPT.pack(0, 41, EDNS_PAYLOAD, ttl, 6 + len(text))
+            + _EDE.pack(int(dns.edns.EDE), 2 + len(text), ede[0]) + text)
+
+
+_OPT = struct.Struct("!BHHIH")  # root owner, TYPE, CLASS (payload), TTL, RDLENGTH
+_EDE = struct.Struct("!HHH")  # OPTION-CODE, OPTION-LENGTH, INFO-CODE
+
+
+def _least_size(reply: Reply) -> int:
     """Octets the reply takes at the least: the header, and 11 a record (RFC 1035 §4.1.3: a
     one-octet owner, type, class, TTL and RDLENGTH). Above the UDP limit, the reply is
-    truncated without being rendered first (a near-64 KiB RRset costs milliseconds to render
-    only to be cut: issue #20's hostile zone)."""
-    return 12 + 11 * sum(len(rrset) for section in (response.answer, response.authority,
-                                                    response.additional) for rrset in section)
+    truncated without being rendered first (a near-64 KiB RRset costs time to render only
+    to be cut: issue #20's hostile zone)."""
+    return 12 + 11 * sum(len(rrset) for section in (reply.answer, reply.authority)
+                         for rrset in section)

@@ -17,12 +17,10 @@ import functools
 import logging
 import time
 
-import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
 import dns.name
-import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -33,7 +31,8 @@ from resolver.forensic import record as fields
 from resolver.forensic.seal import ForensicLogError, hit_template
 from resolver.frontend._fastpath import HitPath, Report
 from resolver.frontend.addresses import addresses, targets
-from resolver.frontend.answers import DNSSEC_TYPES, build_answer, header_only, refuse, to_wire
+from resolver.frontend.answers import (DNSSEC_TYPES, Reply, build_answer, header_only, refuse,
+                                      to_wire)
 from resolver.frontend.pinning import PinError, elements
 from resolver.frontend.denials import Denials
 from resolver.frontend.resolution import Resolver
@@ -48,6 +47,9 @@ log = logging.getLogger(__name__)
 #: EDE codes of DNSSEC failures (RFC 8914 §4.2-§4.13, §4.26, §4.28): a failed resolution with one
 #: of them is recorded as bogus, any other as indeterminate.
 DNSSEC_EDE = frozenset(range(1, 13)) | {25, 27}
+# A query's header and EDNS bits the record notes, as plain ints (dnspython's are enums).
+_RD, _CD, _AD, _DO = (int(dns.flags.RD), int(dns.flags.CD), int(dns.flags.AD),
+                      int(dns.flags.DO))
 
 
 class Frontend:
@@ -246,14 +248,14 @@ class Frontend:
                               policy={"decision": "malformed", "rule": None, "reason": str(exc)},
                               rcode="FORMERR")
             return reply, None
-        if query.flags & dns.flags.QR:
+        if wire[2] & 0x80:  # QR: a response (the header's bits read from its octets)
             self._malformed(transport, None)
             return None, None
         policy = self.policy  # the whole query is judged by one policy, whatever a reload does
         service = policy.service_for(listener, client[0]) if policy else None
         outcome, decision, response, pinned = None, None, None, None
         question = query.question[0] if len(query.question) == 1 else None
-        if query.opcode() != dns.opcode.QUERY:
+        if wire[2] & 0x78:  # an OPCODE other than QUERY (0)
             response = refuse(query, dns.rcode.NOTIMP, EDE.NOT_SUPPORTED, "only QUERY is supported")
         elif question is None:
             response = refuse(query, dns.rcode.FORMERR, EDE.INVALID_DATA, "one question expected")
@@ -292,13 +294,11 @@ class Frontend:
                         decision = checked  # the question's observed refusal is kept
             if decision is not None and not decision.allowed:
                 response = refuse(query, decision.rcode, EDE(decision.ede), decision.reason)
-                if decision.rcode == dns.rcode.NXDOMAIN:
-                    response.flags &= ~dns.flags.AD
             else:
                 response = build_answer(query, outcome)
                 if self.pinner is not None and self.pinner.wants(service):
                     response, pinned = await self._pin(query, service, response)
-        reply = to_wire(query, response, max_size)
+        reply = to_wire(response, max_size)
         self._fill(record, query, service, decision, outcome, response, pinned)
 
         def done() -> tuple | None:
@@ -348,7 +348,7 @@ class Frontend:
         try:
             query = dns.message.from_wire(wire)
             response = refuse(query, dns.rcode.SERVFAIL, EDE.OTHER, text)
-            reply = to_wire(query, response, max_size)
+            reply = to_wire(response, max_size)
             self._fill(record, query, None, None, None, response)
             record["policy"] = detail
         except Exception:  # noqa: BLE001 - the query itself is what fails
@@ -424,12 +424,10 @@ class Frontend:
             observed = observed or (decision if decision.would_refuse else None)
         return observed or decision  # in mode: observe, the first refusal it would have made
 
-    def _fill(self, record: dict, query, service, decision, outcome, response,
+    def _fill(self, record: dict, query, service, decision, outcome, response: Reply,
               pinned=None) -> None:
         question = query.question[0] if query.question else None
-        do = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
-        ede = next(((int(o.code), o.text) for o in response.options
-                    if o.otype == dns.edns.EDE), None)
+        flags = int(query.flags)  # dnspython's enum: slow to test bits of
         answer = outcome.answer if outcome is not None else None
         failure = outcome.failure if outcome is not None else None
         refused = decision is not None and not decision.allowed
@@ -440,23 +438,24 @@ class Frontend:
         else:
             verdict = "bogus" if int(failure.ede) in DNSSEC_EDE else "indeterminate"
         proof = answer.proof if answer is not None else (failure.proof if failure else None)
+        ede = response.ede
         fields.reply(
             record,
             service=service.name if service is not None else None,
             id=query.id,
-            qname=question.name.to_text() if question is not None else None,
-            qtype=dns.rdatatype.to_text(question.rdtype) if question is not None else None,
-            flags=fields.flags(rd=bool(query.flags & dns.flags.RD), do=do,
-                               cd=bool(query.flags & dns.flags.CD),
-                               ad=bool(query.flags & dns.flags.AD)),
+            qname=fields.name_text(question.name) if question is not None else None,
+            qtype=fields.type_text(question.rdtype) if question is not None else None,
+            flags=fields.flags(rd=bool(flags & _RD), do=query.edns >= 0 and bool(
+                query.ednsflags & _DO), cd=bool(flags & _CD), ad=bool(flags & _AD)),
             policy=_policy_field(decision),
             cache_hit=bool(outcome and outcome.cache_hit),
             stale=bool(outcome and outcome.stale),
             upstream=list(outcome.upstream) if outcome is not None else [],
-            rcode=dns.rcode.to_text(response.rcode()),
+            rcode=fields.rcode_text(response.rcode),
             ede={"code": ede[0], "text": ede[1]} if ede else None,
-            answer=[{"name": r.name.to_text(), "type": dns.rdatatype.to_text(r.rdtype),
-                     "ttl": r.ttl, "rdata": [fields.rdata_text(rd) for rd in r]} for r in response.answer],
+            answer=[{"name": fields.name_text(r.name), "type": fields.type_text(r.rdtype),
+                     "ttl": r.ttl, "rdata": fields.rdata_texts(r)}
+                    for r in response.answer],
             verdict=verdict,
             proof=None if proof is None else {
                 "zones": list(proof.zones), "keys": list(proof.notes),

@@ -68,5 +68,5 @@ class Upstream:
             raise transport.UpstreamError("timeout", f"{host} does not answer here")
         if self.tamper is not None:
             response = self.tamper(host, query, response)
-        wire = response.to_wire()
+        wire = response.to_wire(max_size=65535)  # no datagram limit in memory: TCP's
         return transport.Reply(dns.message.from_wire(wire), False, 0.001, len(wire), wire)
