@@ -87,7 +87,7 @@ def _signed_by(reply: dns.message.Message, rrset: dns.rrset.RRset,
 _STRENGTH = (Verdict.SECURE, Verdict.INSECURE, Verdict.INDETERMINATE, Verdict.BOGUS)
 
 
-def _evidence(rrset: dns.rrset.RRset, sig, zone: Zone) -> tuple:
+def _evidence(rrset: dns.rrset.RRset, sig) -> tuple:
     """A validated signature as a proof lists it: owner, type, signer, key tag, algorithm,
     inception, expiration."""
     return (name_text(rrset.name), type_text(rrset.rdtype), name_text(sig.signer),
@@ -257,7 +257,7 @@ class Validator:
                                            result.budget)
                 ttl = min(ttl, result.ttl)
                 sig = result.rrsig
-                proof.signatures.append(_evidence(rrset, sig, zone))
+                proof.signatures.append(_evidence(rrset, sig))
                 if sig.labels < label_count(rrset.name.labels):
                     wildcard = dns.name.Name((b"*",) + rrset.name.labels[-(sig.labels + 1):])
                     nsecs = self.denial_rrsets(reply, zone.name)
@@ -362,5 +362,5 @@ class Validator:
                 raise ResolutionFailed(result.ede or EDE.DNSSEC_BOGUS,
                                        f"zone {zone.name}: {result.reason}",
                                        budget=result.budget)
-            found.append(_evidence(rrset, result.rrsig, zone) + (result.ttl,))
+            found.append(_evidence(rrset, result.rrsig) + (result.ttl,))
         return found

@@ -67,8 +67,9 @@ cdef class HitTemplate:
     ``fills[0]``, ``texts[1]``, ...): the answer's own fields encoded once. A hole is two octets,
     0x01 and its ``FILL_*`` code: canonical JSON has no octet below 0x20 (RFC 8259 §7 escapes
     control characters, and it has no whitespace), so a template needs no table of offsets
-    (issue #20, memory) and a hit finds its holes with ``memchr``. The hash's hole sits between the text that opens its member (``,"<name>":"``) and
-    the one that closes it (``"``), which the line has and the hashed body has not. ``flags``
+    (issue #20, memory) and a hit finds its holes with ``memchr``. The hash's hole sits between
+    the text that opens its member (``,"<name>":"``) and the one that closes it (``"``), which
+    the line has and the hashed body has not. ``flags``
     is the query flags' JSON with RD clear and set (the only query flag a hit may differ in).
     With a :class:`Codebook` the text is kept compressed while the template is not in use."""
 

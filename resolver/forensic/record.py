@@ -25,6 +25,9 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rdtypes.txtbase
 
+# The record's name and type texts, as the proofs' (a qname, an answer's name and type).
+from resolver.dnssec.canonical import name_text
+from resolver.dnssec.validator import type_text
 from resolver.forensic._fastlog import (FILL_ADDRESS, FILL_ELAPSED, FILL_FLAGS, FILL_HASH,
                                         FILL_ID, FILL_LISTENER, FILL_MAC, FILL_PORT, FILL_PREV,
                                         FILL_SEQ, FILL_STARTED, FILL_TRANSPORT, rfc3339)
@@ -221,31 +224,10 @@ def flags(rd: bool, do: bool, cd: bool, ad: bool) -> dict:
     return {"rd": rd, "do": do, "cd": cd, "ad": ad}
 
 
-@functools.lru_cache(maxsize=1024)
-def type_text(rdtype: int) -> str:
-    """A ``qtype`` or ``answer[].type`` string: ``dns.rdatatype.to_text``, kept (its enum
-    lookups cost more than the rest of a record's field)."""
-    return dns.rdatatype.to_text(rdtype)
-
-
 @functools.lru_cache(maxsize=64)
 def rcode_text(rcode: int) -> str:
     """The ``rcode`` string: ``dns.rcode.to_text``, kept."""
     return dns.rcode.to_text(rcode)
-
-
-#: The octets a label shows as themselves in a name's presentation form (dnspython's
-#: ``Name.to_text``, RFC 1035 §5.1): printable ASCII but the space and ``"().;\@$``.
-_PLAIN_LABEL = bytes(c for c in range(0x21, 0x7F) if c not in b'"().;\\@$')
-
-
-def name_text(name) -> str:
-    """A ``qname`` or ``answer[].name`` string: ``name.to_text()``, joined here when no label
-    needs an escape (dnspython escapes octet by octet in Python)."""
-    labels = name.labels
-    if len(labels) > 1 and not labels[-1] and not b"".join(labels).translate(None, _PLAIN_LABEL):
-        return b".".join(labels).decode("ascii")
-    return name.to_text()
 
 
 #: The octets a character-string shows as themselves in presentation form (RFC 1035 §5.1):

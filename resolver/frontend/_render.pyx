@@ -21,6 +21,8 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 
+from resolver.dnssec.canonical cimport lower
+
 import os
 
 cdef extern from "<arpa/inet.h>" nogil:
@@ -118,7 +120,7 @@ cdef class _Out:
         """``name`` (a dns.name.Name), compressed if ``compress`` (see the module docstring)."""
         cdef tuple labels = name.labels
         cdef Py_ssize_t n = len(labels), i, j, length, total = 0
-        cdef unsigned char lower[256]
+        cdef unsigned char folded[256]
         cdef Py_ssize_t starts[128]
         cdef bytes label
         cdef const unsigned char *text
@@ -132,15 +134,15 @@ cdef class _Out:
             if length > 63 or total + 1 + length > 255:
                 raise ValueError(f"{name}: a label or the name too long")
             starts[i] = total
-            lower[total] = length
+            folded[total] = length
             text = <const unsigned char *>PyBytes_AS_STRING(label)
             for j in range(length):
-                lower[total + 1 + j] = text[j] + 32 if 65 <= text[j] <= 90 else text[j]
+                folded[total + 1 + j] = lower(text[j])
             total += 1 + length
         cdef object key, at
         for i in range(n):
             if compress and i < n - 1:
-                key = PyBytes_FromStringAndSize(<char *>lower + starts[i], total - starts[i])
+                key = PyBytes_FromStringAndSize(<char *>folded + starts[i], total - starts[i])
                 at = self.compress.get(key)
                 if at is not None:
                     self.u16(0xC000 | <unsigned int>at)

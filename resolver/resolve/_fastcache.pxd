@@ -19,6 +19,7 @@ cdef class WireCache:
     cdef readonly unsigned long long first_seen  # questions not admitted: their first sight
 
     cdef bytes _lookup(self, object scope, const unsigned char *key, Py_ssize_t n, bint new)
+    cdef void _forget_sights(self) noexcept
     cdef bint _first_sight(self, bytes lookup) except -1
     cpdef bint admits(self, bytes query, object scope) except -1
     cpdef bytes answer(self, bytes query, object scope, double now, Py_ssize_t max_size=*)

@@ -270,8 +270,8 @@ cdef Py_ssize_t _skip_name(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos,
 @cython.no_gc
 cdef class _Entry:
     """One stored response: its wire form followed by the offsets of its RR TTLs (2 octets each,
-    big-endian), the owner's two values, and when it was stored and expires. Sizes and offsets fit 16 bits: a message
-    is at most 65535 octets."""
+    big-endian), the owner's two values, and when it was stored and expires. Sizes and offsets
+    fit 16 bits: a message is at most 65535 octets."""
     cdef bytes data
     cdef object extra, tally
     cdef double stored_at, expires
@@ -424,11 +424,12 @@ cdef class WireCache:
             self._seen_count = 0
 
     cdef bytes _lookup(self, object scope, const unsigned char *key, Py_ssize_t n, bint new):
-        """The key of a question (``key``, ``n`` octets: :class:`Query`'s) in ``scope``: the scope's number (2 octets, given at its
-        first store or sight) before the query key, one bytes object rather than a tuple (issue
-        #20, memory). None for a scope with no number yet unless ``new``. Numbers outlive
-        :meth:`clear`, as the doorkeeper's marks do; past 65536 scopes, the entries, the numbers
-        and the marks are all dropped and numbering starts again."""
+        """The key of a question (``key``, ``n`` octets: :class:`Query`'s) in ``scope``: the
+        scope's number (2 octets, given at its first store or sight) before the query key, one
+        bytes object rather than a tuple (issue #20, memory). None for a scope with no number
+        yet unless ``new``. Numbers outlive :meth:`clear`, as the doorkeeper's marks do; past
+        65536 scopes, the entries, the numbers and the marks are all dropped and numbering
+        starts again."""
         cdef object number = self._scopes.get(scope)
         cdef bytes out
         cdef unsigned char *o
@@ -440,8 +441,7 @@ cdef class WireCache:
                 self._entries.clear()
                 self._scopes.clear()
                 if self._seen != NULL:
-                    memset(self._seen, 0, (self._seen_mask + 1) >> 3)
-                    self._seen_count = 0
+                    self._forget_sights()
             number = self._scopes[scope] = len(self._scopes)
         i = <Py_ssize_t>number
         out = PyBytes_FromStringAndSize(NULL, 2 + n)
@@ -450,6 +450,11 @@ cdef class WireCache:
         o[1] = i & 0xFF
         memcpy(o + 2, key, n)
         return out
+
+    cdef void _forget_sights(self) noexcept:
+        """Clear the doorkeeper's marks: every question is new again."""
+        memset(self._seen, 0, (self._seen_mask + 1) >> 3)
+        self._seen_count = 0
 
     cdef bint _first_sight(self, bytes lookup) except -1:
         """Mark ``lookup`` seen; whether it was not (a Bloom filter of two bits a question:
@@ -463,8 +468,7 @@ cdef class WireCache:
         if seen:
             return False
         if self._seen_count >= self.max_entries:
-            memset(self._seen, 0, (self._seen_mask + 1) >> 3)
-            self._seen_count = 0
+            self._forget_sights()
         self._seen[i >> 3] |= 1 << (i & 7)
         self._seen[j >> 3] |= 1 << (j & 7)
         self._seen_count += 1
@@ -559,8 +563,8 @@ cdef class WireCache:
 
     cpdef bint admits(self, bytes query, object scope) except -1:
         """Whether a response to ``query`` in ``scope`` is to be offered to :meth:`store` now
-        (so that the owner builds its ``extra`` and ``tally`` only then): always without a doorkeeper; with
-        one, not at the question's first sight, which is marked and counted in
+        (so that the owner builds its ``extra`` and ``tally`` only then): always without a
+        doorkeeper; with one, not at the question's first sight, which is marked and counted in
         ``first_seen``. False for a query ``answer`` never serves."""
         cdef QInfo q
         cdef Py_ssize_t n = 0
@@ -586,8 +590,7 @@ cdef class WireCache:
         additional section, more than one, or one the query did not have (RFC 6891 §6.1.1, §7).
         ``extra`` and ``tally``, the owner's (the hit path's record template and metric
         children), are kept with the entry and handed back as ``last_extra`` and ``last_tally``
-        on a hit. With the
-        doorkeeper, the owner asks :meth:`admits` first."""
+        on a hit. With the doorkeeper, the owner asks :meth:`admits` first."""
         cdef QInfo q
         cdef Py_ssize_t n = 0, rn = 0
         cdef const unsigned char *p = _wire(query, &n)

@@ -261,8 +261,8 @@ class Cache:
         key = _key(name_wire(name.labels),
                    ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
         owner = name_text(name)
-        entry = _Entry(None if owner == owner.lower() else owner, None, len(answer.rrsets), answer.rcode, answer.verdict,
-                       answer.ede, answer.reason,
+        entry = _Entry(None if owner == owner.lower() else owner, None, len(answer.rrsets),
+                       answer.rcode, answer.verdict, answer.ede, answer.reason,
                        self._shared.take(_proof_tuple(answer.proof, owner)), self.clock() + ttl,
                        ttl, self.epoch)
         old = self._entries.pop(key, None)
