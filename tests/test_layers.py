@@ -141,7 +141,7 @@ def test_sources_are_found():
     names = {module_name(p) for p in SOURCES}
     assert {"resolver.frontend.resolution", "resolver.frontend.answers",
             "resolver.frontend.pipeline", "resolver.frontend.listeners",
-            "resolver.frontend._fastpath", "resolver.resolve._fastcache",
+            "resolver.frontend._fastpath", "resolver.resolve._fastcache", "resolver.resolve._lru",
             "resolver.dnssec.validator"} <= names
 
 

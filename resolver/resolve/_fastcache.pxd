@@ -6,7 +6,7 @@ cimport cython
 
 @cython.final
 cdef class WireCache:
-    cdef object _entries  # OrderedDict: popitem(last=False) is O(1); a dict's is not
+    cdef object _entries  # an _lru.LruDict: the oldest taken in O(1), as OrderedDict does
     cdef readonly Py_ssize_t max_entries
     cdef readonly unsigned long long hits, misses, expired, oversize, evictions
     cdef readonly object last_extra, last_tally  # stored with the entry the last hit came from

@@ -29,8 +29,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memchr, memcpy, memset
 
 from resolver.dnssec.canonical cimport MAX_NAME, lower
-
-from collections import OrderedDict
+from resolver.resolve._lru cimport LruDict
 
 from resolver import wire
 
@@ -409,7 +408,7 @@ cdef class WireCache:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        self._entries = OrderedDict()
+        self._entries = LruDict()
         self._scopes = {}
         self.on_expiring = on_expiring
         self.fraction = fraction
@@ -529,7 +528,7 @@ cdef class WireCache:
             return _truncated(<const unsigned char *>PyBytes_AS_STRING(entry.data), entry, p, &q)
         if self._stores - entry.moved > <unsigned long long>(self.max_entries >> 1):
             # A name in use outlives a flood of new ones. Moved only once past half its way
-            # to eviction: most hits pay one comparison, not an OrderedDict move.
+            # to eviction: most hits pay one comparison, not a move.
             self._entries.move_to_end(lookup)
             entry.moved = self._stores
         s = <const unsigned char *>PyBytes_AS_STRING(entry.data)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import struct
 import sys
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import dns.name
@@ -40,6 +39,7 @@ from resolver.dnssec import Verdict
 from resolver.dnssec.config import Budget, ValidatorConfig
 from resolver.dnssec.result import Answer, Proof  # noqa: F401 (the cache's unit, re-exported)
 from resolver.ede import EDE
+from resolver.resolve._lru import LruDict
 from resolver.resolve.negative import Ranges
 
 HOT_ENTRIES = 4096  # answers kept parsed as well as packed
@@ -185,10 +185,10 @@ class Cache:
         self.max_stale, self.epoch = max_stale, 0
         self.max_ttl, self.max_negative_ttl, self.min_ttl = max_ttl, max_negative_ttl, min_ttl
         self.clock = clock
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._entries: LruDict = LruDict()  # OrderedDict's eviction, without its memory
         self._shared = _Table()
         # The parsed RRsets of the entries used last (entry, rrsets, authority), bounded.
-        self._hot: OrderedDict[bytes, tuple] = OrderedDict()
+        self._hot = LruDict()
         self._hot_size = min(max_entries, HOT_ENTRIES)
         self.hits = self.misses = self.evictions = 0
         self.ranges = Ranges(lambda: self.clock()) if aggressive_nsec else None
