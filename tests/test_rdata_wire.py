@@ -108,6 +108,8 @@ def test_generic_rdata_takes_dnspython_path():
     assert canonical.rdata_wire(dns.rdata.GenericRdata(IN, NS, b"\x01A\x00")) == b"\x01a\x00"
     with pytest.raises(canonical.MalformedData):
         canonical.rdata_wire(dns.rdata.GenericRdata(IN, NS, b"\x05ab"))
+    key = dns.rdata.GenericRdata(IN, dns.rdatatype.DNSKEY, b"\x01\x01\x03\x0f\xaa")
+    assert canonical.rdata_wire(key) == b"\x01\x01\x03\x0f\xaa"
     # SRV outside class IN is dnspython's generic RDATA, not lowered (RFC 4034 §6.2 by type)
     chaos = dns.rdata.from_text("CH", "SRV", "\\# 9 000000010002 01 41 00")
     assert canonical.rdata_wire(chaos) == old_path(chaos)
@@ -128,6 +130,8 @@ def test_relative_name_raises_as_dnspython():
     ("SRV", "0 5 443 a.example.", "port", 1 << 70),
     ("DS", "1 13 255 00", "algorithm", 256),
     ("NSEC3PARAM", "1 0 0 -", "iterations", 65536),
+    ("DNSKEY", "257 3 15 AA==", "flags", 65536),
+    ("DNSKEY", "257 3 15 AA==", "protocol", -1),
 ])
 def test_out_of_range_field_raises_as_dnspython(rdtype, text, field, value):
     rd = dns.rdata.from_text("IN", rdtype, text)
@@ -142,6 +146,8 @@ def test_out_of_range_field_raises_as_dnspython(rdtype, text, field, value):
     ("TXT", '"a"', "strings", [b"a", b"b"]),             # a list, not a tuple
     ("MX", "10 a.example.", "preference", 10.0),          # a float
     ("NSEC", "a.example. A", "windows", ((0, bytearray(b"\x40")),)),
+    ("DNSKEY", "257 3 15 AA==", "key", None),
+    ("DNSKEY", "257 3 15 AA==", "flags", 257.0),
 ])
 def test_unexpected_field_type_takes_dnspython_path(rdtype, text, field, value):
     rd = dns.rdata.from_text("IN", rdtype, text)

@@ -379,16 +379,13 @@ cdef tuple _absolute(object name):
     return labels
 
 
-cdef long long _uint(object value, long long limit):
+cdef inline long long _uint(object value, long long limit) except? -2:
     """An integer field in [0, limit] as dnspython holds it (an int, or an IntEnum such as DS's
-    algorithm), else -1."""
+    algorithm), else -1; OverflowError beyond 64 bits."""
     cdef long long v
     if not isinstance(value, int):
         return -1
-    try:
-        v = value
-    except OverflowError:
-        return -1
+    v = value
     return v if 0 <= v <= limit else -1
 
 
@@ -454,16 +451,31 @@ cdef inline unsigned char *_name(unsigned char *p, tuple labels, bint lowercase)
     return p + put_name(p, labels, 0, lowercase)
 
 
+cdef bytes _tagged(long long a, long long b, long long c, object blob):
+    """Two octets, one, one, then ``blob``: the layout of DS (key tag, algorithm, digest type,
+    digest: RFC 4034 §5.1) and of DNSKEY (flags, protocol, algorithm, public key: §2.1); None
+    when a field is -1 (see :func:`_uint`) or ``blob`` is not bytes."""
+    cdef bytes out
+    cdef unsigned char *p
+    if a < 0 or b < 0 or c < 0 or type(blob) is not bytes:
+        return None
+    out = PyBytes_FromStringAndSize(NULL, 4 + PyBytes_GET_SIZE(blob))
+    p = _u16(<unsigned char *>PyBytes_AS_STRING(out), a)
+    p[0] = <unsigned char>b
+    p[1] = <unsigned char>c
+    _octets(p + 2, <bytes>blob, False)
+    return out
+
+
 cdef bytes _fields_wire(int rdtype, object rdata):
     """Canonical RDATA of NS, CNAME, DNAME, PTR, MX, SRV and SOA (their names lowercased, RFC
-    4034 §6.2), TXT and SPF, DS, CDS, DNSKEY and CDNSKEY, NSEC (its next name as it is, RFC 6840
-    §5.1), NSEC3 and NSEC3PARAM (RFC 5155 §3.2, §4.2) from dnspython's fields; None for any
-    other type or when a field is not as dnspython builds it."""
+    4034 §6.2), TXT and SPF, DS and CDS, NSEC (its next name as it is, RFC 6840 §5.1), NSEC3
+    and NSEC3PARAM (RFC 5155 §3.2, §4.2) from dnspython's fields; None for any other type or
+    when a field is not as dnspython builds it."""
     cdef tuple first = None, second = None
     cdef long long a = 0, b = 0, c = 0
     cdef long long ints[5]
     cdef Py_ssize_t size, i, extra = 0
-    cdef bint key
     cdef object blob = None, salt = None, windows = None
     cdef bytes out
     cdef unsigned char *p
@@ -517,21 +529,11 @@ cdef bytes _fields_wire(int rdtype, object rdata):
         p = <unsigned char *>PyBytes_AS_STRING(out)
         for string in <tuple>blob:
             p = _octets(p, <bytes>string, True)
-    elif rdtype == T_DS or rdtype == T_CDS or rdtype == T_DNSKEY or rdtype == T_CDNSKEY:
-        # the same layout: DS key tag, algorithm, digest type, digest (RFC 4034 §5.1); DNSKEY
-        # flags, protocol, algorithm, public key (RFC 4034 §2.1)
-        key = rdtype == T_DNSKEY or rdtype == T_CDNSKEY
-        a = _uint(getattr(rdata, "flags" if key else "key_tag", None), 0xFFFF)
-        b = _uint(getattr(rdata, "protocol" if key else "algorithm", None), 0xFF)
-        c = _uint(getattr(rdata, "algorithm" if key else "digest_type", None), 0xFF)
-        blob = getattr(rdata, "key" if key else "digest", None)
-        if a < 0 or b < 0 or c < 0 or type(blob) is not bytes:
-            return None
-        out = PyBytes_FromStringAndSize(NULL, 4 + PyBytes_GET_SIZE(blob))
-        p = _u16(<unsigned char *>PyBytes_AS_STRING(out), a)
-        p[0] = <unsigned char>b
-        p[1] = <unsigned char>c
-        _octets(p + 2, <bytes>blob, False)
+    elif rdtype == T_DS or rdtype == T_CDS:
+        return _tagged(_uint(getattr(rdata, "key_tag", None), 0xFFFF),
+                       _uint(getattr(rdata, "algorithm", None), 0xFF),
+                       _uint(getattr(rdata, "digest_type", None), 0xFF),
+                       getattr(rdata, "digest", None))
     elif rdtype == T_NSEC:
         first = _absolute(getattr(rdata, "next", None))
         windows = getattr(rdata, "windows", None)
@@ -571,16 +573,25 @@ cdef bytes _fields_wire(int rdtype, object rdata):
 cpdef bytes rdata_wire(object rdata):
     """Canonical RDATA wire form of a dnspython ``Rdata`` (RFC 4034 §6.2).
 
-    A, AAAA and the types of :func:`_fields_wire` are serialised straight from their fields; the
-    rest, and any whose fields are not as dnspython builds them, go through dnspython's
-    uncompressed ``to_wire`` and :func:`canonical_rdata`."""
+    A, AAAA, DNSKEY, CDNSKEY and the types of :func:`_fields_wire` are serialised straight from
+    their fields; the rest, and any whose fields are not as dnspython builds them, go through
+    dnspython's uncompressed ``to_wire`` and :func:`canonical_rdata`."""
     cdef int rdtype = rdata.rdtype
     cdef bytes out
     if rdtype == T_A:
         return _ipv4_wire(rdata.address)
     if rdtype == T_AAAA:
         return _inet_pton(_AF_INET6, rdata.address)
-    out = _fields_wire(rdtype, rdata)
+    try:
+        if rdtype == T_DNSKEY or rdtype == T_CDNSKEY:  # the most frequent, first
+            out = _tagged(_uint(getattr(rdata, "flags", None), 0xFFFF),
+                          _uint(getattr(rdata, "protocol", None), 0xFF),
+                          _uint(getattr(rdata, "algorithm", None), 0xFF),
+                          getattr(rdata, "key", None))
+        else:
+            out = _fields_wire(rdtype, rdata)
+    except OverflowError:  # an integer field beyond 64 bits
+        out = None
     if out is None:
         return canonical_rdata(rdtype, rdata.to_wire())
     return out
