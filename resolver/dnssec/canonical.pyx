@@ -357,13 +357,14 @@ cdef bytes _ipv4_wire(str text):
 # --- canonical RDATA from dnspython's fields ----------------------------------------------------
 # The common types are written here from the fields of dnspython's Rdata, as its ``to_wire``
 # writes them, then canonicalised as canonical_rdata does. A field that is not what dnspython
-# builds (a relative name, another Python type, a value out of range) returns None, and
-# rdata_wire takes dnspython's path, which gives the same bytes or raises what it raises.
+# builds (a relative name, another Python type, a value out of range) returns None, a missing
+# one (generic RDATA) raises AttributeError, and rdata_wire then takes dnspython's path, which
+# gives the same bytes or raises what it raises.
 
 cdef tuple _absolute(object name):
     """``name.labels`` when they are an absolute name's as dnspython builds them (bytes labels of
     at most 63 octets, 255 in all, the last one the root: RFC 1035 §2.3.4, §3.1), else None."""
-    cdef object labels = getattr(name, "labels", None)
+    cdef object labels = name.labels
     cdef Py_ssize_t total = 0, n = -1
     if type(labels) is not tuple:
         return None
@@ -475,38 +476,39 @@ cdef bytes _fields_wire(int rdtype, object rdata):
     cdef tuple first = None, second = None
     cdef long long a = 0, b = 0, c = 0
     cdef long long ints[5]
-    cdef Py_ssize_t size, i, extra = 0
+    cdef Py_ssize_t size, i, extra = 0, bits
     cdef object blob = None, salt = None, windows = None
     cdef bytes out
     cdef unsigned char *p
     if rdtype == T_NS or rdtype == T_CNAME or rdtype == T_DNAME or rdtype == T_PTR:
-        first = _absolute(getattr(rdata, "target", None))
+        first = _absolute(rdata.target)
         if first is None:
             return None
         out = PyBytes_FromStringAndSize(NULL, name_length(first, 0))
         _name(<unsigned char *>PyBytes_AS_STRING(out), first, True)
     elif rdtype == T_MX:
-        a = _uint(getattr(rdata, "preference", None), 0xFFFF)
-        first = _absolute(getattr(rdata, "exchange", None))
+        a = _uint(rdata.preference, 0xFFFF)
+        first = _absolute(rdata.exchange)
         if a < 0 or first is None:
             return None
         out = PyBytes_FromStringAndSize(NULL, 2 + name_length(first, 0))
         _name(_u16(<unsigned char *>PyBytes_AS_STRING(out), a), first, True)
     elif rdtype == T_SRV:
-        a = _uint(getattr(rdata, "priority", None), 0xFFFF)
-        b = _uint(getattr(rdata, "weight", None), 0xFFFF)
-        c = _uint(getattr(rdata, "port", None), 0xFFFF)
-        first = _absolute(getattr(rdata, "target", None))
+        a = _uint(rdata.priority, 0xFFFF)
+        b = _uint(rdata.weight, 0xFFFF)
+        c = _uint(rdata.port, 0xFFFF)
+        first = _absolute(rdata.target)
         if a < 0 or b < 0 or c < 0 or first is None:
             return None
         out = PyBytes_FromStringAndSize(NULL, 6 + name_length(first, 0))
         p = _u16(_u16(_u16(<unsigned char *>PyBytes_AS_STRING(out), a), b), c)
         _name(p, first, True)
     elif rdtype == T_SOA:
-        first = _absolute(getattr(rdata, "mname", None))
-        second = _absolute(getattr(rdata, "rname", None))
-        for i, field in enumerate(("serial", "refresh", "retry", "expire", "minimum")):
-            ints[i] = _uint(getattr(rdata, field, None), 0xFFFFFFFF)
+        first = _absolute(rdata.mname)
+        second = _absolute(rdata.rname)
+        for i, value in enumerate((rdata.serial, rdata.refresh, rdata.retry, rdata.expire,
+                                   rdata.minimum)):
+            ints[i] = _uint(value, 0xFFFFFFFF)
             if ints[i] < 0:
                 return None
         if first is None or second is None:
@@ -516,7 +518,7 @@ cdef bytes _fields_wire(int rdtype, object rdata):
         for i in range(5):
             p = _u32(p, ints[i])
     elif rdtype == T_TXT or rdtype == T_SPF:  # RFC 1035 §3.3.14: <character-string>s
-        blob = getattr(rdata, "strings", None)
+        blob = rdata.strings
         if type(blob) is not tuple:
             return None
         size = 0
@@ -530,32 +532,30 @@ cdef bytes _fields_wire(int rdtype, object rdata):
         for string in <tuple>blob:
             p = _octets(p, <bytes>string, True)
     elif rdtype == T_DS or rdtype == T_CDS:
-        return _tagged(_uint(getattr(rdata, "key_tag", None), 0xFFFF),
-                       _uint(getattr(rdata, "algorithm", None), 0xFF),
-                       _uint(getattr(rdata, "digest_type", None), 0xFF),
-                       getattr(rdata, "digest", None))
+        return _tagged(_uint(rdata.key_tag, 0xFFFF), _uint(rdata.algorithm, 0xFF),
+                       _uint(rdata.digest_type, 0xFF), rdata.digest)
     elif rdtype == T_NSEC:
-        first = _absolute(getattr(rdata, "next", None))
-        windows = getattr(rdata, "windows", None)
+        first = _absolute(rdata.next)
+        windows = rdata.windows
         size = _windows_size(windows)
         if first is None or size < 0:
             return None
         out = PyBytes_FromStringAndSize(NULL, name_length(first, 0) + size)
         _put_windows(_name(<unsigned char *>PyBytes_AS_STRING(out), first, False), windows)
     elif rdtype == T_NSEC3 or rdtype == T_NSEC3PARAM:
-        a = _uint(getattr(rdata, "algorithm", None), 0xFF)
-        b = _uint(getattr(rdata, "flags", None), 0xFF)
-        c = _uint(getattr(rdata, "iterations", None), 0xFFFF)
-        salt = getattr(rdata, "salt", None)
+        a = _uint(rdata.algorithm, 0xFF)
+        b = _uint(rdata.flags, 0xFF)
+        c = _uint(rdata.iterations, 0xFFFF)
+        salt = rdata.salt
         size = _counted_size(salt)
         if rdtype == T_NSEC3:
-            blob = getattr(rdata, "next", None)
-            windows = getattr(rdata, "windows", None)
+            blob = rdata.next
+            windows = rdata.windows
             extra = _counted_size(blob)
-            i = _windows_size(windows)
-            if extra < 0 or i < 0:
+            bits = _windows_size(windows)
+            if extra < 0 or bits < 0:
                 return None
-            extra += i
+            extra += bits
         if a < 0 or b < 0 or c < 0 or size < 0:
             return None
         out = PyBytes_FromStringAndSize(NULL, 4 + size + extra)
@@ -584,13 +584,11 @@ cpdef bytes rdata_wire(object rdata):
         return _inet_pton(_AF_INET6, rdata.address)
     try:
         if rdtype == T_DNSKEY or rdtype == T_CDNSKEY:  # the most frequent, first
-            out = _tagged(_uint(getattr(rdata, "flags", None), 0xFFFF),
-                          _uint(getattr(rdata, "protocol", None), 0xFF),
-                          _uint(getattr(rdata, "algorithm", None), 0xFF),
-                          getattr(rdata, "key", None))
+            out = _tagged(_uint(rdata.flags, 0xFFFF), _uint(rdata.protocol, 0xFF),
+                          _uint(rdata.algorithm, 0xFF), rdata.key)
         else:
             out = _fields_wire(rdtype, rdata)
-    except OverflowError:  # an integer field beyond 64 bits
+    except (AttributeError, OverflowError):  # generic RDATA, an integer field beyond 64 bits
         out = None
     if out is None:
         return canonical_rdata(rdtype, rdata.to_wire())
