@@ -9,9 +9,11 @@ then the case's name, and reports that lookup's process CPU time (``time.process
 worker does nothing else). The two workers take turns, first one, then the other; printed: the
 medians and the median of the per-round ratios. ``--fresh`` starts a new worker process for every
 lookup instead (nothing warmed by earlier rounds, as in a server started for one lookup).
+``--attack`` times a hostile query of bench/hostile.py instead of a case (after the priming query
+of case a), whatever its outcome: most end in SERVFAIL.
 
     sudo unshare -n sh -c 'ip link set lo up && python3 bench/iterate.py --baseline DIR'
-    # [--case a] [--rounds 150] [--fresh]
+    # [--case a | --attack cname-chain-across-zones] [--rounds 150] [--fresh]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 
 
-def worker(case_key: str) -> None:
+def worker(case_key: str, attack: str | None) -> None:
     """One cold lookup per line read on stdin, its CPU seconds printed (run in a checkout)."""
     sys.path.insert(0, ".")
     import dns.name
@@ -38,6 +40,7 @@ def worker(case_key: str) -> None:
     from bench.cold import CASES
     from resolver.dnssec import crypto, sigcrypt
     from resolver.dnssec.anchors import RootHint, parse_trust_anchors
+    from resolver.errors import ResolverError
     from resolver.resolve.cache import Cache
     from resolver.resolve.iterator import Iterator, Settings
     from tests.testtree import NOW, authority, zonedata
@@ -51,6 +54,8 @@ def worker(case_key: str) -> None:
     def question(text: str) -> tuple[dns.name.Name, int]:
         return dns.name.from_text(text), dns.rdatatype.NS if text == "." else dns.rdatatype.A
 
+    scenario = next((s for s in zonedata.manifest()["scenarios"] if s["name"] == attack), None)
+
     async def run() -> None:
         for _ in sys.stdin:
             sigcrypt.KEY_CACHE = crypto.KeyCache(10000)
@@ -58,6 +63,15 @@ def worker(case_key: str) -> None:
             iterator = Iterator(settings, Cache())
             await iterator.chase(*question(case.prime), iterator.new_context())
             start = time.process_time()
+            if scenario is not None:
+                try:
+                    await iterator.chase(dns.name.from_text(scenario["qname"]),
+                                         dns.rdatatype.from_text(scenario["qtype"]),
+                                         iterator.new_context())
+                except ResolverError:
+                    pass
+                print(time.process_time() - start, flush=True)
+                continue
             answer = await iterator.chase(*question(case.name), iterator.new_context())
             spent = time.process_time() - start
             if answer.verdict.value != ("secure" if case.secure else "insecure"):
@@ -71,12 +85,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, help="a checkout to compare (required)")
     parser.add_argument("--case", default="a")
+    parser.add_argument("--attack", help="a hostile query of bench/hostile.py instead of a case")
     parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--fresh", action="store_true", help="a new process for every lookup")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker)
+        return worker(args.worker, args.attack)
     if args.baseline is None:
         parser.error("--baseline DIR is required")
     sys.path.insert(0, str(HERE))
@@ -86,8 +101,13 @@ def main() -> None:
     if args.case not in CASES:
         parser.error(f"--case: one of {', '.join(sorted(CASES))}")
     case = CASES[args.case]
+    if args.attack:
+        from bench.hostile import hostile_scenarios
+        if args.attack not in {s["name"] for s in hostile_scenarios()}:
+            parser.error(f"--attack: one of {', '.join(s['name'] for s in hostile_scenarios())}")
     sides = [("baseline", args.baseline.resolve()), ("this checkout", HERE)]
-    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", args.case]
+    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", args.case,
+            *(["--attack", args.attack] if args.attack else [])]
     times: list[list[float]] = [[], []]
     with tempfile.TemporaryDirectory() as tmp:
         tree = peers.start_tree(Path(tmp))
@@ -112,7 +132,8 @@ def main() -> None:
                 running.stdin.close()
                 running.wait()
             tree.stop()
-    print(f"# case {args.case}: {case.name} A after {case.prime}, {args.rounds} rounds, "
+    asked = f"attack {args.attack}" if args.attack else f"case {args.case}: {case.name} A"
+    print(f"# {asked} after {case.prime}, {args.rounds} rounds, "
           f"{'a fresh process per lookup' if args.fresh else 'one process per side'}")
     for (label, where), spent in zip(sides, times):
         print(f"{label:14s} {statistics.median(spent) * 1e3:7.3f} ms CPU  ({where})")

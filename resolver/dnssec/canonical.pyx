@@ -19,8 +19,9 @@ import socket
 
 from resolver.errors import ResolverError
 
-# --- RR types whose embedded names are lowercased in canonical form ---------------------------
-# RFC 4034 §6.2 item 3, less NSEC (RFC 6840 §5.1); layouts from the defining RFCs.
+# --- RR types: those whose embedded names are lowercased in canonical form (RFC 4034 §6.2 item 3,
+# less NSEC: RFC 6840 §5.1) and those rdata_wire builds from their fields; layouts from the
+# defining RFCs.
 cdef enum:
     T_A = 1
     T_NS = 2
@@ -34,6 +35,7 @@ cdef enum:
     T_PTR = 12
     T_MINFO = 14
     T_MX = 15
+    T_TXT = 16
     T_RP = 17
     T_AFSDB = 18
     T_RT = 21
@@ -46,9 +48,15 @@ cdef enum:
     T_KX = 36
     T_A6 = 38
     T_DNAME = 39
+    T_DS = 43
     T_RRSIG = 46
+    T_NSEC = 47
     T_DNSKEY = 48
+    T_NSEC3 = 50
+    T_NSEC3PARAM = 51
+    T_CDS = 59
     T_CDNSKEY = 60
+    T_SPF = 99
 
 cdef object _inet_pton = socket.inet_pton
 cdef int _AF_INET6 = socket.AF_INET6
@@ -346,31 +354,245 @@ cdef bytes _ipv4_wire(str text):
     return PyBytes_FromStringAndSize(<char *>out, 4)
 
 
+# --- canonical RDATA from dnspython's fields ----------------------------------------------------
+# The common types are written here from the fields of dnspython's Rdata, as its ``to_wire``
+# writes them, then canonicalised as canonical_rdata does. A field that is not what dnspython
+# builds (a relative name, another Python type, a value out of range) returns None, a missing
+# one (generic RDATA) raises AttributeError, and rdata_wire then takes dnspython's path, which
+# gives the same bytes or raises what it raises.
+
+cdef tuple _absolute(object name):
+    """``name.labels`` when they are an absolute name's as dnspython builds them (bytes labels of
+    at most 63 octets, 255 in all, the last one the root: RFC 1035 §2.3.4, §3.1), else None."""
+    cdef object labels = name.labels
+    cdef Py_ssize_t total = 0, n = -1
+    if type(labels) is not tuple:
+        return None
+    for label in <tuple>labels:
+        if type(label) is not bytes:
+            return None
+        n = PyBytes_GET_SIZE(label)
+        if n > MAX_LABEL:
+            return None
+        total += n + 1
+    if n != 0 or total > MAX_NAME:
+        return None
+    return labels
+
+
+cdef inline long long _uint(object value, long long limit) except? -2:
+    """An integer field in [0, limit] as dnspython holds it (an int, or an IntEnum such as DS's
+    algorithm), else -1; OverflowError beyond 64 bits."""
+    cdef long long v
+    if not isinstance(value, int):
+        return -1
+    v = value
+    return v if 0 <= v <= limit else -1
+
+
+cdef Py_ssize_t _counted_size(object value):
+    """Wire length of a <character-string> or NSEC3 salt or hash held as bytes (RFC 1035 §3.3,
+    RFC 5155 §3.2): its length octet and at most 255 octets; else -1."""
+    if type(value) is not bytes or PyBytes_GET_SIZE(value) > 255:
+        return -1
+    return 1 + PyBytes_GET_SIZE(value)
+
+
+cdef Py_ssize_t _windows_size(object windows):
+    """Wire length of an NSEC or NSEC3 type bit map (RFC 4034 §4.1.2) held as dnspython holds
+    it: a tuple of (window, bitmap) in increasing window order, each bitmap 1 to 32 octets, the
+    last one not zero; else -1."""
+    cdef Py_ssize_t size = 0, n
+    cdef long long window, last = -1
+    cdef bytes bitmap
+    if type(windows) is not tuple:
+        return -1
+    for item in <tuple>windows:
+        if type(item) is not tuple or len(<tuple>item) != 2 or type((<tuple>item)[1]) is not bytes:
+            return -1
+        window = _uint((<tuple>item)[0], 255)
+        bitmap = (<tuple>item)[1]
+        n = PyBytes_GET_SIZE(bitmap)
+        if window <= last or n == 0 or n > 32 or bitmap[n - 1] == 0:  # window -1: not a window
+            return -1
+        last = window
+        size += 2 + n
+    return size
+
+
+cdef inline unsigned char *_u16(unsigned char *p, long long value) noexcept:
+    p[0] = (value >> 8) & 0xFF
+    p[1] = value & 0xFF
+    return p + 2
+
+
+cdef inline unsigned char *_u32(unsigned char *p, long long value) noexcept:
+    return _u16(_u16(p, value >> 16), value & 0xFFFF)
+
+
+cdef inline unsigned char *_octets(unsigned char *p, bytes value, bint counted) noexcept:
+    """``value`` at ``p``, after its length octet when ``counted``."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
+    if counted:
+        p[0] = <unsigned char>n
+        p += 1
+    memcpy(p, PyBytes_AS_STRING(value), n)
+    return p + n
+
+
+cdef unsigned char *_put_windows(unsigned char *p, tuple windows) noexcept:
+    """A type bit map checked by :func:`_windows_size` at ``p``."""
+    for item in windows:
+        p[0] = <unsigned char>(<long long>(<tuple>item)[0])
+        p = _octets(p + 1, <bytes>(<tuple>item)[1], True)
+    return p
+
+
+cdef inline unsigned char *_name(unsigned char *p, tuple labels, bint lowercase) noexcept:
+    return p + put_name(p, labels, 0, lowercase)
+
+
+cdef bytes _tagged(long long a, long long b, long long c, object blob):
+    """Two octets, one, one, then ``blob``: the layout of DS (key tag, algorithm, digest type,
+    digest: RFC 4034 §5.1) and of DNSKEY (flags, protocol, algorithm, public key: §2.1); None
+    when a field is -1 (see :func:`_uint`) or ``blob`` is not bytes."""
+    cdef bytes out
+    cdef unsigned char *p
+    if a < 0 or b < 0 or c < 0 or type(blob) is not bytes:
+        return None
+    out = PyBytes_FromStringAndSize(NULL, 4 + PyBytes_GET_SIZE(blob))
+    p = _u16(<unsigned char *>PyBytes_AS_STRING(out), a)
+    p[0] = <unsigned char>b
+    p[1] = <unsigned char>c
+    _octets(p + 2, <bytes>blob, False)
+    return out
+
+
+cdef bytes _fields_wire(int rdtype, object rdata):
+    """Canonical RDATA of NS, CNAME, DNAME, PTR, MX, SRV and SOA (their names lowercased, RFC
+    4034 §6.2), TXT and SPF, DS and CDS, NSEC (its next name as it is, RFC 6840 §5.1), NSEC3
+    and NSEC3PARAM (RFC 5155 §3.2, §4.2) from dnspython's fields; None for any other type or
+    when a field is not as dnspython builds it."""
+    cdef tuple first = None, second = None
+    cdef long long a = 0, b = 0, c = 0
+    cdef long long ints[5]
+    cdef Py_ssize_t size, i, extra = 0, bits
+    cdef object blob = None, salt = None, windows = None
+    cdef bytes out
+    cdef unsigned char *p
+    if rdtype == T_NS or rdtype == T_CNAME or rdtype == T_DNAME or rdtype == T_PTR:
+        first = _absolute(rdata.target)
+        if first is None:
+            return None
+        out = PyBytes_FromStringAndSize(NULL, name_length(first, 0))
+        _name(<unsigned char *>PyBytes_AS_STRING(out), first, True)
+    elif rdtype == T_MX:
+        a = _uint(rdata.preference, 0xFFFF)
+        first = _absolute(rdata.exchange)
+        if a < 0 or first is None:
+            return None
+        out = PyBytes_FromStringAndSize(NULL, 2 + name_length(first, 0))
+        _name(_u16(<unsigned char *>PyBytes_AS_STRING(out), a), first, True)
+    elif rdtype == T_SRV:
+        a = _uint(rdata.priority, 0xFFFF)
+        b = _uint(rdata.weight, 0xFFFF)
+        c = _uint(rdata.port, 0xFFFF)
+        first = _absolute(rdata.target)
+        if a < 0 or b < 0 or c < 0 or first is None:
+            return None
+        out = PyBytes_FromStringAndSize(NULL, 6 + name_length(first, 0))
+        p = _u16(_u16(_u16(<unsigned char *>PyBytes_AS_STRING(out), a), b), c)
+        _name(p, first, True)
+    elif rdtype == T_SOA:
+        first = _absolute(rdata.mname)
+        second = _absolute(rdata.rname)
+        for i, value in enumerate((rdata.serial, rdata.refresh, rdata.retry, rdata.expire,
+                                   rdata.minimum)):
+            ints[i] = _uint(value, 0xFFFFFFFF)
+            if ints[i] < 0:
+                return None
+        if first is None or second is None:
+            return None
+        out = PyBytes_FromStringAndSize(NULL, name_length(first, 0) + name_length(second, 0) + 20)
+        p = _name(_name(<unsigned char *>PyBytes_AS_STRING(out), first, True), second, True)
+        for i in range(5):
+            p = _u32(p, ints[i])
+    elif rdtype == T_TXT or rdtype == T_SPF:  # RFC 1035 §3.3.14: <character-string>s
+        blob = rdata.strings
+        if type(blob) is not tuple:
+            return None
+        size = 0
+        for string in <tuple>blob:
+            extra = _counted_size(string)
+            if extra < 0:
+                return None
+            size += extra
+        out = PyBytes_FromStringAndSize(NULL, size)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        for string in <tuple>blob:
+            p = _octets(p, <bytes>string, True)
+    elif rdtype == T_DS or rdtype == T_CDS:
+        return _tagged(_uint(rdata.key_tag, 0xFFFF), _uint(rdata.algorithm, 0xFF),
+                       _uint(rdata.digest_type, 0xFF), rdata.digest)
+    elif rdtype == T_NSEC:
+        first = _absolute(rdata.next)
+        windows = rdata.windows
+        size = _windows_size(windows)
+        if first is None or size < 0:
+            return None
+        out = PyBytes_FromStringAndSize(NULL, name_length(first, 0) + size)
+        _put_windows(_name(<unsigned char *>PyBytes_AS_STRING(out), first, False), windows)
+    elif rdtype == T_NSEC3 or rdtype == T_NSEC3PARAM:
+        a = _uint(rdata.algorithm, 0xFF)
+        b = _uint(rdata.flags, 0xFF)
+        c = _uint(rdata.iterations, 0xFFFF)
+        salt = rdata.salt
+        size = _counted_size(salt)
+        if rdtype == T_NSEC3:
+            blob = rdata.next
+            windows = rdata.windows
+            extra = _counted_size(blob)
+            bits = _windows_size(windows)
+            if extra < 0 or bits < 0:
+                return None
+            extra += bits
+        if a < 0 or b < 0 or c < 0 or size < 0:
+            return None
+        out = PyBytes_FromStringAndSize(NULL, 4 + size + extra)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = <unsigned char>a
+        p[1] = <unsigned char>b
+        p = _octets(_u16(p + 2, c), <bytes>salt, True)
+        if rdtype == T_NSEC3:
+            _put_windows(_octets(p, <bytes>blob, True), windows)
+    else:
+        return None
+    return out
+
+
 cpdef bytes rdata_wire(object rdata):
     """Canonical RDATA wire form of a dnspython ``Rdata`` (RFC 4034 §6.2).
 
-    The common signed types are serialised straight from their fields; the rest go through
+    A, AAAA, DNSKEY, CDNSKEY and the types of :func:`_fields_wire` are serialised straight from
+    their fields; the rest, and any whose fields are not as dnspython builds them, go through
     dnspython's uncompressed ``to_wire`` and :func:`canonical_rdata`."""
     cdef int rdtype = rdata.rdtype
-    cdef bytes key, out
-    cdef unsigned char *p
-    cdef int flags
+    cdef bytes out
     if rdtype == T_A:
         return _ipv4_wire(rdata.address)
     if rdtype == T_AAAA:
         return _inet_pton(_AF_INET6, rdata.address)
-    if rdtype == T_DNSKEY or rdtype == T_CDNSKEY:
-        key = rdata.key
-        out = PyBytes_FromStringAndSize(NULL, 4 + PyBytes_GET_SIZE(key))
-        p = <unsigned char *>PyBytes_AS_STRING(out)
-        flags = rdata.flags
-        p[0] = (flags >> 8) & 0xFF
-        p[1] = flags & 0xFF
-        p[2] = <unsigned char>(<int>rdata.protocol)
-        p[3] = <unsigned char>(<int>rdata.algorithm)
-        memcpy(p + 4, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
-        return out
-    return canonical_rdata(rdtype, rdata.to_wire())
+    try:
+        if rdtype == T_DNSKEY or rdtype == T_CDNSKEY:  # the most frequent, first
+            out = _tagged(_uint(rdata.flags, 0xFFFF), _uint(rdata.protocol, 0xFF),
+                          _uint(rdata.algorithm, 0xFF), rdata.key)
+        else:
+            out = _fields_wire(rdtype, rdata)
+    except (AttributeError, OverflowError):  # generic RDATA, an integer field beyond 64 bits
+        out = None
+    if out is None:
+        return canonical_rdata(rdtype, rdata.to_wire())
+    return out
 
 
 # --- canonical order (RFC 4034 §6.3) -----------------------------------------------------------
