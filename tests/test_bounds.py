@@ -59,6 +59,18 @@ def test_infra_forgets_the_server_updated_least_recently():
     assert len(infra.srtt) == 3
 
 
+def test_infra_asks_unknown_servers_first_then_the_fastest():
+    """Every server a zone names is tried once before round-trip times decide (as the docstring
+    of Infra says): a known fast server does not hide an unknown one, whatever its RTT."""
+    infra = Infra(10)
+    fast, slow = ("192.0.2.1", 53), ("192.0.2.2", 53)
+    infra.success(fast, 0.0001)
+    infra.success(slow, 0.2)
+    unknown = [(f"192.0.2.{n}", 53) for n in range(3, 8)]
+    orders = {tuple(infra.order([slow, fast] + unknown)) for _ in range(200)}
+    assert all(set(order[:5]) == set(unknown) and order[5:] == (fast, slow) for order in orders)
+    assert len({order[:5] for order in orders}) > 1  # the unknown ones in random order
+
 def test_the_iterator_bounds_its_infra_cache_by_settings():
     iterator = Iterator(Settings(root_hints=(), trust_anchors=[], max_servers=2), Cache())
     for n in range(5):

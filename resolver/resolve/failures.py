@@ -101,8 +101,8 @@ class Infra:
     def order(self, servers: list[tuple[str, int]]) -> list[tuple[str, int]]:
         if len(servers) < 2:
             return list(servers)
-        srtt = self.srtt
-        return sorted(servers, key=lambda s: srtt[s] if s in srtt else random.uniform(0, 0.005))
+        srtt = self.srtt  # unknown servers (-1.0) first, in random order: each is tried once
+        return sorted(servers, key=lambda s: (srtt.get(s, -1.0), random.random()))
 
     def success(self, server: tuple[str, int], rtt: float) -> None:
         old = self.srtt.get(server)
