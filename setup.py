@@ -9,6 +9,7 @@ setup(
             Extension("resolver.dnssec.crypto", ["resolver/dnssec/crypto.pyx"]),
             Extension("resolver.dnssec.verify", ["resolver/dnssec/verify.pyx"]),
             Extension("resolver.resolve._fastcache", ["resolver/resolve/_fastcache.pyx"]),
+            Extension("resolver.resolve._entry", ["resolver/resolve/_entry.pyx"]),
             Extension("resolver.resolve._lru", ["resolver/resolve/_lru.pyx"]),
             Extension("resolver.resolve._wireparse", ["resolver/resolve/_wireparse.pyx"]),
             Extension("resolver.forensic._queue", ["resolver/forensic/_queue.pyx"],

@@ -25,7 +25,6 @@ from __future__ import annotations
 import struct
 import sys
 import time
-from dataclasses import dataclass
 
 import dns.name
 import dns.rcode
@@ -38,7 +37,7 @@ from resolver.dnssec.canonical import label_count, name_text, name_wire, wire_te
 from resolver.dnssec import Verdict
 from resolver.dnssec.config import Budget, ValidatorConfig
 from resolver.dnssec.result import Answer, Proof  # noqa: F401 (the cache's unit, re-exported)
-from resolver.ede import EDE
+from resolver.resolve._entry import Entry
 from resolver.resolve._lru import LruDict
 from resolver.resolve.negative import Ranges
 
@@ -83,34 +82,11 @@ class _Table:
         return len(self._held)
 
 
-@dataclass(slots=True)
-class _Entry:
-    """A stored answer. ``packed`` holds its RRsets, the answer section's ``answers`` first,
-    each as :func:`pack_rrset` bytes or, when shared, held in the cache's table; None while
-    the parsed RRsets are kept hot (packed when they leave, off the miss path). ``proof`` is
-    :func:`_proof_tuple` held in the table; ``owner`` the question's name in the case it was
-    stored with, the owner of the RRsets packed without one, or None when that is the key's
-    own (lower case) name: most names, which then cost no text of their own (issue #20,
-    memory; :func:`_owner`)."""
-
-    owner: str | None
-    packed: tuple | None
-    answers: int
-    rcode: int
-    verdict: Verdict
-    ede: EDE | None
-    reason: str
-    proof: _Held
-    expires: float
-    ttl: int  # as stored: prefetch refreshes an entry in its last tenth (resolver.resolve.prefetch)
-    epoch: int  # the cache's epoch when stored: only the current one's are served stale
-
-
 def _key(wire: bytes, rdtype: int) -> bytes:
     return wire + rdtype.to_bytes(2, "big")
 
 
-def _owner(key: bytes, entry: _Entry) -> str:
+def _owner(key: bytes, entry: Entry) -> str:
     """The name ``entry`` was stored under, as text: its own, or its key's."""
     return entry.owner if entry.owner is not None else wire_text(key)
 
@@ -235,7 +211,7 @@ class Cache:
                 yield (dns.name.from_text(_owner(key, entry)), int.from_bytes(key[-2:], "big"),
                        self._answer(key, entry, now, keep=False))
 
-    def _answer(self, key: bytes, entry: _Entry, now: float, *, keep: bool) -> Answer:
+    def _answer(self, key: bytes, entry: Entry, now: float, *, keep: bool) -> Answer:
         """``entry`` as an Answer, its RRsets parsed (or kept parsed, with ``keep``)."""
         hot = self._hot.get(key)
         if hot is not None and hot[0] is entry:
@@ -261,7 +237,7 @@ class Cache:
         key = _key(name_wire(name.labels),
                    ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
         owner = name_text(name)
-        entry = _Entry(None if owner == owner.lower() else owner, None, len(answer.rrsets),
+        entry = Entry(None if owner == owner.lower() else owner, None, len(answer.rrsets),
                        answer.rcode, answer.verdict, answer.ede, answer.reason,
                        self._shared.take(_proof_tuple(answer.proof, owner)), self.clock() + ttl,
                        ttl, self.epoch)
@@ -309,7 +285,7 @@ class Cache:
         cap = self.max_negative_ttl if negative else self.max_ttl
         return max(self.min_ttl, min(answer.ttl, cap))
 
-    def _pack(self, key: bytes, entry: _Entry, rrsets: list, authority: list) -> tuple:
+    def _pack(self, key: bytes, entry: Entry, rrsets: list, authority: list) -> tuple:
         name = dns.name.from_text(_owner(key, entry))
         packed = []
         for rrset in rrsets + authority:
@@ -317,19 +293,19 @@ class Cache:
             packed.append(self._shared.take(wire) if _shared(rrset, name) else wire)
         return tuple(packed)
 
-    def _unpack(self, key: bytes, entry: _Entry) -> tuple[list, list]:
+    def _unpack(self, key: bytes, entry: Entry) -> tuple[list, list]:
         name = dns.name.from_text(_owner(key, entry))
         rrsets = [unpack_rrset(p if type(p) is bytes else p.value, name) for p in entry.packed]
         return rrsets[:entry.answers], rrsets[entry.answers:]
 
-    def _drop(self, entry: _Entry) -> None:
+    def _drop(self, entry: Entry) -> None:
         """Give back what a removed entry held in the table."""
         self._shared.give_back(entry.proof)
         for packed in entry.packed or ():
             if type(packed) is _Held:
                 self._shared.give_back(packed)
 
-    def _keep_hot(self, key: bytes, entry: _Entry, rrsets: list, authority: list) -> None:
+    def _keep_hot(self, key: bytes, entry: Entry, rrsets: list, authority: list) -> None:
         """Keep the parsed RRsets of the most recently used entries: parsing them back costs
         tens of µs with dnspython, too much for names asked again and again. The entry that
         leaves is packed if it is still stored and was not yet."""

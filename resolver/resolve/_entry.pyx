@@ -1,0 +1,30 @@
+# cython: boundscheck=False, wraparound=False
+"""The answer cache's entry (resolver.resolve.cache), compiled for memory (issue #20): its
+numbers held as C fields, not as a float and an int object beside a Python object of slots,
+and outside the garbage collector's lists (an entry refers to nothing that refers back to it),
+so 100,000 entries take about 8 MiB less and a full collection does not walk them."""
+
+cimport cython
+
+
+@cython.final
+@cython.no_gc
+cdef class Entry:
+    """A stored answer. ``packed`` holds its RRsets, the answer section's ``answers`` first,
+    each as packed bytes or, when shared, held in the cache's table; None while the parsed
+    RRsets are kept hot. ``proof`` is the proof held in the table; ``owner`` the question's
+    name in the case it was stored with, the owner of the RRsets packed without one, or None
+    when that is the key's own (lower case) name. ``expires`` is on the cache's clock; ``ttl``
+    the TTL as stored (prefetch refreshes an entry in its last tenth); ``epoch`` the cache's
+    epoch when stored (only the current one's are served stale)."""
+
+    cdef public object owner, packed, verdict, ede, reason, proof
+    cdef public double expires
+    cdef public int answers, rcode
+    cdef public long long ttl, epoch
+
+    def __init__(self, owner, packed, int answers, int rcode, verdict, ede, reason, proof,
+                 double expires, long long ttl, long long epoch):
+        self.owner, self.packed, self.answers, self.rcode = owner, packed, answers, rcode
+        self.verdict, self.ede, self.reason, self.proof = verdict, ede, reason, proof
+        self.expires, self.ttl, self.epoch = expires, ttl, epoch
