@@ -21,10 +21,10 @@ cdef class Entry:
     cdef public object owner, packed, verdict, ede, reason, proof
     cdef public double expires
     cdef public int answers, rcode
-    cdef public long long ttl, epoch
+    cdef public int ttl, epoch  # a TTL is at most 2**31 - 1 (RFC 2181 §8)
 
     def __init__(self, owner, packed, int answers, int rcode, verdict, ede, reason, proof,
-                 double expires, long long ttl, long long epoch):
+                 double expires, int ttl, int epoch):
         self.owner, self.packed, self.answers, self.rcode = owner, packed, answers, rcode
         self.verdict, self.ede, self.reason, self.proof = verdict, ede, reason, proof
         self.expires, self.ttl, self.epoch = expires, ttl, epoch
