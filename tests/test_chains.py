@@ -11,15 +11,19 @@ import asyncio
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
+import pytest
 import yaml
 
 from resolver.frontend.admission import Admission
 from resolver.resolve.cache import Cache
 from resolver.config import parse_config
 from resolver.dnssec import Verdict
+from resolver.dnssec.result import ResolutionFailed
 from resolver.frontend.policy import Policy
 from resolver.frontend.pipeline import Frontend
 from resolver.frontend.resolution import Resolver
+from resolver.resolve.iterator import Iterator, chain_end
 from tests.testtree import memory
 
 A = dns.rdatatype.A
@@ -112,3 +116,31 @@ def test_a_dname_asked_for_is_refused_when_its_target_is_denied():
     frontend, service = _frontend("[{zone: ecdsap256.example., require: secure}]")
     decision = _decide(frontend, service, "dname.ecdsap256.example.", dns.rdatatype.DNAME)
     assert not decision.allowed and "ed25519.example." in decision.reason
+
+
+def test_a_cname_loop_is_named_and_each_link_judged_once():
+    """loop-a CNAME loop-b CNAME loop-a, both links in one signed reply: the validator follows
+    each once (an RRset appears once, RFC 2181 §5) and the lookup fails on the loop (RFC 1034
+    §3.6.2), not on the chain's length limit after the same two RRsets twelve times over."""
+    iterator = Iterator(memory.settings(), Cache(), exchange=memory.Upstream())
+    with pytest.raises(ResolutionFailed) as failed:
+        asyncio.run(iterator.chase(N("loop-a.ecdsap256.example."), A, iterator.new_context()))
+    assert str(failed.value) == "CNAME loop at loop-a.ecdsap256.example."
+    assert [s[:2] for s in failed.value.proof.signatures] == [
+        ("loop-a.ecdsap256.example.", "CNAME"), ("loop-b.ecdsap256.example.", "CNAME")]
+
+
+def _cname(owner: str, target: str) -> dns.rrset.RRset:
+    return dns.rrset.from_text(owner, 300, "IN", "CNAME", target)
+
+
+def test_chain_end_leads_a_loop_back_to_the_name_it_passed():
+    """Where a chain goes: its last name without data, None when complete, and the name a loop
+    comes back to (the iterator asked for it before, so it sees the loop), also when the loop
+    starts further down the chain."""
+    x_a, a_b, b_a = _cname("x.", "a."), _cname("a.", "b."), _cname("b.", "a.")
+    assert chain_end(N("x."), A, [x_a]) == N("a.")
+    assert chain_end(N("x."), A, [x_a, dns.rrset.from_text("a.", 300, "IN", "A", "192.0.2.1")]) \
+        is None
+    assert chain_end(N("a."), A, [a_b, b_a]) == N("a.")
+    assert chain_end(N("x."), A, [x_a, a_b, b_a]) == N("a.")

@@ -225,8 +225,11 @@ class Validator:
         (RFC 4035 §5.3.4)."""
         rrsets, authority = [], []
         ttl, verdict = 2**31, Verdict.SECURE if secure else Verdict.INSECURE
-        current = name
+        current, followed = name, []
         for _ in range(self.max_cname_chain + 1):
+            if any(same(current, n) for n in followed):
+                break  # a loop: each RRset once (RFC 2181 §5); the iterator names the loop
+            followed.append(current)
             rrset = find(reply.answer, current, qtype)
             synthesized = None
             dname = next((r for r in rrsets_of(reply.answer, DNAME)

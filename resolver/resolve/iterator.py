@@ -556,18 +556,21 @@ class Iterator:
             self.on_event(event)
 
 
-def chain_end(name: dns.name.Name, qtype: int, rrsets: list[dns.rrset.RRset]) -> dns.name.Name | None:
+def chain_end(name: dns.name.Name, qtype: int,
+              rrsets: list[dns.rrset.RRset]) -> dns.name.Name | None:
     """Where the CNAME chain in ``rrsets`` starting at ``name`` leads, if it ends without data
-    of ``qtype``; None when the chain is complete."""
+    of ``qtype``; None when the chain is complete. A chain that comes back to a name it passed
+    leads there: the caller, which has asked for that name before, finds the loop."""
     if qtype == CNAME:
         return None
-    current = name
-    for _ in range(len(rrsets) + 1):
+    current, passed = name, []
+    while not any(same(current, n) for n in passed):
         data = next((r for r in rrsets if r.rdtype == qtype and same(r.name, current)), None)
         if data is not None:
             return None
         cname = next((r for r in rrsets if r.rdtype == CNAME and same(r.name, current)), None)
         if cname is None:
             return current if current != name else None
+        passed.append(current)
         current = cname[0].target
-    return None
+    return current
