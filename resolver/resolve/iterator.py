@@ -570,7 +570,7 @@ def chain_end(name: dns.name.Name, qtype: int,
             return None
         cname = next((r for r in rrsets if r.rdtype == CNAME and same(r.name, current)), None)
         if cname is None:
-            return current if current != name else None
+            return None if same(current, name) else current
         passed.append(current)
         current = cname[0].target
     return current

@@ -13,6 +13,7 @@ another question ends the exchange at once as a broken server.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import os
 import socket
@@ -149,7 +150,7 @@ def stream_failure(reason: str, host: str, stream: str) -> UpstreamError | None:
     return None
 
 
-def _readable(sock: socket.socket, query: Query, done: asyncio.Future) -> None:
+def _readable(sock: _socket.socket, query: Query, done: asyncio.Future) -> None:
     """The reader callback of an upstream UDP socket: every datagram waiting is read; the
     first that answers ``query`` ends the wait, the others are ignored and counted."""
     while not done.done():
@@ -175,7 +176,8 @@ def _expire(done: asyncio.Future) -> None:
 
 async def _udp(query: Query, wire: bytes, host: str, port: int,
                timeout: float) -> tuple[dns.message.Message, bytes]:
-    """Over a connected socket of our own (a third of the cost of a datagram endpoint), read
+    """Over a connected socket of our own (a third of the cost of a datagram endpoint; the C
+    type itself, without the ``socket.socket`` wrapper's Python-level creation and close), read
     by a callback of the event loop until the answer to ``query`` arrives or the time is up
     (cheaper than ``sock_recv`` in a loop under ``asyncio.timeout``: profile_cold, issue
     #20); anything else is ignored and counted."""
@@ -183,8 +185,8 @@ async def _udp(query: Query, wire: bytes, host: str, port: int,
     sock = timer = None
     done = loop.create_future()
     try:  # socket() fails too: EMFILE, or EAFNOSUPPORT where IPv6 is disabled
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                             socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        sock = _socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                              socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         sock.connect((host, port))
         sock.send(wire)
         loop.add_reader(sock, _readable, sock, query, done)
