@@ -49,6 +49,9 @@ def test_a_chain_leaving_its_zone_comes_back_whole_from_the_cache():
     whole = {("cname-out.rsasha256.example.", "CNAME"), ("www.rsasha512.test.", "A")}
     assert _owners(first.answer) == whole and first.answer.verdict is Verdict.SECURE
     assert _owners(second.answer) == whole and second.answer.verdict is Verdict.SECURE
+    notes = first.answer.proof.notes  # the root's key, met by both links, listed once
+    assert len(notes) == len(set(notes))
+    assert sum(note.startswith("dnskey . ") for note in notes) == 1, notes
 
 
 def _huge_ttl(host, query, response):

@@ -361,7 +361,7 @@ class Iterator:
             for owner in owners:
                 verdicts[owner] = weaker(verdicts.get(owner, Verdict.SECURE), answer.verdict)
             proof.signatures += answer.proof.signatures
-            proof.notes += answer.proof.notes
+            proof.notes += [n for n in answer.proof.notes if n not in proof.notes]  # once each
             proof.zone = answer.proof.zone
             proof.zones += [z for z in answer.proof.zones if z not in proof.zones]
             proof.denial = answer.proof.denial or proof.denial
