@@ -345,9 +345,11 @@ class Iterator:
         before a query for the target leaves."""
         rrsets: list[dns.rrset.RRset] = []
         verdict = Verdict.SECURE
-        verdicts: dict[dns.name.Name, Verdict] = {}  # each link's, by the names it holds
+        # Each link's verdict by the names it holds, keyed by their canonical wire form (a
+        # Name's hash is computed in Python at every use): (name, verdict).
+        verdicts: dict[bytes, tuple[dns.name.Name, Verdict]] = {}
         proof = Proof()
-        name, seen, ttl = qname, {qname}, 2**31
+        name, seen, ttl = qname, [qname], 2**31
         most = self.s.limits.max_cname_chain
         for _ in range(most + 1):
             answer = await self.lookup(name, qtype, ctx)
@@ -356,10 +358,13 @@ class Iterator:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
                                        f"{most}", proof)
             verdict = weaker(verdict, answer.verdict)
-            owners = [name]  # a name once, not once per RRset it owns: hashing one costs
+            owners = [name]  # a name once, not once per RRset it owns
             owners += [r.name for r in answer.rrsets if not same(r.name, name)]
             for owner in owners:
-                verdicts[owner] = weaker(verdicts.get(owner, Verdict.SECURE), answer.verdict)
+                key = name_key(owner)
+                held = verdicts.get(key)
+                verdicts[key] = (owner, answer.verdict) if held is None else \
+                    (held[0], weaker(held[1], answer.verdict))
             proof.signatures += answer.proof.signatures
             proof.notes += [n for n in answer.proof.notes if n not in proof.notes]  # once each
             proof.zone = answer.proof.zone
@@ -370,17 +375,17 @@ class Iterator:
             target = chain_end(name, qtype, answer.rrsets)
             if target is None or not answer.rrsets:
                 whole = Answer(answer.rcode, verdict, rrsets, answer.authority, answer.ede,
-                               answer.reason, proof, ttl, verdicts)
+                               answer.reason, proof, ttl, dict(verdicts.values()))
                 # A chain lives as long as its shortest link, within the cache's caps.
                 whole.ttl = self.cache.ttl_for(whole, negative=not answer.rrsets)
                 return whole
-            if target in seen:
+            if any(same(target, asked) for asked in seen):
                 raise ResolutionFailed(EDE.OTHER, f"CNAME loop at {target}", proof)
             if permit is not None:
                 decision = permit(target)
                 if not decision.allowed:
                     raise Denied(decision)
-            seen.add(target)
+            seen.append(target)
             name = target
         raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {most}", proof)
 
