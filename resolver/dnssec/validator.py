@@ -71,9 +71,16 @@ def sigs_of(section, name: dns.name.Name, rdtype: int) -> dns.rrset.RRset | None
     return find(section, name, RRSIG, rdtype)
 
 
-def signers(reply: dns.message.Message) -> set[dns.name.Name]:
-    return {rd.signer for section in (reply.answer, reply.authority)
-            for r in section if r.rdtype == RRSIG for rd in r}
+def signers(reply: dns.message.Message) -> list[dns.name.Name]:
+    """The signer of every RRSIG in the answer and authority sections, repeats included (a
+    list: a set would hash each Name in Python)."""
+    return [rd.signer for section in (reply.answer, reply.authority)
+            for r in section if r.rdtype == RRSIG for rd in r]
+
+
+def signed_by(reply: dns.message.Message, zone: dns.name.Name) -> bool:
+    """Whether an RRSIG of the reply names ``zone`` as its signer."""
+    return any(same(signer, zone) for signer in signers(reply))
 
 
 def _signed_by(reply: dns.message.Message, rrset: dns.rrset.RRset,

@@ -33,7 +33,7 @@ from resolver.dnssec.anchors import RootHint
 from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.canonical import same, within
-from resolver.dnssec.validator import Validator, rrsets_of, signers, weaker
+from resolver.dnssec.validator import Validator, rrsets_of, signed_by, signers, weaker
 from resolver.dnssec.zone import NameLru, Zone, name_key
 from resolver.ede import EDE
 from resolver.errors import ResolverError
@@ -443,8 +443,8 @@ class Iterator:
                         ahead = ahead or self.ahead.hop(child, reply, minimiser, ctx)
                         keys = ahead.keys if ahead is not None else None
                         try:
-                            if len(child.name) > len(zone.name) + 1 and zone.name not in \
-                                    signers(reply) and self.cuts.matter(zone, child.name):
+                            if len(child.name) > len(zone.name) + 1 and not signed_by(
+                                    reply, zone.name) and self.cuts.matter(zone, child.name):
                                 # a cut several labels down, signed further down (resolve.cuts)
                                 child.parent = zone = await self.cuts.down_to(
                                     zone, child.name.parent(), ctx)
@@ -529,7 +529,7 @@ class Iterator:
                 return await self._validate(zone, name, qtype, reply, kind, ctx)
             except ResolutionFailed:
                 if zone.recursive or zone.security is not Verdict.SECURE or \
-                        owner == zone.name or zone.name in signers(reply):
+                        owner == zone.name or signed_by(reply, zone.name):
                     raise
                 cut = await self.trust.find_cut(zone, owner, ctx)
                 if cut is None:
