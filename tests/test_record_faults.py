@@ -222,13 +222,10 @@ def test_socket_failure_upstream_is_a_network_error(tree, tmp_path, monkeypatch)
     """§4: socket() failing for an upstream query (EMFILE; EAFNOSUPPORT where IPv6 is off) is
     an unreachable server like any other, not an exception that escapes the resolution."""
     fault = Fault(OSError(errno.EMFILE, "Too many open files"))
-    fake = types.SimpleNamespace(socket=fault, AF_INET=transport.socket.AF_INET,
-                                 AF_INET6=transport.socket.AF_INET6,
-                                 SOCK_DGRAM=transport.socket.SOCK_DGRAM,
-                                 SOCK_NONBLOCK=transport.socket.SOCK_NONBLOCK)
+    fake = types.SimpleNamespace(socket=fault)  # the C socket type transport creates
 
     async def direct() -> None:
-        monkeypatch.setattr(transport, "socket", fake)
+        monkeypatch.setattr(transport, "_socket", fake)
         with pytest.raises(transport.UpstreamError) as info:
             await transport.exchange(transport.make_query(dns.name.from_text(WARM),
                                                           dns.rdatatype.A),
@@ -243,7 +240,7 @@ def test_socket_failure_upstream_is_a_network_error(tree, tmp_path, monkeypatch)
         async with Sidecar(tmp_path) as sidecar:
             replies.append(await udp(WARM))
             with monkeypatch.context() as m:
-                m.setattr(transport, "socket", fake)
+                m.setattr(transport, "_socket", fake)
                 for i in range(3):
                     replies.append(await udp(f"s{i}.{ZONE}"))
             return sidecar
