@@ -19,7 +19,6 @@ of case a), whatever its outcome: most end in SERVFAIL.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import subprocess
 import sys
