@@ -78,8 +78,9 @@ def signers(reply: dns.message.Message) -> list[dns.name.Name]:
             for r in section if r.rdtype == RRSIG for rd in r]
 
 
-def signed_by(reply: dns.message.Message, zone: dns.name.Name) -> bool:
-    """Whether an RRSIG of the reply names ``zone`` as its signer."""
+def signer_in(reply: dns.message.Message, zone: dns.name.Name) -> bool:
+    """Whether ``zone`` is among :func:`signers` (an RRSIG of the reply names it as its
+    signer); not :func:`_signed_by`, which asks it of one RRset."""
     return any(same(signer, zone) for signer in signers(reply))
 
 

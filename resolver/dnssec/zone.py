@@ -56,9 +56,15 @@ class Lru(Generic[K, V]):
 def name_key(name: dns.name.Name) -> bytes:
     """How the tables of zones hold a name: its canonical wire form (RFC 4034 §6.2), equal for
     names DNS holds equal (RFC 4343). Python hashes it once, where dnspython hashes a Name label
-    by label, character by character, on every lookup. The key of the parent of the name of
-    ``key`` is ``key[key[0] + 1:]``, so a walk up to the root slices instead of building names."""
+    by label, character by character, on every lookup. A walk up to the root takes
+    :func:`parent_key` of each key instead of building names."""
     return name_wire(name.labels)
+
+
+def parent_key(key: bytes) -> bytes:
+    """The :func:`name_key` of the parent of the name of ``key``: the key less its first
+    label (``b""`` after the root's, which ends a walk)."""
+    return key[key[0] + 1:]
 
 
 class NameLru(Lru[bytes, V]):

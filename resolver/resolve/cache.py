@@ -309,8 +309,8 @@ class Cache:
         """Keep the parsed RRsets of the most recently used entries: parsing them back costs
         tens of µs with dnspython, too much for names asked again and again. The entry that
         leaves is packed if it is still stored and was not yet."""
+        self._hot.pop(key, None)  # inserted again: the newest, in one insertion
         self._hot[key] = (entry, rrsets, authority)
-        self._hot.move_to_end(key)
         if len(self._hot) > self._hot_size:
             old_key, (old, old_rrsets, old_authority) = self._hot.popitem(last=False)
             if old.packed is None and self._entries.get(old_key) is old:

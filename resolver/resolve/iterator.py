@@ -33,8 +33,8 @@ from resolver.dnssec.anchors import RootHint
 from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.canonical import same, within
-from resolver.dnssec.validator import Validator, rrsets_of, signed_by, signers, weaker
-from resolver.dnssec.zone import NameLru, Zone, name_key
+from resolver.dnssec.validator import Validator, rrsets_of, signer_in, signers, weaker
+from resolver.dnssec.zone import NameLru, Zone, name_key, parent_key
 from resolver.ede import EDE
 from resolver.errors import ResolverError
 from resolver.outgoing import DoNotQuery
@@ -219,7 +219,7 @@ class Iterator:
                 return zone
             if key == ROOT_KEY:
                 return self._root()
-            key, cut = key[key[0] + 1:], cut + 1
+            key, cut = parent_key(key), cut + 1
 
     def _forward_zone(self, name: dns.name.Name, key: bytes) -> Zone:
         zone = self._known_at(key)
@@ -443,7 +443,7 @@ class Iterator:
                         ahead = ahead or self.ahead.hop(child, reply, minimiser, ctx)
                         keys = ahead.keys if ahead is not None else None
                         try:
-                            if len(child.name) > len(zone.name) + 1 and not signed_by(
+                            if len(child.name) > len(zone.name) + 1 and not signer_in(
                                     reply, zone.name) and self.cuts.matter(zone, child.name):
                                 # a cut several labels down, signed further down (resolve.cuts)
                                 child.parent = zone = await self.cuts.down_to(
@@ -529,7 +529,7 @@ class Iterator:
                 return await self._validate(zone, name, qtype, reply, kind, ctx)
             except ResolutionFailed:
                 if zone.recursive or zone.security is not Verdict.SECURE or \
-                        owner == zone.name or signed_by(reply, zone.name):
+                        owner == zone.name or signer_in(reply, zone.name):
                     raise
                 cut = await self.trust.find_cut(zone, owner, ctx)
                 if cut is None:

@@ -30,7 +30,7 @@ from resolver.dnssec.canonical import label_count, name_text
 from resolver.dnssec.result import Answer, DenialResult, Proof
 from resolver.dnssec.typemap import wildcard_of
 from resolver.dnssec.validator import type_text
-from resolver.dnssec.zone import name_key
+from resolver.dnssec.zone import name_key, parent_key
 from resolver.dnssec.verify import WINDOW_OK, check_window
 
 SOA, DS, RRSIG, NSEC, NSEC3 = (dns.rdatatype.SOA, dns.rdatatype.DS, dns.rdatatype.RRSIG,
@@ -221,7 +221,7 @@ class Ranges:
             zone = self._zones.get(key)
             if zone is not None:
                 return zone
-            key = key[key[0] + 1:]
+            key = parent_key(key)
         return None
 
     def _with_nsec(self, zone: _Zone, name: dns.name.Name, qtype: int, now: int,
