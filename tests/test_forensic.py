@@ -187,8 +187,9 @@ def rfc3339(seconds: float) -> str:
                          int((seconds - whole) * 1e6))
 
 
-def open_chain(seq: int = 0, prev: str = GENESIS, key: bytes | None = None) -> Chain:
-    chain = Chain(collections.deque(), 1000, key)
+def open_chain(seq: int = 0, prev: str = GENESIS, key: bytes | None = None,
+               codebook: Codebook | None = None) -> Chain:
+    chain = Chain(collections.deque(), 1000, key, codebook)
     chain.restart(seq, prev)
     chain.open = True
     return chain
@@ -267,15 +268,18 @@ def test_records_on_disk_check_by_the_readme_alone(tmp_path, with_key) -> None:
 
 
 def test_compressed_templates_seal_the_same_bytes() -> None:
-    """Templates kept compressed by a Codebook (preset dictionary learned from the first ones,
-    3 kept unpacked) seal exactly what uncompressed ones do, in and out of the hot ones."""
+    """Templates packed by a Codebook (preset dictionary learned from the first ones, 3 kept
+    unpacked) seal exactly what unpacked ones do, in and out of the hot ones; a packed one
+    is a bytes object of less than half the text's size."""
     codebook = Codebook(learn=3000, hot=3)
     records = [record(i) for i in range(12)]
     packed = [hit_template(r, codebook) for r in records]
     plain = [hit_template(r) for r in records]
     assert codebook.zdict is not None
-    assert sum(sys.getsizeof(t) for t in packed[6:]) < sum(sys.getsizeof(t) for t in plain[6:]) / 2
-    one, other = open_chain(), open_chain()
+    assert all(type(t) is HitTemplate for t in packed[:2])  # while learning
+    assert all(type(t) is bytes for t in packed[6:])
+    assert sum(map(len, packed[6:])) < sum(sys.getsizeof(t.text) for t in plain[6:]) / 2
+    one, other = open_chain(codebook=codebook), open_chain()
     query = b"\x00\x07\x01\x00" + bytes(8)
     for i in [0, 5, 6, 7, 11, 6, 8, 9, 10, 7, 6, 2]:
         for chain, templates in ((one, packed), (other, plain)):

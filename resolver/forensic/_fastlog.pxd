@@ -14,13 +14,12 @@ cdef extern from "<openssl/sha.h>" nogil:  # OpenSSL's libcrypto, as Python's ha
         pass
 
 cdef class HitTemplate:
-    cdef bytes text  # None while packed
-    cdef bytes packed
-    cdef Codebook codebook
+    cdef readonly bytes text  # with its holes marked
     cdef unsigned char hash_key  # octets of the text before the hash's hole that open its member
     cdef readonly tuple flags
 
-    cdef bytes _text(self)
+    @staticmethod
+    cdef HitTemplate _made(bytes text, unsigned char hash_key, tuple flags)
 
 
 @cython.final
@@ -28,13 +27,14 @@ cdef class Codebook:
     cdef readonly bytes zdict  # None while learning
     cdef list samples
     cdef Py_ssize_t learned, want
+    cdef list pairs  # the flags pairs packed templates name by index
+    cdef dict hot  # packed bytes -> its template, for those in ring
     cdef list ring
     cdef Py_ssize_t at
     cdef object _compressobj, _decompressobj
 
-    cdef bytes pack(self, bytes text)
-    cdef bytes unpack(self, bytes packed)
-    cdef void hold(self, HitTemplate template)
+    cpdef object pack(self, HitTemplate template)
+    cdef HitTemplate unpack(self, bytes packed)
 
 
 @cython.final
@@ -53,10 +53,11 @@ cdef class Chain(Queue):
     cdef readonly long long seq
     cdef readonly str prev
     cdef readonly Digest digest
+    cdef readonly Codebook codebook
     cdef char *buf  # where a hit's record is put together
     cdef Py_ssize_t cap
 
-    cpdef bint append_hit(self, HitTemplate template, tuple client, bytes query,
+    cpdef bint append_hit(self, object template, tuple client, bytes query,
                           bytes listener, double started, bint tcp)
     cdef bytes _seal_hit(self, HitTemplate t, tuple client, bytes query, bytes listener,
                          double started, bint tcp)

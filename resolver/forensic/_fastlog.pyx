@@ -71,9 +71,9 @@ cdef class HitTemplate:
     the text that opens its member (``,"<name>":"``) and the one that closes it (``"``), which
     the line has and the hashed body has not. ``flags``
     is the query flags' JSON with RD clear and set (the only query flag a hit may differ in).
-    With a :class:`Codebook` the text is kept compressed while the template is not in use."""
+    A :class:`Codebook` keeps it compressed, as bytes, while it is not in use."""
 
-    def __init__(self, texts, fills, flags, Codebook codebook=None):
+    def __init__(self, texts, fills, flags):
         if len(texts) != len(fills) + 1:
             raise ValueError("a template has one text more than holes")
         if list(fills).count(F_HASH) != 1 or any(not 0 <= f < FILLS for f in fills):
@@ -95,65 +95,75 @@ cdef class HitTemplate:
             self.flags = flags  # the caller's pair, which many templates share
         else:
             self.flags = (bytes(flags[0]), bytes(flags[1]))
-        self.codebook = codebook
-        if codebook is not None:
-            self.packed = codebook.pack(self.text)
-            if self.packed is not None:
-                self.text = None
 
-    cdef bytes _text(self):
-        """The text, unpacked (and held among the codebook's templates in use) if packed."""
-        if self.text is None:
-            self.text = self.codebook.unpack(self.packed)
-            self.codebook.hold(self)
-        return self.text
-
-    def __sizeof__(self):
-        return object.__sizeof__(self) + len(self.packed if self.text is None else self.text)
+    @staticmethod
+    cdef HitTemplate _made(bytes text, unsigned char hash_key, tuple flags):
+        cdef HitTemplate t = HitTemplate.__new__(HitTemplate)
+        t.text, t.hash_key, t.flags = text, hash_key, flags
+        return t
 
 
 @cython.final
 cdef class Codebook:
-    """Compression for the texts of hit templates (issue #5, memory): zlib (RFC 1950, 1951)
-    with a preset dictionary (RFC 1950 §2.2, FDICT) made of the first templates' texts. Later
-    records share most of their text with those (the keys, the policy, the zones' proofs), so
-    a template keeps about a seventh of its size. The ``hot`` templates used last keep their
-    text unpacked; one that drops out of them is packed again (its packed text was kept)."""
+    """Compression for the texts of hit templates (issue #5, #20: memory): zlib (RFC 1950,
+    1951) with a preset dictionary (RFC 1950 §2.2, FDICT) made of the first templates' texts.
+    Later records share most of their text with those (the keys, the policy, the zones'
+    proofs), so a template keeps about a seventh of its size. A packed template is one bytes
+    object, no template object beside it: its hash member's length, the index of its flags
+    pair in :attr:`pairs`, then the compressed text. The ``hot`` templates unpacked last are
+    kept, by their packed bytes; one that drops out of them is unpacked again when used."""
 
     def __init__(self, Py_ssize_t learn=16384, Py_ssize_t hot=4096):
         self.zdict = None
         self.samples = []
         self.learned = 0
         self.want = learn
+        self.pairs = []
+        self.hot = {}
         self.ring = [None] * max(1, hot)
         self.at = 0
         self._compressobj = zlib.compressobj
         self._decompressobj = zlib.decompressobj
 
-    cdef bytes pack(self, bytes text):
-        """``text`` compressed, or None while the dictionary is still being learned."""
+    cpdef object pack(self, HitTemplate template):
+        """``template`` as packed bytes, or itself while the dictionary is still being learned
+        (or when its flags are not among the 256 pairs a packed template can name)."""
+        cdef Py_ssize_t pair
         if self.zdict is None:
-            self.samples.append(text)
-            self.learned += PyBytes_GET_SIZE(text)
+            self.samples.append(template.text)
+            self.learned += PyBytes_GET_SIZE(template.text)
             if self.learned >= self.want:
                 learned = b"".join(self.samples)
                 self.zdict = learned[max(0, len(learned) - 32768):]  # RFC 1951: 32 KiB window
                 self.samples = None
-            return None
+            return template
+        try:
+            pair = self.pairs.index(template.flags)
+        except ValueError:
+            if len(self.pairs) > 255:
+                return template
+            pair = len(self.pairs)
+            self.pairs.append(template.flags)
         packer = self._compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, self.zdict)
-        return packer.compress(text) + packer.flush()
+        return bytes((template.hash_key, pair)) + packer.compress(template.text) + packer.flush()
 
-    cdef bytes unpack(self, bytes packed):
+    cdef HitTemplate unpack(self, bytes packed):
+        """The template ``packed`` holds: a hot one, or unpacked and made hot (the one it
+        replaces among the hot is dropped)."""
+        cdef HitTemplate template = self.hot.get(packed)
+        if template is not None:
+            return template
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(packed)
         unpacker = self._decompressobj(15, self.zdict)
-        return unpacker.decompress(packed) + unpacker.flush()
-
-    cdef void hold(self, HitTemplate template):
-        """``template`` is in use: keep its text; the one it replaces among the hot is packed."""
-        cdef HitTemplate old = self.ring[self.at]
-        if old is not None and old is not template and old.packed is not None:
-            old.text = None
-        self.ring[self.at] = template
+        template = HitTemplate._made(unpacker.decompress(packed[2:]) + unpacker.flush(), p[0],
+                                     self.pairs[p[1]])
+        old = self.ring[self.at]
+        if old is not None:
+            del self.hot[old]
+        self.ring[self.at] = packed
+        self.hot[packed] = template
         self.at = (self.at + 1) % len(self.ring)
+        return template
 
 
 @cython.final
@@ -221,16 +231,18 @@ cdef const char *_HEX_DIGITS = b"0123456789abcdef"
 @cython.final
 cdef class Chain(Queue):
     """The log's end: the next ``seq``, ``prev`` and the digest (the event loop's alone) over
-    the queue of sealed lines (:class:`_queue.Queue`: ``offer``, ``drain`` and the counts)."""
+    the queue of sealed lines (:class:`_queue.Queue`: ``offer``, ``drain`` and the counts),
+    and the ``codebook`` that packs its hit templates."""
 
     def __cinit__(self):
         self.buf = NULL
         self.cap = 0
 
-    def __init__(self, waiters, Py_ssize_t limit, key=None):
+    def __init__(self, waiters, Py_ssize_t limit, key=None, Codebook codebook=None):
         Queue.__init__(self, waiters, limit)
         self.seq, self.prev = 0, GENESIS
         self.digest = Digest(key)
+        self.codebook = Codebook() if codebook is None else codebook
 
     def __dealloc__(self):
         free(self.buf)
@@ -248,15 +260,18 @@ cdef class Chain(Queue):
         self.seq += 1
         self.prev = digest
 
-    cpdef bint append_hit(self, HitTemplate template, tuple client, bytes query,
+    cpdef bint append_hit(self, object template, tuple client, bytes query,
                           bytes listener, double started, bint tcp):
-        """Seal and queue a cache hit's record: ``client`` (address, port), the ``query``
+        """Seal and queue a cache hit's record from its ``template`` (a :class:`HitTemplate`,
+        or one packed by :attr:`codebook`): ``client`` (address, port), the ``query``
         message (its ID and RD bit), the ``listener``'s JSON text, the time the hit began and
         the transport; False, with nothing sealed, when the queue has no room or the log is
         not open or cannot write (the full path then waits or refuses)."""
         if not (self.open and self.healthy and self.has_room()):
             return False
-        self.offer(self._seal_hit(template, client, query, listener, started, tcp))
+        self.offer(self._seal_hit(template if type(template) is HitTemplate
+                                  else self.codebook.unpack(template),
+                                  client, query, listener, started, tcp))
         return True
 
     cdef bytes _seal_hit(self, HitTemplate t, tuple client, bytes query, bytes listener,
@@ -268,7 +283,7 @@ cdef class Chain(Queue):
         cdef const unsigned char *q = <const unsigned char *>PyBytes_AS_STRING(query)
         cdef bytes flags = t.flags[(q[2] & 1) if PyBytes_GET_SIZE(query) > 2 else 0]
         cdef bytes escaped = None
-        cdef bytes raw = t._text()
+        cdef bytes raw = t.text
         cdef const unsigned char *text = <const unsigned char *>PyBytes_AS_STRING(raw)
         cdef const unsigned char *mark
         cdef char *o

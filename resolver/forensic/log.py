@@ -83,8 +83,8 @@ class ForensicLog:
         self._waiters: collections.deque[tuple] = collections.deque()  # (record, loop, future)
         # The chain, and the queue of sealed lines with its counts (outstanding: accepted, not
         # yet written, bounded by queue_size) and whether the writes succeed (healthy).
-        self.chain = Chain(self._waiters, config.queue_size)
         self.codebook = Codebook()  # for the hit path's record templates (hit_template)
+        self.chain = Chain(self._waiters, config.queue_size, codebook=self.codebook)
         self._flushers: list[tuple] = []  # (records accepted at the call, loop, future)
         self._synced = 0        # records written and fsynced (a file's)
         self._dirty = False     # the writer's: written, not yet fsynced

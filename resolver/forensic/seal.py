@@ -126,13 +126,13 @@ def seal(record: dict, seq: int, prev: str, key: bytes | None,
     return b"".join((template[:at], b'"hash":"', digest.encode(), b'",', template[end:])), digest
 
 
-def hit_template(record: dict, codebook: Codebook | None = None) -> HitTemplate:
+def hit_template(record: dict, codebook: Codebook | None = None) -> HitTemplate | bytes:
     """The record of a cache hit on the answer ``record`` logs, for the compiled hit path
     (``_fastlog.Chain.append_hit``, issue #5): its canonical encoding cut around a hole for
     each field of the table with a ``fill`` (the query's and the chain's), the stored fields
     with a ``hit`` value set to it, so that a hit only fills the holes in. The query flags'
-    JSON with RD clear and set come from the record's ``flags``; with a ``codebook`` the text
-    is kept compressed while not in use."""
+    JSON with RD clear and set come from the record's ``flags``; with a ``codebook``, packed by
+    it (``Chain.append_hit`` of a chain with that codebook unpacks it)."""
     token = secrets.token_hex(16)
     rec = dict(record)
     holes = []  # (member name, placeholder, fill)
@@ -162,8 +162,9 @@ def hit_template(record: dict, codebook: Codebook | None = None) -> HitTemplate:
         at = value + length
     texts.append(text[at:])
     flags = record["flags"]
-    return HitTemplate(texts, [fill for _, _, fill in spots],
-                       _flags_json(flags["ad"], flags["cd"], flags["do"]), codebook)
+    template = HitTemplate(texts, [fill for _, _, fill in spots],
+                           _flags_json(flags["ad"], flags["cd"], flags["do"]))
+    return template if codebook is None else codebook.pack(template)
 
 
 @functools.lru_cache(maxsize=None)
