@@ -4,6 +4,7 @@ deletions, moves and the dict's own resizes (issue #20, memory)."""
 from __future__ import annotations
 
 import random
+import sys
 from collections import OrderedDict
 
 import pytest
@@ -69,3 +70,26 @@ def test_same_order_as_ordereddict_through_resizes(seed):
     while model:
         assert lru.popitem(last=False) == model.popitem(last=False)
 
+
+
+def test_a_cache_at_its_bound_keeps_the_table_of_its_size():
+    """Moves and evictions at a steady number of entries leave holes in the entry table; the
+    map rebuilds before the dict would resize to three times its entries, so it stays the
+    size of a dict of as many entries built by insertion, in the same order as OrderedDict."""
+    rng = random.Random(5)
+    lru, model = LruDict(), OrderedDict()
+    for i in range(12_000):
+        lru[i] = model[i] = i
+    for step in range(60_000):
+        key = rng.randrange(12_000 + step)
+        if key in model:
+            lru.move_to_end(key)
+            model.move_to_end(key)
+        else:
+            assert lru.popitem(last=False) == model.popitem(last=False)
+            lru[12_000 + step] = model[12_000 + step] = step
+    assert list(lru.items()) == list(model.items())
+    built = LruDict()
+    for i in range(12_000):
+        built[i] = i
+    assert sys.getsizeof(lru) <= sys.getsizeof(built)
