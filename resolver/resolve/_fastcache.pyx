@@ -25,7 +25,7 @@ from cpython.dict cimport PyDict_GetItemWithError
 from cpython.ref cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport uint16_t, uint32_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memchr, memcpy, memset
 
 from resolver.dnssec.canonical cimport MAX_NAME, lower
@@ -269,15 +269,19 @@ cdef Py_ssize_t _skip_name(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos,
 @cython.no_gc
 cdef class _Entry:
     """One stored response: its wire form followed by the offsets of its RR TTLs (2 octets each,
-    big-endian), the owner's two values, and when it was stored and expires. Sizes and offsets
-    fit 16 bits: a message is at most 65535 octets."""
-    cdef bytes data
+    big-endian), in memory of its own (no object header beside it: issue #20, memory), the
+    owner's two values, and when it was stored and expires. Sizes and offsets fit 16 bits: a
+    message is at most 65535 octets."""
+    cdef unsigned char *data
     cdef object extra, tally
     cdef double stored_at, expires
     cdef bint prefetched  # the owner's callback was called for it
     cdef unsigned long long moved  # the cache's store count when it last became the newest
     cdef uint16_t size, n_ttl
     cdef uint16_t opt_at, opt_len  # the OPT RR, if any (a truncated reply carries it)
+
+    def __dealloc__(self):
+        free(self.data)
 
 
 cdef _Entry _make_entry(const unsigned char *p, Py_ssize_t n, const unsigned char *query,
@@ -324,8 +328,10 @@ cdef _Entry _fill_entry(const unsigned char *p, Py_ssize_t n, QInfo *q, Py_ssize
     cdef bint seen_opt = False
     cdef _Entry entry = _Entry.__new__(_Entry)
     cdef unsigned char *off
-    entry.data = PyBytes_FromStringAndSize(NULL, n + 2 * count)
-    off = <unsigned char *>PyBytes_AS_STRING(entry.data)
+    entry.data = <unsigned char *>malloc(n + 2 * count)
+    if entry.data == NULL:
+        raise MemoryError()
+    off = entry.data
     memcpy(off, p, n)
     off += n
     entry.size = n
@@ -525,13 +531,13 @@ cdef class WireCache:
                 return None
             self.hits += 1
             self.last_extra, self.last_tally = entry.extra, entry.tally
-            return _truncated(<const unsigned char *>PyBytes_AS_STRING(entry.data), entry, p, &q)
+            return _truncated(entry.data, entry, p, &q)
         if self._stores - entry.moved > <unsigned long long>(self.max_entries >> 1):
             # A name in use outlives a flood of new ones. Moved only once past half its way
             # to eviction: most hits pay one comparison, not a move.
             self._entries.move_to_end(lookup)
             entry.moved = self._stores
-        s = <const unsigned char *>PyBytes_AS_STRING(entry.data)
+        s = entry.data
         out = PyBytes_FromStringAndSize(<const char *>s, entry.size)
         o = <unsigned char *>PyBytes_AS_STRING(out)
         o[0] = p[0]
