@@ -107,7 +107,7 @@ def test_an_answer_too_big_for_one_message_packs_all_the_same(monkeypatch) -> No
                                                           enumerate(txt)])
     cache.put(name, 16, Answer(dns.rcode.NOERROR, Verdict.SECURE, rrsets=[big], ttl=300))
     cache.put(dns.name.from_text("q1.wild.example."), 1, wildcard_answer(1))  # big is packed
-    assert isinstance(cache._entries[key(name, 16)].packed, tuple)
+    assert isinstance(cache._entries[key(name, 16)].own, bytes)
     assert cache.get(name, 16).rrsets == [big]
 
 
@@ -138,9 +138,9 @@ def test_answers_are_packed_when_they_leave_the_parsed_copies(monkeypatch) -> No
     names = [dns.name.from_text(f"q{i}.wild.example.") for i in range(2)]
     cache.put(names[0], 1, wildcard_answer(0))
     entry = cache._entries[key(names[0], 1)]
-    assert entry.packed is None
+    assert entry.own is None
     cache.put(names[1], 1, wildcard_answer(1))
-    assert isinstance(entry.packed, tuple)
+    assert isinstance(entry.own, bytes)
     again = cache.get(names[0], 1)
     assert again.rrsets == wildcard_answer(0).rrsets
     assert again.authority == wildcard_answer(0).authority
@@ -226,9 +226,12 @@ def test_what_many_entries_share_is_held_once_and_released_with_the_last(monkeyp
     for i in range(40):
         cache.put(dns.name.from_text(f"q{i}.wild.example."), 1,
                   signed_wildcard_answer(f"q{i}.wild.example."))
-    assert len(cache._shared) == 4  # RRSIG of the A, NSEC, RRSIG of the NSEC, the proof
-    packed = cache._entries[key(dns.name.from_text("q0.wild.example."), 1)].packed
-    assert [type(p) is bytes for p in packed] == [True, False, False, False]
+    # RRSIG of the A, NSEC, RRSIG of the NSEC, their layout among an entry's RRsets, the proof
+    assert len(cache._shared) == 5
+    entry = cache._entries[key(dns.name.from_text("q0.wild.example."), 1)]
+    assert [held is None for held in entry.shared.value] == [True, False, False, False]
+    assert cache_module.unpack_rrset(entry.own, dns.name.from_text("q0.wild.example.")) == \
+        signed_wildcard_answer("q0.wild.example.").rrsets[0]
     for i in range(40):
         name = dns.name.from_text(f"q{i}.wild.example.")
         got = cache.get(name, 1)
@@ -238,13 +241,42 @@ def test_what_many_entries_share_is_held_once_and_released_with_the_last(monkeyp
     for i in range(50):  # another zone's names push every example. entry out
         cache.put(dns.name.from_text(f"q{i}.wild.other."), 1,
                   signed_wildcard_answer(f"q{i}.wild.other.", "other."))
-    assert cache.evictions == 40 and len(cache._shared) == 4
+    assert cache.evictions == 40 and len(cache._shared) == 5
     assert all(held.value[0] == dns.name.from_text("other.")
-               for held in cache._shared._held.values() if type(held.value) is tuple)
+               for held in cache._shared._held.values()
+               if type(held.value) is tuple and isinstance(held.value[0], dns.name.Name))
     clock.now += 301
     for i in range(50):
         assert cache.get(dns.name.from_text(f"q{i}.wild.other."), 1) is None
     assert len(cache) == 0 and len(cache._shared) == 0
+
+
+def test_layouts_share_their_rrsets_and_let_them_go_with_the_last(monkeypatch) -> None:
+    """Two layouts (the same wildcard signature, another NSEC) hold the signature once; each
+    layout goes with its last entry, and the signature with the last layout."""
+    monkeypatch.setattr(cache_module, "HOT_ENTRIES", 1)
+    clock = Clock()
+    cache = Cache(clock=clock)
+    for i in range(6):
+        answer = signed_wildcard_answer(f"q{i}.wild.example.")
+        if i % 2:
+            answer.authority = answer.authority[1:]  # the NSEC's RRSIG alone: another layout
+        cache.put(dns.name.from_text(f"q{i}.wild.example."), 1, answer)
+    cache.put(dns.name.from_text("nx.other."), 1, Answer(dns.rcode.NXDOMAIN, Verdict.INSECURE,
+                                                         ttl=600))  # all six are packed now
+    layouts = {id(cache._entries[key(dns.name.from_text(f"q{i}.wild.example."), 1)].shared)
+               for i in range(6)}
+    wires = [h for h in cache._shared._held.values() if type(h.value) is bytes]
+    assert len(layouts) == 2 and len(wires) == 3  # the A's RRSIG, the NSEC, its RRSIG
+    rrsig = next(h for h in wires if h.value.startswith(cache_module.OWN_NAME))
+    assert rrsig.holders == 2  # once per layout
+    for i in range(6):
+        got = cache.get(dns.name.from_text(f"q{i}.wild.example."), 1)
+        assert got.rrsets == signed_wildcard_answer(f"q{i}.wild.example.").rrsets
+    clock.now += 301
+    for i in range(6):
+        assert cache.get(dns.name.from_text(f"q{i}.wild.example."), 1) is None
+    assert len(cache._shared) == 1  # nx.other.'s proof alone
 
 
 def test_a_replaced_entry_gives_back_what_it_held(monkeypatch) -> None:
@@ -256,7 +288,8 @@ def test_a_replaced_entry_gives_back_what_it_held(monkeypatch) -> None:
                                                            ttl=60))  # q1 is packed
     before = len(cache._shared)
     cache.put(name, 1, wildcard_answer(1))  # an unsigned answer for the same question
-    assert len(cache._shared) == before - 3  # the two RRSIGs and the NSEC; the proof replaced
+    # the two RRSIGs, the NSEC and their layout; the proof replaced
+    assert len(cache._shared) == before - 4
     cache.clear()
     assert len(cache._shared) == 0
 

@@ -10,7 +10,8 @@ For memory (issue #5), an entry keeps its RRsets packed, one wire form each (RFC
 the owner left out when it is the entry's own name. What does not depend on that name (the
 zone's SOA, NSEC and NSEC3 records with their RRSIGs, a wildcard's signature, the proof's chain
 of zones and keys) is the same for many entries and is held once in a table, counted, until the
-last entry holding it goes. The entries used last keep their parsed RRsets as well.
+last entry holding it goes; so is the entry's layout of those among its own (issue #20: one
+shared object, not a tuple an entry). The entries used last keep their parsed RRsets as well.
 
 With ``aggressive_nsec`` (the default), the NSEC and NSEC3 records of Secure answers are kept
 apart as well (resolver.resolve.negative) and answer other names they cover (RFC 8198).
@@ -57,8 +58,8 @@ class _Held:
 
 
 class _Table:
-    """Immutable values shared by entries (packed RRsets, proofs), each held once for as long
-    as an entry holds it."""
+    """Immutable values shared by entries (packed RRsets, layouts of them, proofs), each held
+    once for as long as an entry holds it."""
 
     def __init__(self) -> None:
         self._held: dict[object, _Held] = {}
@@ -70,10 +71,13 @@ class _Table:
         held.holders += 1
         return held
 
-    def give_back(self, held: _Held) -> None:
+    def give_back(self, held: _Held) -> bool:
+        """Whether that was the last holder (the value is let go)."""
         held.holders -= 1
         if not held.holders:
             del self._held[held.value]
+            return True
+        return False
 
     def clear(self) -> None:
         self._held.clear()
@@ -105,9 +109,13 @@ def pack_rrset(rrset: dns.rrset.RRset, name: dns.name.Name) -> bytes:
 
 
 def unpack_rrset(wire: bytes, name: dns.name.Name) -> dns.rrset.RRset:
-    parser = dns.wire.Parser(wire)
-    if wire.startswith(OWN_NAME):
-        parser.seek(len(OWN_NAME))
+    return _unpack_next(dns.wire.Parser(wire), name)
+
+
+def _unpack_next(parser: dns.wire.Parser, name: dns.name.Name) -> dns.rrset.RRset:
+    """The packed RRset at the parser's position (one of several packed one after the other)."""
+    if parser.wire.startswith(OWN_NAME, parser.current):
+        parser.seek(parser.current + len(OWN_NAME))
         owner = name
     else:
         owner = parser.get_name()
@@ -237,7 +245,7 @@ class Cache:
         key = _key(name_wire(name.labels),
                    ANY_TYPE if answer.rcode == dns.rcode.NXDOMAIN else rdtype)
         owner = name_text(name)
-        entry = Entry(None if owner == owner.lower() else owner, None, len(answer.rrsets),
+        entry = Entry(None if owner == owner.lower() else owner, None, None, len(answer.rrsets),
                        answer.rcode, answer.verdict, answer.ede, answer.reason,
                        self._shared.take(_proof_tuple(answer.proof, owner)), self.clock() + ttl,
                        ttl, self.epoch)
@@ -285,25 +293,46 @@ class Cache:
         cap = self.max_negative_ttl if negative else self.max_ttl
         return max(self.min_ttl, min(answer.ttl, cap))
 
-    def _pack(self, key: bytes, entry: Entry, rrsets: list, authority: list) -> tuple:
+    def _pack(self, key: bytes, entry: Entry, rrsets: list, authority: list) -> None:
+        """Pack ``entry``'s RRsets: its own one after the other in ``own``, and in ``shared``
+        the layout, held in the table, of the shared ones among them (None where the next own
+        one goes); ``shared`` is None when it has none."""
         name = dns.name.from_text(_owner(key, entry))
-        packed = []
+        own, layout = [], []
         for rrset in rrsets + authority:
             wire = pack_rrset(rrset, name)
-            packed.append(self._shared.take(wire) if _shared(rrset, name) else wire)
-        return tuple(packed)
+            if _shared(rrset, name):
+                layout.append(self._shared.take(wire))
+            else:
+                own.append(wire)
+                layout.append(None)
+        entry.own = b"".join(own)
+        if len(own) < len(layout):
+            entry.shared = self._shared.take(tuple(layout))
+            if entry.shared.holders > 1:  # the layout was held already, with its RRsets
+                for held in layout:
+                    if held is not None:
+                        self._shared.give_back(held)
 
     def _unpack(self, key: bytes, entry: Entry) -> tuple[list, list]:
         name = dns.name.from_text(_owner(key, entry))
-        rrsets = [unpack_rrset(p if type(p) is bytes else p.value, name) for p in entry.packed]
+        own = dns.wire.Parser(entry.own)
+        if entry.shared is None:
+            rrsets = []
+            while own.remaining():
+                rrsets.append(_unpack_next(own, name))
+        else:
+            rrsets = [_unpack_next(own, name) if held is None else unpack_rrset(held.value, name)
+                      for held in entry.shared.value]
         return rrsets[:entry.answers], rrsets[entry.answers:]
 
     def _drop(self, entry: Entry) -> None:
         """Give back what a removed entry held in the table."""
         self._shared.give_back(entry.proof)
-        for packed in entry.packed or ():
-            if type(packed) is _Held:
-                self._shared.give_back(packed)
+        if entry.shared is not None and self._shared.give_back(entry.shared):
+            for held in entry.shared.value:
+                if held is not None:
+                    self._shared.give_back(held)
 
     def _keep_hot(self, key: bytes, entry: Entry, rrsets: list, authority: list) -> None:
         """Keep the parsed RRsets of the most recently used entries: parsing them back costs
@@ -313,8 +342,8 @@ class Cache:
         self._hot[key] = (entry, rrsets, authority)
         if len(self._hot) > self._hot_size:
             old_key, (old, old_rrsets, old_authority) = self._hot.popitem(last=False)
-            if old.packed is None and self._entries.get(old_key) is old:
-                old.packed = self._pack(old_key, old, old_rrsets, old_authority)
+            if old.own is None and self._entries.get(old_key) is old:
+                self._pack(old_key, old, old_rrsets, old_authority)
 
     def clear(self) -> None:
         if self.ranges is not None:
