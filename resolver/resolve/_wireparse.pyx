@@ -318,17 +318,7 @@ cdef object _parse(bytes wire):
     if (flags >> 11) & 0x0F != 0:  # another opcode than QUERY
         raise _Fallback()
     counts = (r.u16(size), r.u16(size), r.u16(size), r.u16(size))
-    message = _QueryMessage(id=ident)
-    message.flags = _flags.get(flags)
-    message.wire = wire
-    message.request_mac = b""
-    message.xfr = False
-    message.origin = None
-    message.tsig_ctx = None
-    # Without dnspython's index of RRsets (``index = None``, its documented way to turn
-    # indexing off: find_rrset then scans the sections): filling it hashed every owner name
-    # with dnspython's per-character Name.__hash__, and nothing looks a reply's RRsets up by it.
-    message.index = None
+    message = _message(ident, _flags.get(flags), wire)
     sections = message.sections
     for i in range(counts[0]):
         name = r.name(size, True)
@@ -376,6 +366,33 @@ cdef object _parse(bytes wire):
             _add(rrset, rd, 0 if ttl > 0x7FFFFFFF else ttl, rdtype, digestable)
     if r.pos != size:
         raise _Fallback()  # trailing bytes: dnspython's TrailingJunk
+    return message
+
+
+cdef object _message(unsigned int ident, object flags, bytes wire):
+    """``dns.message.QueryMessage(id=ident)`` with the fields ``dns.message.from_wire`` sets
+    (flags, wire, no TSIG, no origin), each set here instead of by its Python ``__init__``.
+    Without dnspython's index of RRsets (``index = None``, its documented way to turn indexing
+    off: find_rrset then scans the sections): filling it hashed every owner name with
+    dnspython's per-character Name.__hash__, and nothing looks a reply's RRsets up by it."""
+    message = _new(_QueryMessage)
+    message.id = ident
+    message.flags = flags
+    message.sections = [[], [], [], []]
+    message.opt = None
+    message.request_payload = 0
+    message.pad = 0
+    message.keyring = None
+    message.tsig = None
+    message.want_tsig_sign = False
+    message.request_mac = b""
+    message.xfr = False
+    message.origin = None
+    message.tsig_ctx = None
+    message.index = None
+    message.errors = []
+    message.time = 0.0
+    message.wire = wire
     return message
 
 
