@@ -1,19 +1,21 @@
 """Queries to upstream servers over UDP and TCP (RFC 1035 §4.2, RFC 7766).
 
-Every query gets a fresh random ID (the system's CSPRNG: ``os.urandom``) and a fresh socket, so a
-fresh ephemeral source port (RFC 5452 §9.2). UDP sockets are connected, so the kernel drops
-datagrams from any other address or port; an answer is taken only if it is a response to a query
-(QR, opcode QUERY) with the query's ID and exactly its question (RFC 5452 §9.1), all checked on
-the raw bytes before the message is parsed, and if it parses. Anything else that arrives over UDP
-is ignored and counted in :data:`IGNORED` while waiting, so a forged packet cannot end the wait.
-Over TCP the peer is the server itself (no off-path forger completes a TCP handshake): replies
-with another ID are skipped (RFC 7766 §7), but a reply with our ID that does not parse or asks
-another question ends the exchange at once as a broken server.
+Every query gets a fresh random ID (the system's CSPRNG: ``os.urandom``, 256 IDs drawn at a
+time) and a fresh socket, so a fresh ephemeral source port (RFC 5452 §9.2). UDP sockets are
+connected, so the kernel drops datagrams from any other address or port; an answer is taken
+only if it is a response to a query (QR, opcode QUERY) with the query's ID and exactly its
+question (RFC 5452 §9.1), all checked on the raw bytes before the message is parsed, and if it
+parses. Anything else that arrives over UDP is ignored and counted in :data:`IGNORED` while
+waiting, so a forged packet cannot end the wait. Over TCP the peer is the server itself (no
+off-path forger completes a TCP handshake): replies with another ID are skipped (RFC 7766 §7),
+but a reply with our ID that does not parse or asks another question ends the exchange at once
+as a broken server.
 """
 
 from __future__ import annotations
 
 import _socket
+import array
 import asyncio
 import os
 import select
@@ -74,9 +76,19 @@ class Reply:
         return "dot" if self.tls else "tcp" if self.tcp else "udp"
 
 
+_IDS = array.array("H")  # query IDs drawn ahead from the CSPRNG, each used once
+_IDS_DRAWN = 256  # IDs a draw: one getrandom system call per 256 queries, not one each
+
+
 def fresh_id() -> int:
-    """A query ID from the system's CSPRNG (RFC 5452 §9.2)."""
-    return int.from_bytes(os.urandom(2))
+    """A query ID from the system's CSPRNG (RFC 5452 §9.2), drawn :data:`_IDS_DRAWN` at a
+    time. A forked child starts with none drawn: it never sends the IDs its parent will."""
+    if not _IDS:
+        _IDS.frombytes(os.urandom(2 * _IDS_DRAWN))
+    return _IDS.pop()
+
+
+os.register_at_fork(after_in_child=lambda: _IDS.__delitem__(slice(None)))
 
 
 def fold(question: bytes) -> bytes:
