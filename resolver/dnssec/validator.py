@@ -234,15 +234,16 @@ class Validator:
         rrsets, authority = [], []
         ttl, verdict = 2**31, Verdict.SECURE if secure else Verdict.INSECURE
         current, followed = name, []
+        dnames = rrsets_of(reply.answer, DNAME)
         for _ in range(self.max_cname_chain + 1):
-            if any(same(current, n) for n in followed):
+            if followed and any(same(current, n) for n in followed):
                 break  # a loop: each RRset once (RFC 2181 §5); the iterator names the loop
             followed.append(current)
             rrset = find(reply.answer, current, qtype)
             synthesized = None
-            dname = next((r for r in rrsets_of(reply.answer, DNAME)
-                          if within(current, r.name) and not same(current, r.name)
-                          and within(r.name, zone.name)), None)
+            dname = next((r for r in dnames if within(current, r.name) and
+                          not same(current, r.name) and within(r.name, zone.name)),
+                         None) if dnames else None
             if rrset is None and dname is not None:
                 # The CNAME a server synthesises from a DNAME is unsigned: validate the DNAME
                 # and synthesise the CNAME here (RFC 6672 §3.2, §5.3.1).

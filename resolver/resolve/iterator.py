@@ -350,11 +350,12 @@ class Iterator:
         verdicts: dict[bytes, tuple[dns.name.Name, Verdict]] = {}
         proof = Proof()
         name, seen, ttl = qname, [qname], 2**31
-        most = self.s.limits.max_cname_chain
+        most, cnames = self.s.limits.max_cname_chain, 0
         for _ in range(most + 1):
             answer = await self.lookup(name, qtype, ctx)
             rrsets += answer.rrsets
-            if sum(r.rdtype == CNAME for r in rrsets) > most:
+            cnames += sum(r.rdtype == CNAME for r in answer.rrsets)  # in the chain so far
+            if cnames > most:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
                                        f"{most}", proof)
             verdict = weaker(verdict, answer.verdict)
@@ -569,13 +570,18 @@ def chain_end(name: dns.name.Name, qtype: int,
     if qtype == CNAME:
         return None
     current, passed = name, []
-    while not any(same(current, n) for n in passed):
-        data = next((r for r in rrsets if r.rdtype == qtype and same(r.name, current)), None)
-        if data is not None:
-            return None
-        cname = next((r for r in rrsets if r.rdtype == CNAME and same(r.name, current)), None)
+    while True:
+        cname = None
+        for rrset in rrsets:  # one pass a link: data of qtype at the name, else its CNAME
+            rdtype = rrset.rdtype
+            if (rdtype == qtype or rdtype == CNAME) and same(rrset.name, current):
+                if rdtype == qtype:
+                    return None
+                if cname is None:
+                    cname = rrset
         if cname is None:
             return None if same(current, name) else current
         passed.append(current)
         current = cname[0].target
-    return current
+        if any(same(current, n) for n in passed):
+            return current
