@@ -18,7 +18,7 @@ import dns.rrset
 
 from resolver.dnssec.config import BudgetName
 from resolver.dnssec.result import ResolutionFailed, Verdict
-from resolver.dnssec.sigcrypt import dnskey_tag
+from resolver.dnssec.sigcrypt import key_tags
 from resolver.dnssec import denial
 from resolver.dnssec.validator import NSEC, NSEC3, Validator, find, signers
 from resolver.dnssec.canonical import name_text, same, within
@@ -188,7 +188,7 @@ class ChainOfTrust:
         zone.security, zone.keys = Verdict.SECURE, keys
         zone.ds, zone.key_expiration = (trust if trust.rdtype == DS else None), \
             result.rrsig.expiration
-        tags = frozenset(dnskey_tag(rd) for rd in keys)
+        tags = key_tags(keys)
         seen = self.key_tags.get(zone.name)
         if seen is not None and seen != tags:
             self.event("key_rollover")

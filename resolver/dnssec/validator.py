@@ -171,9 +171,12 @@ class Validator:
         """The child ``name``'s DS set validated with the parent's keys, or the parent's
         proof that it is an unsigned delegation, from ``reply`` (a referral or the answer to
         a DS query). Raises ResolutionFailed when the parent's signed data proves neither."""
-        ds = find(reply.answer, name, DS) or find(reply.authority, name, DS)
+        where = reply.answer  # the answer to a DS query, else the referral's authority
+        ds = find(where, name, DS)
+        if ds is None:
+            where = reply.authority
+            ds = find(where, name, DS)
         if ds is not None:
-            where = reply.answer if find(reply.answer, name, DS) is not None else reply.authority
             result = validate_rrset(ds, sigs_of(where, name, DS), parent.keys, now=self.now(),
                                     budget=budget, config=self.config)
             if not result.secure:

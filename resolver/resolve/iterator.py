@@ -444,8 +444,9 @@ class Iterator:
                         ahead = ahead or self.ahead.hop(child, reply, minimiser, ctx)
                         keys = ahead.keys if ahead is not None else None
                         try:
-                            if len(child.name) > len(zone.name) + 1 and not signer_in(
-                                    reply, zone.name) and self.cuts.matter(zone, child.name):
+                            below = len(child.name.labels) - len(zone.name.labels)
+                            if below > 1 and not signer_in(reply, zone.name) and \
+                                    self.cuts.matter(zone, child.name):
                                 # a cut several labels down, signed further down (resolve.cuts)
                                 child.parent = zone = await self.cuts.down_to(
                                     zone, child.name.parent(), ctx)
