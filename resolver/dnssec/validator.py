@@ -40,8 +40,10 @@ INSECURE_REASONS = frozenset((EDE.UNSUPPORTED_DNSKEY_ALGORITHM, EDE.UNSUPPORTED_
 
 def rcode_of(reply: dns.message.Message) -> int:
     """``reply.rcode()`` as a plain int: the header's four bits under the OPT record's eight
-    (RFC 6891 §6.1.3)."""
-    return int(reply.flags) & 0xF | (reply.ednsflags >> 20) & 0xFF0
+    (RFC 6891 §6.1.3), read off the OPT RRset's TTL (``ednsflags``, without its property's
+    Python-level calls)."""
+    opt = reply.opt
+    return int(reply.flags) & 0xF | ((opt.ttl >> 20) & 0xFF0 if opt is not None else 0)
 
 
 _TYPE_TEXT: dict[int, str] = {}  # at most one entry per RR type number (65536)

@@ -355,7 +355,10 @@ cdef object _parse(bytes wire):
                 rd = _generic(r, rdtype, rdclass, end)
             else:
                 digestable = _digestable(r.wire, rd, rdtype, start, end)
-            covers = rd.type_covered if rdtype == 46 and digestable is not None else rd.covers()
+            if digestable is None:
+                covers = rd.covers()  # a type dnspython built: SIG covers a type too
+            else:  # built here: only an RRSIG covers one (dns.rdata.Rdata.covers)
+                covers = rd.type_covered if rdtype == 46 else 0
             key = (section, lower[0], rdclass, rdtype, covers)
             rrset = groups.get(key)
             if rrset is None:

@@ -34,7 +34,7 @@ from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.canonical import same, within
 from resolver.dnssec.validator import Validator, rrsets_of, signer_in, signers, weaker
-from resolver.dnssec.zone import NameLru, Zone, name_key, parent_key
+from resolver.dnssec.zone import NameLru, Zone, name_key, parent, parent_key
 from resolver.ede import EDE
 from resolver.errors import ResolverError
 from resolver.outgoing import DoNotQuery
@@ -402,7 +402,7 @@ class Iterator:
             cached = self.cache.synthesise(name, qtype, self.now(), self.s.validator, ctx.budget)
         if cached is not None:
             return cached
-        owner = name.parent() if qtype == DS and name != ROOT else name  # DS: the parent's data
+        owner = parent(name) if qtype == DS and name != ROOT else name
         zone = self._closest_zone(owner)
         if same(zone.name, ROOT) and not zone.recursive and \
                 zone.security is Verdict.INDETERMINATE:
@@ -449,7 +449,7 @@ class Iterator:
                                     self.cuts.matter(zone, child.name):
                                 # a cut several labels down, signed further down (resolve.cuts)
                                 child.parent = zone = await self.cuts.down_to(
-                                    zone, child.name.parent(), ctx)
+                                    zone, parent(child.name), ctx)
                             child = await self.trust.establish(child, zone, reply, ctx, keys)
                         finally:
                             if keys is not None:
@@ -525,7 +525,7 @@ class Iterator:
         is looked for (ChainOfTrust.find_cut: proven by the parent's signed data only), and
         the reply judged again in the child. A DS lives on the parent side, so a DS answer is
         looked for above its owner only (RFC 4035 §3.1.4.1)."""
-        owner = name.parent() if qtype == DS and name != ROOT else name
+        owner = parent(name) if qtype == DS and name != ROOT else name
         while True:
             try:
                 return await self._validate(zone, name, qtype, reply, kind, ctx)
