@@ -349,7 +349,7 @@ class Iterator:
         # Name's hash is computed in Python at every use): (name, verdict).
         verdicts: dict[bytes, tuple[dns.name.Name, Verdict]] = {}
         proof = Proof()
-        name, seen, ttl = qname, [qname], 2**31
+        name, seen, ttl = qname, {name_key(qname)}, 2**31  # names asked, by canonical form
         most, cnames = self.s.limits.max_cname_chain, 0
         for _ in range(most + 1):
             answer = await self.lookup(name, qtype, ctx)
@@ -380,13 +380,14 @@ class Iterator:
                 # A chain lives as long as its shortest link, within the cache's caps.
                 whole.ttl = self.cache.ttl_for(whole, negative=not answer.rrsets)
                 return whole
-            if any(same(target, asked) for asked in seen):
+            target_key = name_key(target)
+            if target_key in seen:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME loop at {target}", proof)
             if permit is not None:
                 decision = permit(target)
                 if not decision.allowed:
                     raise Denied(decision)
-            seen.append(target)
+            seen.add(target_key)
             name = target
         raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {most}", proof)
 
