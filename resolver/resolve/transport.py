@@ -196,9 +196,10 @@ class _Waiting:
     through io_uring; removing it is tried three times) and a poll handle object each
     (issue #20: 17 system calls an exchange became 11)."""
 
-    __slots__ = ("epoll", "sockets", "__weakref__")
+    __slots__ = ("loop", "epoll", "sockets")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)
         self.epoll = select.epoll()
         self.sockets: dict[int, tuple] = {}  # fd: (socket, query, done), _readable's arguments
         loop.add_reader(self.epoll.fileno(), self._ready)
@@ -222,9 +223,20 @@ class _Waiting:
 
 
 # By event loop: dropped with the loop, and the epoll set closed with it. The supervisor forks
-# its workers before any loop runs; each worker's loop has its own.
+# its workers before any loop runs; each worker's loop has its own. _LAST, the one used last,
+# is found without the weak dictionary's Python-level lookup.
 _WAITING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting] = \
     weakref.WeakKeyDictionary()
+_LAST: _Waiting | None = None
+
+
+def _waiting_of(loop: asyncio.AbstractEventLoop) -> _Waiting:
+    global _LAST
+    waiting = _WAITING.get(loop)
+    if waiting is None:
+        waiting = _WAITING[loop] = _Waiting(loop)
+    _LAST = waiting
+    return waiting
 
 
 async def _udp(query: Query, wire: bytes, host: str, port: int,
@@ -235,9 +247,9 @@ async def _udp(query: Query, wire: bytes, host: str, port: int,
     time is up (cheaper than ``sock_recv`` in a loop under ``asyncio.timeout``: profile_cold,
     issue #20); anything else is ignored and counted."""
     loop = asyncio.get_running_loop()
-    waiting = _WAITING.get(loop)
-    if waiting is None:
-        waiting = _WAITING[loop] = _Waiting(loop)
+    waiting = _LAST
+    if waiting is None or waiting.loop() is not loop:
+        waiting = _waiting_of(loop)
     sock = timer = fd = None
     done = loop.create_future()
     try:  # socket() fails too: EMFILE, or EAFNOSUPPORT where IPv6 is disabled
