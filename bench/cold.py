@@ -154,9 +154,13 @@ def measure(case: Case, candidates: list[peers.Peer], rounds: int, tree: peers.R
     return series
 
 
-def baseline_peer(directory: Path, label: str) -> peers.Peer:
-    """dnssec-sidecar as checked out in ``directory``, configured as ours (log on, on disk)."""
+def baseline_peer(directory: Path) -> peers.Peer:
+    """dnssec-sidecar as checked out in ``directory``, configured as ours (log on, on disk),
+    named after its commit."""
     ours = next(p for p in peers.PEERS if p.name == OURS)
+    label = subprocess.run(["git", "-C", str(directory), "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True).stdout.strip() or "baseline"
+    directory = directory.resolve()
 
     def configure(peer: peers.Peer, tree: peers.Tree, run: Path) -> list[str]:
         argv = ours.configure(peer, tree, run)
@@ -217,9 +221,7 @@ def main() -> None:
             else:
                 candidates.append(peer)
     if args.baseline is not None:
-        label = subprocess.run(["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
-                               capture_output=True, text=True).stdout.strip() or "baseline"
-        candidates.insert(1, baseline_peer(args.baseline.resolve(), label))
+        candidates.insert(1, baseline_peer(args.baseline))
     print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; "

@@ -19,6 +19,7 @@ Printed per attack and resolver: the medians over the rounds and ``paired``, the
 per-round ratios of our cold CPU to Unbound's; then the worst attack of each side.
 
     python bench/hostile.py [--rounds 3] [--burst 200] [--healthy 200] [--attack nxns ...]
+    # [--baseline DIR: also the dnssec-sidecar checked out and built in DIR, paired with ours]
 
 Needs root and unbound (Debian); runs itself in a new network namespace (the tree binds
 127.0.0.x:53).
@@ -48,6 +49,7 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
 from bench import peers  # noqa: E402
+from bench.cold import baseline_peer  # noqa: E402
 from tests.testtree import zonedata  # noqa: E402
 
 HEALTHY = "www.rsasha256.example."
@@ -139,7 +141,8 @@ def measure(candidates: list[peers.Peer], tree: peers.Running, scenario: dict,
                 running[peer.name] = process
                 ask(peer.address, HEALTHY, "A")  # priming, root keys, the healthy name cached
             time.sleep(SETTLE_S)
-            order = candidates[round_ % 2:] + candidates[:round_ % 2]
+            turn = round_ % len(candidates)
+            order = candidates[turn:] + candidates[:turn]
             for peer in order:
                 cold(peer, running[peer.name].process.pid, tree, scenario, figures[peer.name])
             if args.burst:
@@ -164,12 +167,16 @@ def main() -> None:
     parser.add_argument("--healthy", type=int, default=200, help="healthy queries meanwhile")
     parser.add_argument("--attack", action="append", metavar="NAME", help="only this attack "
                         "(repeatable; the names of the first column)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run the dnssec-sidecar checked out (and built) in DIR")
     args = parser.parse_args()
     scenarios = [s for s in hostile_scenarios() if not args.attack or s["name"] in args.attack]
     if not scenarios:
         parser.error(f"no attack named {', '.join(args.attack)}")
     peers.in_own_namespace("HOSTILE_BENCH_NETNS")
     candidates = [p for p in peers.PEERS if p.name in (OURS, peers.BASELINE)]
+    if args.baseline is not None:
+        candidates.insert(1, baseline_peer(args.baseline))
     print(f"# {platform.machine()} Python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
           + ", ".join(peers.version(p) for p in candidates))
@@ -178,7 +185,7 @@ def main() -> None:
           f" then {args.burst} attack queries (4 in flight) while a second client asks {HEALTHY}"
           f" A {args.healthy} times; medians over the rounds; paired = median of per-round"
           " ratios of cold CPU to unbound's")
-    print(f"{'attack':25} {'resolver':23} {'answer':18} {'cold CPU ms':>11} {'paired':>7} "
+    print(f"{'attack':25} {'resolver':25} {'answer':18} {'cold CPU ms':>11} {'paired':>7} "
           f"{'upstream':>8} {'burst CPU ms/q':>14} {'upstream/q':>10} {'healthy p50':>11} "
           f"{'p99 ms':>7} {'answered':>9}")
     worst: dict[str, tuple[float, str]] = {}
@@ -195,12 +202,16 @@ def main() -> None:
                         worst[name] = (cpu, scenario["name"])
                     paired = f"{peers.median_ratio(f.cold_cpu_ms, base):.2f}x" if min(base) > 0 \
                         else "-"
-                    print(f"{scenario['name']:25} {name:23} {f.outcome:18} {cpu:11.2f} "
+                    print(f"{scenario['name']:25} {name:25} {f.outcome:18} {cpu:11.2f} "
                           f"{paired:>7} {med(f.upstream, '8.0f'):>8} "
                           f"{med(f.burst_cpu_ms, '14.2f'):>14} "
                           f"{med(f.burst_upstream, '10.2f'):>10} {med(f.p50, '11.2f'):>11} "
                           f"{med(f.p99, '7.2f'):>7} "
                           f"{med(f.answered, '.0f'):>5}/{args.healthy}", flush=True)
+                if args.baseline is not None:
+                    ratio = peers.median_ratio(figures[OURS].cold_cpu_ms,
+                                               figures[candidates[1].name].cold_cpu_ms)
+                    print(f"# {OURS} / {candidates[1].name}: paired {ratio:.2f}x cold CPU")
         finally:
             tree.stop()
     for name, (cpu, attack) in worst.items():

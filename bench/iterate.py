@@ -3,7 +3,8 @@ issue #20): no frontend, no forensic record, no server process around them, pair
 ``--baseline`` checkout.
 
 Each side is a worker process of its own checkout (its compiled modules built there) against the
-test tree's servers (a process of their own). Each round, a worker builds a fresh Iterator and
+test tree's servers (a process of their own), with the server's ``outgoing.do_not_query`` for
+the tree. Each round, a worker builds a fresh Iterator and
 empties the process's key and verified-signature caches, resolves bench/cold.py's priming query,
 then the case's name, and reports that lookup's process CPU time (``time.process_time``: the
 worker does nothing else). The two workers take turns, first one, then the other; printed: the
@@ -19,6 +20,7 @@ of case a), whatever its outcome: most end in SERVFAIL.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import statistics
 import subprocess
 import sys
@@ -35,6 +37,7 @@ def worker(case_key: str, attack: str | None) -> None:
     import dns.name
     import dns.rdatatype
     import uvloop
+    import yaml
 
     from bench.cold import CASES
     from resolver.dnssec import crypto, sigcrypt
@@ -48,7 +51,11 @@ def worker(case_key: str, attack: str | None) -> None:
     (hint_name, hint_address), = zonedata.manifest()["root_hints"].items()
     settings = Settings(root_hints=(RootHint(dns.name.from_text(hint_name), (hint_address,)),),
                         trust_anchors=parse_trust_anchors(authority.trust_anchor_lines()),
-                        validation_time=NOW)
+                        validation_time=NOW,
+                        # The server's filter for the tree (its config's outgoing key): every
+                        # glue address of a referral is checked against it.
+                        outgoing_do_not_query=tuple(map(ipaddress.ip_network, yaml.safe_load(
+                            authority.outgoing_line())["outgoing"]["do_not_query"])))
 
     def question(text: str) -> tuple[dns.name.Name, int]:
         return dns.name.from_text(text), dns.rdatatype.NS if text == "." else dns.rdatatype.A

@@ -18,6 +18,7 @@ network.
 from __future__ import annotations
 
 import ipaddress
+from socket import AF_INET, AF_INET6, inet_pton
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -42,22 +43,41 @@ def default_prefixes() -> tuple[_Network, ...]:
 
 class DoNotQuery:
     """The ``do_not_query`` prefixes. An IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2) is
-    judged by the IPv4 address it carries: the socket sends it there."""
+    judged by the IPv4 address it carries: the socket sends it there. Each prefix is held as
+    an integer network and mask: an address is read by ``inet_pton`` and compared in a few
+    integer operations, not built as an ``ipaddress`` object (36 Python calls an address, on
+    every glue record of every referral: issue #20)."""
 
     def __init__(self, prefixes: tuple[_Network, ...] = ()) -> None:
         self.prefixes = tuple(prefixes)
-        self._v4 = tuple(p for p in self.prefixes if p.version == 4)
-        self._v6 = tuple(p for p in self.prefixes if p.version == 6)
+        self._v4 = tuple(_masked(p) for p in self.prefixes if p.version == 4)
+        self._v6 = tuple(_masked(p) for p in self.prefixes if p.version == 6)
 
     def covering(self, address: str) -> _Network | None:
         """The prefix that forbids asking ``address`` (an IPv4 or IPv6 address as text, as in
         an A or AAAA record), or None if it may be asked."""
         if not self.prefixes:
             return None
-        ip = ipaddress.ip_address(address)
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        for prefix in self._v4 if ip.version == 4 else self._v6:
-            if ip in prefix:
+        prefixes = self._v4
+        if ":" in address:
+            ip = int.from_bytes(inet_pton(AF_INET6, address))
+            if ip >> 32 == _MAPPED:
+                ip &= _V4_ALL
+            else:
+                prefixes = self._v6
+        else:
+            ip = int.from_bytes(inet_pton(AF_INET, address))
+        for net, mask, prefix in prefixes:
+            if ip & mask == net:
                 return prefix
         return None
+
+
+_MAPPED = 0xFFFF  # ::ffff:0:0/96 (RFC 4291 §2.5.5.2), the address shifted right by 32 bits
+_V4_ALL = 0xFFFFFFFF
+
+
+def _masked(prefix: _Network) -> tuple[int, int, _Network]:
+    """``prefix`` as (network, mask, prefix): an address ``ip`` is in it when
+    ``ip & mask == network``."""
+    return int(prefix.network_address), int(prefix.netmask), prefix

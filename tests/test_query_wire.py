@@ -4,6 +4,8 @@ RFC 6891 §6.1.2): EDNS0 with DO and our payload size (RFC 3225), RD and CD to f
 (RFC 6840 §5.9); and a reply's question is matched on its raw bytes, case aside (RFC 5452
 §9.1)."""
 
+import os
+
 import dns.flags
 import dns.message
 import dns.name
@@ -30,6 +32,20 @@ def test_every_query_has_a_fresh_id():
     name = dns.name.from_text("www.example.")
     ids = {transport.make_query(name, 1).id for _ in range(200)}
     assert len(ids) > 190  # 200 draws of 16 random bits: a handful of collisions at most
+
+
+def test_a_forked_child_draws_ids_of_its_own():
+    transport.fresh_id()  # IDs drawn ahead in this process
+    parent, child = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(child, bytes(transport._IDS))  # what the child holds right after the fork
+        os._exit(0)
+    os.close(child)
+    with os.fdopen(parent, "rb") as reading:
+        held = reading.read()
+    os.waitpid(pid, 0)
+    assert held == b"" and len(transport._IDS) > 0
 
 
 def _reply(query: transport.Query, name: str | None = None, rdtype: int | None = None,

@@ -33,8 +33,10 @@ def assert_same_value(a, b, what) -> None:
 def assert_same(ours: dns.message.Message, theirs: dns.message.Message) -> None:
     """Field by field, type by type: not only ``==`` (which dnspython judges on rendering)."""
     assert type(ours) is type(theirs)
+    assert vars(ours).keys() == vars(theirs).keys()  # every field dnspython's message has
     for attr in ("id", "flags", "request_mac", "xfr", "origin", "tsig_ctx", "wire", "ednsflags",
-                 "payload", "options", "opt", "tsig"):
+                 "payload", "options", "opt", "tsig", "request_payload", "pad", "keyring",
+                 "want_tsig_sign", "errors"):
         assert_same_value(getattr(ours, attr), getattr(theirs, attr), attr)
     for mine, other in zip(ours.sections, theirs.sections, strict=True):
         assert len(mine) == len(other)

@@ -18,11 +18,11 @@ import dns.rrset
 
 from resolver.dnssec.config import BudgetName
 from resolver.dnssec.result import ResolutionFailed, Verdict
-from resolver.dnssec.sigcrypt import dnskey_tag
+from resolver.dnssec.sigcrypt import key_tags
 from resolver.dnssec import denial
 from resolver.dnssec.validator import NSEC, NSEC3, Validator, find, signers
 from resolver.dnssec.canonical import name_text, same, within
-from resolver.dnssec.zone import NameLru, Zone, name_key
+from resolver.dnssec.zone import NameLru, Zone, ancestor, name_key
 from resolver.ede import EDE
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class ChainOfTrust:
         for _ in range(MAX_CUT_PROBES):
             if candidate == name:
                 break
-            candidate = dns.name.Name(name.labels[-(len(candidate.labels) + 1):])
+            candidate = ancestor(name, len(candidate.labels) + 1)
             try:
                 reply, kind = await self.ask(zone, candidate, DS, ctx)
             except ResolutionFailed:
@@ -188,7 +188,7 @@ class ChainOfTrust:
         zone.security, zone.keys = Verdict.SECURE, keys
         zone.ds, zone.key_expiration = (trust if trust.rdtype == DS else None), \
             result.rrsig.expiration
-        tags = frozenset(dnskey_tag(rd) for rd in keys)
+        tags = key_tags(keys)
         seen = self.key_tags.get(zone.name)
         if seen is not None and seen != tags:
             self.event("key_rollover")
@@ -266,7 +266,7 @@ class ChainOfTrust:
                 current = self.secured.put(ROOT, await root(ctx))
             name = name.parent() if current is None else name
         while current.name != target and current.security is Verdict.SECURE:
-            candidate = dns.name.Name(target.labels[-(len(current.name.labels) + 1):])
+            candidate = ancestor(target, len(current.name.labels) + 1)
             while True:
                 answer = await self.lookup(candidate, DS, ctx)
                 ds = next((r for r in answer.rrsets if r.rdtype == DS and r.name == candidate),
@@ -278,7 +278,7 @@ class ChainOfTrust:
                                          budget=ctx.budget)
                 if cut.verdict is not Verdict.BOGUS or candidate == target:
                     break  # an insecure delegation, or the target is no zone cut of its own
-                candidate = dns.name.Name(target.labels[-(len(candidate.labels) + 1):])
+                candidate = ancestor(target, len(candidate.labels) + 1)
             child = Zone(candidate, list(forward.servers), recursive=True, parent=current)
             if ds is not None and answer.verdict is Verdict.SECURE:
                 child = await self.load_keys(child, ds, ctx, f"DS from {current.name}")

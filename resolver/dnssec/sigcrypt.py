@@ -48,6 +48,12 @@ def dnskey_tag(dnskey) -> int:
     return crypto.key_tag(canonical.rdata_wire(dnskey))
 
 
+def key_tags(dnskeys: dns.rrset.RRset) -> frozenset[int]:
+    """The key tags of a DNSKEY RRset, read off its keys as :data:`KEY_CACHE` parsed them
+    (each key's RDATA rendered and its tag computed once, however often it is asked)."""
+    return frozenset(key.tag for key in KEY_CACHE.of_rrset(dnskeys))
+
+
 def describe(name: dns.name.Name, rdtype: int) -> str:
     """``owner/TYPE``, the way reasons name an RRset."""
     return f"{name}/{dns.rdatatype.to_text(rdtype)}"
@@ -129,7 +135,8 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
     otherwise."""
     config = config or DEFAULT_CONFIG
     owner_wire = canonical.name_wire(dnskeys.name.labels)
-    wires = [canonical.rdata_wire(rd) for rd in dnskeys]
+    keys = KEY_CACHE.of_rrset(dnskeys)  # each key's RDATA and tag computed once
+    wires = [key.wire for key in keys]
     if not canonical.same_name(trust.name.labels, dnskeys.name.labels):
         return ValidationResult(Verdict.BOGUS, EDE.DNSKEY_MISSING, _not_authenticated(
             dnskeys, f"trust is for {trust.name}, not this zone"))
@@ -152,9 +159,8 @@ def authenticate_dnskeys(dnskeys: dns.rrset.RRset, rrsigs: dns.rrset.RRset | Non
         if any(ds.digest_type in _STRONGER_THAN_SHA1 for ds in usable):
             usable = [ds for ds in usable if ds.digest_type != crypto.DIGEST_SHA1]
         by_tag: dict[tuple[int, int], list[bytes]] = {}
-        for wire in wires:
-            if len(wire) >= 4:
-                by_tag.setdefault((crypto.key_tag(wire), wire[3]), []).append(wire)
+        for key in keys:
+            by_tag.setdefault((key.tag, key.algorithm), []).append(key.wire)
         # Digests are cheap hashes, so every key sharing a DS's tag is compared: a zone may
         # legitimately have colliding tags. The per-tag cap bounds signature checks instead.
         for ds in usable[:config.limits.max_ds_per_zone]:

@@ -40,8 +40,10 @@ INSECURE_REASONS = frozenset((EDE.UNSUPPORTED_DNSKEY_ALGORITHM, EDE.UNSUPPORTED_
 
 def rcode_of(reply: dns.message.Message) -> int:
     """``reply.rcode()`` as a plain int: the header's four bits under the OPT record's eight
-    (RFC 6891 §6.1.3)."""
-    return int(reply.flags) & 0xF | (reply.ednsflags >> 20) & 0xFF0
+    (RFC 6891 §6.1.3), read off the OPT RRset's TTL (``ednsflags``, without its property's
+    Python-level calls)."""
+    opt = reply.opt
+    return int(reply.flags) & 0xF | ((opt.ttl >> 20) & 0xFF0 if opt is not None else 0)
 
 
 _TYPE_TEXT: dict[int, str] = {}  # at most one entry per RR type number (65536)
@@ -171,9 +173,12 @@ class Validator:
         """The child ``name``'s DS set validated with the parent's keys, or the parent's
         proof that it is an unsigned delegation, from ``reply`` (a referral or the answer to
         a DS query). Raises ResolutionFailed when the parent's signed data proves neither."""
-        ds = find(reply.answer, name, DS) or find(reply.authority, name, DS)
+        where = reply.answer  # the answer to a DS query, else the referral's authority
+        ds = find(where, name, DS)
+        if ds is None:
+            where = reply.authority
+            ds = find(where, name, DS)
         if ds is not None:
-            where = reply.answer if find(reply.answer, name, DS) is not None else reply.authority
             result = validate_rrset(ds, sigs_of(where, name, DS), parent.keys, now=self.now(),
                                     budget=budget, config=self.config)
             if not result.secure:
@@ -234,15 +239,16 @@ class Validator:
         rrsets, authority = [], []
         ttl, verdict = 2**31, Verdict.SECURE if secure else Verdict.INSECURE
         current, followed = name, []
+        dnames = rrsets_of(reply.answer, DNAME)
         for _ in range(self.max_cname_chain + 1):
-            if any(same(current, n) for n in followed):
+            if followed and any(same(current, n) for n in followed):
                 break  # a loop: each RRset once (RFC 2181 §5); the iterator names the loop
             followed.append(current)
             rrset = find(reply.answer, current, qtype)
             synthesized = None
-            dname = next((r for r in rrsets_of(reply.answer, DNAME)
-                          if within(current, r.name) and not same(current, r.name)
-                          and within(r.name, zone.name)), None)
+            dname = next((r for r in dnames if within(current, r.name) and
+                          not same(current, r.name) and within(r.name, zone.name)),
+                         None) if dnames else None
             if rrset is None and dname is not None:
                 # The CNAME a server synthesises from a DNAME is unsigned: validate the DNAME
                 # and synthesise the CNAME here (RFC 6672 §3.2, §5.3.1).

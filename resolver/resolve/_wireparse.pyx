@@ -117,6 +117,30 @@ cdef _Memo _key_flags = _Memo(_KeyFlag)
 cdef _Memo _flags = _Memo(dns.flags.Flag)
 
 
+cdef void _made_ahead() except *:
+    """The values the first replies a resolver gets carry, made at import instead of inside its
+    first lookups (dnspython builds an enumeration's value in 10-30 us the first time it meets
+    it: the first cold lookup after a start met three of them, issue #20): a reply's header
+    (QR, with AA or not, NOERROR or NXDOMAIN), the types and their RRSIGs' covered types, IN,
+    the OPT payloads most servers send, the DNSSEC algorithms and digests, a DNSKEY's flags."""
+    cdef int value
+    for value in (0x8000, 0x8400, 0x8003, 0x8403):
+        _flags.get(value)
+    for value in (0, 41, *_CLASSES):
+        _rdtype.get(value)
+    for value in (1, 512, 1232, 4096):
+        _rdclass.get(value)
+    for value in (5, 7, 8, 10, 13, 14, 15, 16):
+        _algorithm.get(value)
+    for value in (1, 2, 4):
+        _digest.get(value)
+    for value in (256, 257):
+        _key_flags.get(value)
+
+
+_made_ahead()
+
+
 cdef class _Reader:
     """One message's bytes, a position, and the names read so far (one object per spelling)."""
 
@@ -318,17 +342,7 @@ cdef object _parse(bytes wire):
     if (flags >> 11) & 0x0F != 0:  # another opcode than QUERY
         raise _Fallback()
     counts = (r.u16(size), r.u16(size), r.u16(size), r.u16(size))
-    message = _QueryMessage(id=ident)
-    message.flags = _flags.get(flags)
-    message.wire = wire
-    message.request_mac = b""
-    message.xfr = False
-    message.origin = None
-    message.tsig_ctx = None
-    # Without dnspython's index of RRsets (``index = None``, its documented way to turn
-    # indexing off: find_rrset then scans the sections): filling it hashed every owner name
-    # with dnspython's per-character Name.__hash__, and nothing looks a reply's RRsets up by it.
-    message.index = None
+    message = _message(ident, _flags.get(flags), wire)
     sections = message.sections
     for i in range(counts[0]):
         name = r.name(size, True)
@@ -365,7 +379,10 @@ cdef object _parse(bytes wire):
                 rd = _generic(r, rdtype, rdclass, end)
             else:
                 digestable = _digestable(r.wire, rd, rdtype, start, end)
-            covers = rd.type_covered if rdtype == 46 and digestable is not None else rd.covers()
+            if digestable is None:
+                covers = rd.covers()  # a type dnspython built: SIG covers a type too
+            else:  # built here: only an RRSIG covers one (dns.rdata.Rdata.covers)
+                covers = rd.type_covered if rdtype == 46 else 0
             key = (section, lower[0], rdclass, rdtype, covers)
             rrset = groups.get(key)
             if rrset is None:
@@ -376,6 +393,33 @@ cdef object _parse(bytes wire):
             _add(rrset, rd, 0 if ttl > 0x7FFFFFFF else ttl, rdtype, digestable)
     if r.pos != size:
         raise _Fallback()  # trailing bytes: dnspython's TrailingJunk
+    return message
+
+
+cdef object _message(unsigned int ident, object flags, bytes wire):
+    """``dns.message.QueryMessage(id=ident)`` with the fields ``dns.message.from_wire`` sets
+    (flags, wire, no TSIG, no origin), each set here instead of by its Python ``__init__``.
+    Without dnspython's index of RRsets (``index = None``, its documented way to turn indexing
+    off: find_rrset then scans the sections): filling it hashed every owner name with
+    dnspython's per-character Name.__hash__, and nothing looks a reply's RRsets up by it."""
+    message = _new(_QueryMessage)
+    message.id = ident
+    message.flags = flags
+    message.sections = [[], [], [], []]
+    message.opt = None
+    message.request_payload = 0
+    message.pad = 0
+    message.keyring = None
+    message.tsig = None
+    message.want_tsig_sign = False
+    message.request_mac = b""
+    message.xfr = False
+    message.origin = None
+    message.tsig_ctx = None
+    message.index = None
+    message.errors = []
+    message.time = 0.0
+    message.wire = wire
     return message
 
 

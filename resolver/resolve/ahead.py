@@ -81,7 +81,7 @@ class Ahead:
 
     def send(self, zone: Zone, qname: dns.name.Name, qtype: int, ctx) -> asyncio.Future:
         """``ask`` started now, so that the query travels while the caller validates."""
-        task = asyncio.ensure_future(self.ask(zone, qname, qtype, ctx))
+        task = asyncio.create_task(self.ask(zone, qname, qtype, ctx))
         task.add_done_callback(_retrieve)
         return task
 
@@ -97,7 +97,7 @@ class Ahead:
             keys = self.send(child, child.name, DNSKEY, ctx)
         question = minimiser.question(child.name)
         hop = Hop(child, question, minimiser, None, keys)  # type: ignore[arg-type]  # task below
-        hop.task = asyncio.ensure_future(self._follow(hop, ctx))
+        hop.task = asyncio.create_task(self._follow(hop, ctx))
         hop.task.add_done_callback(_retrieve)
         return hop
 

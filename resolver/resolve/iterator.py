@@ -34,7 +34,7 @@ from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.canonical import same, within
 from resolver.dnssec.validator import Validator, rrsets_of, signer_in, signers, weaker
-from resolver.dnssec.zone import NameLru, Zone, name_key, parent_key
+from resolver.dnssec.zone import NameLru, Zone, name_key, parent, parent_key
 from resolver.ede import EDE
 from resolver.errors import ResolverError
 from resolver.outgoing import DoNotQuery
@@ -349,12 +349,13 @@ class Iterator:
         # Name's hash is computed in Python at every use): (name, verdict).
         verdicts: dict[bytes, tuple[dns.name.Name, Verdict]] = {}
         proof = Proof()
-        name, seen, ttl = qname, [qname], 2**31
-        most = self.s.limits.max_cname_chain
+        name, seen, ttl = qname, {name_key(qname)}, 2**31  # names asked, by canonical form
+        most, cnames = self.s.limits.max_cname_chain, 0
         for _ in range(most + 1):
             answer = await self.lookup(name, qtype, ctx)
             rrsets += answer.rrsets
-            if sum(r.rdtype == CNAME for r in rrsets) > most:
+            cnames += sum(r.rdtype == CNAME for r in answer.rrsets)  # in the chain so far
+            if cnames > most:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
                                        f"{most}", proof)
             verdict = weaker(verdict, answer.verdict)
@@ -379,13 +380,14 @@ class Iterator:
                 # A chain lives as long as its shortest link, within the cache's caps.
                 whole.ttl = self.cache.ttl_for(whole, negative=not answer.rrsets)
                 return whole
-            if any(same(target, asked) for asked in seen):
+            target_key = name_key(target)
+            if target_key in seen:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME loop at {target}", proof)
             if permit is not None:
                 decision = permit(target)
                 if not decision.allowed:
                     raise Denied(decision)
-            seen.append(target)
+            seen.add(target_key)
             name = target
         raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {most}", proof)
 
@@ -401,7 +403,7 @@ class Iterator:
             cached = self.cache.synthesise(name, qtype, self.now(), self.s.validator, ctx.budget)
         if cached is not None:
             return cached
-        owner = name.parent() if qtype == DS and name != ROOT else name  # DS: the parent's data
+        owner = parent(name) if qtype == DS and name != ROOT else name
         zone = self._closest_zone(owner)
         if same(zone.name, ROOT) and not zone.recursive and \
                 zone.security is Verdict.INDETERMINATE:
@@ -443,11 +445,12 @@ class Iterator:
                         ahead = ahead or self.ahead.hop(child, reply, minimiser, ctx)
                         keys = ahead.keys if ahead is not None else None
                         try:
-                            if len(child.name) > len(zone.name) + 1 and not signer_in(
-                                    reply, zone.name) and self.cuts.matter(zone, child.name):
+                            below = len(child.name.labels) - len(zone.name.labels)
+                            if below > 1 and not signer_in(reply, zone.name) and \
+                                    self.cuts.matter(zone, child.name):
                                 # a cut several labels down, signed further down (resolve.cuts)
                                 child.parent = zone = await self.cuts.down_to(
-                                    zone, child.name.parent(), ctx)
+                                    zone, parent(child.name), ctx)
                             child = await self.trust.establish(child, zone, reply, ctx, keys)
                         finally:
                             if keys is not None:
@@ -523,7 +526,7 @@ class Iterator:
         is looked for (ChainOfTrust.find_cut: proven by the parent's signed data only), and
         the reply judged again in the child. A DS lives on the parent side, so a DS answer is
         looked for above its owner only (RFC 4035 §3.1.4.1)."""
-        owner = name.parent() if qtype == DS and name != ROOT else name
+        owner = parent(name) if qtype == DS and name != ROOT else name
         while True:
             try:
                 return await self._validate(zone, name, qtype, reply, kind, ctx)
@@ -569,13 +572,18 @@ def chain_end(name: dns.name.Name, qtype: int,
     if qtype == CNAME:
         return None
     current, passed = name, []
-    while not any(same(current, n) for n in passed):
-        data = next((r for r in rrsets if r.rdtype == qtype and same(r.name, current)), None)
-        if data is not None:
-            return None
-        cname = next((r for r in rrsets if r.rdtype == CNAME and same(r.name, current)), None)
+    while True:
+        cname = None
+        for rrset in rrsets:  # one pass a link: data of qtype at the name, else its CNAME
+            rdtype = rrset.rdtype
+            if (rdtype == qtype or rdtype == CNAME) and same(rrset.name, current):
+                if rdtype == qtype:
+                    return None
+                if cname is None:
+                    cname = rrset
         if cname is None:
             return None if same(current, name) else current
         passed.append(current)
         current = cname[0].target
-    return current
+        if any(same(current, n) for n in passed):
+            return current

@@ -20,6 +20,7 @@ import dns.name
 import dns.rdatatype
 
 from resolver.dnssec.canonical import same
+from resolver.dnssec.zone import ancestor
 
 MAX_MINIMISE_COUNT = 10  # RFC 9156 §2.3: minimised queries per lookup (RECOMMENDED 10)
 MINIMISE_ONE_LAB = 4  # RFC 9156 §2.3: the first of them add one label each ("a good value is 4")
@@ -56,7 +57,7 @@ class Minimiser:
             return self.name, self.qtype
         cut = self._cut.get(base + step)
         if cut is None:
-            cut = self._cut[base + step] = dns.name.Name(self.name.labels[-(base + step):])
+            cut = self._cut[base + step] = ancestor(self.name, base + step)
         return cut, A
 
     def after(self, qname: dns.name.Name, referral: bool) -> Minimiser:

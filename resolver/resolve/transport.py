@@ -1,24 +1,28 @@
 """Queries to upstream servers over UDP and TCP (RFC 1035 §4.2, RFC 7766).
 
-Every query gets a fresh random ID (the system's CSPRNG: ``os.urandom``) and a fresh socket, so a
-fresh ephemeral source port (RFC 5452 §9.2). UDP sockets are connected, so the kernel drops
-datagrams from any other address or port; an answer is taken only if it is a response to a query
-(QR, opcode QUERY) with the query's ID and exactly its question (RFC 5452 §9.1), all checked on
-the raw bytes before the message is parsed, and if it parses. Anything else that arrives over UDP
-is ignored and counted in :data:`IGNORED` while waiting, so a forged packet cannot end the wait.
-Over TCP the peer is the server itself (no off-path forger completes a TCP handshake): replies
-with another ID are skipped (RFC 7766 §7), but a reply with our ID that does not parse or asks
-another question ends the exchange at once as a broken server.
+Every query gets a fresh random ID (the system's CSPRNG: ``os.urandom``, 256 IDs drawn at a
+time) and a fresh socket, so a fresh ephemeral source port (RFC 5452 §9.2). UDP sockets are
+connected, so the kernel drops datagrams from any other address or port; an answer is taken
+only if it is a response to a query (QR, opcode QUERY) with the query's ID and exactly its
+question (RFC 5452 §9.1), all checked on the raw bytes before the message is parsed, and if it
+parses. Anything else that arrives over UDP is ignored and counted in :data:`IGNORED` while
+waiting, so a forged packet cannot end the wait. Over TCP the peer is the server itself (no
+off-path forger completes a TCP handshake): replies with another ID are skipped (RFC 7766 §7),
+but a reply with our ID that does not parse or asks another question ends the exchange at once
+as a broken server.
 """
 
 from __future__ import annotations
 
 import _socket
+import array
 import asyncio
 import os
+import select
 import socket
 import struct
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 
@@ -72,9 +76,19 @@ class Reply:
         return "dot" if self.tls else "tcp" if self.tcp else "udp"
 
 
+_IDS = array.array("H")  # query IDs drawn ahead from the CSPRNG, each used once
+_IDS_DRAWN = 256  # IDs a draw: one getrandom system call per 256 queries, not one each
+
+
 def fresh_id() -> int:
-    """A query ID from the system's CSPRNG (RFC 5452 §9.2)."""
-    return int.from_bytes(os.urandom(2))
+    """A query ID from the system's CSPRNG (RFC 5452 §9.2), drawn :data:`_IDS_DRAWN` at a
+    time. A forked child starts with none drawn: it never sends the IDs its parent will."""
+    if not _IDS:
+        _IDS.frombytes(os.urandom(2 * _IDS_DRAWN))
+    return _IDS.pop()
+
+
+os.register_at_fork(after_in_child=lambda: _IDS.__delitem__(slice(None)))
 
 
 def fold(question: bytes) -> bytes:
@@ -174,22 +188,76 @@ def _expire(done: asyncio.Future) -> None:
         done.set_exception(TimeoutError())
 
 
+class _Waiting:
+    """The upstream UDP sockets of one event loop that await their reply, in an epoll set of
+    our own that the loop watches as one reader. A socket costs one ``epoll_ctl`` to add and
+    one to remove; the loop's own ``add_reader`` and ``remove_reader`` cost six system calls
+    a socket (libuv checks each new descriptor by adding and removing it, then adds it
+    through io_uring; removing it is tried three times) and a poll handle object each
+    (issue #20: 17 system calls an exchange became 11)."""
+
+    __slots__ = ("loop", "epoll", "sockets")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)
+        self.epoll = select.epoll()
+        self.sockets: dict[int, tuple] = {}  # fd: (socket, query, done), _readable's arguments
+        loop.add_reader(self.epoll.fileno(), self._ready)
+
+    def _ready(self) -> None:
+        sockets = self.sockets
+        for fd, _ in self.epoll.poll(0):
+            waiting = sockets.get(fd)
+            if waiting is not None:
+                _readable(*waiting)
+
+    def add(self, sock: _socket.socket, query: Query, done: asyncio.Future) -> int:
+        fd = sock.fileno()
+        self.epoll.register(fd, select.EPOLLIN)
+        self.sockets[fd] = (sock, query, done)
+        return fd
+
+    def remove(self, fd: int) -> None:
+        del self.sockets[fd]
+        self.epoll.unregister(fd)  # before the socket is closed: no entry outlives it
+
+
+# By event loop: dropped with the loop, and the epoll set closed with it. The supervisor forks
+# its workers before any loop runs; each worker's loop has its own. _LAST, the one used last,
+# is found without the weak dictionary's Python-level lookup.
+_WAITING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting] = \
+    weakref.WeakKeyDictionary()
+_LAST: _Waiting | None = None
+
+
+def _waiting_of(loop: asyncio.AbstractEventLoop) -> _Waiting:
+    global _LAST
+    waiting = _WAITING.get(loop)
+    if waiting is None:
+        waiting = _WAITING[loop] = _Waiting(loop)
+    _LAST = waiting
+    return waiting
+
+
 async def _udp(query: Query, wire: bytes, host: str, port: int,
                timeout: float) -> tuple[dns.message.Message, bytes]:
     """Over a connected socket of our own (a third of the cost of a datagram endpoint; the C
-    type itself, without the ``socket.socket`` wrapper's Python-level creation and close), read
-    by a callback of the event loop until the answer to ``query`` arrives or the time is up
-    (cheaper than ``sock_recv`` in a loop under ``asyncio.timeout``: profile_cold, issue
-    #20); anything else is ignored and counted."""
+    type itself, without the ``socket.socket`` wrapper's Python-level creation and close),
+    watched in the loop's :class:`_Waiting` set until the answer to ``query`` arrives or the
+    time is up (cheaper than ``sock_recv`` in a loop under ``asyncio.timeout``: profile_cold,
+    issue #20); anything else is ignored and counted."""
     loop = asyncio.get_running_loop()
-    sock = timer = None
+    waiting = _LAST
+    if waiting is None or waiting.loop() is not loop:
+        waiting = _waiting_of(loop)
+    sock = timer = fd = None
     done = loop.create_future()
     try:  # socket() fails too: EMFILE, or EAFNOSUPPORT where IPv6 is disabled
         sock = _socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                               socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         sock.connect((host, port))
         sock.send(wire)
-        loop.add_reader(sock, _readable, sock, query, done)
+        fd = waiting.add(sock, query, done)
         timer = loop.call_later(timeout, _expire, done)
         return await done
     except TimeoutError:
@@ -199,8 +267,9 @@ async def _udp(query: Query, wire: bytes, host: str, port: int,
     finally:
         if timer is not None:
             timer.cancel()
+        if fd is not None:
+            waiting.remove(fd)
         if sock is not None:
-            loop.remove_reader(sock)
             sock.close()
 
 
