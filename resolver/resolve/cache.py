@@ -141,12 +141,13 @@ def _shared(rrset: dns.rrset.RRset, name: dns.name.Name) -> bool:
 
 def _proof_tuple(proof: Proof, owner: str) -> tuple:
     """The proof as (zone, zones, signatures, denial, notes, synthesised), immutable and with
-    its texts interned; a signature of the entry's own name has None for its owner, so that the proofs
-    of a zone's names are equal as often as their signatures allow."""
-    signatures = tuple(
-        (None if signature[0] == owner else sys.intern(signature[0]),)
-        + tuple(sys.intern(v) if type(v) is str else v for v in signature[1:])
-        for signature in proof.signatures)
+    its texts interned; a signature of the entry's own name has None for its owner, so that the
+    proofs of a zone's names are equal as often as their signatures allow. A signature is
+    (owner, type, signer, key tag, algorithm, inception, expiration): three texts, then numbers
+    (``Proof.signatures``)."""
+    intern = sys.intern
+    signatures = tuple((None if s[0] == owner else intern(s[0]), intern(s[1]), intern(s[2]))
+                       + s[3:] for s in proof.signatures)
     return (proof.zone, tuple(map(sys.intern, proof.zones)), signatures, proof.denial,
             tuple(map(sys.intern, proof.notes)), tuple(proof.synthesised))
 
