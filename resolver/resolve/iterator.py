@@ -110,8 +110,8 @@ class Context:
     referrals: int = 0
     ns_lookups: int = 0
     ns_nxdomain: int = 0  # NS names whose address lookup was NXDOMAIN
-    resolving_ns: set = field(default_factory=set)
-    ns_exhausted: set = field(default_factory=set)  # zones whose NS lookup budget ran out
+    resolving_ns: set = field(default_factory=set)  # NS names being looked up, by name_key
+    ns_exhausted: set = field(default_factory=set)  # zones whose NS lookup budget ran out, too
     servers_asked: list[str] = field(default_factory=list)
     stale: bool = False  # cached data past its TTL may answer (resolver.resolve.stale)
     refresh_until: float = 0.0  # cached data expiring before this is asked again (prefetch)
@@ -296,18 +296,19 @@ class Iterator:
         ``max_ns_lookups`` names for this delegation and ``max_ns_lookups_per_query`` for the
         client query, and no more once ``max_ns_nxdomain_per_query`` names of the client
         query did not exist; a name whose A lookup is NXDOMAIN gets no AAAA lookup (RFC 8020)."""
-        lookups = 0
+        lookups, zone_key = 0, name_key(zone.name)
         for ns in zone.ns_names:
-            if lookups >= self.s.limits.max_ns_lookups or zone.name in ctx.ns_exhausted or \
+            if lookups >= self.s.limits.max_ns_lookups or zone_key in ctx.ns_exhausted or \
                     ctx.ns_lookups >= self.s.limits.max_ns_lookups_per_query:
-                ctx.ns_exhausted.add(zone.name)  # not again for a retry without minimisation
+                ctx.ns_exhausted.add(zone_key)  # not again for a retry without minimisation
                 raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, (
                     f"no address for the NS names of {zone.name} within the NS lookup budget "
                     f"({self.s.limits.max_ns_lookups} per delegation, "
                     f"{self.s.limits.max_ns_lookups_per_query} per query)"))
-            if ns in ctx.resolving_ns or ns.is_subdomain(zone.name):
+            ns_key = name_key(ns)
+            if ns_key in ctx.resolving_ns or within(ns, zone.name):
                 continue  # in-bailiwick names need glue; asking the zone itself would loop
-            ctx.resolving_ns.add(ns)
+            ctx.resolving_ns.add(ns_key)
             ctx.ns_lookups += 1
             lookups += 1
             try:
@@ -325,11 +326,11 @@ class Iterator:
                         if rrset.rdtype == rdtype:
                             zone.servers += self._askable(rrset, zone.not_queried)
             finally:
-                ctx.resolving_ns.discard(ns)
+                ctx.resolving_ns.discard(ns_key)
             if zone.servers:
                 return
             if ctx.ns_nxdomain >= self.s.limits.max_ns_nxdomain_per_query:
-                ctx.ns_exhausted.add(zone.name)
+                ctx.ns_exhausted.add(zone_key)
                 raise ResolutionFailed(EDE.NO_REACHABLE_AUTHORITY, (
                     f"no address for the NS names of {zone.name}: {ctx.ns_nxdomain} NS names "
                     f"of this query do not exist (NXDOMAIN), the NS lookup budget's limit "
