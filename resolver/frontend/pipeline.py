@@ -26,6 +26,7 @@ import dns.rdataclass
 import dns.rdatatype
 import orjson
 
+from resolver.dnssec.canonical import name_wire
 from resolver.ede import EDE
 from resolver.forensic import record as fields
 from resolver.forensic.seal import ForensicLogError, hit_template
@@ -398,12 +399,15 @@ class Frontend:
         cnames = [rd.target for r in data if r.rdtype == dns.rdatatype.CNAME for rd in r]
         # Owners and CNAME targets (those synthesised from a DNAME included): a DNAME's own
         # target is only a suffix, so the synthesised CNAME stands for it, unless the DNAME
-        # is itself the data asked for (its owner on the chain).
-        chain = {qname, *cnames}
-        names = [qname] + [r.name for r in data] + cnames + [
-            r[0].target for r in data if r.rdtype == dns.rdatatype.DNAME and r.name in chain]
+        # is itself the data asked for (its owner on the chain). Names are told apart by their
+        # canonical form (RFC 4343: ASCII case folded), not dnspython's per-character hash.
+        owners = [name_wire(r.name.labels) for r in data]
+        chain = {name_wire(qname.labels), *[name_wire(n.labels) for n in cnames]}
+        names = _distinct([qname] + [r.name for r in data] + cnames + [
+            r[0].target for r, owner in zip(data, owners)
+            if r.rdtype == dns.rdatatype.DNAME and owner in chain])
         decision = observed = None
-        for name in dict.fromkeys(names):
+        for _, name in names:
             decision = policy.check_name(service, name)
             if not decision.allowed:
                 return decision
@@ -415,9 +419,10 @@ class Frontend:
                 if not decision.allowed:
                     return decision
                 observed = observed or (decision if decision.would_refuse else None)
-        for name in dict.fromkeys([qname] + [r.name for r in data] + list(answer.verdicts)):
+        for key, name in _distinct([qname] + [r.name for r in data] + list(answer.verdicts)):
             rule = policy.rule_for(service, name)
-            found = [a for r in data if r.name == name for a in addresses(r)]  # hints too
+            found = [a for r, owner in zip(data, owners) if owner == key
+                     for a in addresses(r)]  # hints too
             decision = policy.check_answer(service, rule, answer.verdict_of(name).value, found)
             if not decision.allowed:
                 return decision
@@ -472,6 +477,15 @@ class Frontend:
 
 
 NEAR_EXPIRY = 3 * 86400  # seconds: a signature this close to expiry is worth an alert
+
+
+def _distinct(names: list[dns.name.Name]) -> list[tuple[bytes, dns.name.Name]]:
+    """Each name of ``names`` once, in order, with its canonical wire form (RFC 4034 §6.2),
+    which tells names apart as DNS does (RFC 4343: ASCII case folded)."""
+    found: dict[bytes, dns.name.Name] = {}
+    for name in names:
+        found.setdefault(name_wire(name.labels), name)
+    return list(found.items())
 
 
 def _policy_field(decision) -> dict:
