@@ -32,8 +32,8 @@ from resolver.forensic import record as fields
 from resolver.forensic.seal import ForensicLogError, hit_template
 from resolver.frontend._fastpath import HitPath, Report
 from resolver.frontend.addresses import addresses, targets
-from resolver.frontend.answers import (DNSSEC_TYPES, Reply, build_answer, header_only, refuse,
-                                      to_wire)
+from resolver.frontend.answers import (DNSSEC_TYPES, Reply, build_answer, dnssec_ok,
+                                      header_only, refuse, to_wire)
 from resolver.frontend.pinning import PinError, elements
 from resolver.frontend.denials import Denials
 from resolver.frontend.resolution import Resolver
@@ -48,9 +48,8 @@ log = logging.getLogger(__name__)
 #: EDE codes of DNSSEC failures (RFC 8914 §4.2-§4.13, §4.26, §4.28): a failed resolution with one
 #: of them is recorded as bogus, any other as indeterminate.
 DNSSEC_EDE = frozenset(range(1, 13)) | {25, 27}
-# A query's header and EDNS bits the record notes, as plain ints (dnspython's are enums).
-_RD, _CD, _AD, _DO = (int(dns.flags.RD), int(dns.flags.CD), int(dns.flags.AD),
-                      int(dns.flags.DO))
+# A query's header bits the record notes, as plain ints (dnspython's are enums).
+_RD, _CD, _AD = int(dns.flags.RD), int(dns.flags.CD), int(dns.flags.AD)
 
 
 class Frontend:
@@ -450,8 +449,8 @@ class Frontend:
             id=query.id,
             qname=fields.name_text(question.name) if question is not None else None,
             qtype=fields.type_text(question.rdtype) if question is not None else None,
-            flags=fields.flags(rd=bool(flags & _RD), do=query.edns >= 0 and bool(
-                query.ednsflags & _DO), cd=bool(flags & _CD), ad=bool(flags & _AD)),
+            flags=fields.flags(rd=bool(flags & _RD), do=dnssec_ok(response.edns),
+                               cd=bool(flags & _CD), ad=bool(flags & _AD)),
             policy=_policy_field(decision),
             cache_hit=bool(outcome and outcome.cache_hit),
             stale=bool(outcome and outcome.stale),
