@@ -133,7 +133,8 @@ class Resolver:
                refresh_until: float = 0.0) -> asyncio.Future:
         """A resolution others asking the same question under the same scope (``key``:
         :func:`_flight`) join while it runs."""
-        shared = asyncio.ensure_future(self._resolve(qname, qtype, permit, refresh_until))
+        shared = asyncio.get_running_loop().create_task(
+            self._resolve(qname, qtype, permit, refresh_until))  # no ensure_future checks
         self._inflight[key] = shared
         shared.add_done_callback(lambda _: self._inflight.pop(key, None))
         if self.stale is not None:
