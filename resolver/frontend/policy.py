@@ -261,9 +261,9 @@ class Policy:
         """May ``service`` ask for ``qname``/``qtype``? The most specific rule decides, then
         its ``types``, then the service's budgets, which only allowed questions spend."""
         compiled = self._get(service)
-        if not qname.is_absolute():
-            return self._refuse(compiled, "not-absolute", f"{qname} is not an absolute name")
         index = self._match(compiled, qname)
+        if index is None and not qname.is_absolute():  # _match finds no relative name
+            return self._refuse(compiled, "not-absolute", f"{qname} is not an absolute name")
         if index is None:
             return self._refuse(compiled, "not-allowed", f"{qname} is not in an allowed zone")
         rule = service.allow[index]
