@@ -65,7 +65,7 @@ def _ours(reply: Reply, limit: int = MAX_MESSAGE) -> bytes | None:
     """The renderer, records in order, with the OPT to_wire gives."""
     from resolver.frontend.answers import _flags, _opt
     return render(reply.query.id, _flags(reply), reply.query.question, reply.answer,
-                  reply.authority, _opt(reply.query, reply.rcode, reply.ede), limit, False)
+                  reply.authority, _opt(reply.edns, reply.rcode, reply.ede), limit, False)
 
 
 def _zone_rrsets() -> list[dns.rrset.RRset]:

@@ -110,7 +110,8 @@ class Answer:
     verdicts: dict[dns.name.Name, Verdict] = field(default_factory=dict)
 
     def verdict_of(self, name: dns.name.Name) -> Verdict:
-        return self.verdicts.get(name, self.verdict)
+        verdicts = self.verdicts  # most answers have none: no name hashed (dnspython's, in Python)
+        return verdicts.get(name, self.verdict) if verdicts else self.verdict
 
 
 class ResolutionFailed(ResolverError):

@@ -228,7 +228,9 @@ cdef class _Out:
         """The RRset's records (RFC 1035 §4.1.3); returns how many."""
         cdef int rdtype = rrset.rdtype, rdclass = rrset.rdclass
         cdef uint32_t ttl = rrset.ttl
-        cdef list records = list(rrset)
+        # The records in order: dns.set keeps them as its dict's keys (as _wireparse builds
+        # it); list(rrset) would call its Python __len__ and __iter__.
+        cdef list records = list(rrset.items)
         cdef Py_ssize_t n = len(records), i, j, at
         owner = rrset.name
         if shuffle:

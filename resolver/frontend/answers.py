@@ -47,7 +47,8 @@ class Reply:
     answer and authority RRsets (TTLs counted down), AD, and its Extended DNS Error (code,
     text; only when the query had EDNS, which carries it). The header follows from the query:
     ID, opcode, RD and CD copied, QR and RA set (RFC 1035 §4.1.1, RFC 4035 §3.2.2); so does
-    the OPT record, our payload size and the query's DO (RFC 6891 §6.1.1, RFC 3225 §3)."""
+    the OPT record, our payload size and the query's DO (RFC 6891 §6.1.1, RFC 3225 §3).
+    ``edns`` is the query's OPT record read once (:func:`query_edns`)."""
 
     query: dns.message.Message
     rcode: int
@@ -55,10 +56,28 @@ class Reply:
     authority: list = field(default_factory=list)
     ad: bool = False
     ede: tuple[int, str] | None = None
+    edns: tuple[int, int] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.edns = query_edns(self.query)
+
+
+def query_edns(query: dns.message.Message) -> tuple[int, int] | None:
+    """The query's EDNS (RFC 6891 §6.1.2-§6.1.3) as its UDP payload size (the OPT record's
+    CLASS) and extended flags (its TTL: DO and the version), None without an OPT record: read
+    off the OPT RRset, where dnspython's ``edns``, ``ednsflags`` and ``payload`` properties
+    each cost a Python call and the RRset's Python ``__len__``."""
+    opt = query.opt
+    return None if opt is None else (opt.rdclass, opt.ttl)
+
+
+def dnssec_ok(edns: tuple[int, int] | None) -> bool:
+    """The query's DO bit (RFC 3225 §3), from :func:`query_edns`."""
+    return edns is not None and bool(edns[1] & _DO)
 
 
 def _with_ede(reply: Reply, ede: EDE, text: str) -> Reply:
-    if reply.query.edns >= 0:
+    if reply.edns is not None:
         reply.ede = (int(ede), text[:400])
     return reply
 
@@ -70,16 +89,16 @@ def build_answer(query: dns.message.Message, outcome: Outcome) -> Reply:
                          outcome.failure.reason)
     answer = outcome.answer
     reply = Reply(query, answer.rcode)
-    dnssec_ok = query.edns >= 0 and bool(query.ednsflags & _DO)
+    do = dnssec_ok(reply.edns)
     qtype = query.question[0].rdtype
     for rrset in answer.rrsets:
-        if dnssec_ok or rrset.rdtype not in DNSSEC_TYPES or rrset.rdtype == qtype:
+        if do or rrset.rdtype not in DNSSEC_TYPES or rrset.rdtype == qtype:
             reply.answer.append(_with_ttl(rrset, answer.ttl))
     for rrset in answer.authority:
-        if dnssec_ok or rrset.rdtype not in DNSSEC_TYPES:
+        if do or rrset.rdtype not in DNSSEC_TYPES:
             reply.authority.append(_with_ttl(rrset, answer.ttl))
     # RFC 6840 §5.8
-    reply.ad = answer.verdict is Verdict.SECURE and bool(dnssec_ok or int(query.flags) & _AD)
+    reply.ad = answer.verdict is Verdict.SECURE and bool(do or int(query.flags) & _AD)
     if answer.ede is not None:
         _with_ede(reply, answer.ede, answer.reason)
     return reply
@@ -110,19 +129,19 @@ def to_wire(reply: Reply, max_size: int | None) -> bytes:
         if wire is None:
             raise dns.exception.TooBig
         return wire
-    limit = udp_limit(query.payload if query.edns >= 0 else None)
+    limit = udp_limit(reply.edns[0] if reply.edns is not None else None)
     if _least_size(reply) <= limit:
         wire = _render(reply, limit)
         if wire is not None:
             return wire
     # RFC 2181 §9: a truncated reply sets TC and the client retries over TCP; no EDE.
     return render(query.id, _flags(reply) | _TC, query.question, (), (),
-                  _opt(query, reply.rcode, None), limit)
+                  _opt(reply.edns, reply.rcode, None), limit)
 
 
 def _render(reply: Reply, limit: int) -> bytes | None:
     return render(reply.query.id, _flags(reply), reply.query.question, reply.answer,
-                  reply.authority, _opt(reply.query, reply.rcode, reply.ede), limit)
+                  reply.authority, _opt(reply.edns, reply.rcode, reply.ede), limit)
 
 
 def _flags(reply: Reply) -> int:
@@ -138,13 +157,13 @@ _QR_RA, _AD, _TC, _DO = (int(dns.flags.QR | dns.flags.RA), int(dns.flags.AD),
 _ECHOED = 0x7800 | int(dns.flags.RD | dns.flags.CD)
 
 
-def _opt(query: dns.message.Message, rcode: int, ede: tuple[int, str] | None) -> bytes | None:
+def _opt(edns: tuple[int, int] | None, rcode: int, ede: tuple[int, str] | None) -> bytes | None:
     """The reply's OPT record (RFC 6891 §6.1.2-§6.1.3: our payload size, version 0, the upper
     RCODE bits, the query's DO echoed, RFC 3225 §3) with its EDE option (RFC 8914 §2), or None
     for a query without EDNS."""
-    if query.edns < 0:
+    if edns is None:
         return None
-    ttl = (rcode >> 4) << 24 | (query.ednsflags & _DO)
+    ttl = (rcode >> 4) << 24 | (edns[1] & _DO)
     if ede is None:
         return _OPT.pack(0, 41, EDNS_PAYLOAD, ttl, 0)
     text = ede[1].encode()

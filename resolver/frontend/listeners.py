@@ -96,7 +96,7 @@ class UdpServer:
 
     def miss(self, data: bytes, addr) -> None:
         """A datagram the hit path did not answer: the full path answers it in a task."""
-        task = asyncio.ensure_future(self._handle(data, addr))
+        task = asyncio.get_running_loop().create_task(self._handle(data, addr))  # no ABC checks
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -270,7 +270,7 @@ class Server:
                     wire = await reader.readexactly(length)
                 conn.active = time.monotonic()
                 conn.busy += 1
-                task = asyncio.ensure_future(handle(wire))
+                task = asyncio.get_running_loop().create_task(handle(wire))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
         except TimeoutError:

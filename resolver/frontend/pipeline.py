@@ -26,13 +26,14 @@ import dns.rdataclass
 import dns.rdatatype
 import orjson
 
+from resolver.dnssec.canonical import name_wire
 from resolver.ede import EDE
 from resolver.forensic import record as fields
 from resolver.forensic.seal import ForensicLogError, hit_template
 from resolver.frontend._fastpath import HitPath, Report
 from resolver.frontend.addresses import addresses, targets
-from resolver.frontend.answers import (DNSSEC_TYPES, Reply, build_answer, header_only, refuse,
-                                      to_wire)
+from resolver.frontend.answers import (DNSSEC_TYPES, Reply, build_answer, dnssec_ok,
+                                      header_only, refuse, to_wire)
 from resolver.frontend.pinning import PinError, elements
 from resolver.frontend.denials import Denials
 from resolver.frontend.resolution import Resolver
@@ -47,9 +48,8 @@ log = logging.getLogger(__name__)
 #: EDE codes of DNSSEC failures (RFC 8914 §4.2-§4.13, §4.26, §4.28): a failed resolution with one
 #: of them is recorded as bogus, any other as indeterminate.
 DNSSEC_EDE = frozenset(range(1, 13)) | {25, 27}
-# A query's header and EDNS bits the record notes, as plain ints (dnspython's are enums).
-_RD, _CD, _AD, _DO = (int(dns.flags.RD), int(dns.flags.CD), int(dns.flags.AD),
-                      int(dns.flags.DO))
+# A query's header bits the record notes, as plain ints (dnspython's are enums).
+_RD, _CD, _AD = int(dns.flags.RD), int(dns.flags.CD), int(dns.flags.AD)
 
 
 class Frontend:
@@ -398,12 +398,15 @@ class Frontend:
         cnames = [rd.target for r in data if r.rdtype == dns.rdatatype.CNAME for rd in r]
         # Owners and CNAME targets (those synthesised from a DNAME included): a DNAME's own
         # target is only a suffix, so the synthesised CNAME stands for it, unless the DNAME
-        # is itself the data asked for (its owner on the chain).
-        chain = {qname, *cnames}
-        names = [qname] + [r.name for r in data] + cnames + [
-            r[0].target for r in data if r.rdtype == dns.rdatatype.DNAME and r.name in chain]
+        # is itself the data asked for (its owner on the chain). Names are told apart by their
+        # canonical form (RFC 4343: ASCII case folded), not dnspython's per-character hash.
+        owners = [name_wire(r.name.labels) for r in data]
+        chain = {name_wire(qname.labels), *[name_wire(n.labels) for n in cnames]}
+        names = _distinct([qname] + [r.name for r in data] + cnames + [
+            r[0].target for r, owner in zip(data, owners)
+            if r.rdtype == dns.rdatatype.DNAME and owner in chain])
         decision = observed = None
-        for name in dict.fromkeys(names):
+        for _, name in names:
             decision = policy.check_name(service, name)
             if not decision.allowed:
                 return decision
@@ -415,9 +418,10 @@ class Frontend:
                 if not decision.allowed:
                     return decision
                 observed = observed or (decision if decision.would_refuse else None)
-        for name in dict.fromkeys([qname] + [r.name for r in data] + list(answer.verdicts)):
+        for key, name in _distinct([qname] + [r.name for r in data] + list(answer.verdicts)):
             rule = policy.rule_for(service, name)
-            found = [a for r in data if r.name == name for a in addresses(r)]  # hints too
+            found = [a for r, owner in zip(data, owners) if owner == key
+                     for a in addresses(r)]  # hints too
             decision = policy.check_answer(service, rule, answer.verdict_of(name).value, found)
             if not decision.allowed:
                 return decision
@@ -445,8 +449,8 @@ class Frontend:
             id=query.id,
             qname=fields.name_text(question.name) if question is not None else None,
             qtype=fields.type_text(question.rdtype) if question is not None else None,
-            flags=fields.flags(rd=bool(flags & _RD), do=query.edns >= 0 and bool(
-                query.ednsflags & _DO), cd=bool(flags & _CD), ad=bool(flags & _AD)),
+            flags=fields.flags(rd=bool(flags & _RD), do=dnssec_ok(response.edns),
+                               cd=bool(flags & _CD), ad=bool(flags & _AD)),
             policy=_policy_field(decision),
             cache_hit=bool(outcome and outcome.cache_hit),
             stale=bool(outcome and outcome.stale),
@@ -472,6 +476,15 @@ class Frontend:
 
 
 NEAR_EXPIRY = 3 * 86400  # seconds: a signature this close to expiry is worth an alert
+
+
+def _distinct(names: list[dns.name.Name]) -> list[tuple[bytes, dns.name.Name]]:
+    """Each name of ``names`` once, in order, with its canonical wire form (RFC 4034 §6.2),
+    which tells names apart as DNS does (RFC 4343: ASCII case folded)."""
+    found: dict[bytes, dns.name.Name] = {}
+    for name in names:
+        found.setdefault(name_wire(name.labels), name)
+    return list(found.items())
 
 
 def _policy_field(decision) -> dict:

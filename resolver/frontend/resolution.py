@@ -23,6 +23,7 @@ import dns.name
 import dns.rdatatype
 
 from resolver.config.schema import ServeStale
+from resolver.dnssec.canonical import name_wire
 from resolver.ede import EDE
 from resolver.frontend.admission import Admission
 from resolver.resolve.cache import Answer, Cache
@@ -63,6 +64,7 @@ class Resolver:
         self.cache = cache
         self.settings = settings
         self.admission = admission
+        #: Resolutions in flight by :func:`_flight` of their question and scope.
         self._inflight: dict[tuple, asyncio.Future] = {}
         self.stale = None if serve_stale is None else Stale(serve_stale, cache.clock)
         self.prefetch = Prefetch(cache) if prefetch else None
@@ -94,9 +96,10 @@ class Resolver:
                                             f"within the last {RECHECK:g} s")
                 if outcome is not None:
                     return outcome
-            shared = self._inflight.get((qname, qtype, scope))
+            key = _flight(qname, qtype, scope)
+            shared = self._inflight.get(key)
             if shared is None:
-                shared = self._start(qname, qtype, permit, scope)
+                shared = self._start(key, qname, qtype, permit)
             if stale is None:
                 return await asyncio.shield(shared)
             done, _ = await asyncio.wait([shared], timeout=stale.client_timeout)
@@ -119,17 +122,19 @@ class Resolver:
         """Resolve ``qname``/``qtype`` again in the background (a prefetch), asking again for
         cached data expiring before ``until`` (the cache's clock); not when a resolution of the
         question is in flight already. Returns whether one started."""
-        if self.prefetch is None or (qname, qtype, scope) in self._inflight:
+        key = _flight(qname, qtype, scope)
+        if self.prefetch is None or key in self._inflight:
             return False
         self.prefetch.started += 1
-        self._start(qname, qtype, permit, scope, until)
+        self._start(key, qname, qtype, permit, until)
         return True
 
-    def _start(self, qname: dns.name.Name, qtype: int, permit, scope: object,
+    def _start(self, key: tuple, qname: dns.name.Name, qtype: int, permit,
                refresh_until: float = 0.0) -> asyncio.Future:
-        """A resolution others asking the same question under ``scope`` join while it runs."""
-        key = (qname, qtype, scope)
-        shared = asyncio.ensure_future(self._resolve(qname, qtype, permit, refresh_until))
+        """A resolution others asking the same question under the same scope (``key``:
+        :func:`_flight`) join while it runs."""
+        shared = asyncio.get_running_loop().create_task(
+            self._resolve(qname, qtype, permit, refresh_until))  # no ensure_future checks
         self._inflight[key] = shared
         shared.add_done_callback(lambda _: self._inflight.pop(key, None))
         if self.stale is not None:
@@ -166,3 +171,9 @@ class Resolver:
                 f"resolution of {qname} did not finish within {self.settings.query_timeout}s"),
                 upstream=ctx.servers_asked)
 
+
+def _flight(qname: dns.name.Name, qtype: int, scope: object) -> tuple:
+    """The key of a resolution in flight: the question's name in canonical form (RFC 4034
+    §6.2; RFC 4343 case folded, as names compare), its type, the scope. A bytes key hashes in
+    C, once: a tuple holding the Name hashed it in Python, per character, at every lookup."""
+    return name_wire(qname.labels), qtype, scope
