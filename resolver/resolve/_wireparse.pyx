@@ -117,30 +117,6 @@ cdef _Memo _key_flags = _Memo(_KeyFlag)
 cdef _Memo _flags = _Memo(dns.flags.Flag)
 
 
-cdef void _made_ahead() except *:
-    """The values the first replies a resolver gets carry, made at import instead of inside its
-    first lookups (dnspython builds an enumeration's value in 10-30 us the first time it meets
-    it: the first cold lookup after a start met three of them, issue #20): a reply's header
-    (QR, with AA or not, NOERROR or NXDOMAIN), the types and their RRSIGs' covered types, IN,
-    the OPT payloads most servers send, the DNSSEC algorithms and digests, a DNSKEY's flags."""
-    cdef int value
-    for value in (0x8000, 0x8400, 0x8003, 0x8403):
-        _flags.get(value)
-    for value in (0, 41, *_CLASSES):
-        _rdtype.get(value)
-    for value in (1, 512, 1232, 4096):
-        _rdclass.get(value)
-    for value in (5, 7, 8, 10, 13, 14, 15, 16):
-        _algorithm.get(value)
-    for value in (1, 2, 4):
-        _digest.get(value)
-    for value in (256, 257):
-        _key_flags.get(value)
-
-
-_made_ahead()
-
-
 cdef class _Reader:
     """One message's bytes, a position, and the names read so far (one object per spelling)."""
 
