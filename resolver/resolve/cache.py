@@ -311,9 +311,7 @@ class Cache:
         if len(own) < len(layout):
             entry.shared = self._shared.take(tuple(layout))
             if entry.shared.holders > 1:  # the layout was held already, with its RRsets
-                for held in layout:
-                    if held is not None:
-                        self._shared.give_back(held)
+                self._give_back_rrsets(layout)
 
     def _unpack(self, key: bytes, entry: Entry) -> tuple[list, list]:
         name = dns.name.from_text(_owner(key, entry))
@@ -331,9 +329,13 @@ class Cache:
         """Give back what a removed entry held in the table."""
         self._shared.give_back(entry.proof)
         if entry.shared is not None and self._shared.give_back(entry.shared):
-            for held in entry.shared.value:
-                if held is not None:
-                    self._shared.give_back(held)
+            self._give_back_rrsets(entry.shared.value)
+
+    def _give_back_rrsets(self, layout: tuple | list) -> None:
+        """Give back the shared RRsets a layout holds (None marks an entry's own)."""
+        for held in layout:
+            if held is not None:
+                self._shared.give_back(held)
 
     def _keep_hot(self, key: bytes, entry: Entry, rrsets: list, authority: list) -> None:
         """Keep the parsed RRsets of the most recently used entries: parsing them back costs
