@@ -58,15 +58,17 @@ class DoNotQuery:
         an A or AAAA record), or None if it may be asked."""
         if not self.prefixes:
             return None
+        return self.covering_packed(inet_pton(AF_INET6 if ":" in address else AF_INET, address))
+
+    def covering_packed(self, packed: bytes) -> _Network | None:
+        """``covering`` for an address in network order: 4 octets (IPv4) or 16 (IPv6)."""
+        ip = int.from_bytes(packed)
         prefixes = self._v4
-        if ":" in address:
-            ip = int.from_bytes(inet_pton(AF_INET6, address))
+        if len(packed) == 16:
             if ip >> 32 == _MAPPED:
                 ip &= _V4_ALL
             else:
                 prefixes = self._v6
-        else:
-            ip = int.from_bytes(inet_pton(AF_INET, address))
         for net, mask, prefix in prefixes:
             if ip & mask == net:
                 return prefix

@@ -4,6 +4,7 @@ budgets and the choice of service."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import textwrap
 
 import dns.name
@@ -328,6 +329,33 @@ def test_rebinding_public_addresses_pass(address):
     assert special_range(address) is None
     policy, service = policy_for("[{zone: example.com.}]")
     assert policy.check_answer(service, service.allow[0], "secure", [address]).allowed
+
+
+@pytest.mark.parametrize("address, prefix, what", SPECIAL)
+def test_rebinding_judges_address_objects_as_their_text(address, prefix, what):
+    assert special_range(ipaddress.ip_address(address)) == (prefix, what)
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_rebinding_passes_public_address_objects(address):
+    assert special_range(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("fe80::1%eth0", ("fe80::/10", "link-local")),  # a scope: inet_pton refuses, ipaddress reads
+    ("fd00::1%2", ("fc00::/7", "unique local")),
+    ("::ffff:10.0.0.1%eth0", ("10.0.0.0/8", "IPv4-mapped private")),
+    ("2001:db8::1%eth0", None),
+])
+def test_rebinding_judges_scoped_text(address, expected):
+    assert special_range(address) == expected
+
+
+@pytest.mark.parametrize("text", ["10.0.0.256", "010.0.0.1", "example.com", "", "1.2.3",
+                                  "fe80::1%", "::ffff:10.0.0.1/8", "10.0.0.1 "])
+def test_rebinding_raises_for_text_that_is_no_address(text):
+    with pytest.raises(ValueError):
+        special_range(text)
 
 
 def test_rebinding_checks_before_allowing_but_after_the_verdict():

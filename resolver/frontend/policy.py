@@ -74,8 +74,8 @@ _SPECIAL_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
     ))
 
 
-#: The same ranges held as integers (resolver.outgoing.DoNotQuery), for addresses as text: an
-#: answer's address is read by inet_pton, not built as an ``ipaddress`` object (36 Python calls).
+#: The same ranges held as integers (resolver.outgoing.DoNotQuery): an answer's address is read
+#: by inet_pton, not built as an ``ipaddress`` object (36 Python calls).
 _SPECIAL = DoNotQuery(tuple(net for net, _ in (*_SPECIAL_V4, *_SPECIAL_V6)))
 _WHAT: dict[_Network, str] = dict((*_SPECIAL_V4, *_SPECIAL_V6))
 
@@ -83,32 +83,19 @@ _WHAT: dict[_Network, str] = dict((*_SPECIAL_V4, *_SPECIAL_V6))
 def special_range(address: str | _Address) -> tuple[str, str] | None:
     """``(prefix, what)`` if rebinding protection refuses ``address``, else None. An
     IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2) is judged by the IPv4 address it carries.
-    Raises ValueError for text that is not an address."""
+    Text that ``inet_pton`` does not read (a scoped ``fe80::1%eth0``) is read by ``ipaddress``;
+    raises ValueError for text that is not an address."""
     if isinstance(address, str):
         try:
-            found = _SPECIAL.covering(address)
-        except OSError:  # not an address inet_pton reads (a scope, a typo): ipaddress says why
-            pass
-        else:
-            if found is None:
-                return None
-            what = _WHAT[found]
-            mapped = found.version == 4 and ":" in address
-            return str(found), f"IPv4-mapped {what}" if mapped else what
-    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    if isinstance(ip, ipaddress.IPv6Address):
-        mapped = ip.ipv4_mapped
-        if mapped is not None:
-            found = special_range(mapped)
-            return None if found is None else (found[0], f"IPv4-mapped {found[1]}")
-        for net6, what in _SPECIAL_V6:
-            if ip in net6:
-                return str(net6), what
+            found, v6 = _SPECIAL.covering(address), ":" in address
+        except OSError:
+            address = ipaddress.ip_address(address)
+    if not isinstance(address, str):
+        found, v6 = _SPECIAL.covering_packed(address.packed), address.version == 6
+    if found is None:
         return None
-    for net4, what in _SPECIAL_V4:
-        if ip in net4:
-            return str(net4), what
-    return None
+    what = _WHAT[found]
+    return str(found), f"IPv4-mapped {what}" if found.version == 4 and v6 else what
 
 
 @dataclass(frozen=True, slots=True)
