@@ -233,13 +233,15 @@ def wait_tcp(address: str, seconds: float) -> bool:
 
 
 class Running:
-    """A started process with its output in a file; stop() ends it and waits."""
+    """A started process with its output in a file, on ``cpus`` only if given (its every
+    thread: sched_setaffinity before the exec); stop() ends it and waits."""
 
-    def __init__(self, argv: list[str], output: Path) -> None:
+    def __init__(self, argv: list[str], output: Path, cpus: set[int] | None = None) -> None:
         self.output = output
         with output.open("wb") as sink:
-            self.process = subprocess.Popen(argv, cwd=ROOT_DIR, stdout=sink, stderr=sink,
-                                            stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                argv, cwd=ROOT_DIR, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL,
+                preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus))
 
     def lines(self) -> int:
         """Lines of output so far (for the tree: upstream queries received)."""
@@ -262,15 +264,17 @@ class Running:
                 self.process.wait()
 
 
-def start(peer: Peer, tree: Tree, directory: Path) -> tuple[Running | None, str]:
-    """Start ``peer`` with a fresh config (and empty cache) in ``directory``; (None, why) when
-    its program is missing or it does not accept connections within 15 s."""
+def start(peer: Peer, tree: Tree, directory: Path,
+          cpus: set[int] | None = None) -> tuple[Running | None, str]:
+    """Start ``peer`` with a fresh config (and empty cache) in ``directory``, on ``cpus`` if
+    given; (None, why) when its program is missing or it does not accept connections within
+    15 s."""
     if shutil.which(peer.program) is None:
         return None, f"{peer.program} not installed"
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    running = Running(peer.configure(peer, tree, directory), directory / "output.log")
+    running = Running(peer.configure(peer, tree, directory), directory / "output.log", cpus)
     if wait_tcp(peer.address, 15.0) and running.process.poll() is None:
         return running, ""
     why = running.why()
@@ -290,11 +294,11 @@ except KeyboardInterrupt:
 """
 
 
-def start_tree(directory: Path, delay_ms: float = 0) -> Running:
+def start_tree(directory: Path, delay_ms: float = 0, cpus: set[int] | None = None) -> Running:
     """The test tree's authoritative servers, in their own process (not sharing our GIL),
     printing one line per query received; each answer sent ``delay_ms`` after its query came
-    (authority.start_tree's ``delay_ms``: a round trip)."""
-    tree = Running([sys.executable, "-c", _TREE, str(delay_ms)], directory / "tree.log")
+    (authority.start_tree's ``delay_ms``: a round trip); on ``cpus`` if given."""
+    tree = Running([sys.executable, "-c", _TREE, str(delay_ms)], directory / "tree.log", cpus)
     if not wait_tcp(Tree.load().hint_address, 30.0):
         why = tree.why()
         tree.stop()
