@@ -35,11 +35,13 @@ def _zone(name: str, *, secure: bool = True) -> Zone:
                 keys=zonedata.load(name).dnskeys() if secure else None)
 
 
-def _reply(zones: list[str], qname: str, rdtype: int = A) -> dns.message.Message:
-    """What a server for ``zones`` answers (the wire round trip included)."""
+def _reply(zones: list[str], qname: str, rdtype: int = A, *,
+           tcp: bool = False) -> dns.message.Message:
+    """What a server for ``zones`` answers (the wire round trip included; over TCP, beyond
+    the query's EDNS payload size)."""
     response, _ = authority.Responder([zonedata.load(z) for z in zones]).respond(
         make_query(N(qname), rdtype).message())
-    return dns.message.from_wire(response.to_wire())
+    return dns.message.from_wire(response.to_wire(max_size=65535 if tcp else 0))
 
 
 def _judge(zone: str, qname: str, rdtype: int = A, reply=None, *, secure: bool = True):
@@ -89,6 +91,21 @@ def test_cname_chain_in_the_zone_is_followed():
     assert {(r.name, r.rdtype) for r in answer.rrsets if r.rdtype != dns.rdatatype.RRSIG} == \
         {(N("cname.rsasha256.example."), CNAME), (WWW, A)}
     assert answer.verdict is Verdict.SECURE and len(answer.proof.signatures) == 2
+
+
+def test_a_chain_over_the_cname_budget_is_refused_before_any_signature_check():
+    """15 CNAMEs in one zone (chain1, in one reply): over the budget of 12, refused with no
+    signature checked; 12 (chain4) is within it, every link validated."""
+    zone, budget = _zone("ecdsap256.example."), Budget()
+    reply = _reply(["ecdsap256.example."], "chain1.ecdsap256.example.", tcp=True)
+    with pytest.raises(ResolutionFailed) as failure:
+        VALIDATOR.answer(zone, N("chain1.ecdsap256.example."), A, reply, "answer", budget)
+    assert failure.value.ede == EDE.OTHER and "longer than 12" in str(failure.value)
+    assert budget.sig_checks == 0
+    chain4 = _reply(["ecdsap256.example."], "chain4.ecdsap256.example.", tcp=True)
+    _, answer = _judge("ecdsap256.example.", "chain4.ecdsap256.example.", reply=chain4)
+    assert sum(r.rdtype == CNAME for r in answer.rrsets) == 12
+    assert answer.verdict is Verdict.SECURE and len(answer.proof.signatures) == 13
 
 
 def test_chain_leaving_the_zone_keeps_only_its_own_links():

@@ -238,35 +238,17 @@ class Validator:
                  proof: Proof, secure: bool, budget: Budget) -> Answer:
         """The RRsets answering ``name`` in this reply, following CNAMEs and DNAMEs that stay
         in the zone, each validated (RFC 4035 §5.3) and wildcard expansions proven
-        (RFC 4035 §5.3.4)."""
+        (RFC 4035 §5.3.4). A chain longer than the CNAME budget is refused before any of its
+        signatures is checked."""
+        links = self.links(zone, name, qtype, reply, proof)
+        cnames = sum((rrset if synthesized is None else synthesized).rdtype == CNAME
+                     for rrset, synthesized in links)
+        if cnames > self.max_cname_chain:
+            raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {name} longer than "
+                                   f"{self.max_cname_chain}", proof)
         rrsets, authority = [], []
         ttl, verdict = 2**31, Verdict.SECURE if secure else Verdict.INSECURE
-        current, followed = name, []
-        dnames = rrsets_of(reply.answer, DNAME)
-        for _ in range(self.max_cname_chain + 1):
-            if followed and any(same(current, n) for n in followed):
-                break  # a loop: each RRset once (RFC 2181 §5); the iterator names the loop
-            followed.append(current)
-            rrset = find(reply.answer, current, qtype)
-            synthesized = None
-            dname = next((r for r in dnames if within(current, r.name) and
-                          not same(current, r.name) and within(r.name, zone.name)),
-                         None) if dnames else None
-            if rrset is None and dname is not None:
-                # The CNAME a server synthesises from a DNAME is unsigned: validate the DNAME
-                # and synthesise the CNAME here (RFC 6672 §3.2, §5.3.1).
-                rrset = dname
-                try:
-                    target = current.relativize(rrset.name).concatenate(rrset[0].target)
-                except dns.name.NameTooLong:
-                    raise ResolutionFailed(EDE.OTHER, f"DNAME at {rrset.name} makes {current} "
-                                           "too long", proof) from None
-                synthesized = dns.rrset.from_text(current, rrset.ttl, "IN", "CNAME",
-                                                  target.to_text())
-            elif rrset is None and qtype != CNAME:
-                rrset = find(reply.answer, current, CNAME)
-            if rrset is None:
-                break
+        for rrset, synthesized in links:
             sigs = sigs_of(reply.answer, rrset.name, rrset.rdtype)
             if secure:
                 result = validate_rrset(rrset, sigs, zone.keys, now=self.now(),
@@ -303,15 +285,51 @@ class Validator:
                 rrsets.append(sigs)
             if synthesized is not None:
                 rrsets.append(synthesized)
-                rrset = synthesized
-            if rrset.rdtype == qtype or rrset.rdtype not in (CNAME,):
-                break
-            current = rrset[0].target
-            if not within(current, zone.name):
-                break
         if not rrsets:
             raise ResolutionFailed(EDE.OTHER, f"no usable answer for {name}", proof)
         return Answer(dns.rcode.NOERROR, verdict, rrsets, authority, None, "", proof, ttl)
+
+    def links(self, zone: Zone, name: dns.name.Name, qtype: int, reply: dns.message.Message,
+              proof: Proof) -> list[tuple[dns.rrset.RRset, dns.rrset.RRset | None]]:
+        """The chain answering ``name`` in this reply, none of it validated yet: at each name
+        its data of ``qtype``, else a DNAME of the zone above it with the CNAME synthesised
+        from it (RFC 6672 §3.2: the server's own CNAME is unsigned and not used), else its
+        CNAME, while the targets stay in the zone; at most ``max_cname_chain`` + 1 links,
+        each RRset once (RFC 2181 §5: a loop ends the chain; the iterator names the loop).
+        Each link is (RRset, the CNAME synthesised from it, or None)."""
+        links: list[tuple[dns.rrset.RRset, dns.rrset.RRset | None]] = []
+        current, followed = name, []
+        dnames = rrsets_of(reply.answer, DNAME)
+        for _ in range(self.max_cname_chain + 1):
+            if followed and any(same(current, n) for n in followed):
+                break
+            followed.append(current)
+            rrset = find(reply.answer, current, qtype)
+            synthesized = None
+            dname = next((r for r in dnames if within(current, r.name) and
+                          not same(current, r.name) and within(r.name, zone.name)),
+                         None) if dnames else None
+            if rrset is None and dname is not None:
+                rrset = dname
+                try:
+                    target = current.relativize(rrset.name).concatenate(rrset[0].target)
+                except dns.name.NameTooLong:
+                    raise ResolutionFailed(EDE.OTHER, f"DNAME at {rrset.name} makes {current} "
+                                           "too long", proof) from None
+                synthesized = dns.rrset.from_text(current, rrset.ttl, "IN", "CNAME",
+                                                  target.to_text())
+            elif rrset is None and qtype != CNAME:
+                rrset = find(reply.answer, current, CNAME)
+            if rrset is None:
+                break
+            links.append((rrset, synthesized))
+            last = rrset if synthesized is None else synthesized
+            if last.rdtype == qtype or last.rdtype != CNAME:
+                break
+            current = last[0].target
+            if not within(current, zone.name):
+                break
+        return links
 
     def negative(self, zone: Zone, name: dns.name.Name, qtype: int,
                  reply: dns.message.Message, kind: str, proof: Proof, secure: bool,
