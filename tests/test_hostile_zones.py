@@ -6,6 +6,7 @@ runs. Timing is never asserted here; bench/hostile.py measures CPU time and late
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import socket
 import subprocess
@@ -19,10 +20,14 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdatatype
 import pytest
 
+from resolver.dnssec.result import ResolutionFailed
+from resolver.resolve.cache import Cache
+from resolver.resolve.iterator import Iterator
 from tests.test_resolver import PORT, _config_text, _stop
-from tests.testtree import authority, zonedata
+from tests.testtree import authority, memory, zonedata
 
 RESOLVER = "127.0.0.121"
 BUDGET = 64  # limits.max_upstream_queries, the default
@@ -157,3 +162,20 @@ def test_healthy_client_is_answered_during_the_attacks(tree, fresh):
     assert len(answered) == len(attacks)
     assert [r.rcode() for r in healthy] == [dns.rcode.NOERROR] * 40
     assert all(r.flags & dns.flags.AD for r in healthy)
+
+
+def test_a_chain_over_the_budget_fails_before_any_link_is_judged(tree):
+    """c1.hop-a.example.: 15 CNAMEs alternating between two signed zones, over the budget of
+    12. The chain is followed before it is judged, as Unbound's iterator follows it before its
+    validator runs: it fails with none of its links validated or cached. Judged link by link
+    on the way, the first 13 links alone took 13 signature checks."""
+    iterator = Iterator(memory.settings(), Cache())
+    ctx = iterator.new_context()
+    with pytest.raises(ResolutionFailed, match="CNAME chain from c1.hop-a.example. longer "
+                                               "than 12"):
+        asyncio.run(iterator.chase(dns.name.from_text("c1.hop-a.example."), dns.rdatatype.A,
+                                   ctx))
+    links = [dns.name.from_text(f"c{k}.hop-{'a' if k % 2 else 'b'}.example.")
+             for k in range(1, 14)]
+    assert all(iterator.cache.get(name, dns.rdatatype.A) is None for name in links)
+    assert ctx.budget.sig_checks < len(links)  # the zones' DS and DNSKEY sets only

@@ -289,6 +289,17 @@ class Validator:
             raise ResolutionFailed(EDE.OTHER, f"no usable answer for {name}", proof)
         return Answer(dns.rcode.NOERROR, verdict, rrsets, authority, None, "", proof, ttl)
 
+    def provisional(self, zone: Zone, name: dns.name.Name, qtype: int,
+                    reply: dns.message.Message, kind: str) -> list[dns.rrset.RRset]:
+        """Where a reply of ``kind`` leads, none of it validated: the RRsets of the chain
+        answering ``name`` as :meth:`positive` follows it (a DNAME by the CNAME synthesised
+        from it), empty for a negative reply. For an iterator to follow a chain before it is
+        judged, never to answer with."""
+        if kind != "answer":
+            return []
+        return [rrset if synthesized is None else synthesized
+                for rrset, synthesized in self.links(zone, name, qtype, reply, Proof(zone.name))]
+
     def links(self, zone: Zone, name: dns.name.Name, qtype: int, reply: dns.message.Message,
               proof: Proof) -> list[tuple[dns.rrset.RRset, dns.rrset.RRset | None]]:
         """The chain answering ``name`` in this reply, none of it validated yet: at each name

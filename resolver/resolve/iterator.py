@@ -117,6 +117,18 @@ class Context:
     refresh_until: float = 0.0  # cached data expiring before this is asked again (prefetch)
 
 
+@dataclass(slots=True, eq=False)
+class Fetched:
+    """A reply to ``name``/``qtype`` from ``zone`` (whose security is established), of
+    ``kind``, not yet judged: a link of a CNAME chain, followed before it is validated."""
+
+    zone: Zone
+    name: dns.name.Name
+    qtype: int
+    reply: dns.message.Message
+    kind: str
+
+
 def _import_rdata_classes() -> None:
     """dnspython imports a record type's module when it first parses one: done at start-up,
     not inside a client's first query (about 2 ms for a referral's NS and A records)."""
@@ -343,7 +355,15 @@ class Iterator:
         """Resolve ``qname``/``qtype`` following CNAME and DNAME chains (RFC 1034 §3.6.2,
         RFC 6672 §3.2), each step validated in its own zone. ``permit(name)``, when given, is
         asked before any CNAME or DNAME target is resolved; a refusal raises :class:`Denied`
-        before a query for the target leaves."""
+        before a query for the target leaves.
+
+        The chain is fetched first and judged after (:meth:`_follow`); the answer is then
+        made by walking it again over the judged links only, so that it follows validated
+        data alone (a link whose validated data leads elsewhere than the reply said is asked
+        again)."""
+        if permit is not None:
+            permit = _once(permit)
+        judged = await self._follow(qname, qtype, ctx, permit)
         rrsets: list[dns.rrset.RRset] = []
         verdict = Verdict.SECURE
         # Each link's verdict by the names it holds, keyed by their canonical wire form (a
@@ -353,7 +373,7 @@ class Iterator:
         name, seen, ttl = qname, {name_key(qname)}, 2**31  # names asked, by canonical form
         most, cnames = self.s.limits.max_cname_chain, 0
         for _ in range(most + 1):
-            answer = await self.lookup(name, qtype, ctx)
+            answer = judged.pop(name_key(name), None) or await self.lookup(name, qtype, ctx)
             rrsets += answer.rrsets
             cnames += sum(r.rdtype == CNAME for r in answer.rrsets)  # in the chain so far
             if cnames > most:
@@ -392,8 +412,46 @@ class Iterator:
             name = target
         raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {most}", proof)
 
-    async def lookup(self, name: dns.name.Name, qtype: int, ctx: Context) -> Answer:
-        """The validated answer for exactly ``name``/``qtype`` (a CNAME at the name counts)."""
+    async def _follow(self, qname: dns.name.Name, qtype: int, ctx: Context,
+                      permit) -> dict[bytes, Answer]:
+        """The chain from ``qname`` fetched before any link is validated, as Unbound's
+        iterator follows it before its validator runs, then each link judged in order:
+        {name_key: Answer}. A chain over the CNAME budget fails with none of its links
+        validated (whatever their signatures, the answer would be SERVFAIL). The walk stops,
+        leaving the verdict to :meth:`chase`'s validated walk, at a loop and at a target
+        ``permit`` refuses (never asked)."""
+        most, cnames = self.s.limits.max_cname_chain, 0
+        name, seen, links = qname, {name_key(qname)}, []
+        for _ in range(most + 1):
+            got = await self.lookup(name, qtype, ctx, judge=False)
+            links.append((name_key(name), got))
+            rrsets = got.rrsets if isinstance(got, Answer) else self.validator.provisional(
+                got.zone, name, qtype, got.reply, got.kind)
+            cnames += sum(r.rdtype == CNAME for r in rrsets)
+            if cnames > most:
+                raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
+                                       f"{most}", Proof())
+            target = chain_end(name, qtype, rrsets)
+            if target is None or not rrsets or name_key(target) in seen or (
+                    permit is not None and not permit(target).allowed):
+                break
+            seen.add(name_key(target))
+            name = target
+        return {key: got if isinstance(got, Answer) else await self._settle(got, ctx)
+                for key, got in links}
+
+    async def _settle(self, fetched: Fetched, ctx: Context) -> Answer:
+        """The verdict on a fetched reply (:meth:`_judge`), cached."""
+        answer = await self._judge(fetched.zone, fetched.name, fetched.qtype, fetched.reply,
+                                   fetched.kind, ctx)
+        self.cache.put(fetched.name, fetched.qtype, answer)
+        return answer
+
+    async def lookup(self, name: dns.name.Name, qtype: int, ctx: Context, *,
+                     judge: bool = True) -> Answer | Fetched:
+        """The validated answer for exactly ``name``/``qtype`` (a CNAME at the name counts);
+        with ``judge`` False, a reply fetched from a zone whose security is established
+        (not a forwarder's) is returned unjudged (:meth:`_settle` judges it)."""
         use = {"stale": ctx.stale, "refresh_until": ctx.refresh_until}
         cached = self.cache.get(name, qtype, **use)
         if cached is None and qtype != CNAME:
@@ -471,9 +529,10 @@ class Iterator:
                     zone = await self.cuts.signer(zone, max(signed), ctx)
                     if zone.security is Verdict.BOGUS:
                         continue
-                answer = await self._judge(zone, name, qtype, reply, kind, ctx)
-                self.cache.put(name, qtype, answer)
-                return answer
+                fetched = Fetched(zone, name, qtype, reply, kind)
+                if not judge and not zone.recursive and zone.security is not Verdict.BOGUS:
+                    return fetched
+                return await self._settle(fetched, ctx)
         finally:
             if ahead is not None:
                 ahead.cancel()
@@ -563,6 +622,20 @@ class Iterator:
             self.stats["nta_uses"] += 1
         if self.on_event is not None:
             self.on_event(event)
+
+
+def _once(permit):
+    """``permit`` asked once a name (by canonical form): both of a chase's walks ask it, and
+    a policy counts each refusal."""
+    decisions: dict[bytes, object] = {}
+
+    def ask(name: dns.name.Name):
+        key = name_key(name)
+        found = decisions.get(key)
+        if found is None:
+            found = decisions[key] = permit(name)
+        return found
+    return ask
 
 
 def chain_end(name: dns.name.Name, qtype: int,
