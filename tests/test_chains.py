@@ -23,7 +23,8 @@ from resolver.dnssec.result import ResolutionFailed
 from resolver.frontend.policy import Policy
 from resolver.frontend.pipeline import Frontend
 from resolver.frontend.resolution import Resolver
-from resolver.resolve.iterator import Iterator, chain_end
+from resolver.resolve.chase import chain_end
+from resolver.resolve.iterator import Iterator
 from tests.testtree import memory
 
 A = dns.rdatatype.A

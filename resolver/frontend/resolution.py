@@ -27,9 +27,10 @@ from resolver.dnssec.canonical import name_wire
 from resolver.ede import EDE
 from resolver.frontend.admission import Admission
 from resolver.resolve.cache import Answer, Cache
+from resolver.resolve.chase import Denied, chain_end
 from resolver.resolve.prefetch import Prefetch
 from resolver.resolve.stale import RECHECK, Stale
-from resolver.resolve.iterator import Denied, Iterator, ResolutionFailed, Settings, chain_end
+from resolver.resolve.iterator import Iterator, ResolutionFailed, Settings
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import dns.rrset
 from resolver.resolve import tls, transport
 from resolver.resolve.ahead import Ahead, failed_early
 from resolver.resolve.cache import Answer, Cache, Proof
+from resolver.resolve.chase import Chains, Fetched
 from resolver.resolve.cuts import Cuts
 from resolver.resolve.failures import Holds, Infra
 from resolver.resolve.qmin import Minimiser
@@ -33,10 +34,9 @@ from resolver.dnssec.anchors import RootHint
 from resolver.dnssec.chain import ChainOfTrust
 from resolver.dnssec.result import ResolutionFailed
 from resolver.dnssec.canonical import same, within
-from resolver.dnssec.validator import Validator, rrsets_of, signer_in, signers, weaker
+from resolver.dnssec.validator import Validator, rrsets_of, signer_in, signers
 from resolver.dnssec.zone import NameLru, Zone, name_key, parent, parent_key
 from resolver.ede import EDE
-from resolver.errors import ResolverError
 from resolver.outgoing import DoNotQuery
 
 A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
@@ -46,15 +46,6 @@ A, AAAA, NS, SOA, DS, DNSKEY, CNAME, DNAME, RRSIG, NSEC, NSEC3 = (
 ROOT = dns.name.root
 ROOT_KEY = name_key(ROOT)
 MAX_NOT_QUERIED_SHOWN = 4  # addresses outgoing.do_not_query left out, named in a failure's text
-
-
-class Denied(ResolverError):
-    """A name in the resolution (a CNAME or DNAME target) is outside the client's policy: no
-    query is sent for it. Carries the policy's decision."""
-
-    def __init__(self, decision) -> None:
-        super().__init__(decision.reason)
-        self.decision = decision
 
 
 @dataclass(slots=True)
@@ -117,18 +108,6 @@ class Context:
     refresh_until: float = 0.0  # cached data expiring before this is asked again (prefetch)
 
 
-@dataclass(slots=True, eq=False)
-class Fetched:
-    """A reply to ``name``/``qtype`` from ``zone`` (whose security is established), of
-    ``kind``, not yet judged: a link of a CNAME chain, followed before it is validated."""
-
-    zone: Zone
-    name: dns.name.Name
-    qtype: int
-    reply: dns.message.Message
-    kind: str
-
-
 def _import_rdata_classes() -> None:
     """dnspython imports a record type's module when it first parses one: done at start-up,
     not inside a client's first query (about 2 ms for a referral's NS and A records)."""
@@ -158,6 +137,8 @@ class Iterator:
                          for fwd in settings.forward}
         self.tls = tls.upstreams(settings.forward)  # forwarders asked only over TLS (RFC 8310)
         self.validator = Validator(settings.validator, self.now, settings.limits.max_cname_chain)
+        self.chains = Chains(self.lookup, self._settle, self.validator, cache,
+                             settings.limits.max_cname_chain)
         self.trust = ChainOfTrust(self.validator, settings.trust_anchors,
                                   settings.negative_trust_anchors, settings.max_zones,
                                   self._ask, self.lookup, self._event, self._delegation)
@@ -352,93 +333,11 @@ class Iterator:
 
     async def chase(self, qname: dns.name.Name, qtype: int, ctx: Context,
                     permit=None) -> Answer:
-        """Resolve ``qname``/``qtype`` following CNAME and DNAME chains (RFC 1034 §3.6.2,
-        RFC 6672 §3.2), each step validated in its own zone. ``permit(name)``, when given, is
-        asked before any CNAME or DNAME target is resolved; a refusal raises :class:`Denied`
-        before a query for the target leaves.
-
-        The chain is fetched first and judged after (:meth:`_follow`); the answer is then
-        made by walking it again over the judged links only, so that it follows validated
-        data alone (a link whose validated data leads elsewhere than the reply said is asked
-        again)."""
-        if permit is not None:
-            permit = _once(permit)
-        judged = await self._follow(qname, qtype, ctx, permit)
-        rrsets: list[dns.rrset.RRset] = []
-        verdict = Verdict.SECURE
-        # Each link's verdict by the names it holds, keyed by their canonical wire form (a
-        # Name's hash is computed in Python at every use): (name, verdict).
-        verdicts: dict[bytes, tuple[dns.name.Name, Verdict]] = {}
-        proof = Proof()
-        name, seen, ttl = qname, {name_key(qname)}, 2**31  # names asked, by canonical form
-        most, cnames = self.s.limits.max_cname_chain, 0
-        for _ in range(most + 1):
-            answer = judged.pop(name_key(name), None) or await self.lookup(name, qtype, ctx)
-            rrsets += answer.rrsets
-            cnames += sum(r.rdtype == CNAME for r in answer.rrsets)  # in the chain so far
-            if cnames > most:
-                raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
-                                       f"{most}", proof)
-            verdict = weaker(verdict, answer.verdict)
-            owners = [name]  # a name once, not once per RRset it owns
-            owners += [r.name for r in answer.rrsets if not same(r.name, name)]
-            for owner in owners:
-                key = name_key(owner)
-                held = verdicts.get(key)
-                verdicts[key] = (owner, answer.verdict) if held is None else \
-                    (held[0], weaker(held[1], answer.verdict))
-            proof.signatures += answer.proof.signatures
-            proof.notes += [n for n in answer.proof.notes if n not in proof.notes]  # once each
-            proof.zone = answer.proof.zone
-            proof.zones += [z for z in answer.proof.zones if z not in proof.zones]
-            proof.denial = answer.proof.denial or proof.denial
-            proof.synthesised += answer.proof.synthesised
-            ttl = min(ttl, answer.ttl)
-            target = chain_end(name, qtype, answer.rrsets)
-            if target is None or not answer.rrsets:
-                whole = Answer(answer.rcode, verdict, rrsets, answer.authority, answer.ede,
-                               answer.reason, proof, ttl, dict(verdicts.values()))
-                # A chain lives as long as its shortest link, within the cache's caps.
-                whole.ttl = self.cache.ttl_for(whole, negative=not answer.rrsets)
-                return whole
-            target_key = name_key(target)
-            if target_key in seen:
-                raise ResolutionFailed(EDE.OTHER, f"CNAME loop at {target}", proof)
-            if permit is not None:
-                decision = permit(target)
-                if not decision.allowed:
-                    raise Denied(decision)
-            seen.add(target_key)
-            name = target
-        raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {most}", proof)
-
-    async def _follow(self, qname: dns.name.Name, qtype: int, ctx: Context,
-                      permit) -> dict[bytes, Answer]:
-        """The chain from ``qname`` fetched before any link is validated, as Unbound's
-        iterator follows it before its validator runs, then each link judged in order:
-        {name_key: Answer}. A chain over the CNAME budget fails with none of its links
-        validated (whatever their signatures, the answer would be SERVFAIL). The walk stops,
-        leaving the verdict to :meth:`chase`'s validated walk, at a loop and at a target
-        ``permit`` refuses (never asked)."""
-        most, cnames = self.s.limits.max_cname_chain, 0
-        name, seen, links = qname, {name_key(qname)}, []
-        for _ in range(most + 1):
-            got = await self.lookup(name, qtype, ctx, judge=False)
-            links.append((name_key(name), got))
-            rrsets = got.rrsets if isinstance(got, Answer) else self.validator.provisional(
-                got.zone, name, qtype, got.reply, got.kind)
-            cnames += sum(r.rdtype == CNAME for r in rrsets)
-            if cnames > most:
-                raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
-                                       f"{most}", Proof())
-            target = chain_end(name, qtype, rrsets)
-            if target is None or not rrsets or name_key(target) in seen or (
-                    permit is not None and not permit(target).allowed):
-                break
-            seen.add(name_key(target))
-            name = target
-        return {key: got if isinstance(got, Answer) else await self._settle(got, ctx)
-                for key, got in links}
+        """Resolve ``qname``/``qtype`` following CNAME and DNAME chains, each link validated
+        in its own zone (resolver.resolve.chase). ``permit(name)``, when given, is asked
+        before any CNAME or DNAME target is resolved; a refusal raises :class:`Denied` before
+        a query for the target leaves."""
+        return await self.chains.chase(qname, qtype, ctx, permit)
 
     async def _settle(self, fetched: Fetched, ctx: Context) -> Answer:
         """The verdict on a fetched reply (:meth:`_judge`), cached."""
@@ -622,42 +521,3 @@ class Iterator:
             self.stats["nta_uses"] += 1
         if self.on_event is not None:
             self.on_event(event)
-
-
-def _once(permit):
-    """``permit`` asked once a name (by canonical form): both of a chase's walks ask it, and
-    a policy counts each refusal."""
-    decisions: dict[bytes, object] = {}
-
-    def ask(name: dns.name.Name):
-        key = name_key(name)
-        found = decisions.get(key)
-        if found is None:
-            found = decisions[key] = permit(name)
-        return found
-    return ask
-
-
-def chain_end(name: dns.name.Name, qtype: int,
-              rrsets: list[dns.rrset.RRset]) -> dns.name.Name | None:
-    """Where the CNAME chain in ``rrsets`` starting at ``name`` leads, if it ends without data
-    of ``qtype``; None when the chain is complete. A chain that comes back to a name it passed
-    leads there: the caller, which has asked for that name before, finds the loop."""
-    if qtype == CNAME:
-        return None
-    current, passed = name, []
-    while True:
-        cname = None
-        for rrset in rrsets:  # one pass a link: data of qtype at the name, else its CNAME
-            rdtype = rrset.rdtype
-            if (rdtype == qtype or rdtype == CNAME) and same(rrset.name, current):
-                if rdtype == qtype:
-                    return None
-                if cname is None:
-                    cname = rrset
-        if cname is None:
-            return None if same(current, name) else current
-        passed.append(current)
-        current = cname[0].target
-        if any(same(current, n) for n in passed):
-            return current

@@ -26,7 +26,8 @@ from resolver.dnssec import Verdict
 from resolver.dnssec.result import Answer, ResolutionFailed
 from resolver.dnssec.verify import WINDOW_OK, check_window
 from resolver.ede import EDE
-from resolver.resolve.iterator import Denied, Iterator
+from resolver.resolve.chase import Denied
+from resolver.resolve.iterator import Iterator
 
 STALE_TTL = 30  # seconds: the TTL of a stale answer (RFC 8767 §4)
 RECHECK = 5.0  # seconds a name is not asked upstream again after a failure (RFC 8767 §5)
