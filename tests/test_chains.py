@@ -20,6 +20,7 @@ from resolver.resolve.cache import Cache
 from resolver.config import parse_config
 from resolver.dnssec import Verdict
 from resolver.dnssec.result import ResolutionFailed
+from resolver.ede import EDE
 from resolver.frontend.policy import Policy
 from resolver.frontend.pipeline import Frontend
 from resolver.frontend.resolution import Resolver
@@ -148,3 +149,36 @@ def test_chain_end_leads_a_loop_back_to_the_name_it_passed():
         is None
     assert chain_end(N("a."), A, [a_b, b_a]) == N("a.")
     assert chain_end(N("x."), A, [x_a, a_b, b_a]) == N("a.")
+
+
+def _forge_cname(owner: str, target: str):
+    """An on-path forger: ``owner`` A answered by an unsigned CNAME to ``target``."""
+    def tamper(host, query, response):
+        question = query.question[0]
+        if question.name == N(owner) and question.rdtype == A:
+            response.set_rcode(dns.rcode.NOERROR)
+            response.answer, response.authority = [_cname(owner, target)], []
+        return response
+    return tamper
+
+
+def test_a_forged_cname_to_a_refused_name_is_bogus_not_refused():
+    """A chain is followed before it is judged (resolver.resolve.chase): a forged CNAME from a
+    signed zone to a name the policy refuses is found Bogus (no RRSIG) before any refusal is
+    given, so that a forger cannot make a name look refused by the policy; the refused name
+    is never asked."""
+    frontend, service = _frontend("[{zone: rsasha256.example., require: secure}]")
+    upstream = memory.Upstream(_forge_cname("www.rsasha256.example.", "www.ed25519.example."))
+    frontend.resolver.iterator.exchange = upstream
+    outcome = asyncio.run(frontend.resolver.resolve(
+        N("www.rsasha256.example."), A,
+        permit=lambda name: frontend.policy.check_name(service, name)))
+    assert outcome.denied is None and outcome.answer is None
+    assert outcome.failure.ede == EDE.RRSIGS_MISSING, outcome.failure.reason
+    assert not [a for a in upstream.asked if "ed25519" in a[1]]
+    # Honest, the same target is refused by the policy, and never asked either.
+    frontend, service = _frontend("[{zone: ecdsap256.example., require: secure}]")
+    outcome = asyncio.run(frontend.resolver.resolve(
+        N("cname-out.ecdsap256.example."), A,
+        permit=lambda name: frontend.policy.check_name(service, name)))
+    assert outcome.denied is not None and outcome.failure is None
