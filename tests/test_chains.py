@@ -182,3 +182,14 @@ def test_a_forged_cname_to_a_refused_name_is_bogus_not_refused():
         N("cname-out.ecdsap256.example."), A,
         permit=lambda name: frontend.policy.check_name(service, name)))
     assert outcome.denied is not None and outcome.failure is None
+
+
+def test_a_forged_cname_to_an_unreachable_zone_is_reported_bogus():
+    """The forged link is judged before the failure of the target it leads to is reported:
+    an unsigned CNAME from a signed zone into hop-a.example. (no server of which answers in
+    memory) is SERVFAIL for its missing RRSIG, not for the unreachable target."""
+    upstream = memory.Upstream(_forge_cname("www.rsasha256.example.", "www.hop-a.example."))
+    resolver = Resolver(memory.settings(), Cache(), ADMISSION, exchange=upstream)
+    outcome = asyncio.run(resolver.resolve(N("www.rsasha256.example."), A))
+    assert outcome.failure.ede == EDE.RRSIGS_MISSING, outcome.failure.reason
+    assert [a for a in upstream.asked if "hop-a" in a[1]]  # the target was asked, and failed

@@ -126,13 +126,19 @@ class Chains:
         """The chain from ``qname`` fetched before any link is validated, as Unbound's
         iterator follows it before its validator runs, then each link judged in order:
         {name_key: Answer}. A chain over the CNAME budget fails with none of its links
-        validated (whatever their signatures, the answer would be SERVFAIL). The walk stops,
-        leaving the verdict to :meth:`chase`'s validated walk, at a loop and at a target
-        ``permit`` refuses (never asked)."""
+        validated (whatever their signatures, the answer would be SERVFAIL). A link that
+        cannot be fetched fails only once the links before it are judged, so that their own
+        failure (a forged CNAME's) is the one reported. The walk stops, leaving the verdict to
+        :meth:`chase`'s validated walk, at a loop and at a target ``permit`` refuses (never
+        asked)."""
         most, cnames = self.most, 0
         name, seen, links = qname, {name_key(qname)}, []
         for _ in range(most + 1):
-            got = await self.lookup(name, qtype, ctx, judge=False)
+            try:
+                got = await self.lookup(name, qtype, ctx, judge=False)
+            except ResolutionFailed:
+                await self._judged(links, ctx)
+                raise
             links.append((name_key(name), got))
             rrsets = got.rrsets if isinstance(got, Answer) else self.validator.provisional(
                 got.zone, name, qtype, got.reply, got.kind)
@@ -146,9 +152,12 @@ class Chains:
                 break
             seen.add(name_key(target))
             name = target
+        return await self._judged(links, ctx)
+
+    async def _judged(self, links: list, ctx) -> dict[bytes, Answer]:
+        """Each link fetched judged in order, the first to fail raising: {name_key: Answer}."""
         return {key: got if isinstance(got, Answer) else await self.settle(got, ctx)
                 for key, got in links}
-
 
 
 def _once(permit):
