@@ -122,7 +122,7 @@ class Chains:
         raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {most}", proof)
 
     async def follow(self, qname: dns.name.Name, qtype: int, ctx,
-                      permit) -> dict[bytes, Answer]:
+                     permit) -> dict[bytes, Answer]:
         """The chain from ``qname`` fetched before any link is validated, as Unbound's
         iterator follows it before its validator runs, then each link judged in order:
         {name_key: Answer}. A chain over the CNAME budget fails with none of its links
