@@ -79,10 +79,11 @@ class Chains:
         # Name's hash is computed in Python at every use): (name, verdict).
         verdicts: dict[bytes, tuple[dns.name.Name, Verdict]] = {}
         proof = Proof()
-        name, seen, ttl = qname, {name_key(qname)}, 2**31  # names asked, by canonical form
+        name, asked, ttl = qname, name_key(qname), 2**31
+        seen = {asked}  # names asked, by canonical form
         most, cnames = self.most, 0
         for _ in range(most + 1):
-            answer = judged.pop(name_key(name), None) or await self.lookup(name, qtype, ctx)
+            answer = judged.pop(asked, None) or await self.lookup(name, qtype, ctx)
             rrsets += answer.rrsets
             cnames += sum(r.rdtype == CNAME for r in answer.rrsets)  # in the chain so far
             if cnames > most:
@@ -110,14 +111,14 @@ class Chains:
                 # A chain lives as long as its shortest link, within the cache's caps.
                 whole.ttl = self.cache.ttl_for(whole, negative=not answer.rrsets)
                 return whole
-            target_key = name_key(target)
-            if target_key in seen:
+            asked = name_key(target)
+            if asked in seen:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME loop at {target}", proof)
             if permit is not None:
                 decision = permit(target)
                 if not decision.allowed:
                     raise Denied(decision)
-            seen.add(target_key)
+            seen.add(asked)
             name = target
         raise ResolutionFailed(EDE.OTHER, f"CNAME chain longer than {most}", proof)
 
@@ -132,14 +133,15 @@ class Chains:
         :meth:`chase`'s validated walk, at a loop and at a target ``permit`` refuses (never
         asked)."""
         most, cnames = self.most, 0
-        name, seen, links = qname, {name_key(qname)}, []
+        name, asked, links = qname, name_key(qname), []
+        seen = {asked}
         for _ in range(most + 1):
             try:
                 got = await self.lookup(name, qtype, ctx, judge=False)
             except ResolutionFailed:
                 await self._judged(links, ctx)
                 raise
-            links.append((name_key(name), got))
+            links.append((asked, got))
             rrsets = got.rrsets if isinstance(got, Answer) else self.validator.provisional(
                 got.zone, name, qtype, got.reply, got.kind)
             cnames += sum(r.rdtype == CNAME for r in rrsets)
@@ -147,10 +149,12 @@ class Chains:
                 raise ResolutionFailed(EDE.OTHER, f"CNAME chain from {qname} longer than "
                                        f"{most}", Proof())
             target = chain_end(name, qtype, rrsets)
-            if target is None or not rrsets or name_key(target) in seen or (
-                    permit is not None and not permit(target).allowed):
+            if target is None or not rrsets:
                 break
-            seen.add(name_key(target))
+            asked = name_key(target)
+            if asked in seen or (permit is not None and not permit(target).allowed):
+                break
+            seen.add(asked)
             name = target
         return await self._judged(links, ctx)
 
