@@ -38,6 +38,13 @@ a resolver that does nothing while it waits does not pay for it. Pinned, the ups
 beside the resolver as a remote one would; the default, unpinned, is the figure of issue
 #20's table.
 
+``--upstream nsd``: the tree's zones served by NSD (Debian ``nsd``, a C authoritative server;
+``peers.NsdTree``), one instance per server address of the tree, instead of the tree's Python
+servers. A cold lookup is a resolver and its upstream taking turns (``perf sched timehist``:
+neither side runs while the other works on its part), and the Python tree spends about a
+millisecond of CPU on every answer, most of each figure over it; NSD answers in tens of
+microseconds, and the figure becomes the resolvers' own. Not with ``--rtt``.
+
 ``--baseline DIR`` times a second dnssec-sidecar too, the code checked out in DIR (its compiled
 modules built there: ``python setup.py build_ext --inplace``), on its own address in the same
 rounds: before and after a change, each paired with Unbound and with the other.
@@ -117,8 +124,8 @@ class Series:
     upstream: list[int]  # queries the tree received for the timed query
 
 
-def one_round(case: Case, candidates: list[peers.Peer], order: int, tree: peers.Running,
-              tree_info: peers.Tree, tmp: Path,
+def one_round(case: Case, candidates: list[peers.Peer], order: int,
+              tree: peers.Running | peers.NsdTree, tree_info: peers.Tree, tmp: Path,
               cpus: set[int] | None) -> dict[str, tuple[float, float, int]]:
     """Start every peer afresh (on ``cpus`` if given), prime each, then time the case's name
     on each, the order rotated by ``order``: {peer name: (seconds, CPU seconds, upstream
@@ -148,8 +155,9 @@ def one_round(case: Case, candidates: list[peers.Peer], order: int, tree: peers.
             process.stop()
 
 
-def measure(case: Case, candidates: list[peers.Peer], rounds: int, tree: peers.Running,
-            tree_info: peers.Tree, tmp: Path, cpus: set[int] | None) -> dict[str, Series]:
+def measure(case: Case, candidates: list[peers.Peer], rounds: int,
+            tree: peers.Running | peers.NsdTree, tree_info: peers.Tree, tmp: Path,
+            cpus: set[int] | None) -> dict[str, Series]:
     """``rounds`` paired rounds (one more before them warms the page cache, not counted);
     a peer missing from any round is dropped, so every series stays paired."""
     series: dict[str, Series] = {p.name: Series([], [], []) for p in candidates}
@@ -221,8 +229,12 @@ def main() -> None:
                         help="also time the dnssec-sidecar checked out (and built) in DIR")
     parser.add_argument("--pin", action="store_true",
                         help="resolvers on CPU 0, the tree and this client on the last CPU")
+    parser.add_argument("--upstream", choices=("tree", "nsd"), default="tree",
+                        help="the tree's zones served by its Python servers or by NSD")
     args = parser.parse_args()
     peers.require_root()
+    if args.upstream == "nsd" and args.rtt:
+        raise SystemExit("--rtt delays the Python tree's answers: not with --upstream nsd")
     resolver_cpus = tree_cpus = None
     if args.pin:
         if (os.cpu_count() or 1) < 2:
@@ -252,12 +264,18 @@ def main() -> None:
     if args.pin:
         print(f"# pinned: every resolver on CPU 0, the tree and this client on CPU "
               f"{os.cpu_count() - 1}")
+    if args.upstream == "nsd":
+        print("# upstream: the tree's zones served by NSD, one instance per server address")
     if args.rtt:
         print(f"# round trip: every upstream answer {args.rtt:g} ms after its query (the tree's "
               "servers, for every resolver)")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        tree = peers.start_tree(tmp, args.rtt, tree_cpus)
+        if args.upstream == "nsd":
+            names = [name for case in cases.values() for name in (case.prime, case.name)]
+            tree = peers.start_nsd_tree(tmp, names, tree_cpus)
+        else:
+            tree = peers.start_tree(tmp, args.rtt, tree_cpus)
         try:
             for key, case in cases.items():
                 report(key, case, measure(case, candidates, args.rounds, tree, tree_info, tmp,
