@@ -39,7 +39,7 @@ beside the resolver as a remote one would; the default, unpinned, is the figure 
 #20's table.
 
 ``--upstream nsd``: the tree's zones served by NSD (Debian ``nsd``, a C authoritative server;
-``peers.NsdTree``), one instance per server address of the tree, instead of the tree's Python
+``tests.testtree.nsd``), one instance per server address of the tree, instead of the tree's Python
 servers. A cold lookup is a resolver and its upstream taking turns (``perf sched timehist``:
 neither side runs while the other works on its part), and the Python tree spends about a
 millisecond of CPU on every answer, most of each figure over it; NSD answers in tens of
@@ -76,6 +76,7 @@ import dns.rcode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import peers  # noqa: E402
+from tests.testtree.nsd import NsdTree  # noqa: E402
 
 SETTLE_S = 0.3  # after the priming query, before the timed one: background fetches end
 OURS = "dnssec-sidecar, log on"
@@ -125,7 +126,7 @@ class Series:
 
 
 def one_round(case: Case, candidates: list[peers.Peer], order: int,
-              tree: peers.Running | peers.NsdTree, tree_info: peers.Tree, tmp: Path,
+              tree: peers.Running | NsdTree, tree_info: peers.Tree, tmp: Path,
               cpus: set[int] | None) -> dict[str, tuple[float, float, int]]:
     """Start every peer afresh (on ``cpus`` if given), prime each, then time the case's name
     on each, the order rotated by ``order``: {peer name: (seconds, CPU seconds, upstream
@@ -145,18 +146,24 @@ def one_round(case: Case, candidates: list[peers.Peer], order: int,
         result = {}
         for peer in up:
             pid = running[peer.name].process.pid
-            before, cpu = tree.lines(), peers.cpu_seconds(pid)
+            before, cpu = _upstream(tree), peers.cpu_seconds(pid)
             elapsed = ask(peer, case.name, case.secure)
             time.sleep(0.05)  # lets the tree print the last queries it received
-            result[peer.name] = (elapsed, peers.cpu_seconds(pid) - cpu, tree.lines() - before)
+            result[peer.name] = (elapsed, peers.cpu_seconds(pid) - cpu,
+                                 _upstream(tree) - before)
         return result
     finally:
         for process in running.values():
             process.stop()
 
 
+def _upstream(tree: peers.Running | NsdTree) -> int:
+    """Queries the upstream has received so far: the Python tree prints a line for each."""
+    return tree.queries() if isinstance(tree, NsdTree) else tree.lines()
+
+
 def measure(case: Case, candidates: list[peers.Peer], rounds: int,
-            tree: peers.Running | peers.NsdTree, tree_info: peers.Tree, tmp: Path,
+            tree: peers.Running | NsdTree, tree_info: peers.Tree, tmp: Path,
             cpus: set[int] | None) -> dict[str, Series]:
     """``rounds`` paired rounds (one more before them warms the page cache, not counted);
     a peer missing from any round is dropped, so every series stays paired."""

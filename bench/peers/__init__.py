@@ -39,7 +39,7 @@ ROOT_DIR = Path(__file__).resolve().parents[2]
 if str(ROOT_DIR) not in sys.path:
     sys.path.insert(0, str(ROOT_DIR))
 
-from tests.testtree import HERE as TREE_DIR, authority, zonedata  # noqa: E402
+from tests.testtree import authority, nsd, zonedata  # noqa: E402
 
 PORT = 53
 
@@ -309,105 +309,16 @@ def start_tree(directory: Path, delay_ms: float = 0, cpus: set[int] | None = Non
     return tree
 
 
-_NSD_CONF = """server:
-  ip-address: {address}
-  port: {port}
-  username: ""
-  chroot: ""
-  zonesdir: ""
-  database: ""
-  pidfile: {dir}/nsd.pid
-  xfrdfile: {dir}/xfrd.state
-  zonelistfile: {dir}/zone.list
-  cookie-secret-file: {dir}/cookiesecrets.txt
-  logfile: {dir}/nsd.log
-  server-count: 1
-  verbosity: 0
-  hide-version: yes
-remote-control:
-  control-enable: yes
-  control-interface: {dir}/nsd.sock
-"""
-
-
-class NsdTree:
-    """The test tree's zones served by NSD (Debian ``nsd``), a C authoritative server, in
-    place of the tree's Python servers: one instance for each server address of tree.json
-    that holds a zone on the way to one of the names asked, so that referrals go from
-    address to address as in the tree. The Python tree spends about a millisecond of CPU on
-    each answer, and a cold lookup is a resolver and its upstream taking turns, so that most
-    of a cold figure over it is the tree's; NSD answers in tens of microseconds, and the
-    figure becomes the resolvers'. ``lines()`` counts the queries the instances received
-    (``nsd-control stats_noreset``, over each one's control socket), as the Python tree's
-    output lines do; ``stop()`` ends them all."""
-
-    def __init__(self, directory: Path, names: list[str], cpus: set[int] | None = None) -> None:
-        manifest = zonedata.manifest()
-        wanted = _zones_for(manifest, names)
-        self.confs: list[Path] = []
-        self.instances: list[Running] = []
-        try:
-            for address, server in manifest["servers"].items():
-                zones = [z for z in server["zones"] if z in wanted]
-                if server.get("role") != "authoritative" or not zones:
-                    continue
-                where = directory / f"nsd-{address}"
-                where.mkdir(parents=True, exist_ok=True)
-                conf = _NSD_CONF.format(address=address, port=PORT, dir=where) + "".join(
-                    f'zone:\n  name: "{zone}"\n  zonefile: '
-                    f'{TREE_DIR / manifest["zones"][zone]["file"]}\n' for zone in zones)
-                (where / "nsd.conf").write_text(conf)
-                self.confs.append(where / "nsd.conf")
-                self.instances.append(Running(["nsd", "-d", "-c", str(where / "nsd.conf")],
-                                              where / "output.log", cpus))
-                if not wait_tcp(address, 15.0):
-                    raise SystemExit(f"nsd for {', '.join(zones)} on {address} did not start: "
-                                     f"{self.instances[-1].why()}")
-        except BaseException:
-            self.stop()
-            raise
-
-    def lines(self) -> int:
-        """Queries received by every instance so far."""
-        total = 0
-        for conf in self.confs:
-            out = subprocess.run(["nsd-control", "-c", str(conf), "stats_noreset"],
-                                 capture_output=True, text=True, timeout=10).stdout
-            total += sum(int(line.partition("=")[2]) for line in out.splitlines()
-                         if line.startswith("num.queries="))
-        return total
-
-    def stop(self) -> None:
-        for instance in self.instances:
-            instance.stop()
-
-
-def _zones_for(manifest: dict, names: list[str]) -> set[str]:
-    """The tree's zones a resolver meets resolving ``names``: those on the way down to each,
-    and, as some resolvers look up a zone's NS names (Knot Resolver does, the root's
-    ``a.root-servers.test.`` among them), those on the way to each of their NS names."""
-    zones, todo = set(), list(names)
-    while todo:
-        for zone in _ancestors(todo.pop()):
-            if zone in manifest["zones"] and zone not in zones:
-                zones.add(zone)
-                todo.append(manifest["zones"][zone]["ns"])
-    return zones
-
-
-def _ancestors(name: str) -> list[str]:
-    """``name`` (absolute, in text) and every name above it, the root last."""
-    labels = name.rstrip(".").split(".") if name != "." else []
-    return [".".join(labels[i:]) + "." for i in range(len(labels))] + ["."]
-
-
 def start_nsd_tree(directory: Path, names: list[str],
-                   cpus: set[int] | None = None) -> NsdTree:
-    """:class:`NsdTree` for ``names``, on ``cpus`` if given; exits saying why when nsd is
-    missing or an instance does not start."""
-    if shutil.which("nsd") is None or shutil.which("nsd-control") is None:
+                   cpus: set[int] | None = None) -> nsd.NsdTree:
+    """The tree's zones on the way to ``names`` served by NSD (tests.testtree.nsd), on
+    ``cpus`` if given; exits saying why when NSD is missing or does not start."""
+    if not nsd.available():
         raise SystemExit("--upstream nsd needs NSD (apt-get install nsd)")
-    return NsdTree(directory, names, cpus)
+    try:
+        return nsd.NsdTree(directory, nsd.zones_for(names), cpus)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def unbound_stats(directory: Path) -> dict[str, float]:
