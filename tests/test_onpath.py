@@ -1,6 +1,7 @@
 """An on-path attacker without private keys cannot downgrade the resolver (issue #15).
 
-The signed test tree runs at another port; the relay (tests/onpath/relay.py) sits on the
+The signed test tree runs at another port, served by our test servers and again by NSD (an
+authoritative server we did not write, when installed); the relay (tests/onpath/relay.py) sits on the
 addresses the resolver asks and rewrites chosen replies (tests/onpath/attacks.py). Each case
 runs against a fresh dnssec-sidecar and a fresh Unbound (the reference) and checks:
 
@@ -24,7 +25,7 @@ from tests.onpath import resolvers
 from tests.onpath.attacks import ATTACKS, Attack
 from tests.onpath.relay import FORGED_A, FORGED_AAAA, Relay
 from tests.test_resolver import ede_of
-from tests.testtree import NOW, authority, zonedata
+from tests.testtree import NOW, authority, nsd, zonedata
 
 UPSTREAM_PORT = 10053  # the real tree; the relay takes port 53 on the same addresses
 ADDRESS = {"dnssec-sidecar": "127.0.0.171", "unbound": "127.0.0.172"}  # the resolvers under test
@@ -50,14 +51,24 @@ def _cases():
                                id=f"{attack.name}-{kind.values[0]}")
 
 
-@pytest.fixture(scope="module")
-def relay():
+@pytest.fixture(scope="module", params=[
+    "tree", pytest.param("nsd", marks=pytest.mark.skipif(
+        not nsd.available(), reason="NSD not installed (apt-get install nsd)"))])
+def relay(request, tmp_path_factory):
+    """The relay in front of the signed tree, served by our test servers (``tree``) or by NSD
+    (``nsd``, tests/testtree/nsd.py: the honest replies are then an authoritative server's we
+    did not write; the lame and hostile servers, authority.py's own, are not there)."""
     addresses = [a for a, s in zonedata.manifest()["servers"].items()
                  if s["role"] in ("authoritative", "lame", "hostile")]
-    with authority.start_tree(port=UPSTREAM_PORT) as tree, \
-            Relay(addresses, UPSTREAM_PORT) as running:
-        yield running
-        assert not tree.errors, "\n".join(tree.errors)
+    if request.param == "nsd":
+        with nsd.NsdTree(tmp_path_factory.mktemp("nsd"), port=UPSTREAM_PORT), \
+                Relay(addresses, UPSTREAM_PORT) as running:
+            yield running
+    else:
+        with authority.start_tree(port=UPSTREAM_PORT) as tree, \
+                Relay(addresses, UPSTREAM_PORT) as running:
+            yield running
+            assert not tree.errors, "\n".join(tree.errors)
     assert not running.errors, "\n".join(running.errors)
 
 

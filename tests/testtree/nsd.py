@@ -77,11 +77,12 @@ def _ancestors(name: str) -> list[str]:
 
 class NsdTree:
     """NSD instances serving the tree's zones from ``directory``: every authoritative
-    server's, or only those holding one of ``zones``; each on ``cpus`` if given. A context
+    server's, or only those holding one of ``zones``; on ``port`` of each server's address
+    (another than 53 behind tests/onpath's relay), each on ``cpus`` if given. A context
     manager; :meth:`stop` ends them all."""
 
     def __init__(self, directory: Path, zones: set[str] | None = None,
-                 cpus: set[int] | None = None) -> None:
+                 cpus: set[int] | None = None, port: int = PORT) -> None:
         entries = _entries()
         self.confs: list[Path] = []
         self.processes: list[subprocess.Popen] = []
@@ -93,7 +94,7 @@ class NsdTree:
                 where = directory / f"nsd-{address}"
                 where.mkdir(parents=True, exist_ok=True)
                 conf = where / "nsd.conf"
-                conf.write_text(_CONF.format(address=address, port=PORT, dir=where) + "".join(
+                conf.write_text(_CONF.format(address=address, port=port, dir=where) + "".join(
                     f'zone:\n  name: "{zone}"\n  zonefile: {HERE / entries[zone]["file"]}\n'
                     for zone in served))
                 self.confs.append(conf)
@@ -102,24 +103,25 @@ class NsdTree:
                         ["nsd", "-d", "-c", str(conf)], stdout=sink, stderr=sink,
                         stdin=subprocess.DEVNULL,
                         preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus)))
-                self._wait(address, self.processes[-1], where)
+                self._wait((address, port), self.processes[-1], where)
         except BaseException:
             self.stop()
             raise
 
     @staticmethod
-    def _wait(address: str, process: subprocess.Popen, where: Path) -> None:
+    def _wait(address: tuple[str, int], process: subprocess.Popen, where: Path) -> None:
         deadline = time.monotonic() + START_S
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 break
             try:
-                with socket.create_connection((address, PORT), timeout=0.2):
+                with socket.create_connection(address, timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.02)
         log = (where / "output.log").read_text(errors="replace").strip().splitlines()
-        raise RuntimeError(f"nsd on {address} did not start: {' | '.join(log[-3:]) or 'no output'}")
+        raise RuntimeError(f"nsd on {address[0]} port {address[1]} did not start: "
+                           f"{' | '.join(log[-3:]) or 'no output'}")
 
     def queries(self) -> int:
         """Queries the instances have received so far (``nsd-control stats_noreset``)."""
