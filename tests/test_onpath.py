@@ -1,9 +1,9 @@
 """An on-path attacker without private keys cannot downgrade the resolver (issue #15).
 
 The signed test tree runs at another port, served by our test servers and again by NSD (an
-authoritative server we did not write, when installed); the relay (tests/onpath/relay.py) sits on the
-addresses the resolver asks and rewrites chosen replies (tests/onpath/attacks.py). Each case
-runs against a fresh dnssec-sidecar and a fresh Unbound (the reference) and checks:
+authoritative server we did not write, when installed); the relay (tests/onpath/relay.py) sits
+on the addresses the resolver asks and rewrites chosen replies (tests/onpath/attacks.py). Each
+case runs against a fresh dnssec-sidecar and a fresh Unbound (the reference) and checks:
 
 1. the forged data never reaches the client: SERVFAIL with an EDE whose text names the zone
    (Unbound's texts name the query, "validation failure <www.z. A IN>: ..."), or for records
