@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT_DIR))
 
 from bench import peers  # noqa: E402
 from bench.soak import rss_mib  # noqa: E402
+from tests import processes  # noqa: E402
 from tests.testtree import authority, zonedata  # noqa: E402
 
 RESOLVER = "127.0.0.2"
@@ -274,13 +275,7 @@ def start_unbound(tmp: Path, round_: int) -> Subject:
 
 
 def stop(process) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    processes.stop(process, timeout=30)
 
 
 def main() -> int:

@@ -39,6 +39,7 @@ ROOT_DIR = Path(__file__).resolve().parents[2]
 if str(ROOT_DIR) not in sys.path:
     sys.path.insert(0, str(ROOT_DIR))
 
+from tests import processes  # noqa: E402
 from tests.testtree import authority, nsd, zonedata  # noqa: E402
 
 PORT = 53
@@ -258,13 +259,7 @@ class Running:
         return f"{exited}; last output: {' | '.join(lines[-3:]) or '(none)'}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process)
 
 
 def start(peer: Peer, tree: Tree, directory: Path,

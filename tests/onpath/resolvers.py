@@ -23,6 +23,7 @@ import dns.flags
 import dns.message
 import dns.query
 
+from tests import processes
 from tests.testtree.authority import outgoing_line
 
 ROOT_DIR = Path(__file__).resolve().parent.parent.parent
@@ -52,13 +53,7 @@ class Resolver:
         return response
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process)
 
     def __enter__(self) -> "Resolver":
         return self

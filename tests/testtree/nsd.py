@@ -19,6 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests import processes
 from tests.testtree import HERE, zonedata
 
 PORT = 53
@@ -135,13 +136,7 @@ class NsdTree:
 
     def stop(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            processes.stop(process)
 
     def __enter__(self) -> NsdTree:
         return self
