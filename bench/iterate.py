@@ -10,16 +10,24 @@ then the case's name, and reports that lookup's process CPU time (``time.process
 worker does nothing else). The two workers take turns, first one, then the other; printed: the
 medians and the median of the per-round ratios. ``--fresh`` starts a new worker process for every
 lookup instead (nothing warmed by earlier rounds, as in a server started for one lookup).
+``--settle S``: the worker's loop idles S seconds between the priming query and the timed
+lookup, as bench/cold.py's server does (0.3 s there). Back to back (the default), the lookup
+runs on caches the priming query has just warmed; after a pause it runs the way a server meets
+a new name, and on a shared machine that costs about twice the CPU (session 31:
+bench/RESULTS.md). ``--upstream nsd``: the tree's zones served by NSD (``tests.testtree.nsd``), as
+in bench/cold.py, instead of the tree's Python servers; not with ``--attack``.
 ``--attack`` times a hostile query of bench/hostile.py instead of a case (after the priming query
 of case a), whatever its outcome: most end in SERVFAIL.
 
     sudo unshare -n sh -c 'ip link set lo up && python3 bench/iterate.py --baseline DIR'
-    # [--case a | --attack cname-chain-across-zones] [--rounds 150] [--fresh]
+    # [--case a | --attack cname-chain-across-zones] [--rounds 150] [--fresh] [--settle 0.3]
+    # [--upstream nsd]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import statistics
 import subprocess
@@ -31,7 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 
 
-def worker(case_key: str, attack: str | None) -> None:
+def worker(case_key: str, attack: str | None, settle: float) -> None:
     """One cold lookup per line read on stdin, its CPU seconds printed (run in a checkout)."""
     sys.path.insert(0, ".")
     import dns.name
@@ -68,6 +76,8 @@ def worker(case_key: str, attack: str | None) -> None:
             sigcrypt.VERIFIED = crypto.VerifiedSignatures(20000)
             iterator = Iterator(settings, Cache())
             await iterator.chase(*question(case.prime), iterator.new_context())
+            if settle:
+                await asyncio.sleep(settle)
             start = time.process_time()
             if scenario is not None:
                 try:
@@ -94,10 +104,13 @@ def main() -> None:
     parser.add_argument("--attack", help="a hostile query of bench/hostile.py instead of a case")
     parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--fresh", action="store_true", help="a new process for every lookup")
+    parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                        help="idle between the priming query and the timed lookup")
+    parser.add_argument("--upstream", choices=("tree", "nsd"), default="tree")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.attack)
+        return worker(args.worker, args.attack, args.settle)
     if args.baseline is None:
         parser.error("--baseline DIR is required")
     sys.path.insert(0, str(HERE))
@@ -107,16 +120,19 @@ def main() -> None:
     if args.case not in CASES:
         parser.error(f"--case: one of {', '.join(sorted(CASES))}")
     case = CASES[args.case]
+    if args.attack and args.upstream == "nsd":
+        parser.error("--attack needs the tree's hostile servers: not with --upstream nsd")
     if args.attack:
         from bench.hostile import hostile_scenarios
         if args.attack not in {s["name"] for s in hostile_scenarios()}:
             parser.error(f"--attack: one of {', '.join(s['name'] for s in hostile_scenarios())}")
     sides = [("baseline", args.baseline.resolve()), ("this checkout", HERE)]
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", args.case,
-            *(["--attack", args.attack] if args.attack else [])]
+            *(["--attack", args.attack] if args.attack else []), "--settle", str(args.settle)]
     times: list[list[float]] = [[], []]
     with tempfile.TemporaryDirectory() as tmp:
-        tree = peers.start_tree(Path(tmp))
+        tree = (peers.start_nsd_tree(Path(tmp), [case.prime, case.name]) if args.upstream == "nsd"
+                else peers.start_tree(Path(tmp)))
         workers = [] if args.fresh else [
             subprocess.Popen(argv, cwd=where, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True) for _, where in sides]
@@ -139,7 +155,8 @@ def main() -> None:
                 running.wait()
             tree.stop()
     asked = f"attack {args.attack}" if args.attack else f"case {args.case}: {case.name} A"
-    print(f"# {asked} after {case.prime}, {args.rounds} rounds, "
+    print(f"# {asked} after {case.prime}, {args.settle:g} s idle between them, "
+          f"upstream {args.upstream}, {args.rounds} rounds, "
           f"{'a fresh process per lookup' if args.fresh else 'one process per side'}")
     for (label, where), spent in zip(sides, times):
         print(f"{label:14s} {statistics.median(spent) * 1e3:7.3f} ms CPU  ({where})")
