@@ -6,7 +6,13 @@ exchange, this checkout against the one in ``--baseline DIR`` (its compiled modu
 place) in alternating rounds, each in a fresh process; the median of the per-round figures and
 of their ratios (``paired``).
 
-    python3 bench/exchange.py [--baseline DIR] [--rounds 9] [--exchanges 2000]
+    python3 bench/exchange.py [--baseline DIR] [--rounds 9] [--exchanges 2000] [--cold]
+
+``--cold``: the processor's caches are emptied before each exchange (64 MiB written over,
+outside the timed span), and each exchange is timed on its own. Back to back, an exchange runs
+on code and data the previous one has just touched; a server that meets a new name after a
+pause runs it the way ``--cold`` does, which on a shared machine costs several times as much
+(session 31: bench/RESULTS.md).
 
 Loopback only (127.0.0.1, an ephemeral port); no root needed. On loopback the ``send`` system
 call includes the kernel's delivery to the responder, for us as for any resolver.
@@ -52,24 +58,35 @@ while True:
     sock.sendto(data[:2] + reply[2:], addr)
 """
 
-# One round in a fresh process: the checkout in argv[1], argv[2] exchanges; prints µs each.
-WORKER = """
+EVICT_BYTES = 64 << 20  # more than a server processor's last-level cache
+
+# One round in a fresh process: the checkout in argv[1], argv[2] exchanges, "cold" or "warm" in
+# argv[3]; prints µs each.
+WORKER = f"EVICT_BYTES = {EVICT_BYTES}\n" + """
 import asyncio, sys, time
 sys.path.insert(0, sys.argv[1])
 import dns.name, uvloop
 from resolver.resolve import transport
-port, count = int(sys.argv[2]), int(sys.argv[3])
-questions = [(dns.name.from_text(q.split()[0]), int(q.split()[1])) for q in sys.argv[4:]]
+port, count, cold = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "cold"
+questions = [(dns.name.from_text(q.split()[0]), int(q.split()[1])) for q in sys.argv[5:]]
+evict = bytearray(EVICT_BYTES if cold else 0)
+marks = bytes(len(evict[::64]))  # one octet written in every 64-octet cache line
 
 async def run():
     for name, rdtype in questions * 20:  # warm-up: imports, first calls
         await transport.exchange(transport.make_query(name, rdtype), "127.0.0.1", port)
+    spent = 0.0
     start = time.process_time()
     for i in range(count):
         name, rdtype = questions[i % len(questions)]
+        if cold:
+            evict[::64] = marks
+            start = time.process_time()
         reply = await transport.exchange(transport.make_query(name, rdtype), "127.0.0.1", port)
+        if cold:
+            spent += time.process_time() - start
         assert reply.message.question[0].name == name
-    return (time.process_time() - start) / count
+    return (spent if cold else time.process_time() - start) / count
 
 print(uvloop.run(run()) * 1e6)
 """
@@ -86,9 +103,10 @@ def replies() -> list[tuple[bytes, bytes, str]]:
     return found
 
 
-def one_round(checkout: Path, port: int, count: int, questions: list[str]) -> float:
+def one_round(checkout: Path, port: int, count: int, cold: bool, questions: list[str]) -> float:
     out = subprocess.run([sys.executable, "-c", WORKER, str(checkout), str(port), str(count),
-                          *questions], capture_output=True, text=True, check=True)
+                          "cold" if cold else "warm", *questions],
+                         capture_output=True, text=True, check=True)
     return float(out.stdout)
 
 
@@ -96,8 +114,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, metavar="DIR")
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--exchanges", type=int, default=2000)
+    parser.add_argument("--exchanges", type=int, help="a round's (2000; 200 with --cold)")
+    parser.add_argument("--cold", action="store_true", help="caches emptied before each")
     args = parser.parse_args()
+    if args.exchanges is None:
+        args.exchanges = 200 if args.cold else 2000
     found = replies()
     checkouts = {"this checkout": ROOT}
     if args.baseline is not None:
@@ -107,7 +128,8 @@ def main() -> None:
     print(f"# {platform.node()} {platform.machine()}, Python {platform.python_version()}, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; {args.rounds} "
           f"alternating rounds x {args.exchanges} exchanges over {len(found)} questions of "
-          "cold.py's case a; CPU per exchange, medians")
+          f"cold.py's case a{', caches emptied before each' if args.cold else ''}; CPU per "
+          "exchange, medians")
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as table:
         table.write("".join(f"{q.hex()} {r.hex()}\n" for q, r, _ in found))
         table.flush()
@@ -119,7 +141,7 @@ def main() -> None:
             for round_ in range(args.rounds):
                 order = list(checkouts.items())
                 for name, checkout in order[round_ % 2:] + order[:round_ % 2]:
-                    times[name].append(one_round(checkout, port, args.exchanges,
+                    times[name].append(one_round(checkout, port, args.exchanges, args.cold,
                                                  [label for _, _, label in found]))
         finally:
             responder.kill()
