@@ -18,6 +18,7 @@ import gc
 import logging
 import os
 import signal
+import time
 
 import dns.name
 import dns.rdatatype
@@ -54,7 +55,7 @@ PRIME_LIMIT = 10  # seconds a successor primes before binding beside its predece
 SUCCESSOR_POLL = 0.05  # seconds between looks for a successor after SIGTERM
 HANDOVER_READ = 30  # seconds a successor waits for its predecessor's cache
 HANDOVER_CHUNK = 1 << 20  # octets of it written before the loop turns to queries again
-LOG_WATCH_INTERVAL = 0.25  # seconds between looks at the forensic log's health
+LOG_WATCH_INTERVAL = 1.0  # seconds between looks at the forensic log's health, to log changes
 
 
 def admission_limits(config: Config) -> tuple[int, int, bool, int, int]:
@@ -111,6 +112,8 @@ class Service:
         self.listen_override = listen_override
         self.metrics = Metrics()
         self.health = Health()
+        self._trust: tuple[bool, str] = (False, "trust not established yet")
+        self._log_failing: float | None = None  # since when the forensic log fails (monotonic)
         self.forensic = ForensicLog(config.log) if config.log.enabled else None
         self.checkpoints = (Checkpoints(self.forensic, config.log.checkpoint, self._say)
                             if self.forensic is not None and config.log.checkpoint else None)
@@ -386,23 +389,30 @@ class Service:
     # --- readiness ------------------------------------------------------------------------
 
     async def _readiness(self) -> None:
-        """Ready once the DNSKEY sets of the anchors' zones validate (through the forwarders
-        when forwarded), or, failing that, every forwarder answers; and while the
+        """Ready (``/readyz``) once the DNSKEY sets of the anchors' zones validate (through the
+        forwarders when forwarded), or, failing that, every forwarder answers; and while the
         forensic log writes (queries get SERVFAIL while it cannot), and while no validation
         canary resolves (monitor.canary, checked by the monitor). Trust is checked every 60 s
-        once established (2 s before), the log every LOG_WATCH_INTERVAL."""
+        once established (2 s before); the log and the canaries are read when readiness is
+        asked (:meth:`_ready_now`), and the log's changes are logged from there and every
+        LOG_WATCH_INTERVAL, so an idle resolver wakes for it once a second."""
         loop = asyncio.get_running_loop()
-        trusted, why, next_check = False, "", 0.0
-        failing_since = None
+        self.health.readiness = self._ready_now
+        next_check = 0.0
         while True:
             if loop.time() >= next_check:
-                trusted, why = await self._check_ready()
-                next_check = loop.time() + (60 if trusted else 2)
-            failing_since, log_problem = self._log_health(failing_since, loop.time())
-            canary = self.monitor.problem
-            self.health.ready = trusted and log_problem is None and canary is None
-            self.health.ready_reason = log_problem or canary or why
-            await asyncio.sleep(LOG_WATCH_INTERVAL)
+                self._trust = await self._check_ready()
+                next_check = loop.time() + (60 if self._trust[0] else 2)
+            self._ready_now()
+            await asyncio.sleep(min(LOG_WATCH_INTERVAL, next_check - loop.time()))
+
+    def _ready_now(self) -> tuple[bool, str]:
+        """Ready or not, and why: trust as last checked, the log and the canaries as they are
+        now."""
+        self._log_failing, log_problem = self._log_health(self._log_failing, time.monotonic())
+        canary = self.monitor.problem
+        trusted, why = self._trust
+        return trusted and log_problem is None and canary is None, log_problem or canary or why
 
     def _log_health(self, failing_since: float | None, now: float,
                     ) -> tuple[float | None, str | None]:

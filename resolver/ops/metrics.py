@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -304,17 +305,20 @@ def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
 
 
 class Health:
-    """Liveness from event-loop lag; readiness from a check the service supplies."""
+    """Liveness from event-loop lag; readiness from a check the service supplies
+    (``readiness``: ready or not, and why, as of the moment it is called)."""
 
     def __init__(self, max_lag: float = 5.0) -> None:
         self.max_lag = max_lag
         self.lag = 0.0
-        self.ready = False
-        self.ready_reason = "trust not established yet"
+        self.readiness: Callable[[], tuple[bool, str]] = \
+            lambda: (False, "trust not established yet")
         self._beat = time.monotonic()
 
-    async def watch_loop(self, interval: float = 0.5) -> None:
-        """Measure how late the loop wakes us: a blocked loop cannot answer queries."""
+    async def watch_loop(self, interval: float = 1.0) -> None:
+        """Measure how late the loop wakes us: a blocked loop cannot answer queries. Once a
+        second: a beat more often would tell nothing sooner against a ``max_lag`` of seconds,
+        and each costs an idle resolver CPU."""
         while True:
             start = time.monotonic()
             await asyncio.sleep(interval)
@@ -360,10 +364,10 @@ class HttpEndpoint:
             return Reply("503 Service Unavailable", text,
                          b"event loop lagging %.1fs\n" % self.health.lag)
         if request.path == "/readyz":
-            if self.health.ready:
+            ready, why = self.health.readiness()
+            if ready:
                 return Reply("200 OK", text, b"ready\n")
-            return Reply("503 Service Unavailable", text,
-                         self.health.ready_reason.encode() + b"\n")
+            return Reply("503 Service Unavailable", text, why.encode() + b"\n")
         if request.path == "/posture":
             monitor = self.metrics.sources.get("posture")
             if monitor is None:
