@@ -182,18 +182,16 @@ def measure(case: Case, candidates: list[peers.Peer], rounds: int,
 
 
 def baseline_peer(directory: Path) -> peers.Peer:
-    """dnssec-sidecar as checked out in ``directory``, configured as ours (log on, on disk),
-    named after its commit."""
+    """dnssec-sidecar as checked out in ``directory``, configured and started as ours (log on,
+    on disk; ``python -m resolver.cli``), from that directory, so that its package is found
+    first; named after its commit."""
     ours = next(p for p in peers.PEERS if p.name == OURS)
     label = subprocess.run(["git", "-C", str(directory), "rev-parse", "--short", "HEAD"],
                            capture_output=True, text=True).stdout.strip() or "baseline"
     directory = directory.resolve()
 
     def configure(peer: peers.Peer, tree: peers.Tree, run: Path) -> list[str]:
-        argv = ours.configure(peer, tree, run)
-        start = (f"import sys; sys.path.insert(0, {str(directory)!r}); "
-                 "from resolver.cli import main; sys.exit(main())")
-        return [argv[0], "-c", start, *argv[3:]]  # in place of "-m resolver.cli"
+        return ["env", f"--chdir={directory}", *ours.configure(peer, tree, run)]
     return peers.Peer(f"dnssec-sidecar at {label}", BASELINE_ADDRESS, sys.executable, configure)
 
 
