@@ -12,13 +12,15 @@ root. Three cases over the signed test tree (tests/testtree):
 
 Every round restarts every resolver (new process, new directory, empty cache), primes each with
 the case's one untimed query, lets them settle, then times the case's name on each in turn, the
-order rotated from round to round (ours, Unbound; Unbound, ours; ...). Priming is outside every
-timed query alike: dnssec-sidecar primes the root at start (RFC 8109) and the others on the
-first query. Reported per case: each side's median, the ratio of the medians, and ``paired``,
-the median of the per-round ratios to Unbound: on a busy machine the two sides of one round
-share its load, so that is the figure to quote. ``CPU`` is the resolver's CPU time for the timed
-query (all its threads, schedstat, until 50 ms after the answer: our log record included),
-which a busy machine disturbs far less than wall time; ``CPU paired`` its per-round ratio.
+order of both starts and timed queries changed from round to round (ours, Unbound; Unbound,
+ours; ...: :func:`one_round`), so that no resolver always goes first or always follows another.
+Priming is outside every timed query alike: dnssec-sidecar primes the root at start (RFC 8109)
+and the others on the first query. Reported per case: each side's median, the ratio of the
+medians, and ``paired``, the median of the per-round ratios to Unbound: on a busy machine the
+two sides of one round share its load, so that is the figure to quote. ``CPU`` is the
+resolver's CPU time for the timed query (all its threads, schedstat, until 50 ms after the
+answer: our log record included), which a busy machine disturbs far less than wall time;
+``CPU paired`` its per-round ratio.
 
     sudo unshare -n sh -c 'ip link set lo up && python3 bench/cold.py'   # --rounds 15 --case a
 
@@ -129,11 +131,18 @@ def one_round(case: Case, candidates: list[peers.Peer], order: int,
               tree: peers.Running | NsdTree, tree_info: peers.Tree, tmp: Path,
               cpus: set[int] | None) -> dict[str, tuple[float, float, int]]:
     """Start every peer afresh (on ``cpus`` if given), prime each, then time the case's name
-    on each, the order rotated by ``order``: {peer name: (seconds, CPU seconds, upstream
-    queries)}."""
+    on each, both in the order that round ``order`` gives: ``candidates`` reversed every other
+    round, then rotated, so that every peer takes every place in turn, and every two peers
+    follow each other both ways. A Python resolver timed right after another runs on the code
+    (the interpreter, libraries) the first has just brought into the shared caches: two
+    copies of one checkout differed by 6-16% in CPU while one always went first.
+    {peer name: (seconds, CPU seconds, upstream queries)}."""
     running: dict[str, peers.Running] = {}
+    sequence = candidates[::-1] if order % 2 else candidates
+    turn = (order // 2) % len(sequence) if sequence else 0
+    rotated = sequence[turn:] + sequence[:turn]
     try:
-        for peer in candidates:
+        for peer in rotated:
             process, why = peers.start(peer, tree_info, tmp / peer.address, cpus)
             if process is None:
                 print(f"# {peer.name} left out: {why}", flush=True)
@@ -141,8 +150,7 @@ def one_round(case: Case, candidates: list[peers.Peer], order: int,
             running[peer.name] = process
             ask(peer, case.prime, None)
         time.sleep(SETTLE_S)
-        up = [p for p in candidates if p.name in running]
-        up = up[order % len(up):] + up[:order % len(up)] if up else up
+        up = [p for p in rotated if p.name in running]
         result = {}
         for peer in up:
             pid = running[peer.name].process.pid
@@ -263,9 +271,10 @@ def main() -> None:
           f"Python {platform.python_version()}, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
           + ", ".join(sorted(peers.version(p) for p in candidates)))
-    print(f"# every round: each resolver restarted, primed with one untimed query, settled "
-          f"{SETTLE_S:g} s, then the name timed on each in rotated order; {args.rounds} rounds "
-          "(+1 warm-up); medians; paired = median of per-round ratios to unbound")
+    print(f"# every round: each resolver restarted and primed with one untimed query, settled "
+          f"{SETTLE_S:g} s, then the name timed on each, both in an order that changes; "
+          f"{args.rounds} rounds (+1 warm-up); medians; paired = median of per-round ratios to "
+          "unbound")
     if args.pin:
         print(f"# pinned: every resolver on CPU 0, the tree and this client on CPU "
               f"{os.cpu_count() - 1}")
