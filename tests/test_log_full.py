@@ -112,8 +112,8 @@ def test_full_log_disk_stops_answers_then_recovers(tree, tmp_path):
         answered += 1
         assert reply.rcode() == dns.rcode.SERVFAIL and ede_of(reply)[0][0] == 14
         assert not tree.queries  # nothing is resolved while the log cannot write
-        assert wait_for(lambda: readyz()[0] == 503, 3)
-        assert "forensic log unavailable (ENOSPC" in readyz()[1]
+        status, why = readyz()  # read when asked: not ready from the first failed write on
+        assert status == 503 and "forensic log unavailable (ENOSPC" in why, why
         assert sidecar.metric("dnssec_sidecar_log_healthy") == 0
         assert sidecar.metric("dnssec_sidecar_log_write_errors_total") > 0
         assert "forensic log cannot write (ENOSPC" in sidecar.stderr()
