@@ -409,26 +409,27 @@ class Service:
     def _ready_now(self) -> tuple[bool, str]:
         """Ready or not, and why: trust as last checked, the log and the canaries as they are
         now."""
-        self._log_failing, log_problem = self._log_health(self._log_failing, time.monotonic())
+        log_problem = self._log_health()
         canary = self.monitor.problem
         trusted, why = self._trust
         return trusted and log_problem is None and canary is None, log_problem or canary or why
 
-    def _log_health(self, failing_since: float | None, now: float,
-                    ) -> tuple[float | None, str | None]:
-        """Since when the forensic log fails (None: it writes) and what to say about it; the
-        changes are logged."""
+    def _log_health(self) -> str | None:
+        """What to say about the forensic log while it fails (None: it writes); since when it
+        fails is kept in ``_log_failing``, and the changes are logged."""
+        now = time.monotonic()
         if self.forensic is None or self.forensic.healthy:
-            if failing_since is not None:
+            if self._log_failing is not None:
                 log.warning("forensic log writing again after %.1f s; answering queries",
-                            now - failing_since)
-            return None, None
+                            now - self._log_failing)
+                self._log_failing = None
+            return None
         error = self.forensic.stats["last_error"]
-        if failing_since is None:
+        if self._log_failing is None:
             log.error("forensic log cannot write (%s): answering SERVFAIL (EDE 14) and not "
                       "ready until it can", error)
-            failing_since = now
-        return failing_since, f"forensic log unavailable ({error}): not answering unlogged"
+            self._log_failing = now
+        return f"forensic log unavailable ({error}): not answering unlogged"
 
     async def _check_ready(self) -> tuple[bool, str]:
         """Whether the DNSKEY set of every trust anchor's zone validates: the root's, or an
