@@ -12,6 +12,7 @@ setup(
             Extension("resolver.resolve._entry", ["resolver/resolve/_entry.pyx"]),
             Extension("resolver.resolve._lru", ["resolver/resolve/_lru.pyx"]),
             Extension("resolver.resolve._wireparse", ["resolver/resolve/_wireparse.pyx"]),
+            Extension("resolver.resolve._udp", ["resolver/resolve/_udp.pyx"]),
             Extension("resolver.forensic._queue", ["resolver/forensic/_queue.pyx"],
                       libraries=["z"]),
             Extension("resolver.forensic._fastlog", ["resolver/forensic/_fastlog.pyx"],

@@ -14,12 +14,9 @@ as a broken server.
 
 from __future__ import annotations
 
-import _socket
 import array
 import asyncio
 import os
-import select
-import socket
 import struct
 import time
 import weakref
@@ -29,14 +26,13 @@ from dataclasses import dataclass
 import dns.flags
 import dns.message
 import dns.name
-import dns.opcode
 import dns.rdataclass
 import dns.rdatatype
 
 from resolver.dnssec.canonical import name_wire
 from resolver.errors import ResolverError
-from resolver.resolve._wireparse import from_wire
-from resolver.wire import EDNS_PAYLOAD, MAX_MESSAGE
+from resolver.resolve._udp import Waiting, check
+from resolver.wire import EDNS_PAYLOAD
 
 _HEADER = struct.Struct("!6H")  # ID, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
 _TYPE_CLASS = struct.Struct("!HH")  # a question's QTYPE and QCLASS
@@ -44,7 +40,6 @@ _TYPE_CLASS = struct.Struct("!HH")  # a question's QTYPE and QCLASS
 # RCODE and version 0, the DO flag (RFC 3225 §3), no options.
 _OPT = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, dns.flags.DO, 0)
 _IN = int(dns.rdataclass.IN)
-_ONE_QUESTION = b"\x00\x01"  # QDCOUNT 1, as it sits in a header's fifth and sixth octets
 
 # Upstream packets that did not answer the query they arrived for, by reason: "id", "not_reply"
 # (no QR, or another opcode), "unparseable", "question"; read by the metrics endpoint.
@@ -130,27 +125,8 @@ def make_query(qname: dns.name.Name, qtype: int, *, recursion: bool = False) -> 
 
 def _check(query: Query, wire: bytes) -> tuple[dns.message.Message | None, str]:
     """``(reply, "")`` if ``wire`` answers ``query`` (RFC 5452 §9.1), else ``(None, reason)``
-    with one of the reasons of :data:`IGNORED`. ID, QR, opcode and the question are read from
-    the raw bytes (the question's name is the first in a message: a server has nothing to
-    compress it against), and only a datagram that passes is parsed; one that ends before a
-    question as long as ours is parsed to tell a cut message from a shorter question."""
-    if len(wire) < 12 or (wire[0] << 8 | wire[1]) != query.id:
-        return None, "id"
-    if not wire[2] & 0x80 or (wire[2] >> 3) & 0x0F != dns.opcode.QUERY:
-        return None, "not_reply"
-    match = query.match
-    asked = wire[12:12 + len(match)]
-    if len(asked) == len(match) and wire[4:6] == _ONE_QUESTION and fold(asked) == match:
-        try:
-            return from_wire(wire), ""  # dnspython's message, parsed in compiled code
-        except Exception:  # noqa: BLE001 - hostile bytes may trip any parser error
-            return None, "unparseable"
-    if len(asked) < len(match):
-        try:
-            from_wire(wire)
-        except Exception:  # noqa: BLE001
-            return None, "unparseable"
-    return None, "question"
+    with one of the reasons of :data:`IGNORED`: resolver.resolve._udp.check."""
+    return check(query.id, query.match, wire)
 
 
 def stream_failure(reason: str, host: str, stream: str) -> UpstreamError | None:
@@ -164,100 +140,42 @@ def stream_failure(reason: str, host: str, stream: str) -> UpstreamError | None:
     return None
 
 
-def _readable(sock: _socket.socket, query: Query, done: asyncio.Future) -> None:
-    """The reader callback of an upstream UDP socket: every datagram waiting is read; the
-    first that answers ``query`` ends the wait, the others are ignored and counted."""
-    while not done.done():
-        try:
-            data = sock.recv(MAX_MESSAGE)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # ICMP errors (port unreachable) arrive as the socket's error
-            done.set_exception(exc)
-            return
-        reply, reason = _check(query, data)
-        if reply is not None:
-            done.set_result((reply, data))
-            return
-        IGNORED[reason] += 1
-
-
 def _expire(done: asyncio.Future) -> None:
     """The timer of an upstream UDP query: no answer in time."""
     if not done.done():
         done.set_exception(TimeoutError())
 
 
-class _Waiting:
-    """The upstream UDP sockets of one event loop that await their reply, in an epoll set of
-    our own that the loop watches as one reader. A socket costs one ``epoll_ctl`` to add and
-    one to remove; the loop's own ``add_reader`` and ``remove_reader`` cost six system calls
-    a socket (libuv checks each new descriptor by adding and removing it, then adds it
-    through io_uring; removing it is tried three times) and a poll handle object each
-    (issue #20: 17 system calls an exchange became 11)."""
-
-    __slots__ = ("loop", "epoll", "sockets")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = weakref.ref(loop)
-        self.epoll = select.epoll()
-        self.sockets: dict[int, tuple] = {}  # fd: (socket, query, done), _readable's arguments
-        loop.add_reader(self.epoll.fileno(), self._ready)
-
-    def _ready(self) -> None:
-        sockets = self.sockets
-        for fd, _ in self.epoll.poll(0):
-            waiting = sockets.get(fd)
-            if waiting is not None:
-                _readable(*waiting)
-
-    def add(self, sock: _socket.socket, query: Query, done: asyncio.Future) -> int:
-        fd = sock.fileno()
-        self.epoll.register(fd, select.EPOLLIN)
-        self.sockets[fd] = (sock, query, done)
-        return fd
-
-    def remove(self, fd: int) -> None:
-        del self.sockets[fd]
-        self.epoll.unregister(fd)  # before the socket is closed: no entry outlives it
-
-
 # By event loop: dropped with the loop, and the epoll set closed with it. The supervisor forks
 # its workers before any loop runs; each worker's loop has its own. _LAST, the one used last,
 # is found without the weak dictionary's Python-level lookup.
-_WAITING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting] = \
+_WAITING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Waiting] = \
     weakref.WeakKeyDictionary()
-_LAST: _Waiting | None = None
+_LAST: Waiting | None = None
 
 
-def _waiting_of(loop: asyncio.AbstractEventLoop) -> _Waiting:
+def _waiting_of(loop: asyncio.AbstractEventLoop) -> Waiting:
     global _LAST
     waiting = _WAITING.get(loop)
     if waiting is None:
-        waiting = _WAITING[loop] = _Waiting(loop)
+        waiting = _WAITING[loop] = Waiting(loop, IGNORED)
     _LAST = waiting
     return waiting
 
 
 async def _udp(query: Query, wire: bytes, host: str, port: int,
                timeout: float) -> tuple[dns.message.Message, bytes]:
-    """Over a connected socket of our own (a third of the cost of a datagram endpoint; the C
-    type itself, without the ``socket.socket`` wrapper's Python-level creation and close),
-    watched in the loop's :class:`_Waiting` set until the answer to ``query`` arrives or the
-    time is up (cheaper than ``sock_recv`` in a loop under ``asyncio.timeout``: profile_cold,
-    issue #20); anything else is ignored and counted."""
+    """Over a connected socket of our own, made, sent on, watched and read in compiled code
+    (resolver.resolve._udp: no Python socket object, one epoll set per loop) until the answer
+    to ``query`` arrives or the time is up; anything else is ignored and counted."""
     loop = asyncio.get_running_loop()
     waiting = _LAST
     if waiting is None or waiting.loop() is not loop:
         waiting = _waiting_of(loop)
-    sock = timer = fd = None
+    timer = fd = None
     done = loop.create_future()
-    try:  # socket() fails too: EMFILE, or EAFNOSUPPORT where IPv6 is disabled
-        sock = _socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                              socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
-        sock.connect((host, port))
-        sock.send(wire)
-        fd = waiting.add(sock, query, done)
+    try:  # fails too: EMFILE, or EAFNOSUPPORT where IPv6 is disabled
+        fd = waiting.send(wire, host, port, query.id, query.match, done)
         timer = loop.call_later(timeout, _expire, done)
         return await done
     except TimeoutError:
@@ -269,8 +187,6 @@ async def _udp(query: Query, wire: bytes, host: str, port: int,
             timer.cancel()
         if fd is not None:
             waiting.remove(fd)
-        if sock is not None:
-            sock.close()
 
 
 async def _tcp(query: Query, wire: bytes, host: str, port: int,
