@@ -63,7 +63,8 @@ CATEGORIES = [
                             r"Iterator\._delegation|chain_end) \(resolver/")),
     ("validate", re.compile(r"(resolver/dnssec/|to_digestable)")),
     ("cache", re.compile(r"(resolver/resolve/cache\.py|_fastcache)")),
-    ("transport", re.compile(r"resolver/resolve/transport\.py|resolver/outgoing\.py")),
+    ("transport", re.compile(r"resolver/resolve/(transport\.py|_udp)|7resolve_4_udp_|"
+                             r"resolver/outgoing\.py")),
     ("iterate", re.compile(r"resolver/resolve/iterator\.py")),
     ("log record", re.compile(r"(resolver/forensic/|_fastlog)")),
     ("frontend", re.compile(r"(resolver/frontend/|_fastpath|admission)")),

@@ -117,3 +117,20 @@ def test_both_paths_give_the_tap_the_same_client_pair():
         assert (client, listener, transport) == (r_client, r_listener, r_transport) == (
             CLIENT, LISTENER, "udp")
         assert t_query == t and t_response >= t_query
+
+
+def test_a_full_path_reply_leaves_before_the_bookkeeping_that_follows_its_seal():
+    """The reply is given to ``send`` as soon as its record is sealed; dnstap's client
+    response, the metrics and storing the answer for the hit path follow, off the client's
+    wait (the UDP listener sends this way)."""
+    tap = Tap()
+    frontend = _frontend(_policy("rsasha256.example."), Metrics(), tap)
+    wire = dns.message.make_query(NAME, "A", want_dnssec=True).to_wire()
+    sent: list[tuple[bytes, list[str]]] = []
+
+    def send(reply: bytes) -> None:
+        sent.append((reply, [call[0] for call in tap.calls]))
+    reply = asyncio.run(frontend.handle(wire, "udp", LISTENER, CLIENT, 512, send))
+    assert sent == [(reply, ["query"])]
+    assert [call[0] for call in tap.calls] == ["query", "response"]
+    assert dns.message.from_wire(reply).rcode() == dns.rcode.NOERROR

@@ -101,12 +101,14 @@ class UdpServer:
         task.add_done_callback(self.tasks.discard)
 
     async def _handle(self, data: bytes, addr) -> None:
-        reply = await self.frontend.respond(data, "udp", self.listener, addr[:2], MIN_UDP)
-        if reply is not None and not self.closed:
-            try:
-                self.io.sendto(reply, addr)  # counts a reply the socket refuses (OSError)
-            except Exception as exc:  # noqa: BLE001 - and one that fails in any other way
-                self.send_failed(str(exc))
+        """The full path's answer to one datagram, sent as soon as its record is sealed."""
+        def send(reply: bytes) -> None:
+            if not self.closed:
+                try:
+                    self.io.sendto(reply, addr)  # counts a reply the socket refuses (OSError)
+                except Exception as exc:  # noqa: BLE001 - and one that fails in any other way
+                    self.send_failed(str(exc))
+        await self.frontend.respond(data, "udp", self.listener, addr[:2], MIN_UDP, send)
 
 
 def _bound_to(server: asyncio.base_events.Server, host: str, port: int) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 import dns.exception
 import dns.flags
@@ -167,17 +168,19 @@ class Frontend:
         return self._counters.setdefault(counters, counters)
 
     async def handle(self, wire: bytes, transport: str, listener: tuple[str, int],
-                     client: tuple[str, int], max_size: int | None) -> bytes | None:
+                     client: tuple[str, int], max_size: int | None,
+                     send: Callable[[bytes], None] | None = None) -> bytes | None:
         """Answer one query message; ``max_size`` None for TCP. None means send nothing (a
         response message, a packet too short to answer, a UDP query over a limit of
         resolver.frontend.admission with ``limits.over_limit: drop``).
 
         The one place where a full-path reply gets its forensic record: the reply is built,
-        its record sealed into the log (queued, with back-pressure), and only then returned to
-        be sent. An internal error on the way (policy, cache, iteration, transport, validation,
-        the reply itself) is answered SERVFAIL with EDE 0 naming it, never FORMERR, and so is a
-        record the log cannot encode. What follows the seal (metrics, storing the reply for
-        the hit path, dnstap) cannot change or stop the reply."""
+        its record sealed into the log (queued, with back-pressure), and only then given to
+        ``send`` (if given) and returned. An internal error on the way (policy, cache,
+        iteration, transport, validation, the reply itself) is answered SERVFAIL with EDE 0
+        naming it, never FORMERR, and so is a record the log cannot encode. What follows the
+        seal (metrics, storing the reply for the hit path, dnstap) runs after ``send``, off the
+        client's wait, and cannot change or stop the reply."""
         started = time.perf_counter()
         received = time.time_ns()
         _quietly(self.report.received, wire, client, listener, transport, received)
@@ -203,14 +206,18 @@ class Frontend:
             record = dict(base)
             reply, done = self._internal_error(wire, record, exc, max_size)
             await self._log(record, started)  # failing again: no reply either (see respond)
+        if send is not None:
+            send(reply)
         counters = _quietly(done) if done is not None else None
         _quietly(self.report.answered, wire, reply, client, listener, transport, received,
                  counters, time.perf_counter() - started)
         return reply
 
     async def respond(self, wire: bytes, transport: str, listener: tuple[str, int],
-                      client: tuple[str, int], max_size: int | None) -> bytes | None:
-        """The reply to one client message, or None to send nothing.
+                      client: tuple[str, int], max_size: int | None,
+                      send: Callable[[bytes], None] | None = None) -> bytes | None:
+        """The reply to one client message, or None to send nothing; given to ``send`` too, if
+        given, as soon as its record is sealed (:meth:`handle`).
 
         While the forensic log cannot write (a full disk, I/O errors), queries are answered
         SERVFAIL with EDE 14 Not Ready (RFC 8914 §4.15) naming the log's error, and nothing is
@@ -221,7 +228,7 @@ class Frontend:
         in ``queries_dropped{reason="log_unavailable"}``: no reply leaves without its record, and
         waiting for room would pile up queries without bound."""
         try:
-            return await self.handle(wire, transport, listener, client, max_size)
+            return await self.handle(wire, transport, listener, client, max_size, send)
         except ForensicLogError:
             if self.metrics is not None:
                 self.metrics.child(self.metrics.dropped, "log_unavailable").inc()
