@@ -103,7 +103,7 @@ cdef inline unsigned char _lower(unsigned char c) noexcept:
     return c + 32 if 65 <= c <= 90 else c
 
 
-cpdef tuple check(int qid, bytes match, bytes wire):
+def check(int qid, bytes match not None, bytes wire not None):
     """``(reply, "")`` if ``wire`` answers the query of ID ``qid`` whose question's octets,
     folded (resolver.resolve.transport.fold: the name in ASCII lower case, RFC 4343 §3, QTYPE
     and QCLASS as they are), are ``match`` (RFC 5452 §9.1); else ``(None, reason)``: "id",
@@ -207,7 +207,8 @@ cdef class Waiting:
             close(self.epoll)
         free(self.buffer)
 
-    def send(self, bytes wire, str host, int port, int qid, bytes match, done) -> int:
+    def send(self, bytes wire not None, str host not None, int port, int qid,
+             bytes match not None, done) -> int:
         """Send ``wire`` to ``host``, ``port`` from a fresh socket and watch it until a reply
         that :func:`check` passes for ``qid`` and ``match`` sets ``done``'s result to
         ``(message, wire)``, or the socket reports an error, which becomes ``done``'s
