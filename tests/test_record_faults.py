@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
+import resource
 import threading
 import types
 from pathlib import Path
@@ -220,27 +222,39 @@ def test_every_stage_fault_leaves_one_record_per_reply(tree, tmp_path, monkeypat
 
 def test_socket_failure_upstream_is_a_network_error(tree, tmp_path, monkeypatch):
     """§4: socket() failing for an upstream query (EMFILE; EAFNOSUPPORT where IPv6 is off) is
-    an unreachable server like any other, not an exception that escapes the resolution."""
-    fault = Fault(OSError(errno.EMFILE, "Too many open files"))
-    fake = types.SimpleNamespace(socket=fault)  # the C socket type transport creates
-
-    async def direct() -> None:
-        monkeypatch.setattr(transport, "_socket", fake)
-        with pytest.raises(transport.UpstreamError) as info:
+    an unreachable server like any other, not an exception that escapes the resolution: with
+    the process out of descriptors for real (RLIMIT_NOFILE), whether the socket or the event
+    loop's epoll set of upstream sockets (resolver.resolve._udp) cannot be made."""
+    async def direct(first_of_its_loop: bool) -> None:
+        if not first_of_its_loop:  # the loop's epoll set made first
             await transport.exchange(transport.make_query(dns.name.from_text(WARM),
-                                                          dns.rdatatype.A),
-                                     "127.0.0.10", timeout=1)
+                                                          dns.rdatatype.A), "127.0.0.10")
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            with pytest.raises(transport.UpstreamError) as info:
+                await transport.exchange(transport.make_query(dns.name.from_text(WARM),
+                                                              dns.rdatatype.A),
+                                         "127.0.0.10", timeout=1)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         assert info.value.kind == "network" and "Too many open files" in str(info.value)
-        monkeypatch.undo()
 
-    asyncio.run(direct())
+    asyncio.run(direct(first_of_its_loop=False))
+    asyncio.run(direct(first_of_its_loop=True))
+    fault = Fault(OSError(errno.EMFILE, "Too many open files"))
+    # In the sidecar below its clients need descriptors too: the fault is put in the stage.
+    fake = types.SimpleNamespace(send=fault)  # the loop's upstream sockets (_udp.Waiting)
     replies = []
 
     async def go() -> Sidecar:
         async with Sidecar(tmp_path) as sidecar:
             replies.append(await udp(WARM))
             with monkeypatch.context() as m:
-                m.setattr(transport, "_socket", fake)
+                m.setattr(transport, "_LAST", None)
+                m.setattr(transport, "_waiting_of", lambda loop: fake)
                 for i in range(3):
                     replies.append(await udp(f"s{i}.{ZONE}"))
             return sidecar

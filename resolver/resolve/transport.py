@@ -169,12 +169,12 @@ async def _udp(query: Query, wire: bytes, host: str, port: int,
     (resolver.resolve._udp: no Python socket object, one epoll set per loop) until the answer
     to ``query`` arrives or the time is up; anything else is ignored and counted."""
     loop = asyncio.get_running_loop()
-    waiting = _LAST
-    if waiting is None or waiting.loop() is not loop:
-        waiting = _waiting_of(loop)
-    timer = fd = None
+    waiting = timer = fd = None
     done = loop.create_future()
-    try:  # fails too: EMFILE, or EAFNOSUPPORT where IPv6 is disabled
+    try:  # fails too: EMFILE (the loop's epoll set, the socket), EAFNOSUPPORT without IPv6
+        waiting = _LAST
+        if waiting is None or waiting.loop() is not loop:
+            waiting = _waiting_of(loop)
         fd = waiting.send(wire, host, port, query.id, query.match, done)
         timer = loop.call_later(timeout, _expire, done)
         return await done
