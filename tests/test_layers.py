@@ -20,7 +20,7 @@ PACKAGE = ROOT / "resolver"
 #: Lowest first. A name ending in ".*" covers a package and every module in it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("resolver", "resolver.clock", "resolver.ede", "resolver.errors",
-                    "resolver.status", "resolver.wire")),
+                    "resolver.sockets", "resolver.status", "resolver.wire")),
     ("outgoing", ("resolver.outgoing", "resolver.nft")),
     ("dnssec", ("resolver.dnssec", "resolver.dnssec.*")),
     ("config", ("resolver.config", "resolver.config.*")),

@@ -26,49 +26,12 @@ from resolver.clock cimport realtime, realtime_ns
 from resolver.forensic._fastlog cimport Chain
 from resolver.frontend.admission cimport Admission
 from resolver.resolve._fastcache cimport WireCache
+from resolver.sockets cimport (AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC, iovec, mmsghdr,
+                              inet_ntop, ntohl, ntohs, recvmmsg, sendmmsg, sockaddr_in,
+                              sockaddr_in6, sockaddr_storage, socklen_t)
 from resolver.wire import MAX_MESSAGE
 
 cdef Py_ssize_t _MAX_MESSAGE = MAX_MESSAGE  # a reply over TCP is at most this (resolver.wire)
-
-cdef extern from "<sys/socket.h>" nogil:
-    ctypedef unsigned int socklen_t
-    ctypedef unsigned short sa_family_t
-    cdef struct sockaddr_storage:
-        sa_family_t ss_family
-    cdef struct iovec:
-        void *iov_base
-        size_t iov_len
-    cdef struct msghdr:
-        void *msg_name
-        socklen_t msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        int msg_flags
-    cdef struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
-    int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, void *timeout)
-    int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags)
-    enum: AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC
-
-cdef extern from "<netinet/in.h>" nogil:
-    cdef struct in_addr:
-        pass
-    cdef struct in6_addr:
-        pass
-    cdef struct sockaddr_in:
-        unsigned short sin_port
-        in_addr sin_addr
-    cdef struct sockaddr_in6:
-        unsigned short sin6_port
-        unsigned int sin6_flowinfo
-        in6_addr sin6_addr
-        unsigned int sin6_scope_id
-    unsigned short ntohs(unsigned short)
-    unsigned int ntohl(unsigned int)
-
-cdef extern from "<arpa/inet.h>" nogil:
-    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
 
 log = logging.getLogger(__name__)
 

@@ -23,42 +23,10 @@ from libc.string cimport memcpy, memset, strchr, strerror
 import weakref
 
 from resolver.resolve._wireparse import from_wire
+from resolver.sockets cimport (AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK,
+                              connect, htons, inet_pton, recv, send, sockaddr, sockaddr_in,
+                              sockaddr_in6, sockaddr_storage, socket, socklen_t)
 from resolver.wire import MAX_MESSAGE
-
-cdef extern from "<sys/socket.h>" nogil:
-    ctypedef unsigned int socklen_t
-    cdef struct sockaddr:
-        pass
-    cdef struct sockaddr_storage:
-        pass
-    enum:
-        AF_INET
-        AF_INET6
-        SOCK_DGRAM
-        SOCK_NONBLOCK
-        SOCK_CLOEXEC
-    int socket(int domain, int kind, int protocol)
-    int connect(int fd, const sockaddr *address, socklen_t length)
-    ssize_t send(int fd, const void *data, size_t length, int flags)
-    ssize_t recv(int fd, void *data, size_t length, int flags)
-
-cdef extern from "<netinet/in.h>" nogil:
-    cdef struct in_addr:
-        pass
-    cdef struct in6_addr:
-        pass
-    cdef struct sockaddr_in:
-        unsigned short sin_family
-        unsigned short sin_port
-        in_addr sin_addr
-    cdef struct sockaddr_in6:
-        unsigned short sin6_family
-        unsigned short sin6_port
-        in6_addr sin6_addr
-    unsigned short htons(unsigned short)
-
-cdef extern from "<arpa/inet.h>" nogil:
-    int inet_pton(int family, const char *text, void *address)
 
 cdef extern from "<netdb.h>" nogil:
     cdef struct addrinfo:
@@ -219,8 +187,7 @@ cdef class Waiting:
         cdef epoll_event event
         cdef int fd, number
         _address(host, port, &address, &length)
-        fd = socket((<sockaddr_in *>&address).sin_family, SOCK_DGRAM | SOCK_NONBLOCK |
-                    SOCK_CLOEXEC, 0)
+        fd = socket(address.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
         if fd < 0:
             raise _os_error(errno)
         event.events = EPOLLIN
