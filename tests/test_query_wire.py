@@ -5,6 +5,7 @@ RFC 6891 §6.1.2): EDNS0 with DO and our payload size (RFC 3225), RD and CD to f
 §9.1)."""
 
 import os
+import random
 
 import dns.flags
 import dns.message
@@ -88,3 +89,13 @@ def test_only_the_name_is_matched_case_aside_never_the_type_or_class():
     other.id, other.question_wire = query.id, query.question_wire[:-2] + b"\x00\x61"
     other.match = transport.fold(other.question_wire)
     assert transport._check(other, bytes(reply)) == (None, "question")
+
+
+def test_fold_lowers_the_name_alone_and_ascii_only():
+    """Every octet before QTYPE and QCLASS as bytes.lower() reads it (A-Z only, RFC 4343 §3),
+    the last four as they are, whatever the octets."""
+    rng = random.Random(7)
+    for size in [*range(9), 50, 255, 259]:
+        for _ in range(50):
+            question = bytes(rng.randrange(256) for _ in range(size))
+            assert transport.fold(question) == question[:-4].lower() + question[-4:]

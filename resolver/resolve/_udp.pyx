@@ -68,13 +68,27 @@ cdef Py_ssize_t _MAX_MESSAGE = MAX_MESSAGE
 
 
 cdef inline unsigned char _lower(unsigned char c) noexcept:
+    """An octet of a name as names are compared: A-Z in lower case, nothing else changed
+    (RFC 4343 §3: ASCII only; a length octet, below 64, is never in A-Z)."""
     return c + 32 if 65 <= c <= 90 else c
+
+
+def fold(bytes question not None):
+    """A question's octets (RFC 1035 §4.1.2) as two questions are compared: the name as
+    :func:`_lower` reads it, QTYPE and QCLASS as they are: 00 41 (type 65) is not 00 61 (type
+    97). :func:`check` compares a reply's question, folded the same way, with a query's."""
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(question), i
+    cdef const unsigned char *given = <const unsigned char *>PyBytes_AS_STRING(question)
+    folded = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char *out = <unsigned char *>PyBytes_AS_STRING(folded)
+    for i in range(size):
+        out[i] = _lower(given[i]) if i < size - 4 else given[i]
+    return folded
 
 
 def check(int qid, bytes match not None, bytes wire not None):
     """``(reply, "")`` if ``wire`` answers the query of ID ``qid`` whose question's octets,
-    folded (resolver.resolve.transport.fold: the name in ASCII lower case, RFC 4343 §3, QTYPE
-    and QCLASS as they are), are ``match`` (RFC 5452 §9.1); else ``(None, reason)``: "id",
+    :func:`fold`ed, are ``match`` (RFC 5452 §9.1); else ``(None, reason)``: "id",
     "not_reply" (no QR, or an opcode other than QUERY), "unparseable" or "question". ID, QR,
     opcode and the question are read from the raw bytes (the question's name is the first in a
     message: a server has nothing to compress it against), and only a message that passes is
@@ -95,11 +109,8 @@ def check(int qid, bytes match not None, bytes wire not None):
         return None, "question"
     if data[4] != 0 or data[5] != 1:  # QDCOUNT 1
         return None, "question"
-    for i in range(length - 4):
-        if _lower(data[HEADER + i]) != want[i]:
-            return None, "question"
-    for i in range(length - 4, length):
-        if data[HEADER + i] != want[i]:
+    for i in range(length):  # as fold reads it, without a copy
+        if (_lower(data[HEADER + i]) if i < length - 4 else data[HEADER + i]) != want[i]:
             return None, "question"
     try:
         return from_wire(wire), ""  # dnspython's message, parsed in compiled code

@@ -31,7 +31,7 @@ import dns.rdatatype
 
 from resolver.dnssec.canonical import name_wire
 from resolver.errors import ResolverError
-from resolver.resolve._udp import Waiting, check
+from resolver.resolve._udp import Waiting, check, fold
 from resolver.wire import EDNS_PAYLOAD
 
 _HEADER = struct.Struct("!6H")  # ID, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
@@ -84,13 +84,6 @@ def fresh_id() -> int:
 
 
 os.register_at_fork(after_in_child=lambda: _IDS.__delitem__(slice(None)))
-
-
-def fold(question: bytes) -> bytes:
-    """A question's octets (RFC 1035 §4.1.2) as two questions are compared: the name in lower
-    case (ASCII only, RFC 4343 §3; length octets, below 64, are unchanged), QTYPE and QCLASS as
-    they are: 00 41 (type 65) is not 00 61 (type 97)."""
-    return question[:-4].lower() + question[-4:]
 
 
 class Query:
