@@ -67,22 +67,25 @@ cdef enum:
 cdef Py_ssize_t _MAX_MESSAGE = MAX_MESSAGE
 
 
-cdef inline unsigned char _lower(unsigned char c) noexcept:
-    """An octet of a name as names are compared: A-Z in lower case, nothing else changed
-    (RFC 4343 §3: ASCII only; a length octet, below 64, is never in A-Z)."""
-    return c + 32 if 65 <= c <= 90 else c
+cdef inline unsigned char _folded(const unsigned char *question, Py_ssize_t i,
+                                  Py_ssize_t size) noexcept:
+    """Octet ``i`` of a question of ``size`` octets (RFC 1035 §4.1.2) as two questions are
+    compared: in the name, A-Z in lower case and nothing else changed (RFC 4343 §3: ASCII
+    only; a length octet, below 64, is never in A-Z); QTYPE and QCLASS, the last four, as they
+    are: 00 41 (type 65) is not 00 61 (type 97)."""
+    cdef unsigned char c = question[i]
+    return c + 32 if i < size - 4 and 65 <= c <= 90 else c
 
 
 def fold(bytes question not None):
-    """A question's octets (RFC 1035 §4.1.2) as two questions are compared: the name as
-    :func:`_lower` reads it, QTYPE and QCLASS as they are: 00 41 (type 65) is not 00 61 (type
-    97). :func:`check` compares a reply's question, folded the same way, with a query's."""
+    """A question's octets, each as :func:`_folded` gives it: a query's ``match``, which
+    :func:`check` compares a reply's question with, octet by octet folded the same way."""
     cdef Py_ssize_t size = PyBytes_GET_SIZE(question), i
     cdef const unsigned char *given = <const unsigned char *>PyBytes_AS_STRING(question)
     folded = PyBytes_FromStringAndSize(NULL, size)
     cdef unsigned char *out = <unsigned char *>PyBytes_AS_STRING(folded)
     for i in range(size):
-        out[i] = _lower(given[i]) if i < size - 4 else given[i]
+        out[i] = _folded(given, i, size)
     return folded
 
 
@@ -109,8 +112,8 @@ def check(int qid, bytes match not None, bytes wire not None):
         return None, "question"
     if data[4] != 0 or data[5] != 1:  # QDCOUNT 1
         return None, "question"
-    for i in range(length):  # as fold reads it, without a copy
-        if (_lower(data[HEADER + i]) if i < length - 4 else data[HEADER + i]) != want[i]:
+    for i in range(length):  # the reply's question as fold reads it, without a copy
+        if _folded(data + HEADER, i, length) != want[i]:
             return None, "question"
     try:
         return from_wire(wire), ""  # dnspython's message, parsed in compiled code
@@ -132,8 +135,9 @@ cdef int _address(str host, int port, sockaddr_storage *address, socklen_t *leng
     cdef sockaddr_in6 *six = <sockaddr_in6 *>address
     cdef addrinfo hints
     cdef addrinfo *found = NULL
+    cdef bint ipv6 = strchr(text, c':') != NULL
     memset(address, 0, sizeof(sockaddr_storage))
-    if strchr(text, c':') == NULL:
+    if not ipv6:
         if inet_pton(AF_INET, text, &four.sin_addr) == 1:
             four.sin_family, four.sin_port = AF_INET, htons(port)
             length[0] = sizeof(sockaddr_in)
@@ -145,7 +149,7 @@ cdef int _address(str host, int port, sockaddr_storage *address, socklen_t *leng
     memset(&hints, 0, sizeof(hints))  # fe80::1%eth0: the zone index as getaddrinfo reads it
     hints.ai_family = AF_INET6
     hints.ai_flags = AI_NUMERICHOST
-    if strchr(text, c':') == NULL or getaddrinfo(text, NULL, &hints, &found) != 0:
+    if not ipv6 or getaddrinfo(text, NULL, &hints, &found) != 0:
         raise OSError(EINVAL, f"not an IP address: {host!r}")
     memcpy(address, found.ai_addr, found.ai_addrlen)
     length[0] = found.ai_addrlen
